@@ -1,0 +1,489 @@
+//! `HealthReporter`: the one place that knows how the service is doing.
+//!
+//! The other actors tell it what happens (actor up/restarted, partitions assigned/revoked,
+//! progress, watermarks, database reachability); the HTTP server asks it (`GetHealth`,
+//! `GetReadiness`, `GetStatus`, `GetMetrics`, `GetActors`). It owns the metrics registry and
+//! probes the database through the `DbWriter` so readiness reflects the truth even when idle.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::messages::PartitionKey;
+use crate::metrics::{label, Metrics};
+use crate::writer::Ping;
+
+/// How often the database is probed while idle.
+const DB_PROBE_EVERY: Duration = Duration::from_secs(2);
+/// How often stall detection runs.
+const STALL_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+// ---- messages: what the others report -------------------------------------------------------
+
+/// An actor started (or restarted and is running again).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ActorStarted(pub &'static str);
+
+/// An actor failed and its supervisor is restarting it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ActorFailed {
+    pub name: &'static str,
+    pub error: String,
+}
+
+/// An actor stopped for good (shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ActorStopped(pub &'static str);
+
+/// The consumer group handed us partitions, with the database's progress for each.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Assigned(pub Vec<(PartitionKey, Option<i64>)>);
+
+/// Partitions taken away (rebalance or shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Revoked(pub Vec<PartitionKey>);
+
+/// A batch committed: the partition's progress is now `next_offset`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Progress {
+    pub partition: PartitionKey,
+    pub next_offset: i64,
+}
+
+/// High watermarks as the consumer last saw them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Watermarks(pub Vec<(PartitionKey, i64)>);
+
+/// The outcome of the latest database round trip.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DbStatus(pub Result<(), String>);
+
+/// Consumption paused or resumed by an operator.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Paused(pub bool);
+
+/// Where to send database probes.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetDbProbe(pub Recipient<Ping>);
+
+// ---- messages: what HTTP asks ---------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// 200 when true, 503 when false.
+    pub ok: bool,
+    pub body: Value,
+}
+
+#[derive(Message)]
+#[rtype(result = "Report")]
+pub struct GetHealth;
+
+#[derive(Message)]
+#[rtype(result = "Report")]
+pub struct GetReadiness;
+
+#[derive(Message)]
+#[rtype(result = "Value")]
+pub struct GetStatus;
+
+#[derive(Message)]
+#[rtype(result = "Value")]
+pub struct GetActors;
+
+#[derive(Message)]
+#[rtype(result = "String")]
+pub struct GetMetrics;
+
+// ---- the actor --------------------------------------------------------------------------------
+
+/// Static facts for `/status`.
+#[derive(Debug, Clone)]
+pub struct HealthOptions {
+    pub version: String,
+    pub group_id: String,
+    /// Configuration summary, secrets already redacted.
+    pub config_summary: Value,
+    /// Lag above zero and no commit for this long ⇒ not ready (`stalled`).
+    pub stall_after: Duration,
+    /// More restarts than this within `restart_window` ⇒ the actor counts as failed.
+    pub restart_budget: u32,
+    pub restart_window: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorState {
+    Starting,
+    Running,
+    Restarting,
+    Failed,
+    Stopped,
+}
+
+#[derive(Debug)]
+struct ActorInfo {
+    state: ActorState,
+    restarts: u64,
+    recent: VecDeque<Instant>,
+    last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct PartitionInfo {
+    next_offset: Option<i64>,
+    high_watermark: Option<i64>,
+    last_commit: Option<DateTime<Utc>>,
+    /// Last commit, or the assignment if none since: the start of a possible stall.
+    progress_at: Option<Instant>,
+}
+
+impl PartitionInfo {
+    fn lag(&self) -> Option<i64> {
+        match (self.high_watermark, self.next_offset) {
+            (Some(hw), Some(n)) => Some((hw - n).max(0)),
+            (Some(hw), None) => Some(hw.max(0)),
+            _ => None,
+        }
+    }
+}
+
+pub struct HealthReporter {
+    opts: HealthOptions,
+    started: Instant,
+    metrics: Metrics,
+    registry: Registry,
+    actors: BTreeMap<&'static str, ActorInfo>,
+    group_joined: bool,
+    partitions: BTreeMap<PartitionKey, PartitionInfo>,
+    db: Option<Result<(), String>>,
+    db_probe: Option<Recipient<Ping>>,
+    paused: bool,
+    stalled: Vec<PartitionKey>,
+    log: slog::Logger,
+}
+
+pub const ACTOR_NAMES: [&str; 4] = ["kafka_reader", "parser", "db_writer", "health_reporter"];
+
+impl HealthReporter {
+    pub fn new(opts: HealthOptions, metrics: Metrics, registry: Registry, log: slog::Logger) -> Self {
+        let actors = ACTOR_NAMES
+            .iter()
+            .map(|n| (*n, ActorInfo { state: ActorState::Starting, restarts: 0, recent: VecDeque::new(), last_error: None }))
+            .collect();
+        Self {
+            opts,
+            started: Instant::now(),
+            metrics,
+            registry,
+            actors,
+            group_joined: false,
+            partitions: BTreeMap::new(),
+            db: None,
+            db_probe: None,
+            paused: false,
+            stalled: Vec::new(),
+            log,
+        }
+    }
+
+    fn actor(&mut self, name: &'static str) -> &mut ActorInfo {
+        self.actors
+            .entry(name)
+            .or_insert_with(|| ActorInfo { state: ActorState::Starting, restarts: 0, recent: VecDeque::new(), last_error: None })
+    }
+
+    fn set_up(&mut self, name: &'static str, up: bool) {
+        self.metrics.actor_up.get_or_create(&label("actor", name)).set(i64::from(up));
+    }
+
+    fn probe_db(&mut self, ctx: &mut Context<Self>) {
+        let Some(probe) = self.db_probe.clone() else { return };
+        ctx.spawn(
+            async move { probe.send(Ping).await }
+                .into_actor(self)
+                .map(|res, act, _| {
+                    act.db = Some(match res {
+                        Ok(r) => r,
+                        Err(e) => Err(format!("db_writer did not answer: {e}")),
+                    });
+                }),
+        );
+    }
+
+    fn check_stalls(&mut self) {
+        let now = Instant::now();
+        let stall_after = self.opts.stall_after;
+        let stalled: Vec<PartitionKey> = self
+            .partitions
+            .iter()
+            .filter(|(_, p)| p.lag().unwrap_or(0) > 0 && p.progress_at.is_some_and(|t| now.duration_since(t) >= stall_after))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !self.paused && !stalled.is_empty() && stalled != self.stalled {
+            let names: Vec<String> = stalled.iter().map(ToString::to_string).collect();
+            slog::warn!(self.log, "ingestion stalled: lag above zero and no commit"; "partitions" => names.join(","), "stall_after_s" => stall_after.as_secs_f64());
+        }
+        self.stalled = if self.paused { Vec::new() } else { stalled };
+    }
+
+    fn readiness(&mut self) -> Report {
+        self.check_stalls();
+        let mut reasons = Vec::new();
+        if !self.group_joined {
+            reasons.push("not_assigned: the consumer group has not assigned partitions yet".to_string());
+        }
+        match &self.db {
+            None => reasons.push("database_unknown: the database has not been reached yet".to_string()),
+            Some(Err(e)) => reasons.push(format!("database_unreachable: {e}")),
+            Some(Ok(())) => {}
+        }
+        for (name, a) in &self.actors {
+            if a.state != ActorState::Running && *name != "health_reporter" {
+                reasons.push(format!("actor_not_running: {name} is {:?}", a.state).to_lowercase());
+            }
+        }
+        if !self.stalled.is_empty() {
+            let names: Vec<String> = self.stalled.iter().map(ToString::to_string).collect();
+            reasons.push(format!("stalled: no commit for {:?} with lag above zero on {}", self.opts.stall_after, names.join(", ")));
+        }
+        let ready = reasons.is_empty();
+        Report { ok: ready, body: json!({ "ready": ready, "reasons": reasons }) }
+    }
+
+    fn actors_json(&self) -> Value {
+        let m: serde_json::Map<String, Value> = self
+            .actors
+            .iter()
+            .map(|(n, a)| {
+                (n.to_string(), json!({ "state": a.state, "restarts": a.restarts, "last_error": a.last_error }))
+            })
+            .collect();
+        Value::Object(m)
+    }
+}
+
+impl Actor for HealthReporter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.actor("health_reporter").state = ActorState::Running;
+        self.set_up("health_reporter", true);
+        ctx.run_interval(DB_PROBE_EVERY, |act, ctx| act.probe_db(ctx));
+        ctx.run_interval(STALL_CHECK_EVERY, |act, _| act.check_stalls());
+    }
+}
+
+impl Supervised for HealthReporter {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        let a = self.actor("health_reporter");
+        a.restarts += 1;
+        self.metrics.actor_restarts.get_or_create(&label("actor", "health_reporter")).inc();
+    }
+}
+
+impl Handler<ActorStarted> for HealthReporter {
+    type Result = ();
+    fn handle(&mut self, msg: ActorStarted, _: &mut Self::Context) {
+        self.actor(msg.0).state = ActorState::Running;
+        self.set_up(msg.0, true);
+    }
+}
+
+impl Handler<ActorFailed> for HealthReporter {
+    type Result = ();
+    fn handle(&mut self, msg: ActorFailed, _: &mut Self::Context) {
+        let budget = self.opts.restart_budget;
+        let window = self.opts.restart_window;
+        let now = Instant::now();
+        let a = self.actor(msg.name);
+        a.restarts += 1;
+        a.recent.push_back(now);
+        while a.recent.front().is_some_and(|t| now.duration_since(*t) > window) {
+            a.recent.pop_front();
+        }
+        a.last_error = Some(msg.error.clone());
+        a.state = if a.recent.len() as u32 > budget { ActorState::Failed } else { ActorState::Restarting };
+        let state = a.state;
+        self.metrics.actor_restarts.get_or_create(&label("actor", msg.name)).inc();
+        self.set_up(msg.name, false);
+        slog::error!(self.log, "actor failed; its supervisor restarts it"; "actor" => msg.name, "error" => msg.error, "state" => format!("{state:?}"));
+    }
+}
+
+impl Handler<ActorStopped> for HealthReporter {
+    type Result = ();
+    fn handle(&mut self, msg: ActorStopped, _: &mut Self::Context) {
+        self.actor(msg.0).state = ActorState::Stopped;
+        self.set_up(msg.0, false);
+    }
+}
+
+impl Handler<Assigned> for HealthReporter {
+    type Result = ();
+    fn handle(&mut self, msg: Assigned, _: &mut Self::Context) {
+        self.group_joined = true;
+        let now = Instant::now();
+        for (key, next) in msg.0 {
+            let p = self.partitions.entry(key).or_default();
+            p.next_offset = next;
+            p.progress_at = Some(now);
+        }
+        self.metrics.partitions_assigned.set(self.partitions.len() as i64);
+    }
+}
+
+impl Handler<Revoked> for HealthReporter {
+    type Result = ();
+    fn handle(&mut self, msg: Revoked, _: &mut Self::Context) {
+        for key in msg.0 {
+            self.metrics
+                .consumer_lag
+                .remove(&vec![("topic".to_string(), key.topic.clone()), ("partition".to_string(), key.partition.to_string())]);
+            self.partitions.remove(&key);
+        }
+        self.metrics.partitions_assigned.set(self.partitions.len() as i64);
+    }
+}
+
+impl Handler<Progress> for HealthReporter {
+    type Result = ();
+    fn handle(&mut self, msg: Progress, _: &mut Self::Context) {
+        self.db = Some(Ok(()));
+        let p = self.partitions.entry(msg.partition.clone()).or_default();
+        p.next_offset = Some(msg.next_offset);
+        p.last_commit = Some(Utc::now());
+        p.progress_at = Some(Instant::now());
+        if let Some(lag) = p.lag() {
+            let labels = vec![("topic".to_string(), msg.partition.topic), ("partition".to_string(), msg.partition.partition.to_string())];
+            self.metrics.consumer_lag.get_or_create(&labels).set(lag);
+        }
+    }
+}
+
+impl Handler<Watermarks> for HealthReporter {
+    type Result = ();
+    fn handle(&mut self, msg: Watermarks, _: &mut Self::Context) {
+        for (key, hw) in msg.0 {
+            if let Some(p) = self.partitions.get_mut(&key) {
+                p.high_watermark = Some(hw);
+                if let Some(lag) = p.lag() {
+                    let labels = vec![("topic".to_string(), key.topic.clone()), ("partition".to_string(), key.partition.to_string())];
+                    self.metrics.consumer_lag.get_or_create(&labels).set(lag);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<DbStatus> for HealthReporter {
+    type Result = ();
+    fn handle(&mut self, msg: DbStatus, _: &mut Self::Context) {
+        self.db = Some(msg.0);
+    }
+}
+
+impl Handler<Paused> for HealthReporter {
+    type Result = ();
+    fn handle(&mut self, msg: Paused, _: &mut Self::Context) {
+        self.paused = msg.0;
+    }
+}
+
+impl Handler<SetDbProbe> for HealthReporter {
+    type Result = ();
+    fn handle(&mut self, msg: SetDbProbe, ctx: &mut Self::Context) {
+        self.db_probe = Some(msg.0);
+        self.probe_db(ctx);
+    }
+}
+
+impl Handler<GetHealth> for HealthReporter {
+    type Result = MessageResult<GetHealth>;
+    fn handle(&mut self, _: GetHealth, _: &mut Self::Context) -> Self::Result {
+        let failed: Vec<&str> =
+            self.actors.iter().filter(|(_, a)| a.state == ActorState::Failed).map(|(n, _)| *n).collect();
+        let ok = failed.is_empty();
+        MessageResult(Report {
+            ok,
+            body: json!({
+                "status": if ok { "ok" } else { "failing" },
+                "failed_actors": failed,
+                "actors": self.actors_json(),
+            }),
+        })
+    }
+}
+
+impl Handler<GetReadiness> for HealthReporter {
+    type Result = MessageResult<GetReadiness>;
+    fn handle(&mut self, _: GetReadiness, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.readiness())
+    }
+}
+
+impl Handler<GetActors> for HealthReporter {
+    type Result = MessageResult<GetActors>;
+    fn handle(&mut self, _: GetActors, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.actors_json())
+    }
+}
+
+impl Handler<GetStatus> for HealthReporter {
+    type Result = MessageResult<GetStatus>;
+    fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
+        let readiness = self.readiness();
+        let partitions: Vec<Value> = self
+            .partitions
+            .iter()
+            .map(|(k, p)| {
+                json!({
+                    "topic": k.topic,
+                    "partition": k.partition,
+                    "next_offset": p.next_offset,
+                    "high_watermark": p.high_watermark,
+                    "lag": p.lag(),
+                    "last_commit": p.last_commit.map(|t| t.to_rfc3339()),
+                })
+            })
+            .collect();
+        MessageResult(json!({
+            "version": self.opts.version,
+            "uptime_seconds": self.started.elapsed().as_secs_f64(),
+            "group_id": self.opts.group_id,
+            "ready": readiness.ok,
+            "reasons": readiness.body["reasons"],
+            "paused": self.paused,
+            "database": match &self.db { None => json!({"reachable": null}), Some(Ok(())) => json!({"reachable": true}), Some(Err(e)) => json!({"reachable": false, "error": e}) },
+            "actors": self.actors_json(),
+            "partitions": partitions,
+            "config": self.opts.config_summary,
+        }))
+    }
+}
+
+impl Handler<GetMetrics> for HealthReporter {
+    type Result = MessageResult<GetMetrics>;
+    fn handle(&mut self, _: GetMetrics, _: &mut Self::Context) -> Self::Result {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            slog::error!(self.log, "metrics encoding failed"; "error" => e.to_string());
+        }
+        MessageResult(out)
+    }
+}

@@ -1,0 +1,19 @@
+//! tributary's actors and the logic they run.
+//!
+//! Layout:
+//! - [`messages`]: the typed batches that travel the data path.
+//! - [`parse`], [`batch`], [`backoff`], [`storage`]: pure logic and the database, no actors.
+//! - [`reader`] (`KafkaReader`), [`parser`] (`Parser`), [`writer`] (`DbWriter`),
+//!   [`health`] (`HealthReporter`): the four actors, one per file.
+//! - [`metrics`]: Prometheus handles shared by the actors.
+
+pub mod backoff;
+pub mod batch;
+pub mod health;
+pub mod messages;
+pub mod metrics;
+pub mod parse;
+pub mod parser;
+pub mod reader;
+pub mod storage;
+pub mod writer;

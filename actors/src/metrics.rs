@@ -1,0 +1,78 @@
+//! The Prometheus metrics: handles shared by every actor, one registry owned by the
+//! `HealthReporter` (which renders it for `GET /metrics`).
+//!
+//! Handles are cheap clones of atomics, so the data path updates them without messages.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+pub type Labels = Vec<(String, String)>;
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub messages_consumed: Family<Labels, Counter>,
+    pub rows_written: Family<Labels, Counter>,
+    pub dead_letters: Family<Labels, Counter>,
+    pub batches_committed: Counter,
+    pub batches_fenced: Counter,
+    pub batch_size: Histogram,
+    pub db_write_seconds: Histogram,
+    pub commit_latency_seconds: Histogram,
+    pub db_retries: Counter,
+    pub consumer_lag: Family<Labels, Gauge>,
+    pub in_flight_batches: Gauge,
+    pub actor_restarts: Family<Labels, Counter>,
+    pub actor_up: Family<Labels, Gauge>,
+    pub breaker_open: Gauge,
+    pub pool_in_use: Gauge,
+    pub partitions_assigned: Gauge,
+}
+
+impl Metrics {
+    /// Create the handles and register them in a fresh registry (prefix `tributary_`).
+    pub fn new() -> (Self, Registry) {
+        let m = Metrics {
+            messages_consumed: Family::default(),
+            rows_written: Family::default(),
+            dead_letters: Family::default(),
+            batches_committed: Counter::default(),
+            batches_fenced: Counter::default(),
+            batch_size: Histogram::new(exponential_buckets(1.0, 4.0, 9)),
+            db_write_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            commit_latency_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
+            db_retries: Counter::default(),
+            consumer_lag: Family::default(),
+            in_flight_batches: Gauge::default(),
+            actor_restarts: Family::default(),
+            actor_up: Family::default(),
+            breaker_open: Gauge::default(),
+            pool_in_use: Gauge::default(),
+            partitions_assigned: Gauge::default(),
+        };
+        let mut r = Registry::with_prefix("tributary");
+        r.register("messages_consumed", "Kafka messages consumed, by topic", m.messages_consumed.clone());
+        r.register("rows_written", "Rows committed to the events table, by topic", m.rows_written.clone());
+        r.register("dead_letters", "Messages committed as dead letters, by reason", m.dead_letters.clone());
+        r.register("batches_committed", "Batches committed (rows, dead letters and offsets in one transaction)", m.batches_committed.clone());
+        r.register("batches_fenced", "Batches refused by the offset fence (another member owned the partition)", m.batches_fenced.clone());
+        r.register("batch_size", "Messages per committed batch", m.batch_size.clone());
+        r.register("db_write_duration_seconds", "Time to commit one batch", m.db_write_seconds.clone());
+        r.register("commit_latency_seconds", "Kafka timestamp of a batch's oldest message to its database commit", m.commit_latency_seconds.clone());
+        r.register("db_retries", "Transient database errors retried", m.db_retries.clone());
+        r.register("consumer_lag", "High watermark minus committed offset, by partition", m.consumer_lag.clone());
+        r.register("in_flight_batches", "Batches handed to the parser or writer and not yet committed", m.in_flight_batches.clone());
+        r.register("actor_restarts", "Actor restarts by its supervisor, by actor", m.actor_restarts.clone());
+        r.register("actor_up", "1 while the actor runs, by actor", m.actor_up.clone());
+        r.register("breaker_open", "1 while the database circuit breaker is open", m.breaker_open.clone());
+        r.register("db_pool_connections_in_use", "Database connections checked out of the pool", m.pool_in_use.clone());
+        r.register("partitions_assigned", "Partitions this instance owns", m.partitions_assigned.clone());
+        (m, r)
+    }
+}
+
+pub fn label(k: &str, v: impl Into<String>) -> Labels {
+    vec![(k.to_string(), v.into())]
+}

@@ -1,0 +1,583 @@
+//! Turning one Kafka record into an `events` row, or into a dead letter with a reason.
+//!
+//! Pure functions, no I/O: the `Parser` actor calls [`parse_message`] for each message of a
+//! batch. Three input formats are understood:
+//! - CloudEvents 1.0 structured mode: a JSON object with `specversion`, `id`, `source`, `type`
+//!   (content type `application/cloudevents+json`, or any JSON object with `specversion`);
+//! - CloudEvents binary mode: `ce_*` headers carry the attributes, the value is the data;
+//! - plain JSON: any JSON object, stored whole in `data`.
+//!
+//! Anything PostgreSQL would refuse later (NUL characters in text or JSON) is refused here, so a
+//! batch's rows are known-good before the database sees them.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::messages::{DeadLetter, EventRow, RawMessage};
+
+/// Which formats the parser accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// CloudEvents (binary or structured) when the record says so, else plain JSON.
+    #[default]
+    Auto,
+    /// CloudEvents only: a record that is neither binary nor structured mode is a dead letter.
+    Cloudevents,
+    /// Plain JSON objects; CloudEvents headers and attributes are not interpreted.
+    Json,
+}
+
+/// Limits and mode for parsing.
+#[derive(Debug, Clone)]
+pub struct ParseOptions {
+    pub format: Format,
+    /// Payloads larger than this become `oversize` dead letters.
+    pub max_message_bytes: usize,
+    /// JSON nested deeper than this becomes a `too_deep` dead letter.
+    pub max_depth: usize,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        Self { format: Format::Auto, max_message_bytes: 1024 * 1024, max_depth: 64 }
+    }
+}
+
+/// Why a message became a dead letter. The string form is stored in `dead_letters.reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    EmptyPayload,
+    Oversize,
+    InvalidUtf8,
+    InvalidJson,
+    TooDeep,
+    NotAnObject,
+    NulCharacter,
+    MissingAttribute,
+    InvalidAttribute,
+    UnsupportedSpecversion,
+    InvalidTimestamp,
+    NotCloudevent,
+    /// Set by the writer when the database refused the row (SQLSTATE classes 22/23).
+    DatabaseRejected,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 13] = [
+        Reason::EmptyPayload,
+        Reason::Oversize,
+        Reason::InvalidUtf8,
+        Reason::InvalidJson,
+        Reason::TooDeep,
+        Reason::NotAnObject,
+        Reason::NulCharacter,
+        Reason::MissingAttribute,
+        Reason::InvalidAttribute,
+        Reason::UnsupportedSpecversion,
+        Reason::InvalidTimestamp,
+        Reason::NotCloudevent,
+        Reason::DatabaseRejected,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::EmptyPayload => "empty_payload",
+            Reason::Oversize => "oversize",
+            Reason::InvalidUtf8 => "invalid_utf8",
+            Reason::InvalidJson => "invalid_json",
+            Reason::TooDeep => "too_deep",
+            Reason::NotAnObject => "not_an_object",
+            Reason::NulCharacter => "nul_character",
+            Reason::MissingAttribute => "missing_attribute",
+            Reason::InvalidAttribute => "invalid_attribute",
+            Reason::UnsupportedSpecversion => "unsupported_specversion",
+            Reason::InvalidTimestamp => "invalid_timestamp",
+            Reason::NotCloudevent => "not_cloudevent",
+            Reason::DatabaseRejected => "database_rejected",
+        }
+    }
+}
+
+/// A refusal: the reason code and a human detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+impl Refusal {
+    fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Self { reason, detail: detail.into() }
+    }
+}
+
+/// The outcome for one message: exactly one of a row or a dead letter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    Row(EventRow),
+    Dead(DeadLetter),
+}
+
+const CE_PREFIX: &str = "ce_";
+const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents";
+
+/// Parse one message. Never panics, whatever the bytes and headers.
+pub fn parse_message(msg: &RawMessage, topts: &ParseOptions) -> Parsed {
+    match try_parse(msg, topts) {
+        Ok(row) => Parsed::Row(row),
+        Err(refusal) => Parsed::Dead(dead_letter(msg, refusal)),
+    }
+}
+
+/// Build the dead letter for a refused message; keeps the payload and headers whole.
+pub fn dead_letter(msg: &RawMessage, refusal: Refusal) -> DeadLetter {
+    DeadLetter {
+        offset: msg.offset,
+        key: msg.key.clone(),
+        payload: msg.payload.clone(),
+        headers: headers_json(msg.headers.iter()),
+        reason: refusal.reason.code().to_string(),
+        detail: sanitize_detail(&refusal.detail),
+        sqlstate: None,
+        kafka_timestamp: msg.timestamp_ms.and_then(millis_to_utc),
+    }
+}
+
+/// Kafka timestamps are milliseconds since the epoch; out-of-range values are dropped, not fatal.
+pub fn millis_to_utc(ms: i64) -> Option<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(ms).single()
+}
+
+fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<EventRow, Refusal> {
+    let payload = msg
+        .payload
+        .as_deref()
+        .ok_or_else(|| Refusal::new(Reason::EmptyPayload, "record has a null value (tombstone)"))?;
+    if payload.len() > opts.max_message_bytes {
+        return Err(Refusal::new(
+            Reason::Oversize,
+            format!("value is {} bytes, limit parser.max_message_bytes = {}", payload.len(), opts.max_message_bytes),
+        ));
+    }
+    let content_type = header_str(msg, "content-type")?;
+    let binary_mode = opts.format != Format::Json
+        && msg.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("ce_specversion"));
+    if binary_mode {
+        return parse_binary(msg, payload, content_type, opts);
+    }
+    let text = std::str::from_utf8(payload)
+        .map_err(|e| Refusal::new(Reason::InvalidUtf8, format!("value is not UTF-8: {e}")))?;
+    let value = parse_json(text, opts)?;
+    let Value::Object(object) = value else {
+        return Err(Refusal::new(
+            Reason::NotAnObject,
+            format!("expected a JSON object, found {}", kind_of(&value)),
+        ));
+    };
+    let structured = opts.format != Format::Json
+        && (content_type.is_some_and(|ct| ct.starts_with(STRUCTURED_CONTENT_TYPE))
+            || object.contains_key("specversion"));
+    if structured {
+        parse_structured(msg, object)
+    } else if opts.format == Format::Cloudevents {
+        Err(Refusal::new(
+            Reason::NotCloudevent,
+            "parser.format = cloudevents, but the record has neither ce_specversion header nor a specversion attribute",
+        ))
+    } else {
+        Ok(EventRow {
+            offset: msg.offset,
+            key: msg.key.clone(),
+            event_id: None,
+            source: None,
+            event_type: None,
+            subject: None,
+            time: None,
+            datacontenttype: content_type.map(str::to_string),
+            data: Some(text.to_string()),
+            headers: headers_json(msg.headers.iter()),
+            kafka_timestamp: msg.timestamp_ms.and_then(millis_to_utc),
+        })
+    }
+}
+
+fn parse_json(text: &str, opts: &ParseOptions) -> Result<Value, Refusal> {
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        if e.to_string().contains("recursion limit") {
+            Refusal::new(Reason::TooDeep, format!("JSON nests deeper than parser.max_depth = {}", opts.max_depth))
+        } else {
+            Refusal::new(Reason::InvalidJson, format!("invalid JSON: {e}"))
+        }
+    })?;
+    check_json(&value, opts.max_depth)?;
+    Ok(value)
+}
+
+/// Depth and NUL checks in one iterative walk (no recursion, so no stack risk).
+fn check_json(value: &Value, max_depth: usize) -> Result<(), Refusal> {
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 1)];
+    while let Some((v, depth)) = stack.pop() {
+        if depth > max_depth {
+            return Err(Refusal::new(Reason::TooDeep, format!("JSON nests deeper than parser.max_depth = {max_depth}")));
+        }
+        match v {
+            Value::String(s) => check_nul(s, "a JSON string")?,
+            Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
+            Value::Object(map) => {
+                for (k, item) in map {
+                    check_nul(k, "a JSON key")?;
+                    stack.push((item, depth + 1));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_nul(s: &str, place: &str) -> Result<(), Refusal> {
+    if s.contains('\0') {
+        Err(Refusal::new(Reason::NulCharacter, format!("{place} contains a NUL character, which PostgreSQL cannot store")))
+    } else {
+        Ok(())
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn header_str<'m>(msg: &'m RawMessage, name: &str) -> Result<Option<&'m str>, Refusal> {
+    match msg.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
+        None | Some((_, None)) => Ok(None),
+        Some((k, Some(v))) => std::str::from_utf8(v)
+            .map(Some)
+            .map_err(|_| Refusal::new(Reason::InvalidAttribute, format!("header {k} is not UTF-8"))),
+    }
+}
+
+fn check_specversion(v: &str) -> Result<(), Refusal> {
+    if v == "1.0" {
+        Ok(())
+    } else {
+        Err(Refusal::new(Reason::UnsupportedSpecversion, format!("specversion {v:?} is not supported (only 1.0)")))
+    }
+}
+
+fn parse_time(v: Option<&str>) -> Result<Option<DateTime<Utc>>, Refusal> {
+    v.map(|t| {
+        DateTime::parse_from_rfc3339(t)
+            .map(|d| d.with_timezone(&Utc))
+            .map_err(|e| Refusal::new(Reason::InvalidTimestamp, format!("time {t:?} is not RFC 3339: {e}")))
+    })
+    .transpose()
+}
+
+fn required<'a>(v: Option<&'a str>, name: &str) -> Result<&'a str, Refusal> {
+    match v {
+        Some(s) if !s.is_empty() => Ok(s),
+        Some(_) => Err(Refusal::new(Reason::InvalidAttribute, format!("attribute {name} is empty"))),
+        None => Err(Refusal::new(Reason::MissingAttribute, format!("required attribute {name} is missing"))),
+    }
+}
+
+fn parse_binary(
+    msg: &RawMessage,
+    payload: &[u8],
+    content_type: Option<&str>,
+    opts: &ParseOptions,
+) -> Result<EventRow, Refusal> {
+    let attr = |name: &str| header_str(msg, &format!("{CE_PREFIX}{name}"));
+    let specversion = required(attr("specversion")?, "ce_specversion")?;
+    check_specversion(specversion)?;
+    let id = required(attr("id")?, "ce_id")?;
+    let source = required(attr("source")?, "ce_source")?;
+    let event_type = required(attr("type")?, "ce_type")?;
+    let subject = attr("subject")?;
+    let time = parse_time(attr("time")?)?;
+    for (name, value) in [("ce_id", Some(id)), ("ce_source", Some(source)), ("ce_type", Some(event_type)), ("ce_subject", subject), ("content-type", content_type)] {
+        if let Some(v) = value {
+            check_nul(v, &format!("header {name}"))?;
+        }
+    }
+    let data = if payload.is_empty() {
+        None
+    } else if content_type.is_none_or(is_json_content_type) {
+        let text = std::str::from_utf8(payload)
+            .map_err(|e| Refusal::new(Reason::InvalidUtf8, format!("value is not UTF-8: {e}")))?;
+        parse_json(text, opts)?;
+        Some(text.to_string())
+    } else {
+        // Non-JSON data is kept as a JSON string: text when it is clean UTF-8, else base64.
+        Some(match std::str::from_utf8(payload) {
+            Ok(text) if !text.contains('\0') => Value::String(text.to_string()).to_string(),
+            _ => Value::String(base64::engine::general_purpose::STANDARD.encode(payload)).to_string(),
+        })
+    };
+    let remaining = msg.headers.iter().filter(|(k, _)| {
+        !(k.len() > CE_PREFIX.len() && k[..CE_PREFIX.len()].eq_ignore_ascii_case(CE_PREFIX) && is_core_attribute(&k[CE_PREFIX.len()..]))
+            && !k.eq_ignore_ascii_case("content-type")
+    });
+    Ok(EventRow {
+        offset: msg.offset,
+        key: msg.key.clone(),
+        event_id: Some(id.to_string()),
+        source: Some(source.to_string()),
+        event_type: Some(event_type.to_string()),
+        subject: subject.map(str::to_string),
+        time,
+        datacontenttype: content_type.map(str::to_string),
+        data,
+        headers: headers_json(remaining),
+        kafka_timestamp: msg.timestamp_ms.and_then(millis_to_utc),
+    })
+}
+
+fn is_core_attribute(name: &str) -> bool {
+    matches!(name.to_ascii_lowercase().as_str(), "specversion" | "id" | "source" | "type" | "subject" | "time")
+}
+
+fn is_json_content_type(ct: &str) -> bool {
+    let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    ct == "application/json" || ct == "text/json" || ct.ends_with("+json")
+}
+
+fn string_attr<'a>(object: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, Refusal> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(Refusal::new(
+            Reason::InvalidAttribute,
+            format!("attribute {name} must be a string, found {}", kind_of(other)),
+        )),
+    }
+}
+
+fn parse_structured(msg: &RawMessage, mut object: Map<String, Value>) -> Result<EventRow, Refusal> {
+    let specversion = required(string_attr(&object, "specversion")?, "specversion")?;
+    check_specversion(specversion)?;
+    let id = required(string_attr(&object, "id")?, "id")?.to_string();
+    let source = required(string_attr(&object, "source")?, "source")?.to_string();
+    let event_type = required(string_attr(&object, "type")?, "type")?.to_string();
+    let subject = string_attr(&object, "subject")?.map(str::to_string);
+    let time = parse_time(string_attr(&object, "time")?)?;
+    let datacontenttype = string_attr(&object, "datacontenttype")?.map(str::to_string);
+    let data = match (object.remove("data"), object.remove("data_base64")) {
+        (Some(_), Some(_)) => {
+            return Err(Refusal::new(Reason::InvalidAttribute, "both data and data_base64 are present"));
+        }
+        (Some(Value::Null), None) | (None, None) => None,
+        (Some(v), None) => Some(v.to_string()),
+        (None, Some(Value::String(b64))) => {
+            if base64::engine::general_purpose::STANDARD.decode(b64.as_bytes()).is_err() {
+                return Err(Refusal::new(Reason::InvalidAttribute, "data_base64 is not valid base64"));
+            }
+            Some(Value::String(b64).to_string())
+        }
+        (None, Some(other)) => {
+            return Err(Refusal::new(
+                Reason::InvalidAttribute,
+                format!("data_base64 must be a string, found {}", kind_of(&other)),
+            ));
+        }
+    };
+    // Extension attributes other than the core ones travel along in `headers`.
+    let mut headers: Map<String, Value> = serde_json::from_str(&headers_json(msg.headers.iter())).unwrap_or_default();
+    for (k, v) in object {
+        if !matches!(k.as_str(), "specversion" | "id" | "source" | "type" | "subject" | "time" | "datacontenttype") {
+            headers.insert(format!("ce_{k}"), v);
+        }
+    }
+    Ok(EventRow {
+        offset: msg.offset,
+        key: msg.key.clone(),
+        event_id: Some(id),
+        source: Some(source),
+        event_type: Some(event_type),
+        subject,
+        time,
+        datacontenttype,
+        data,
+        headers: Value::Object(headers).to_string(),
+        kafka_timestamp: msg.timestamp_ms.and_then(millis_to_utc),
+    })
+}
+
+/// Kafka headers as a JSON object: UTF-8 values (without NUL) as strings, others as
+/// `{"base64": "..."}`, null values as null. A repeated name keeps its last value.
+pub fn headers_json<'a>(headers: impl Iterator<Item = &'a (String, Option<Vec<u8>>)>) -> String {
+    let mut map = Map::new();
+    for (name, value) in headers {
+        let name: Cow<'_, str> = if name.contains('\0') { Cow::Owned(name.replace('\0', "\u{FFFD}")) } else { Cow::Borrowed(name) };
+        let value = match value {
+            None => Value::Null,
+            Some(bytes) => match std::str::from_utf8(bytes) {
+                Ok(s) if !s.contains('\0') => Value::String(s.to_string()),
+                _ => {
+                    let mut o = Map::new();
+                    o.insert("base64".into(), Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)));
+                    Value::Object(o)
+                }
+            },
+        };
+        map.insert(name.into_owned(), value);
+    }
+    Value::Object(map).to_string()
+}
+
+/// Dead-letter details are stored as text: no NUL, bounded length.
+fn sanitize_detail(detail: &str) -> String {
+    let mut out: String = detail.replace('\0', "\\0");
+    if out.len() > 1000 {
+        let mut cut = 1000;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(payload: Option<&[u8]>, headers: &[(&str, &[u8])]) -> RawMessage {
+        RawMessage {
+            offset: 7,
+            key: Some(b"k".to_vec()),
+            payload: payload.map(<[u8]>::to_vec),
+            headers: headers.iter().map(|(k, v)| (k.to_string(), Some(v.to_vec()))).collect(),
+            timestamp_ms: Some(1_700_000_000_000),
+        }
+    }
+
+    fn reason_of(m: &RawMessage, opts: &ParseOptions) -> String {
+        match parse_message(m, opts) {
+            Parsed::Dead(d) => {
+                assert_eq!(d.payload, m.payload, "dead letter keeps the payload whole");
+                assert!(!d.detail.is_empty());
+                d.reason
+            }
+            Parsed::Row(r) => panic!("expected a dead letter, got {r:?}"),
+        }
+    }
+
+    fn row_of(m: &RawMessage, opts: &ParseOptions) -> EventRow {
+        match parse_message(m, opts) {
+            Parsed::Row(r) => r,
+            Parsed::Dead(d) => panic!("expected a row, got {d:?}"),
+        }
+    }
+
+    const STRUCTURED: &[u8] = br#"{"specversion":"1.0","id":"e-1","source":"/orders","type":"order.created","subject":"o-9","time":"2024-05-01T12:00:00Z","datacontenttype":"application/json","data":{"amount":12.5},"traceparent":"00-ab"}"#;
+
+    #[test]
+    fn structured_cloudevent_becomes_a_row_with_attributes() {
+        let r = row_of(&msg(Some(STRUCTURED), &[]), &ParseOptions::default());
+        assert_eq!(r.event_id.as_deref(), Some("e-1"));
+        assert_eq!(r.source.as_deref(), Some("/orders"));
+        assert_eq!(r.event_type.as_deref(), Some("order.created"));
+        assert_eq!(r.subject.as_deref(), Some("o-9"));
+        assert_eq!(r.time.unwrap().to_rfc3339(), "2024-05-01T12:00:00+00:00");
+        assert_eq!(r.data.as_deref(), Some(r#"{"amount":12.5}"#));
+        assert!(r.headers.contains("ce_traceparent"), "extensions kept: {}", r.headers);
+        assert_eq!(r.kafka_timestamp.unwrap().timestamp_millis(), 1_700_000_000_000);
+    }
+
+    #[test]
+    fn binary_cloudevent_reads_ce_headers() {
+        let m = msg(
+            Some(br#"{"n":1}"#),
+            &[("ce_specversion", b"1.0"), ("ce_id", b"b-1"), ("ce_source", b"/s"), ("ce_type", b"t"), ("content-type", b"application/json"), ("trace", b"x")],
+        );
+        let r = row_of(&m, &ParseOptions::default());
+        assert_eq!(r.event_id.as_deref(), Some("b-1"));
+        assert_eq!(r.datacontenttype.as_deref(), Some("application/json"));
+        assert_eq!(r.data.as_deref(), Some(r#"{"n":1}"#));
+        assert_eq!(r.headers, r#"{"trace":"x"}"#);
+    }
+
+    #[test]
+    fn binary_cloudevent_with_text_data_keeps_it_as_a_json_string() {
+        let m = msg(Some(b"hello"), &[("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t"), ("content-type", b"text/plain")]);
+        assert_eq!(row_of(&m, &ParseOptions::default()).data.as_deref(), Some("\"hello\""));
+    }
+
+    #[test]
+    fn plain_json_object_is_stored_whole() {
+        let r = row_of(&msg(Some(br#"{"user":"a","n":[1,2]}"#), &[]), &ParseOptions::default());
+        assert_eq!(r.event_id, None);
+        assert_eq!(r.data.as_deref(), Some(r#"{"user":"a","n":[1,2]}"#));
+    }
+
+    #[test]
+    fn json_format_does_not_interpret_cloudevents() {
+        let opts = ParseOptions { format: Format::Json, ..Default::default() };
+        let r = row_of(&msg(Some(STRUCTURED), &[]), &opts);
+        assert_eq!(r.event_id, None);
+    }
+
+    #[test]
+    fn each_malformed_kind_has_its_reason() {
+        let o = ParseOptions::default();
+        let cases: Vec<(RawMessage, &str)> = vec![
+            (msg(None, &[]), "empty_payload"),
+            (msg(Some(b"{\"a\":"), &[]), "invalid_json"),
+            (msg(Some(b""), &[]), "invalid_json"),
+            (msg(Some(b"\xff\xfe{}"), &[]), "invalid_utf8"),
+            (msg(Some(b"[1,2]"), &[]), "not_an_object"),
+            (msg(Some(b"42"), &[]), "not_an_object"),
+            (msg(Some(br#"{"a":"x\u0000y"}"#), &[]), "nul_character"),
+            (msg(Some(br#"{"specversion":"1.0","source":"/s","type":"t"}"#), &[]), "missing_attribute"),
+            (msg(Some(br#"{"specversion":"1.0","id":5,"source":"/s","type":"t"}"#), &[]), "invalid_attribute"),
+            (msg(Some(br#"{"specversion":"0.3","id":"1","source":"/s","type":"t"}"#), &[]), "unsupported_specversion"),
+            (msg(Some(br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","time":"yesterday"}"#), &[]), "invalid_timestamp"),
+            (msg(Some(br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data_base64":"!!"}"#), &[]), "invalid_attribute"),
+            (msg(Some(b"{}"), &[("ce_specversion", b"1.0"), ("ce_source", b"/s"), ("ce_type", b"t")]), "missing_attribute"),
+            (msg(Some(b"{}"), &[("ce_specversion", b"1.0"), ("ce_id", b"\xff"), ("ce_source", b"/s"), ("ce_type", b"t")]), "invalid_attribute"),
+            (msg(Some(b"{}"), &[("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t"), ("ce_time", b"2024-13-01")]), "invalid_timestamp"),
+            (msg(Some(b"{oops"), &[("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t")]), "invalid_json"),
+        ];
+        for (m, want) in cases {
+            assert_eq!(reason_of(&m, &o), want, "payload {:?}", m.payload.as_deref().map(String::from_utf8_lossy));
+        }
+    }
+
+    #[test]
+    fn oversize_and_too_deep_are_refused() {
+        let o = ParseOptions { max_message_bytes: 10, max_depth: 3, ..Default::default() };
+        assert_eq!(reason_of(&msg(Some(br#"{"aaaaaaaaaaaaa":1}"#), &[]), &o), "oversize");
+        let o = ParseOptions { max_depth: 3, ..Default::default() };
+        assert_eq!(reason_of(&msg(Some(br#"{"a":{"b":{"c":{}}}}"#), &[]), &o), "too_deep");
+        assert!(matches!(parse_message(&msg(Some(br#"{"a":{"b":{}}}"#), &[]), &o), Parsed::Row(_)));
+        // Deeper than serde_json's own recursion limit: still a dead letter, no stack overflow.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(reason_of(&msg(Some(deep.as_bytes()), &[]), &ParseOptions::default()), "too_deep");
+    }
+
+    #[test]
+    fn cloudevents_format_refuses_plain_json() {
+        let o = ParseOptions { format: Format::Cloudevents, ..Default::default() };
+        assert_eq!(reason_of(&msg(Some(b"{\"a\":1}"), &[]), &o), "not_cloudevent");
+    }
+
+    #[test]
+    fn binary_headers_are_kept_as_base64() {
+        let h = headers_json([("bin".to_string(), Some(vec![0u8, 159, 146])), ("none".to_string(), None)].iter());
+        assert_eq!(h, r#"{"bin":{"base64":"AJ+S"},"none":null}"#);
+    }
+}

@@ -1,0 +1,100 @@
+//! `Parser`: turns a [`RawBatch`] into a [`ParsedBatch`] of rows and dead letters.
+//!
+//! Runs on a `SyncArbiter` (CPU-bound work off the async arbiters); several workers parse
+//! batches of different partitions in parallel. Every message yields exactly one row or one dead
+//! letter. A panic inside a worker is caught, reported, and the worker is replaced by a fresh one
+//! (the `SyncArbiter` factory), so one bug cannot take the pipeline down.
+
+use std::panic::AssertUnwindSafe;
+
+use actix::prelude::*;
+
+use crate::health::{ActorFailed, ActorStarted, HealthReporter};
+use crate::messages::{ParsedBatch, RawBatch};
+use crate::metrics::{label, Metrics};
+use crate::parse::{parse_message, ParseOptions, Parsed};
+
+/// Parse one batch.
+#[derive(Message)]
+#[rtype(result = "Result<ParsedBatch, ParseFailed>")]
+pub struct ParseBatch(pub RawBatch);
+
+#[derive(Debug, thiserror::Error)]
+#[error("parser worker failed: {0}")]
+pub struct ParseFailed(pub String);
+
+pub struct Parser {
+    opts: ParseOptions,
+    metrics: Metrics,
+    health: Addr<HealthReporter>,
+}
+
+impl Parser {
+    pub fn new(opts: ParseOptions, metrics: Metrics, health: Addr<HealthReporter>) -> Self {
+        Self { opts, metrics, health }
+    }
+}
+
+/// The pure part: parse every message of a batch.
+pub fn parse_batch(batch: RawBatch, opts: &ParseOptions) -> ParsedBatch {
+    let mut rows = Vec::with_capacity(batch.messages.len());
+    let mut dead_letters = Vec::new();
+    let mut oldest: Option<i64> = None;
+    for m in &batch.messages {
+        if let Some(ts) = m.timestamp_ms {
+            oldest = Some(oldest.map_or(ts, |o| o.min(ts)));
+        }
+        match parse_message(m, opts) {
+            Parsed::Row(r) => rows.push(r),
+            Parsed::Dead(d) => dead_letters.push(d),
+        }
+    }
+    ParsedBatch {
+        message_count: batch.messages.len(),
+        partition: batch.partition,
+        fence: batch.fence,
+        next_offset: batch.next_offset,
+        rows,
+        dead_letters,
+        seq: batch.seq,
+        oldest_timestamp_ms: oldest,
+    }
+}
+
+impl Actor for Parser {
+    type Context = SyncContext<Self>;
+
+    fn started(&mut self, _: &mut Self::Context) {
+        self.health.do_send(ActorStarted("parser"));
+    }
+}
+
+impl Handler<ParseBatch> for Parser {
+    type Result = Result<ParsedBatch, ParseFailed>;
+
+    fn handle(&mut self, msg: ParseBatch, ctx: &mut Self::Context) -> Self::Result {
+        let topic = msg.0.partition.topic.clone();
+        let count = msg.0.messages.len() as u64;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| parse_batch(msg.0, &self.opts))) {
+            Ok(parsed) => {
+                self.metrics.messages_consumed.get_or_create(&label("topic", topic)).inc_by(count);
+                Ok(parsed)
+            }
+            Err(panic) => {
+                let error = panic_message(&*panic);
+                self.health.do_send(ActorFailed { name: "parser", error: error.clone() });
+                ctx.stop();
+                Err(ParseFailed(error))
+            }
+        }
+    }
+}
+
+/// The text of a caught panic.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string())
+}

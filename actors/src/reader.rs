@@ -1,0 +1,742 @@
+//! `KafkaReader`: the consumer-group member that feeds the pipeline.
+//!
+//! The actor owns a dedicated poll thread (librdkafka's consumer is a blocking API, and its
+//! rebalance callback must query the database before assigning). The thread:
+//! - cuts each partition's messages into [`RawBatch`]es (count, bytes, linger);
+//! - hands each batch to that partition's pipeline task, at most `max_in_flight` batches in all
+//!   (a semaphore); partitions whose pending messages pile up are paused, never dropped;
+//! - on assignment reads `consumer_offsets` through the `DbWriter` and starts each partition
+//!   there (the database, not Kafka, is the source of truth); on revocation waits (bounded) for
+//!   the partition's in-flight batches;
+//! - commits the database's progress to Kafka (async) so standard lag tools work.
+//!
+//! Each partition's pipeline task runs on the actor's arbiter: it sends the batch to the
+//! `Parser` and then to the `DbWriter`, both with awaited `send`. Parsing of the next batches
+//! overlaps the current write, but writes of one partition happen strictly in order. If a write
+//! fails or is fenced, the partition is re-synchronised: the thread waits for its in-flight
+//! batches, reloads its progress from the database and seeks there.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::channel::{mpsc, oneshot};
+use futures::StreamExt;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{Headers, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::backoff::Backoff;
+use crate::batch::{BatchLimits, PartitionBatcher};
+use crate::health::{ActorFailed, ActorStarted, ActorStopped, Assigned, HealthReporter, Paused, Progress, Revoked, Watermarks};
+use crate::messages::{CommitOutcome, Fence, PartitionKey, RawBatch, RawMessage};
+use crate::metrics::Metrics;
+use crate::parser::{ParseBatch, Parser};
+use crate::writer::{DbWriter, LoadOffsets, WriteBatch};
+
+/// Parses of one partition that may run ahead of its write.
+const PARSE_AHEAD: usize = 2;
+/// How often DB progress is committed to Kafka and watermarks are read.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
+
+// ---- messages -------------------------------------------------------------------------------
+
+/// Stop fetching, commit what is in flight, leave the group. Answers when done.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Pause or resume consumption (group membership is kept).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetPaused(pub bool);
+
+// ---- options --------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct ReaderOptions {
+    /// librdkafka properties (bootstrap.servers, group.id and anything passed through).
+    pub client_config: BTreeMap<String, String>,
+    pub group_id: String,
+    pub topics: Vec<String>,
+    pub limits: BatchLimits,
+    /// Batches handed to parser/writer and not yet committed, across all partitions.
+    pub max_in_flight: usize,
+    /// How long a revocation waits for the partition's in-flight batches.
+    pub revoke_timeout: Duration,
+    /// How long a shutdown waits for in-flight batches to commit.
+    pub shutdown_timeout: Duration,
+    /// Delay between restarts of a failed reader.
+    pub restart_backoff: Backoff,
+}
+
+/// Progress durable in the database, waiting to be committed to Kafka.
+type KafkaCommits = Arc<Mutex<HashMap<PartitionKey, i64>>>;
+
+// ---- state shared between the poll thread and the pipeline tasks ----------------------------
+
+/// Per-partition counters shared with its pipeline task.
+#[derive(Default)]
+struct PartitionShared {
+    in_flight: AtomicUsize,
+    /// Set when a batch failed or was fenced: the partition must reload its progress.
+    resync: AtomicBool,
+}
+
+struct PartitionState {
+    batcher: PartitionBatcher,
+    shared: Arc<PartitionShared>,
+    tx: mpsc::UnboundedSender<(RawBatch, OwnedSemaphorePermit)>,
+    /// Paused for backpressure (too many pending messages).
+    paused: bool,
+}
+
+/// Everything the poll thread and the rebalance callback share.
+struct Shared {
+    opts: ReaderOptions,
+    stop: AtomicBool,
+    paused: AtomicBool,
+    permits: Arc<Semaphore>,
+    /// Progress durable in the database, waiting to be committed to Kafka.
+    kafka_commits: KafkaCommits,
+    parts: Mutex<HashMap<PartitionKey, PartitionState>>,
+    parser: Addr<Parser>,
+    writer: Addr<DbWriter>,
+    health: Addr<HealthReporter>,
+    metrics: Metrics,
+    arbiter: ArbiterHandle,
+    log: slog::Logger,
+}
+
+impl Shared {
+    fn parts(&self) -> MutexGuard<'_, HashMap<PartitionKey, PartitionState>> {
+        self.parts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Read the database's progress, retrying until it answers or we are stopping.
+    fn load_offsets(&self, keys: &[PartitionKey]) -> Option<HashMap<PartitionKey, i64>> {
+        let mut attempt = 0;
+        loop {
+            match futures::executor::block_on(self.writer.send(LoadOffsets(keys.to_vec()))) {
+                Ok(Ok(map)) => return Some(map),
+                Ok(Err(e)) => slog::warn!(self.log, "cannot read consumer_offsets; retrying"; "error" => e.to_string()),
+                Err(e) => slog::warn!(self.log, "db_writer unavailable; retrying"; "error" => e.to_string()),
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            std::thread::sleep(self.opts.restart_backoff.delay(attempt, &mut rand::rng()));
+            attempt += 1;
+        }
+    }
+
+    fn start_partition(&self, key: PartitionKey, fence: Fence) -> PartitionState {
+        let (tx, rx) = mpsc::unbounded();
+        let shared = Arc::new(PartitionShared::default());
+        let pipeline = pipeline(
+            key.clone(),
+            rx,
+            shared.clone(),
+            self.parser.clone(),
+            self.writer.clone(),
+            self.health.clone(),
+            self.metrics.clone(),
+            self.log.clone(),
+            self.kafka_commits.clone(),
+        );
+        self.arbiter.spawn(pipeline);
+        PartitionState { batcher: PartitionBatcher::new(key, fence), shared, tx, paused: false }
+    }
+
+    /// Wait (bounded) until these partitions have nothing in flight.
+    fn wait_idle(&self, keys: &[PartitionKey], timeout: Duration) -> bool {
+        let counters: Vec<Arc<PartitionShared>> =
+            self.parts().iter().filter(|(k, _)| keys.contains(k)).map(|(_, p)| p.shared.clone()).collect();
+        let deadline = Instant::now() + timeout;
+        while counters.iter().any(|c| c.in_flight.load(Ordering::SeqCst) > 0) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+}
+
+// ---- the consumer context: logging and the rebalance protocol -------------------------------
+
+pub struct ReaderContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for ReaderContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        let log = &self.shared.log;
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                slog::error!(log, "librdkafka: {}", log_message; "facility" => fac)
+            }
+            RDKafkaLogLevel::Warning => slog::warn!(log, "librdkafka: {}", log_message; "facility" => fac),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => slog::info!(log, "librdkafka: {}", log_message; "facility" => fac),
+            RDKafkaLogLevel::Debug => slog::debug!(log, "librdkafka: {}", log_message; "facility" => fac),
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        slog::warn!(self.shared.log, "kafka client error"; "error" => error.to_string(), "reason" => reason);
+    }
+}
+
+fn keys_of(tpl: &TopicPartitionList) -> Vec<PartitionKey> {
+    tpl.elements().iter().map(|e| PartitionKey { topic: e.topic().to_string(), partition: e.partition() }).collect()
+}
+
+impl ConsumerContext for ReaderContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let s = &self.shared;
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let keys = keys_of(tpl);
+                let Some(offsets) = s.load_offsets(&keys) else { return };
+                let mut report = Vec::new();
+                {
+                    let mut parts = s.parts();
+                    for key in &keys {
+                        let stored = offsets.get(key).copied();
+                        let offset = stored.map_or(Offset::Stored, Offset::Offset);
+                        if let Err(e) = tpl.set_partition_offset(&key.topic, key.partition, offset) {
+                            slog::error!(s.log, "cannot set start offset"; "partition" => key.to_string(), "error" => e.to_string());
+                        }
+                        let fence = stored.map_or(Fence::NoProgress, Fence::NextOffset);
+                        parts.insert(key.clone(), s.start_partition(key.clone(), fence));
+                        report.push((key.clone(), stored));
+                    }
+                }
+                let res = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
+                if let Err(e) = res {
+                    slog::error!(s.log, "assign failed"; "error" => e.to_string());
+                }
+                slog::info!(s.log, "partitions assigned"; "partitions" => keys.iter().map(ToString::to_string).collect::<Vec<_>>().join(","));
+                s.health.do_send(Assigned(report));
+            }
+            _ => {
+                if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+                    slog::error!(s.log, "rebalance error; dropping the assignment"; "error" => format!("{err:?}"));
+                }
+                let keys = if cooperative { keys_of(tpl) } else { s.parts().keys().cloned().collect() };
+                // Stop cutting batches for these partitions; let in-flight ones finish so the
+                // next owner starts from the latest committed offset.
+                for key in &keys {
+                    if let Some(p) = s.parts().get_mut(key) {
+                        p.batcher.reset(Fence::NoProgress);
+                        p.shared.resync.store(true, Ordering::SeqCst);
+                    }
+                }
+                if !s.wait_idle(&keys, s.opts.revoke_timeout) {
+                    slog::warn!(s.log, "revocation timed out waiting for in-flight batches; the fence keeps them safe");
+                }
+                commit_to_kafka(consumer, s, CommitMode::Sync);
+                {
+                    let mut parts = s.parts();
+                    for key in &keys {
+                        parts.remove(key);
+                    }
+                }
+                let res = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
+                if let Err(e) = res {
+                    slog::warn!(s.log, "unassign failed"; "error" => e.to_string());
+                }
+                slog::info!(s.log, "partitions revoked"; "partitions" => keys.iter().map(ToString::to_string).collect::<Vec<_>>().join(","));
+                s.health.do_send(Revoked(keys));
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            slog::debug!(self.shared.log, "kafka offset commit failed (the database holds the truth)"; "error" => e.to_string());
+        }
+    }
+}
+
+/// Commit the database's progress to Kafka, for lag tools. Never a source of truth.
+fn commit_to_kafka(consumer: &BaseConsumer<ReaderContext>, s: &Shared, mode: CommitMode) {
+    let pending: Vec<(PartitionKey, i64)> = {
+        let mut c = s.kafka_commits.lock().unwrap_or_else(|e| e.into_inner());
+        c.drain().collect()
+    };
+    if pending.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (k, next) in &pending {
+        let _ = tpl.add_partition_offset(&k.topic, k.partition, Offset::Offset(*next));
+    }
+    if let Err(e) = consumer.commit(&tpl, mode) {
+        slog::debug!(s.log, "kafka offset commit failed (the database holds the truth)"; "error" => e.to_string());
+    }
+}
+
+// ---- the pipeline task of one partition -----------------------------------------------------
+
+#[allow(clippy::too_many_arguments)]
+async fn pipeline(
+    key: PartitionKey,
+    rx: mpsc::UnboundedReceiver<(RawBatch, OwnedSemaphorePermit)>,
+    part: Arc<PartitionShared>,
+    parser: Addr<Parser>,
+    writer: Addr<DbWriter>,
+    health: Addr<HealthReporter>,
+    metrics: Metrics,
+    log: slog::Logger,
+    kafka_commits: KafkaCommits,
+) {
+    let mut parsed = rx
+        .map(|(raw, permit)| {
+            let parser = parser.clone();
+            async move { (parser.send(ParseBatch(raw)).await, permit) }
+        })
+        .buffered(PARSE_AHEAD);
+    while let Some((parse_result, permit)) = parsed.next().await {
+        // After a failure every later batch of the partition would break the chain: skip them
+        // until the poll thread has reloaded the progress.
+        if !part.resync.load(Ordering::SeqCst) {
+            let write_result = match parse_result {
+                Ok(Ok(batch)) => writer.send(WriteBatch(batch)).await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("parser unavailable: {e}")),
+            };
+            match write_result {
+                Ok(c) => match c.outcome {
+                    CommitOutcome::Committed { .. } => {
+                        kafka_commits.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), c.next_offset);
+                        health.do_send(Progress { partition: key.clone(), next_offset: c.next_offset });
+                    }
+                    CommitOutcome::Fenced { .. } => part.resync.store(true, Ordering::SeqCst),
+                },
+                Err(e) => {
+                    slog::error!(log, "batch not committed; the partition will resume from the database's progress"; "partition" => key.to_string(), "error" => e);
+                    part.resync.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+        metrics.in_flight_batches.dec();
+        part.in_flight.fetch_sub(1, Ordering::SeqCst);
+        drop(permit);
+    }
+}
+
+// ---- the poll thread ------------------------------------------------------------------------
+
+fn to_raw(m: &rdkafka::message::BorrowedMessage<'_>) -> RawMessage {
+    let headers = m
+        .headers()
+        .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+        .unwrap_or_default();
+    RawMessage {
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().map(<[u8]>::to_vec),
+        headers,
+        timestamp_ms: m.timestamp().to_millis(),
+    }
+}
+
+fn tpl_of<'a>(keys: impl Iterator<Item = &'a PartitionKey>) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for k in keys {
+        tpl.add_partition(&k.topic, k.partition);
+    }
+    tpl
+}
+
+struct PollLoop {
+    consumer: BaseConsumer<ReaderContext>,
+    shared: Arc<Shared>,
+    seq: u64,
+    paused_all: bool,
+    last_housekeeping: Instant,
+}
+
+impl PollLoop {
+    /// Hand every due batch to its pipeline while permits last. Returns true if a batch is
+    /// due but waits for a permit.
+    fn dispatch(&mut self, force: bool) -> bool {
+        let s = &self.shared;
+        let limits = s.opts.limits;
+        let now = Instant::now();
+        let mut waiting = false;
+        let mut parts = s.parts();
+        for p in parts.values_mut() {
+            if p.shared.resync.load(Ordering::SeqCst) {
+                continue;
+            }
+            while force || p.batcher.is_ready(&limits, now) {
+                if p.batcher.pending_len() == 0 {
+                    break;
+                }
+                let Ok(permit) = s.permits.clone().try_acquire_owned() else {
+                    waiting = true;
+                    break;
+                };
+                self.seq += 1;
+                let Some(batch) = p.batcher.take(&limits, now, true, self.seq) else { break };
+                p.shared.in_flight.fetch_add(1, Ordering::SeqCst);
+                s.metrics.in_flight_batches.inc();
+                if p.tx.unbounded_send((batch, permit)).is_err() {
+                    p.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    s.metrics.in_flight_batches.dec();
+                    p.shared.resync.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+        waiting
+    }
+
+    /// Pause partitions whose pending messages exceed two batches; resume them below one.
+    fn backpressure(&mut self) {
+        let s = &self.shared;
+        let high = s.opts.limits.max_messages * 2;
+        let mut to_pause = Vec::new();
+        let mut to_resume = Vec::new();
+        for (k, p) in s.parts().iter_mut() {
+            let pending = p.batcher.pending_len();
+            if !p.paused && pending >= high {
+                p.paused = true;
+                to_pause.push(k.clone());
+            } else if p.paused && pending < s.opts.limits.max_messages {
+                p.paused = false;
+                to_resume.push(k.clone());
+            }
+        }
+        if !to_pause.is_empty() {
+            let _ = self.consumer.pause(&tpl_of(to_pause.iter()));
+        }
+        if !to_resume.is_empty() && !self.paused_all {
+            let _ = self.consumer.resume(&tpl_of(to_resume.iter()));
+        }
+    }
+
+    /// Operator pause/resume of all partitions.
+    fn apply_pause(&mut self) {
+        let want = self.shared.paused.load(Ordering::SeqCst);
+        if want == self.paused_all {
+            return;
+        }
+        let keys: Vec<PartitionKey> = self.shared.parts().keys().cloned().collect();
+        let tpl = tpl_of(keys.iter());
+        let res = if want { self.consumer.pause(&tpl) } else { self.consumer.resume(&tpl) };
+        match res {
+            Ok(()) => {
+                self.paused_all = want;
+                self.shared.health.do_send(Paused(want));
+            }
+            Err(e) => slog::warn!(self.shared.log, "pause/resume failed"; "error" => e.to_string()),
+        }
+    }
+
+    /// Reload progress and seek for partitions whose batch failed or was fenced, once their
+    /// in-flight batches are done.
+    fn resync(&mut self) {
+        let s = self.shared.clone();
+        let due: Vec<PartitionKey> = s
+            .parts()
+            .iter()
+            .filter(|(_, p)| p.shared.resync.load(Ordering::SeqCst) && p.shared.in_flight.load(Ordering::SeqCst) == 0)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let Some(offsets) = s.load_offsets(&due) else { return };
+        for key in due {
+            let stored = offsets.get(&key).copied();
+            let offset = stored.map_or(Offset::Beginning, Offset::Offset);
+            if let Err(e) = self.consumer.seek(&key.topic, key.partition, offset, Duration::from_secs(10)) {
+                slog::warn!(s.log, "seek failed; will retry"; "partition" => key.to_string(), "error" => e.to_string());
+                continue;
+            }
+            if let Some(p) = s.parts().get_mut(&key) {
+                p.batcher.reset(stored.map_or(Fence::NoProgress, Fence::NextOffset));
+                p.shared.resync.store(false, Ordering::SeqCst);
+            }
+            slog::info!(s.log, "partition resynchronised from the database"; "partition" => key.to_string(), "next_offset" => format!("{stored:?}"));
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        if self.last_housekeeping.elapsed() < HOUSEKEEPING_EVERY {
+            return;
+        }
+        self.last_housekeeping = Instant::now();
+        commit_to_kafka(&self.consumer, &self.shared, CommitMode::Async);
+        let keys: Vec<PartitionKey> = self.shared.parts().keys().cloned().collect();
+        let mut marks = Vec::with_capacity(keys.len());
+        for k in keys {
+            let (mut low, mut high) = (0i64, 0i64);
+            let Ok(topic) = std::ffi::CString::new(k.topic.clone()) else { continue };
+            // Cached values from the last fetch response: no network round trip.
+            let err = unsafe {
+                rdkafka_sys::rd_kafka_get_watermark_offsets(
+                    self.consumer.client().native_ptr(),
+                    topic.as_ptr(),
+                    k.partition,
+                    &mut low,
+                    &mut high,
+                )
+            };
+            if err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0 {
+                marks.push((k, high));
+            }
+        }
+        if !marks.is_empty() {
+            self.shared.health.do_send(Watermarks(marks));
+        }
+    }
+
+    fn accept(&self, m: &rdkafka::message::BorrowedMessage<'_>) {
+        let key = PartitionKey { topic: m.topic().to_string(), partition: m.partition() };
+        let mut parts = self.shared.parts();
+        if let Some(p) = parts.get_mut(&key) {
+            if !p.shared.resync.load(Ordering::SeqCst) {
+                p.batcher.push(to_raw(m), Instant::now());
+            }
+        }
+    }
+
+    fn run(mut self) {
+        let s = self.shared.clone();
+        let idle_wait = s.opts.limits.linger.clamp(Duration::from_millis(1), Duration::from_millis(100));
+        let mut waiting = false;
+        while !s.stop.load(Ordering::SeqCst) {
+            self.apply_pause();
+            let timeout = if waiting { Duration::from_millis(2) } else { idle_wait };
+            match self.consumer.poll(timeout) {
+                Some(Ok(m)) => self.accept(&m),
+                Some(Err(e)) => slog::warn!(s.log, "consume error"; "error" => e.to_string()),
+                None => {}
+            }
+            // Drain what librdkafka already has without waiting, then cut batches.
+            for _ in 0..s.opts.limits.max_messages {
+                match self.consumer.poll(Duration::ZERO) {
+                    Some(Ok(m)) => self.accept(&m),
+                    Some(Err(e)) => slog::warn!(s.log, "consume error"; "error" => e.to_string()),
+                    None => break,
+                }
+            }
+            waiting = self.dispatch(false);
+            self.backpressure();
+            self.resync();
+            self.housekeeping();
+        }
+        self.drain();
+    }
+
+    /// Shutdown: stop fetching, commit everything already read, leave the group.
+    fn drain(mut self) {
+        let s = self.shared.clone();
+        let keys: Vec<PartitionKey> = s.parts().keys().cloned().collect();
+        let _ = self.consumer.pause(&tpl_of(keys.iter()));
+        let deadline = Instant::now() + s.opts.shutdown_timeout;
+        loop {
+            // Keep serving librdkafka callbacks; anything already fetched is still accepted.
+            if let Some(Ok(m)) = self.consumer.poll(Duration::from_millis(1)) {
+                self.accept(&m);
+            }
+            self.dispatch(true);
+            let busy = s.parts().values().any(|p| {
+                p.shared.in_flight.load(Ordering::SeqCst) > 0
+                    || (p.batcher.pending_len() > 0 && !p.shared.resync.load(Ordering::SeqCst))
+            });
+            if !busy || Instant::now() >= deadline {
+                if busy {
+                    slog::warn!(s.log, "shutdown deadline reached with batches in flight; they will be re-read");
+                }
+                break;
+            }
+        }
+        commit_to_kafka(&self.consumer, &s, CommitMode::Sync);
+        // Leaving the group runs the revoke callback, which waits for nothing now.
+        self.consumer.unsubscribe();
+        let close_deadline = Instant::now() + Duration::from_secs(5);
+        while !s.parts().is_empty() && Instant::now() < close_deadline {
+            self.consumer.poll(Duration::from_millis(10));
+        }
+        drop(self.consumer);
+        s.parts().clear();
+        slog::info!(s.log, "kafka reader stopped; left the consumer group");
+    }
+}
+
+// ---- the actor --------------------------------------------------------------------------------
+
+struct PollThread {
+    shared: Arc<Shared>,
+    handle: Option<JoinHandle<()>>,
+    done: Option<oneshot::Receiver<()>>,
+}
+
+pub struct KafkaReader {
+    opts: ReaderOptions,
+    parser: Addr<Parser>,
+    writer: Addr<DbWriter>,
+    health: Addr<HealthReporter>,
+    metrics: Metrics,
+    log: slog::Logger,
+    poll: Option<PollThread>,
+    restarts: u32,
+    paused: bool,
+    shutting_down: bool,
+}
+
+impl KafkaReader {
+    pub fn new(
+        opts: ReaderOptions,
+        parser: Addr<Parser>,
+        writer: Addr<DbWriter>,
+        health: Addr<HealthReporter>,
+        metrics: Metrics,
+        log: slog::Logger,
+    ) -> Self {
+        Self { opts, parser, writer, health, metrics, log, poll: None, restarts: 0, paused: false, shutting_down: false }
+    }
+
+    fn start_consumer(&mut self, ctx: &mut Context<Self>) {
+        let shared = Arc::new(Shared {
+            opts: self.opts.clone(),
+            stop: AtomicBool::new(false),
+            paused: AtomicBool::new(self.paused),
+            permits: Arc::new(Semaphore::new(self.opts.max_in_flight.max(1))),
+            kafka_commits: Arc::new(Mutex::new(HashMap::new())),
+            parts: Mutex::new(HashMap::new()),
+            parser: self.parser.clone(),
+            writer: self.writer.clone(),
+            health: self.health.clone(),
+            metrics: self.metrics.clone(),
+            arbiter: Arbiter::current(),
+            log: self.log.clone(),
+        });
+        let mut config = ClientConfig::new();
+        for (k, v) in &self.opts.client_config {
+            config.set(k, v);
+        }
+        config.set("group.id", &self.opts.group_id);
+        // The database is the source of truth for progress; Kafka commits are informational.
+        config.set("enable.auto.commit", "false");
+        config.set("enable.auto.offset.store", "false");
+        let consumer: Result<BaseConsumer<ReaderContext>, _> =
+            config.create_with_context(ReaderContext { shared: shared.clone() });
+        let consumer = match consumer {
+            Ok(c) => c,
+            Err(e) => return self.fail(ctx, format!("cannot create the Kafka consumer: {e}")),
+        };
+        let topics: Vec<&str> = self.opts.topics.iter().map(String::as_str).collect();
+        if let Err(e) = consumer.subscribe(&topics) {
+            return self.fail(ctx, format!("cannot subscribe to {topics:?}: {e}"));
+        }
+        let (done_tx, done_rx) = oneshot::channel();
+        let thread_shared = shared.clone();
+        let spawned = std::thread::Builder::new().name("kafka-poll".into()).spawn(move || {
+            let poll = PollLoop { consumer, shared: thread_shared, seq: 0, paused_all: false, last_housekeeping: Instant::now() };
+            poll.run();
+            let _ = done_tx.send(());
+        });
+        match spawned {
+            Ok(handle) => {
+                self.poll = Some(PollThread { shared, handle: Some(handle), done: Some(done_rx) });
+                self.health.do_send(ActorStarted("kafka_reader"));
+                slog::info!(self.log, "kafka reader started"; "topics" => self.opts.topics.join(","), "group_id" => &self.opts.group_id);
+            }
+            Err(e) => self.fail(ctx, format!("cannot start the poll thread: {e}")),
+        }
+    }
+
+    fn fail(&mut self, ctx: &mut Context<Self>, error: String) {
+        self.health.do_send(ActorFailed { name: "kafka_reader", error });
+        ctx.stop();
+    }
+
+    /// A poll thread that ended without being asked to (a panic) means the reader failed.
+    fn watch(&mut self, ctx: &mut Context<Self>) {
+        let died = self.poll.as_ref().is_some_and(|p| {
+            !p.shared.stop.load(Ordering::SeqCst) && p.handle.as_ref().is_some_and(JoinHandle::is_finished)
+        });
+        if died {
+            let reason = match self.poll.as_mut().and_then(|p| p.handle.take()).map(JoinHandle::join) {
+                Some(Err(panic)) => crate::parser::panic_message(&*panic),
+                _ => "poll thread ended".to_string(),
+            };
+            self.poll = None;
+            self.fail(ctx, reason);
+        }
+    }
+}
+
+impl Actor for KafkaReader {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if self.restarts == 0 {
+            self.start_consumer(ctx);
+        } else {
+            let delay = self.opts.restart_backoff.delay(self.restarts - 1, &mut rand::rng());
+            ctx.run_later(delay, |act, ctx| act.start_consumer(ctx));
+        }
+        ctx.run_interval(Duration::from_millis(500), |act, ctx| act.watch(ctx));
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        // Let the poll thread drain on its own; it needs this arbiter for in-flight batches.
+        if let Some(p) = self.poll.take() {
+            p.shared.stop.store(true, Ordering::SeqCst);
+        }
+        Running::Stop
+    }
+}
+
+impl Supervised for KafkaReader {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        if !self.shutting_down {
+            self.restarts += 1;
+        }
+    }
+}
+
+impl Handler<Shutdown> for KafkaReader {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
+        self.shutting_down = true;
+        let health = self.health.clone();
+        let done = self.poll.as_mut().and_then(|p| {
+            p.shared.stop.store(true, Ordering::SeqCst);
+            p.done.take()
+        });
+        Box::pin(async move {
+            if let Some(done) = done {
+                let _ = done.await;
+            }
+            health.do_send(ActorStopped("kafka_reader"));
+        })
+    }
+}
+
+impl Handler<SetPaused> for KafkaReader {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetPaused, _: &mut Self::Context) {
+        self.paused = msg.0;
+        if let Some(p) = &self.poll {
+            p.shared.paused.store(msg.0, Ordering::SeqCst);
+        }
+    }
+}

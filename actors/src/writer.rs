@@ -1,0 +1,170 @@
+//! `DbWriter`: owns the database pool and commits batches, exactly once.
+//!
+//! Runs on a `SyncArbiter` (Diesel is blocking), one worker per pooled connection. For each
+//! [`WriteBatch`] it runs one transaction: the offset fence, binary `COPY` of rows and dead
+//! letters, the new `next_offset`. Transient errors (lost connection, server restarting) are
+//! retried here with exponential backoff and jitter; the reply comes only when the batch is
+//! durable, fenced, or retries are exhausted.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use crate::backoff::Backoff;
+use crate::health::{ActorFailed, ActorStarted, DbStatus, HealthReporter};
+use crate::messages::{CommitOutcome, Committed, ParsedBatch, PartitionKey};
+use crate::metrics::{label, Metrics};
+use crate::parser::panic_message;
+use crate::storage::{Database, StoreError};
+
+/// Commit one parsed batch.
+#[derive(Message)]
+#[rtype(result = "Result<Committed, WriteFailed>")]
+pub struct WriteBatch(pub ParsedBatch);
+
+/// Read the stored progress of the group for these partitions.
+#[derive(Message)]
+#[rtype(result = "Result<HashMap<PartitionKey, i64>, WriteFailed>")]
+pub struct LoadOffsets(pub Vec<PartitionKey>);
+
+/// A database round trip, for readiness.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Ping;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteFailed {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("db_writer worker failed: {0}")]
+    Panicked(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    pub group_id: String,
+    pub retry: Backoff,
+    /// Attempts per batch before the writer gives up and the reader re-reads from the database.
+    pub max_attempts: u32,
+}
+
+pub struct DbWriter {
+    db: Database,
+    opts: WriterOptions,
+    metrics: Metrics,
+    health: Addr<HealthReporter>,
+    log: slog::Logger,
+    /// Reused COPY buffer: grows to the largest batch and stays.
+    buf: Vec<u8>,
+}
+
+impl DbWriter {
+    pub fn new(db: Database, opts: WriterOptions, metrics: Metrics, health: Addr<HealthReporter>, log: slog::Logger) -> Self {
+        Self { db, opts, metrics, health, log, buf: Vec::new() }
+    }
+
+    /// Run `op` until it succeeds, fails for good, or attempts run out.
+    fn with_retries<T>(&mut self, what: &str, mut op: impl FnMut(&mut Self) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut attempt = 0;
+        loop {
+            match op(self) {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_transient() && attempt + 1 < self.opts.max_attempts => {
+                    let delay = self.opts.retry.delay(attempt, &mut rand::rng());
+                    self.metrics.db_retries.inc();
+                    self.health.do_send(DbStatus(Err(e.to_string())));
+                    slog::warn!(self.log, "transient database error; retrying"; "op" => what, "error" => e.to_string(), "attempt" => attempt + 1, "retry_in_ms" => delay.as_millis() as u64);
+                    std::thread::sleep(delay);
+                    attempt += 1;
+                }
+                Err(e) => {
+                    if e.is_transient() {
+                        self.health.do_send(DbStatus(Err(e.to_string())));
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, batch: &ParsedBatch) -> Result<Committed, StoreError> {
+        let started = Instant::now();
+        let group = self.opts.group_id.clone();
+        let outcome = self.with_retries("commit_batch", |w| w.db.commit_batch(&group, batch, &mut w.buf))?;
+        // Large one-off batches should not pin memory forever.
+        if self.buf.capacity() > 64 * 1024 * 1024 {
+            self.buf = Vec::new();
+        }
+        let m = &self.metrics;
+        match &outcome {
+            CommitOutcome::Committed { rows, dead_letters } => {
+                m.db_write_seconds.observe(started.elapsed().as_secs_f64());
+                m.batches_committed.inc();
+                m.batch_size.observe(batch.message_count as f64);
+                m.rows_written.get_or_create(&label("topic", batch.partition.topic.clone())).inc_by(*rows as u64);
+                if *dead_letters > 0 {
+                    for d in &batch.dead_letters {
+                        m.dead_letters.get_or_create(&label("reason", d.reason.clone())).inc();
+                    }
+                }
+                if let Some(ts) = batch.oldest_timestamp_ms {
+                    let latency_ms = (chrono::Utc::now().timestamp_millis() - ts).max(0);
+                    m.commit_latency_seconds.observe(Duration::from_millis(latency_ms as u64).as_secs_f64());
+                }
+            }
+            CommitOutcome::Fenced { db_next_offset } => {
+                m.batches_fenced.inc();
+                slog::warn!(self.log, "batch fenced: another member advanced the partition; dropped"; "partition" => batch.partition.to_string(), "fence" => format!("{:?}", batch.fence), "db_next_offset" => format!("{db_next_offset:?}"));
+            }
+        }
+        m.pool_in_use.set(i64::from(self.db.connections_in_use()));
+        Ok(Committed { partition: batch.partition.clone(), next_offset: batch.next_offset, seq: batch.seq, outcome })
+    }
+
+    fn guarded<T>(&mut self, ctx: &mut SyncContext<Self>, f: impl FnOnce(&mut Self) -> Result<T, StoreError>) -> Result<T, WriteFailed> {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| f(self))) {
+            Ok(r) => r.map_err(WriteFailed::from),
+            Err(panic) => {
+                let error = panic_message(&*panic);
+                self.health.do_send(ActorFailed { name: "db_writer", error: error.clone() });
+                ctx.stop();
+                Err(WriteFailed::Panicked(error))
+            }
+        }
+    }
+}
+
+impl Actor for DbWriter {
+    type Context = SyncContext<Self>;
+
+    fn started(&mut self, _: &mut Self::Context) {
+        self.health.do_send(ActorStarted("db_writer"));
+    }
+}
+
+impl Handler<WriteBatch> for DbWriter {
+    type Result = Result<Committed, WriteFailed>;
+
+    fn handle(&mut self, msg: WriteBatch, ctx: &mut Self::Context) -> Self::Result {
+        self.guarded(ctx, |w| w.write(&msg.0))
+    }
+}
+
+impl Handler<LoadOffsets> for DbWriter {
+    type Result = Result<HashMap<PartitionKey, i64>, WriteFailed>;
+
+    fn handle(&mut self, msg: LoadOffsets, ctx: &mut Self::Context) -> Self::Result {
+        let group = self.opts.group_id.clone();
+        self.guarded(ctx, |w| w.with_retries("load_offsets", |w| w.db.load_offsets(&group, &msg.0)))
+    }
+}
+
+impl Handler<Ping> for DbWriter {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, _: Ping, _: &mut Self::Context) -> Self::Result {
+        self.db.ping().map_err(|e| e.to_string())
+    }
+}
