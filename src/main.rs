@@ -1,1 +1,98 @@
-fn main() {}
+//! The `tributary` binary: parse the command line, load the configuration, dispatch.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tributary::app::{self, Application};
+use tributary::cli::{Cli, Command, Overrides};
+use tributary::config::Settings;
+use tributary::telemetry;
+use tributary_actors::storage::Database;
+
+fn load(cli: &Cli, o: &Overrides) -> Result<Settings, ExitCode> {
+    Settings::load(cli.config.as_deref(), &o.to_map()).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return futures::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn run(settings: Settings) -> ExitCode {
+    let log = telemetry::logger(&settings.log);
+    let result = actix::System::new().block_on(async {
+        let app = Application::build(settings, log.clone()).await?;
+        app.run_until_stopped(shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            slog::crit!(log, "tributary failed"; "error" => e.to_string());
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn migrate(settings: Settings) -> ExitCode {
+    let log = telemetry::logger(&settings.log);
+    let result = actix::System::new().block_on(async {
+        let db = Database::open(&app::database_options(&settings))?;
+        app::migrate(&db, Duration::from_secs(30), &log).await
+    });
+    match result {
+        Ok(applied) => {
+            println!("migrations applied: {}", if applied.is_empty() { "none (up to date)".to_string() } else { applied.join(", ") });
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn healthcheck(url: &str, timeout: u64) -> ExitCode {
+    let result = actix::System::new().block_on(async {
+        let client = awc::Client::builder().timeout(Duration::from_secs(timeout)).finish();
+        client.get(url).send().await.map(|r| r.status())
+    });
+    match result {
+        Ok(status) if status.is_success() => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("unhealthy: {url} answered {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.as_ref().unwrap_or(&Command::Run(Overrides::default())) {
+        Command::Run(o) => load(&cli, o).map_or_else(|c| c, run),
+        Command::Migrate(o) => load(&cli, o).map_or_else(|c| c, migrate),
+        Command::CheckConfig(o) => match load(&cli, o) {
+            Ok(s) => {
+                println!("{}", serde_json::to_string_pretty(&s.redacted()).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Err(c) => c,
+        },
+        Command::Healthcheck { url, timeout } => healthcheck(url, *timeout),
+    }
+}

@@ -1,0 +1,263 @@
+//! Wiring: build the actor system and the HTTP server from [`Settings`], run until told to stop.
+//!
+//! `Application::build` must run inside an actix `System`. Tests and the demo use
+//! [`spawn`], which runs the application on its own thread and returns a handle with the real
+//! HTTP port and a graceful `stop`.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::{web, App, HttpServer};
+use secrecy::ExposeSecret;
+use tributary_actors::backoff::Backoff;
+use tributary_actors::batch::BatchLimits;
+use tributary_actors::health::{HealthOptions, HealthReporter, SetDbProbe};
+use tributary_actors::metrics::Metrics;
+use tributary_actors::parse::ParseOptions;
+use tributary_actors::parser::Parser;
+use tributary_actors::reader::{KafkaReader, ReaderOptions, Shutdown};
+use tributary_actors::storage::{Database, DatabaseOptions, StoreError};
+use tributary_actors::writer::{DbWriter, WriterOptions};
+
+use crate::config::{ConfigError, Settings};
+use crate::http::{routes, ApiState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("database: {0}")]
+    Database(#[from] StoreError),
+    #[error("http: cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The version string: crate version and the git commit it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BUILD_GIT_COMMIT"), ")");
+
+pub fn version() -> String {
+    VERSION.to_string()
+}
+
+pub fn database_options(settings: &Settings) -> DatabaseOptions {
+    DatabaseOptions {
+        url: settings.database.url.expose_secret().to_string(),
+        pool_size: settings.database.pool_size,
+        connect_timeout: Duration::from_millis(settings.database.connect_timeout_ms),
+    }
+}
+
+/// Run embedded migrations, retrying while the database is unreachable (up to `patience`).
+pub async fn migrate(db: &Database, patience: Duration, log: &slog::Logger) -> Result<Vec<String>, StoreError> {
+    let deadline = std::time::Instant::now() + patience;
+    let backoff = Backoff { initial: Duration::from_millis(200), max: Duration::from_secs(5) };
+    let mut attempt = 0;
+    loop {
+        let db2 = db.clone();
+        let result = actix_web::rt::task::spawn_blocking(move || db2.migrate())
+            .await
+            .map_err(|e| StoreError::Fatal(format!("migration task failed: {e}")))?;
+        match result {
+            Err(e) if e.is_transient() && std::time::Instant::now() < deadline => {
+                slog::warn!(log, "database not reachable for migrations; retrying"; "error" => e.to_string());
+                actix_web::rt::time::sleep(backoff.delay(attempt, &mut rand::rng())).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    reader: Addr<KafkaReader>,
+    reader_arbiter: Arbiter,
+    log: slog::Logger,
+}
+
+impl Application {
+    /// Start every actor and bind the HTTP server. Call inside an actix `System`.
+    pub async fn build(settings: Settings, log: slog::Logger) -> Result<Self, AppError> {
+        let db = Database::open(&database_options(&settings))?;
+        if settings.database.migrate_on_start {
+            let applied = migrate(&db, Duration::from_secs(30), &log).await?;
+            slog::info!(log, "database migrations up to date"; "applied" => applied.join(","));
+        }
+        let (metrics, registry) = Metrics::new();
+        let health_opts = HealthOptions {
+            version: version(),
+            group_id: settings.kafka.group_id.clone(),
+            config_summary: settings.redacted(),
+            stall_after: Duration::from_secs(settings.health.stall_after_secs),
+            restart_budget: settings.health.restart_budget,
+            restart_window: Duration::from_secs(settings.health.restart_window_secs),
+        };
+        let health = {
+            let (m, l) = (metrics.clone(), log.new(slog::o!("actor" => "health_reporter")));
+            let mut registry = Some(registry);
+            Supervisor::start(move |_| {
+                // The registry moves into the first instance; a supervisor restart keeps the
+                // same actor value, so the factory runs once.
+                let r = registry.take().unwrap_or_default();
+                HealthReporter::new(health_opts.clone(), m.clone(), r, l.clone())
+            })
+        };
+        let writer = {
+            let opts = WriterOptions {
+                group_id: settings.kafka.group_id.clone(),
+                retry: Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5) },
+                max_attempts: settings.database.max_attempts,
+            };
+            let (m, h, l) = (metrics.clone(), health.clone(), log.new(slog::o!("actor" => "db_writer")));
+            SyncArbiter::start(settings.database.pool_size as usize, move || {
+                DbWriter::new(db.clone(), opts.clone(), m.clone(), h.clone(), l.clone())
+            })
+        };
+        let parser = {
+            let opts = ParseOptions {
+                format: settings.parser.format,
+                max_message_bytes: settings.parser.max_message_bytes,
+                max_depth: settings.parser.max_depth,
+            };
+            let (m, h) = (metrics.clone(), health.clone());
+            SyncArbiter::start(settings.parser.workers, move || Parser::new(opts.clone(), m.clone(), h.clone()))
+        };
+        health.do_send(SetDbProbe(writer.clone().recipient()));
+        let reader_opts = ReaderOptions {
+            client_config: settings.librdkafka_config(),
+            group_id: settings.kafka.group_id.clone(),
+            topics: settings.kafka.topics.clone(),
+            limits: BatchLimits {
+                max_messages: settings.database.batch_size,
+                max_bytes: settings.database.batch_max_bytes,
+                linger: settings.linger(),
+            },
+            max_in_flight: settings.database.max_in_flight,
+            revoke_timeout: Duration::from_millis(settings.kafka.revoke_timeout_ms),
+            shutdown_timeout: Duration::from_secs(settings.shutdown.timeout_secs),
+            restart_backoff: Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(30) },
+        };
+        // The reader and its pipeline tasks get their own thread, away from HTTP.
+        let reader_arbiter = Arbiter::new();
+        let reader = {
+            let (p, w, h, m, l) = (parser, writer, health.clone(), metrics, log.new(slog::o!("actor" => "kafka_reader")));
+            Supervisor::start_in_arbiter(&reader_arbiter.handle(), move |_| {
+                KafkaReader::new(reader_opts.clone(), p.clone(), w.clone(), h.clone(), m.clone(), l.clone())
+            })
+        };
+
+        let addr = settings.bind_addr()?;
+        let listener = TcpListener::bind(addr).map_err(|source| AppError::Bind { addr: addr.to_string(), source })?;
+        let port = listener.local_addr().map_err(|e| AppError::Other(e.to_string()))?.port();
+        let state = ApiState { health };
+        let server = HttpServer::new(move || App::new().app_data(web::Data::new(state.clone())).configure(routes))
+            .workers(2)
+            .disable_signals()
+            .shutdown_timeout(5)
+            .listen(listener)
+            .map_err(|source| AppError::Bind { addr: addr.to_string(), source })?
+            .run();
+        slog::info!(log, "tributary started"; "version" => version(), "http" => format!("{}:{port}", addr.ip()));
+        Ok(Self { port, server, reader, reader_arbiter, log })
+    }
+
+    /// The HTTP port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serve until `shutdown` resolves, then drain: stop fetching, commit in-flight batches,
+    /// leave the group, stop HTTP.
+    pub async fn run_until_stopped(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AppError> {
+        let handle = self.server.handle();
+        let server = actix_web::rt::spawn(self.server);
+        shutdown.await;
+        slog::info!(self.log, "shutting down: draining in-flight batches");
+        if let Err(e) = self.reader.send(Shutdown).await {
+            slog::warn!(self.log, "kafka reader did not answer shutdown"; "error" => e.to_string());
+        }
+        handle.stop(true).await;
+        let _ = server.await;
+        self.reader_arbiter.stop();
+        slog::info!(self.log, "tributary stopped");
+        Ok(())
+    }
+}
+
+/// An application running on its own thread (tests, demo).
+pub struct RunningApp {
+    pub port: u16,
+    stop: Option<futures::channel::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), AppError>>>,
+}
+
+impl RunningApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Graceful stop, as on SIGTERM; waits until the application has drained.
+    pub fn stop(mut self) -> Result<(), AppError> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Result<(), AppError> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(AppError::Other("application thread panicked".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningApp {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}
+
+/// Start the application on a new thread with its own actix `System`.
+pub fn spawn(settings: Settings, log: slog::Logger) -> Result<RunningApp, AppError> {
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("tributary-app".into())
+        .spawn(move || {
+            let system = System::new();
+            let result = system.block_on(async move {
+                match Application::build(settings, log).await {
+                    Ok(app) => {
+                        let _ = port_tx.send(Ok(app.port()));
+                        app.run_until_stopped(async move {
+                            let _ = stop_rx.await;
+                        })
+                        .await
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        let _ = port_tx.send(Err(msg));
+                        Err(e)
+                    }
+                }
+            });
+            System::current().stop();
+            let _ = system.run();
+            result
+        })
+        .map_err(|e| AppError::Other(e.to_string()))?;
+    match port_rx.recv() {
+        Ok(Ok(port)) => Ok(RunningApp { port, stop: Some(stop_tx), thread: Some(thread) }),
+        Ok(Err(msg)) => {
+            let _ = thread.join();
+            Err(AppError::Other(msg))
+        }
+        Err(_) => Err(AppError::Other("application thread ended before starting".into())),
+    }
+}

@@ -1,0 +1,462 @@
+//! Configuration: typed settings, layered defaults < TOML < `TRIBUTARY_*` env < CLI flags.
+//!
+//! Everything is validated once at start; a bad value fails with the key, what is wrong and how
+//! to fix it. Secrets (database URL password, admin token, librdkafka passwords) are wrapped so
+//! they never reach logs, `/status` or `check-config` output.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{json, Value};
+use tributary_actors::parse::Format;
+use tributary_actors::storage::redact_url;
+
+/// Environment variable prefix; `__` separates nesting levels.
+pub const ENV_PREFIX: &str = "TRIBUTARY_";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub database: DatabaseSettings,
+    pub parser: ParserSettings,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+    pub health: HealthSettings,
+    pub shutdown: ShutdownSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Comma-separated `host:port` list, like librdkafka's `bootstrap.servers`.
+    pub brokers: String,
+    pub group_id: String,
+    #[serde(deserialize_with = "string_or_list")]
+    pub topics: Vec<String>,
+    /// Any librdkafka property, passed through (e.g. `security.protocol`, `sasl.password`).
+    pub librdkafka: BTreeMap<String, String>,
+    /// How long a revoked partition waits for its in-flight batches.
+    pub revoke_timeout_ms: u64,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            brokers: String::new(),
+            group_id: "tributary".into(),
+            topics: Vec::new(),
+            librdkafka: BTreeMap::new(),
+            revoke_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://user:password@host:port/db`.
+    pub url: SecretString,
+    pub pool_size: u32,
+    /// Messages per batch (one transaction).
+    pub batch_size: usize,
+    /// Payload bytes per batch.
+    pub batch_max_bytes: usize,
+    /// How long a partial batch may wait for more messages.
+    pub linger_ms: u64,
+    /// Batches parsed or being written at once, across partitions (bounds memory).
+    pub max_in_flight: usize,
+    /// Run embedded migrations at start-up.
+    pub migrate_on_start: bool,
+    pub connect_timeout_ms: u64,
+    /// Attempts per batch on transient errors before the partition re-reads from its progress.
+    pub max_attempts: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from(""),
+            pool_size: 4,
+            batch_size: 5000,
+            batch_max_bytes: 4 * 1024 * 1024,
+            linger_ms: 100,
+            max_in_flight: 8,
+            migrate_on_start: true,
+            connect_timeout_ms: 5000,
+            max_attempts: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ParserSettings {
+    pub format: Format,
+    pub max_message_bytes: usize,
+    pub max_depth: usize,
+    /// Parser threads.
+    pub workers: usize,
+}
+
+impl Default for ParserSettings {
+    fn default() -> Self {
+        Self { format: Format::Auto, max_message_bytes: 1024 * 1024, max_depth: 64, workers: 2 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// `host:port`; port 0 picks a free port.
+    pub bind: String,
+    /// Bearer token for admin endpoints; without one they answer 403.
+    pub admin_token: Option<SecretString>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { bind: "127.0.0.1:8080".into(), admin_token: None }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Term,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Term }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthSettings {
+    /// Lag above zero and no commit for this long ⇒ `/ready` 503 `stalled`.
+    pub stall_after_secs: u64,
+    /// Restarts within `restart_window_secs` beyond which an actor counts as failed.
+    pub restart_budget: u32,
+    pub restart_window_secs: u64,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self { stall_after_secs: 60, restart_budget: 5, restart_window_secs: 60 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownSettings {
+    /// How long SIGTERM may take to commit in-flight batches.
+    pub timeout_secs: u64,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        Self { timeout_secs: 30 }
+    }
+}
+
+/// Accept `["a","b"]` or `"a,b"` (handy in environment variables).
+fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::One(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect(),
+        Either::Many(v) => v,
+    })
+}
+
+/// A configuration problem: which key, what is wrong, how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {key}: {problem}. Fix: {fix}")]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self { key: key.to_string(), problem: problem.into(), fix: fix.into() }
+    }
+}
+
+fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase())
+}
+
+fn set_it(key: &str, example: &str) -> String {
+    let (section, name) = key.split_once('.').unwrap_or(("", key));
+    format!("set `{name} = {example}` under [{section}] in the TOML file, or {}={}", env_name(key), example.trim_matches('"'))
+}
+
+impl Settings {
+    /// Layer: defaults < TOML file < environment < `overrides` (CLI flags, as dotted keys).
+    pub fn load(file: Option<&Path>, overrides: &BTreeMap<String, Value>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::new();
+        match file {
+            Some(path) if path.exists() => fig = fig.merge(Toml::file(path)),
+            Some(path) => {
+                return Err(ConfigError::new(
+                    "--config",
+                    format!("file {} does not exist", path.display()),
+                    "pass an existing TOML file, or omit --config",
+                ));
+            }
+            None if Path::new("tributary.toml").exists() => fig = fig.merge(Toml::file("tributary.toml")),
+            None => {}
+        }
+        // Only nested names (SECTION__KEY) are configuration; TRIBUTARY_CONFIG and the test
+        // suite's TRIBUTARY_TEST_DATABASE_URL are not.
+        fig = fig.merge(Env::prefixed(ENV_PREFIX).filter(|k| k.as_str().contains("__")).split("__"));
+        for (key, value) in overrides {
+            fig = fig.merge(Serialized::global(key, value));
+        }
+        let settings: Settings = fig.extract().map_err(|e| {
+            let key = e.path.join(".");
+            ConfigError::new(
+                if key.is_empty() { "(config)" } else { &key },
+                e.kind.to_string(),
+                "correct the value in the TOML file or environment; see docs/configuration.md",
+            )
+        })?;
+        settings.validated()
+    }
+
+    /// Check every value; normalises librdkafka keys given through the environment.
+    pub fn validated(mut self) -> Result<Self, ConfigError> {
+        // Environment names cannot hold dots: TRIBUTARY_KAFKA__LIBRDKAFKA__SASL_PASSWORD means sasl.password.
+        self.kafka.librdkafka = self.kafka.librdkafka.into_iter().map(|(k, v)| (k.replace('_', "."), v)).collect();
+        let k = &self.kafka;
+        let has_bootstrap = k.librdkafka.contains_key("bootstrap.servers") || k.librdkafka.contains_key("test.mock.num.brokers");
+        if k.brokers.trim().is_empty() && !has_bootstrap {
+            return Err(ConfigError::new("kafka.brokers", "is empty", set_it("kafka.brokers", "\"kafka-1:9092,kafka-2:9092\"")));
+        }
+        if k.group_id.trim().is_empty() {
+            return Err(ConfigError::new("kafka.group_id", "is empty", set_it("kafka.group_id", "\"tributary\"")));
+        }
+        if k.topics.is_empty() || k.topics.iter().any(|t| t.trim().is_empty()) {
+            return Err(ConfigError::new("kafka.topics", "names no topic", set_it("kafka.topics", "[\"events\"]")));
+        }
+        for reserved in ["group.id", "enable.auto.commit", "enable.auto.offset.store"] {
+            if k.librdkafka.contains_key(reserved) {
+                return Err(ConfigError::new(
+                    &format!("kafka.librdkafka.\"{reserved}\""),
+                    "is managed by tributary (exactly-once needs it)",
+                    "remove it; use kafka.group_id for the group",
+                ));
+            }
+        }
+        let mut client = rdkafka::ClientConfig::new();
+        for (key, value) in self.librdkafka_config() {
+            client.set(key, value);
+        }
+        if let Err(e) = client.create_native_config() {
+            return Err(ConfigError::new("kafka.librdkafka", e.to_string(), "use a property and value librdkafka knows (see its CONFIGURATION.md)"));
+        }
+        let url = self.database.url.expose_secret();
+        if url.is_empty() {
+            return Err(ConfigError::new("database.url", "is empty", set_it("database.url", "\"postgres://user:password@host:5432/db\"")));
+        }
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError::new(
+                "database.url",
+                format!("scheme of {} is not supported", redact_url(url)),
+                "use postgres://user:password@host:5432/db",
+            ));
+        }
+        let d = &self.database;
+        let ranges: [(&str, u64, u64, u64); 6] = [
+            ("database.pool_size", u64::from(d.pool_size), 1, 256),
+            ("database.batch_size", d.batch_size as u64, 1, 1_000_000),
+            ("database.batch_max_bytes", d.batch_max_bytes as u64, 1024, 1 << 30),
+            ("database.linger_ms", d.linger_ms, 0, 60_000),
+            ("database.max_in_flight", d.max_in_flight as u64, 1, 1024),
+            ("database.max_attempts", u64::from(d.max_attempts), 1, 1000),
+        ];
+        let p = &self.parser;
+        let more: [(&str, u64, u64, u64); 4] = [
+            ("parser.workers", p.workers as u64, 1, 256),
+            ("parser.max_message_bytes", p.max_message_bytes as u64, 1, 1 << 30),
+            // serde_json refuses nesting beyond 128 by itself.
+            ("parser.max_depth", p.max_depth as u64, 1, 127),
+            ("health.stall_after_secs", self.health.stall_after_secs, 1, 86_400),
+        ];
+        for (key, value, lo, hi) in ranges.into_iter().chain(more) {
+            if value < lo || value > hi {
+                return Err(ConfigError::new(key, format!("{value} is out of range"), format!("use a value from {lo} to {hi}")));
+            }
+        }
+        self.bind_addr()?;
+        if !["trace", "debug", "info", "warn", "warning", "error", "critical"].contains(&self.log.level.to_lowercase().as_str()) {
+            return Err(ConfigError::new("log.level", format!("{:?} is not a level", self.log.level), "use one of trace, debug, info, warn, error"));
+        }
+        if let Some(token) = &self.http.admin_token {
+            if token.expose_secret().len() < 16 {
+                return Err(ConfigError::new("http.admin_token", "is shorter than 16 characters", "use a long random token, e.g. `openssl rand -hex 32`"));
+            }
+        }
+        Ok(self)
+    }
+
+    /// The HTTP listen address.
+    pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.http
+            .bind
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| ConfigError::new("http.bind", format!("{:?} is not host:port", self.http.bind), set_it("http.bind", "\"0.0.0.0:8080\"")))
+    }
+
+    /// librdkafka properties: pass-through plus `bootstrap.servers` from `kafka.brokers`.
+    pub fn librdkafka_config(&self) -> BTreeMap<String, String> {
+        let mut c = BTreeMap::new();
+        // An ingest service wants history, not only what arrives after it first starts.
+        c.insert("auto.offset.reset".to_string(), "earliest".to_string());
+        // Bound librdkafka's prefetch so memory stays small; throughput needs no more.
+        c.insert("queued.max.messages.kbytes".to_string(), "16384".to_string());
+        if !self.kafka.brokers.trim().is_empty() {
+            c.insert("bootstrap.servers".to_string(), self.kafka.brokers.trim().to_string());
+        }
+        c.extend(self.kafka.librdkafka.iter().map(|(k, v)| (k.clone(), v.clone())));
+        c
+    }
+
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.database.linger_ms)
+    }
+
+    /// The effective configuration as JSON, secrets redacted: for `check-config` and `/status`.
+    pub fn redacted(&self) -> Value {
+        let librdkafka: BTreeMap<&String, String> = self
+            .kafka
+            .librdkafka
+            .iter()
+            .map(|(k, v)| (k, if is_secret_property(k) { "[REDACTED]".to_string() } else { v.clone() }))
+            .collect();
+        json!({
+            "kafka": {
+                "brokers": self.kafka.brokers,
+                "group_id": self.kafka.group_id,
+                "topics": self.kafka.topics,
+                "librdkafka": librdkafka,
+                "revoke_timeout_ms": self.kafka.revoke_timeout_ms,
+            },
+            "database": {
+                "url": redact_url(self.database.url.expose_secret()),
+                "pool_size": self.database.pool_size,
+                "batch_size": self.database.batch_size,
+                "batch_max_bytes": self.database.batch_max_bytes,
+                "linger_ms": self.database.linger_ms,
+                "max_in_flight": self.database.max_in_flight,
+                "migrate_on_start": self.database.migrate_on_start,
+                "connect_timeout_ms": self.database.connect_timeout_ms,
+                "max_attempts": self.database.max_attempts,
+            },
+            "parser": self.parser,
+            "http": {
+                "bind": self.http.bind,
+                "admin_token": self.http.admin_token.as_ref().map(|_| "[REDACTED]"),
+            },
+            "log": self.log,
+            "health": self.health,
+            "shutdown": self.shutdown,
+        })
+    }
+}
+
+/// librdkafka properties whose values are secrets.
+fn is_secret_property(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password") || k.contains("secret") || k.ends_with(".pem") || k.contains("key.pem") || k.ends_with("sasl.jaas.config")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> BTreeMap<String, Value> {
+        BTreeMap::from([
+            ("kafka.brokers".to_string(), json!("k:9092")),
+            ("kafka.topics".to_string(), json!(["t"])),
+            ("database.url".to_string(), json!("postgres://u:hunter2hunter2@h/db")),
+        ])
+    }
+
+    #[test]
+    fn defaults_and_overrides_layer() {
+        let s = Settings::load(None, &base()).unwrap();
+        assert_eq!(s.kafka.group_id, "tributary");
+        assert_eq!(s.database.batch_size, 5000);
+        assert_eq!(s.librdkafka_config()["bootstrap.servers"], "k:9092");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_fix() {
+        let mut o = base();
+        o.insert("database.pool_size".into(), json!(0));
+        let e = Settings::load(None, &o).unwrap_err();
+        assert_eq!(e.key, "database.pool_size");
+        assert!(e.fix.contains("1 to 256"));
+
+        let mut o = base();
+        o.remove("kafka.topics");
+        assert_eq!(Settings::load(None, &o).unwrap_err().key, "kafka.topics");
+
+        let mut o = base();
+        o.insert("database.pool_size".into(), json!("many"));
+        let e = Settings::load(None, &o).unwrap_err();
+        assert_eq!(e.key, "database.pool_size", "{e}");
+
+        let mut o = base();
+        o.insert("kafka.librdkafka".into(), json!({"fetch.wait.max.ms": "soon"}));
+        assert_eq!(Settings::load(None, &o).unwrap_err().key, "kafka.librdkafka");
+
+        let mut o = base();
+        o.insert("database.url".into(), json!("mysql://h/db"));
+        assert_eq!(Settings::load(None, &o).unwrap_err().key, "database.url");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let mut o = base();
+        o.insert("kafka.librdkafka".into(), json!({"sasl.password": "pw-secret"}));
+        o.insert("http.admin_token".into(), json!("token-token-token-token"));
+        let s = Settings::load(None, &o).unwrap();
+        let text = s.redacted().to_string();
+        assert!(!text.contains("hunter2") && !text.contains("pw-secret") && !text.contains("token-token"), "{text}");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn topics_accept_a_comma_separated_string() {
+        let mut o = base();
+        o.insert("kafka.topics".into(), json!("a, b"));
+        assert_eq!(Settings::load(None, &o).unwrap().kafka.topics, vec!["a", "b"]);
+    }
+}

@@ -1,0 +1,16 @@
+//! tributary: Kafka → SQL ingestion, exactly once.
+//!
+//! Layout:
+//! - [`cli`]: the command line (clap); `main.rs` only dispatches.
+//! - [`config`]: layered settings and their validation.
+//! - [`telemetry`]: slog set-up.
+//! - [`http`]: the actix-web API, answered by the `HealthReporter`.
+//! - [`app`]: builds the actor system (crate `tributary-actors`) and runs it until stopped.
+//! - [`mock`]: librdkafka's in-process mock cluster, for the demo and the tests.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod mock;
+pub mod telemetry;

@@ -1,0 +1,234 @@
+//! Shared test support: a fresh PostgreSQL database per test, the mock Kafka cluster, a mixed
+//! message generator, exact accounting checks, and waiting for conditions (never sleeping).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Text};
+use serde_json::{json, Value};
+use tributary::config::Settings;
+use tributary::mock::MockKafka;
+
+/// A database created for one test and dropped after it.
+pub struct TestDb {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut c) = PgConnection::establish(&self.admin_url) {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut c);
+        }
+    }
+}
+
+/// A fresh database, or `None` (test skipped) when `TRIBUTARY_TEST_DATABASE_URL` is unset.
+/// With `TRIBUTARY_TEST_REQUIRE_DB=1` (as in CI) a missing URL fails the test instead.
+pub fn test_db() -> Option<TestDb> {
+    let Ok(admin_url) = std::env::var("TRIBUTARY_TEST_DATABASE_URL") else {
+        if std::env::var("TRIBUTARY_TEST_REQUIRE_DB").is_ok_and(|v| v == "1") {
+            panic!("TRIBUTARY_TEST_DATABASE_URL is not set but TRIBUTARY_TEST_REQUIRE_DB=1");
+        }
+        eprintln!("SKIPPED: set TRIBUTARY_TEST_DATABASE_URL to run PostgreSQL tests");
+        return None;
+    };
+    let name = format!("tributary_test_{}", unique());
+    let mut c = PgConnection::establish(&admin_url).expect("connect to TRIBUTARY_TEST_DATABASE_URL");
+    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut c).expect("create test database");
+    let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
+    let url = format!("{base}/{name}");
+    Some(TestDb { url, admin_url, name })
+}
+
+pub fn unique() -> String {
+    format!("{}_{:08x}", std::process::id(), rand::random::<u32>())
+}
+
+/// Settings for one instance against the mock cluster and a test database.
+pub fn settings(kafka: &MockKafka, topic: &str, group: &str, db_url: &str) -> Settings {
+    let overrides = BTreeMap::from([
+        ("kafka.brokers".to_string(), json!(kafka.bootstrap_servers())),
+        ("kafka.group_id".to_string(), json!(group)),
+        ("kafka.topics".to_string(), json!([topic])),
+        (
+            "kafka.librdkafka".to_string(),
+            json!({"session.timeout.ms": "6000", "heartbeat.interval.ms": "500", "topic.metadata.refresh.interval.ms": "1000"}),
+        ),
+        ("database.url".to_string(), json!(db_url)),
+        ("database.batch_size".to_string(), json!(500)),
+        ("database.linger_ms".to_string(), json!(20)),
+        ("http.bind".to_string(), json!("127.0.0.1:0")),
+        ("shutdown.timeout_secs".to_string(), json!(20)),
+    ]);
+    Settings::load(None, &overrides).expect("test settings are valid")
+}
+
+/// The kinds of malformed message the generator mixes in, with the reason each must get.
+pub const MALFORMED: [(&str, &[u8]); 7] = [
+    ("invalid_json", b"{\"truncated\": "),
+    ("invalid_utf8", b"\xff\xfe\xfd"),
+    ("not_an_object", b"[1,2,3]"),
+    ("nul_character", br#"{"name":"a\u0000b"}"#),
+    ("missing_attribute", br#"{"specversion":"1.0","source":"/s","type":"t"}"#),
+    ("invalid_timestamp", br#"{"specversion":"1.0","id":"x","source":"/s","type":"t","time":"noon"}"#),
+    ("empty_payload", b""),
+];
+
+/// Produce `n` messages round-robin over `partitions`: structured CloudEvents, binary
+/// CloudEvents, plain JSON, and every 100th one malformed. Returns the per-partition count and
+/// the expected dead letters by reason.
+pub fn produce_mixed(kafka: &MockKafka, topic: &str, partitions: i32, start: usize, n: usize) -> (BTreeMap<i32, i64>, BTreeMap<String, i64>) {
+    let mut per_partition = BTreeMap::new();
+    let mut dead = BTreeMap::new();
+    for i in start..start + n {
+        let p = (i % partitions as usize) as i32;
+        *per_partition.entry(p).or_insert(0) += 1;
+        let key = format!("k{i}");
+        if i % 100 == 99 {
+            let (reason, payload) = MALFORMED[(i / 100) % MALFORMED.len()];
+            *dead.entry(reason.to_string()).or_insert(0) += 1;
+            let payload = if reason == "empty_payload" { None } else { Some(payload) };
+            kafka.send(topic, Some(p), Some(key.as_bytes()), payload, &[]).unwrap();
+            continue;
+        }
+        match i % 3 {
+            0 => {
+                let body = json!({"specversion":"1.0","id":format!("e{i}"),"source":"/orders","type":"order.created","time":"2026-01-02T03:04:05Z","datacontenttype":"application/json","data":{"n":i,"amount":i as f64 * 0.5}});
+                kafka.send(topic, Some(p), Some(key.as_bytes()), Some(body.to_string().as_bytes()), &[("content-type", b"application/cloudevents+json")]).unwrap();
+            }
+            1 => {
+                let id = format!("b{i}");
+                let body = json!({"n": i, "user": format!("u{}", i % 17)});
+                kafka
+                    .send(
+                        topic,
+                        Some(p),
+                        Some(key.as_bytes()),
+                        Some(body.to_string().as_bytes()),
+                        &[("ce_specversion", b"1.0"), ("ce_id", id.as_bytes()), ("ce_source", b"/users"), ("ce_type", b"user.seen"), ("content-type", b"application/json")],
+                    )
+                    .unwrap();
+            }
+            _ => {
+                let body = json!({"n": i, "plain": true, "tags": ["a", "b"]});
+                kafka.send(topic, Some(p), Some(key.as_bytes()), Some(body.to_string().as_bytes()), &[]).unwrap();
+            }
+        }
+    }
+    kafka.flush().unwrap();
+    (per_partition, dead)
+}
+
+/// Wait for `cond` with a deadline; panics with `what` on timeout.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[derive(QueryableByName, Debug)]
+struct PartitionCount {
+    #[diesel(sql_type = Integer)]
+    partition: i32,
+    #[diesel(sql_type = BigInt)]
+    total: i64,
+    #[diesel(sql_type = BigInt)]
+    distinct_offsets: i64,
+    #[diesel(sql_type = BigInt)]
+    min_offset: i64,
+    #[diesel(sql_type = BigInt)]
+    max_offset: i64,
+}
+
+#[derive(QueryableByName, Debug)]
+struct Progress {
+    #[diesel(sql_type = Integer)]
+    partition: i32,
+    #[diesel(sql_type = BigInt)]
+    next_offset: i64,
+}
+
+#[derive(QueryableByName, Debug)]
+struct ReasonCount {
+    #[diesel(sql_type = Text)]
+    reason: String,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+pub fn connect(url: &str) -> PgConnection {
+    PgConnection::establish(url).expect("connect to test database")
+}
+
+/// Sum of committed progress for the group (0 before the tables exist).
+pub fn committed_total(url: &str, group: &str) -> i64 {
+    let mut c = connect(url);
+    progress(&mut c, group).values().sum()
+}
+
+fn progress(c: &mut PgConnection, group: &str) -> BTreeMap<i32, i64> {
+    diesel::sql_query("SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1")
+        .bind::<Text, _>(group)
+        .load::<Progress>(c)
+        .map(|rows| rows.into_iter().map(|r| (r.partition, r.next_offset)).collect())
+        .unwrap_or_default()
+}
+
+/// Every offset below each partition's high watermark is in exactly one of `events` and
+/// `dead_letters`; progress equals the watermarks; dead letters have the expected reasons.
+pub fn assert_exactly_once(url: &str, topic: &str, group: &str, watermarks: &BTreeMap<i32, i64>, dead: &BTreeMap<String, i64>) {
+    let mut c = connect(url);
+    let counts: Vec<PartitionCount> = diesel::sql_query(
+        "SELECT partition, count(*) AS total, count(DISTINCT \"offset\") AS distinct_offsets, \
+                min(\"offset\") AS min_offset, max(\"offset\") AS max_offset \
+         FROM (SELECT partition, \"offset\" FROM events WHERE topic = $1 \
+               UNION ALL SELECT partition, \"offset\" FROM dead_letters WHERE topic = $1) t \
+         GROUP BY partition ORDER BY partition",
+    )
+    .bind::<Text, _>(topic)
+    .load(&mut c)
+    .unwrap();
+    let got: BTreeMap<i32, (i64, i64, i64, i64)> =
+        counts.iter().map(|r| (r.partition, (r.total, r.distinct_offsets, r.min_offset, r.max_offset))).collect();
+    let want: BTreeMap<i32, (i64, i64, i64, i64)> = watermarks.iter().map(|(p, hw)| (*p, (*hw, *hw, 0, hw - 1))).collect();
+    assert_eq!(got, want, "per partition (rows, distinct offsets, min, max): every offset exactly once");
+    assert_eq!(&progress(&mut c, group), watermarks, "consumer_offsets equal the high watermarks");
+    let reasons: Vec<ReasonCount> =
+        diesel::sql_query("SELECT reason, count(*) AS n FROM dead_letters WHERE topic = $1 GROUP BY reason")
+            .bind::<Text, _>(topic)
+            .load(&mut c)
+            .unwrap();
+    let reasons: BTreeMap<String, i64> = reasons.into_iter().map(|r| (r.reason, r.n)).collect();
+    assert_eq!(&reasons, dead, "dead letters by reason");
+}
+
+/// A minimal HTTP/1.1 request; returns status and body.
+pub fn http(method: &str, port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to HTTP port");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+pub fn get_json(port: u16, path: &str) -> (u16, Value) {
+    let (status, body) = http("GET", port, path);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// Partitions an instance owns, from its `/status`.
+pub fn owned_partitions(port: u16) -> usize {
+    get_json(port, "/status").1["partitions"].as_array().map_or(0, Vec::len)
+}
