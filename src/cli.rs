@@ -21,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Consume the configured topics into the database (the default).
     Run(Overrides),
+    /// The whole job on one machine: in-process mock Kafka, generated CloudEvents, the real pipeline.
+    Demo(crate::demo::DemoArgs),
     /// Validate the configuration and print it, secrets redacted.
     CheckConfig(Overrides),
     /// Apply the embedded database migrations and exit.

@@ -6,11 +6,13 @@
 //! - [`telemetry`]: slog set-up.
 //! - [`http`]: the actix-web API, answered by the `HealthReporter`.
 //! - [`app`]: builds the actor system (crate `tributary-actors`) and runs it until stopped.
+//! - [`demo`]: `tributary demo`, the whole job with an in-process Kafka.
 //! - [`mock`]: librdkafka's in-process mock cluster, for the demo and the tests.
 
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod http;
 pub mod mock;
 pub mod telemetry;

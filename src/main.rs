@@ -94,5 +94,15 @@ fn main() -> ExitCode {
             Err(c) => c,
         },
         Command::Healthcheck { url, timeout } => healthcheck(url, *timeout),
+        Command::Demo(args) => {
+            let log = telemetry::logger(&tributary::config::LogSettings { level: "warn".into(), ..Default::default() });
+            match tributary::demo::run(args.clone(), log) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("demo failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the system packages the build needs (Debian/Ubuntu), only when missing:
+# libpq (Diesel's PostgreSQL driver), make/gcc (librdkafka and SQLite are built from source),
+# zlib. Safe to run repeatedly.
+set -euo pipefail
+need=()
+for pkg in libpq-dev zlib1g-dev make gcc g++ pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  echo "installing: ${need[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi

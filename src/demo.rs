@@ -1,0 +1,211 @@
+//! `tributary demo`: the whole job on one machine with one command.
+//!
+//! Starts librdkafka's in-process mock cluster, a generator producing realistic CloudEvents
+//! (structured and binary mode, several sources and types, a small share of malformed ones), and
+//! the real pipeline with its HTTP API; shows live progress and ends with a summary.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+use tributary_actors::storage::redact_url;
+
+use crate::app;
+use crate::config::Settings;
+use crate::mock::MockKafka;
+
+const PARTITIONS: i32 = 4;
+const REGIONS: [&str; 3] = ["eu", "us", "apac"];
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Events to generate.
+    #[arg(long, default_value_t = 100_000)]
+    pub events: usize,
+    /// Events per second to offer (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Share of malformed events, 0.0–1.0.
+    #[arg(long, default_value_t = 0.01)]
+    pub bad_ratio: f64,
+    /// Database URL (PostgreSQL for now; SQLite is coming).
+    #[arg(long, env = "TRIBUTARY_DEMO_DB", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub db: String,
+    /// HTTP address of the API while the demo runs.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// Exit when every event is committed instead of serving HTTP until Ctrl-C.
+    #[arg(long)]
+    pub exit_when_done: bool,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct ReasonCount {
+    #[diesel(sql_type = Text)]
+    reason: String,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+const SOURCES: [(&str, &str); 4] = [
+    ("/shop/orders", "com.example.order.created"),
+    ("/shop/payments", "com.example.payment.settled"),
+    ("/iot/sensors", "com.example.sensor.reading"),
+    ("/auth", "com.example.user.login"),
+];
+
+const MALFORMED: [&[u8]; 5] = [
+    b"{\"id\": ",
+    b"\xc3\x28 not utf-8",
+    br#"{"specversion":"1.0","source":"/shop/orders","type":"com.example.order.created"}"#,
+    br#"{"specversion":"1.0","id":"x","source":"/iot","type":"t","time":"last tuesday"}"#,
+    b"[\"an\", \"array\"]",
+];
+
+/// Produce the demo stream; returns nothing until all events are queued.
+fn generate(kafka: &MockKafka, topic: &str, args: &DemoArgs) -> Result<(), String> {
+    let started = Instant::now();
+    let bad_every = if args.bad_ratio > 0.0 { (1.0 / args.bad_ratio.min(1.0)).round() as usize } else { usize::MAX };
+    for i in 0..args.events {
+        if let Some(rate) = args.rate.filter(|r| *r > 0) {
+            let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let p = Some((i % PARTITIONS as usize) as i32);
+        let key = format!("key-{}", i % 1000);
+        let send = |payload: &[u8], headers: &[(&str, &[u8])]| kafka.send(topic, p, Some(key.as_bytes()), Some(payload), headers);
+        let result = if bad_every != usize::MAX && i % bad_every == bad_every - 1 {
+            send(MALFORMED[(i / bad_every) % MALFORMED.len()], &[])
+        } else {
+            let (source, kind) = SOURCES[i % SOURCES.len()];
+            let data = json!({"seq": i, "amount": (i % 997) as f64 / 10.0, "currency": "EUR", "region": REGIONS[i % 3]});
+            let id = format!("evt-{i}");
+            let time = chrono::Utc::now().to_rfc3339();
+            if i % 2 == 0 {
+                let body = json!({"specversion":"1.0","id":id,"source":source,"type":kind,"time":time,"datacontenttype":"application/json","subject":key,"data":data});
+                send(body.to_string().as_bytes(), &[("content-type", b"application/cloudevents+json")])
+            } else {
+                send(
+                    data.to_string().as_bytes(),
+                    &[("ce_specversion", b"1.0"), ("ce_id", id.as_bytes()), ("ce_source", source.as_bytes()), ("ce_type", kind.as_bytes()), ("ce_time", time.as_bytes()), ("content-type", b"application/json")],
+                )
+            }
+        };
+        result.map_err(|e| format!("producing to the mock cluster failed: {e}"))?;
+    }
+    kafka.flush().map_err(|e| e.to_string())
+}
+
+fn count(conn: &mut PgConnection, sql: &str, bind: &str) -> i64 {
+    diesel::sql_query(sql).bind::<Text, _>(bind).get_result::<Count>(conn).map_or(0, |c| c.n)
+}
+
+pub fn run(args: DemoArgs, log: slog::Logger) -> Result<(), String> {
+    if !(0.0..=1.0).contains(&args.bad_ratio) {
+        return Err("--bad-ratio must be between 0.0 and 1.0".into());
+    }
+    let kafka = MockKafka::start(1).map_err(|e| format!("cannot start the mock Kafka cluster: {e}"))?;
+    let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
+    let topic = format!("demo-events-{stamp}");
+    let group = format!("tributary-demo-{stamp}");
+    kafka.create_topic(&topic, PARTITIONS).map_err(|e| e.to_string())?;
+    let overrides: BTreeMap<String, Value> = BTreeMap::from([
+        ("kafka.brokers".into(), json!(kafka.bootstrap_servers())),
+        ("kafka.group_id".into(), json!(group)),
+        ("kafka.topics".into(), json!([topic])),
+        ("database.url".into(), json!(args.db)),
+        ("http.bind".into(), json!(args.bind)),
+    ]);
+    let settings = Settings::load(None, &overrides).map_err(|e| e.to_string())?;
+    let running = app::spawn(settings, log).map_err(|e| e.to_string())?;
+    let mut conn = PgConnection::establish(&args.db).map_err(|e| format!("cannot connect to {}: {e}", redact_url(&args.db)))?;
+
+    let started = Instant::now();
+    let generator = {
+        let args = args.clone();
+        let topic = topic.clone();
+        std::thread::spawn(move || {
+            let r = generate(&kafka, &topic, &args);
+            (kafka, r)
+        })
+    };
+    let bar = ProgressBar::new(args.events as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} committed  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let total = args.events as i64;
+    let mut committed = 0;
+    while committed < total {
+        committed = count(&mut conn, "SELECT COALESCE(sum(next_offset), 0)::bigint AS n FROM consumer_offsets WHERE group_id = $1", &group);
+        let dead = count(&mut conn, "SELECT count(*) AS n FROM dead_letters WHERE topic = $1", &topic);
+        let rate = committed as f64 / started.elapsed().as_secs_f64().max(0.001);
+        bar.set_position(committed as u64);
+        bar.set_message(format!("rows {}  dead letters {dead}  {rate:.0} events/s", committed - dead));
+        if started.elapsed() > Duration::from_secs(600) {
+            return Err("the demo did not finish within 10 minutes".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let elapsed = started.elapsed();
+    bar.finish();
+    let (kafka, produced) = generator.join().map_err(|_| "generator thread panicked".to_string())?;
+    produced?;
+
+    let rows = count(&mut conn, "SELECT count(*) AS n FROM events WHERE topic = $1", &topic);
+    let reasons: Vec<ReasonCount> =
+        diesel::sql_query("SELECT reason, count(*) AS n FROM dead_letters WHERE topic = $1 GROUP BY reason ORDER BY reason")
+            .bind::<Text, _>(&topic)
+            .load(&mut conn)
+            .unwrap_or_default();
+    let dead: i64 = reasons.iter().map(|r| r.n).sum();
+    let port = running.port;
+    println!();
+    println!("tributary demo: done");
+    println!("  events generated   {total}");
+    println!("  rows in events     {rows}");
+    println!("  dead letters       {dead}");
+    for r in &reasons {
+        println!("    {:<22} {}", r.reason, r.n);
+    }
+    println!("  accounted for      {} of {total} offsets (exactly once)", rows + dead);
+    println!("  elapsed            {:.2} s  ({:.0} events/s end to end)", elapsed.as_secs_f64(), total as f64 / elapsed.as_secs_f64());
+    println!("  database           {}  (topic {topic})", redact_url(&args.db));
+    println!();
+    println!("Try:");
+    println!("  psql {} -c \"SELECT type, count(*) FROM events WHERE topic = '{topic}' GROUP BY type\"", redact_url(&args.db));
+    println!("  psql {} -c \"SELECT \\\"offset\\\", reason, detail FROM dead_letters WHERE topic = '{topic}' LIMIT 5\"", redact_url(&args.db));
+    println!("  curl -s http://127.0.0.1:{port}/status");
+    println!("  curl -s http://127.0.0.1:{port}/ready");
+    println!("  curl -s http://127.0.0.1:{port}/metrics | grep tributary_");
+    if rows + dead != total {
+        return Err(format!("accounting mismatch: {} of {total}", rows + dead));
+    }
+    if !args.exit_when_done {
+        println!();
+        println!("Serving the HTTP API on port {port}; Ctrl-C to stop.");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = actix::System::new();
+            rt.block_on(async {
+                let _ = tokio::signal::ctrl_c().await;
+            });
+            let _ = tx.send(());
+        });
+        let _ = rx.recv();
+    }
+    running.stop().map_err(|e| e.to_string())?;
+    drop(kafka);
+    Ok(())
+}
