@@ -17,7 +17,7 @@ use tributary_actors::metrics::Metrics;
 use tributary_actors::parse::ParseOptions;
 use tributary_actors::parser::Parser;
 use tributary_actors::reader::{KafkaReader, ReaderOptions, Shutdown};
-use tributary_actors::storage::{Database, DatabaseOptions, StoreError};
+use tributary_actors::storage::{Backend, Database, DatabaseOptions, StoreError};
 use tributary_actors::writer::{DbWriter, WriterOptions};
 
 use crate::config::{ConfigError, Settings};
@@ -113,7 +113,9 @@ impl Application {
                 max_attempts: settings.database.max_attempts,
             };
             let (m, h, l) = (metrics.clone(), health.clone(), log.new(slog::o!("actor" => "db_writer")));
-            SyncArbiter::start(settings.database.pool_size as usize, move || {
+            // SQLite has one write lock: more writer threads would only queue on it.
+            let threads = if db.backend() == Backend::Sqlite { 1 } else { settings.database.pool_size as usize };
+            SyncArbiter::start(threads, move || {
                 DbWriter::new(db.clone(), opts.clone(), m.clone(), h.clone(), l.clone())
             })
         };

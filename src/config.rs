@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 use tributary_actors::parse::Format;
-use tributary_actors::storage::redact_url;
+use tributary_actors::storage::{redact_url, sqlite_path, Backend};
 
 /// Environment variable prefix; `__` separates nesting levels.
 pub const ENV_PREFIX: &str = "TRIBUTARY_";
@@ -61,7 +61,7 @@ impl Default for KafkaSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
-    /// `postgres://user:password@host:port/db`.
+    /// `postgres://user:password@host:port/db` or `sqlite://path/to/file.db`.
     pub url: SecretString,
     pub pool_size: u32,
     /// Messages per batch (one transaction).
@@ -82,7 +82,7 @@ pub struct DatabaseSettings {
 impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
-            url: SecretString::from(""),
+            url: SecretString::from("sqlite://tributary.db"),
             pool_size: 4,
             batch_size: 5000,
             batch_max_bytes: 4 * 1024 * 1024,
@@ -282,12 +282,18 @@ impl Settings {
         if url.is_empty() {
             return Err(ConfigError::new("database.url", "is empty", set_it("database.url", "\"postgres://user:password@host:5432/db\"")));
         }
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(ConfigError::new(
-                "database.url",
-                format!("scheme of {} is not supported", redact_url(url)),
-                "use postgres://user:password@host:5432/db",
-            ));
+        match Backend::of_url(url) {
+            None => {
+                return Err(ConfigError::new(
+                    "database.url",
+                    format!("scheme of {} is not supported", redact_url(url)),
+                    "use postgres://user:password@host:5432/db or sqlite://path/to/file.db",
+                ));
+            }
+            Some(Backend::Sqlite) if sqlite_path(url).is_empty() => {
+                return Err(ConfigError::new("database.url", "names no SQLite file", "use sqlite://path/to/file.db"));
+            }
+            _ => {}
         }
         let d = &self.database;
         let ranges: [(&str, u64, u64, u64); 6] = [
@@ -413,6 +419,10 @@ mod tests {
         let s = Settings::load(None, &base()).unwrap();
         assert_eq!(s.kafka.group_id, "tributary");
         assert_eq!(s.database.batch_size, 5000);
+        let mut o = base();
+        o.remove("database.url");
+        let s = Settings::load(None, &o).unwrap();
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&s.database.url), "sqlite://tributary.db", "SQLite is the embedded default");
         assert_eq!(s.librdkafka_config()["bootstrap.servers"], "k:9092");
     }
 
@@ -439,6 +449,10 @@ mod tests {
 
         let mut o = base();
         o.insert("database.url".into(), json!("mysql://h/db"));
+        assert_eq!(Settings::load(None, &o).unwrap_err().key, "database.url");
+
+        let mut o = base();
+        o.insert("database.url".into(), json!("sqlite://"));
         assert_eq!(Settings::load(None, &o).unwrap_err().key, "database.url");
     }
 

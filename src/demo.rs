@@ -7,11 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
-use tributary_actors::storage::redact_url;
+use tributary_actors::storage::{redact_url, sqlite_path, Backend, Database, Totals};
 
 use crate::app;
 use crate::config::Settings;
@@ -31,8 +29,8 @@ pub struct DemoArgs {
     /// Share of malformed events, 0.0–1.0.
     #[arg(long, default_value_t = 0.01)]
     pub bad_ratio: f64,
-    /// Database URL (PostgreSQL for now; SQLite is coming).
-    #[arg(long, env = "TRIBUTARY_DEMO_DB", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    /// Database: a SQLite file path or URL (`sqlite://…`), or `postgres://…`.
+    #[arg(long, env = "TRIBUTARY_DEMO_DB", default_value = "tributary-demo.db")]
     pub db: String,
     /// HTTP address of the API while the demo runs.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -40,20 +38,6 @@ pub struct DemoArgs {
     /// Exit when every event is committed instead of serving HTTP until Ctrl-C.
     #[arg(long)]
     pub exit_when_done: bool,
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-#[derive(QueryableByName)]
-struct ReasonCount {
-    #[diesel(sql_type = Text)]
-    reason: String,
-    #[diesel(sql_type = BigInt)]
-    n: i64,
 }
 
 const SOURCES: [(&str, &str); 4] = [
@@ -107,14 +91,16 @@ fn generate(kafka: &MockKafka, topic: &str, args: &DemoArgs) -> Result<(), Strin
     kafka.flush().map_err(|e| e.to_string())
 }
 
-fn count(conn: &mut PgConnection, sql: &str, bind: &str) -> i64 {
-    diesel::sql_query(sql).bind::<Text, _>(bind).get_result::<Count>(conn).map_or(0, |c| c.n)
+/// A bare path means a SQLite file.
+fn database_url(db: &str) -> String {
+    if Backend::of_url(db).is_some() { db.to_string() } else { format!("sqlite://{db}") }
 }
 
 pub fn run(args: DemoArgs, log: slog::Logger) -> Result<(), String> {
     if !(0.0..=1.0).contains(&args.bad_ratio) {
         return Err("--bad-ratio must be between 0.0 and 1.0".into());
     }
+    let url = database_url(&args.db);
     let kafka = MockKafka::start(1).map_err(|e| format!("cannot start the mock Kafka cluster: {e}"))?;
     let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
     let topic = format!("demo-events-{stamp}");
@@ -124,12 +110,15 @@ pub fn run(args: DemoArgs, log: slog::Logger) -> Result<(), String> {
         ("kafka.brokers".into(), json!(kafka.bootstrap_servers())),
         ("kafka.group_id".into(), json!(group)),
         ("kafka.topics".into(), json!([topic])),
-        ("database.url".into(), json!(args.db)),
+        ("database.url".into(), json!(url)),
         ("http.bind".into(), json!(args.bind)),
     ]);
     let settings = Settings::load(None, &overrides).map_err(|e| e.to_string())?;
+    let db_options = app::database_options(&settings);
     let running = app::spawn(settings, log).map_err(|e| e.to_string())?;
-    let mut conn = PgConnection::establish(&args.db).map_err(|e| format!("cannot connect to {}: {e}", redact_url(&args.db)))?;
+    let db = Database::open(&db_options)
+        .map_err(|e| format!("cannot open {}: {e}", redact_url(&url)))?;
+    let totals = || db.totals(&topic, &group).unwrap_or_default();
 
     let started = Instant::now();
     let generator = {
@@ -148,8 +137,9 @@ pub fn run(args: DemoArgs, log: slog::Logger) -> Result<(), String> {
     let total = args.events as i64;
     let mut committed = 0;
     while committed < total {
-        committed = count(&mut conn, "SELECT COALESCE(sum(next_offset), 0)::bigint AS n FROM consumer_offsets WHERE group_id = $1", &group);
-        let dead = count(&mut conn, "SELECT count(*) AS n FROM dead_letters WHERE topic = $1", &topic);
+        let t: Totals = totals();
+        committed = t.committed;
+        let dead: i64 = t.dead_letters.iter().map(|(_, n)| n).sum();
         let rate = committed as f64 / started.elapsed().as_secs_f64().max(0.001);
         bar.set_position(committed as u64);
         bar.set_message(format!("rows {}  dead letters {dead}  {rate:.0} events/s", committed - dead));
@@ -163,29 +153,29 @@ pub fn run(args: DemoArgs, log: slog::Logger) -> Result<(), String> {
     let (kafka, produced) = generator.join().map_err(|_| "generator thread panicked".to_string())?;
     produced?;
 
-    let rows = count(&mut conn, "SELECT count(*) AS n FROM events WHERE topic = $1", &topic);
-    let reasons: Vec<ReasonCount> =
-        diesel::sql_query("SELECT reason, count(*) AS n FROM dead_letters WHERE topic = $1 GROUP BY reason ORDER BY reason")
-            .bind::<Text, _>(&topic)
-            .load(&mut conn)
-            .unwrap_or_default();
-    let dead: i64 = reasons.iter().map(|r| r.n).sum();
+    let t = totals();
+    let rows = t.rows;
+    let dead: i64 = t.dead_letters.iter().map(|(_, n)| n).sum();
     let port = running.port;
     println!();
     println!("tributary demo: done");
     println!("  events generated   {total}");
     println!("  rows in events     {rows}");
     println!("  dead letters       {dead}");
-    for r in &reasons {
-        println!("    {:<22} {}", r.reason, r.n);
+    for (reason, n) in &t.dead_letters {
+        println!("    {reason:<22} {n}");
     }
     println!("  accounted for      {} of {total} offsets (exactly once)", rows + dead);
     println!("  elapsed            {:.2} s  ({:.0} events/s end to end)", elapsed.as_secs_f64(), total as f64 / elapsed.as_secs_f64());
-    println!("  database           {}  (topic {topic})", redact_url(&args.db));
+    println!("  database           {}  (topic {topic})", redact_url(&url));
     println!();
     println!("Try:");
-    println!("  psql {} -c \"SELECT type, count(*) FROM events WHERE topic = '{topic}' GROUP BY type\"", redact_url(&args.db));
-    println!("  psql {} -c \"SELECT \\\"offset\\\", reason, detail FROM dead_letters WHERE topic = '{topic}' LIMIT 5\"", redact_url(&args.db));
+    let shell = match Backend::of_url(&url) {
+        Some(Backend::Sqlite) => format!("sqlite3 {}", sqlite_path(&url)),
+        _ => format!("psql {}", redact_url(&url)),
+    };
+    println!("  {shell} \"SELECT type, count(*) FROM events WHERE topic = '{topic}' GROUP BY type\"");
+    println!("  {shell} \"SELECT reason, count(*) FROM dead_letters WHERE topic = '{topic}' GROUP BY reason\"");
     println!("  curl -s http://127.0.0.1:{port}/status");
     println!("  curl -s http://127.0.0.1:{port}/ready");
     println!("  curl -s http://127.0.0.1:{port}/metrics | grep tributary_");

@@ -8,18 +8,23 @@
 pub mod copy;
 pub mod postgres;
 pub mod schema;
+pub mod sqlite;
+pub mod sqlite_schema;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
-use diesel::PgConnection;
+use diesel::sql_types::{BigInt, Text};
+use diesel::{PgConnection, RunQueryDsl, SqliteConnection};
 
 use crate::messages::{CommitOutcome, ParsedBatch, PartitionKey};
 
 /// Migrations embedded in the binary, per backend.
 pub const POSTGRES_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
     diesel_migrations::embed_migrations!("../migrations/postgres");
+pub const SQLITE_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("../migrations/sqlite");
 
 /// Why a storage call failed, classified for the retry policy.
 #[derive(Debug, thiserror::Error)]
@@ -93,79 +98,200 @@ pub struct DatabaseOptions {
     pub connect_timeout: Duration,
 }
 
+/// Which backend a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    /// `postgres://` / `postgresql://` or `sqlite://PATH` (`sqlite:PATH` also accepted).
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else {
+            None
+        }
+    }
+}
+
+/// The file path of a `sqlite://` URL.
+pub fn sqlite_path(url: &str) -> &str {
+    url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url)
+}
+
+type PgPool = Pool<ConnectionManager<PgConnection>>;
+type SqlitePool = Pool<ConnectionManager<SqliteConnection>>;
+
 /// The database the writer owns: one pool for one backend.
 #[derive(Clone)]
 pub enum Database {
-    Postgres(Pool<ConnectionManager<PgConnection>>),
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
 }
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Database::Postgres(p) => write!(f, "Database::Postgres({:?})", p.state()),
+            Database::Sqlite(p) => write!(f, "Database::Sqlite({:?})", p.state()),
         }
     }
 }
 
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct ReasonCount {
+    #[diesel(sql_type = Text)]
+    reason: String,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Counts for reports (demo summary): rows, dead letters by reason, committed progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub rows: i64,
+    pub dead_letters: Vec<(String, i64)>,
+    pub committed: i64,
+}
+
+fn checkout<C: diesel::r2d2::R2D2Connection + 'static>(
+    pool: &Pool<ConnectionManager<C>>,
+) -> Result<PooledConnection<ConnectionManager<C>>, StoreError> {
+    pool.get().map_err(|e| StoreError::Transient(e.to_string()))
+}
+
+/// Run the same Diesel code against whichever backend's connection this is.
+macro_rules! with_conn {
+    ($db:expr, $conn:ident => $body:expr) => {
+        match $db {
+            Database::Postgres(pool) => {
+                let mut c = checkout(pool)?;
+                let $conn = &mut *c;
+                let result = $body;
+                result
+            }
+            Database::Sqlite(pool) => {
+                let mut c = checkout(pool)?;
+                let $conn = &mut *c;
+                let result = $body;
+                result
+            }
+        }
+    };
+}
+
 impl Database {
-    /// Build the pool. Connections are made lazily, so a database that is down at start-up
-    /// delays ingestion instead of failing it.
+    /// Build the pool. PostgreSQL connections are made lazily, so a database that is down at
+    /// start-up delays ingestion instead of failing it. SQLite gets one connection per writer
+    /// (it has one write lock anyway) and the file is created if missing.
     pub fn open(opts: &DatabaseOptions) -> Result<Self, StoreError> {
-        if opts.url.starts_with("postgres://") || opts.url.starts_with("postgresql://") {
-            let pool = Pool::builder()
-                .max_size(opts.pool_size.max(1))
-                .min_idle(Some(0))
-                .connection_timeout(opts.connect_timeout)
-                .test_on_check_out(false)
-                .build_unchecked(ConnectionManager::<PgConnection>::new(&opts.url));
-            Ok(Database::Postgres(pool))
-        } else {
-            Err(StoreError::Fatal(format!("unsupported database.url scheme in {:?}", redact_url(&opts.url))))
+        match Backend::of_url(&opts.url) {
+            Some(Backend::Postgres) => Ok(Database::Postgres(
+                Pool::builder()
+                    .max_size(opts.pool_size.max(1))
+                    .min_idle(Some(0))
+                    .connection_timeout(opts.connect_timeout)
+                    .test_on_check_out(false)
+                    .build_unchecked(ConnectionManager::<PgConnection>::new(&opts.url)),
+            )),
+            Some(Backend::Sqlite) => {
+                let path = sqlite_path(&opts.url);
+                if path.is_empty() {
+                    return Err(StoreError::Fatal("sqlite URL has no file path (use sqlite://path/to/file.db)".into()));
+                }
+                Ok(Database::Sqlite(
+                    Pool::builder()
+                        .max_size(opts.pool_size.max(1))
+                        .min_idle(Some(0))
+                        .connection_timeout(opts.connect_timeout)
+                        .connection_customizer(Box::new(sqlite::Pragmas { busy_timeout_ms: opts.connect_timeout.as_millis() as u64 }))
+                        .build_unchecked(ConnectionManager::<SqliteConnection>::new(path)),
+                ))
+            }
+            None => Err(StoreError::Fatal(format!("unsupported database.url scheme in {:?}", redact_url(&opts.url)))),
         }
     }
 
-    fn pg(&self) -> Result<PooledConnection<ConnectionManager<PgConnection>>, StoreError> {
+    pub fn backend(&self) -> Backend {
         match self {
-            Database::Postgres(pool) => pool.get().map_err(|e| StoreError::Transient(e.to_string())),
+            Database::Postgres(_) => Backend::Postgres,
+            Database::Sqlite(_) => Backend::Sqlite,
         }
     }
 
     /// Run pending embedded migrations; returns the versions applied.
     pub fn migrate(&self) -> Result<Vec<String>, StoreError> {
         use diesel_migrations::MigrationHarness;
-        let mut conn = self.pg()?;
-        let applied = conn
-            .run_pending_migrations(POSTGRES_MIGRATIONS)
-            .map_err(|e| StoreError::Fatal(format!("migration failed: {e}")))?;
-        Ok(applied.into_iter().map(|v| v.to_string()).collect())
+        let migrations = match self.backend() {
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+        };
+        with_conn!(self, c => c
+            .run_pending_migrations(migrations)
+            .map(|applied| applied.into_iter().map(|v| v.to_string()).collect())
+            .map_err(|e| StoreError::Fatal(format!("migration failed: {e}"))))
     }
 
     /// Cheap round trip proving the database answers.
     pub fn ping(&self) -> Result<(), StoreError> {
-        use diesel::RunQueryDsl;
-        let mut conn = self.pg()?;
-        diesel::sql_query("SELECT 1").execute(&mut conn)?;
+        with_conn!(self, c => diesel::sql_query("SELECT 1").execute(c)?);
         Ok(())
     }
 
     /// The stored progress of `group` for these partitions (absent: never committed).
     pub fn load_offsets(&self, group: &str, parts: &[PartitionKey]) -> Result<HashMap<PartitionKey, i64>, StoreError> {
-        postgres::load_offsets(&mut *self.pg()?, group, parts)
+        match self {
+            Database::Postgres(p) => postgres::load_offsets(&mut *checkout(p)?, group, parts),
+            Database::Sqlite(p) => sqlite::load_offsets(&mut *checkout(p)?, group, parts),
+        }
     }
 
     /// Commit a batch: fence, rows, dead letters and progress in one transaction.
     pub fn commit_batch(&self, group: &str, batch: &ParsedBatch, buf: &mut Vec<u8>) -> Result<CommitOutcome, StoreError> {
-        postgres::commit_batch(&mut *self.pg()?, group, batch, buf)
+        match self {
+            Database::Postgres(p) => postgres::commit_batch(&mut *checkout(p)?, group, batch, buf),
+            Database::Sqlite(p) => sqlite::commit_batch(&mut *checkout(p)?, group, batch),
+        }
+    }
+
+    /// Rows, dead letters by reason (for `topic`) and committed progress (for `group`).
+    pub fn totals(&self, topic: &str, group: &str) -> Result<Totals, StoreError> {
+        with_conn!(self, c => {
+            let rows = diesel::sql_query("SELECT count(*) AS n FROM events WHERE topic = $1")
+                .bind::<Text, _>(topic)
+                .get_result::<Count>(c)?
+                .n;
+            let dead_letters = diesel::sql_query("SELECT reason, count(*) AS n FROM dead_letters WHERE topic = $1 GROUP BY reason ORDER BY reason")
+                .bind::<Text, _>(topic)
+                .load::<ReasonCount>(c)?
+                .into_iter()
+                .map(|r| (r.reason, r.n))
+                .collect();
+            let committed = diesel::sql_query("SELECT CAST(COALESCE(sum(next_offset), 0) AS BIGINT) AS n FROM consumer_offsets WHERE group_id = $1")
+                .bind::<Text, _>(group)
+                .get_result::<Count>(c)?
+                .n;
+            Ok(Totals { rows, dead_letters, committed })
+        })
     }
 
     /// Connections checked out right now.
     pub fn connections_in_use(&self) -> u32 {
-        match self {
-            Database::Postgres(p) => {
-                let s = p.state();
-                s.connections - s.idle_connections
-            }
-        }
+        let s = match self {
+            Database::Postgres(p) => p.state(),
+            Database::Sqlite(p) => p.state(),
+        };
+        s.connections - s.idle_connections
     }
 }
 
