@@ -1,6 +1,7 @@
 //! The real binary as a subprocess: `kill -9` mid-stream loses and duplicates nothing, and
 //! SIGTERM drains, commits and exits 0.
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeMap;
@@ -24,9 +25,10 @@ fn start(config: &std::path::Path, log: &std::path::Path) -> Child {
         .expect("start tributary")
 }
 
-#[test]
-fn kill_dash_nine_mid_stream_then_sigterm_loses_and_duplicates_nothing() {
-    let Some(db) = test_db() else { return };
+on_both_backends!(kill_dash_nine_mid_stream_then_sigterm_loses_and_duplicates_nothing);
+
+fn kill_dash_nine_mid_stream_then_sigterm_loses_and_duplicates_nothing(kind: Kind) {
+    let Some(db) = test_db_of(kind) else { return };
     let kafka = MockKafka::start(1).unwrap();
     let (topic, group) = (format!("crash-{}", unique()), format!("g-{}", unique()));
     kafka.create_topic(&topic, PARTITIONS).unwrap();

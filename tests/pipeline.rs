@@ -1,5 +1,6 @@
 //! The core pipeline end to end: real actors, librdkafka's mock cluster, a real PostgreSQL.
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeMap;
@@ -32,9 +33,15 @@ fn add(a: &mut BTreeMap<i32, i64>, b: BTreeMap<i32, i64>) {
     }
 }
 
-#[test]
-fn fifty_thousand_mixed_messages_are_each_accounted_for_exactly_once() {
-    let Some(db) = test_db() else { return };
+on_both_backends!(
+    fifty_thousand_mixed_messages_are_each_accounted_for_exactly_once,
+    stopping_mid_stream_and_restarting_loses_and_duplicates_nothing,
+    two_instances_split_partitions_and_the_survivor_takes_over,
+    http_endpoints_answer_as_documented,
+);
+
+fn fifty_thousand_mixed_messages_are_each_accounted_for_exactly_once(kind: Kind) {
+    let Some(db) = test_db_of(kind) else { return };
     let kafka = MockKafka::start(1).unwrap();
     let (topic, group) = (format!("mixed-{}", unique()), format!("g-{}", unique()));
     kafka.create_topic(&topic, PARTITIONS).unwrap();
@@ -51,9 +58,8 @@ fn fifty_thousand_mixed_messages_are_each_accounted_for_exactly_once() {
     running.stop().unwrap();
 }
 
-#[test]
-fn stopping_mid_stream_and_restarting_loses_and_duplicates_nothing() {
-    let Some(db) = test_db() else { return };
+fn stopping_mid_stream_and_restarting_loses_and_duplicates_nothing(kind: Kind) {
+    let Some(db) = test_db_of(kind) else { return };
     let kafka = MockKafka::start(1).unwrap();
     let (topic, group) = (format!("restart-{}", unique()), format!("g-{}", unique()));
     kafka.create_topic(&topic, PARTITIONS).unwrap();
@@ -78,9 +84,8 @@ fn stopping_mid_stream_and_restarting_loses_and_duplicates_nothing() {
     second.stop().unwrap();
 }
 
-#[test]
-fn two_instances_split_partitions_and_the_survivor_takes_over() {
-    let Some(db) = test_db() else { return };
+fn two_instances_split_partitions_and_the_survivor_takes_over(kind: Kind) {
+    let Some(db) = test_db_of(kind) else { return };
     let kafka = MockKafka::start(1).unwrap();
     let (topic, group) = (format!("pair-{}", unique()), format!("g-{}", unique()));
     kafka.create_topic(&topic, PARTITIONS).unwrap();
@@ -104,9 +109,8 @@ fn two_instances_split_partitions_and_the_survivor_takes_over() {
     b.stop().unwrap();
 }
 
-#[test]
-fn http_endpoints_answer_as_documented() {
-    let Some(db) = test_db() else { return };
+fn http_endpoints_answer_as_documented(kind: Kind) {
+    let Some(db) = test_db_of(kind) else { return };
     let kafka = MockKafka::start(1).unwrap();
     let (topic, group) = (format!("http-{}", unique()), format!("g-{}", unique()));
     kafka.create_topic(&topic, 2).unwrap();

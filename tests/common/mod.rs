@@ -14,23 +14,46 @@ use serde_json::{json, Value};
 use tributary::config::Settings;
 use tributary::mock::MockKafka;
 
+/// Which backend a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Postgres,
+    Sqlite,
+}
+
 /// A database created for one test and dropped after it.
 pub struct TestDb {
     pub url: String,
-    admin_url: String,
+    admin_url: Option<String>,
     name: String,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Ok(mut c) = PgConnection::establish(&self.admin_url) {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut c);
+        if let Some(admin) = &self.admin_url {
+            if let Ok(mut c) = PgConnection::establish(admin) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut c);
+            }
         }
     }
 }
 
-/// A fresh database, or `None` (test skipped) when `TRIBUTARY_TEST_DATABASE_URL` is unset.
-/// With `TRIBUTARY_TEST_REQUIRE_DB=1` (as in CI) a missing URL fails the test instead.
+/// A fresh database of that kind. SQLite needs nothing; PostgreSQL needs
+/// `TRIBUTARY_TEST_DATABASE_URL` and is skipped (`None`) without it, unless
+/// `TRIBUTARY_TEST_REQUIRE_DB=1` (as in CI) turns the skip into a failure.
+pub fn test_db_of(kind: Kind) -> Option<TestDb> {
+    match kind {
+        Kind::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("test.db").display());
+            Some(TestDb { url, admin_url: None, name: String::new(), _dir: Some(dir) })
+        }
+        Kind::Postgres => test_db(),
+    }
+}
+
+/// A fresh PostgreSQL database (see [`test_db_of`]).
 pub fn test_db() -> Option<TestDb> {
     let Ok(admin_url) = std::env::var("TRIBUTARY_TEST_DATABASE_URL") else {
         if std::env::var("TRIBUTARY_TEST_REQUIRE_DB").is_ok_and(|v| v == "1") {
@@ -44,7 +67,41 @@ pub fn test_db() -> Option<TestDb> {
     diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut c).expect("create test database");
     let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
     let url = format!("{base}/{name}");
-    Some(TestDb { url, admin_url, name })
+    Some(TestDb { url, admin_url: Some(admin_url), name, _dir: None })
+}
+
+/// Run the same Diesel code on a connection to `url`, PostgreSQL or SQLite.
+macro_rules! on_conn {
+    ($url:expr, $c:ident => $body:expr) => {
+        match $url.strip_prefix("sqlite://") {
+            Some(path) => {
+                let mut conn = SqliteConnection::establish(path).expect("open test database");
+                // The service may be checkpointing the WAL as it closes: wait, do not fail.
+                diesel::connection::SimpleConnection::batch_execute(&mut conn, "PRAGMA busy_timeout = 10000")
+                    .expect("set busy_timeout");
+                let $c = &mut conn;
+                $body
+            }
+            None => {
+                let mut conn = PgConnection::establish($url).expect("connect to test database");
+                let $c = &mut conn;
+                $body
+            }
+        }
+    };
+}
+
+/// Generate `#[test]` wrappers running each `fn name(kind: Kind)` on both backends.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $( #[test] fn $name() { super::$name(super::common::Kind::Postgres) } )*
+        }
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(super::common::Kind::Sqlite) } )*
+        }
+    };
 }
 
 pub fn unique() -> String {
@@ -165,29 +222,34 @@ struct ReasonCount {
     n: i64,
 }
 
-pub fn connect(url: &str) -> PgConnection {
-    PgConnection::establish(url).expect("connect to test database")
-}
-
-/// Sum of committed progress for the group (0 before the tables exist).
-pub fn committed_total(url: &str, group: &str) -> i64 {
-    let mut c = connect(url);
-    progress(&mut c, group).values().sum()
-}
-
-fn progress(c: &mut PgConnection, group: &str) -> BTreeMap<i32, i64> {
-    diesel::sql_query("SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1")
+/// Committed progress per partition for the group (empty before the tables exist).
+fn progress(url: &str, group: &str) -> BTreeMap<i32, i64> {
+    on_conn!(url, c => diesel::sql_query("SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1")
         .bind::<Text, _>(group)
         .load::<Progress>(c)
         .map(|rows| rows.into_iter().map(|r| (r.partition, r.next_offset)).collect())
-        .unwrap_or_default()
+        .unwrap_or_default())
+}
+
+/// Sum of committed progress for the group.
+pub fn committed_total(url: &str, group: &str) -> i64 {
+    progress(url, group).values().sum()
+}
+
+/// A single count from `sql` (which must name its column `n`).
+pub fn count(url: &str, sql: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    on_conn!(url, c => diesel::sql_query(sql).get_result::<N>(c).expect("count query").n)
 }
 
 /// Every offset below each partition's high watermark is in exactly one of `events` and
 /// `dead_letters`; progress equals the watermarks; dead letters have the expected reasons.
 pub fn assert_exactly_once(url: &str, topic: &str, group: &str, watermarks: &BTreeMap<i32, i64>, dead: &BTreeMap<String, i64>) {
-    let mut c = connect(url);
-    let counts: Vec<PartitionCount> = diesel::sql_query(
+    let counts: Vec<PartitionCount> = on_conn!(url, c => diesel::sql_query(
         "SELECT partition, count(*) AS total, count(DISTINCT \"offset\") AS distinct_offsets, \
                 min(\"offset\") AS min_offset, max(\"offset\") AS max_offset \
          FROM (SELECT partition, \"offset\" FROM events WHERE topic = $1 \
@@ -195,18 +257,18 @@ pub fn assert_exactly_once(url: &str, topic: &str, group: &str, watermarks: &BTr
          GROUP BY partition ORDER BY partition",
     )
     .bind::<Text, _>(topic)
-    .load(&mut c)
-    .unwrap();
+    .load(c)
+    .unwrap());
     let got: BTreeMap<i32, (i64, i64, i64, i64)> =
         counts.iter().map(|r| (r.partition, (r.total, r.distinct_offsets, r.min_offset, r.max_offset))).collect();
     let want: BTreeMap<i32, (i64, i64, i64, i64)> = watermarks.iter().map(|(p, hw)| (*p, (*hw, *hw, 0, hw - 1))).collect();
     assert_eq!(got, want, "per partition (rows, distinct offsets, min, max): every offset exactly once");
-    assert_eq!(&progress(&mut c, group), watermarks, "consumer_offsets equal the high watermarks");
-    let reasons: Vec<ReasonCount> =
+    assert_eq!(&progress(url, group), watermarks, "consumer_offsets equal the high watermarks");
+    let reasons: Vec<ReasonCount> = on_conn!(url, c =>
         diesel::sql_query("SELECT reason, count(*) AS n FROM dead_letters WHERE topic = $1 GROUP BY reason")
             .bind::<Text, _>(topic)
-            .load(&mut c)
-            .unwrap();
+            .load(c)
+            .unwrap());
     let reasons: BTreeMap<String, i64> = reasons.into_iter().map(|r| (r.reason, r.n)).collect();
     assert_eq!(&reasons, dead, "dead letters by reason");
 }
