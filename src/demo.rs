@@ -5,6 +5,8 @@
 //! the real pipeline with its HTTP API; shows live progress and ends with a summary.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -55,11 +57,22 @@ const MALFORMED: [&[u8]; 5] = [
     b"[\"an\", \"array\"]",
 ];
 
-/// Produce the demo stream; returns nothing until all events are queued.
-fn generate(kafka: &MockKafka, topic: &str, args: &DemoArgs) -> Result<(), String> {
+/// How far the generator may run ahead of committed progress. The mock cluster keeps only
+/// 5 MB per partition (older data is deleted, as retention would), so a generator far ahead of
+/// ingestion would delete events before they are read.
+const MAX_LEAD: i64 = 20_000;
+
+/// Produce the demo stream; returns when all events are queued.
+fn generate(kafka: &MockKafka, topic: &str, args: &DemoArgs, committed: &AtomicI64) -> Result<(), String> {
     let started = Instant::now();
     let bad_every = if args.bad_ratio > 0.0 { (1.0 / args.bad_ratio.min(1.0)).round() as usize } else { usize::MAX };
     for i in 0..args.events {
+        if i % 1000 == 0 {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while i as i64 - committed.load(Ordering::Relaxed) > MAX_LEAD && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
         if let Some(rate) = args.rate.filter(|r| *r > 0) {
             let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
@@ -121,11 +134,13 @@ pub fn run(args: DemoArgs, log: slog::Logger) -> Result<(), String> {
     let totals = || db.totals(&topic, &group).unwrap_or_default();
 
     let started = Instant::now();
+    let progress = Arc::new(AtomicI64::new(0));
     let generator = {
         let args = args.clone();
         let topic = topic.clone();
+        let progress = progress.clone();
         std::thread::spawn(move || {
-            let r = generate(&kafka, &topic, &args);
+            let r = generate(&kafka, &topic, &args, &progress);
             (kafka, r)
         })
     };
@@ -139,6 +154,7 @@ pub fn run(args: DemoArgs, log: slog::Logger) -> Result<(), String> {
     while committed < total {
         let t: Totals = totals();
         committed = t.committed;
+        progress.store(committed, Ordering::Relaxed);
         let dead: i64 = t.dead_letters.iter().map(|(_, n)| n).sum();
         let rate = committed as f64 / started.elapsed().as_secs_f64().max(0.001);
         bar.set_position(committed as u64);
@@ -146,7 +162,7 @@ pub fn run(args: DemoArgs, log: slog::Logger) -> Result<(), String> {
         if started.elapsed() > Duration::from_secs(600) {
             return Err("the demo did not finish within 10 minutes".into());
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
     let elapsed = started.elapsed();
     bar.finish();

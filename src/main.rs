@@ -95,7 +95,8 @@ fn main() -> ExitCode {
         },
         Command::Healthcheck { url, timeout } => healthcheck(url, *timeout),
         Command::Demo(args) => {
-            let log = telemetry::logger(&tributary::config::LogSettings { level: "warn".into(), ..Default::default() });
+            let level = std::env::var("TRIBUTARY_LOG__LEVEL").unwrap_or_else(|_| "warn".into());
+            let log = telemetry::logger(&tributary::config::LogSettings { level, ..Default::default() });
             match tributary::demo::run(args.clone(), log) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -29,7 +29,7 @@ on_both_backends!(kill_dash_nine_mid_stream_then_sigterm_loses_and_duplicates_no
 
 fn kill_dash_nine_mid_stream_then_sigterm_loses_and_duplicates_nothing(kind: Kind) {
     let Some(db) = test_db_of(kind) else { return };
-    let kafka = MockKafka::start(1).unwrap();
+    let kafka = std::sync::Arc::new(MockKafka::start(1).unwrap());
     let (topic, group) = (format!("crash-{}", unique()), format!("g-{}", unique()));
     kafka.create_topic(&topic, PARTITIONS).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -62,8 +62,23 @@ level = "info"
     .unwrap();
     let log = dir.path().join("tributary.log");
 
-    let (mut watermarks, mut dead) = produce_mixed(&kafka, &topic, PARTITIONS, 0, 20_000);
-    let mut produced = 20_000;
+    // A steady stream keeps arriving while the service is killed and restarted, so every kill
+    // lands mid-stream.
+    const TOTAL: usize = 60_000;
+    let producer = {
+        let kafka = kafka.clone();
+        let topic = topic.clone();
+        std::thread::spawn(move || {
+            let (mut watermarks, mut dead) = (BTreeMap::new(), BTreeMap::new());
+            for chunk in 0..TOTAL / 1000 {
+                let (w, d) = produce_mixed(&kafka, &topic, PARTITIONS, chunk * 1000, 1000);
+                add(&mut watermarks, w);
+                merge(&mut dead, d);
+                std::thread::sleep(Duration::from_millis(40));
+            }
+            (watermarks, dead)
+        })
+    };
     for round in 0..2 {
         let mut child = start(&config, &log);
         let floor = committed_total(&db.url, &group);
@@ -71,16 +86,10 @@ level = "info"
         child.kill().unwrap(); // SIGKILL: no drain, no goodbye
         child.wait().unwrap();
         let at_kill = committed_total(&db.url, &group);
-        assert!(at_kill < produced as i64, "round {round}: killed mid-stream ({at_kill} of {produced})");
-        let (w, d) = produce_mixed(&kafka, &topic, PARTITIONS, produced, 5_000);
-        produced += 5_000;
-        for (k, v) in w {
-            *watermarks.entry(k).or_insert(0) += v;
-        }
-        for (k, v) in d {
-            *dead.entry(k).or_insert(0) += v;
-        }
+        assert!(at_kill < TOTAL as i64, "round {round}: killed mid-stream ({at_kill} of {TOTAL})");
     }
+    let (watermarks, dead) = producer.join().unwrap();
+    let produced = TOTAL;
 
     let mut child = start(&config, &log);
     wait_until("everything committed after the kills", Duration::from_secs(120), || {
@@ -99,5 +108,16 @@ level = "info"
     assert!(exit.unwrap().success(), "SIGTERM exits 0; log:\n{log_text}");
     assert!(log_text.contains("left the consumer group"), "drained and left the group; log:\n{log_text}");
     assert!(!log_text.contains(&db.url), "the database URL never reaches the log");
-    let _: BTreeMap<i32, i64> = watermarks;
+}
+
+fn add(a: &mut BTreeMap<i32, i64>, b: BTreeMap<i32, i64>) {
+    for (k, v) in b {
+        *a.entry(k).or_insert(0) += v;
+    }
+}
+
+fn merge(a: &mut BTreeMap<String, i64>, b: BTreeMap<String, i64>) {
+    for (k, v) in b {
+        *a.entry(k).or_insert(0) += v;
+    }
 }

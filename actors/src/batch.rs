@@ -53,6 +53,11 @@ impl PartitionBatcher {
         &self.key
     }
 
+    /// The offset after the last accepted message (where fetching must continue), if known.
+    pub fn position(&self) -> Option<i64> {
+        self.position
+    }
+
     pub fn pending_len(&self) -> usize {
         self.pending.len()
     }

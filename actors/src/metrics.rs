@@ -22,6 +22,7 @@ pub struct Metrics {
     pub db_write_seconds: Histogram,
     pub commit_latency_seconds: Histogram,
     pub db_retries: Counter,
+    pub offsets_skipped: Family<Labels, Counter>,
     pub consumer_lag: Family<Labels, Gauge>,
     pub in_flight_batches: Gauge,
     pub actor_restarts: Family<Labels, Counter>,
@@ -44,6 +45,7 @@ impl Metrics {
             db_write_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             commit_latency_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
             db_retries: Counter::default(),
+            offsets_skipped: Family::default(),
             consumer_lag: Family::default(),
             in_flight_batches: Gauge::default(),
             actor_restarts: Family::default(),
@@ -62,6 +64,7 @@ impl Metrics {
         r.register("db_write_duration_seconds", "Time to commit one batch", m.db_write_seconds.clone());
         r.register("commit_latency_seconds", "Kafka timestamp of a batch's oldest message to its database commit", m.commit_latency_seconds.clone());
         r.register("db_retries", "Transient database errors retried", m.db_retries.clone());
+        r.register("offsets_skipped", "Offsets never delivered by Kafka (compaction, transaction markers, or retention deleted them before ingestion), by topic", m.offsets_skipped.clone());
         r.register("consumer_lag", "High watermark minus committed offset, by partition", m.consumer_lag.clone());
         r.register("in_flight_batches", "Batches handed to the parser or writer and not yet committed", m.in_flight_batches.clone());
         r.register("actor_restarts", "Actor restarts by its supervisor, by actor", m.actor_restarts.clone());

@@ -97,6 +97,7 @@ struct PartitionState {
     tx: mpsc::UnboundedSender<(RawBatch, OwnedSemaphorePermit)>,
     /// Paused for backpressure (too many pending messages).
     paused: bool,
+    last_gap_warning: Option<Instant>,
 }
 
 /// Everything the poll thread and the rebalance callback share.
@@ -153,7 +154,7 @@ impl Shared {
             self.kafka_commits.clone(),
         );
         self.arbiter.spawn(pipeline);
-        PartitionState { batcher: PartitionBatcher::new(key, fence), shared, tx, paused: false }
+        PartitionState { batcher: PartitionBatcher::new(key, fence), shared, tx, paused: false, last_gap_warning: None }
     }
 
     /// Wait (bounded) until these partitions have nothing in flight.
@@ -419,10 +420,34 @@ impl PollLoop {
             }
         }
         if !to_pause.is_empty() {
+            slog::debug!(s.log, "backpressure: pausing"; "partitions" => format!("{to_pause:?}"));
             let _ = self.consumer.pause(&tpl_of(to_pause.iter()));
         }
         if !to_resume.is_empty() && !self.paused_all {
-            let _ = self.consumer.resume(&tpl_of(to_resume.iter()));
+            self.resume_at_position(&to_resume);
+        }
+    }
+
+    /// Resume partitions and seek each to the offset after the last message accepted.
+    /// librdkafka discards its prefetched messages on pause but may resume fetching after them,
+    /// which would silently skip offsets; the explicit seek makes the position ours.
+    fn resume_at_position(&self, keys: &[PartitionKey]) {
+        let s = &self.shared;
+        if let Err(e) = self.consumer.resume(&tpl_of(keys.iter())) {
+            slog::warn!(s.log, "resume failed"; "error" => e.to_string());
+        }
+        let positions: Vec<(PartitionKey, i64)> = {
+            let parts = s.parts();
+            keys.iter().filter_map(|k| parts.get(k).and_then(|p| p.batcher.position()).map(|pos| (k.clone(), pos))).collect()
+        };
+        for (k, pos) in positions {
+            if let Err(e) = self.consumer.seek(&k.topic, k.partition, Offset::Offset(pos), Duration::from_secs(10)) {
+                // The chain stays safe: resync reloads the progress and seeks again.
+                slog::warn!(s.log, "seek after resume failed; resynchronising"; "partition" => k.to_string(), "error" => e.to_string());
+                if let Some(p) = s.parts().get(&k) {
+                    p.shared.resync.store(true, Ordering::SeqCst);
+                }
+            }
         }
     }
 
@@ -433,15 +458,16 @@ impl PollLoop {
             return;
         }
         let keys: Vec<PartitionKey> = self.shared.parts().keys().cloned().collect();
-        let tpl = tpl_of(keys.iter());
-        let res = if want { self.consumer.pause(&tpl) } else { self.consumer.resume(&tpl) };
-        match res {
-            Ok(()) => {
-                self.paused_all = want;
-                self.shared.health.do_send(Paused(want));
+        if want {
+            if let Err(e) = self.consumer.pause(&tpl_of(keys.iter())) {
+                slog::warn!(self.shared.log, "pause failed"; "error" => e.to_string());
+                return;
             }
-            Err(e) => slog::warn!(self.shared.log, "pause/resume failed"; "error" => e.to_string()),
+        } else {
+            self.resume_at_position(&keys);
         }
+        self.paused_all = want;
+        self.shared.health.do_send(Paused(want));
     }
 
     /// Reload progress and seek for partitions whose batch failed or was fenced, once their
@@ -508,6 +534,18 @@ impl PollLoop {
         let mut parts = self.shared.parts();
         if let Some(p) = parts.get_mut(&key) {
             if !p.shared.resync.load(Ordering::SeqCst) {
+                if let Some(pos) = p.batcher.position().filter(|pos| m.offset() > *pos) {
+                    // Normal on compacted or transactional topics; on others it means retention
+                    // deleted data before it was ingested. Counted always, logged at most once a
+                    // minute per partition.
+                    let skipped = (m.offset() - pos) as u64;
+                    self.shared.metrics.offsets_skipped.get_or_create(&crate::metrics::label("topic", key.topic.clone())).inc_by(skipped);
+                    if p.last_gap_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                        p.last_gap_warning = Some(Instant::now());
+                        slog::warn!(self.shared.log, "offsets skipped: Kafka no longer has them (retention) or never delivers them (compaction, transaction markers)";
+                            "partition" => key.to_string(), "expected" => pos, "got" => m.offset(), "skipped" => skipped);
+                    }
+                }
                 p.batcher.push(to_raw(m), Instant::now());
             }
         }
