@@ -104,6 +104,22 @@ fn generate(kafka: &MockKafka, topic: &str, args: &DemoArgs, committed: &AtomicI
     kafka.flush().map_err(|e| e.to_string())
 }
 
+/// Messages consumed so far, read from the service's own `/metrics` (what an operator sees).
+fn consumed(port: u16) -> Option<u64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(
+        body.lines()
+            .filter(|l| l.starts_with("tributary_messages_consumed_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64,
+    )
+}
+
 /// A bare path means a SQLite file.
 fn database_url(db: &str) -> String {
     if Backend::of_url(db).is_some() { db.to_string() } else { format!("sqlite://{db}") }
@@ -158,7 +174,8 @@ pub fn run(args: DemoArgs, log: slog::Logger) -> Result<(), String> {
         let dead: i64 = t.dead_letters.iter().map(|(_, n)| n).sum();
         let rate = committed as f64 / started.elapsed().as_secs_f64().max(0.001);
         bar.set_position(committed as u64);
-        bar.set_message(format!("rows {}  dead letters {dead}  {rate:.0} events/s", committed - dead));
+        let read = consumed(running.port).unwrap_or(0);
+        bar.set_message(format!("consumed {read}  rows {}  dead letters {dead}  {rate:.0} events/s", committed - dead));
         if started.elapsed() > Duration::from_secs(600) {
             return Err("the demo did not finish within 10 minutes".into());
         }
