@@ -73,7 +73,7 @@ level = "info"
             for chunk in 0..TOTAL / 1000 {
                 let (w, d) = produce_mixed(&kafka, &topic, PARTITIONS, chunk * 1000, 1000);
                 add(&mut watermarks, w);
-                merge(&mut dead, d);
+                add(&mut dead, d);
                 std::thread::sleep(Duration::from_millis(40));
             }
             (watermarks, dead)
@@ -110,14 +110,4 @@ level = "info"
     assert!(!log_text.contains(&db.url), "the database URL never reaches the log");
 }
 
-fn add(a: &mut BTreeMap<i32, i64>, b: BTreeMap<i32, i64>) {
-    for (k, v) in b {
-        *a.entry(k).or_insert(0) += v;
-    }
-}
 
-fn merge(a: &mut BTreeMap<String, i64>, b: BTreeMap<String, i64>) {
-    for (k, v) in b {
-        *a.entry(k).or_insert(0) += v;
-    }
-}

@@ -1,9 +1,7 @@
 //! The core pipeline end to end: real actors, librdkafka's mock cluster, a real PostgreSQL.
-
 #[macro_use]
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
@@ -21,17 +19,7 @@ fn log() -> slog::Logger {
     }
 }
 
-fn merge(a: &mut BTreeMap<String, i64>, b: BTreeMap<String, i64>) {
-    for (k, v) in b {
-        *a.entry(k).or_insert(0) += v;
-    }
-}
 
-fn add(a: &mut BTreeMap<i32, i64>, b: BTreeMap<i32, i64>) {
-    for (k, v) in b {
-        *a.entry(k).or_insert(0) += v;
-    }
-}
 
 on_both_backends!(
     fifty_thousand_mixed_messages_are_each_accounted_for_exactly_once,
@@ -76,7 +64,7 @@ fn stopping_mid_stream_and_restarting_loses_and_duplicates_nothing(kind: Kind) {
     // More arrives while the service is down.
     let (w2, d2) = produce_mixed(&kafka, &topic, PARTITIONS, 30_000, 10_000);
     add(&mut watermarks, w2);
-    merge(&mut dead, d2);
+    add(&mut dead, d2);
 
     let second = app::spawn(s, log()).unwrap();
     wait_until("all 40,000 offsets committed", Duration::from_secs(120), || committed_total(&db.url, &group) == 40_000);
@@ -101,7 +89,7 @@ fn two_instances_split_partitions_and_the_survivor_takes_over(kind: Kind) {
 
     let (w2, d2) = produce_mixed(&kafka, &topic, PARTITIONS, 10_000, 10_000);
     add(&mut watermarks, w2);
-    merge(&mut dead, d2);
+    add(&mut dead, d2);
     a.stop().unwrap();
     wait_until("the survivor owns every partition", Duration::from_secs(60), || owned_partitions(b.port) == PARTITIONS as usize);
     wait_until("all 20,000 committed", Duration::from_secs(60), || committed_total(&db.url, &group) == 20_000);

@@ -183,6 +183,13 @@ pub fn produce_mixed(kafka: &MockKafka, topic: &str, partitions: i32, start: usi
     (per_partition, dead)
 }
 
+/// Add per-key counts from `b` into `a`.
+pub fn add<K: Ord>(a: &mut BTreeMap<K, i64>, b: BTreeMap<K, i64>) {
+    for (k, v) in b {
+        *a.entry(k).or_insert(0) += v;
+    }
+}
+
 /// Wait for `cond` with a deadline; panics with `what` on timeout.
 pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;

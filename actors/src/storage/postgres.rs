@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use super::copy::CopyEncoder;
 use super::schema::{consumer_offsets, dead_letters, events};
 use super::StoreError;
-use crate::messages::{CommitOutcome, Fence, ParsedBatch, PartitionKey};
+use crate::messages::{CommitOutcome, EventRow, Fence, ParsedBatch, PartitionKey};
 
 pub fn load_offsets(conn: &mut PgConnection, group: &str, parts: &[PartitionKey]) -> Result<HashMap<PartitionKey, i64>, StoreError> {
     use consumer_offsets::dsl as co;
@@ -64,15 +64,13 @@ fn current_offset(conn: &mut PgConnection, group: &str, key: &PartitionKey) -> R
         .optional()?)
 }
 
-fn copy_events(conn: &mut PgConnection, batch: &ParsedBatch, buf: &mut Vec<u8>) -> Result<(), StoreError> {
-    if batch.rows.is_empty() {
-        return Ok(());
-    }
+/// Encode rows of one partition as binary COPY data for `events` (into `buf`, reused).
+pub fn encode_events<'b>(topic: &str, partition: i32, rows: &[EventRow], buf: &'b mut Vec<u8>) -> &'b [u8] {
     let mut enc = CopyEncoder::new(buf);
-    for r in &batch.rows {
+    for r in rows {
         enc.tuple(13);
-        enc.text(Some(&batch.partition.topic));
-        enc.int4(batch.partition.partition);
+        enc.text(Some(topic));
+        enc.int4(partition);
         enc.int8(r.offset);
         enc.bytes(r.key.as_deref());
         enc.text(r.event_id.as_deref());
@@ -85,9 +83,13 @@ fn copy_events(conn: &mut PgConnection, batch: &ParsedBatch, buf: &mut Vec<u8>) 
         enc.jsonb(Some(&r.headers));
         enc.timestamptz(r.kafka_timestamp);
     }
-    let data = enc.finish();
+    enc.finish()
+}
+
+/// `COPY events FROM STDIN (FORMAT binary)` with already encoded data.
+pub fn copy_encoded_events(conn: &mut PgConnection, data: &[u8]) -> Result<usize, StoreError> {
     use events::dsl as e;
-    diesel::copy_from(events::table)
+    Ok(diesel::copy_from(events::table)
         .from_raw_data(
             (
                 e::topic, e::partition, e::offset, e::key, e::event_id, e::source, e::event_type, e::subject, e::time,
@@ -96,7 +98,15 @@ fn copy_events(conn: &mut PgConnection, batch: &ParsedBatch, buf: &mut Vec<u8>) 
             |w: &mut dyn std::io::Write| w.write_all(data).map_err(|err| diesel::result::Error::SerializationError(Box::new(err))),
         )
         .with_format(CopyFormat::Binary)
-        .execute(conn)?;
+        .execute(conn)?)
+}
+
+fn copy_events(conn: &mut PgConnection, batch: &ParsedBatch, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+    if batch.rows.is_empty() {
+        return Ok(());
+    }
+    let data = encode_events(&batch.partition.topic, batch.partition.partition, &batch.rows, buf);
+    copy_encoded_events(conn, data)?;
     Ok(())
 }
 

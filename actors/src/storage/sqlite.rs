@@ -13,7 +13,7 @@ use diesel::sqlite::SqliteConnection;
 
 use super::sqlite_schema::{consumer_offsets, dead_letters, events};
 use super::StoreError;
-use crate::messages::{CommitOutcome, Fence, ParsedBatch, PartitionKey};
+use crate::messages::{CommitOutcome, EventRow, Fence, ParsedBatch, PartitionKey};
 
 /// Rows per INSERT statement: 13 binds a row stays far below SQLite's 32,766-variable limit.
 const ROWS_PER_STATEMENT: usize = 1000;
@@ -131,6 +131,32 @@ fn current_offset(conn: &mut SqliteConnection, group: &str, key: &PartitionKey) 
         .optional()?)
 }
 
+/// Insert rows of one partition into `events`, `ROWS_PER_STATEMENT` rows per statement.
+pub fn insert_events(conn: &mut SqliteConnection, topic: &str, partition: i32, rows: &[EventRow]) -> Result<(), StoreError> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let rows: Vec<NewEvent<'_>> = chunk
+            .iter()
+            .map(|r| NewEvent {
+                topic,
+                partition,
+                offset: r.offset,
+                key: r.key.as_deref(),
+                event_id: r.event_id.as_deref(),
+                source: r.source.as_deref(),
+                event_type: r.event_type.as_deref(),
+                subject: r.subject.as_deref(),
+                time: ts(r.time),
+                datacontenttype: r.datacontenttype.as_deref(),
+                data: r.data.as_deref(),
+                headers: &r.headers,
+                kafka_timestamp: ts(r.kafka_timestamp),
+            })
+            .collect();
+        diesel::insert_into(events::table).values(&rows).execute(conn)?;
+    }
+    Ok(())
+}
+
 pub fn commit_batch(conn: &mut SqliteConnection, group: &str, batch: &ParsedBatch) -> Result<CommitOutcome, StoreError> {
     conn.immediate_transaction::<_, StoreError, _>(|conn| {
         if !advance(conn, group, batch)? {
@@ -139,27 +165,7 @@ pub fn commit_batch(conn: &mut SqliteConnection, group: &str, batch: &ParsedBatc
         }
         let topic = batch.partition.topic.as_str();
         let partition = batch.partition.partition;
-        for chunk in batch.rows.chunks(ROWS_PER_STATEMENT) {
-            let rows: Vec<NewEvent<'_>> = chunk
-                .iter()
-                .map(|r| NewEvent {
-                    topic,
-                    partition,
-                    offset: r.offset,
-                    key: r.key.as_deref(),
-                    event_id: r.event_id.as_deref(),
-                    source: r.source.as_deref(),
-                    event_type: r.event_type.as_deref(),
-                    subject: r.subject.as_deref(),
-                    time: ts(r.time),
-                    datacontenttype: r.datacontenttype.as_deref(),
-                    data: r.data.as_deref(),
-                    headers: &r.headers,
-                    kafka_timestamp: ts(r.kafka_timestamp),
-                })
-                .collect();
-            diesel::insert_into(events::table).values(&rows).execute(conn)?;
-        }
+        insert_events(conn, topic, partition, &batch.rows)?;
         for chunk in batch.dead_letters.chunks(ROWS_PER_STATEMENT) {
             let rows: Vec<NewDeadLetter<'_>> = chunk
                 .iter()

@@ -1,0 +1,522 @@
+//! tributary's benchmark harness (`bench/run`, documented in `docs/benchmarks.md`).
+//!
+//! One run, one machine, one generated data set. It measures the raw limits — a bare rdkafka
+//! consumer reading the topic, binary `COPY` of the same rows into PostgreSQL from prepared
+//! buffers, multi-row inserts into SQLite in large transactions — and then tributary itself end
+//! to end (the release binary as a subprocess: Kafka → committed rows and offsets) on both
+//! backends, with its RSS and CPU, `/health` latency under load, and commit latency at a fixed
+//! offered rate. It prints ratios against the raw limits and ends with one JSON line.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde_json::json;
+use tributary::mock::MockKafka;
+use tributary_actors::batch::BatchLimits;
+use tributary_actors::messages::{Fence, PartitionKey, RawBatch, RawMessage};
+use tributary_actors::parse::ParseOptions;
+use tributary_actors::parser::parse_batch;
+use tributary_actors::storage::{postgres, sqlite, Database, DatabaseOptions};
+
+#[derive(Debug, Parser)]
+#[command(about = "Measure tributary against the raw limits of Kafka and the database, in one run")]
+struct Args {
+    /// Events to generate (CloudEvents of ~300 bytes).
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// A real Kafka-protocol broker; default: librdkafka's in-process mock cluster.
+    #[arg(long)]
+    brokers: Option<String>,
+    /// PostgreSQL server (the user must be allowed to CREATE DATABASE).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    database_url: String,
+    /// Partitions (default: 8 on a real broker; on the mock cluster enough to hold every event,
+    /// since it keeps only 5 MB per partition).
+    #[arg(long)]
+    partitions: Option<i32>,
+    /// Offered rate for the commit-latency phase (events/s) and its duration (s).
+    #[arg(long, default_value_t = 10_000)]
+    latency_rate: u64,
+    #[arg(long, default_value_t = 10)]
+    latency_seconds: u64,
+    /// The tributary binary to run (default: next to this one).
+    #[arg(long)]
+    tributary: Option<PathBuf>,
+}
+
+// ---- data -------------------------------------------------------------------------------------
+
+/// Event `i`: half structured CloudEvents, half binary mode; about 300 bytes of payload.
+fn event(i: usize) -> (Vec<u8>, Vec<u8>, Vec<(String, Vec<u8>)>) {
+    let key = format!("device-{}", i % 5000).into_bytes();
+    let data = json!({"seq": i, "temperature": 20.0 + (i % 150) as f64 / 10.0, "humidity": (i * 7) % 100, "site": format!("plant-{}", i % 12), "status": "nominal", "firmware": "4.2.17"});
+    let time = chrono::DateTime::from_timestamp(1_764_000_000 + (i / 1000) as i64, 0).unwrap_or_default().to_rfc3339();
+    if i % 2 == 0 {
+        let body = json!({"specversion":"1.0","id":format!("evt-{i:012}"),"source":"/factory/sensors","type":"com.example.sensor.reading","time":time,"datacontenttype":"application/json","data":data});
+        (key, body.to_string().into_bytes(), vec![("content-type".into(), b"application/cloudevents+json".to_vec())])
+    } else {
+        let headers = vec![
+            ("ce_specversion".into(), b"1.0".to_vec()),
+            ("ce_id".into(), format!("evt-{i:012}").into_bytes()),
+            ("ce_source".into(), b"/factory/sensors".to_vec()),
+            ("ce_type".into(), b"com.example.sensor.reading".to_vec()),
+            ("ce_time".into(), time.into_bytes()),
+            ("content-type".into(), b"application/json".to_vec()),
+        ];
+        (key, data.to_string().into_bytes(), headers)
+    }
+}
+
+fn produce(brokers: &str, topic: &str, partitions: i32, from: usize, n: usize, rate: Option<u64>) -> f64 {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "2000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create()
+        .expect("create producer");
+    let started = Instant::now();
+    for i in from..from + n {
+        if let Some(rate) = rate {
+            let due = started + Duration::from_secs_f64((i - from) as f64 / rate as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let (key, payload, headers) = event(i);
+        let mut h = OwnedHeaders::new_with_capacity(headers.len());
+        for (k, v) in &headers {
+            h = h.insert(rdkafka::message::Header { key: k, value: Some(v) });
+        }
+        let mut record = BaseRecord::to(topic).key(&key).payload(&payload).headers(h).partition((i % partitions as usize) as i32);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(300)).expect("flush");
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn create_topic(mock: Option<&MockKafka>, brokers: &str, topic: &str, partitions: i32) {
+    if let Some(m) = mock {
+        m.create_topic(topic, partitions).expect("create topic");
+        return;
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create().expect("admin client");
+    let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let fut = admin.create_topics([&t], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))));
+    let res = futures_lite_block_on(fut).expect("create topics");
+    for r in res {
+        r.expect("topic created");
+    }
+}
+
+/// Poll a future to completion on this thread (rdkafka's admin futures need no runtime).
+fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+    fn noop(_: *const ()) {}
+    fn clone(p: *const ()) -> RawWaker {
+        RawWaker::new(p, &VTABLE)
+    }
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, noop);
+    let waker = unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &VTABLE)) };
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+// ---- raw limits -------------------------------------------------------------------------------
+
+/// A bare consumer reading every partition from the start, touching each payload.
+fn raw_consume(brokers: &str, topic: &str, partitions: i32, n: usize) -> f64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("bench-raw-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("queued.max.messages.kbytes", "16384")
+        .create()
+        .expect("raw consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let started = Instant::now();
+    let (mut count, mut bytes) = (0usize, 0usize);
+    while count < n {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            count += 1;
+            bytes += m.payload().map_or(0, <[u8]>::len) + m.headers().map_or(0, |h| h.count());
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "raw consume stalled at {count}");
+    }
+    std::hint::black_box(bytes);
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The generated events as parsed rows, in batches of `batch` per partition.
+fn parsed_batches(n: usize, partitions: i32, batch: usize) -> Vec<(i32, Vec<tributary_actors::messages::EventRow>)> {
+    let mut per_partition: BTreeMap<i32, Vec<RawMessage>> = BTreeMap::new();
+    for i in 0..n {
+        let p = (i % partitions as usize) as i32;
+        let (key, payload, headers) = event(i);
+        let list = per_partition.entry(p).or_default();
+        let offset = list.len() as i64;
+        list.push(RawMessage {
+            offset,
+            key: Some(key),
+            payload: Some(payload),
+            headers: headers.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+            timestamp_ms: Some(chrono::Utc::now().timestamp_millis()),
+        });
+    }
+    let mut out = Vec::new();
+    for (p, msgs) in per_partition {
+        for chunk in msgs.chunks(batch) {
+            let raw = RawBatch {
+                partition: PartitionKey { topic: "bench".into(), partition: p },
+                fence: Fence::NoProgress,
+                next_offset: chunk.last().map_or(0, |m| m.offset + 1),
+                messages: chunk.to_vec(),
+                seq: 0,
+            };
+            out.push((p, parse_batch(raw, &ParseOptions::default()).rows));
+        }
+    }
+    out
+}
+
+fn open(url: &str) -> Database {
+    let db = Database::open(&DatabaseOptions { url: url.into(), pool_size: 2, connect_timeout: Duration::from_secs(10) }).expect("open database");
+    db.migrate().expect("migrate");
+    db
+}
+
+/// Binary COPY of prepared buffers, one transaction per batch.
+fn raw_pg_copy(url: &str, batches: &[(i32, Vec<tributary_actors::messages::EventRow>)]) -> f64 {
+    use diesel::Connection;
+    let db = open(url);
+    let Database::Postgres(pool) = &db else { unreachable!() };
+    let buffers: Vec<Vec<u8>> = batches
+        .iter()
+        .map(|(p, rows)| {
+            let mut buf = Vec::new();
+            postgres::encode_events("bench", *p, rows, &mut buf);
+            buf
+        })
+        .collect();
+    let rows: usize = batches.iter().map(|(_, r)| r.len()).sum();
+    let mut conn = pool.get().expect("connection");
+    let started = Instant::now();
+    for buf in &buffers {
+        conn.transaction::<_, tributary_actors::storage::StoreError, _>(|c| postgres::copy_encoded_events(c, buf).map(|_| ()))
+            .expect("copy");
+    }
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Multi-row prepared inserts, one immediate transaction per batch.
+fn raw_sqlite_insert(url: &str, batches: &[(i32, Vec<tributary_actors::messages::EventRow>)]) -> f64 {
+    let db = open(url);
+    let Database::Sqlite(pool) = &db else { unreachable!() };
+    let rows: usize = batches.iter().map(|(_, r)| r.len()).sum();
+    let mut conn = pool.get().expect("connection");
+    let started = Instant::now();
+    for (p, batch) in batches {
+        conn.immediate_transaction::<_, tributary_actors::storage::StoreError, _>(|c| sqlite::insert_events(c, "bench", *p, batch))
+            .expect("insert");
+    }
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
+// ---- the service as a subprocess --------------------------------------------------------------
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split(' ').nth(1)?.parse().ok()?;
+    Some((status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+}
+
+struct Service {
+    child: Child,
+    port: u16,
+}
+
+impl Service {
+    fn start(bin: &PathBuf, brokers: &str, topic: &str, group: &str, url: &str) -> Service {
+        let port = free_port();
+        let child = Command::new(bin)
+            .arg("run")
+            .env("TRIBUTARY_KAFKA__BROKERS", brokers)
+            .env("TRIBUTARY_KAFKA__GROUP_ID", group)
+            .env("TRIBUTARY_KAFKA__TOPICS", topic)
+            .env("TRIBUTARY_DATABASE__URL", url)
+            .env("TRIBUTARY_HTTP__BIND", format!("127.0.0.1:{port}"))
+            .env("TRIBUTARY_LOG__LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tributary");
+        Service { child, port }
+    }
+
+    fn proc_status(&self, field: &str) -> Option<u64> {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        s.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// User + system CPU seconds so far.
+    fn cpu_seconds(&self) -> f64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let fields: Vec<&str> = s.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+        let ticks: u64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0) + fields.get(12).and_then(|u| u.parse().ok()).unwrap_or(0);
+        ticks as f64 / 100.0
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct E2e {
+    per_s: f64,
+    rss_peak_mib: f64,
+    rss_steady_mib: f64,
+    cpu_per_100k_s: f64,
+    health: Option<(f64, f64)>,
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+}
+
+/// Start the service, wait until it is ready, time until all `n` offsets are committed.
+fn end_to_end(bin: &PathBuf, brokers: &str, topic: &str, url: &str, n: usize, probe_health: bool) -> E2e {
+    let group = format!("bench-{}-{}", std::process::id(), chrono::Utc::now().timestamp_micros());
+    let db = Database::open(&DatabaseOptions { url: url.into(), pool_size: 1, connect_timeout: Duration::from_secs(10) }).expect("open");
+    let svc = Service::start(bin, brokers, topic, &group, url);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(svc.port, "/ready").map(|r| r.0) != Some(200) {
+        assert!(Instant::now() < deadline, "tributary did not become ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let cpu0 = svc.cpu_seconds();
+    let started = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let health = probe_health.then(|| {
+        let (stop, port) = (stop.clone(), svc.port);
+        std::thread::spawn(move || {
+            let mut lat = Vec::new();
+            let t0 = Instant::now();
+            while !stop.load(Ordering::Relaxed) && lat.len() < 200_000 {
+                let t = Instant::now();
+                if http_get(port, "/health").is_some_and(|r| r.0 == 200) {
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+            let rate = lat.len() as f64 / t0.elapsed().as_secs_f64();
+            lat.sort_by(f64::total_cmp);
+            (rate, percentile(&lat, 0.99))
+        })
+    });
+    let mut rss = Vec::new();
+    loop {
+        let committed = db.totals(topic, &group).map(|t| t.committed).unwrap_or(0);
+        rss.push(svc.proc_status("VmRSS:").unwrap_or(0) as f64 / 1024.0);
+        if committed as usize >= n {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1800), "end to end stalled at {committed} of {n}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = svc.cpu_seconds() - cpu0;
+    let peak = svc.proc_status("VmHWM:").unwrap_or(0) as f64 / 1024.0;
+    stop.store(true, Ordering::Relaxed);
+    let health = health.and_then(|h| h.join().ok());
+    svc.stop();
+    let second_half = &mut rss[rss.len() / 2..].to_vec();
+    second_half.sort_by(f64::total_cmp);
+    E2e {
+        per_s: n as f64 / elapsed,
+        rss_peak_mib: peak,
+        rss_steady_mib: percentile(second_half, 0.5),
+        cpu_per_100k_s: cpu / n as f64 * 100_000.0,
+        health,
+    }
+}
+
+/// Offer `rate` events/s for `seconds` and read the commit-latency histogram.
+fn commit_latency(bin: &PathBuf, mock: Option<&MockKafka>, brokers: &str, url: &str, rate: u64, seconds: u64) -> (f64, f64) {
+    let topic = format!("bench-latency-{}", chrono::Utc::now().timestamp_micros());
+    create_topic(mock, brokers, &topic, 4);
+    let group = format!("bench-latency-{}", std::process::id());
+    let svc = Service::start(bin, brokers, &topic, &group, url);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(svc.port, "/ready").map(|r| r.0) != Some(200) {
+        assert!(Instant::now() < deadline, "tributary did not become ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let n = (rate * seconds) as usize;
+    produce(brokers, &topic, 4, 0, n, Some(rate));
+    let db = Database::open(&DatabaseOptions { url: url.into(), pool_size: 1, connect_timeout: Duration::from_secs(10) }).expect("open");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while db.totals(&topic, &group).map(|t| t.committed).unwrap_or(0) < n as i64 {
+        assert!(Instant::now() < deadline, "latency phase did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let metrics = http_get(svc.port, "/metrics").map(|r| r.1).unwrap_or_default();
+    svc.stop();
+    let buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter(|l| l.starts_with("tributary_commit_latency_seconds_bucket"))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    let q = |q: f64| buckets.iter().find(|(_, c)| *c >= q * total).map_or(f64::NAN, |(le, _)| le * 1000.0);
+    (q(0.5), q(0.99))
+}
+
+fn main() {
+    let args = Args::parse();
+    let bin = args.tributary.clone().unwrap_or_else(|| {
+        std::env::current_exe().expect("current exe").with_file_name("tributary")
+    });
+    assert!(bin.exists(), "tributary binary not found at {} (build it with cargo build --release)", bin.display());
+    let mock = if args.brokers.is_none() { Some(MockKafka::start(1).expect("mock cluster")) } else { None };
+    let brokers = args.brokers.clone().unwrap_or_else(|| mock.as_ref().map(|m| m.bootstrap_servers().to_string()).unwrap_or_default());
+    let partitions = args.partitions.unwrap_or(if mock.is_some() { ((args.events * 420) / 4_500_000).max(4) as i32 } else { 8 });
+    let n = args.events;
+    let topic = format!("bench-{}", chrono::Utc::now().timestamp_micros());
+    eprintln!("bench: {n} events, {partitions} partitions, {}", if mock.is_some() { "mock cluster".to_string() } else { format!("brokers {brokers}") });
+
+    create_topic(mock.as_ref(), &brokers, &topic, partitions);
+    let produce_rate = produce(&brokers, &topic, partitions, 0, n, None);
+    eprintln!("  produced            {produce_rate:>12.0} events/s");
+    let consume = raw_consume(&brokers, &topic, partitions, n);
+    eprintln!("  raw consume         {consume:>12.0} events/s");
+
+    let batches = parsed_batches(n, partitions, BatchLimits::default().max_messages);
+    let pg_raw_db = TempPg::create(&args.database_url);
+    let pg_copy = raw_pg_copy(&pg_raw_db.url, &batches);
+    eprintln!("  raw PostgreSQL COPY {pg_copy:>12.0} rows/s");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite_raw = raw_sqlite_insert(&format!("sqlite://{}", dir.path().join("raw.db").display()), &batches);
+    eprintln!("  raw SQLite insert   {sqlite_raw:>12.0} rows/s");
+    drop(batches);
+
+    let pg_e2e_db = TempPg::create(&args.database_url);
+    let pg = end_to_end(&bin, &brokers, &topic, &pg_e2e_db.url, n, true);
+    eprintln!("  tributary → PG      {:>12.0} events/s  ({:.0}% of COPY, {:.0}% of consume)", pg.per_s, 100.0 * pg.per_s / pg_copy, 100.0 * pg.per_s / consume);
+    let sq_url = format!("sqlite://{}", dir.path().join("e2e.db").display());
+    let sq = end_to_end(&bin, &brokers, &topic, &sq_url, n, false);
+    eprintln!("  tributary → SQLite  {:>12.0} events/s  ({:.0}% of raw insert)", sq.per_s, 100.0 * sq.per_s / sqlite_raw);
+    eprintln!("  RSS (PG run)        peak {:.1} MiB, steady {:.1} MiB; CPU {:.2} s per 100k events", pg.rss_peak_mib, pg.rss_steady_mib, pg.cpu_per_100k_s);
+    let (health_rps, health_p99) = pg.health.unwrap_or((f64::NAN, f64::NAN));
+    eprintln!("  /health under load  {health_rps:.0} req/s, p99 {health_p99:.2} ms");
+    let lat_db = TempPg::create(&args.database_url);
+    let (p50, p99) = commit_latency(&bin, mock.as_ref(), &brokers, &lat_db.url, args.latency_rate, args.latency_seconds);
+    eprintln!("  commit latency at {} events/s: p50 ≤ {p50:.0} ms, p99 ≤ {p99:.0} ms (histogram bucket bounds)", args.latency_rate);
+
+    let summary = json!({
+        "events": n,
+        "partitions": partitions,
+        "broker": if mock.is_some() { "mock" } else { "real" },
+        "produce_per_s": produce_rate.round(),
+        "consume_per_s": consume.round(),
+        "pg_copy_per_s": pg_copy.round(),
+        "pg_e2e_per_s": pg.per_s.round(),
+        "pg_ratio": (pg.per_s / pg_copy * 1000.0).round() / 1000.0,
+        "consume_ratio": (pg.per_s / consume * 1000.0).round() / 1000.0,
+        "sqlite_raw_per_s": sqlite_raw.round(),
+        "sqlite_e2e_per_s": sq.per_s.round(),
+        "sqlite_ratio": (sq.per_s / sqlite_raw * 1000.0).round() / 1000.0,
+        "rss_peak_mib": (pg.rss_peak_mib * 10.0).round() / 10.0,
+        "rss_steady_mib": (pg.rss_steady_mib * 10.0).round() / 10.0,
+        "sqlite_rss_peak_mib": (sq.rss_peak_mib * 10.0).round() / 10.0,
+        "cpu_s_per_100k": (pg.cpu_per_100k_s * 1000.0).round() / 1000.0,
+        "commit_p50_ms": p50,
+        "commit_p99_ms": p99,
+        "health_rps": health_rps.round(),
+        "health_p99_ms": (health_p99 * 100.0).round() / 100.0,
+    });
+    println!("{summary}");
+}
+
+/// A PostgreSQL database for one phase, dropped afterwards.
+struct TempPg {
+    url: String,
+    admin: String,
+    name: String,
+}
+
+impl TempPg {
+    fn create(admin: &str) -> TempPg {
+        use diesel::{Connection, RunQueryDsl};
+        let name = format!("tributary_bench_{}_{}", std::process::id(), chrono::Utc::now().timestamp_micros());
+        let mut c = diesel::PgConnection::establish(admin).expect("connect to --database-url");
+        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut c).expect("create bench database");
+        let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+        TempPg { url: format!("{base}/{name}"), admin: admin.to_string(), name }
+    }
+}
+
+impl Drop for TempPg {
+    fn drop(&mut self) {
+        use diesel::{Connection, RunQueryDsl};
+        if let Ok(mut c) = diesel::PgConnection::establish(&self.admin) {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut c);
+        }
+    }
+}
