@@ -1,4 +1,5 @@
 //! The core pipeline end to end: real actors, librdkafka's mock cluster, a real PostgreSQL.
+
 #[macro_use]
 mod common;
 
