@@ -139,6 +139,7 @@ impl Application {
                 linger: settings.linger(),
             },
             max_in_flight: settings.database.max_in_flight,
+            pending_budget_bytes: settings.database.batch_max_bytes.saturating_mul(2),
             revoke_timeout: Duration::from_millis(settings.kafka.revoke_timeout_ms),
             shutdown_timeout: Duration::from_secs(settings.shutdown.timeout_secs),
             restart_backoff: Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(30) },

@@ -87,7 +87,7 @@ impl Default for DatabaseSettings {
             batch_size: 5000,
             batch_max_bytes: 4 * 1024 * 1024,
             linger_ms: 100,
-            max_in_flight: 8,
+            max_in_flight: 4,
             migrate_on_start: true,
             connect_timeout_ms: 5000,
             max_attempts: 8,
@@ -345,7 +345,9 @@ impl Settings {
         // An ingest service wants history, not only what arrives after it first starts.
         c.insert("auto.offset.reset".to_string(), "earliest".to_string());
         // Bound librdkafka's prefetch so memory stays small; throughput needs no more.
-        c.insert("queued.max.messages.kbytes".to_string(), "16384".to_string());
+        c.insert("queued.max.messages.kbytes".to_string(), "8192".to_string());
+        // A broker answers a fetch as soon as data arrives; this only bounds an idle wait.
+        c.insert("fetch.wait.max.ms".to_string(), "100".to_string());
         if !self.kafka.brokers.trim().is_empty() {
             c.insert("bootstrap.servers".to_string(), self.kafka.brokers.trim().to_string());
         }

@@ -10,6 +10,11 @@ use tributary::config::Settings;
 use tributary::telemetry;
 use tributary_actors::storage::Database;
 
+/// mimalloc: less fragmentation across the worker threads than glibc's arenas (RSS), faster
+/// small allocations, and the same allocator in the static musl build.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn load(cli: &Cli, o: &Overrides) -> Result<Settings, ExitCode> {
     Settings::load(cli.config.as_deref(), &o.to_map()).map_err(|e| {
         eprintln!("{e}");
@@ -30,7 +35,7 @@ async fn shutdown_signal() {
 }
 
 fn run(settings: Settings) -> ExitCode {
-    let log = telemetry::logger(&settings.log);
+    let (log, _flush_on_exit) = telemetry::logger_with_guard(&settings.log);
     let result = actix::System::new().block_on(async {
         let app = Application::build(settings, log.clone()).await?;
         app.run_until_stopped(shutdown_signal()).await
@@ -46,7 +51,7 @@ fn run(settings: Settings) -> ExitCode {
 }
 
 fn migrate(settings: Settings) -> ExitCode {
-    let log = telemetry::logger(&settings.log);
+    let (log, _flush_on_exit) = telemetry::logger_with_guard(&settings.log);
     let result = actix::System::new().block_on(async {
         let db = Database::open(&app::database_options(&settings))?;
         app::migrate(&db, Duration::from_secs(30), &log).await
@@ -96,7 +101,7 @@ fn main() -> ExitCode {
         Command::Healthcheck { url, timeout } => healthcheck(url, *timeout),
         Command::Demo(args) => {
             let level = std::env::var("TRIBUTARY_LOG__LEVEL").unwrap_or_else(|_| "warn".into());
-            let log = telemetry::logger(&tributary::config::LogSettings { level, ..Default::default() });
+            let (log, _flush_on_exit) = telemetry::logger_with_guard(&tributary::config::LogSettings { level, ..Default::default() });
             match tributary::demo::run(args.clone(), log) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -15,21 +15,29 @@ fn level_of(name: &str) -> Level {
     }
 }
 
-/// Build the root logger. The async drain keeps logging off the data path's threads.
-pub fn logger(settings: &LogSettings) -> Logger {
-    let level = level_of(&settings.level);
-    let drain = match settings.format {
+/// The formatting drain for the configured format.
+fn format_drain(format: LogFormat) -> Box<dyn Drain<Ok = (), Err = slog::Never> + Send> {
+    match format {
         LogFormat::Term => {
             let decorator = slog_term::TermDecorator::new().stderr().build();
-            let d = slog_term::FullFormat::new(decorator).build().fuse();
-            slog_async::Async::new(d).chan_size(4096).build().fuse().filter_level(level).fuse().map(slog::Fuse)
+            Box::new(slog_term::FullFormat::new(decorator).build().fuse())
         }
-        LogFormat::Json => {
-            let d = slog_json::Json::new(std::io::stderr()).add_default_keys().build().fuse();
-            slog_async::Async::new(d).chan_size(4096).build().fuse().filter_level(level).fuse().map(slog::Fuse)
-        }
-    };
-    Logger::root(drain, o!("service" => "tributary"))
+        LogFormat::Json => Box::new(slog_json::Json::new(std::io::stderr()).add_default_keys().build().fuse()),
+    }
+}
+
+/// Build the root logger. The async drain keeps logging off the data path's threads; keep the
+/// returned guard alive until exit: dropping it flushes what is still queued.
+pub fn logger_with_guard(settings: &LogSettings) -> (Logger, slog_async::AsyncGuard) {
+    let (drain, guard) = slog_async::Async::new(format_drain(settings.format)).chan_size(4096).build_with_guard();
+    let drain = drain.fuse().filter_level(level_of(&settings.level)).fuse();
+    (Logger::root(drain, o!("service" => "tributary")), guard)
+}
+
+/// A logger that flushes when its last clone is dropped (tests, embedding).
+pub fn logger(settings: &LogSettings) -> Logger {
+    let drain = slog_async::Async::new(format_drain(settings.format)).chan_size(4096).build().fuse();
+    Logger::root(drain.filter_level(level_of(&settings.level)).fuse(), o!("service" => "tributary"))
 }
 
 /// A logger that drops everything (tests that do not care).

@@ -11,11 +11,12 @@
 //! batch's rows are known-good before the database sees them.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use base64::Engine as _;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 
 use crate::messages::{DeadLetter, EventRow, RawMessage};
 
@@ -172,18 +173,18 @@ fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<EventRow, Refusal>
     }
     let text = std::str::from_utf8(payload)
         .map_err(|e| Refusal::new(Reason::InvalidUtf8, format!("value is not UTF-8: {e}")))?;
-    let value = parse_json(text, opts)?;
-    let Value::Object(object) = value else {
-        return Err(Refusal::new(
-            Reason::NotAnObject,
-            format!("expected a JSON object, found {}", kind_of(&value)),
-        ));
-    };
+    scan_json(text.as_bytes(), opts.max_depth)?;
+    if !text.trim_start().starts_with('{') {
+        validate_json(text)?;
+        let kind = text.trim_start().chars().next().map_or("nothing", kind_of_first);
+        return Err(Refusal::new(Reason::NotAnObject, format!("expected a JSON object, found {kind}")));
+    }
+    // Top-level members only, values left as borrowed raw JSON: no tree is built.
+    let object: Object<'_> = serde_json::from_str(text).map_err(invalid_json)?;
     let structured = opts.format != Format::Json
-        && (content_type.is_some_and(|ct| ct.starts_with(STRUCTURED_CONTENT_TYPE))
-            || object.contains_key("specversion"));
+        && (content_type.is_some_and(|ct| ct.starts_with(STRUCTURED_CONTENT_TYPE)) || object.contains_key("specversion"));
     if structured {
-        parse_structured(msg, object)
+        parse_structured(msg, &object)
     } else if opts.format == Format::Cloudevents {
         Err(Refusal::new(
             Reason::NotCloudevent,
@@ -206,36 +207,57 @@ fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<EventRow, Refusal>
     }
 }
 
-fn parse_json(text: &str, opts: &ParseOptions) -> Result<Value, Refusal> {
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        if e.to_string().contains("recursion limit") {
-            Refusal::new(Reason::TooDeep, format!("JSON nests deeper than parser.max_depth = {}", opts.max_depth))
-        } else {
-            Refusal::new(Reason::InvalidJson, format!("invalid JSON: {e}"))
-        }
-    })?;
-    check_json(&value, opts.max_depth)?;
-    Ok(value)
+/// A JSON object's top-level members as borrowed raw values.
+type Object<'a> = HashMap<Cow<'a, str>, &'a RawValue>;
+
+fn invalid_json(e: serde_json::Error) -> Refusal {
+    if e.to_string().contains("recursion limit") {
+        Refusal::new(Reason::TooDeep, "JSON nests deeper than serde_json's limit of 128")
+    } else {
+        Refusal::new(Reason::InvalidJson, format!("invalid JSON: {e}"))
+    }
 }
 
-/// Depth and NUL checks in one iterative walk (no recursion, so no stack risk).
-fn check_json(value: &Value, max_depth: usize) -> Result<(), Refusal> {
-    let mut stack: Vec<(&Value, usize)> = vec![(value, 1)];
-    while let Some((v, depth)) = stack.pop() {
-        if depth > max_depth {
-            return Err(Refusal::new(Reason::TooDeep, format!("JSON nests deeper than parser.max_depth = {max_depth}")));
-        }
-        match v {
-            Value::String(s) => check_nul(s, "a JSON string")?,
-            Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
-            Value::Object(map) => {
-                for (k, item) in map {
-                    check_nul(k, "a JSON key")?;
-                    stack.push((item, depth + 1));
+/// Full syntax check without building anything.
+fn validate_json(text: &str) -> Result<(), Refusal> {
+    serde_json::from_str::<serde::de::IgnoredAny>(text).map(|_| ()).map_err(invalid_json)
+}
+
+/// One pass over JSON text, before parsing: container nesting deeper than `max_depth`, and
+/// `\u0000` escapes (NUL, which PostgreSQL cannot store in text or jsonb). Syntax is checked
+/// by the parser afterwards; this only has to be right for valid JSON.
+fn scan_json(text: &[u8], max_depth: usize) -> Result<(), Refusal> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut i = 0;
+    while i < text.len() {
+        let b = text[i];
+        if in_string {
+            match b {
+                b'\\' => {
+                    if text.get(i + 1) == Some(&b'u') && text.get(i + 2..i + 6) == Some(b"0000".as_slice()) {
+                        return Err(Refusal::new(Reason::NulCharacter, "a JSON string contains a NUL character (\\u0000), which PostgreSQL cannot store"));
+                    }
+                    i += 2;
+                    continue;
                 }
+                b'"' => in_string = false,
+                _ => {}
             }
-            _ => {}
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > max_depth {
+                        return Err(Refusal::new(Reason::TooDeep, format!("JSON nests deeper than parser.max_depth = {max_depth}")));
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
         }
+        i += 1;
     }
     Ok(())
 }
@@ -248,14 +270,15 @@ fn check_nul(s: &str, place: &str) -> Result<(), Refusal> {
     }
 }
 
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// What a JSON value is, from its first character.
+fn kind_of_first(c: char) -> &'static str {
+    match c {
+        '{' => "an object",
+        '[' => "an array",
+        '"' => "a string",
+        't' | 'f' => "a boolean",
+        'n' => "null",
+        _ => "a number",
     }
 }
 
@@ -317,13 +340,14 @@ fn parse_binary(
     } else if content_type.is_none_or(is_json_content_type) {
         let text = std::str::from_utf8(payload)
             .map_err(|e| Refusal::new(Reason::InvalidUtf8, format!("value is not UTF-8: {e}")))?;
-        parse_json(text, opts)?;
+        scan_json(text.as_bytes(), opts.max_depth)?;
+        validate_json(text)?;
         Some(text.to_string())
     } else {
         // Non-JSON data is kept as a JSON string: text when it is clean UTF-8, else base64.
         Some(match std::str::from_utf8(payload) {
-            Ok(text) if !text.contains('\0') => Value::String(text.to_string()).to_string(),
-            _ => Value::String(base64::engine::general_purpose::STANDARD.encode(payload)).to_string(),
+            Ok(text) if !text.contains('\0') => json_string(text),
+            _ => json_string(&base64::engine::general_purpose::STANDARD.encode(payload)),
         })
     };
     let remaining = msg.headers.iter().filter(|(k, _)| {
@@ -354,52 +378,48 @@ fn is_json_content_type(ct: &str) -> bool {
     ct == "application/json" || ct == "text/json" || ct.ends_with("+json")
 }
 
-fn string_attr<'a>(object: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, Refusal> {
-    match object.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(Refusal::new(
+fn string_attr<'a>(object: &Object<'a>, name: &str) -> Result<Option<Cow<'a, str>>, Refusal> {
+    match object.get(name).map(|raw| raw.get()) {
+        None | Some("null") => Ok(None),
+        Some(raw) if raw.starts_with('"') => serde_json::from_str::<Cow<'a, str>>(raw).map(Some).map_err(invalid_json),
+        Some(raw) => Err(Refusal::new(
             Reason::InvalidAttribute,
-            format!("attribute {name} must be a string, found {}", kind_of(other)),
+            format!("attribute {name} must be a string, found {}", raw.chars().next().map_or("nothing", kind_of_first)),
         )),
     }
 }
 
-fn parse_structured(msg: &RawMessage, mut object: Map<String, Value>) -> Result<EventRow, Refusal> {
-    let specversion = required(string_attr(&object, "specversion")?, "specversion")?;
-    check_specversion(specversion)?;
-    let id = required(string_attr(&object, "id")?, "id")?.to_string();
-    let source = required(string_attr(&object, "source")?, "source")?.to_string();
-    let event_type = required(string_attr(&object, "type")?, "type")?.to_string();
-    let subject = string_attr(&object, "subject")?.map(str::to_string);
-    let time = parse_time(string_attr(&object, "time")?)?;
-    let datacontenttype = string_attr(&object, "datacontenttype")?.map(str::to_string);
-    let data = match (object.remove("data"), object.remove("data_base64")) {
+const CORE_ATTRIBUTES: [&str; 9] = ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data", "data_base64"];
+
+fn parse_structured(msg: &RawMessage, object: &Object<'_>) -> Result<EventRow, Refusal> {
+    let specversion = string_attr(object, "specversion")?;
+    check_specversion(required(specversion.as_deref(), "specversion")?)?;
+    let id = required(string_attr(object, "id")?.as_deref(), "id")?.to_string();
+    let source = required(string_attr(object, "source")?.as_deref(), "source")?.to_string();
+    let event_type = required(string_attr(object, "type")?.as_deref(), "type")?.to_string();
+    let subject = string_attr(object, "subject")?.map(Cow::into_owned);
+    let time = parse_time(string_attr(object, "time")?.as_deref())?;
+    let datacontenttype = string_attr(object, "datacontenttype")?.map(Cow::into_owned);
+    let data = match (object.get("data"), object.get("data_base64")) {
         (Some(_), Some(_)) => {
             return Err(Refusal::new(Reason::InvalidAttribute, "both data and data_base64 are present"));
         }
-        (Some(Value::Null), None) | (None, None) => None,
-        (Some(v), None) => Some(v.to_string()),
-        (None, Some(Value::String(b64))) => {
+        (Some(raw), None) if raw.get() == "null" => None,
+        (None, None) => None,
+        (Some(raw), None) => Some(raw.get().to_string()),
+        (None, Some(_)) => {
+            let b64 = string_attr(object, "data_base64")?.unwrap_or_default();
             if base64::engine::general_purpose::STANDARD.decode(b64.as_bytes()).is_err() {
                 return Err(Refusal::new(Reason::InvalidAttribute, "data_base64 is not valid base64"));
             }
-            Some(Value::String(b64).to_string())
-        }
-        (None, Some(other)) => {
-            return Err(Refusal::new(
-                Reason::InvalidAttribute,
-                format!("data_base64 must be a string, found {}", kind_of(&other)),
-            ));
+            // Kept as the JSON string it already is.
+            object.get("data_base64").map(|raw| raw.get().to_string())
         }
     };
-    // Extension attributes other than the core ones travel along in `headers`.
-    let mut headers: Map<String, Value> = serde_json::from_str(&headers_json(msg.headers.iter())).unwrap_or_default();
-    for (k, v) in object {
-        if !matches!(k.as_str(), "specversion" | "id" | "source" | "type" | "subject" | "time" | "datacontenttype") {
-            headers.insert(format!("ce_{k}"), v);
-        }
-    }
+    // Extension attributes travel along in `headers`, prefixed `ce_`.
+    let mut extensions: Vec<(&str, &RawValue)> =
+        object.iter().filter(|(k, _)| !CORE_ATTRIBUTES.contains(&k.as_ref())).map(|(k, v)| (k.as_ref(), *v)).collect();
+    extensions.sort_unstable_by_key(|(k, _)| *k);
     Ok(EventRow {
         offset: msg.offset,
         key: msg.key.clone(),
@@ -410,31 +430,72 @@ fn parse_structured(msg: &RawMessage, mut object: Map<String, Value>) -> Result<
         time,
         datacontenttype,
         data,
-        headers: Value::Object(headers).to_string(),
+        headers: headers_json_with(msg.headers.iter(), &extensions),
         kafka_timestamp: msg.timestamp_ms.and_then(millis_to_utc),
     })
 }
 
 /// Kafka headers as a JSON object: UTF-8 values (without NUL) as strings, others as
-/// `{"base64": "..."}`, null values as null. A repeated name keeps its last value.
+/// `{"base64": "..."}`, null values as null. Written directly, without building a tree; a
+/// repeated name appears twice and the database keeps the last.
 pub fn headers_json<'a>(headers: impl Iterator<Item = &'a (String, Option<Vec<u8>>)>) -> String {
-    let mut map = Map::new();
+    headers_json_with(headers, &[])
+}
+
+/// [`headers_json`] plus CloudEvents extension attributes as `ce_<name>` members.
+fn headers_json_with<'a>(headers: impl Iterator<Item = &'a (String, Option<Vec<u8>>)>, extensions: &[(&str, &RawValue)]) -> String {
+    let mut out: Vec<u8> = Vec::with_capacity(64);
+    out.push(b'{');
+    let mut first = true;
+    let mut sep = |out: &mut Vec<u8>| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+    };
     for (name, value) in headers {
-        let name: Cow<'_, str> = if name.contains('\0') { Cow::Owned(name.replace('\0', "\u{FFFD}")) } else { Cow::Borrowed(name) };
-        let value = match value {
-            None => Value::Null,
+        sep(&mut out);
+        if name.contains('\0') {
+            write_json_str(&mut out, &name.replace('\0', "\u{FFFD}"));
+        } else {
+            write_json_str(&mut out, name);
+        }
+        out.push(b':');
+        match value {
+            None => out.extend_from_slice(b"null"),
             Some(bytes) => match std::str::from_utf8(bytes) {
-                Ok(s) if !s.contains('\0') => Value::String(s.to_string()),
+                Ok(s) if !s.contains('\0') => write_json_str(&mut out, s),
                 _ => {
-                    let mut o = Map::new();
-                    o.insert("base64".into(), Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)));
-                    Value::Object(o)
+                    out.extend_from_slice(b"{\"base64\":");
+                    write_json_str(&mut out, &base64::engine::general_purpose::STANDARD.encode(bytes));
+                    out.push(b'}');
                 }
             },
-        };
-        map.insert(name.into_owned(), value);
+        }
     }
-    Value::Object(map).to_string()
+    for (name, raw) in extensions {
+        sep(&mut out);
+        out.extend_from_slice(b"\"ce_");
+        // The name came out of a JSON string: re-escape it (without its quotes).
+        let mut quoted = Vec::with_capacity(name.len() + 2);
+        write_json_str(&mut quoted, name);
+        out.extend_from_slice(&quoted[1..]);
+        out.push(b':');
+        out.extend_from_slice(raw.get().as_bytes());
+    }
+    out.push(b'}');
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    write_json_str(&mut out, s);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// Dead-letter details are stored as text: no NUL, bounded length.

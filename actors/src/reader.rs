@@ -70,6 +70,9 @@ pub struct ReaderOptions {
     pub limits: BatchLimits,
     /// Batches handed to parser/writer and not yet committed, across all partitions.
     pub max_in_flight: usize,
+    /// Bytes of messages read but not yet handed on, across all partitions, before the reader
+    /// pauses fetching.
+    pub pending_budget_bytes: usize,
     /// How long a revocation waits for the partition's in-flight batches.
     pub revoke_timeout: Duration,
     /// How long a shutdown waits for in-flight batches to commit.
@@ -403,22 +406,29 @@ impl PollLoop {
         waiting
     }
 
-    /// Pause partitions whose pending messages exceed two batches; resume them below one.
+    /// Bound what waits for a permit: pause a partition whose pending messages reach two
+    /// batches, and every partition holding messages while all pending bytes exceed the
+    /// budget; resume when back under one batch and half the budget.
     fn backpressure(&mut self) {
         let s = &self.shared;
-        let high = s.opts.limits.max_messages * 2;
+        let limits = s.opts.limits;
         let mut to_pause = Vec::new();
         let mut to_resume = Vec::new();
-        for (k, p) in s.parts().iter_mut() {
+        let mut parts = s.parts();
+        let total_bytes: usize = parts.values().map(|p| p.batcher.pending_bytes()).sum();
+        let over_budget = total_bytes >= s.opts.pending_budget_bytes;
+        let relaxed = total_bytes < s.opts.pending_budget_bytes / 2;
+        for (k, p) in parts.iter_mut() {
             let pending = p.batcher.pending_len();
-            if !p.paused && pending >= high {
+            if !p.paused && (pending >= limits.max_messages * 2 || (over_budget && pending > 0)) {
                 p.paused = true;
                 to_pause.push(k.clone());
-            } else if p.paused && pending < s.opts.limits.max_messages {
+            } else if p.paused && pending < limits.max_messages && relaxed {
                 p.paused = false;
                 to_resume.push(k.clone());
             }
         }
+        drop(parts);
         if !to_pause.is_empty() {
             slog::debug!(s.log, "backpressure: pausing"; "partitions" => format!("{to_pause:?}"));
             let _ = self.consumer.pause(&tpl_of(to_pause.iter()));
