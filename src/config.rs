@@ -41,6 +41,8 @@ pub struct KafkaSettings {
     #[serde(deserialize_with = "string_or_list")]
     pub topics: Vec<String>,
     /// Any librdkafka property, passed through (e.g. `security.protocol`, `sasl.password`).
+    /// Numbers and booleans are accepted and passed as their text.
+    #[serde(deserialize_with = "map_of_scalars")]
     pub librdkafka: BTreeMap<String, String>,
     /// How long a revoked partition waits for its in-flight batches.
     pub revoke_timeout_ms: u64,
@@ -188,6 +190,31 @@ fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Err
         Either::One(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect(),
         Either::Many(v) => v,
     })
+}
+
+/// librdkafka takes every property as text; let TOML and the environment give numbers too.
+fn map_of_scalars<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Int(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    let raw = BTreeMap::<String, Scalar>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Scalar::Text(s) => s,
+                Scalar::Int(i) => i.to_string(),
+                Scalar::Float(f) => f.to_string(),
+                Scalar::Bool(b) => b.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
 }
 
 /// A configuration problem: which key, what is wrong, how to fix it.
@@ -467,6 +494,15 @@ mod tests {
         let text = s.redacted().to_string();
         assert!(!text.contains("hunter2") && !text.contains("pw-secret") && !text.contains("token-token"), "{text}");
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn librdkafka_properties_accept_numbers_and_booleans() {
+        let mut o = base();
+        o.insert("kafka.librdkafka".into(), json!({"fetch.max.bytes": 4194304, "check.crcs": true}));
+        let s = Settings::load(None, &o).unwrap();
+        assert_eq!(s.librdkafka_config()["fetch.max.bytes"], "4194304");
+        assert_eq!(s.librdkafka_config()["check.crcs"], "true");
     }
 
     #[test]
