@@ -147,7 +147,7 @@ impl Application {
         // The reader and its pipeline tasks get their own thread, away from HTTP.
         let reader_arbiter = Arbiter::new();
         let reader = {
-            let (p, w, h, m, l) = (parser, writer, health.clone(), metrics, log.new(slog::o!("actor" => "kafka_reader")));
+            let (p, w, h, m, l) = (parser.clone(), writer.clone(), health.clone(), metrics, log.new(slog::o!("actor" => "kafka_reader")));
             Supervisor::start_in_arbiter(&reader_arbiter.handle(), move |_| {
                 KafkaReader::new(reader_opts.clone(), p.clone(), w.clone(), h.clone(), m.clone(), l.clone())
             })
@@ -156,7 +156,7 @@ impl Application {
         let addr = settings.bind_addr()?;
         let listener = TcpListener::bind(addr).map_err(|source| AppError::Bind { addr: addr.to_string(), source })?;
         let port = listener.local_addr().map_err(|e| AppError::Other(e.to_string()))?.port();
-        let state = ApiState { health };
+        let state = ApiState { health, reader: reader.clone(), parser, writer, admin_token: settings.http.admin_token.clone() };
         let server = HttpServer::new(move || App::new().app_data(web::Data::new(state.clone())).configure(routes))
             .workers(2)
             .disable_signals()

@@ -1,18 +1,35 @@
 //! The HTTP API (actix-web): every answer comes from asking the `HealthReporter` actor.
 //!
 //! JSON everywhere except `/metrics` (Prometheus text). Unknown paths answer 404 and wrong
-//! methods 405, both with a JSON error body.
+//! methods 405, both with a JSON error body. Admin endpoints (`POST /pause`, `/resume`,
+//! `/actors/{name}/restart`) need `Authorization: Bearer <http.admin_token>`, compared in
+//! constant time; with no token configured they answer 403. Request bodies are capped.
 
 use actix::Addr;
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures::StreamExt;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use tributary_actors::health::{GetActors, GetHealth, GetMetrics, GetReadiness, GetStatus, HealthReporter, Report};
+use subtle::ConstantTimeEq;
+use tributary_actors::health::{
+    GetActors, GetHealth, GetMetrics, GetReadiness, GetStatus, HealthReporter, Report, Restart, ACTOR_NAMES,
+};
+use tributary_actors::parser::Parser;
+use tributary_actors::reader::{KafkaReader, SetPaused};
+use tributary_actors::writer::DbWriter;
+
+/// Largest request body accepted (admin calls carry little or nothing).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What handlers share.
 #[derive(Clone)]
 pub struct ApiState {
     pub health: Addr<HealthReporter>,
+    pub reader: Addr<KafkaReader>,
+    pub parser: Addr<Parser>,
+    pub writer: Addr<DbWriter>,
+    pub admin_token: Option<SecretString>,
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
@@ -51,6 +68,71 @@ async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     })
 }
 
+/// Check the bearer token, then read the (bounded) body.
+async fn admit(state: &ApiState, req: &HttpRequest, mut payload: web::Payload) -> Result<web::Bytes, HttpResponse> {
+    let Some(token) = &state.admin_token else {
+        return Err(error(StatusCode::FORBIDDEN, "admin endpoints are disabled: configure http.admin_token"));
+    };
+    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let ok = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.expose_secret().as_bytes())));
+    if !ok {
+        let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        return Err(resp);
+    }
+    let too_large = || error(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {MAX_BODY_BYTES} bytes"));
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}")))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+async fn set_paused(state: &ApiState, req: HttpRequest, payload: web::Payload, paused: bool) -> HttpResponse {
+    if let Err(resp) = admit(state, &req, payload).await {
+        return resp;
+    }
+    match state.reader.send(SetPaused(paused)).await {
+        Ok(()) => HttpResponse::Ok().json(json!({ "paused": paused })),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("kafka_reader did not answer: {e}")),
+    }
+}
+
+async fn pause(state: web::Data<ApiState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    set_paused(&state, req, payload, true).await
+}
+
+async fn resume(state: web::Data<ApiState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    set_paused(&state, req, payload, false).await
+}
+
+async fn restart(state: web::Data<ApiState>, req: HttpRequest, payload: web::Payload, name: web::Path<String>) -> HttpResponse {
+    if let Err(resp) = admit(&state, &req, payload).await {
+        return resp;
+    }
+    let sent = match name.as_str() {
+        "kafka_reader" => state.reader.send(Restart).await,
+        "parser" => state.parser.send(Restart).await,
+        "db_writer" => state.writer.send(Restart).await,
+        "health_reporter" => state.health.send(Restart).await,
+        other => {
+            return error(StatusCode::NOT_FOUND, format!("no actor named {other:?}; actors: {}", ACTOR_NAMES.join(", ")));
+        }
+    };
+    match sent {
+        Ok(()) => HttpResponse::Accepted().json(json!({ "restarting": name.as_str() })),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("{} did not answer: {e}", name.as_str())),
+    }
+}
+
 async fn not_found() -> HttpResponse {
     error(StatusCode::NOT_FOUND, "no such endpoint; see docs/http-api.md")
 }
@@ -59,22 +141,25 @@ async fn method_not_allowed() -> HttpResponse {
     error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed for this endpoint")
 }
 
-/// A GET-only resource; other methods get a JSON 405.
-fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource
+/// A resource answering one method; other methods get a JSON 405.
+fn only<F, Args>(path: &str, method: actix_web::Route, handler: F) -> actix_web::Resource
 where
     F: actix_web::Handler<Args>,
     Args: actix_web::FromRequest + 'static,
     F::Output: actix_web::Responder + 'static,
 {
-    web::resource(path).route(web::get().to(handler)).default_service(web::to(method_not_allowed))
+    web::resource(path).route(method.to(handler)).default_service(web::to(method_not_allowed))
 }
 
 /// Register the routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(get("/health", health))
-        .service(get("/ready", ready))
-        .service(get("/status", status))
-        .service(get("/actors", actors))
-        .service(get("/metrics", metrics))
+    cfg.service(only("/health", web::get(), health))
+        .service(only("/ready", web::get(), ready))
+        .service(only("/status", web::get(), status))
+        .service(only("/actors", web::get(), actors))
+        .service(only("/metrics", web::get(), metrics))
+        .service(only("/pause", web::post(), pause))
+        .service(only("/resume", web::post(), resume))
+        .service(only("/actors/{name}/restart", web::post(), restart))
         .default_service(web::to(not_found));
 }

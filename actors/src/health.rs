@@ -38,6 +38,16 @@ pub struct ActorFailed {
     pub error: String,
 }
 
+/// An operator asked for this actor to be restarted (`POST /actors/{name}/restart`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ActorRestartRequested(pub &'static str);
+
+/// Restart this actor (handled by `HealthReporter` itself and by the other actors).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Restart;
+
 /// An actor stopped for good (shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -323,6 +333,26 @@ impl Handler<ActorFailed> for HealthReporter {
         self.metrics.actor_restarts.get_or_create(&label("actor", msg.name)).inc();
         self.set_up(msg.name, false);
         slog::error!(self.log, "actor failed; its supervisor restarts it"; "actor" => msg.name, "error" => msg.error, "state" => format!("{state:?}"));
+    }
+}
+
+impl Handler<ActorRestartRequested> for HealthReporter {
+    type Result = ();
+    fn handle(&mut self, msg: ActorRestartRequested, _: &mut Self::Context) {
+        let a = self.actor(msg.0);
+        a.restarts += 1;
+        a.state = ActorState::Restarting;
+        self.metrics.actor_restarts.get_or_create(&label("actor", msg.0)).inc();
+        self.set_up(msg.0, false);
+        slog::info!(self.log, "actor restart requested by an operator"; "actor" => msg.0);
+    }
+}
+
+impl Handler<Restart> for HealthReporter {
+    type Result = ();
+    fn handle(&mut self, _: Restart, ctx: &mut Self::Context) {
+        slog::info!(self.log, "restarting on request"; "actor" => "health_reporter");
+        ctx.stop();
     }
 }
 

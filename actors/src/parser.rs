@@ -9,7 +9,7 @@ use std::panic::AssertUnwindSafe;
 
 use actix::prelude::*;
 
-use crate::health::{ActorFailed, ActorStarted, HealthReporter};
+use crate::health::{ActorFailed, ActorRestartRequested, ActorStarted, Restart, HealthReporter};
 use crate::messages::{ParsedBatch, RawBatch};
 use crate::metrics::{label, Metrics};
 use crate::parse::{parse_message, ParseOptions, Parsed};
@@ -97,4 +97,14 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "panic".to_string())
+}
+
+impl Handler<Restart> for Parser {
+    type Result = ();
+
+    /// One worker stops; the `SyncArbiter` factory replaces it with a fresh one.
+    fn handle(&mut self, _: Restart, ctx: &mut Self::Context) {
+        self.health.do_send(ActorRestartRequested("parser"));
+        ctx.stop();
+    }
 }

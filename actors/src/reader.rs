@@ -36,7 +36,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::backoff::Backoff;
 use crate::batch::{BatchLimits, PartitionBatcher};
-use crate::health::{ActorFailed, ActorStarted, ActorStopped, Assigned, HealthReporter, Paused, Progress, Revoked, Watermarks};
+use crate::health::{ActorFailed, ActorRestartRequested, ActorStarted, ActorStopped, Assigned, HealthReporter, Paused, Progress, Restart, Revoked, Watermarks};
 use crate::messages::{CommitOutcome, Fence, PartitionKey, RawBatch, RawMessage};
 use crate::metrics::Metrics;
 use crate::parser::{ParseBatch, Parser};
@@ -642,6 +642,8 @@ pub struct KafkaReader {
     log: slog::Logger,
     poll: Option<PollThread>,
     restarts: u32,
+    /// The next start follows an operator's restart: no backoff.
+    restart_now: bool,
     paused: bool,
     shutting_down: bool,
 }
@@ -655,7 +657,7 @@ impl KafkaReader {
         metrics: Metrics,
         log: slog::Logger,
     ) -> Self {
-        Self { opts, parser, writer, health, metrics, log, poll: None, restarts: 0, paused: false, shutting_down: false }
+        Self { opts, parser, writer, health, metrics, log, poll: None, restarts: 0, restart_now: false, paused: false, shutting_down: false }
     }
 
     fn start_consumer(&mut self, ctx: &mut Context<Self>) {
@@ -733,7 +735,7 @@ impl Actor for KafkaReader {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if self.restarts == 0 {
+        if self.restarts == 0 || std::mem::take(&mut self.restart_now) {
             self.start_consumer(ctx);
         } else {
             let delay = self.opts.restart_backoff.delay(self.restarts - 1, &mut rand::rng());
@@ -786,5 +788,20 @@ impl Handler<SetPaused> for KafkaReader {
         if let Some(p) = &self.poll {
             p.shared.paused.store(msg.0, Ordering::SeqCst);
         }
+    }
+}
+
+impl Handler<Restart> for KafkaReader {
+    type Result = ();
+
+    /// Stop (the poll thread drains and leaves the group) and let the supervisor start a fresh
+    /// consumer at once.
+    fn handle(&mut self, _: Restart, ctx: &mut Self::Context) {
+        if self.shutting_down {
+            return;
+        }
+        self.health.do_send(ActorRestartRequested("kafka_reader"));
+        self.restart_now = true;
+        ctx.stop();
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::backoff::Backoff;
-use crate::health::{ActorFailed, ActorStarted, DbStatus, HealthReporter};
+use crate::health::{ActorFailed, ActorRestartRequested, ActorStarted, Restart, DbStatus, HealthReporter};
 use crate::messages::{CommitOutcome, Committed, ParsedBatch, PartitionKey};
 use crate::metrics::{label, Metrics};
 use crate::parser::panic_message;
@@ -166,5 +166,15 @@ impl Handler<Ping> for DbWriter {
 
     fn handle(&mut self, _: Ping, _: &mut Self::Context) -> Self::Result {
         self.db.ping().map_err(|e| e.to_string())
+    }
+}
+
+impl Handler<Restart> for DbWriter {
+    type Result = ();
+
+    /// One worker stops; the `SyncArbiter` factory replaces it with a fresh one.
+    fn handle(&mut self, _: Restart, ctx: &mut Self::Context) {
+        self.health.do_send(ActorRestartRequested("db_writer"));
+        ctx.stop();
     }
 }
