@@ -12,6 +12,7 @@ use actix_web::{web, App, HttpServer};
 use secrecy::ExposeSecret;
 use tributary_actors::backoff::Backoff;
 use tributary_actors::batch::BatchLimits;
+use tributary_actors::breaker::Breaker;
 use tributary_actors::health::{HealthOptions, HealthReporter, SetDbProbe};
 use tributary_actors::metrics::Metrics;
 use tributary_actors::parse::ParseOptions;
@@ -106,11 +107,12 @@ impl Application {
                 HealthReporter::new(health_opts.clone(), m.clone(), r, l.clone())
             })
         };
+        let breaker = Breaker::new(settings.database.breaker_threshold);
         let writer = {
             let opts = WriterOptions {
                 group_id: settings.kafka.group_id.clone(),
                 retry: Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5) },
-                max_attempts: settings.database.max_attempts,
+                breaker: breaker.clone(),
             };
             let (m, h, l) = (metrics.clone(), health.clone(), log.new(slog::o!("actor" => "db_writer")));
             // SQLite has one write lock: more writer threads would only queue on it.
@@ -143,6 +145,7 @@ impl Application {
             revoke_timeout: Duration::from_millis(settings.kafka.revoke_timeout_ms),
             shutdown_timeout: Duration::from_secs(settings.shutdown.timeout_secs),
             restart_backoff: Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(30) },
+            breaker,
         };
         // The reader and its pipeline tasks get their own thread, away from HTTP.
         let reader_arbiter = Arbiter::new();

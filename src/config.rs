@@ -77,8 +77,9 @@ pub struct DatabaseSettings {
     /// Run embedded migrations at start-up.
     pub migrate_on_start: bool,
     pub connect_timeout_ms: u64,
-    /// Attempts per batch on transient errors before the partition re-reads from its progress.
-    pub max_attempts: u32,
+    /// Consecutive transient database failures that open the circuit breaker (consumption
+    /// pauses, `/ready` 503); the next success closes it.
+    pub breaker_threshold: u32,
 }
 
 impl Default for DatabaseSettings {
@@ -92,7 +93,7 @@ impl Default for DatabaseSettings {
             max_in_flight: 4,
             migrate_on_start: true,
             connect_timeout_ms: 5000,
-            max_attempts: 8,
+            breaker_threshold: 3,
         }
     }
 }
@@ -329,7 +330,7 @@ impl Settings {
             ("database.batch_max_bytes", d.batch_max_bytes as u64, 1024, 1 << 30),
             ("database.linger_ms", d.linger_ms, 0, 60_000),
             ("database.max_in_flight", d.max_in_flight as u64, 1, 1024),
-            ("database.max_attempts", u64::from(d.max_attempts), 1, 1000),
+            ("database.breaker_threshold", u64::from(d.breaker_threshold), 1, 1000),
         ];
         let p = &self.parser;
         let more: [(&str, u64, u64, u64); 4] = [
@@ -411,7 +412,7 @@ impl Settings {
                 "max_in_flight": self.database.max_in_flight,
                 "migrate_on_start": self.database.migrate_on_start,
                 "connect_timeout_ms": self.database.connect_timeout_ms,
-                "max_attempts": self.database.max_attempts,
+                "breaker_threshold": self.database.breaker_threshold,
             },
             "parser": self.parser,
             "http": {

@@ -81,6 +81,11 @@ pub struct Watermarks(pub Vec<(PartitionKey, i64)>);
 #[rtype(result = "()")]
 pub struct DbStatus(pub Result<(), String>);
 
+/// The database circuit breaker opened (`Some(reason)`) or closed (`None`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct BreakerChanged(pub Option<String>);
+
 /// Consumption paused or resumed by an operator.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -184,6 +189,8 @@ pub struct HealthReporter {
     db: Option<Result<(), String>>,
     db_probe: Option<Recipient<Ping>>,
     paused: bool,
+    /// Why the database circuit breaker is open, while it is.
+    breaker: Option<String>,
     stalled: Vec<PartitionKey>,
     log: slog::Logger,
 }
@@ -207,6 +214,7 @@ impl HealthReporter {
             db: None,
             db_probe: None,
             paused: false,
+            breaker: None,
             stalled: Vec::new(),
             log,
         }
@@ -262,6 +270,9 @@ impl HealthReporter {
             None => reasons.push("database_unknown: the database has not been reached yet".to_string()),
             Some(Err(e)) => reasons.push(format!("database_unreachable: {e}")),
             Some(Ok(())) => {}
+        }
+        if let Some(reason) = &self.breaker {
+            reasons.push(format!("breaker_open: the database is unavailable ({reason}); consumption is paused until it answers"));
         }
         for (name, a) in &self.actors {
             if a.state != ActorState::Running && *name != "health_reporter" {
@@ -428,6 +439,16 @@ impl Handler<DbStatus> for HealthReporter {
     }
 }
 
+impl Handler<BreakerChanged> for HealthReporter {
+    type Result = ();
+    fn handle(&mut self, msg: BreakerChanged, _: &mut Self::Context) {
+        if msg.0.is_none() {
+            self.db = Some(Ok(()));
+        }
+        self.breaker = msg.0;
+    }
+}
+
 impl Handler<Paused> for HealthReporter {
     type Result = ();
     fn handle(&mut self, msg: Paused, _: &mut Self::Context) {
@@ -499,6 +520,7 @@ impl Handler<GetStatus> for HealthReporter {
             "ready": readiness.ok,
             "reasons": readiness.body["reasons"],
             "paused": self.paused,
+            "breaker": json!({ "open": self.breaker.is_some(), "reason": self.breaker }),
             "database": match &self.db { None => json!({"reachable": null}), Some(Ok(())) => json!({"reachable": true}), Some(Err(e)) => json!({"reachable": false, "error": e}) },
             "actors": self.actors_json(),
             "partitions": partitions,

@@ -5,10 +5,12 @@
 //! - [`parse`], [`batch`], [`backoff`], [`storage`]: pure logic and the database, no actors.
 //! - [`reader`] (`KafkaReader`), [`parser`] (`Parser`), [`writer`] (`DbWriter`),
 //!   [`health`] (`HealthReporter`): the four actors, one per file.
+//! - [`breaker`]: the database circuit breaker shared by writer and reader.
 //! - [`metrics`]: Prometheus handles shared by the actors.
 
 pub mod backoff;
 pub mod batch;
+pub mod breaker;
 pub mod health;
 pub mod messages;
 pub mod metrics;

@@ -36,6 +36,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::backoff::Backoff;
 use crate::batch::{BatchLimits, PartitionBatcher};
+use crate::breaker::Breaker;
 use crate::health::{ActorFailed, ActorRestartRequested, ActorStarted, ActorStopped, Assigned, HealthReporter, Paused, Progress, Restart, Revoked, Watermarks};
 use crate::messages::{CommitOutcome, Fence, PartitionKey, RawBatch, RawMessage};
 use crate::metrics::Metrics;
@@ -79,6 +80,8 @@ pub struct ReaderOptions {
     pub shutdown_timeout: Duration,
     /// Delay between restarts of a failed reader.
     pub restart_backoff: Backoff,
+    /// The database circuit breaker: while open, fetching is paused.
+    pub breaker: Breaker,
 }
 
 /// Progress durable in the database, waiting to be committed to Kafka.
@@ -368,6 +371,7 @@ struct PollLoop {
     shared: Arc<Shared>,
     seq: u64,
     paused_all: bool,
+    reported_pause: bool,
     last_housekeeping: Instant,
 }
 
@@ -461,9 +465,15 @@ impl PollLoop {
         }
     }
 
-    /// Operator pause/resume of all partitions.
+    /// Pause all partitions while an operator asks or the database breaker is open; resume
+    /// when neither holds.
     fn apply_pause(&mut self) {
-        let want = self.shared.paused.load(Ordering::SeqCst);
+        let operator = self.shared.paused.load(Ordering::SeqCst);
+        if operator != self.reported_pause {
+            self.reported_pause = operator;
+            self.shared.health.do_send(Paused(operator));
+        }
+        let want = operator || self.shared.opts.breaker.is_open();
         if want == self.paused_all {
             return;
         }
@@ -477,7 +487,6 @@ impl PollLoop {
             self.resume_at_position(&keys);
         }
         self.paused_all = want;
-        self.shared.health.do_send(Paused(want));
     }
 
     /// Reload progress and seek for partitions whose batch failed or was fenced, once their
@@ -696,7 +705,7 @@ impl KafkaReader {
         let (done_tx, done_rx) = oneshot::channel();
         let thread_shared = shared.clone();
         let spawned = std::thread::Builder::new().name("kafka-poll".into()).spawn(move || {
-            let poll = PollLoop { consumer, shared: thread_shared, seq: 0, paused_all: false, last_housekeeping: Instant::now() };
+            let poll = PollLoop { consumer, shared: thread_shared, seq: 0, paused_all: false, reported_pause: false, last_housekeeping: Instant::now() };
             poll.run();
             let _ = done_tx.send(());
         });

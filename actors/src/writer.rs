@@ -3,8 +3,9 @@
 //! Runs on a `SyncArbiter` (Diesel is blocking), one worker per pooled connection. For each
 //! [`WriteBatch`] it runs one transaction: the offset fence, binary `COPY` of rows and dead
 //! letters, the new `next_offset`. Transient errors (lost connection, server restarting) are
-//! retried here with exponential backoff and jitter; the reply comes only when the batch is
-//! durable, fenced, or retries are exhausted.
+//! retried here with exponential backoff and jitter for as long as they last; repeated ones open
+//! the circuit breaker (the reader pauses, `/ready` answers 503) and the next success closes it.
+//! The reply comes only when the batch is durable, fenced, or failed for a non-transient reason.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -13,7 +14,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::backoff::Backoff;
-use crate::health::{ActorFailed, ActorRestartRequested, ActorStarted, Restart, DbStatus, HealthReporter};
+use crate::breaker::{Breaker, Transition};
+use crate::health::{ActorFailed, ActorRestartRequested, ActorStarted, BreakerChanged, DbStatus, HealthReporter, Restart};
 use crate::messages::{CommitOutcome, Committed, ParsedBatch, PartitionKey};
 use crate::metrics::{label, Metrics};
 use crate::parser::panic_message;
@@ -46,8 +48,8 @@ pub enum WriteFailed {
 pub struct WriterOptions {
     pub group_id: String,
     pub retry: Backoff,
-    /// Attempts per batch before the writer gives up and the reader re-reads from the database.
-    pub max_attempts: u32,
+    /// Shared with the reader: open while the database is unavailable.
+    pub breaker: Breaker,
 }
 
 pub struct DbWriter {
@@ -65,26 +67,34 @@ impl DbWriter {
         Self { db, opts, metrics, health, log, buf: Vec::new() }
     }
 
-    /// Run `op` until it succeeds, fails for good, or attempts run out.
+    /// Run `op` until it succeeds or fails for a non-transient reason; transient failures are
+    /// retried with backoff and drive the circuit breaker.
     fn with_retries<T>(&mut self, what: &str, mut op: impl FnMut(&mut Self) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let mut attempt = 0;
         loop {
             match op(self) {
-                Ok(v) => return Ok(v),
-                Err(e) if e.is_transient() && attempt + 1 < self.opts.max_attempts => {
+                Ok(v) => {
+                    if self.opts.breaker.record_success() == Transition::Closed {
+                        self.metrics.breaker_open.set(0);
+                        self.health.do_send(BreakerChanged(None));
+                        slog::info!(self.log, "database reachable again: circuit breaker closed, ingestion resumes");
+                    }
+                    return Ok(v);
+                }
+                Err(e) if e.is_transient() => {
                     let delay = self.opts.retry.delay(attempt, &mut rand::rng());
                     self.metrics.db_retries.inc();
                     self.health.do_send(DbStatus(Err(e.to_string())));
+                    if self.opts.breaker.record_failure() == Transition::Opened {
+                        self.metrics.breaker_open.set(1);
+                        self.health.do_send(BreakerChanged(Some(e.to_string())));
+                        slog::error!(self.log, "database unavailable: circuit breaker open, consumption paused"; "error" => e.to_string());
+                    }
                     slog::warn!(self.log, "transient database error; retrying"; "op" => what, "error" => e.to_string(), "attempt" => attempt + 1, "retry_in_ms" => delay.as_millis() as u64);
                     std::thread::sleep(delay);
-                    attempt += 1;
+                    attempt = attempt.saturating_add(1);
                 }
-                Err(e) => {
-                    if e.is_transient() {
-                        self.health.do_send(DbStatus(Err(e.to_string())));
-                    }
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             }
         }
     }

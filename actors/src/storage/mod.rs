@@ -201,7 +201,8 @@ impl Database {
                     .max_size(opts.pool_size.max(1))
                     .min_idle(Some(0))
                     .connection_timeout(opts.connect_timeout)
-                    .test_on_check_out(false)
+                    // A connection cut during an outage must not come back out of the pool.
+                    .test_on_check_out(true)
                     .build_unchecked(ConnectionManager::<PgConnection>::new(&opts.url)),
             )),
             Some(Backend::Sqlite) => {

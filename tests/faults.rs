@@ -1,0 +1,64 @@
+//! Faults the service must ride out without loss, duplicates or restarts.
+
+#[macro_use]
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tributary::app;
+use tributary::mock::MockKafka;
+use tributary::telemetry;
+
+macro_rules! stage {
+    ($what:expr, $t:expr, $cond:expr) => {{
+        let t0 = std::time::Instant::now();
+        wait_until($what, $t, $cond);
+        eprintln!("{:>6.2}s  {}", t0.elapsed().as_secs_f64(), $what);
+    }};
+}
+
+#[test]
+fn database_outage_opens_the_breaker_and_ingestion_resumes_by_itself() {
+    let Some(db) = test_db() else { return };
+    let proxy = Proxy::start(&pg_host_port(&db.url));
+    let kafka = MockKafka::start(1).unwrap();
+    let (topic, group) = (format!("outage-{}", unique()), format!("g-{}", unique()));
+    kafka.create_topic(&topic, 4).unwrap();
+    let (mut watermarks, mut dead) = produce_mixed(&kafka, &topic, 4, 0, 10_000);
+
+    let mut s = settings(&kafka, &topic, &group, &proxy.url_for(&db.url));
+    s.database.batch_size = 200;
+    s.database.connect_timeout_ms = 1000;
+    let running = app::spawn(s, telemetry::discard()).unwrap();
+    let port = running.port;
+    stage!("the first batches commit", Duration::from_secs(30), || committed_total(&db.url, &group) > 0);
+
+    proxy.down();
+    let (w, d) = produce_mixed(&kafka, &topic, 4, 10_000, 10_000);
+    add(&mut watermarks, w);
+    add(&mut dead, d);
+    stage!("/ready 503 with the breaker open", Duration::from_secs(60), || {
+        let (status, body) = get_json(port, "/ready");
+        status == 503 && body["reasons"].to_string().contains("breaker_open")
+    });
+    assert_eq!(metric(&http("GET", port, "/metrics").1, "tributary_breaker_open"), 1.0);
+    assert_eq!(get_json(port, "/health").0, 200, "an outage is not a crash");
+    // The outage lasts several seconds while the writers keep retrying.
+    stage!("the writer retries through the outage", Duration::from_secs(60), || {
+        metric(&http("GET", port, "/metrics").1, "tributary_db_retries_total") >= 8.0
+    });
+    let during = committed_total(&db.url, &group);
+    assert!(during < 20_000, "the outage held ingestion back ({during})");
+
+    proxy.up();
+    stage!("everything committed after the outage", Duration::from_secs(120), || committed_total(&db.url, &group) == 20_000);
+    stage!("/ready 200 again", Duration::from_secs(30), || get_json(port, "/ready").0 == 200);
+    assert_eq!(metric(&http("GET", port, "/metrics").1, "tributary_breaker_open"), 0.0);
+    assert_exactly_once(&db.url, &topic, &group, &watermarks, &dead);
+    let actors = get_json(port, "/actors").1;
+    for name in ["kafka_reader", "parser", "db_writer", "health_reporter"] {
+        assert_eq!(actors[name]["restarts"], 0, "no restart needed: {actors}");
+    }
+    running.stop().unwrap();
+}
