@@ -1,4 +1,6 @@
-//! Faults the service must ride out without loss, duplicates or restarts.
+//! Faults the service must ride out without loss, duplicates or restarts: a database outage
+//! (connections cut and refused through a proxy) and broker faults from the mock cluster (slow
+//! round trips, fetch errors, a broker down).
 
 #[macro_use]
 mod common;
@@ -60,5 +62,44 @@ fn database_outage_opens_the_breaker_and_ingestion_resumes_by_itself() {
     for name in ["kafka_reader", "parser", "db_writer", "health_reporter"] {
         assert_eq!(actors[name]["restarts"], 0, "no restart needed: {actors}");
     }
+    running.stop().unwrap();
+}
+
+#[test]
+fn broker_down_errors_and_slow_round_trips_lose_and_duplicate_nothing() {
+    let db = test_db_of(Kind::Sqlite).unwrap();
+    let kafka = MockKafka::start(3).unwrap();
+    let (topic, group) = (format!("broker-{}", unique()), format!("g-{}", unique()));
+    kafka.create_topic(&topic, 4).unwrap();
+    let (mut watermarks, mut dead) = produce_mixed(&kafka, &topic, 4, 0, 5_000);
+    let mut s = settings(&kafka, &topic, &group, &db.url);
+    s.database.batch_size = 200;
+    let running = app::spawn(s, telemetry::discard()).unwrap();
+    stage!("first batches commit", Duration::from_secs(30), || committed_total(&db.url, &group) > 0);
+    let (w, d) = produce_mixed(&kafka, &topic, 4, 5_000, 5_000);
+    add(&mut watermarks, w);
+    add(&mut dead, d);
+
+    // Every broker becomes slow, then fetches fail with retriable errors, then a broker dies.
+    let cluster = kafka.cluster();
+    for b in 1..=3 {
+        cluster.broker_round_trip_time(b, Duration::from_millis(300)).unwrap();
+    }
+    cluster.request_errors(
+        rdkafka::types::RDKafkaApiKey::Fetch,
+        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 5],
+    );
+    cluster.broker_down(2).unwrap();
+    let before = committed_total(&db.url, &group);
+    stage!("progress despite the faults", Duration::from_secs(60), || committed_total(&db.url, &group) > before);
+    cluster.broker_up(2).unwrap();
+    for b in 1..=3 {
+        cluster.broker_round_trip_time(b, Duration::ZERO).unwrap();
+    }
+    let (w, d) = produce_mixed(&kafka, &topic, 4, 10_000, 5_000);
+    add(&mut watermarks, w);
+    add(&mut dead, d);
+    stage!("everything committed after the faults", Duration::from_secs(120), || committed_total(&db.url, &group) == 15_000);
+    assert_exactly_once(&db.url, &topic, &group, &watermarks, &dead);
     running.stop().unwrap();
 }

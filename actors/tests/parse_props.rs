@@ -1,0 +1,97 @@
+//! Property tests: whatever bytes and headers arrive, the parser neither panics nor loses the
+//! message — it yields exactly one row (valid JSON, storable) or one dead letter (payload kept).
+
+use proptest::prelude::*;
+use tributary_actors::messages::RawMessage;
+use tributary_actors::parse::{parse_message, Format, ParseOptions, Parsed};
+
+fn header() -> impl Strategy<Value = (String, Option<Vec<u8>>)> {
+    let name = prop_oneof![
+        Just("ce_specversion".to_string()),
+        Just("ce_id".to_string()),
+        Just("ce_source".to_string()),
+        Just("ce_type".to_string()),
+        Just("ce_time".to_string()),
+        Just("content-type".to_string()),
+        "[a-z_\\-]{1,12}",
+        ".{0,8}",
+    ];
+    let value = prop_oneof![
+        Just(Some(b"1.0".to_vec())),
+        Just(Some(b"application/json".to_vec())),
+        Just(Some(b"2024-01-01T00:00:00Z".to_vec())),
+        prop::collection::vec(any::<u8>(), 0..16).prop_map(Some),
+        Just(None),
+    ];
+    (name, value)
+}
+
+fn payload() -> impl Strategy<Value = Option<Vec<u8>>> {
+    let json_ish = prop::collection::vec(
+        prop_oneof![
+            Just("{".to_string()),
+            Just("}".to_string()),
+            Just("[".to_string()),
+            Just("]".to_string()),
+            Just(",".to_string()),
+            Just(":".to_string()),
+            Just("\"specversion\":\"1.0\"".to_string()),
+            Just("\"id\":\"x\"".to_string()),
+            Just("\"data\":".to_string()),
+            Just("\"\\u0000\"".to_string()),
+            Just("\"\\ud800\"".to_string()),
+            Just("1e999".to_string()),
+            Just("null".to_string()),
+            "\"[^\"\\\\]{0,6}\"",
+            "-?[0-9]{1,4}",
+        ],
+        0..24,
+    )
+    .prop_map(|parts| Some(parts.concat().into_bytes()));
+    prop_oneof![Just(None), prop::collection::vec(any::<u8>(), 0..256).prop_map(Some), json_ish]
+}
+
+fn format() -> impl Strategy<Value = Format> {
+    prop_oneof![Just(Format::Auto), Just(Format::Cloudevents), Just(Format::Json)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn any_input_yields_exactly_one_storable_outcome(
+        payload in payload(),
+        headers in prop::collection::vec(header(), 0..6),
+        key in prop::option::of(prop::collection::vec(any::<u8>(), 0..8)),
+        offset in 0i64..1_000_000,
+        timestamp in prop::option::of(any::<i64>()),
+        format in format(),
+        max_depth in 1usize..8,
+    ) {
+        let msg = RawMessage { offset, key, payload, headers, timestamp_ms: timestamp };
+        let opts = ParseOptions { format, max_message_bytes: 200, max_depth };
+        match parse_message(&msg, &opts) {
+            Parsed::Row(row) => {
+                prop_assert_eq!(row.offset, offset);
+                if let Some(data) = &row.data {
+                    let v: serde_json::Value = serde_json::from_str(data).expect("data is valid JSON");
+                    prop_assert!(!v.to_string().contains("\\u0000"), "no NUL reaches the database");
+                }
+                let h: serde_json::Value = serde_json::from_str(&row.headers).expect("headers are valid JSON");
+                prop_assert!(h.is_object());
+                prop_assert!(!row.headers.contains('\0'));
+                for text in [&row.event_id, &row.source, &row.event_type, &row.subject, &row.datacontenttype].into_iter().flatten() {
+                    prop_assert!(!text.contains('\0'));
+                }
+            }
+            Parsed::Dead(dead) => {
+                prop_assert_eq!(dead.offset, offset);
+                prop_assert_eq!(&dead.payload, &msg.payload, "the payload is kept whole");
+                prop_assert!(!dead.reason.is_empty() && !dead.detail.is_empty());
+                prop_assert!(!dead.detail.contains('\0'));
+                let h: serde_json::Value = serde_json::from_str(&dead.headers).expect("headers are valid JSON");
+                prop_assert!(h.is_object());
+            }
+        }
+    }
+}
