@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::*;
 use tributary::app;
-use tributary::mock::MockKafka;
 use tributary::telemetry;
 
 macro_rules! stage {
@@ -22,24 +21,20 @@ macro_rules! stage {
 
 #[test]
 fn database_outage_opens_the_breaker_and_ingestion_resumes_by_itself() {
-    let Some(db) = test_db() else { return };
-    let proxy = Proxy::start(&pg_host_port(&db.url));
-    let kafka = MockKafka::start(1).unwrap();
-    let (topic, group) = (format!("outage-{}", unique()), format!("g-{}", unique()));
-    kafka.create_topic(&topic, 4).unwrap();
-    let (mut watermarks, mut dead) = produce_mixed(&kafka, &topic, 4, 0, 10_000);
+    let Some(mut f) = Fixture::new(Kind::Postgres, "outage", 4, 1) else { return };
+    let proxy = Proxy::start(&pg_host_port(&f.db.url));
+    f.produce(10_000);
 
-    let mut s = settings(&kafka, &topic, &group, &proxy.url_for(&db.url));
+    let mut s = f.settings();
+    s.database.url = proxy.url_for(&f.db.url).into();
     s.database.batch_size = 200;
     s.database.connect_timeout_ms = 1000;
     let running = app::spawn(s, telemetry::discard()).unwrap();
     let port = running.port;
-    stage!("the first batches commit", Duration::from_secs(30), || committed_total(&db.url, &group) > 0);
+    stage!("the first batches commit", Duration::from_secs(30), || f.committed() > 0);
 
     proxy.down();
-    let (w, d) = produce_mixed(&kafka, &topic, 4, 10_000, 10_000);
-    add(&mut watermarks, w);
-    add(&mut dead, d);
+    f.produce(10_000);
     stage!("/ready 503 with the breaker open", Duration::from_secs(60), || {
         let (status, body) = get_json(port, "/ready");
         status == 503 && body["reasons"].to_string().contains("breaker_open")
@@ -50,14 +45,13 @@ fn database_outage_opens_the_breaker_and_ingestion_resumes_by_itself() {
     stage!("the writer retries through the outage", Duration::from_secs(60), || {
         metric(&http("GET", port, "/metrics").1, "tributary_db_retries_total") >= 8.0
     });
-    let during = committed_total(&db.url, &group);
+    let during = f.committed();
     assert!(during < 20_000, "the outage held ingestion back ({during})");
 
     proxy.up();
-    stage!("everything committed after the outage", Duration::from_secs(120), || committed_total(&db.url, &group) == 20_000);
+    f.assert_all_ingested_exactly_once(Duration::from_secs(120));
     stage!("/ready 200 again", Duration::from_secs(30), || get_json(port, "/ready").0 == 200);
     assert_eq!(metric(&http("GET", port, "/metrics").1, "tributary_breaker_open"), 0.0);
-    assert_exactly_once(&db.url, &topic, &group, &watermarks, &dead);
     let actors = get_json(port, "/actors").1;
     for name in ["kafka_reader", "parser", "db_writer", "health_reporter"] {
         assert_eq!(actors[name]["restarts"], 0, "no restart needed: {actors}");
@@ -67,21 +61,16 @@ fn database_outage_opens_the_breaker_and_ingestion_resumes_by_itself() {
 
 #[test]
 fn broker_down_errors_and_slow_round_trips_lose_and_duplicate_nothing() {
-    let db = test_db_of(Kind::Sqlite).unwrap();
-    let kafka = MockKafka::start(3).unwrap();
-    let (topic, group) = (format!("broker-{}", unique()), format!("g-{}", unique()));
-    kafka.create_topic(&topic, 4).unwrap();
-    let (mut watermarks, mut dead) = produce_mixed(&kafka, &topic, 4, 0, 5_000);
-    let mut s = settings(&kafka, &topic, &group, &db.url);
+    let mut f = Fixture::new(Kind::Sqlite, "broker", 4, 3).unwrap();
+    f.produce(5_000);
+    let mut s = f.settings();
     s.database.batch_size = 200;
     let running = app::spawn(s, telemetry::discard()).unwrap();
-    stage!("first batches commit", Duration::from_secs(30), || committed_total(&db.url, &group) > 0);
-    let (w, d) = produce_mixed(&kafka, &topic, 4, 5_000, 5_000);
-    add(&mut watermarks, w);
-    add(&mut dead, d);
+    stage!("first batches commit", Duration::from_secs(30), || f.committed() > 0);
+    f.produce(5_000);
 
     // Every broker becomes slow, then fetches fail with retriable errors, then a broker dies.
-    let cluster = kafka.cluster();
+    let cluster = f.kafka.cluster();
     for b in 1..=3 {
         cluster.broker_round_trip_time(b, Duration::from_millis(300)).unwrap();
     }
@@ -90,16 +79,14 @@ fn broker_down_errors_and_slow_round_trips_lose_and_duplicate_nothing() {
         &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 5],
     );
     cluster.broker_down(2).unwrap();
-    let before = committed_total(&db.url, &group);
-    stage!("progress despite the faults", Duration::from_secs(60), || committed_total(&db.url, &group) > before);
+    let before = f.committed();
+    stage!("progress despite the faults", Duration::from_secs(60), || f.committed() > before);
     cluster.broker_up(2).unwrap();
     for b in 1..=3 {
         cluster.broker_round_trip_time(b, Duration::ZERO).unwrap();
     }
-    let (w, d) = produce_mixed(&kafka, &topic, 4, 10_000, 5_000);
-    add(&mut watermarks, w);
-    add(&mut dead, d);
-    stage!("everything committed after the faults", Duration::from_secs(120), || committed_total(&db.url, &group) == 15_000);
-    assert_exactly_once(&db.url, &topic, &group, &watermarks, &dead);
+    drop(cluster);
+    f.produce(5_000);
+    f.assert_all_ingested_exactly_once(Duration::from_secs(120));
     running.stop().unwrap();
 }

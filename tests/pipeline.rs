@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use common::*;
 use tributary::app;
-use tributary::mock::MockKafka;
 use tributary::telemetry;
 
 const PARTITIONS: i32 = 4;
@@ -20,8 +19,6 @@ fn log() -> slog::Logger {
     }
 }
 
-
-
 on_both_backends!(
     fifty_thousand_mixed_messages_are_each_accounted_for_exactly_once,
     stopping_mid_stream_and_restarting_loses_and_duplicates_nothing,
@@ -30,16 +27,12 @@ on_both_backends!(
 );
 
 fn fifty_thousand_mixed_messages_are_each_accounted_for_exactly_once(kind: Kind) {
-    let Some(db) = test_db_of(kind) else { return };
-    let kafka = MockKafka::start(1).unwrap();
-    let (topic, group) = (format!("mixed-{}", unique()), format!("g-{}", unique()));
-    kafka.create_topic(&topic, PARTITIONS).unwrap();
-    let (watermarks, dead) = produce_mixed(&kafka, &topic, PARTITIONS, 0, 50_000);
-    assert!(dead.len() >= 5, "several malformed kinds are mixed in: {dead:?}");
+    let Some(mut f) = Fixture::new(kind, "mixed", PARTITIONS, 1) else { return };
+    f.produce(50_000);
+    assert!(f.dead.len() >= 5, "several malformed kinds are mixed in: {:?}", f.dead);
 
-    let running = app::spawn(settings(&kafka, &topic, &group, &db.url), log()).unwrap();
-    wait_until("all 50,000 offsets committed", Duration::from_secs(120), || committed_total(&db.url, &group) == 50_000);
-    assert_exactly_once(&db.url, &topic, &group, &watermarks, &dead);
+    let running = app::spawn(f.settings(), log()).unwrap();
+    f.assert_all_ingested_exactly_once(Duration::from_secs(120));
 
     let (status, metrics) = http("GET", running.port, "/metrics");
     assert_eq!(status, 200);
@@ -48,64 +41,46 @@ fn fifty_thousand_mixed_messages_are_each_accounted_for_exactly_once(kind: Kind)
 }
 
 fn stopping_mid_stream_and_restarting_loses_and_duplicates_nothing(kind: Kind) {
-    let Some(db) = test_db_of(kind) else { return };
-    let kafka = MockKafka::start(1).unwrap();
-    let (topic, group) = (format!("restart-{}", unique()), format!("g-{}", unique()));
-    kafka.create_topic(&topic, PARTITIONS).unwrap();
-    let (mut watermarks, mut dead) = produce_mixed(&kafka, &topic, PARTITIONS, 0, 30_000);
+    let Some(mut f) = Fixture::new(kind, "restart", PARTITIONS, 1) else { return };
+    f.produce(30_000);
 
-    let mut s = settings(&kafka, &topic, &group, &db.url);
+    let mut s = f.settings();
     s.database.batch_size = 200; // many small batches, so the stop lands mid-stream
     let first = app::spawn(s.clone(), log()).unwrap();
-    wait_until("some progress", Duration::from_secs(60), || committed_total(&db.url, &group) > 0);
+    wait_until("some progress", Duration::from_secs(60), || f.committed() > 0);
     first.stop().unwrap();
-    let after_stop = committed_total(&db.url, &group);
-    assert!(after_stop > 0, "the first run committed something");
+    assert!(f.committed() > 0, "the first run committed something");
 
-    // More arrives while the service is down.
-    let (w2, d2) = produce_mixed(&kafka, &topic, PARTITIONS, 30_000, 10_000);
-    add(&mut watermarks, w2);
-    add(&mut dead, d2);
-
+    f.produce(10_000); // more arrives while the service is down
     let second = app::spawn(s, log()).unwrap();
-    wait_until("all 40,000 offsets committed", Duration::from_secs(120), || committed_total(&db.url, &group) == 40_000);
-    assert_exactly_once(&db.url, &topic, &group, &watermarks, &dead);
+    f.assert_all_ingested_exactly_once(Duration::from_secs(120));
     second.stop().unwrap();
 }
 
 fn two_instances_split_partitions_and_the_survivor_takes_over(kind: Kind) {
-    let Some(db) = test_db_of(kind) else { return };
-    let kafka = MockKafka::start(1).unwrap();
-    let (topic, group) = (format!("pair-{}", unique()), format!("g-{}", unique()));
-    kafka.create_topic(&topic, PARTITIONS).unwrap();
-    let (mut watermarks, mut dead) = produce_mixed(&kafka, &topic, PARTITIONS, 0, 10_000);
+    let Some(mut f) = Fixture::new(kind, "pair", PARTITIONS, 1) else { return };
+    f.produce(10_000);
 
-    let a = app::spawn(settings(&kafka, &topic, &group, &db.url), log()).unwrap();
-    let b = app::spawn(settings(&kafka, &topic, &group, &db.url), log()).unwrap();
+    let a = app::spawn(f.settings(), log()).unwrap();
+    let b = app::spawn(f.settings(), log()).unwrap();
     wait_until("both instances own partitions", Duration::from_secs(60), || {
         let (pa, pb) = (owned_partitions(a.port), owned_partitions(b.port));
         pa > 0 && pb > 0 && pa + pb == PARTITIONS as usize
     });
-    wait_until("first 10,000 committed", Duration::from_secs(60), || committed_total(&db.url, &group) == 10_000);
+    f.assert_all_ingested_exactly_once(Duration::from_secs(60));
 
-    let (w2, d2) = produce_mixed(&kafka, &topic, PARTITIONS, 10_000, 10_000);
-    add(&mut watermarks, w2);
-    add(&mut dead, d2);
+    f.produce(10_000);
     a.stop().unwrap();
     wait_until("the survivor owns every partition", Duration::from_secs(60), || owned_partitions(b.port) == PARTITIONS as usize);
-    wait_until("all 20,000 committed", Duration::from_secs(60), || committed_total(&db.url, &group) == 20_000);
-    assert_exactly_once(&db.url, &topic, &group, &watermarks, &dead);
+    f.assert_all_ingested_exactly_once(Duration::from_secs(60));
     b.stop().unwrap();
 }
 
 fn http_endpoints_answer_as_documented(kind: Kind) {
-    let Some(db) = test_db_of(kind) else { return };
-    let kafka = MockKafka::start(1).unwrap();
-    let (topic, group) = (format!("http-{}", unique()), format!("g-{}", unique()));
-    kafka.create_topic(&topic, 2).unwrap();
+    let Some(mut f) = Fixture::new(kind, "http", 2, 1) else { return };
 
     // Before the group assigns anything: no broker answers, so /ready must refuse.
-    let mut unassigned = settings(&kafka, &topic, &group, &db.url);
+    let mut unassigned = f.settings();
     unassigned.kafka.brokers = "127.0.0.1:1".into();
     let lonely = app::spawn(unassigned, log()).unwrap();
     let (status, body) = get_json(lonely.port, "/ready");
@@ -114,12 +89,11 @@ fn http_endpoints_answer_as_documented(kind: Kind) {
     assert_eq!(get_json(lonely.port, "/health").0, 200, "alive even when not ready");
     lonely.stop().unwrap();
 
-    let (watermarks, dead) = produce_mixed(&kafka, &topic, 2, 0, 1_000);
-    let running = app::spawn(settings(&kafka, &topic, &group, &db.url), log()).unwrap();
+    f.produce(1_000);
+    let running = app::spawn(f.settings(), log()).unwrap();
     let port = running.port;
     wait_until("/ready turns 200", Duration::from_secs(30), || get_json(port, "/ready").0 == 200);
-    wait_until("all 1,000 committed", Duration::from_secs(30), || committed_total(&db.url, &group) == 1_000);
-    assert_exactly_once(&db.url, &topic, &group, &watermarks, &dead);
+    f.assert_all_ingested_exactly_once(Duration::from_secs(30));
 
     let (status, health) = get_json(port, "/health");
     assert_eq!(status, 200);
@@ -128,7 +102,7 @@ fn http_endpoints_answer_as_documented(kind: Kind) {
 
     let (status, st) = get_json(port, "/status");
     assert_eq!(status, 200);
-    assert_eq!(st["group_id"], group.as_str());
+    assert_eq!(st["group_id"], f.group.as_str());
     assert!(!st["config"]["database"]["url"].to_string().contains("password="), "{st}");
     wait_until("status shows zero lag", Duration::from_secs(30), || {
         let st = get_json(port, "/status").1;

@@ -404,3 +404,53 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// One test's world: its database, a mock cluster with its topic, its group, and the
+/// accounting of everything produced so far.
+pub struct Fixture {
+    pub db: TestDb,
+    pub kafka: MockKafka,
+    pub topic: String,
+    pub group: String,
+    pub partitions: i32,
+    pub watermarks: BTreeMap<i32, i64>,
+    pub dead: BTreeMap<String, i64>,
+    produced: usize,
+}
+
+impl Fixture {
+    /// `None` when the backend is unavailable (PostgreSQL without its URL, locally).
+    pub fn new(kind: Kind, name: &str, partitions: i32, brokers: u32) -> Option<Fixture> {
+        let db = test_db_of(kind)?;
+        let kafka = MockKafka::start(brokers).unwrap();
+        let (topic, group) = (format!("{name}-{}", unique()), format!("g-{}", unique()));
+        kafka.create_topic(&topic, partitions).unwrap();
+        Some(Fixture { db, kafka, topic, group, partitions, watermarks: BTreeMap::new(), dead: BTreeMap::new(), produced: 0 })
+    }
+
+    /// Produce `n` more mixed messages (see [`produce_mixed`]) and account for them.
+    pub fn produce(&mut self, n: usize) {
+        let (w, d) = produce_mixed(&self.kafka, &self.topic, self.partitions, self.produced, n);
+        add(&mut self.watermarks, w);
+        add(&mut self.dead, d);
+        self.produced += n;
+    }
+
+    pub fn produced(&self) -> i64 {
+        self.produced as i64
+    }
+
+    pub fn settings(&self) -> Settings {
+        settings(&self.kafka, &self.topic, &self.group, &self.db.url)
+    }
+
+    pub fn committed(&self) -> i64 {
+        committed_total(&self.db.url, &self.group)
+    }
+
+    /// Wait until everything produced is committed, then check the exact accounting.
+    pub fn assert_all_ingested_exactly_once(&self, timeout: Duration) {
+        wait_until(&format!("all {} offsets committed", self.produced), timeout, || self.committed() == self.produced());
+        assert_exactly_once(&self.db.url, &self.topic, &self.group, &self.watermarks, &self.dead);
+    }
+}
