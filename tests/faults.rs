@@ -29,6 +29,7 @@ fn database_outage_opens_the_breaker_and_ingestion_resumes_by_itself() {
     s.database.url = proxy.url_for(&f.db.url).into();
     s.database.batch_size = 200;
     s.database.connect_timeout_ms = 1000;
+    s.health.stall_after_secs = 1;
     let running = app::spawn(s, telemetry::discard()).unwrap();
     let port = running.port;
     stage!("the first batches commit", Duration::from_secs(30), || f.committed() > 0);
@@ -44,6 +45,9 @@ fn database_outage_opens_the_breaker_and_ingestion_resumes_by_itself() {
     // The outage lasts several seconds while the writers keep retrying.
     stage!("the writer retries through the outage", Duration::from_secs(60), || {
         metric(&http("GET", port, "/metrics").1, "tributary_db_retries_total") >= 8.0
+    });
+    stage!("/ready also reports the stall", Duration::from_secs(30), || {
+        get_json(port, "/ready").1["reasons"].to_string().contains("stalled")
     });
     let during = f.committed();
     assert!(during < 20_000, "the outage held ingestion back ({during})");

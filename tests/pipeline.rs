@@ -23,6 +23,7 @@ on_both_backends!(
     fifty_thousand_mixed_messages_are_each_accounted_for_exactly_once,
     stopping_mid_stream_and_restarting_loses_and_duplicates_nothing,
     two_instances_split_partitions_and_the_survivor_takes_over,
+    three_members_leaving_and_joining_during_ingest_keep_exactly_once,
     http_endpoints_answer_as_documented,
 );
 
@@ -120,4 +121,29 @@ fn http_endpoints_answer_as_documented(kind: Kind) {
     assert_eq!(status, 405, "{body}");
     assert!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"].is_string());
     running.stop().unwrap();
+}
+
+fn three_members_leaving_and_joining_during_ingest_keep_exactly_once(kind: Kind) {
+    let Some(mut f) = Fixture::new(kind, "trio", 6, 1) else { return };
+    f.produce(6_000);
+    let mut s = f.settings();
+    s.database.batch_size = 100; // many commits, so rebalances land between them
+    let small_batches = || s.clone();
+    let a = app::spawn(small_batches(), log()).unwrap();
+    let b = app::spawn(small_batches(), log()).unwrap();
+    let c = app::spawn(small_batches(), log()).unwrap();
+    wait_until("three members share six partitions", Duration::from_secs(60), || {
+        [a.port, b.port, c.port].iter().map(|p| owned_partitions(*p)).filter(|n| *n > 0).count() == 3
+    });
+    f.produce(6_000);
+    b.stop().unwrap(); // leaves mid-stream
+    f.produce(6_000);
+    let d = app::spawn(small_batches(), log()).unwrap(); // joins mid-stream
+    f.produce(6_000);
+    f.assert_all_ingested_exactly_once(Duration::from_secs(120));
+    let fenced: f64 = [a.port, c.port, d.port].iter().map(|p| metric(&http("GET", *p, "/metrics").1, "tributary_batches_fenced_total")).sum();
+    eprintln!("batches refused by the fence during the rebalances: {fenced}");
+    for r in [a, c, d] {
+        r.stop().unwrap();
+    }
 }
