@@ -232,6 +232,14 @@ impl ConsumerContext for ReaderContext {
                 if let Err(e) = res {
                     slog::error!(s.log, "assign failed"; "error" => e.to_string());
                 }
+                // librdkafka keeps a partition's pause flag across unassign/assign; a partition
+                // paused for backpressure before the rebalance would stay paused forever. Start
+                // every assigned partition in the state the reader wants now.
+                let hold = s.paused.load(Ordering::SeqCst) || s.opts.breaker.is_open();
+                let res = if hold { consumer.pause(tpl) } else { consumer.resume(tpl) };
+                if let Err(e) = res {
+                    slog::warn!(s.log, "setting pause state after assignment failed"; "error" => e.to_string());
+                }
                 slog::info!(s.log, "partitions assigned"; "partitions" => keys.iter().map(ToString::to_string).collect::<Vec<_>>().join(","));
                 s.health.do_send(Assigned(report));
             }
