@@ -165,7 +165,7 @@ fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<EventRow, Refusal>
             format!("value is {} bytes, limit parser.max_message_bytes = {}", payload.len(), opts.max_message_bytes),
         ));
     }
-    let content_type = header_str(msg, "content-type")?;
+    let content_type = header_str(msg, |k| k.eq_ignore_ascii_case("content-type"))?;
     let binary_mode = opts.format != Format::Json
         && msg.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("ce_specversion"));
     if binary_mode {
@@ -282,8 +282,9 @@ fn kind_of_first(c: char) -> &'static str {
     }
 }
 
-fn header_str<'m>(msg: &'m RawMessage, name: &str) -> Result<Option<&'m str>, Refusal> {
-    match msg.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
+/// The first header whose name satisfies `is`, as text.
+fn header_str<'m>(msg: &'m RawMessage, is: impl Fn(&str) -> bool) -> Result<Option<&'m str>, Refusal> {
+    match msg.headers.iter().find(|(k, _)| is(k)) {
         None | Some((_, None)) => Ok(None),
         Some((k, Some(v))) => std::str::from_utf8(v)
             .map(Some)
@@ -322,7 +323,7 @@ fn parse_binary(
     content_type: Option<&str>,
     opts: &ParseOptions,
 ) -> Result<EventRow, Refusal> {
-    let attr = |name: &str| header_str(msg, &format!("{CE_PREFIX}{name}"));
+    let attr = |name: &str| header_str(msg, |k| ce_attribute(k).is_some_and(|a| a.eq_ignore_ascii_case(name)));
     let specversion = required(attr("specversion")?, "ce_specversion")?;
     check_specversion(specversion)?;
     let id = required(attr("id")?, "ce_id")?;
@@ -330,9 +331,15 @@ fn parse_binary(
     let event_type = required(attr("type")?, "ce_type")?;
     let subject = attr("subject")?;
     let time = parse_time(attr("time")?)?;
-    for (name, value) in [("ce_id", Some(id)), ("ce_source", Some(source)), ("ce_type", Some(event_type)), ("ce_subject", subject), ("content-type", content_type)] {
+    for (place, value) in [
+        ("header ce_id", Some(id)),
+        ("header ce_source", Some(source)),
+        ("header ce_type", Some(event_type)),
+        ("header ce_subject", subject),
+        ("header content-type", content_type),
+    ] {
         if let Some(v) = value {
-            check_nul(v, &format!("header {name}"))?;
+            check_nul(v, place)?;
         }
     }
     let data = if payload.is_empty() {
@@ -350,10 +357,10 @@ fn parse_binary(
             _ => json_string(&base64::engine::general_purpose::STANDARD.encode(payload)),
         })
     };
-    let remaining = msg.headers.iter().filter(|(k, _)| {
-        !(k.len() > CE_PREFIX.len() && k[..CE_PREFIX.len()].eq_ignore_ascii_case(CE_PREFIX) && is_core_attribute(&k[CE_PREFIX.len()..]))
-            && !k.eq_ignore_ascii_case("content-type")
-    });
+    let remaining = msg
+        .headers
+        .iter()
+        .filter(|(k, _)| !ce_attribute(k).is_some_and(is_core_attribute) && !k.eq_ignore_ascii_case("content-type"));
     Ok(EventRow {
         offset: msg.offset,
         key: msg.key.clone(),
@@ -369,8 +376,14 @@ fn parse_binary(
     })
 }
 
+/// The attribute name of a `ce_*` header (prefix matched case-insensitively), if it is one.
+/// Slices by `get`, so a header name with multi-byte characters cannot make it panic.
+fn ce_attribute(header: &str) -> Option<&str> {
+    header.get(..CE_PREFIX.len()).filter(|p| p.eq_ignore_ascii_case(CE_PREFIX)).map(|_| &header[CE_PREFIX.len()..])
+}
+
 fn is_core_attribute(name: &str) -> bool {
-    matches!(name.to_ascii_lowercase().as_str(), "specversion" | "id" | "source" | "type" | "subject" | "time")
+    ["specversion", "id", "source", "type", "subject", "time"].iter().any(|c| c.eq_ignore_ascii_case(name))
 }
 
 fn is_json_content_type(ct: &str) -> bool {
@@ -570,6 +583,15 @@ mod tests {
         assert_eq!(r.datacontenttype.as_deref(), Some("application/json"));
         assert_eq!(r.data.as_deref(), Some(r#"{"n":1}"#));
         assert_eq!(r.headers, r#"{"trace":"x"}"#);
+    }
+
+    #[test]
+    fn binary_mode_header_names_with_multibyte_characters_do_not_panic() {
+        // "ab€": byte 3 falls inside the euro sign, where slicing a &str would panic.
+        let m = msg(Some(b"{}"), &[("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t"), ("ab\u{20ac}x", b"v"), ("CE_Time", b"2024-01-01T00:00:00Z")]);
+        let r = row_of(&m, &ParseOptions::default());
+        assert!(r.headers.contains("ab\u{20ac}x"), "kept as an ordinary header: {}", r.headers);
+        assert!(r.time.is_some(), "the ce_ prefix matches case-insensitively");
     }
 
     #[test]

@@ -14,6 +14,7 @@ fn header() -> impl Strategy<Value = (String, Option<Vec<u8>>)> {
         Just("ce_time".to_string()),
         Just("content-type".to_string()),
         "[a-z_\\-]{1,12}",
+        "(ce_|CE_|ab)[a-zé€]{0,4}",
         ".{0,8}",
     ];
     let value = prop_oneof![
