@@ -106,18 +106,8 @@ fn generate(kafka: &MockKafka, topic: &str, args: &DemoArgs, committed: &AtomicI
 
 /// Messages consumed so far, read from the service's own `/metrics` (what an operator sees).
 fn consumed(port: u16) -> Option<u64> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(
-        body.lines()
-            .filter(|l| l.starts_with("tributary_messages_consumed_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64,
-    )
+    let (_, body) = crate::http::loopback_get(port, "/metrics")?;
+    Some(crate::http::metric_sum(&body, "tributary_messages_consumed_total") as u64)
 }
 
 /// A bare path means a SQLite file.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use tributary::app;
+use tributary::http::metric_sum;
 use tributary::telemetry;
 
 macro_rules! stage {
@@ -40,11 +41,11 @@ fn database_outage_opens_the_breaker_and_ingestion_resumes_by_itself() {
         let (status, body) = get_json(port, "/ready");
         status == 503 && body["reasons"].to_string().contains("breaker_open")
     });
-    assert_eq!(metric(&http("GET", port, "/metrics").1, "tributary_breaker_open"), 1.0);
+    assert_eq!(metric_sum(&http("GET", port, "/metrics").1, "tributary_breaker_open"), 1.0);
     assert_eq!(get_json(port, "/health").0, 200, "an outage is not a crash");
     // The outage lasts several seconds while the writers keep retrying.
     stage!("the writer retries through the outage", Duration::from_secs(60), || {
-        metric(&http("GET", port, "/metrics").1, "tributary_db_retries_total") >= 8.0
+        metric_sum(&http("GET", port, "/metrics").1, "tributary_db_retries_total") >= 8.0
     });
     stage!("/ready also reports the stall", Duration::from_secs(30), || {
         get_json(port, "/ready").1["reasons"].to_string().contains("stalled")
@@ -55,7 +56,7 @@ fn database_outage_opens_the_breaker_and_ingestion_resumes_by_itself() {
     proxy.up();
     f.assert_all_ingested_exactly_once(Duration::from_secs(120));
     stage!("/ready 200 again", Duration::from_secs(30), || get_json(port, "/ready").0 == 200);
-    assert_eq!(metric(&http("GET", port, "/metrics").1, "tributary_breaker_open"), 0.0);
+    assert_eq!(metric_sum(&http("GET", port, "/metrics").1, "tributary_breaker_open"), 0.0);
     let actors = get_json(port, "/actors").1;
     for name in ["kafka_reader", "parser", "db_writer", "health_reporter"] {
         assert_eq!(actors[name]["restarts"], 0, "no restart needed: {actors}");

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use tributary::app;
+use tributary::http::metric_sum;
 use tributary::telemetry;
 
 const PARTITIONS: i32 = 4;
@@ -141,7 +142,7 @@ fn three_members_leaving_and_joining_during_ingest_keep_exactly_once(kind: Kind)
     let d = app::spawn(small_batches(), log()).unwrap(); // joins mid-stream
     f.produce(6_000);
     f.assert_all_ingested_exactly_once(Duration::from_secs(120));
-    let fenced: f64 = [a.port, c.port, d.port].iter().map(|p| metric(&http("GET", *p, "/metrics").1, "tributary_batches_fenced_total")).sum();
+    let fenced: f64 = [a.port, c.port, d.port].iter().map(|p| metric_sum(&http("GET", *p, "/metrics").1, "tributary_batches_fenced_total")).sum();
     eprintln!("batches refused by the fence during the rebalances: {fenced}");
     for r in [a, c, d] {
         r.stop().unwrap();

@@ -163,6 +163,12 @@ impl Shared {
         PartitionState { batcher: PartitionBatcher::new(key, fence), shared, tx, paused: false, last_gap_warning: None }
     }
 
+    /// Whether every partition must stay paused: an operator asked, or the database breaker is
+    /// open.
+    fn holding(&self) -> bool {
+        self.paused.load(Ordering::SeqCst) || self.opts.breaker.is_open()
+    }
+
     /// Wait (bounded) until these partitions have nothing in flight.
     fn wait_idle(&self, keys: &[PartitionKey], timeout: Duration) -> bool {
         let counters: Vec<Arc<PartitionShared>> =
@@ -235,8 +241,7 @@ impl ConsumerContext for ReaderContext {
                 // librdkafka keeps a partition's pause flag across unassign/assign; a partition
                 // paused for backpressure before the rebalance would stay paused forever. Start
                 // every assigned partition in the state the reader wants now.
-                let hold = s.paused.load(Ordering::SeqCst) || s.opts.breaker.is_open();
-                let res = if hold { consumer.pause(tpl) } else { consumer.resume(tpl) };
+                let res = if s.holding() { consumer.pause(tpl) } else { consumer.resume(tpl) };
                 if let Err(e) = res {
                     slog::warn!(s.log, "setting pause state after assignment failed"; "error" => e.to_string());
                 }
@@ -481,7 +486,7 @@ impl PollLoop {
             self.reported_pause = operator;
             self.shared.health.do_send(Paused(operator));
         }
-        let want = operator || self.shared.opts.breaker.is_open();
+        let want = self.shared.holding();
         if want == self.paused_all {
             return;
         }

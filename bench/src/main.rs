@@ -8,8 +8,7 @@
 //! offered rate. It prints ratios against the raw limits and ends with one JSON line.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +24,7 @@ use rdkafka::message::{Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::json;
+use tributary::http::loopback_get;
 use tributary::mock::MockKafka;
 use tributary_actors::batch::BatchLimits;
 use tributary_actors::messages::{Fence, PartitionKey, RawBatch, RawMessage};
@@ -127,28 +127,9 @@ fn create_topic(mock: Option<&MockKafka>, brokers: &str, topic: &str, partitions
         ClientConfig::new().set("bootstrap.servers", brokers).create().expect("admin client");
     let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let fut = admin.create_topics([&t], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))));
-    let res = futures_lite_block_on(fut).expect("create topics");
+    let res = futures::executor::block_on(fut).expect("create topics");
     for r in res {
         r.expect("topic created");
-    }
-}
-
-/// Poll a future to completion on this thread (rdkafka's admin futures need no runtime).
-fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
-    use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
-    fn noop(_: *const ()) {}
-    fn clone(p: *const ()) -> RawWaker {
-        RawWaker::new(p, &VTABLE)
-    }
-    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, noop);
-    let waker = unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &VTABLE)) };
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -262,16 +243,6 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split(' ').nth(1)?.parse().ok()?;
-    Some((status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
-}
-
 struct Service {
     child: Child,
     port: u16,
@@ -343,7 +314,7 @@ fn end_to_end(bin: &PathBuf, brokers: &str, topic: &str, url: &str, n: usize, pr
     let db = Database::open(&DatabaseOptions { url: url.into(), pool_size: 1, connect_timeout: Duration::from_secs(10) }).expect("open");
     let svc = Service::start(bin, brokers, topic, &group, url);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while http_get(svc.port, "/ready").map(|r| r.0) != Some(200) {
+    while loopback_get(svc.port, "/ready").map(|r| r.0) != Some(200) {
         assert!(Instant::now() < deadline, "tributary did not become ready");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -357,7 +328,7 @@ fn end_to_end(bin: &PathBuf, brokers: &str, topic: &str, url: &str, n: usize, pr
             let t0 = Instant::now();
             while !stop.load(Ordering::Relaxed) && lat.len() < 200_000 {
                 let t = Instant::now();
-                if http_get(port, "/health").is_some_and(|r| r.0 == 200) {
+                if loopback_get(port, "/health").is_some_and(|r| r.0 == 200) {
                     lat.push(t.elapsed().as_secs_f64() * 1000.0);
                 }
             }
@@ -400,7 +371,7 @@ fn commit_latency(bin: &PathBuf, mock: Option<&MockKafka>, brokers: &str, url: &
     let group = format!("bench-latency-{}", std::process::id());
     let svc = Service::start(bin, brokers, &topic, &group, url);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while http_get(svc.port, "/ready").map(|r| r.0) != Some(200) {
+    while loopback_get(svc.port, "/ready").map(|r| r.0) != Some(200) {
         assert!(Instant::now() < deadline, "tributary did not become ready");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -412,7 +383,7 @@ fn commit_latency(bin: &PathBuf, mock: Option<&MockKafka>, brokers: &str, url: &
         assert!(Instant::now() < deadline, "latency phase did not finish");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let metrics = http_get(svc.port, "/metrics").map(|r| r.1).unwrap_or_default();
+    let metrics = loopback_get(svc.port, "/metrics").map(|r| r.1).unwrap_or_default();
     svc.stop();
     let buckets: Vec<(f64, f64)> = metrics
         .lines()

@@ -397,13 +397,6 @@ pub fn pg_host_port(url: &str) -> String {
     if host_port.contains(':') { host_port.to_string() } else { format!("{host_port}:5432") }
 }
 
-/// A counter or gauge's value from Prometheus text (summed over label sets).
-pub fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with(' ') || l[name.len()..].starts_with('{')))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 /// One test's world: its database, a mock cluster with its topic, its group, and the
 /// accounting of everything produced so far.
