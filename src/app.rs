@@ -108,6 +108,7 @@ impl Application {
             })
         };
         let breaker = Breaker::new(settings.database.breaker_threshold);
+        let backend = db.backend();
         let writer = {
             let opts = WriterOptions {
                 group_id: settings.kafka.group_id.clone(),
@@ -116,7 +117,7 @@ impl Application {
             };
             let (m, h, l) = (metrics.clone(), health.clone(), log.new(slog::o!("actor" => "db_writer")));
             // SQLite has one write lock: more writer threads would only queue on it.
-            let threads = if db.backend() == Backend::Sqlite { 1 } else { settings.database.pool_size as usize };
+            let threads = if backend == Backend::Sqlite { 1 } else { settings.database.pool_size as usize };
             SyncArbiter::start(threads, move || {
                 DbWriter::new(db.clone(), opts.clone(), m.clone(), h.clone(), l.clone())
             })
@@ -141,6 +142,13 @@ impl Application {
                 linger: settings.linger(),
             },
             max_in_flight: settings.database.max_in_flight,
+            max_in_flight_bytes: settings.database.max_in_flight_bytes,
+            // PostgreSQL overlaps one transaction's commit with the next one's COPY; SQLite has
+            // one write lock, so a second transaction would only wait for it.
+            concurrent_commits: match backend {
+                Backend::Postgres => settings.database.pool_size.clamp(1, 2) as usize,
+                Backend::Sqlite => 1,
+            },
             pending_budget_bytes: settings.database.batch_max_bytes.saturating_mul(2),
             revoke_timeout: Duration::from_millis(settings.kafka.revoke_timeout_ms),
             shutdown_timeout: Duration::from_secs(settings.shutdown.timeout_secs),

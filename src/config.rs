@@ -66,14 +66,17 @@ pub struct DatabaseSettings {
     /// `postgres://user:password@host:port/db` or `sqlite://path/to/file.db`.
     pub url: SecretString,
     pub pool_size: u32,
-    /// Messages per batch (one transaction).
+    /// Messages per partition batch, and per transaction (ready batches of several partitions
+    /// share one transaction up to this many messages).
     pub batch_size: usize,
-    /// Payload bytes per batch.
+    /// Payload bytes per partition batch.
     pub batch_max_bytes: usize,
     /// How long a partial batch may wait for more messages.
     pub linger_ms: u64,
-    /// Batches parsed or being written at once, across partitions (bounds memory).
+    /// Batches parsed or being written at once, across partitions.
     pub max_in_flight: usize,
+    /// Bytes of messages in those batches (bounds memory).
+    pub max_in_flight_bytes: usize,
     /// Run embedded migrations at start-up.
     pub migrate_on_start: bool,
     pub connect_timeout_ms: u64,
@@ -90,7 +93,8 @@ impl Default for DatabaseSettings {
             batch_size: 5000,
             batch_max_bytes: 4 * 1024 * 1024,
             linger_ms: 100,
-            max_in_flight: 4,
+            max_in_flight: 64,
+            max_in_flight_bytes: 8 * 1024 * 1024,
             migrate_on_start: true,
             connect_timeout_ms: 5000,
             breaker_threshold: 3,
@@ -324,12 +328,13 @@ impl Settings {
             _ => {}
         }
         let d = &self.database;
-        let ranges: [(&str, u64, u64, u64); 6] = [
+        let ranges: [(&str, u64, u64, u64); 7] = [
             ("database.pool_size", u64::from(d.pool_size), 1, 256),
             ("database.batch_size", d.batch_size as u64, 1, 1_000_000),
             ("database.batch_max_bytes", d.batch_max_bytes as u64, 1024, 1 << 30),
             ("database.linger_ms", d.linger_ms, 0, 60_000),
-            ("database.max_in_flight", d.max_in_flight as u64, 1, 1024),
+            ("database.max_in_flight", d.max_in_flight as u64, 1, 4096),
+            ("database.max_in_flight_bytes", d.max_in_flight_bytes as u64, 64 * 1024, 1 << 34),
             ("database.breaker_threshold", u64::from(d.breaker_threshold), 1, 1000),
         ];
         let p = &self.parser;
@@ -410,6 +415,7 @@ impl Settings {
                 "batch_max_bytes": self.database.batch_max_bytes,
                 "linger_ms": self.database.linger_ms,
                 "max_in_flight": self.database.max_in_flight,
+                "max_in_flight_bytes": self.database.max_in_flight_bytes,
                 "migrate_on_start": self.database.migrate_on_start,
                 "connect_timeout_ms": self.database.connect_timeout_ms,
                 "breaker_threshold": self.database.breaker_threshold,

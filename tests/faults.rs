@@ -95,3 +95,50 @@ fn broker_down_errors_and_slow_round_trips_lose_and_duplicate_nothing() {
     f.assert_all_ingested_exactly_once(Duration::from_secs(120));
     running.stop().unwrap();
 }
+
+/// PostgreSQL refuses values the parser cannot know about: a number beyond `numeric`'s range in
+/// `data` (SQLSTATE 22003) and rows breaking a CHECK constraint an operator added (23514). Each is
+/// bisected out of its transaction as a `database_rejected` dead letter with its SQLSTATE and its
+/// payload kept whole; every other row, the malformed corpus and the progress commit as usual.
+#[test]
+fn rows_the_database_refuses_become_dead_letters_and_the_rest_commit() {
+    let Some(mut f) = Fixture::new(Kind::Postgres, "refused", 4, 1) else { return };
+    let db = tributary_actors::storage::Database::open(&tributary_actors::storage::DatabaseOptions {
+        url: f.db.url.clone(),
+        pool_size: 1,
+        connect_timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    db.migrate().unwrap();
+    sql(&f.db.url, "ALTER TABLE events ADD CONSTRAINT no_poison_subject CHECK (subject IS DISTINCT FROM 'poison')");
+
+    let overflow = br#"{"specversion":"1.0","id":"big","source":"/s","type":"t","data":{"n":1e999999}}"#;
+    let check = br#"{"specversion":"1.0","id":"chk","source":"/s","type":"t","subject":"poison","data":{}}"#;
+    f.produce(3_000);
+    for i in 0..40 {
+        let payload: &[u8] = if i % 2 == 0 { overflow } else { check };
+        f.produce_dead(i % 4, payload, &[("trace", b"t-1")], "database_rejected");
+        f.produce(50);
+    }
+    f.kafka.flush().unwrap();
+    f.produce(3_000);
+
+    let running = app::spawn(f.settings(), telemetry::discard()).unwrap();
+    f.assert_all_ingested_exactly_once(Duration::from_secs(120));
+    let by_state = query_pairs(
+        &f.db.url,
+        "SELECT sqlstate AS a, count(*)::text AS b FROM dead_letters WHERE reason = 'database_rejected' GROUP BY sqlstate ORDER BY 1",
+    );
+    assert_eq!(by_state, vec![("22003".to_string(), "20".to_string()), ("23514".to_string(), "20".to_string())]);
+    let kept = query_pairs(
+        &f.db.url,
+        "SELECT convert_from(payload, 'UTF8') AS a, headers::text AS b FROM dead_letters WHERE sqlstate = '22003' LIMIT 1",
+    );
+    assert_eq!(kept[0].0.as_bytes(), overflow, "the payload is kept whole");
+    assert!(kept[0].1.contains("t-1"), "headers are kept: {}", kept[0].1);
+    let metrics = http("GET", running.port, "/metrics").1;
+    assert_eq!(metric_sum(&metrics, "tributary_dead_letters_total{reason=\"database_rejected\"}"), 40.0);
+    let actors = get_json(running.port, "/actors").1;
+    assert_eq!(actors["db_writer"]["restarts"], 0, "a refused row is not a failure: {actors}");
+    running.stop().unwrap();
+}

@@ -85,6 +85,16 @@ pub struct EventRow {
     /// Remaining Kafka headers as a JSON object (text).
     pub headers: String,
     pub kafka_timestamp: Option<DateTime<Utc>>,
+    /// The record as it arrived (moved, not copied, from the [`RawMessage`]): if the database
+    /// refuses the row, it becomes a dead letter that keeps the payload and headers whole.
+    pub original: Original,
+}
+
+/// A record's value and headers exactly as Kafka delivered them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Original {
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// A row for the `dead_letters` table: the message kept whole, and why it was refused.

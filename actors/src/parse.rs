@@ -18,7 +18,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::messages::{DeadLetter, EventRow, RawMessage};
+use crate::messages::{DeadLetter, EventRow, Original, RawMessage};
 
 /// Which formats the parser accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -203,6 +203,7 @@ fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<EventRow, Refusal>
             data: Some(text.to_string()),
             headers: headers_json(msg.headers.iter()),
             kafka_timestamp: msg.timestamp_ms.and_then(millis_to_utc),
+            original: Original::default(),
         })
     }
 }
@@ -373,6 +374,7 @@ fn parse_binary(
         data,
         headers: headers_json(remaining),
         kafka_timestamp: msg.timestamp_ms.and_then(millis_to_utc),
+        original: Original::default(),
     })
 }
 
@@ -445,6 +447,7 @@ fn parse_structured(msg: &RawMessage, object: &Object<'_>) -> Result<EventRow, R
         data,
         headers: headers_json_with(msg.headers.iter(), &extensions),
         kafka_timestamp: msg.timestamp_ms.and_then(millis_to_utc),
+        original: Original::default(),
     })
 }
 
@@ -512,7 +515,7 @@ fn write_json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Dead-letter details are stored as text: no NUL, bounded length.
-fn sanitize_detail(detail: &str) -> String {
+pub fn sanitize_detail(detail: &str) -> String {
     let mut out: String = detail.replace('\0', "\\0");
     if out.len() > 1000 {
         let mut cut = 1000;

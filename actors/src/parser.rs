@@ -10,7 +10,7 @@ use std::panic::AssertUnwindSafe;
 use actix::prelude::*;
 
 use crate::health::{ActorFailed, ActorRestartRequested, ActorStarted, Restart, HealthReporter};
-use crate::messages::{ParsedBatch, RawBatch};
+use crate::messages::{Original, ParsedBatch, RawBatch};
 use crate::metrics::{label, Metrics};
 use crate::parse::{parse_message, ParseOptions, Parsed};
 
@@ -40,17 +40,21 @@ pub fn parse_batch(batch: RawBatch, opts: &ParseOptions) -> ParsedBatch {
     let mut rows = Vec::with_capacity(batch.messages.len());
     let mut dead_letters = Vec::new();
     let mut oldest: Option<i64> = None;
-    for m in &batch.messages {
+    let message_count = batch.messages.len();
+    for m in batch.messages {
         if let Some(ts) = m.timestamp_ms {
             oldest = Some(oldest.map_or(ts, |o| o.min(ts)));
         }
-        match parse_message(m, opts) {
-            Parsed::Row(r) => rows.push(r),
+        match parse_message(&m, opts) {
+            Parsed::Row(mut r) => {
+                r.original = Original { payload: m.payload, headers: m.headers };
+                rows.push(r);
+            }
             Parsed::Dead(d) => dead_letters.push(d),
         }
     }
     ParsedBatch {
-        message_count: batch.messages.len(),
+        message_count,
         partition: batch.partition,
         fence: batch.fence,
         next_offset: batch.next_offset,

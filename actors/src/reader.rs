@@ -11,12 +11,15 @@
 //! - commits the database's progress to Kafka (async) so standard lag tools work.
 //!
 //! Each partition's pipeline task runs on the actor's arbiter: it sends the batch to the
-//! `Parser` and then to the `DbWriter`, both with awaited `send`. Parsing of the next batches
-//! overlaps the current write, but writes of one partition happen strictly in order. If a write
-//! fails or is fenced, the partition is re-synchronised: the thread waits for its in-flight
-//! batches, reloads its progress from the database and seeks there.
+//! `Parser` (awaited `send`) and hands the parsed batch to the reader's committer, awaiting its
+//! answer. Parsing of the next batches overlaps the current write, but writes of one partition
+//! happen strictly in order. The committer groups whatever parsed batches of different
+//! partitions are ready into one [`WriteGroup`] — one database transaction — with at most
+//! `concurrent_commits` transactions at a time: the per-transaction cost is paid once per group,
+//! not once per partition. If a write fails or is fenced, the partition is re-synchronised: the
+//! thread waits for its in-flight batches, reloads its progress from the database and seeks there.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -24,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures::channel::{mpsc, oneshot};
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
@@ -38,10 +42,10 @@ use crate::backoff::Backoff;
 use crate::batch::{BatchLimits, PartitionBatcher};
 use crate::breaker::Breaker;
 use crate::health::{ActorFailed, ActorRestartRequested, ActorStarted, ActorStopped, Assigned, HealthReporter, Paused, Progress, Restart, Revoked, Watermarks};
-use crate::messages::{CommitOutcome, Fence, PartitionKey, RawBatch, RawMessage};
+use crate::messages::{CommitOutcome, Committed, Fence, ParsedBatch, PartitionKey, RawBatch, RawMessage};
 use crate::metrics::Metrics;
 use crate::parser::{ParseBatch, Parser};
-use crate::writer::{DbWriter, LoadOffsets, WriteBatch};
+use crate::writer::{DbWriter, LoadOffsets, WriteGroup};
 
 /// Parses of one partition that may run ahead of its write.
 const PARSE_AHEAD: usize = 2;
@@ -71,6 +75,10 @@ pub struct ReaderOptions {
     pub limits: BatchLimits,
     /// Batches handed to parser/writer and not yet committed, across all partitions.
     pub max_in_flight: usize,
+    /// Bytes of messages in those batches (approximate, by message weight).
+    pub max_in_flight_bytes: usize,
+    /// Transactions the committer runs at once (1 for SQLite, which has one write lock).
+    pub concurrent_commits: usize,
     /// Bytes of messages read but not yet handed on, across all partitions, before the reader
     /// pauses fetching.
     pub pending_budget_bytes: usize,
@@ -82,6 +90,11 @@ pub struct ReaderOptions {
     pub restart_backoff: Backoff,
     /// The database circuit breaker: while open, fetching is paused.
     pub breaker: Breaker,
+}
+
+/// A byte budget as semaphore permits of one KiB each.
+fn kib_budget(bytes: usize) -> usize {
+    (bytes / 1024).clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize))
 }
 
 /// Progress durable in the database, waiting to be committed to Kafka.
@@ -97,10 +110,22 @@ struct PartitionShared {
     resync: AtomicBool,
 }
 
+/// What a batch holds while in flight: its share of the count and byte budgets.
+struct InFlight {
+    _batch: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
+}
+
+/// A parsed batch handed to the committer, and where its answer goes.
+struct Submit {
+    batch: ParsedBatch,
+    reply: oneshot::Sender<Result<Committed, String>>,
+}
+
 struct PartitionState {
     batcher: PartitionBatcher,
     shared: Arc<PartitionShared>,
-    tx: mpsc::UnboundedSender<(RawBatch, OwnedSemaphorePermit)>,
+    tx: mpsc::UnboundedSender<(RawBatch, InFlight)>,
     /// Paused for backpressure (too many pending messages).
     paused: bool,
     last_gap_warning: Option<Instant>,
@@ -112,6 +137,10 @@ struct Shared {
     stop: AtomicBool,
     paused: AtomicBool,
     permits: Arc<Semaphore>,
+    /// In-flight byte budget, one permit per KiB.
+    byte_permits: Arc<Semaphore>,
+    /// Parsed batches on their way to the database.
+    commits: mpsc::UnboundedSender<Submit>,
     /// Progress durable in the database, waiting to be committed to Kafka.
     kafka_commits: KafkaCommits,
     parts: Mutex<HashMap<PartitionKey, PartitionState>>,
@@ -153,7 +182,7 @@ impl Shared {
             rx,
             shared.clone(),
             self.parser.clone(),
-            self.writer.clone(),
+            self.commits.clone(),
             self.health.clone(),
             self.metrics.clone(),
             self.log.clone(),
@@ -161,6 +190,11 @@ impl Shared {
         );
         self.arbiter.spawn(pipeline);
         PartitionState { batcher: PartitionBatcher::new(key, fence), shared, tx, paused: false, last_gap_warning: None }
+    }
+
+    /// The in-flight byte budget in KiB.
+    fn budget_kib(&self) -> usize {
+        kib_budget(self.opts.max_in_flight_bytes)
     }
 
     /// Whether every partition must stay paused: an operator asked, or the database breaker is
@@ -311,10 +345,10 @@ fn commit_to_kafka(consumer: &BaseConsumer<ReaderContext>, s: &Shared, mode: Com
 #[allow(clippy::too_many_arguments)]
 async fn pipeline(
     key: PartitionKey,
-    rx: mpsc::UnboundedReceiver<(RawBatch, OwnedSemaphorePermit)>,
+    rx: mpsc::UnboundedReceiver<(RawBatch, InFlight)>,
     part: Arc<PartitionShared>,
     parser: Addr<Parser>,
-    writer: Addr<DbWriter>,
+    commits: mpsc::UnboundedSender<Submit>,
     health: Addr<HealthReporter>,
     metrics: Metrics,
     log: slog::Logger,
@@ -331,7 +365,7 @@ async fn pipeline(
         // until the poll thread has reloaded the progress.
         if !part.resync.load(Ordering::SeqCst) {
             let write_result = match parse_result {
-                Ok(Ok(batch)) => writer.send(WriteBatch(batch)).await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())),
+                Ok(Ok(batch)) => submit(&commits, batch).await,
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(e) => Err(format!("parser unavailable: {e}")),
             };
@@ -352,6 +386,70 @@ async fn pipeline(
         metrics.in_flight_batches.dec();
         part.in_flight.fetch_sub(1, Ordering::SeqCst);
         drop(permit);
+    }
+}
+
+/// Hand a parsed batch to the committer and wait for its answer.
+async fn submit(commits: &mpsc::UnboundedSender<Submit>, batch: ParsedBatch) -> Result<Committed, String> {
+    let (reply, answer) = oneshot::channel();
+    commits.unbounded_send(Submit { batch, reply }).map_err(|_| "the committer has stopped".to_string())?;
+    answer.await.map_err(|_| "the committer dropped the batch".to_string())?
+}
+
+// ---- the committer: ready batches of many partitions, one transaction -------------------------
+
+/// Group the parsed batches waiting in `rx` into transactions of at most `max_messages`
+/// messages (at least one batch), running up to `concurrency` of them at once. Batches of one
+/// partition never meet in a group or run concurrently: a pipeline submits its next batch only
+/// after the answer for the previous one. Ends when every sender is gone and all work is done.
+async fn committer(mut rx: mpsc::UnboundedReceiver<Submit>, writer: Addr<DbWriter>, max_messages: usize, concurrency: usize) {
+    let mut queue: VecDeque<Submit> = VecDeque::new();
+    let mut running = FuturesUnordered::new();
+    let mut open = true;
+    loop {
+        while open {
+            match rx.try_recv() {
+                Ok(s) => queue.push_back(s),
+                Err(mpsc::TryRecvError::Closed) => open = false,
+                Err(mpsc::TryRecvError::Empty) => break,
+            }
+        }
+        while running.len() < concurrency.max(1) && !queue.is_empty() {
+            let mut group = Vec::new();
+            let mut messages = 0;
+            while let Some(next) = queue.front() {
+                if !group.is_empty() && messages + next.batch.message_count > max_messages {
+                    break;
+                }
+                messages += next.batch.message_count;
+                group.extend(queue.pop_front());
+            }
+            running.push(write_group(writer.clone(), group));
+        }
+        if !open && queue.is_empty() && running.is_empty() {
+            return;
+        }
+        tokio::select! {
+            item = rx.next(), if open => match item {
+                Some(s) => queue.push_back(s),
+                None => open = false,
+            },
+            Some(()) = running.next(), if !running.is_empty() => {}
+        }
+    }
+}
+
+/// One transaction for a group; each batch's submitter gets its own answer.
+async fn write_group(writer: Addr<DbWriter>, group: Vec<Submit>) {
+    let (batches, replies): (Vec<ParsedBatch>, Vec<_>) = group.into_iter().map(|s| (s.batch, s.reply)).unzip();
+    match writer.send(WriteGroup(batches)).await {
+        Ok(Ok(answers)) => {
+            for (answer, reply) in answers.into_iter().zip(replies) {
+                let _ = reply.send(Ok(answer));
+            }
+        }
+        Ok(Err(e)) => replies.into_iter().for_each(|r| drop(r.send(Err(e.to_string())))),
+        Err(e) => replies.into_iter().for_each(|r| drop(r.send(Err(format!("db_writer unavailable: {e}"))))),
     }
 }
 
@@ -405,10 +503,15 @@ impl PollLoop {
                 if p.batcher.pending_len() == 0 {
                     break;
                 }
-                let Ok(permit) = s.permits.clone().try_acquire_owned() else {
+                // Approximate (a batch is cut at max_bytes), enough to bound memory.
+                let kib = (p.batcher.pending_bytes().min(limits.max_bytes) / 1024).clamp(1, s.budget_kib());
+                let (Ok(batch_permit), Ok(byte_permit)) =
+                    (s.permits.clone().try_acquire_owned(), s.byte_permits.clone().try_acquire_many_owned(kib as u32))
+                else {
                     waiting = true;
                     break;
                 };
+                let permit = InFlight { _batch: batch_permit, _bytes: byte_permit };
                 self.seq += 1;
                 let Some(batch) = p.batcher.take(&limits, now, true, self.seq) else { break };
                 p.shared.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -683,11 +786,16 @@ impl KafkaReader {
     }
 
     fn start_consumer(&mut self, ctx: &mut Context<Self>) {
+        let (commits, commit_queue) = mpsc::unbounded();
+        let max_group = self.opts.limits.max_messages;
+        Arbiter::current().spawn(committer(commit_queue, self.writer.clone(), max_group, self.opts.concurrent_commits));
         let shared = Arc::new(Shared {
             opts: self.opts.clone(),
             stop: AtomicBool::new(false),
             paused: AtomicBool::new(self.paused),
             permits: Arc::new(Semaphore::new(self.opts.max_in_flight.max(1))),
+            byte_permits: Arc::new(Semaphore::new(kib_budget(self.opts.max_in_flight_bytes))),
+            commits,
             kafka_commits: Arc::new(Mutex::new(HashMap::new())),
             parts: Mutex::new(HashMap::new()),
             parser: self.parser.clone(),

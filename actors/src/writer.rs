@@ -1,8 +1,9 @@
 //! `DbWriter`: owns the database pool and commits batches, exactly once.
 //!
 //! Runs on a `SyncArbiter` (Diesel is blocking), one worker per pooled connection. For each
-//! [`WriteBatch`] it runs one transaction: the offset fence, binary `COPY` of rows and dead
-//! letters, the new `next_offset`. Transient errors (lost connection, server restarting) are
+//! [`WriteGroup`] — ready batches of several partitions — it runs ONE transaction: each batch's
+//! offset fence, binary `COPY` of all rows and dead letters, the new `next_offset`s. Rows the
+//! database refuses are bisected out into dead letters (see `storage::commit`). Transient errors (lost connection, server restarting) are
 //! retried here with exponential backoff and jitter for as long as they last; repeated ones open
 //! the circuit breaker (the reader pauses, `/ready` answers 503) and the next success closes it.
 //! The reply comes only when the batch is durable, fenced, or failed for a non-transient reason.
@@ -21,10 +22,10 @@ use crate::metrics::{label, Metrics};
 use crate::parser::panic_message;
 use crate::storage::{Database, StoreError};
 
-/// Commit one parsed batch.
+/// Commit parsed batches of distinct partitions in one transaction; one answer per batch.
 #[derive(Message)]
-#[rtype(result = "Result<Committed, WriteFailed>")]
-pub struct WriteBatch(pub ParsedBatch);
+#[rtype(result = "Result<Vec<Committed>, WriteFailed>")]
+pub struct WriteGroup(pub Vec<ParsedBatch>);
 
 /// Read the stored progress of the group for these partitions.
 #[derive(Message)]
@@ -99,38 +100,49 @@ impl DbWriter {
         }
     }
 
-    fn write(&mut self, batch: &ParsedBatch) -> Result<Committed, StoreError> {
+    fn write(&mut self, batches: &[ParsedBatch]) -> Result<Vec<Committed>, StoreError> {
         let started = Instant::now();
         let group = self.opts.group_id.clone();
-        let outcome = self.with_retries("commit_batch", |w| w.db.commit_batch(&group, batch, &mut w.buf))?;
-        // Large one-off batches should not pin memory forever.
-        if self.buf.capacity() > 64 * 1024 * 1024 {
+        let result = self.with_retries("commit_group", |w| w.db.commit_group(&group, batches, &mut w.buf))?;
+        // A huge one-off record should not pin memory forever.
+        if self.buf.capacity() > 4 * 1024 * 1024 {
             self.buf = Vec::new();
         }
         let m = &self.metrics;
-        match &outcome {
-            CommitOutcome::Committed { rows, dead_letters } => {
-                m.db_write_seconds.observe(started.elapsed().as_secs_f64());
-                m.batches_committed.inc();
-                m.batch_size.observe(batch.message_count as f64);
-                m.rows_written.get_or_create(&label("topic", batch.partition.topic.clone())).inc_by(*rows as u64);
-                if *dead_letters > 0 {
-                    for d in &batch.dead_letters {
+        let elapsed = started.elapsed().as_secs_f64();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let mut committed_any = false;
+        let mut replies = Vec::with_capacity(batches.len());
+        for ((batch, outcome), rejected) in batches.iter().zip(result.outcomes).zip(&result.rejected) {
+            match &outcome {
+                CommitOutcome::Committed { rows, .. } => {
+                    committed_any = true;
+                    m.batches_committed.inc();
+                    m.batch_size.observe(batch.message_count as f64);
+                    m.rows_written.get_or_create(&label("topic", batch.partition.topic.clone())).inc_by(*rows as u64);
+                    for d in batch.dead_letters.iter().chain(rejected) {
                         m.dead_letters.get_or_create(&label("reason", d.reason.clone())).inc();
                     }
+                    for d in rejected {
+                        slog::warn!(self.log, "the database refused a row; kept as a dead letter"; "partition" => batch.partition.to_string(), "offset" => d.offset, "sqlstate" => d.sqlstate.as_deref().unwrap_or(""), "detail" => &d.detail);
+                    }
+                    if let Some(ts) = batch.oldest_timestamp_ms {
+                        m.commit_latency_seconds.observe(Duration::from_millis((now_ms - ts).max(0) as u64).as_secs_f64());
+                    }
                 }
-                if let Some(ts) = batch.oldest_timestamp_ms {
-                    let latency_ms = (chrono::Utc::now().timestamp_millis() - ts).max(0);
-                    m.commit_latency_seconds.observe(Duration::from_millis(latency_ms as u64).as_secs_f64());
+                CommitOutcome::Fenced { db_next_offset } => {
+                    m.batches_fenced.inc();
+                    slog::warn!(self.log, "batch fenced: another member advanced the partition; dropped"; "partition" => batch.partition.to_string(), "fence" => format!("{:?}", batch.fence), "db_next_offset" => format!("{db_next_offset:?}"));
                 }
             }
-            CommitOutcome::Fenced { db_next_offset } => {
-                m.batches_fenced.inc();
-                slog::warn!(self.log, "batch fenced: another member advanced the partition; dropped"; "partition" => batch.partition.to_string(), "fence" => format!("{:?}", batch.fence), "db_next_offset" => format!("{db_next_offset:?}"));
-            }
+            replies.push(Committed { partition: batch.partition.clone(), next_offset: batch.next_offset, seq: batch.seq, outcome });
+        }
+        if committed_any {
+            m.db_write_seconds.observe(elapsed);
+            m.transactions_committed.inc();
         }
         m.pool_in_use.set(i64::from(self.db.connections_in_use()));
-        Ok(Committed { partition: batch.partition.clone(), next_offset: batch.next_offset, seq: batch.seq, outcome })
+        Ok(replies)
     }
 
     fn guarded<T>(&mut self, ctx: &mut SyncContext<Self>, f: impl FnOnce(&mut Self) -> Result<T, StoreError>) -> Result<T, WriteFailed> {
@@ -154,10 +166,10 @@ impl Actor for DbWriter {
     }
 }
 
-impl Handler<WriteBatch> for DbWriter {
-    type Result = Result<Committed, WriteFailed>;
+impl Handler<WriteGroup> for DbWriter {
+    type Result = Result<Vec<Committed>, WriteFailed>;
 
-    fn handle(&mut self, msg: WriteBatch, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: WriteGroup, ctx: &mut Self::Context) -> Self::Result {
         self.guarded(ctx, |w| w.write(&msg.0))
     }
 }

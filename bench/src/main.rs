@@ -30,6 +30,7 @@ use tributary_actors::batch::BatchLimits;
 use tributary_actors::messages::{Fence, PartitionKey, RawBatch, RawMessage};
 use tributary_actors::parse::ParseOptions;
 use tributary_actors::parser::parse_batch;
+use tributary_actors::storage::commit::RowRef;
 use tributary_actors::storage::{postgres, sqlite, Database, DatabaseOptions};
 
 #[derive(Debug, Parser)]
@@ -231,7 +232,9 @@ fn raw_sqlite_insert(url: &str, batches: &[(i32, Vec<tributary_actors::messages:
     let mut conn = pool.get().expect("connection");
     let started = Instant::now();
     for (p, batch) in batches {
-        conn.immediate_transaction::<_, tributary_actors::storage::StoreError, _>(|c| sqlite::insert_events(c, "bench", *p, batch))
+        let key = PartitionKey { topic: "bench".into(), partition: *p };
+        let rows: Vec<RowRef<'_>> = batch.iter().map(|row| RowRef { partition: &key, row }).collect();
+        conn.immediate_transaction::<_, tributary_actors::storage::StoreError, _>(|c| sqlite::insert_events(c, &rows))
             .expect("insert");
     }
     rows as f64 / started.elapsed().as_secs_f64()

@@ -128,7 +128,7 @@ pub fn settings(kafka: &MockKafka, topic: &str, group: &str, db_url: &str) -> Se
 }
 
 /// The kinds of malformed message the generator mixes in, with the reason each must get.
-pub const MALFORMED: [(&str, &[u8]); 7] = [
+pub const MALFORMED: [(&str, &[u8]); 13] = [
     ("invalid_json", b"{\"truncated\": "),
     ("invalid_utf8", b"\xff\xfe\xfd"),
     ("not_an_object", b"[1,2,3]"),
@@ -136,6 +136,12 @@ pub const MALFORMED: [(&str, &[u8]); 7] = [
     ("missing_attribute", br#"{"specversion":"1.0","source":"/s","type":"t"}"#),
     ("invalid_timestamp", br#"{"specversion":"1.0","id":"x","source":"/s","type":"t","time":"noon"}"#),
     ("empty_payload", b""),
+    ("unsupported_specversion", br#"{"specversion":"0.3","id":"x","source":"/s","type":"t"}"#),
+    ("invalid_attribute", br#"{"specversion":"1.0","id":"x","source":"/s","type":42}"#),
+    ("too_deep", br#"{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#),
+    ("invalid_attribute", br#"{"specversion":"1.0","id":"x","source":"/s","type":"t","data_base64":"!!"}"#),
+    ("not_an_object", b"42"),
+    ("invalid_json", br#"{"specversion":"1.0","id":"x","source":"/s","type":"t","data":{"a":1,}}"#),
 ];
 
 /// Produce `n` messages round-robin over `partitions`: structured CloudEvents, binary
@@ -433,6 +439,15 @@ impl Fixture {
         self.produced as i64
     }
 
+    /// Produce one message to partition `p` that must end as a dead letter with `reason`
+    /// (call `kafka.flush()` after a run of them).
+    pub fn produce_dead(&mut self, p: i32, payload: &[u8], headers: &[(&str, &[u8])], reason: &str) {
+        self.kafka.send(&self.topic, Some(p), Some(b"poison".as_slice()), Some(payload), headers).unwrap();
+        *self.watermarks.entry(p).or_insert(0) += 1;
+        *self.dead.entry(reason.to_string()).or_insert(0) += 1;
+        self.produced += 1;
+    }
+
     pub fn settings(&self) -> Settings {
         settings(&self.kafka, &self.topic, &self.group, &self.db.url)
     }
@@ -446,4 +461,23 @@ impl Fixture {
         wait_until(&format!("all {} offsets committed", self.produced), timeout, || self.committed() == self.produced());
         assert_exactly_once(&self.db.url, &self.topic, &self.group, &self.watermarks, &self.dead);
     }
+}
+
+/// Run SQL statements on a test database.
+pub fn sql(url: &str, statements: &str) {
+    on_conn!(url, c => diesel::connection::SimpleConnection::batch_execute(c, statements).expect("run SQL"));
+}
+
+#[derive(QueryableByName)]
+struct Pair {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    a: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    b: String,
+}
+
+/// The rows of a query selecting two text columns named `a` and `b`.
+pub fn query_pairs(url: &str, query: &str) -> Vec<(String, String)> {
+    let rows: Vec<Pair> = on_conn!(url, c => diesel::sql_query(query).load::<Pair>(c).expect("query"));
+    rows.into_iter().map(|p| (p.a, p.b)).collect()
 }

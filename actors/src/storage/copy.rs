@@ -21,6 +21,17 @@ impl<'b> CopyEncoder<'b> {
         Self { buf }
     }
 
+    /// Continue a stream already started: no header.
+    pub fn resume(buf: &'b mut Vec<u8>) -> Self {
+        buf.clear();
+        Self { buf }
+    }
+
+    /// The bytes so far, for streaming a chunk (no trailer).
+    pub fn written(self) -> &'b [u8] {
+        self.buf
+    }
+
     pub fn tuple(&mut self, fields: i16) {
         self.buf.extend_from_slice(&fields.to_be_bytes());
     }

@@ -5,6 +5,7 @@
 //! partition still holds the batch's fence, and rows, dead letters and the new `next_offset`
 //! commit together or not at all.
 
+pub mod commit;
 pub mod copy;
 pub mod postgres;
 pub mod schema;
@@ -18,7 +19,8 @@ use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel::sql_types::{BigInt, Text};
 use diesel::{PgConnection, RunQueryDsl, SqliteConnection};
 
-use crate::messages::{CommitOutcome, ParsedBatch, PartitionKey};
+use crate::messages::{ParsedBatch, PartitionKey};
+pub use commit::GroupCommit;
 
 /// Migrations embedded in the binary, per backend.
 pub const POSTGRES_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
@@ -76,6 +78,33 @@ fn sqlstate_of(kind: &diesel::result::DatabaseErrorKind) -> &'static str {
     }
 }
 
+/// Messages of PostgreSQL's data exceptions (class 22) and integrity violations (class 23), with
+/// their SQLSTATE. Diesel reports most server errors without their SQLSTATE (only a few kinds),
+/// so a refused value is recognised by its message; anything unrecognised stays fatal rather
+/// than turning good rows into dead letters.
+const DATA_ERRORS: &[(&str, &str)] = &[
+    ("value overflows numeric format", "22003"),
+    ("numeric field overflow", "22003"),
+    ("out of range", "22003"),
+    ("date/time field value out of range", "22008"),
+    ("time zone displacement out of range", "22009"),
+    ("value too long", "22001"),
+    ("invalid input syntax", "22P02"),
+    ("invalid byte sequence", "22021"),
+    ("character with byte sequence", "22P05"),
+    ("unsupported unicode escape sequence", "22P05"),
+    ("unicode low surrogate", "22P05"),
+    ("unicode high surrogate", "22P05"),
+    ("invalid unicode", "22P05"),
+    ("cannot be converted to text", "22P05"),
+    ("division by zero", "22012"),
+    ("null value in column", "23502"),
+    ("violates foreign key constraint", "23503"),
+    ("duplicate key value violates unique constraint", "23505"),
+    ("violates check constraint", "23514"),
+    ("violates exclusion constraint", "23P01"),
+];
+
 /// libpq reports lost connections and server shutdowns as plain text without a kind.
 fn classify_message(msg: &str) -> StoreError {
     let m = msg.to_ascii_lowercase();
@@ -84,7 +113,10 @@ fn classify_message(msg: &str) -> StoreError {
         "timeout", "broken pipe", "too many clients", "no connection", "ssl", "database is locked", "i/o",
     ];
     if transient.iter().any(|t| m.contains(t)) {
+        // First: a lost connection must never turn rows into dead letters.
         StoreError::Transient(msg.to_string())
+    } else if let Some((_, sqlstate)) = DATA_ERRORS.iter().find(|(needle, _)| m.contains(needle)) {
+        StoreError::Rejected { sqlstate: (*sqlstate).to_string(), message: msg.to_string() }
     } else {
         StoreError::Fatal(msg.to_string())
     }
@@ -257,11 +289,12 @@ impl Database {
         }
     }
 
-    /// Commit a batch: fence, rows, dead letters and progress in one transaction.
-    pub fn commit_batch(&self, group: &str, batch: &ParsedBatch, buf: &mut Vec<u8>) -> Result<CommitOutcome, StoreError> {
+    /// Commit batches of distinct partitions in one transaction: fences, rows, dead letters,
+    /// progress (see [`commit::commit_group`]).
+    pub fn commit_group(&self, group: &str, batches: &[ParsedBatch], buf: &mut Vec<u8>) -> Result<GroupCommit, StoreError> {
         match self {
-            Database::Postgres(p) => postgres::commit_batch(&mut *checkout(p)?, group, batch, buf),
-            Database::Sqlite(p) => sqlite::commit_batch(&mut *checkout(p)?, group, batch),
+            Database::Postgres(p) => commit::commit_group(&mut *checkout(p)?, group, batches, buf),
+            Database::Sqlite(p) => commit::commit_group(&mut *checkout(p)?, group, batches, buf),
         }
     }
 
@@ -334,5 +367,14 @@ mod tests {
     fn lost_connections_are_transient() {
         assert!(classify_message("server closed the connection unexpectedly").is_transient());
         assert!(!classify_message("relation \"events\" does not exist").is_transient());
+    }
+
+    #[test]
+    fn refused_values_are_rejections_with_their_sqlstate() {
+        match classify_message("value overflows numeric format") {
+            StoreError::Rejected { sqlstate, .. } => assert_eq!(sqlstate, "22003"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(classify_message("relation \"events\" does not exist"), StoreError::Fatal(_)));
     }
 }

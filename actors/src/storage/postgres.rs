@@ -1,14 +1,17 @@
-//! PostgreSQL: the fence, binary `COPY` of rows and dead letters, progress, in one transaction.
+//! PostgreSQL: the group commit's statements — offset fences, streamed binary `COPY` of rows and
+//! dead letters.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use diesel::pg::CopyFormat;
 use diesel::prelude::*;
 
+use super::commit::{DeadRef, GroupStore, RowRef};
 use super::copy::CopyEncoder;
 use super::schema::{consumer_offsets, dead_letters, events};
 use super::StoreError;
-use crate::messages::{CommitOutcome, EventRow, Fence, ParsedBatch, PartitionKey};
+use crate::messages::{EventRow, Fence, PartitionKey};
 
 pub fn load_offsets(conn: &mut PgConnection, group: &str, parts: &[PartitionKey]) -> Result<HashMap<PartitionKey, i64>, StoreError> {
     use consumer_offsets::dsl as co;
@@ -25,69 +28,53 @@ pub fn load_offsets(conn: &mut PgConnection, group: &str, parts: &[PartitionKey]
         .collect())
 }
 
-/// Advance the partition's progress from the batch's fence to its `next_offset`.
-/// Returns false when the fence does not hold (another member moved it).
-fn advance(conn: &mut PgConnection, group: &str, batch: &ParsedBatch) -> Result<bool, StoreError> {
-    use consumer_offsets::dsl as co;
-    let key = &batch.partition;
-    let changed = match batch.fence {
-        Fence::NextOffset(expected) => diesel::update(
-            co::consumer_offsets
-                .filter(co::group_id.eq(group))
-                .filter(co::topic.eq(&key.topic))
-                .filter(co::partition.eq(key.partition))
-                .filter(co::next_offset.eq(expected)),
-        )
-        .set((co::next_offset.eq(batch.next_offset), co::updated_at.eq(diesel::dsl::now)))
-        .execute(conn)?,
-        Fence::NoProgress => diesel::insert_into(co::consumer_offsets)
-            .values((
-                co::group_id.eq(group),
-                co::topic.eq(&key.topic),
-                co::partition.eq(key.partition),
-                co::next_offset.eq(batch.next_offset),
-            ))
-            .on_conflict_do_nothing()
-            .execute(conn)?,
-    };
-    Ok(changed == 1)
-}
+/// Tuples encoded per chunk of a streamed `COPY`: the buffer stays small, whatever the group.
+const COPY_CHUNK: usize = 256;
 
-fn current_offset(conn: &mut PgConnection, group: &str, key: &PartitionKey) -> Result<Option<i64>, StoreError> {
-    use consumer_offsets::dsl as co;
-    Ok(co::consumer_offsets
-        .filter(co::group_id.eq(group))
-        .filter(co::topic.eq(&key.topic))
-        .filter(co::partition.eq(key.partition))
-        .select(co::next_offset)
-        .first(conn)
-        .optional()?)
-}
-
-/// Encode rows of one partition as binary COPY data for `events` (into `buf`, reused).
-pub fn encode_events<'b>(topic: &str, partition: i32, rows: &[EventRow], buf: &'b mut Vec<u8>) -> &'b [u8] {
-    let mut enc = CopyEncoder::new(buf);
-    for r in rows {
-        enc.tuple(13);
-        enc.text(Some(topic));
-        enc.int4(partition);
-        enc.int8(r.offset);
-        enc.bytes(r.key.as_deref());
-        enc.text(r.event_id.as_deref());
-        enc.text(r.source.as_deref());
-        enc.text(r.event_type.as_deref());
-        enc.text(r.subject.as_deref());
-        enc.timestamptz(r.time);
-        enc.text(r.datacontenttype.as_deref());
-        enc.jsonb(r.data.as_deref());
-        enc.jsonb(Some(&r.headers));
-        enc.timestamptz(r.kafka_timestamp);
+/// Stream `items` to a binary `COPY` in chunks, encoding each into the reused `buf`.
+fn copy_chunks<T>(
+    w: &mut dyn std::io::Write,
+    items: &[T],
+    buf: &RefCell<&mut Vec<u8>>,
+    encode: impl Fn(&mut CopyEncoder<'_>, &T),
+) -> Result<(), diesel::result::Error> {
+    let io = |err: std::io::Error| diesel::result::Error::SerializationError(Box::new(err));
+    let mut buf = buf.borrow_mut();
+    let chunks = items.len().div_ceil(COPY_CHUNK).max(1);
+    for (i, chunk) in items.chunks(COPY_CHUNK).chain(items.is_empty().then_some(&items[..0])).enumerate() {
+        let mut enc = if i == 0 { CopyEncoder::new(&mut buf) } else { CopyEncoder::resume(&mut buf) };
+        for item in chunk {
+            encode(&mut enc, item);
+        }
+        let data = if i + 1 == chunks { enc.finish() } else { enc.written() };
+        w.write_all(data).map_err(io)?;
     }
-    enc.finish()
+    Ok(())
 }
 
-/// `COPY events FROM STDIN (FORMAT binary)` with already encoded data.
-pub fn copy_encoded_events(conn: &mut PgConnection, data: &[u8]) -> Result<usize, StoreError> {
+/// One `events` tuple.
+pub fn encode_event(enc: &mut CopyEncoder<'_>, topic: &str, partition: i32, r: &EventRow) {
+    enc.tuple(13);
+    enc.text(Some(topic));
+    enc.int4(partition);
+    enc.int8(r.offset);
+    enc.bytes(r.key.as_deref());
+    enc.text(r.event_id.as_deref());
+    enc.text(r.source.as_deref());
+    enc.text(r.event_type.as_deref());
+    enc.text(r.subject.as_deref());
+    enc.timestamptz(r.time);
+    enc.text(r.datacontenttype.as_deref());
+    enc.jsonb(r.data.as_deref());
+    enc.jsonb(Some(&r.headers));
+    enc.timestamptz(r.kafka_timestamp);
+}
+
+/// `COPY events FROM STDIN (FORMAT binary)`; `write` produces the binary data.
+fn copy_events_with(
+    conn: &mut PgConnection,
+    write: impl Fn(&mut dyn std::io::Write) -> Result<(), diesel::result::Error>,
+) -> Result<usize, StoreError> {
     use events::dsl as e;
     Ok(diesel::copy_from(events::table)
         .from_raw_data(
@@ -95,61 +82,104 @@ pub fn copy_encoded_events(conn: &mut PgConnection, data: &[u8]) -> Result<usize
                 e::topic, e::partition, e::offset, e::key, e::event_id, e::source, e::event_type, e::subject, e::time,
                 e::datacontenttype, e::data, e::headers, e::kafka_timestamp,
             ),
-            |w: &mut dyn std::io::Write| w.write_all(data).map_err(|err| diesel::result::Error::SerializationError(Box::new(err))),
+            write,
         )
         .with_format(CopyFormat::Binary)
         .execute(conn)?)
 }
 
-fn copy_events(conn: &mut PgConnection, batch: &ParsedBatch, buf: &mut Vec<u8>) -> Result<(), StoreError> {
-    if batch.rows.is_empty() {
-        return Ok(());
-    }
-    let data = encode_events(&batch.partition.topic, batch.partition.partition, &batch.rows, buf);
-    copy_encoded_events(conn, data)?;
-    Ok(())
+/// Rows of several partitions, streamed in chunks.
+pub fn copy_events(conn: &mut PgConnection, rows: &[RowRef<'_>], buf: &mut Vec<u8>) -> Result<usize, StoreError> {
+    let buf = RefCell::new(buf);
+    copy_events_with(conn, |w| copy_chunks(w, rows, &buf, |enc, r| encode_event(enc, &r.partition.topic, r.partition.partition, r.row)))
 }
 
-fn copy_dead_letters(conn: &mut PgConnection, batch: &ParsedBatch, buf: &mut Vec<u8>) -> Result<(), StoreError> {
-    if batch.dead_letters.is_empty() {
-        return Ok(());
-    }
+/// Encode rows of one partition as one complete binary COPY stream (the bench's prepared data).
+pub fn encode_events<'b>(topic: &str, partition: i32, rows: &[EventRow], buf: &'b mut Vec<u8>) -> &'b [u8] {
     let mut enc = CopyEncoder::new(buf);
-    for d in &batch.dead_letters {
-        enc.tuple(10);
-        enc.text(Some(&batch.partition.topic));
-        enc.int4(batch.partition.partition);
-        enc.int8(d.offset);
-        enc.bytes(d.key.as_deref());
-        enc.bytes(d.payload.as_deref());
-        enc.jsonb(Some(&d.headers));
-        enc.text(Some(&d.reason));
-        enc.text(Some(&d.detail));
-        enc.text(d.sqlstate.as_deref());
-        enc.timestamptz(d.kafka_timestamp);
+    for r in rows {
+        encode_event(&mut enc, topic, partition, r);
     }
-    let data = enc.finish();
+    enc.finish()
+}
+
+/// `COPY` already encoded data (from [`encode_events`]).
+pub fn copy_encoded_events(conn: &mut PgConnection, data: &[u8]) -> Result<usize, StoreError> {
+    copy_events_with(conn, |w| w.write_all(data).map_err(|err| diesel::result::Error::SerializationError(Box::new(err))))
+}
+
+fn copy_dead_letters(conn: &mut PgConnection, dead: &[DeadRef<'_>], buf: &mut Vec<u8>) -> Result<usize, StoreError> {
     use dead_letters::dsl as d;
-    diesel::copy_from(dead_letters::table)
+    let buf = RefCell::new(buf);
+    Ok(diesel::copy_from(dead_letters::table)
         .from_raw_data(
             (d::topic, d::partition, d::offset, d::key, d::payload, d::headers, d::reason, d::detail, d::sqlstate, d::kafka_timestamp),
-            |w: &mut dyn std::io::Write| w.write_all(data).map_err(|err| diesel::result::Error::SerializationError(Box::new(err))),
+            |w: &mut dyn std::io::Write| {
+                copy_chunks(w, dead, &buf, |enc, DeadRef { partition, dead: x }| {
+                    enc.tuple(10);
+                    enc.text(Some(&partition.topic));
+                    enc.int4(partition.partition);
+                    enc.int8(x.offset);
+                    enc.bytes(x.key.as_deref());
+                    enc.bytes(x.payload.as_deref());
+                    enc.jsonb(Some(&x.headers));
+                    enc.text(Some(&x.reason));
+                    enc.text(Some(&x.detail));
+                    enc.text(x.sqlstate.as_deref());
+                    enc.timestamptz(x.kafka_timestamp);
+                })
+            },
         )
         .with_format(CopyFormat::Binary)
-        .execute(conn)?;
-    Ok(())
+        .execute(conn)?)
 }
 
-pub fn commit_batch(conn: &mut PgConnection, group: &str, batch: &ParsedBatch, buf: &mut Vec<u8>) -> Result<CommitOutcome, StoreError> {
-    conn.transaction::<_, StoreError, _>(|conn| {
-        // The fence comes first: its row lock serialises competing members, so the loser waits
-        // and then sees the moved offset instead of racing the COPY.
-        if !advance(conn, group, batch)? {
-            let db_next_offset = current_offset(conn, group, &batch.partition)?;
-            return Ok(CommitOutcome::Fenced { db_next_offset });
-        }
-        copy_events(conn, batch, buf)?;
-        copy_dead_letters(conn, batch, buf)?;
-        Ok(CommitOutcome::Committed { rows: batch.rows.len(), dead_letters: batch.dead_letters.len() })
-    })
+impl GroupStore for PgConnection {
+    fn in_transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.transaction(f)
+    }
+
+    fn in_savepoint<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        // Inside a transaction, Diesel's nested transaction is a savepoint.
+        self.transaction(f)
+    }
+
+    fn advance(&mut self, group: &str, key: &PartitionKey, fence: Fence, next: i64) -> Result<bool, StoreError> {
+        use consumer_offsets::dsl as co;
+        let changed = match fence {
+            Fence::NextOffset(expected) => diesel::update(
+                co::consumer_offsets
+                    .filter(co::group_id.eq(group))
+                    .filter(co::topic.eq(&key.topic))
+                    .filter(co::partition.eq(key.partition))
+                    .filter(co::next_offset.eq(expected)),
+            )
+            .set((co::next_offset.eq(next), co::updated_at.eq(diesel::dsl::now)))
+            .execute(self)?,
+            Fence::NoProgress => diesel::insert_into(co::consumer_offsets)
+                .values((co::group_id.eq(group), co::topic.eq(&key.topic), co::partition.eq(key.partition), co::next_offset.eq(next)))
+                .on_conflict_do_nothing()
+                .execute(self)?,
+        };
+        Ok(changed == 1)
+    }
+
+    fn current_offset(&mut self, group: &str, key: &PartitionKey) -> Result<Option<i64>, StoreError> {
+        use consumer_offsets::dsl as co;
+        Ok(co::consumer_offsets
+            .filter(co::group_id.eq(group))
+            .filter(co::topic.eq(&key.topic))
+            .filter(co::partition.eq(key.partition))
+            .select(co::next_offset)
+            .first(self)
+            .optional()?)
+    }
+
+    fn insert_events(&mut self, rows: &[RowRef<'_>], buf: &mut Vec<u8>) -> Result<(), StoreError> {
+        copy_events(self, rows, buf).map(drop)
+    }
+
+    fn insert_dead_letters(&mut self, dead: &[DeadRef<'_>], buf: &mut Vec<u8>) -> Result<(), StoreError> {
+        copy_dead_letters(self, dead, buf).map(drop)
+    }
 }

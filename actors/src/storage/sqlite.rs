@@ -1,5 +1,5 @@
-//! SQLite: the embedded backend. Same exactly-once transaction as PostgreSQL — fence, rows, dead
-//! letters, progress — with multi-row prepared inserts instead of `COPY`.
+//! SQLite: the embedded backend. The same group commit as PostgreSQL — fences, rows, dead
+//! letters, progress in one transaction — with multi-row prepared inserts instead of `COPY`.
 //!
 //! `BEGIN IMMEDIATE` takes the write lock up front, so two writers never deadlock upgrading a
 //! read lock; WAL keeps readers (HTTP, `sqlite3` shells) from blocking the writer.
@@ -12,8 +12,9 @@ use diesel::r2d2::CustomizeConnection;
 use diesel::sqlite::SqliteConnection;
 
 use super::sqlite_schema::{consumer_offsets, dead_letters, events};
+use super::commit::{DeadRef, GroupStore, RowRef};
 use super::StoreError;
-use crate::messages::{CommitOutcome, EventRow, Fence, ParsedBatch, PartitionKey};
+use crate::messages::{Fence, PartitionKey};
 
 /// Rows per INSERT statement: 13 binds a row stays far below SQLite's 32,766-variable limit.
 const ROWS_PER_STATEMENT: usize = 1000;
@@ -94,51 +95,14 @@ fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn advance(conn: &mut SqliteConnection, group: &str, batch: &ParsedBatch) -> Result<bool, StoreError> {
-    use consumer_offsets::dsl as co;
-    let key = &batch.partition;
-    let changed = match batch.fence {
-        Fence::NextOffset(expected) => diesel::update(
-            co::consumer_offsets
-                .filter(co::group_id.eq(group))
-                .filter(co::topic.eq(&key.topic))
-                .filter(co::partition.eq(key.partition))
-                .filter(co::next_offset.eq(expected)),
-        )
-        .set((co::next_offset.eq(batch.next_offset), co::updated_at.eq(now())))
-        .execute(conn)?,
-        Fence::NoProgress => diesel::insert_or_ignore_into(co::consumer_offsets)
-            .values((
-                co::group_id.eq(group),
-                co::topic.eq(&key.topic),
-                co::partition.eq(key.partition),
-                co::next_offset.eq(batch.next_offset),
-                co::updated_at.eq(now()),
-            ))
-            .execute(conn)?,
-    };
-    Ok(changed == 1)
-}
-
-fn current_offset(conn: &mut SqliteConnection, group: &str, key: &PartitionKey) -> Result<Option<i64>, StoreError> {
-    use consumer_offsets::dsl as co;
-    Ok(co::consumer_offsets
-        .filter(co::group_id.eq(group))
-        .filter(co::topic.eq(&key.topic))
-        .filter(co::partition.eq(key.partition))
-        .select(co::next_offset)
-        .first(conn)
-        .optional()?)
-}
-
-/// Insert rows of one partition into `events`, `ROWS_PER_STATEMENT` rows per statement.
-pub fn insert_events(conn: &mut SqliteConnection, topic: &str, partition: i32, rows: &[EventRow]) -> Result<(), StoreError> {
+/// Insert rows into `events`, `ROWS_PER_STATEMENT` rows per statement.
+pub fn insert_events(conn: &mut SqliteConnection, rows: &[RowRef<'_>]) -> Result<(), StoreError> {
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let rows: Vec<NewEvent<'_>> = chunk
             .iter()
-            .map(|r| NewEvent {
-                topic,
-                partition,
+            .map(|RowRef { partition, row: r }| NewEvent {
+                topic: &partition.topic,
+                partition: partition.partition,
                 offset: r.offset,
                 key: r.key.as_deref(),
                 event_id: r.event_id.as_deref(),
@@ -157,21 +121,63 @@ pub fn insert_events(conn: &mut SqliteConnection, topic: &str, partition: i32, r
     Ok(())
 }
 
-pub fn commit_batch(conn: &mut SqliteConnection, group: &str, batch: &ParsedBatch) -> Result<CommitOutcome, StoreError> {
-    conn.immediate_transaction::<_, StoreError, _>(|conn| {
-        if !advance(conn, group, batch)? {
-            let db_next_offset = current_offset(conn, group, &batch.partition)?;
-            return Ok(CommitOutcome::Fenced { db_next_offset });
-        }
-        let topic = batch.partition.topic.as_str();
-        let partition = batch.partition.partition;
-        insert_events(conn, topic, partition, &batch.rows)?;
-        for chunk in batch.dead_letters.chunks(ROWS_PER_STATEMENT) {
+impl GroupStore for SqliteConnection {
+    fn in_transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.immediate_transaction(f)
+    }
+
+    fn in_savepoint<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        // Inside a transaction, Diesel's nested transaction is a savepoint.
+        self.transaction(f)
+    }
+
+    fn advance(&mut self, group: &str, key: &PartitionKey, fence: Fence, next: i64) -> Result<bool, StoreError> {
+        use consumer_offsets::dsl as co;
+        let changed = match fence {
+            Fence::NextOffset(expected) => diesel::update(
+                co::consumer_offsets
+                    .filter(co::group_id.eq(group))
+                    .filter(co::topic.eq(&key.topic))
+                    .filter(co::partition.eq(key.partition))
+                    .filter(co::next_offset.eq(expected)),
+            )
+            .set((co::next_offset.eq(next), co::updated_at.eq(now())))
+            .execute(self)?,
+            Fence::NoProgress => diesel::insert_or_ignore_into(co::consumer_offsets)
+                .values((
+                    co::group_id.eq(group),
+                    co::topic.eq(&key.topic),
+                    co::partition.eq(key.partition),
+                    co::next_offset.eq(next),
+                    co::updated_at.eq(now()),
+                ))
+                .execute(self)?,
+        };
+        Ok(changed == 1)
+    }
+
+    fn current_offset(&mut self, group: &str, key: &PartitionKey) -> Result<Option<i64>, StoreError> {
+        use consumer_offsets::dsl as co;
+        Ok(co::consumer_offsets
+            .filter(co::group_id.eq(group))
+            .filter(co::topic.eq(&key.topic))
+            .filter(co::partition.eq(key.partition))
+            .select(co::next_offset)
+            .first(self)
+            .optional()?)
+    }
+
+    fn insert_events(&mut self, rows: &[RowRef<'_>], _: &mut Vec<u8>) -> Result<(), StoreError> {
+        insert_events(self, rows)
+    }
+
+    fn insert_dead_letters(&mut self, dead: &[DeadRef<'_>], _: &mut Vec<u8>) -> Result<(), StoreError> {
+        for chunk in dead.chunks(ROWS_PER_STATEMENT) {
             let rows: Vec<NewDeadLetter<'_>> = chunk
                 .iter()
-                .map(|d| NewDeadLetter {
-                    topic,
-                    partition,
+                .map(|DeadRef { partition, dead: d }| NewDeadLetter {
+                    topic: &partition.topic,
+                    partition: partition.partition,
                     offset: d.offset,
                     key: d.key.as_deref(),
                     payload: d.payload.as_deref(),
@@ -182,8 +188,8 @@ pub fn commit_batch(conn: &mut SqliteConnection, group: &str, batch: &ParsedBatc
                     kafka_timestamp: ts(d.kafka_timestamp),
                 })
                 .collect();
-            diesel::insert_into(dead_letters::table).values(&rows).execute(conn)?;
+            diesel::insert_into(dead_letters::table).values(&rows).execute(self)?;
         }
-        Ok(CommitOutcome::Committed { rows: batch.rows.len(), dead_letters: batch.dead_letters.len() })
-    })
+        Ok(())
+    }
 }

@@ -1,0 +1,139 @@
+//! The group commit: several partitions' batches in ONE transaction, exactly once.
+//!
+//! Per transaction: each batch's offset fence is checked and advanced first (a batch whose
+//! fence fails is left out: another member owns its partition); then the rows of every batch
+//! that passed go in together, then the dead letters. One transaction per group instead of one
+//! per batch is what lets many partitions ingest at the database's bulk-load rate.
+//!
+//! Rows the database refuses (SQLSTATE classes 22 and 23) are isolated by bisection: the insert
+//! runs inside a savepoint; if it is refused, each half is retried in its own savepoint, down to
+//! single rows. A refused row becomes a dead letter (reason `database_rejected`, with its
+//! SQLSTATE, payload and headers kept whole) and everything else commits. A poison row costs
+//! about 2·log2(n) extra statements and never blocks its partition.
+
+use std::ops::Range;
+
+use crate::messages::{CommitOutcome, DeadLetter, EventRow, Fence, ParsedBatch, PartitionKey};
+use crate::parse::{headers_json, Reason};
+
+use super::StoreError;
+
+/// A row to insert and the partition it belongs to.
+#[derive(Clone, Copy)]
+pub struct RowRef<'a> {
+    pub partition: &'a PartitionKey,
+    pub row: &'a EventRow,
+}
+
+/// A dead letter to insert and the partition it belongs to.
+#[derive(Clone, Copy)]
+pub struct DeadRef<'a> {
+    pub partition: &'a PartitionKey,
+    pub dead: &'a DeadLetter,
+}
+
+/// What the group commit needs from a backend.
+pub trait GroupStore {
+    /// Run `f` in a transaction (SQLite: `BEGIN IMMEDIATE`), committing on `Ok`.
+    fn in_transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, StoreError>) -> Result<T, StoreError>;
+    /// Run `f` in a savepoint of the current transaction, rolling back to it on `Err`.
+    fn in_savepoint<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, StoreError>) -> Result<T, StoreError>;
+    /// Move `consumer_offsets` of `key` from `fence` to `next`; false if the fence does not hold.
+    fn advance(&mut self, group: &str, key: &PartitionKey, fence: Fence, next: i64) -> Result<bool, StoreError>;
+    fn current_offset(&mut self, group: &str, key: &PartitionKey) -> Result<Option<i64>, StoreError>;
+    fn insert_events(&mut self, rows: &[RowRef<'_>], buf: &mut Vec<u8>) -> Result<(), StoreError>;
+    fn insert_dead_letters(&mut self, dead: &[DeadRef<'_>], buf: &mut Vec<u8>) -> Result<(), StoreError>;
+}
+
+/// The outcome of each batch of a group, in the group's order.
+#[derive(Debug)]
+pub struct GroupCommit {
+    pub outcomes: Vec<CommitOutcome>,
+    /// Rows the database refused, as the dead letters that replaced them, per batch.
+    pub rejected: Vec<Vec<DeadLetter>>,
+}
+
+/// Commit `batches` (of distinct partitions) in one transaction.
+pub fn commit_group<S: GroupStore>(store: &mut S, group: &str, batches: &[ParsedBatch], buf: &mut Vec<u8>) -> Result<GroupCommit, StoreError> {
+    store.in_transaction(|s| {
+        // Fences first: their row locks serialise competing members, so a loser waits and then
+        // sees the moved offset instead of racing the inserts.
+        let mut outcomes = Vec::with_capacity(batches.len());
+        for b in batches {
+            outcomes.push(if s.advance(group, &b.partition, b.fence, b.next_offset)? {
+                None
+            } else {
+                Some(CommitOutcome::Fenced { db_next_offset: s.current_offset(group, &b.partition)? })
+            });
+        }
+        let live = || batches.iter().enumerate().filter(|(i, _)| outcomes[*i].is_none());
+        let rows: Vec<RowRef<'_>> =
+            live().flat_map(|(_, b)| b.rows.iter().map(move |row| RowRef { partition: &b.partition, row })).collect();
+        let mut refused: Vec<(usize, String, String)> = Vec::new();
+        if !rows.is_empty() {
+            insert_isolating(s, &rows, 0..rows.len(), buf, &mut refused)?;
+        }
+        let mut rejected: Vec<Vec<DeadLetter>> = batches.iter().map(|_| Vec::new()).collect();
+        let batch_of = |key: &PartitionKey| batches.iter().position(|b| &b.partition == key).unwrap_or(0);
+        for (i, sqlstate, message) in refused {
+            let RowRef { partition, row } = rows[i];
+            rejected[batch_of(partition)].push(rejected_row(row, sqlstate, message));
+        }
+        drop(rows);
+        let dead: Vec<DeadRef<'_>> = live()
+            .flat_map(|(i, b)| {
+                b.dead_letters.iter().chain(rejected[i].iter()).map(move |dead| DeadRef { partition: &b.partition, dead })
+            })
+            .collect();
+        if !dead.is_empty() {
+            s.insert_dead_letters(&dead, buf)?;
+        }
+        drop(dead);
+        let outcomes = outcomes
+            .into_iter()
+            .zip(batches.iter().zip(&rejected))
+            .map(|(o, (b, r))| {
+                o.unwrap_or(CommitOutcome::Committed { rows: b.rows.len() - r.len(), dead_letters: b.dead_letters.len() + r.len() })
+            })
+            .collect();
+        Ok(GroupCommit { outcomes, rejected })
+    })
+}
+
+/// Insert `rows[range]` in a savepoint; when the database refuses the data, bisect until the
+/// refused rows are single, and record them (index, SQLSTATE, message) in `refused`.
+fn insert_isolating<S: GroupStore>(
+    s: &mut S,
+    rows: &[RowRef<'_>],
+    range: Range<usize>,
+    buf: &mut Vec<u8>,
+    refused: &mut Vec<(usize, String, String)>,
+) -> Result<(), StoreError> {
+    match s.in_savepoint(|s| s.insert_events(&rows[range.clone()], buf)) {
+        Ok(()) => Ok(()),
+        Err(StoreError::Rejected { sqlstate, message }) => {
+            if range.len() == 1 {
+                refused.push((range.start, sqlstate, message));
+                return Ok(());
+            }
+            let mid = range.start + range.len() / 2;
+            insert_isolating(s, rows, range.start..mid, buf, refused)?;
+            insert_isolating(s, rows, mid..range.end, buf, refused)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The dead letter that replaces a row the database refused.
+fn rejected_row(row: &EventRow, sqlstate: String, message: String) -> DeadLetter {
+    DeadLetter {
+        offset: row.offset,
+        key: row.key.clone(),
+        payload: row.original.payload.clone(),
+        headers: headers_json(row.original.headers.iter()),
+        reason: Reason::DatabaseRejected.code().to_string(),
+        detail: crate::parse::sanitize_detail(&format!("the database refused the row: {message}")),
+        sqlstate: Some(sqlstate),
+        kafka_timestamp: row.kafka_timestamp,
+    }
+}
