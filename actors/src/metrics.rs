@@ -46,7 +46,7 @@ impl Metrics {
             batch_size: Histogram::new(exponential_buckets(1.0, 4.0, 9)),
             db_write_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             commit_latency_seconds: Histogram::new(
-                [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0].into_iter(),
+                [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
             ),
             db_retries: Counter::default(),
             offsets_skipped: Family::default(),
