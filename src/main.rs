@@ -12,6 +12,7 @@ use tributary_actors::storage::Database;
 
 /// mimalloc: less fragmentation across the worker threads than glibc's arenas (RSS), faster
 /// small allocations, and the same allocator in the static musl build.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
