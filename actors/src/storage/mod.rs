@@ -7,6 +7,7 @@
 
 pub mod copy;
 pub mod postgres;
+pub mod redrive;
 pub mod schema;
 pub mod sqlite;
 pub mod sqlite_schema;
