@@ -254,7 +254,7 @@ fn assert_progress_matches_rows(url: &str, topic: &str, group: &str) {
 }
 
 /// The crash loop: 200,000 messages produced live (≈1% malformed) while the real binary is
-/// `kill -9`ed at random moments — during start-up, while joining, mid-batch, mid-commit — and
+/// `kill -9`ed at random moments — during start-up, while joining, in the middle of ingestion — and
 /// restarted, at least ten times; then it finishes and every offset is in the database once.
 fn kill_dash_nine_at_ten_random_moments_of_a_live_200k_ingest_loses_and_duplicates_nothing(kind: Kind) {
     use rand::Rng;
