@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
+use diesel::prelude::*;
 use serde_json::{json, Value};
 use tributary::app;
 use tributary::config::Settings;
@@ -206,5 +207,29 @@ fn redrive_ingests_dead_letters_that_now_parse_exactly_once(kind: Kind) {
     // Ingestion goes on as before.
     f.produce(300);
     wait_until("new messages committed", Duration::from_secs(60), || f.committed() == f.watermarks.values().sum::<i64>());
+
+    // The database refusing a row (here: its event already exists, SQLSTATE 23505) fails only
+    // that row; the others of the same partition still go in.
+    let events_before = count(&url, "SELECT count(*) AS n FROM events");
+    let hw = f.watermarks[&0];
+    for offset in [0, hw + 1_000] {
+        on_conn!(&url, c => {
+            let sql = match kind {
+                Kind::Postgres => "INSERT INTO dead_letters (topic, partition, \"offset\", payload, headers, reason, detail) VALUES ($1, 0, $2, $3, '{}', 'database_rejected', 'test')",
+                Kind::Sqlite => "INSERT INTO dead_letters (topic, partition, \"offset\", payload, headers, reason, detail) VALUES (?, 0, ?, ?, '{}', 'database_rejected', 'test')",
+            };
+            diesel::sql_query(sql)
+                .bind::<diesel::sql_types::Text, _>(&topic)
+                .bind::<diesel::sql_types::BigInt, _>(offset)
+                .bind::<diesel::sql_types::Binary, _>(br#"{"ok": true}"#.as_slice())
+                .execute(c)
+                .unwrap()
+        });
+    }
+    let (status, report) = redrive(port, json!({"reason": "database_rejected"}));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!((report["selected"].as_i64(), report["redriven"].as_i64(), report["still_failing"].as_i64()), (Some(2), Some(1), Some(1)), "{report}");
+    assert_eq!(count(&url, "SELECT count(*) AS n FROM events"), events_before + 1);
+    assert_eq!(count(&url, &format!("SELECT count(*) AS n FROM dead_letters WHERE topic = '{topic}' AND reason = 'database_rejected' AND redriven_at IS NULL AND \"offset\" = 0")), 1);
     relaxed.stop().unwrap();
 }
