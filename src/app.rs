@@ -18,6 +18,7 @@ use tributary_actors::metrics::Metrics;
 use tributary_actors::parse::ParseOptions;
 use tributary_actors::parser::Parser;
 use tributary_actors::reader::{KafkaReader, ReaderOptions, Shutdown};
+use tributary_actors::redrive::Redriver;
 use tributary_actors::storage::{Backend, Database, DatabaseOptions, StoreError};
 use tributary_actors::writer::{DbWriter, WriterOptions};
 
@@ -122,14 +123,20 @@ impl Application {
                 DbWriter::new(db.clone(), opts.clone(), m.clone(), h.clone(), l.clone())
             })
         };
+        let parse_opts = ParseOptions {
+            format: settings.parser.format,
+            max_message_bytes: settings.parser.max_message_bytes,
+            max_depth: settings.parser.max_depth,
+        };
         let parser = {
-            let opts = ParseOptions {
-                format: settings.parser.format,
-                max_message_bytes: settings.parser.max_message_bytes,
-                max_depth: settings.parser.max_depth,
-            };
-            let (m, h) = (metrics.clone(), health.clone());
+            let (opts, m, h) = (parse_opts.clone(), metrics.clone(), health.clone());
             SyncArbiter::start(settings.parser.workers, move || Parser::new(opts.clone(), m.clone(), h.clone()))
+        };
+        // Redrive gets a one-connection pool of its own: it never competes with the writer.
+        let redriver = {
+            let db = Database::open(&DatabaseOptions { pool_size: 1, ..database_options(&settings) })?;
+            let (m, l) = (metrics.clone(), log.new(slog::o!("actor" => "redriver")));
+            SyncArbiter::start(1, move || Redriver::new(db.clone(), parse_opts.clone(), m.clone(), l.clone()))
         };
         health.do_send(SetDbProbe(writer.clone().recipient()));
         let reader_opts = ReaderOptions {
@@ -167,7 +174,7 @@ impl Application {
         let addr = settings.bind_addr()?;
         let listener = TcpListener::bind(addr).map_err(|source| AppError::Bind { addr: addr.to_string(), source })?;
         let port = listener.local_addr().map_err(|e| AppError::Other(e.to_string()))?.port();
-        let state = ApiState { health, reader: reader.clone(), parser, writer, admin_token: settings.http.admin_token.clone() };
+        let state = ApiState { health, reader: reader.clone(), parser, writer, redriver, admin_token: settings.http.admin_token.clone() };
         let server = HttpServer::new(move || App::new().app_data(web::Data::new(state.clone())).configure(routes))
             .workers(2)
             .disable_signals()

@@ -2,8 +2,9 @@
 //!
 //! JSON everywhere except `/metrics` (Prometheus text). Unknown paths answer 404 and wrong
 //! methods 405, both with a JSON error body. Admin endpoints (`POST /pause`, `/resume`,
-//! `/actors/{name}/restart`) need `Authorization: Bearer <http.admin_token>`, compared in
-//! constant time; with no token configured they answer 403. Request bodies are capped.
+//! `/actors/{name}/restart`, `/dead-letters/redrive`) need `Authorization: Bearer
+//! <http.admin_token>`, compared in constant time; with no token configured they answer 403.
+//! Request bodies are capped.
 
 use actix::Addr;
 use actix_web::http::{header, StatusCode};
@@ -17,6 +18,9 @@ use tributary_actors::health::{
 };
 use tributary_actors::parser::Parser;
 use tributary_actors::reader::{KafkaReader, SetPaused};
+use tributary_actors::redrive::{Redrive, Redriver};
+use tributary_actors::storage::redrive::{RedriveFilter, DEFAULT_LIMIT, MAX_LIMIT};
+use tributary_actors::storage::StoreError;
 use tributary_actors::writer::DbWriter;
 
 /// Largest request body accepted (admin calls carry little or nothing).
@@ -29,6 +33,7 @@ pub struct ApiState {
     pub reader: Addr<KafkaReader>,
     pub parser: Addr<Parser>,
     pub writer: Addr<DbWriter>,
+    pub redriver: Addr<Redriver>,
     pub admin_token: Option<SecretString>,
 }
 
@@ -133,6 +138,51 @@ async fn restart(state: web::Data<ApiState>, req: HttpRequest, payload: web::Pay
     }
 }
 
+/// The body of `POST /dead-letters/redrive`; every field optional, unknown fields refused.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedriveBody {
+    reason: Option<String>,
+    topic: Option<String>,
+    partition: Option<i32>,
+    limit: Option<u32>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+impl RedriveBody {
+    fn parse(body: &[u8]) -> Result<RedriveFilter, String> {
+        let b: RedriveBody = if body.iter().all(u8::is_ascii_whitespace) {
+            RedriveBody::default()
+        } else {
+            serde_json::from_slice(body).map_err(|e| format!("invalid request body: {e}"))?
+        };
+        let limit = b.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(format!("limit must be between 1 and {MAX_LIMIT}"));
+        }
+        Ok(RedriveFilter { reason: b.reason, topic: b.topic, partition: b.partition, limit, dry_run: b.dry_run })
+    }
+}
+
+async fn redrive(state: web::Data<ApiState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let body = match admit(&state, &req, payload).await {
+        Ok(body) => body,
+        Err(resp) => return resp,
+    };
+    let filter = match RedriveBody::parse(&body) {
+        Ok(f) => f,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    // The blocking work runs on the redriver's own thread, not on this arbiter.
+    match state.redriver.send(Redrive(filter)).await {
+        Ok(Ok(report)) => HttpResponse::Ok().json(report),
+        Ok(Err(e @ StoreError::Transient(_))) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("redriver did not answer: {e}")),
+    }
+}
+
 async fn not_found() -> HttpResponse {
     error(StatusCode::NOT_FOUND, "no such endpoint; see docs/http-api.md")
 }
@@ -161,6 +211,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(only("/pause", web::post(), pause))
         .service(only("/resume", web::post(), resume))
         .service(only("/actors/{name}/restart", web::post(), restart))
+        .service(only("/dead-letters/redrive", web::post(), redrive))
         .default_service(web::to(not_found));
 }
 

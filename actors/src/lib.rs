@@ -5,6 +5,7 @@
 //! - [`parse`], [`batch`], [`backoff`], [`storage`]: pure logic and the database, no actors.
 //! - [`reader`] (`KafkaReader`), [`parser`] (`Parser`), [`writer`] (`DbWriter`),
 //!   [`health`] (`HealthReporter`): the four actors, one per file.
+//! - [`redrive`] (`Redriver`): re-parses dead letters on an operator's request, off the data path.
 //! - [`breaker`]: the database circuit breaker shared by writer and reader.
 //! - [`metrics`]: Prometheus handles shared by the actors.
 
@@ -17,5 +18,6 @@ pub mod metrics;
 pub mod parse;
 pub mod parser;
 pub mod reader;
+pub mod redrive;
 pub mod storage;
 pub mod writer;

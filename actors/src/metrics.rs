@@ -16,6 +16,8 @@ pub struct Metrics {
     pub messages_consumed: Family<Labels, Counter>,
     pub rows_written: Family<Labels, Counter>,
     pub dead_letters: Family<Labels, Counter>,
+    /// Dead letters re-parsed and ingested by a redrive, by their former reason.
+    pub dead_letters_redriven: Family<Labels, Counter>,
     pub batches_committed: Counter,
     pub transactions_committed: Counter,
     pub batches_fenced: Counter,
@@ -40,6 +42,7 @@ impl Metrics {
             messages_consumed: Family::default(),
             rows_written: Family::default(),
             dead_letters: Family::default(),
+            dead_letters_redriven: Family::default(),
             batches_committed: Counter::default(),
             transactions_committed: Counter::default(),
             batches_fenced: Counter::default(),
@@ -62,6 +65,7 @@ impl Metrics {
         r.register("messages_consumed", "Kafka messages consumed, by topic", m.messages_consumed.clone());
         r.register("rows_written", "Rows committed to the events table, by topic", m.rows_written.clone());
         r.register("dead_letters", "Messages committed as dead letters, by reason", m.dead_letters.clone());
+        r.register("dead_letters_redriven", "Dead letters redriven into events (POST /dead-letters/redrive), by former reason", m.dead_letters_redriven.clone());
         r.register("batches_committed", "Batches committed (rows, dead letters and offsets in one transaction)", m.batches_committed.clone());
         r.register("transactions_committed", "Database transactions committed; each carries the ready batches of several partitions", m.transactions_committed.clone());
         r.register("batches_fenced", "Batches refused by the offset fence (another member owned the partition)", m.batches_fenced.clone());

@@ -236,7 +236,7 @@ struct ReasonCount {
 }
 
 /// Committed progress per partition for the group (empty before the tables exist).
-fn progress(url: &str, group: &str) -> BTreeMap<i32, i64> {
+pub fn progress(url: &str, group: &str) -> BTreeMap<i32, i64> {
     on_conn!(url, c => diesel::sql_query("SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1")
         .bind::<Text, _>(group)
         .load::<Progress>(c)

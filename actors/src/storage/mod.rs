@@ -8,6 +8,7 @@
 pub mod commit;
 pub mod copy;
 pub mod postgres;
+pub mod redrive;
 pub mod schema;
 pub mod sqlite;
 pub mod sqlite_schema;

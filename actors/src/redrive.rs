@@ -1,0 +1,67 @@
+//! `Redriver`: re-parses dead letters on an operator's request (`POST /dead-letters/redrive`)
+//! with the service's current parser settings and ingests those that now pass.
+//!
+//! Runs on its own one-thread `SyncArbiter` with its own one-connection pool: a redrive is
+//! blocking Diesel work that must stay off the async arbiters, and it must not take a
+//! connection (or a writer thread) from the data path. The transaction and its exactly-once
+//! rules live in [`crate::storage::redrive`].
+
+use std::panic::AssertUnwindSafe;
+
+use actix::prelude::*;
+
+use crate::metrics::{label, Metrics};
+use crate::parse::ParseOptions;
+use crate::parser::panic_message;
+use crate::storage::redrive::{RedriveFilter, RedriveReport};
+use crate::storage::{Database, StoreError};
+
+/// Redrive the dead letters the filter selects (or, dry run, report what would happen).
+#[derive(Message)]
+#[rtype(result = "Result<RedriveReport, StoreError>")]
+pub struct Redrive(pub RedriveFilter);
+
+pub struct Redriver {
+    /// A pool of its own (one connection), separate from the writer's.
+    db: Database,
+    /// The same settings the `Parser` uses, so a redrive judges as ingestion would now.
+    opts: ParseOptions,
+    metrics: Metrics,
+    log: slog::Logger,
+}
+
+impl Redriver {
+    pub fn new(db: Database, opts: ParseOptions, metrics: Metrics, log: slog::Logger) -> Self {
+        Self { db, opts, metrics, log }
+    }
+}
+
+impl Actor for Redriver {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<Redrive> for Redriver {
+    type Result = Result<RedriveReport, StoreError>;
+
+    fn handle(&mut self, msg: Redrive, _: &mut Self::Context) -> Self::Result {
+        let filter = msg.0;
+        let report = std::panic::catch_unwind(AssertUnwindSafe(|| self.db.redrive(&filter, &self.opts)))
+            .unwrap_or_else(|panic| Err(StoreError::Fatal(format!("redrive failed: {}", panic_message(&*panic)))));
+        match &report {
+            Ok(r) => {
+                if !r.dry_run {
+                    for (reason, counts) in &r.by_reason {
+                        if counts.redriven > 0 {
+                            self.metrics.dead_letters_redriven.get_or_create(&label("reason", reason.clone())).inc_by(counts.redriven);
+                        }
+                    }
+                }
+                slog::info!(self.log, "dead letters redriven";
+                    "dry_run" => r.dry_run, "selected" => r.selected, "redriven" => r.redriven, "still_failing" => r.still_failing,
+                    "reason" => filter.reason.as_deref().unwrap_or("*"), "topic" => filter.topic.as_deref().unwrap_or("*"));
+            }
+            Err(e) => slog::warn!(self.log, "redrive failed; nothing was changed"; "error" => e.to_string()),
+        }
+        report
+    }
+}

@@ -1,0 +1,457 @@
+//! Redrive: re-parse stored dead letters with the current parser settings and ingest the ones
+//! that now pass, in one transaction per call.
+//!
+//! Exactly once: the selected dead letters are locked for the transaction (PostgreSQL
+//! `FOR UPDATE SKIP LOCKED`, so a concurrent redrive takes other rows; SQLite `BEGIN IMMEDIATE`,
+//! one writer at a time). Each one that now parses is inserted into `events` through the same
+//! path as an ingested batch (binary `COPY` / multi-row `INSERT`) and gets its `redriven_at` in
+//! the same transaction, so a repeated redrive no longer selects it; the `events` primary key
+//! refuses a second copy anyway. Those that still fail stay, with their reason and detail
+//! updated to what the current settings say.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Binary, Integer, Nullable, Text, Timestamptz};
+use serde::{Deserialize, Serialize};
+
+use super::commit::{GroupStore, RowRef};
+use super::{Database, StoreError};
+use crate::messages::{EventRow, PartitionKey, RawMessage};
+use crate::parse::{parse_message, ParseOptions, Parsed};
+
+/// Default number of dead letters one redrive selects.
+pub const DEFAULT_LIMIT: u32 = 1000;
+/// Most dead letters one redrive may select (one transaction).
+pub const MAX_LIMIT: u32 = 10_000;
+
+/// Which dead letters to redrive (only those not redriven yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedriveFilter {
+    pub reason: Option<String>,
+    pub topic: Option<String>,
+    pub partition: Option<i32>,
+    /// At most this many, lowest (topic, partition, offset) first.
+    pub limit: u32,
+    /// Select and re-parse, but write nothing.
+    pub dry_run: bool,
+}
+
+/// Counts for one original reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReasonCounts {
+    pub selected: u64,
+    pub redriven: u64,
+    pub still_failing: u64,
+}
+
+/// What a redrive did (or, dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedriveReport {
+    pub selected: u64,
+    pub redriven: u64,
+    pub still_failing: u64,
+    /// Keyed by the reason the dead letter had before this redrive.
+    pub by_reason: BTreeMap<String, ReasonCounts>,
+    pub dry_run: bool,
+}
+
+impl RedriveReport {
+    fn count(&mut self, reason: &str, redriven: bool) {
+        let r = self.by_reason.entry(reason.to_string()).or_default();
+        r.selected += 1;
+        self.selected += 1;
+        if redriven {
+            r.redriven += 1;
+            self.redriven += 1;
+        } else {
+            r.still_failing += 1;
+            self.still_failing += 1;
+        }
+    }
+}
+
+/// Kafka headers in record order, as [`RawMessage`] holds them.
+pub type Headers = Vec<(String, Option<Vec<u8>>)>;
+
+/// Rows that now parse, by (topic, partition), each with its dead letter's former reason.
+type Reparsed = BTreeMap<(String, i32), Vec<(EventRow, String)>>;
+
+/// A stored dead letter turned back into the record it came from.
+struct Candidate {
+    topic: String,
+    partition: i32,
+    msg: RawMessage,
+    reason: String,
+    detail: String,
+}
+
+/// A dead letter that still fails, with what the current settings say about it.
+struct StillFailing {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    /// The reason stored before this redrive.
+    old_reason: String,
+    reason: String,
+    detail: String,
+    changed: bool,
+}
+
+/// The pure part: re-parse every candidate. Rows that now pass, grouped by partition, and
+/// those that still fail.
+fn reparse(candidates: Vec<Candidate>, opts: &ParseOptions) -> (Reparsed, Vec<StillFailing>) {
+    let mut rows = Reparsed::new();
+    let mut failing = Vec::new();
+    for c in candidates {
+        match parse_message(&c.msg, opts) {
+            Parsed::Row(row) => rows.entry((c.topic, c.partition)).or_default().push((row, c.reason)),
+            Parsed::Dead(d) => failing.push(StillFailing {
+                changed: d.reason != c.reason || d.detail != c.detail,
+                old_reason: c.reason,
+                topic: c.topic,
+                partition: c.partition,
+                offset: c.msg.offset,
+                reason: d.reason,
+                detail: d.detail,
+            }),
+        }
+    }
+    (rows, failing)
+}
+
+/// The inverse of [`crate::parse::headers_json`]: strings, `null`, and `{"base64": …}` values
+/// back to raw header bytes, in stored order. (PostgreSQL's jsonb keeps one value per name.)
+pub fn headers_from_json(text: &str) -> Result<Headers, String> {
+    use base64::Engine as _;
+    struct Pairs(Vec<(String, serde_json::Value)>);
+    impl<'de> Deserialize<'de> for Pairs {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Pairs;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a JSON object of headers")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
+                    let mut out = Vec::new();
+                    while let Some(entry) = map.next_entry::<String, serde_json::Value>()? {
+                        out.push(entry);
+                    }
+                    Ok(Pairs(out))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    let Pairs(pairs) = serde_json::from_str(text).map_err(|e| format!("stored headers are not a JSON object: {e}"))?;
+    pairs
+        .into_iter()
+        .map(|(name, value)| {
+            let bytes = match value {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(s) => Some(s.into_bytes()),
+                serde_json::Value::Object(o) => match o.get("base64").and_then(serde_json::Value::as_str) {
+                    Some(b) => Some(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(b)
+                            .map_err(|e| format!("header {name}: bad base64: {e}"))?,
+                    ),
+                    None => return Err(format!("header {name}: unexpected stored value")),
+                },
+                _ => return Err(format!("header {name}: unexpected stored value")),
+            };
+            Ok((name, bytes))
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn candidate(
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    headers: &str,
+    reason: String,
+    detail: String,
+    kafka_timestamp: Option<DateTime<Utc>>,
+) -> Result<Candidate, StillFailing> {
+    match headers_from_json(headers) {
+        Ok(headers) => Ok(Candidate {
+            topic,
+            partition,
+            msg: RawMessage { offset, key, payload, headers, timestamp_ms: kafka_timestamp.map(|t| t.timestamp_millis()) },
+            reason,
+            detail,
+        }),
+        // Cannot happen for rows this service wrote; keep the row as it is.
+        Err(_) => Err(StillFailing { topic, partition, offset, old_reason: reason.clone(), reason, detail, changed: false }),
+    }
+}
+
+impl Database {
+    /// Redrive the dead letters `filter` selects, re-parsed with `opts` (see the module doc).
+    pub fn redrive(&self, filter: &RedriveFilter, opts: &ParseOptions) -> Result<RedriveReport, StoreError> {
+        match self {
+            Database::Postgres(pool) => {
+                let mut conn = pool.get().map_err(|e| StoreError::Transient(e.to_string()))?;
+                conn.transaction(|c| postgres(c, filter, opts))
+            }
+            Database::Sqlite(pool) => {
+                let mut conn = pool.get().map_err(|e| StoreError::Transient(e.to_string()))?;
+                if filter.dry_run {
+                    conn.transaction(|c| sqlite(c, filter, opts))
+                } else {
+                    conn.immediate_transaction(|c| sqlite(c, filter, opts))
+                }
+            }
+        }
+    }
+}
+
+// ---- PostgreSQL --------------------------------------------------------------------------------
+
+#[derive(QueryableByName)]
+struct PgDeadLetter {
+    #[diesel(sql_type = Text)]
+    topic: String,
+    #[diesel(sql_type = Integer)]
+    partition: i32,
+    #[diesel(sql_type = BigInt)]
+    offset: i64,
+    #[diesel(sql_type = Nullable<Binary>)]
+    key: Option<Vec<u8>>,
+    #[diesel(sql_type = Nullable<Binary>)]
+    payload: Option<Vec<u8>>,
+    #[diesel(sql_type = Text)]
+    headers: String,
+    #[diesel(sql_type = Text)]
+    reason: String,
+    #[diesel(sql_type = Text)]
+    detail: String,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    kafka_timestamp: Option<DateTime<Utc>>,
+}
+
+fn postgres(conn: &mut PgConnection, filter: &RedriveFilter, opts: &ParseOptions) -> Result<RedriveReport, StoreError> {
+    // SKIP LOCKED: rows another redrive holds are left to it, never waited for and redone.
+    let lock = if filter.dry_run { "" } else { "FOR UPDATE SKIP LOCKED" };
+    let stored: Vec<PgDeadLetter> = diesel::sql_query(format!(
+        "SELECT topic, partition, \"offset\", key, payload, headers::text AS headers, reason, detail, kafka_timestamp \
+         FROM dead_letters \
+         WHERE redriven_at IS NULL AND ($1::text IS NULL OR reason = $1) AND ($2::text IS NULL OR topic = $2) \
+           AND ($3::int4 IS NULL OR partition = $3) \
+         ORDER BY topic, partition, \"offset\" LIMIT $4 {lock}"
+    ))
+    .bind::<Nullable<Text>, _>(filter.reason.as_deref())
+    .bind::<Nullable<Text>, _>(filter.topic.as_deref())
+    .bind::<Nullable<Integer>, _>(filter.partition)
+    .bind::<BigInt, _>(i64::from(filter.limit))
+    .load(conn)?;
+    let mut report = RedriveReport { dry_run: filter.dry_run, ..RedriveReport::default() };
+    let mut candidates = Vec::with_capacity(stored.len());
+    let mut failing = Vec::new();
+    for d in stored {
+        match candidate(d.topic, d.partition, d.offset, d.key, d.payload, &d.headers, d.reason, d.detail, d.kafka_timestamp) {
+            Ok(c) => candidates.push(c),
+            Err(f) => failing.push(f),
+        }
+    }
+    let (rows, mut still) = reparse(candidates, opts);
+    still.append(&mut failing);
+    for f in &still {
+        report.count(&f.old_reason, false);
+    }
+    let mut buf = Vec::new();
+    for ((topic, partition), rows) in rows {
+        let (rows, reasons): (Vec<EventRow>, Vec<String>) = rows.into_iter().unzip();
+        let inserted = if filter.dry_run {
+            vec![true; rows.len()]
+        } else {
+            let key = PartitionKey { topic: topic.clone(), partition };
+            insert_rows(conn, &rows, |c, rows| c.insert_events(&row_refs(&key, rows), &mut buf))?
+        };
+        let mut done = Vec::new();
+        for ((row, reason), ok) in rows.iter().zip(&reasons).zip(inserted) {
+            report.count(reason, ok);
+            if ok {
+                done.push(row.offset);
+            }
+        }
+        if !filter.dry_run && !done.is_empty() {
+            diesel::sql_query("UPDATE dead_letters SET redriven_at = now() WHERE topic = $1 AND partition = $2 AND \"offset\" = ANY($3)")
+                .bind::<Text, _>(&topic)
+                .bind::<Integer, _>(partition)
+                .bind::<Array<BigInt>, _>(&done)
+                .execute(conn)?;
+        }
+    }
+    if !filter.dry_run {
+        still.retain(|f| f.changed);
+        for f in still {
+            diesel::sql_query("UPDATE dead_letters SET reason = $4, detail = $5 WHERE topic = $1 AND partition = $2 AND \"offset\" = $3")
+                .bind::<Text, _>(&f.topic)
+                .bind::<Integer, _>(f.partition)
+                .bind::<BigInt, _>(f.offset)
+                .bind::<Text, _>(&f.reason)
+                .bind::<Text, _>(&f.detail)
+                .execute(conn)?;
+        }
+    }
+    Ok(report)
+}
+
+/// Insert rows with `insert` all at once inside a savepoint; if the database refuses the data
+/// (SQLSTATE 22/23), retry one row per savepoint so only the refused ones stay dead letters.
+/// Returns, per row, whether it was inserted.
+fn row_refs<'a>(partition: &'a PartitionKey, rows: &'a [EventRow]) -> Vec<RowRef<'a>> {
+    rows.iter().map(|row| RowRef { partition, row }).collect()
+}
+
+fn insert_rows<C>(conn: &mut C, rows: &[EventRow], mut insert: impl FnMut(&mut C, &[EventRow]) -> Result<(), StoreError>) -> Result<Vec<bool>, StoreError>
+where
+    C: diesel::Connection,
+{
+    match conn.transaction(|c| insert(c, rows)) {
+        Ok(()) => Ok(vec![true; rows.len()]),
+        Err(StoreError::Rejected { .. }) => rows
+            .iter()
+            .map(|r| match conn.transaction(|c| insert(c, std::slice::from_ref(r))) {
+                Ok(()) => Ok(true),
+                Err(StoreError::Rejected { .. }) => Ok(false),
+                Err(e) => Err(e),
+            })
+            .collect(),
+        Err(e) => Err(e),
+    }
+}
+
+// ---- SQLite ------------------------------------------------------------------------------------
+
+#[derive(QueryableByName)]
+struct SqliteDeadLetter {
+    #[diesel(sql_type = Text)]
+    topic: String,
+    #[diesel(sql_type = Integer)]
+    partition: i32,
+    #[diesel(sql_type = BigInt)]
+    offset: i64,
+    #[diesel(sql_type = Nullable<Binary>)]
+    key: Option<Vec<u8>>,
+    #[diesel(sql_type = Nullable<Binary>)]
+    payload: Option<Vec<u8>>,
+    #[diesel(sql_type = Text)]
+    headers: String,
+    #[diesel(sql_type = Text)]
+    reason: String,
+    #[diesel(sql_type = Text)]
+    detail: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    kafka_timestamp: Option<String>,
+}
+
+fn sqlite(conn: &mut SqliteConnection, filter: &RedriveFilter, opts: &ParseOptions) -> Result<RedriveReport, StoreError> {
+    use super::sqlite_schema::dead_letters::dsl as dl;
+    let stored: Vec<SqliteDeadLetter> = diesel::sql_query(
+        "SELECT topic, partition, \"offset\", key, payload, headers, reason, detail, kafka_timestamp \
+         FROM dead_letters \
+         WHERE redriven_at IS NULL AND (?1 IS NULL OR reason = ?1) AND (?2 IS NULL OR topic = ?2) \
+           AND (?3 IS NULL OR partition = ?3) \
+         ORDER BY topic, partition, \"offset\" LIMIT ?4",
+    )
+    .bind::<Nullable<Text>, _>(filter.reason.as_deref())
+    .bind::<Nullable<Text>, _>(filter.topic.as_deref())
+    .bind::<Nullable<Integer>, _>(filter.partition)
+    .bind::<BigInt, _>(i64::from(filter.limit))
+    .load(conn)?;
+    let mut report = RedriveReport { dry_run: filter.dry_run, ..RedriveReport::default() };
+    let mut candidates = Vec::with_capacity(stored.len());
+    let mut failing = Vec::new();
+    for d in stored {
+        let ts = d.kafka_timestamp.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
+        match candidate(d.topic, d.partition, d.offset, d.key, d.payload, &d.headers, d.reason, d.detail, ts) {
+            Ok(c) => candidates.push(c),
+            Err(f) => failing.push(f),
+        }
+    }
+    let (rows, mut still) = reparse(candidates, opts);
+    still.append(&mut failing);
+    for f in &still {
+        report.count(&f.old_reason, false);
+    }
+    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+    for ((topic, partition), rows) in rows {
+        let (rows, reasons): (Vec<EventRow>, Vec<String>) = rows.into_iter().unzip();
+        let inserted = if filter.dry_run {
+            vec![true; rows.len()]
+        } else {
+            let key = PartitionKey { topic: topic.clone(), partition };
+            insert_rows(conn, &rows, |c, rows| c.insert_events(&row_refs(&key, rows), &mut Vec::new()))?
+        };
+        let mut done = Vec::new();
+        for ((row, reason), ok) in rows.iter().zip(&reasons).zip(inserted) {
+            report.count(reason, ok);
+            if ok {
+                done.push(row.offset);
+            }
+        }
+        if !filter.dry_run {
+            for chunk in done.chunks(1000) {
+                diesel::update(dl::dead_letters.filter(dl::topic.eq(&topic)).filter(dl::partition.eq(partition)).filter(dl::offset.eq_any(chunk)))
+                    .set(dl::redriven_at.eq(Some(&now)))
+                    .execute(conn)?;
+            }
+        }
+    }
+    if !filter.dry_run {
+        still.retain(|f| f.changed);
+        for f in still {
+            diesel::update(dl::dead_letters.filter(dl::topic.eq(&f.topic)).filter(dl::partition.eq(f.partition)).filter(dl::offset.eq(f.offset)))
+                .set((dl::reason.eq(&f.reason), dl::detail.eq(&f.detail)))
+                .execute(conn)?;
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::headers_json;
+
+    #[test]
+    fn stored_headers_round_trip_to_the_original_bytes() {
+        let headers = vec![
+            ("content-type".to_string(), Some(b"application/json".to_vec())),
+            ("ce_id".to_string(), Some(b"x\"y\\z".to_vec())),
+            ("binary".to_string(), Some(vec![0xff, 0x00, 0x10])),
+            ("nul".to_string(), Some(b"a\0b".to_vec())),
+            ("none".to_string(), None),
+            ("dup".to_string(), Some(b"1".to_vec())),
+            ("dup".to_string(), Some(b"2".to_vec())),
+        ];
+        assert_eq!(headers_from_json(&headers_json(headers.iter())).unwrap(), headers);
+        assert_eq!(headers_from_json("{}").unwrap(), vec![]);
+        assert!(headers_from_json("[1]").is_err());
+        assert!(headers_from_json(r#"{"a": 1}"#).is_err());
+    }
+
+    #[test]
+    fn reparse_splits_rows_and_still_failing() {
+        let msg = |offset, payload: &[u8]| RawMessage { offset, key: None, payload: Some(payload.to_vec()), headers: vec![], timestamp_ms: Some(1) };
+        let cand = |offset, payload: &[u8]| Candidate {
+            topic: "t".into(),
+            partition: 0,
+            msg: msg(offset, payload),
+            reason: "oversize".into(),
+            detail: "old".into(),
+        };
+        let opts = ParseOptions { max_message_bytes: 10, ..ParseOptions::default() };
+        let (rows, still) = reparse(vec![cand(1, br#"{"a":1}"#), cand(2, br#"{"a":"0123456789"}"#), cand(3, b"[1]")], &opts);
+        assert_eq!(rows[&("t".to_string(), 0)].iter().map(|(r, _)| r.offset).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(still.iter().map(|f| (f.offset, f.reason.as_str(), f.changed)).collect::<Vec<_>>(), vec![(2, "oversize", true), (3, "not_an_object", true)]);
+    }
+}
