@@ -72,9 +72,10 @@ fn broker_down_errors_and_slow_round_trips_lose_and_duplicate_nothing() {
     s.database.batch_size = 200;
     let running = app::spawn(s, telemetry::discard()).unwrap();
     stage!("first batches commit", Duration::from_secs(30), || f.committed() > 0);
-    f.produce(5_000);
+    stage!("the first messages are in", Duration::from_secs(60), || f.committed() == f.produced());
 
-    // Every broker becomes slow, then fetches fail with retriable errors, then a broker dies.
+    // Every broker becomes slow, then fetches fail with retriable errors; messages produced
+    // now can only arrive through the faults; then a broker dies.
     let cluster = f.kafka.cluster();
     for b in 1..=3 {
         cluster.broker_round_trip_time(b, Duration::from_millis(300)).unwrap();
@@ -83,8 +84,11 @@ fn broker_down_errors_and_slow_round_trips_lose_and_duplicate_nothing() {
         rdkafka::types::RDKafkaApiKey::Fetch,
         &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 5],
     );
-    cluster.broker_down(2).unwrap();
     let before = f.committed();
+    drop(cluster);
+    f.produce(5_000);
+    let cluster = f.kafka.cluster();
+    cluster.broker_down(2).unwrap();
     stage!("progress despite the faults", Duration::from_secs(60), || f.committed() > before);
     cluster.broker_up(2).unwrap();
     for b in 1..=3 {
