@@ -357,7 +357,8 @@ impl Settings {
                 return Err(ConfigError::new(
                     "kafka.librdkafka",
                     e.to_string(),
-                    "check the TLS/SASL properties: files must exist and be readable, the key's password must match",
+                    "check the TLS/SASL properties: files named must exist and be readable, a key's password must match, \
+                     sasl.mechanisms must be PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (GSSAPI is not built in)",
                 ));
             }
         }
