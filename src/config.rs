@@ -273,11 +273,7 @@ impl Settings {
             )
         })?;
         // Environment over file; the verbatim text (see `figment`).
-        for (name, value) in std::env::vars() {
-            if let Some(prop) = name.strip_prefix(LIBRDKAFKA_ENV_PREFIX).filter(|p| !p.is_empty()) {
-                settings.kafka.librdkafka.insert(prop.to_lowercase(), value);
-            }
-        }
+        settings.kafka.librdkafka.extend(librdkafka_env(std::env::vars()));
         settings.validated()
     }
 
@@ -481,6 +477,16 @@ impl Settings {
     }
 }
 
+/// `TRIBUTARY_KAFKA__LIBRDKAFKA__SASL_PASSWORD=007` → (`sasl_password`, `007`): the property
+/// as figment would name it (`validated` turns `_` into `.`), the value as text.
+fn librdkafka_env(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    vars.filter_map(|(name, value)| {
+        let prop = name.strip_prefix(LIBRDKAFKA_ENV_PREFIX).filter(|p| !p.is_empty())?;
+        Some((prop.to_lowercase(), value))
+    })
+    .collect()
+}
+
 /// Where a local probe reaches a server bound to `bind`: a wildcard address (`0.0.0.0`, `[::]`)
 /// is reached on loopback; a named host as given.
 pub fn health_url(bind: &str) -> String {
@@ -628,11 +634,20 @@ mod tests {
 
     #[test]
     fn librdkafka_values_from_the_environment_are_taken_verbatim() {
-        // figment alone would read "007" as the number 7.
-        std::env::set_var("TRIBUTARY_KAFKA__LIBRDKAFKA__CLIENT_ID", "007");
-        let s = Settings::load(None, &base());
-        std::env::remove_var("TRIBUTARY_KAFKA__LIBRDKAFKA__CLIENT_ID");
-        assert_eq!(s.unwrap().librdkafka_config()["client.id"], "007");
+        // figment alone would read "007" as the number 7 and "[x]" as a list.
+        let env = [
+            ("TRIBUTARY_KAFKA__LIBRDKAFKA__SASL_PASSWORD", "007"),
+            ("TRIBUTARY_KAFKA__LIBRDKAFKA__CLIENT_ID", "[x]"),
+            ("TRIBUTARY_KAFKA__BROKERS", "k:9092"),
+            ("TRIBUTARY_KAFKA__LIBRDKAFKA__", "ignored"),
+        ];
+        let props = librdkafka_env(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        assert_eq!(props, vec![("sasl_password".to_string(), "007".to_string()), ("client_id".to_string(), "[x]".to_string())]);
+        let mut s = Settings::load(None, &base()).unwrap();
+        s.kafka.librdkafka.extend(props);
+        let s = s.validated().unwrap();
+        assert_eq!(s.librdkafka_config()["sasl.password"], "007");
+        assert_eq!(s.librdkafka_config()["client.id"], "[x]");
     }
 
     #[test]
