@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the system packages the build needs (Debian/Ubuntu), only when missing:
-# libpq (Diesel's PostgreSQL driver), make/gcc (librdkafka and SQLite are built from source),
-# zlib. Safe to run repeatedly.
+# libpq (Diesel's PostgreSQL driver), libssl (librdkafka's TLS and SASL SCRAM), make/gcc
+# (librdkafka, SQLite and zstd are built from source), zlib. Safe to run repeatedly. The
+# static musl build needs more (musl-tools); scripts/build-static.sh installs it.
 set -euo pipefail
 need=()
-for pkg in libpq-dev zlib1g-dev make gcc g++ pkg-config; do
+for pkg in libpq-dev libssl-dev zlib1g-dev make gcc g++ pkg-config; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

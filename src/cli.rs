@@ -29,9 +29,10 @@ pub enum Command {
     Migrate(Overrides),
     /// GET /health of a running instance; exit 0 when healthy (for container health checks).
     Healthcheck {
-        /// URL to probe.
-        #[arg(long, default_value = "http://127.0.0.1:8080/health")]
-        url: String,
+        /// URL to probe. Default: /health on the port of http.bind (file or
+        /// TRIBUTARY_HTTP__BIND), on loopback when it binds every address.
+        #[arg(long)]
+        url: Option<String>,
         /// Seconds to wait for an answer.
         #[arg(long, default_value_t = 3)]
         timeout: u64,

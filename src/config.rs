@@ -19,6 +19,8 @@ use tributary_actors::storage::{redact_url, sqlite_path, Backend};
 
 /// Environment variable prefix; `__` separates nesting levels.
 pub const ENV_PREFIX: &str = "TRIBUTARY_";
+/// librdkafka properties in the environment: `TRIBUTARY_KAFKA__LIBRDKAFKA__SASL_PASSWORD`.
+const LIBRDKAFKA_ENV_PREFIX: &str = "TRIBUTARY_KAFKA__LIBRDKAFKA__";
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -32,7 +34,7 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaSettings {
     /// Comma-separated `host:port` list, like librdkafka's `bootstrap.servers`.
@@ -46,6 +48,19 @@ pub struct KafkaSettings {
     pub librdkafka: BTreeMap<String, String>,
     /// How long a revoked partition waits for its in-flight batches.
     pub revoke_timeout_ms: u64,
+}
+
+/// By hand: `librdkafka` may hold `sasl.password` and friends, which `{:?}` must not print.
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("group_id", &self.group_id)
+            .field("topics", &self.topics)
+            .field("librdkafka", &redact_properties(&self.librdkafka))
+            .field("revoke_timeout_ms", &self.revoke_timeout_ms)
+            .finish()
+    }
 }
 
 impl Default for KafkaSettings {
@@ -249,6 +264,35 @@ fn set_it(key: &str, example: &str) -> String {
 impl Settings {
     /// Layer: defaults < TOML file < environment < `overrides` (CLI flags, as dotted keys).
     pub fn load(file: Option<&Path>, overrides: &BTreeMap<String, Value>) -> Result<Self, ConfigError> {
+        let mut fig = Self::figment(file)?;
+        for (key, value) in overrides {
+            fig = fig.merge(Serialized::global(key, value));
+        }
+        let mut settings: Settings = fig.extract().map_err(|e| {
+            let key = e.path.join(".");
+            ConfigError::new(
+                if key.is_empty() { "(config)" } else { &key },
+                e.kind.to_string(),
+                "correct the value in the TOML file or environment; see docs/configuration.md",
+            )
+        })?;
+        // Environment over file; the verbatim text (see `figment`).
+        settings.kafka.librdkafka.extend(librdkafka_env(std::env::vars()));
+        settings.validated()
+    }
+
+    /// Only the `[http]` section, from the file and the environment: what `tributary
+    /// healthcheck` needs to find the server, without requiring the rest to be valid.
+    pub fn load_http(file: Option<&Path>) -> Result<HttpSettings, ConfigError> {
+        let fig = Self::figment(file)?;
+        match fig.find_value("http") {
+            Ok(_) => fig.extract_inner("http").map_err(|e| ConfigError::new("http", e.kind.to_string(), "correct the [http] section")),
+            Err(_) => Ok(HttpSettings::default()),
+        }
+    }
+
+    /// The file and environment layers.
+    fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
         let mut fig = Figment::new();
         match file {
             Some(path) if path.exists() => fig = fig.merge(Toml::file(path)),
@@ -263,20 +307,13 @@ impl Settings {
             None => {}
         }
         // Only nested names (SECTION__KEY) are configuration; TRIBUTARY_CONFIG and the test
-        // suite's TRIBUTARY_TEST_DATABASE_URL are not.
-        fig = fig.merge(Env::prefixed(ENV_PREFIX).filter(|k| k.as_str().contains("__")).split("__"));
-        for (key, value) in overrides {
-            fig = fig.merge(Serialized::global(key, value));
-        }
-        let settings: Settings = fig.extract().map_err(|e| {
-            let key = e.path.join(".");
-            ConfigError::new(
-                if key.is_empty() { "(config)" } else { &key },
-                e.kind.to_string(),
-                "correct the value in the TOML file or environment; see docs/configuration.md",
-            )
-        })?;
-        settings.validated()
+        // suite's TRIBUTARY_TEST_DATABASE_URL are not. librdkafka properties are read verbatim
+        // in `load` instead: figment would parse a value, turning a password "007" into 7.
+        let env = Env::prefixed(ENV_PREFIX).filter(|k| {
+            let k = k.as_str().to_ascii_lowercase();
+            k.contains("__") && !k.starts_with("kafka__librdkafka__")
+        });
+        Ok(fig.merge(env.split("__")))
     }
 
     /// Check every value; normalises librdkafka keys given through the environment.
@@ -309,6 +346,21 @@ impl Settings {
         }
         if let Err(e) = client.create_native_config() {
             return Err(ConfigError::new("kafka.librdkafka", e.to_string(), "use a property and value librdkafka knows (see its CONFIGURATION.md)"));
+        }
+        // TLS and SASL are set up when a client is created (CA, certificate and key files, the
+        // key's password, the SASL mechanism's provider), not when a property is set: create
+        // one now, so a wrong path fails the start with librdkafka's message naming the
+        // property, instead of the reader failing and restarting. Without a group.id this
+        // client joins nothing; it is dropped at once.
+        if k.librdkafka.keys().any(|p| p.starts_with("ssl.") || p.starts_with("sasl.") || p == "security.protocol") {
+            if let Err(e) = client.create::<rdkafka::consumer::BaseConsumer>() {
+                return Err(ConfigError::new(
+                    "kafka.librdkafka",
+                    e.to_string(),
+                    "check the TLS/SASL properties: files named must exist and be readable, a key's password must match, \
+                     sasl.mechanisms must be PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (GSSAPI is not built in)",
+                ));
+            }
         }
         let url = self.database.url.expose_secret();
         if url.is_empty() {
@@ -354,6 +406,10 @@ impl Settings {
         if !["trace", "debug", "info", "warn", "warning", "error", "critical"].contains(&self.log.level.to_lowercase().as_str()) {
             return Err(ConfigError::new("log.level", format!("{:?} is not a level", self.log.level), "use one of trace, debug, info, warn, error"));
         }
+        // An empty token (e.g. `TRIBUTARY_HTTP__ADMIN_TOKEN=` from a template) means none.
+        if self.http.admin_token.as_ref().is_some_and(|t| t.expose_secret().is_empty()) {
+            self.http.admin_token = None;
+        }
         if let Some(token) = &self.http.admin_token {
             if token.expose_secret().len() < 16 {
                 return Err(ConfigError::new("http.admin_token", "is shorter than 16 characters", "use a long random token, e.g. `openssl rand -hex 32`"));
@@ -398,12 +454,7 @@ impl Settings {
 
     /// The effective configuration as JSON, secrets redacted: for `check-config` and `/status`.
     pub fn redacted(&self) -> Value {
-        let librdkafka: BTreeMap<&String, String> = self
-            .kafka
-            .librdkafka
-            .iter()
-            .map(|(k, v)| (k, if is_secret_property(k) { "[REDACTED]".to_string() } else { v.clone() }))
-            .collect();
+        let librdkafka = redact_properties(&self.kafka.librdkafka);
         json!({
             "kafka": {
                 "brokers": self.kafka.brokers,
@@ -413,7 +464,7 @@ impl Settings {
                 "revoke_timeout_ms": self.kafka.revoke_timeout_ms,
             },
             "database": {
-                "url": redact_url(self.database.url.expose_secret()),
+                "url": redact_database_url(self.database.url.expose_secret()),
                 "pool_size": self.database.pool_size,
                 "batch_size": self.database.batch_size,
                 "batch_max_bytes": self.database.batch_max_bytes,
@@ -436,10 +487,63 @@ impl Settings {
     }
 }
 
-/// librdkafka properties whose values are secrets.
-fn is_secret_property(key: &str) -> bool {
+/// `TRIBUTARY_KAFKA__LIBRDKAFKA__SASL_PASSWORD=007` → (`sasl_password`, `007`): the property
+/// as figment would name it (`validated` turns `_` into `.`), the value as text.
+fn librdkafka_env(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    vars.filter_map(|(name, value)| {
+        let prop = name.strip_prefix(LIBRDKAFKA_ENV_PREFIX).filter(|p| !p.is_empty())?;
+        Some((prop.to_lowercase(), value))
+    })
+    .collect()
+}
+
+/// Where a local probe reaches a server bound to `bind`: a wildcard address (`0.0.0.0`, `[::]`)
+/// is reached on loopback; a named host as given.
+pub fn health_url(bind: &str) -> String {
+    let (host, port) = bind.rsplit_once(':').unwrap_or((bind, "8080"));
+    let host = match host {
+        "" | "0.0.0.0" => "127.0.0.1",
+        "[::]" | "::" => "[::1]",
+        other => other,
+    };
+    format!("http://{host}:{port}/health")
+}
+
+/// librdkafka properties whose values are secrets: passwords (`sasl.password`,
+/// `ssl.key.password`, `ssl.keystore.password`), client secrets
+/// (`sasl.oauthbearer.client.secret`), inline keys and certificates (`ssl.key.pem`, `*.pem`,
+/// `ssl_key`), and configuration strings that embed credentials (`sasl.jaas.config`,
+/// `sasl.oauthbearer.config`). Matched loosely on purpose: a new librdkafka secret property
+/// should be redacted without a code change.
+pub fn is_secret_property(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    k.contains("password") || k.contains("secret") || k.ends_with(".pem") || k.contains("key.pem") || k.ends_with("sasl.jaas.config")
+    k.contains("password")
+        || k.contains("secret")
+        || k.ends_with(".pem")
+        || k.contains("key.pem")
+        || k.contains("ssl_key")
+        || k.ends_with("sasl.jaas.config")
+        || k.ends_with("sasl.oauthbearer.config")
+}
+
+/// The database URL for display: the password (userinfo or `password=`) and libpq's
+/// `sslpassword=` (the client key's passphrase) replaced by `[REDACTED]`.
+pub fn redact_database_url(url: &str) -> String {
+    let url = redact_url(url);
+    let Some((base, query)) = url.split_once('?') else { return url };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("sslpassword") => format!("{k}=[REDACTED]"),
+            _ => kv.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", params.join("&"))
+}
+
+/// librdkafka properties with secret values replaced by `[REDACTED]`.
+pub fn redact_properties(props: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    props.iter().map(|(k, v)| (k.clone(), if is_secret_property(k) { "[REDACTED]".to_string() } else { v.clone() })).collect()
 }
 
 #[cfg(test)]
@@ -504,7 +608,115 @@ mod tests {
         let s = Settings::load(None, &o).unwrap();
         let text = s.redacted().to_string();
         assert!(!text.contains("hunter2") && !text.contains("pw-secret") && !text.contains("token-token"), "{text}");
-        assert!(!format!("{s:?}").contains("hunter2"));
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("hunter2") && !debug.contains("pw-secret") && !debug.contains("token-token"), "{debug}");
+    }
+
+    #[test]
+    fn every_librdkafka_secret_property_is_redacted_in_status_and_debug() {
+        let secrets = [
+            "sasl.password",
+            "ssl.key.password",
+            "ssl.keystore.password",
+            "ssl.key.pem",
+            "ssl_key",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.config",
+            "sasl.jaas.config",
+        ];
+        let mut settings = Settings::load(None, &base()).unwrap();
+        for (i, key) in secrets.iter().enumerate() {
+            settings.kafka.librdkafka.insert(key.to_string(), format!("leak-{i}-leak"));
+        }
+        settings.kafka.librdkafka.insert("sasl.username".into(), "alice".into());
+        settings.kafka.librdkafka.insert("security.protocol".into(), "SASL_SSL".into());
+        for text in [settings.redacted().to_string(), format!("{settings:?}")] {
+            assert!(!text.contains("leak-"), "a secret survived: {text}");
+            assert!(text.contains("alice") && text.contains("SASL_SSL"), "non-secrets stay visible: {text}");
+        }
+        for key in secrets {
+            assert!(is_secret_property(key), "{key}");
+        }
+        for key in ["sasl.username", "sasl.mechanisms", "ssl.ca.location", "security.protocol", "bootstrap.servers"] {
+            assert!(!is_secret_property(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn librdkafka_values_from_the_environment_are_taken_verbatim() {
+        // figment alone would read "007" as the number 7 and "[x]" as a list.
+        let env = [
+            ("TRIBUTARY_KAFKA__LIBRDKAFKA__SASL_PASSWORD", "007"),
+            ("TRIBUTARY_KAFKA__LIBRDKAFKA__CLIENT_ID", "[x]"),
+            ("TRIBUTARY_KAFKA__BROKERS", "k:9092"),
+            ("TRIBUTARY_KAFKA__LIBRDKAFKA__", "ignored"),
+        ];
+        let props = librdkafka_env(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        assert_eq!(props, vec![("sasl_password".to_string(), "007".to_string()), ("client_id".to_string(), "[x]".to_string())]);
+        let mut s = Settings::load(None, &base()).unwrap();
+        s.kafka.librdkafka.extend(props);
+        let s = s.validated().unwrap();
+        assert_eq!(s.librdkafka_config()["sasl.password"], "007");
+        assert_eq!(s.librdkafka_config()["client.id"], "[x]");
+    }
+
+    #[test]
+    fn tls_and_sasl_settings_reach_librdkafka() {
+        // librdkafka refuses SASL_SSL, and SCRAM, when it was built without OpenSSL; building
+        // the client (which `load` does for TLS/SASL settings) proves the support is linked in.
+        let mut o = base();
+        o.insert(
+            "kafka.librdkafka".into(),
+            json!({"security.protocol": "SASL_SSL", "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "u", "sasl.password": "p"}),
+        );
+        let s = Settings::load(None, &o).unwrap();
+        assert_eq!(s.librdkafka_config()["security.protocol"], "SASL_SSL");
+        let mut plain = base();
+        plain.insert("kafka.librdkafka".into(), json!({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN", "sasl.username": "u", "sasl.password": "p"}));
+        Settings::load(None, &plain).unwrap();
+
+        let mut client = rdkafka::ClientConfig::new();
+        client.set("bootstrap.servers", "k:9092");
+        let features = client.create_native_config().unwrap().get("builtin.features").unwrap();
+        for feature in ["ssl", "sasl_plain", "sasl_scram", "zstd"] {
+            assert!(features.split(',').any(|f| f == feature), "librdkafka lacks {feature}: {features}");
+        }
+    }
+
+    #[test]
+    fn a_missing_ca_file_fails_at_start_naming_the_property() {
+        let mut o = base();
+        o.insert("kafka.librdkafka".into(), json!({"security.protocol": "SSL", "ssl.ca.location": "/nonexistent/ca.pem"}));
+        let e = Settings::load(None, &o).unwrap_err();
+        assert_eq!(e.key, "kafka.librdkafka");
+        assert!(e.problem.contains("ssl.ca.location"), "{e}");
+    }
+
+    #[test]
+    fn database_url_passwords_are_redacted_and_ssl_settings_kept() {
+        let url = "postgres://u:pw1@h/db?sslmode=verify-full&sslpassword=pw2&password=pw3&sslrootcert=system";
+        let shown = redact_database_url(url);
+        assert!(!shown.contains("pw1") && !shown.contains("pw2") && !shown.contains("pw3"), "{shown}");
+        assert!(shown.contains("sslmode=verify-full") && shown.contains("sslrootcert=system"), "{shown}");
+        let mut o = base();
+        o.insert("database.url".into(), json!(url));
+        let text = Settings::load(None, &o).unwrap().redacted().to_string();
+        assert!(!text.contains("pw1") && !text.contains("pw2") && !text.contains("pw3"), "{text}");
+    }
+
+    #[test]
+    fn an_empty_admin_token_means_none() {
+        let mut o = base();
+        o.insert("http.admin_token".into(), json!(""));
+        assert!(Settings::load(None, &o).unwrap().http.admin_token.is_none());
+    }
+
+    #[test]
+    fn healthcheck_finds_a_wildcard_bind_on_loopback() {
+        assert_eq!(health_url("0.0.0.0:8080"), "http://127.0.0.1:8080/health");
+        assert_eq!(health_url("[::]:9000"), "http://[::1]:9000/health");
+        assert_eq!(health_url("10.1.2.3:8081"), "http://10.1.2.3:8081/health");
+        assert_eq!(health_url("127.0.0.1:8080"), "http://127.0.0.1:8080/health");
     }
 
     #[test]

@@ -128,7 +128,19 @@ fn main() -> ExitCode {
             }
             Err(c) => c,
         },
-        Command::Healthcheck { url, timeout } => healthcheck(url, *timeout),
+        Command::Healthcheck { url, timeout } => {
+            let url = match url {
+                Some(url) => url.clone(),
+                None => match Settings::load_http(cli.config.as_deref()) {
+                    Ok(http) => tributary::config::health_url(&http.bind),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::from(2);
+                    }
+                },
+            };
+            healthcheck(&url, *timeout)
+        }
         Command::Demo(args) => {
             let level = std::env::var("TRIBUTARY_LOG__LEVEL").unwrap_or_else(|_| "warn".into());
             let (log, _flush_on_exit) = telemetry::logger_with_guard(&tributary::config::LogSettings { level, ..Default::default() });
