@@ -312,12 +312,18 @@ impl Database {
                 .into_iter()
                 .map(|r| (r.reason, r.n))
                 .collect();
-            let committed = diesel::sql_query("SELECT CAST(COALESCE(sum(next_offset), 0) AS BIGINT) AS n FROM consumer_offsets WHERE group_id = $1")
-                .bind::<Text, _>(group)
-                .get_result::<Count>(c)?
-                .n;
-            Ok(Totals { rows, dead_letters, committed })
+            Ok::<_, StoreError>((rows, dead_letters))
         })
+        .map(|(rows, dead_letters)| (rows, dead_letters, self.committed(group)))
+        .and_then(|(rows, dead_letters, committed)| Ok(Totals { rows, dead_letters, committed: committed? }))
+    }
+
+    /// Committed progress of `group`: the sum of its `next_offset`s (one cheap query).
+    pub fn committed(&self, group: &str) -> Result<i64, StoreError> {
+        with_conn!(self, c => Ok(diesel::sql_query("SELECT CAST(COALESCE(sum(next_offset), 0) AS BIGINT) AS n FROM consumer_offsets WHERE group_id = $1")
+            .bind::<Text, _>(group)
+            .get_result::<Count>(c)?
+            .n))
     }
 
     /// Connections checked out right now.
