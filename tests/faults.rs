@@ -65,7 +65,7 @@ fn database_outage_opens_the_breaker_and_ingestion_resumes_by_itself() {
 }
 
 #[test]
-fn broker_down_errors_and_slow_round_trips_lose_and_duplicate_nothing() {
+fn broker_down_errors_slow_round_trips_and_leader_changes_lose_and_duplicate_nothing() {
     let mut f = Fixture::new(Kind::Sqlite, "broker", 4, 3).unwrap();
     f.produce(5_000);
     let mut s = f.settings();
@@ -96,6 +96,18 @@ fn broker_down_errors_and_slow_round_trips_lose_and_duplicate_nothing() {
     }
     drop(cluster);
     f.produce(5_000);
+
+    // Leadership moves mid-stream: every partition to broker 3, then to broker 1.
+    for leader in [3, 1] {
+        let cluster = f.kafka.cluster();
+        for p in 0..f.partitions {
+            cluster.partition_leader(&f.topic, p, Some(leader)).unwrap();
+        }
+        drop(cluster);
+        let before = f.committed();
+        f.produce(2_000);
+        stage!("progress after the leaders moved", Duration::from_secs(60), || f.committed() > before);
+    }
     f.assert_all_ingested_exactly_once(Duration::from_secs(120));
     running.stop().unwrap();
 }

@@ -352,7 +352,9 @@ fn redact_query_password(url: &str) -> String {
     let parts: Vec<String> = query
         .split('&')
         .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=[REDACTED]"),
+            Some((k, _)) if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword") => {
+                format!("{k}=[REDACTED]")
+            }
             _ => kv.to_string(),
         })
         .collect();
@@ -368,6 +370,10 @@ mod tests {
         assert_eq!(redact_url("postgres://u:s3cret@h:5432/db"), "postgres://u:[REDACTED]@h:5432/db");
         assert_eq!(redact_url("postgres://h/db?user=u&password=s3cret"), "postgres://h/db?user=u&password=[REDACTED]");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url("postgres://h/db?sslmode=verify-full&sslpassword=k3y"),
+            "postgres://h/db?sslmode=verify-full&sslpassword=[REDACTED]"
+        );
     }
 
     #[test]
