@@ -89,34 +89,37 @@ fn healthcheck(url: &str, timeout: u64) -> ExitCode {
 
 /// mimalloc 3 keeps freed pages for a second (and arena pages ten times longer) and commits
 /// arenas eagerly: under a steady ingest that doubles the RSS. Purge at once and commit on
-/// demand instead (measured with bench/: same throughput, about half the RSS). The option numbers
-/// are mimalloc 3's; each is set only if it still holds mimalloc 3's default, so a different
-/// mimalloc leaves its options alone. `MIMALLOC_*` environment variables still win.
+/// demand instead (measured with bench/: same throughput, about half the RSS). This runs as an
+/// ELF constructor, before the first allocation creates an arena (set later, the arena option
+/// no longer matters). The option numbers are mimalloc 3's; each is set only if it still holds
+/// mimalloc 3's default, so a `MIMALLOC_*` environment variable, or another mimalloc version,
+/// keeps its own value. Nothing here allocates.
 #[cfg(feature = "mimalloc")]
-fn tune_allocator() {
-    use libmimalloc_sys::{mi_option_get, mi_option_set, mi_version};
-    const PURGE_DELAY: i32 = 15; // mi_option_purge_delay, default 1000 (ms)
-    const ARENA_EAGER_COMMIT: i32 = 4; // mi_option_arena_eager_commit, default 2
-    let from_env = |name: &str| std::env::var_os(name).is_some();
-    // SAFETY: plain getters/setters of mimalloc's option table, callable at any time.
-    unsafe {
-        if mi_version() < 300 {
-            return;
-        }
-        if !from_env("MIMALLOC_PURGE_DELAY") && mi_option_get(PURGE_DELAY) == 1000 {
-            mi_option_set(PURGE_DELAY, 0);
-        }
-        if !from_env("MIMALLOC_ARENA_EAGER_COMMIT") && mi_option_get(ARENA_EAGER_COMMIT) == 2 {
-            mi_option_set(ARENA_EAGER_COMMIT, 0);
+#[used]
+#[link_section = ".init_array"]
+static TUNE_ALLOCATOR: extern "C" fn() = {
+    extern "C" fn tune_allocator() {
+        use libmimalloc_sys::{mi_option_get, mi_option_set, mi_version};
+        const PURGE_DELAY: i32 = 15; // mi_option_purge_delay, default 1000 (ms)
+        const ARENA_EAGER_COMMIT: i32 = 4; // mi_option_arena_eager_commit, default 2
+        // SAFETY: plain getters/setters of mimalloc's option table; mimalloc reads `MIMALLOC_*`
+        // from the environment itself on the first get.
+        unsafe {
+            if mi_version() < 300 {
+                return;
+            }
+            if mi_option_get(PURGE_DELAY) == 1000 {
+                mi_option_set(PURGE_DELAY, 0);
+            }
+            if mi_option_get(ARENA_EAGER_COMMIT) == 2 {
+                mi_option_set(ARENA_EAGER_COMMIT, 0);
+            }
         }
     }
-}
-
-#[cfg(not(feature = "mimalloc"))]
-fn tune_allocator() {}
+    tune_allocator
+};
 
 fn main() -> ExitCode {
-    tune_allocator();
     let cli = Cli::parse();
     match cli.command.as_ref().unwrap_or(&Command::Run(Overrides::default())) {
         Command::Run(o) => load(&cli, o).map_or_else(|c| c, run),
