@@ -69,10 +69,7 @@ pub fn commit_group<S: GroupStore>(store: &mut S, group: &str, batches: &[Parsed
         let live = || batches.iter().enumerate().filter(|(i, _)| outcomes[*i].is_none());
         let rows: Vec<RowRef<'_>> =
             live().flat_map(|(_, b)| b.rows.iter().map(move |row| RowRef { partition: &b.partition, row })).collect();
-        let mut refused: Vec<(usize, String, String)> = Vec::new();
-        if !rows.is_empty() {
-            insert_isolating(s, &rows, 0..rows.len(), buf, &mut refused)?;
-        }
+        let refused = insert_refusing(s, &rows, buf)?;
         let mut rejected: Vec<Vec<DeadLetter>> = batches.iter().map(|_| Vec::new()).collect();
         let batch_of = |key: &PartitionKey| batches.iter().position(|b| &b.partition == key).unwrap_or(0);
         for (i, sqlstate, message) in refused {
@@ -98,6 +95,20 @@ pub fn commit_group<S: GroupStore>(store: &mut S, group: &str, batches: &[Parsed
             .collect();
         Ok(GroupCommit { outcomes, rejected })
     })
+}
+
+/// Insert `rows`, isolating the ones the database refuses (see the module doc); returns them as
+/// (index in `rows`, SQLSTATE, message). Everything else is inserted.
+pub(super) fn insert_refusing<S: GroupStore>(
+    s: &mut S,
+    rows: &[RowRef<'_>],
+    buf: &mut Vec<u8>,
+) -> Result<Vec<(usize, String, String)>, StoreError> {
+    let mut refused = Vec::new();
+    if !rows.is_empty() {
+        insert_isolating(s, rows, 0..rows.len(), buf, &mut refused)?;
+    }
+    Ok(refused)
 }
 
 /// Insert `rows[range]` in a savepoint; when the database refuses the data, bisect until the

@@ -301,7 +301,7 @@ impl Database {
 
     /// Rows, dead letters by reason (for `topic`) and committed progress (for `group`).
     pub fn totals(&self, topic: &str, group: &str) -> Result<Totals, StoreError> {
-        with_conn!(self, c => {
+        let (rows, dead_letters) = with_conn!(self, c => {
             let rows = diesel::sql_query("SELECT count(*) AS n FROM events WHERE topic = $1")
                 .bind::<Text, _>(topic)
                 .get_result::<Count>(c)?
@@ -313,9 +313,8 @@ impl Database {
                 .map(|r| (r.reason, r.n))
                 .collect();
             Ok::<_, StoreError>((rows, dead_letters))
-        })
-        .map(|(rows, dead_letters)| (rows, dead_letters, self.committed(group)))
-        .and_then(|(rows, dead_letters, committed)| Ok(Totals { rows, dead_letters, committed: committed? }))
+        })?;
+        Ok(Totals { rows, dead_letters, committed: self.committed(group)? })
     }
 
     /// Committed progress of `group`: the sum of its `next_offset`s (one cheap query).

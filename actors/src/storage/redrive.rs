@@ -16,7 +16,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Binary, Integer, Nullable, Text, Timestamptz};
 use serde::{Deserialize, Serialize};
 
-use super::commit::{GroupStore, RowRef};
+use super::commit::{insert_refusing, GroupStore, RowRef};
 use super::{Database, StoreError};
 use crate::messages::{EventRow, PartitionKey, RawMessage};
 use crate::parse::{parse_message, ParseOptions, Parsed};
@@ -272,7 +272,7 @@ fn postgres(conn: &mut PgConnection, filter: &RedriveFilter, opts: &ParseOptions
             vec![true; rows.len()]
         } else {
             let key = PartitionKey { topic: topic.clone(), partition };
-            insert_rows(conn, &rows, |c, rows| c.insert_events(&row_refs(&key, rows), &mut buf))?
+            insert_rows(conn, &key, &rows, &mut buf)?
         };
         let mut done = Vec::new();
         for ((row, reason), ok) in rows.iter().zip(&reasons).zip(inserted) {
@@ -304,29 +304,16 @@ fn postgres(conn: &mut PgConnection, filter: &RedriveFilter, opts: &ParseOptions
     Ok(report)
 }
 
-/// Insert rows with `insert` all at once inside a savepoint; if the database refuses the data
-/// (SQLSTATE 22/23), retry one row per savepoint so only the refused ones stay dead letters.
-/// Returns, per row, whether it was inserted.
-fn row_refs<'a>(partition: &'a PartitionKey, rows: &'a [EventRow]) -> Vec<RowRef<'a>> {
-    rows.iter().map(|row| RowRef { partition, row }).collect()
-}
-
-fn insert_rows<C>(conn: &mut C, rows: &[EventRow], mut insert: impl FnMut(&mut C, &[EventRow]) -> Result<(), StoreError>) -> Result<Vec<bool>, StoreError>
-where
-    C: diesel::Connection,
-{
-    match conn.transaction(|c| insert(c, rows)) {
-        Ok(()) => Ok(vec![true; rows.len()]),
-        Err(StoreError::Rejected { .. }) => rows
-            .iter()
-            .map(|r| match conn.transaction(|c| insert(c, std::slice::from_ref(r))) {
-                Ok(()) => Ok(true),
-                Err(StoreError::Rejected { .. }) => Ok(false),
-                Err(e) => Err(e),
-            })
-            .collect(),
-        Err(e) => Err(e),
+/// Insert `rows` of one partition with the group commit's isolation of refused rows (bisection
+/// in savepoints): the rows the database refuses stay dead letters. Returns, per row, whether
+/// it was inserted.
+fn insert_rows<S: GroupStore>(conn: &mut S, partition: &PartitionKey, rows: &[EventRow], buf: &mut Vec<u8>) -> Result<Vec<bool>, StoreError> {
+    let refs: Vec<RowRef<'_>> = rows.iter().map(|row| RowRef { partition, row }).collect();
+    let mut inserted = vec![true; rows.len()];
+    for (i, _, _) in insert_refusing(conn, &refs, buf)? {
+        inserted[i] = false;
     }
+    Ok(inserted)
 }
 
 // ---- SQLite ------------------------------------------------------------------------------------
@@ -389,7 +376,7 @@ fn sqlite(conn: &mut SqliteConnection, filter: &RedriveFilter, opts: &ParseOptio
             vec![true; rows.len()]
         } else {
             let key = PartitionKey { topic: topic.clone(), partition };
-            insert_rows(conn, &rows, |c, rows| c.insert_events(&row_refs(&key, rows), &mut Vec::new()))?
+            insert_rows(conn, &key, &rows, &mut Vec::new())?
         };
         let mut done = Vec::new();
         for ((row, reason), ok) in rows.iter().zip(&reasons).zip(inserted) {
