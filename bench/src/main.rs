@@ -57,6 +57,35 @@ struct Args {
     /// The tributary binary to run (default: next to this one).
     #[arg(long)]
     tributary: Option<PathBuf>,
+    /// Reuse a topic that already holds `--events` generated events (from an earlier run on the
+    /// same broker, e.g. with `--phases produce`) instead of producing a new one.
+    #[arg(long)]
+    topic: Option<String>,
+    /// The phases to run (for profiling one of them); figures of skipped phases are null.
+    #[arg(long, value_delimiter = ',', default_values_t = Phase::ALL.to_vec())]
+    phases: Vec<Phase>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Phase {
+    Produce,
+    Consume,
+    PgCopy,
+    SqliteRaw,
+    Pg,
+    Sqlite,
+    Latency,
+}
+
+impl Phase {
+    const ALL: [Phase; 7] = [Phase::Produce, Phase::Consume, Phase::PgCopy, Phase::SqliteRaw, Phase::Pg, Phase::Sqlite, Phase::Latency];
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use clap::ValueEnum;
+        f.write_str(self.to_possible_value().expect("no skipped variants").get_name())
+    }
 }
 
 // ---- data -------------------------------------------------------------------------------------
@@ -416,6 +445,14 @@ fn commit_latency(bin: &PathBuf, mock: Option<&MockKafka>, brokers: &str, url: &
     (q(0.5), q(0.99))
 }
 
+/// Let PostgreSQL write out what earlier phases left (a million rows of WAL to checkpoint), so
+/// every measured phase starts from a quiet server instead of paying for the one before it.
+fn quiesce(admin: &str) {
+    use diesel::{Connection, RunQueryDsl};
+    let mut c = diesel::PgConnection::establish(admin).expect("connect to --database-url");
+    diesel::sql_query("CHECKPOINT").execute(&mut c).expect("checkpoint (the user needs pg_checkpoint or superuser)");
+}
+
 fn main() {
     let args = Args::parse();
     let bin = args.tributary.clone().unwrap_or_else(|| {
@@ -426,58 +463,93 @@ fn main() {
     let brokers = args.brokers.clone().unwrap_or_else(|| mock.as_ref().map(|m| m.bootstrap_servers().to_string()).unwrap_or_default());
     let partitions = args.partitions.unwrap_or(if mock.is_some() { ((args.events * 420) / 4_500_000).max(4) as i32 } else { 8 });
     let n = args.events;
-    let topic = format!("bench-{}", chrono::Utc::now().timestamp_micros());
-    eprintln!("bench: {n} events, {partitions} partitions, {}", if mock.is_some() { "mock cluster".to_string() } else { format!("brokers {brokers}") });
+    let run = |p: Phase| args.phases.contains(&p);
+    let topic = args.topic.clone().unwrap_or_else(|| format!("bench-{}", chrono::Utc::now().timestamp_micros()));
+    eprintln!("bench: {n} events, {partitions} partitions, topic {topic}, {}", if mock.is_some() { "mock cluster".to_string() } else { format!("brokers {brokers}") });
 
-    create_topic(mock.as_ref(), &brokers, &topic, partitions);
-    let produce_rate = produce(&brokers, &topic, partitions, 0, n, None);
-    eprintln!("  produced            {produce_rate:>12.0} events/s");
-    let consume = raw_consume(&brokers, &topic, partitions, n);
-    eprintln!("  raw consume         {consume:>12.0} events/s");
+    let produce_rate = (args.topic.is_none()).then(|| {
+        create_topic(mock.as_ref(), &brokers, &topic, partitions);
+        let rate = produce(&brokers, &topic, partitions, 0, n, None);
+        eprintln!("  produced            {rate:>12.0} events/s");
+        rate
+    });
+    let consume = run(Phase::Consume).then(|| {
+        let rate = raw_consume(&brokers, &topic, partitions, n);
+        eprintln!("  raw consume         {rate:>12.0} events/s");
+        rate
+    });
 
-    let batches = parsed_batches(n, partitions, BatchLimits::default().max_messages);
-    let pg_raw_db = TempPg::create(&args.database_url);
-    let pg_copy = raw_pg_copy(&pg_raw_db.url, &batches);
-    eprintln!("  raw PostgreSQL COPY {pg_copy:>12.0} rows/s");
     let dir = tempfile::tempdir().expect("temp dir");
-    let sqlite_raw = raw_sqlite_insert(&format!("sqlite://{}", dir.path().join("raw.db").display()), &batches);
-    eprintln!("  raw SQLite insert   {sqlite_raw:>12.0} rows/s");
-    drop(batches);
+    let (pg_copy, sqlite_raw) = if run(Phase::PgCopy) || run(Phase::SqliteRaw) {
+        let batches = parsed_batches(n, partitions, BatchLimits::default().max_messages);
+        let pg_copy = run(Phase::PgCopy).then(|| {
+            let db = TempPg::create(&args.database_url);
+            quiesce(&args.database_url);
+            let rate = raw_pg_copy(&db.url, &batches);
+            eprintln!("  raw PostgreSQL COPY {rate:>12.0} rows/s");
+            rate
+        });
+        let sqlite_raw = run(Phase::SqliteRaw).then(|| {
+            let rate = raw_sqlite_insert(&format!("sqlite://{}", dir.path().join("raw.db").display()), &batches);
+            eprintln!("  raw SQLite insert   {rate:>12.0} rows/s");
+            rate
+        });
+        (pg_copy, sqlite_raw)
+    } else {
+        (None, None)
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (a / b * 1000.0).round() / 1000.0);
+    let pct = |a: f64, b: Option<f64>| b.map_or("-".to_string(), |b| format!("{:.0}%", 100.0 * a / b));
 
-    let pg_e2e_db = TempPg::create(&args.database_url);
-    let pg = end_to_end(&bin, &brokers, &topic, &pg_e2e_db.url, n, true);
-    eprintln!("  tributary → PG      {:>12.0} events/s  ({:.0}% of COPY, {:.0}% of consume)", pg.per_s, 100.0 * pg.per_s / pg_copy, 100.0 * pg.per_s / consume);
-    let sq_url = format!("sqlite://{}", dir.path().join("e2e.db").display());
-    let sq = end_to_end(&bin, &brokers, &topic, &sq_url, n, false);
-    eprintln!("  tributary → SQLite  {:>12.0} events/s  ({:.0}% of raw insert)", sq.per_s, 100.0 * sq.per_s / sqlite_raw);
-    eprintln!("  RSS (PG run)        peak {:.1} MiB, steady {:.1} MiB; CPU {:.2} s per 100k events", pg.rss_peak_mib, pg.rss_steady_mib, pg.cpu_per_100k_s);
-    let (health_rps, health_p99) = pg.health.unwrap_or((f64::NAN, f64::NAN));
-    eprintln!("  /health under load  {health_rps:.0} req/s, p99 {health_p99:.2} ms");
-    let lat_db = TempPg::create(&args.database_url);
-    let (p50, p99) = commit_latency(&bin, mock.as_ref(), &brokers, &lat_db.url, args.latency_rate, args.latency_seconds);
-    eprintln!("  commit latency at {} events/s: p50 ≤ {p50:.0} ms, p99 ≤ {p99:.0} ms (histogram bucket bounds)", args.latency_rate);
+    let pg = run(Phase::Pg).then(|| {
+        let db = TempPg::create(&args.database_url);
+        quiesce(&args.database_url);
+        let pg = end_to_end(&bin, &brokers, &topic, &db.url, n, true);
+        eprintln!("  tributary → PG      {:>12.0} events/s  ({} of COPY, {} of consume)", pg.per_s, pct(pg.per_s, pg_copy), pct(pg.per_s, consume));
+        eprintln!("  RSS (PG run)        peak {:.1} MiB, steady {:.1} MiB; CPU {:.2} s per 100k events", pg.rss_peak_mib, pg.rss_steady_mib, pg.cpu_per_100k_s);
+        let (rps, p99) = pg.health.unwrap_or((f64::NAN, f64::NAN));
+        eprintln!("  /health under load  {rps:.0} req/s, p99 {p99:.2} ms");
+        pg
+    });
+    let sq = run(Phase::Sqlite).then(|| {
+        let sq = end_to_end(&bin, &brokers, &topic, &format!("sqlite://{}", dir.path().join("e2e.db").display()), n, false);
+        eprintln!("  tributary → SQLite  {:>12.0} events/s  ({} of raw insert)", sq.per_s, pct(sq.per_s, sqlite_raw));
+        eprintln!("  RSS (SQLite run)    peak {:.1} MiB, steady {:.1} MiB; CPU {:.2} s per 100k events", sq.rss_peak_mib, sq.rss_steady_mib, sq.cpu_per_100k_s);
+        sq
+    });
+    let latency = run(Phase::Latency).then(|| {
+        let db = TempPg::create(&args.database_url);
+        quiesce(&args.database_url);
+        let (p50, p99) = commit_latency(&bin, mock.as_ref(), &brokers, &db.url, args.latency_rate, args.latency_seconds);
+        eprintln!("  commit latency at {} events/s: p50 ≤ {p50:.0} ms, p99 ≤ {p99:.0} ms (histogram bucket bounds)", args.latency_rate);
+        (p50, p99)
+    });
 
+    let r1 = |x: f64| (x * 10.0).round() / 10.0;
+    let health = pg.as_ref().and_then(|p| p.health);
     let summary = json!({
         "events": n,
         "partitions": partitions,
         "broker": if mock.is_some() { "mock" } else { "real" },
-        "produce_per_s": produce_rate.round(),
-        "consume_per_s": consume.round(),
-        "pg_copy_per_s": pg_copy.round(),
-        "pg_e2e_per_s": pg.per_s.round(),
-        "pg_ratio": (pg.per_s / pg_copy * 1000.0).round() / 1000.0,
-        "consume_ratio": (pg.per_s / consume * 1000.0).round() / 1000.0,
-        "sqlite_raw_per_s": sqlite_raw.round(),
-        "sqlite_e2e_per_s": sq.per_s.round(),
-        "sqlite_ratio": (sq.per_s / sqlite_raw * 1000.0).round() / 1000.0,
-        "rss_peak_mib": (pg.rss_peak_mib * 10.0).round() / 10.0,
-        "rss_steady_mib": (pg.rss_steady_mib * 10.0).round() / 10.0,
-        "sqlite_rss_peak_mib": (sq.rss_peak_mib * 10.0).round() / 10.0,
-        "cpu_s_per_100k": (pg.cpu_per_100k_s * 1000.0).round() / 1000.0,
-        "commit_p50_ms": p50,
-        "commit_p99_ms": p99,
-        "health_rps": health_rps.round(),
-        "health_p99_ms": (health_p99 * 100.0).round() / 100.0,
+        "produce_per_s": produce_rate.map(f64::round),
+        "consume_per_s": consume.map(f64::round),
+        "pg_copy_per_s": pg_copy.map(f64::round),
+        "pg_e2e_per_s": pg.as_ref().map(|p| p.per_s.round()),
+        "pg_ratio": ratio(pg.as_ref().map(|p| p.per_s), pg_copy),
+        "consume_ratio": ratio(pg.as_ref().map(|p| p.per_s), consume),
+        "sqlite_raw_per_s": sqlite_raw.map(f64::round),
+        "sqlite_e2e_per_s": sq.as_ref().map(|s| s.per_s.round()),
+        "sqlite_ratio": ratio(sq.as_ref().map(|s| s.per_s), sqlite_raw),
+        "rss_peak_mib": pg.as_ref().map(|p| r1(p.rss_peak_mib)),
+        "rss_steady_mib": pg.as_ref().map(|p| r1(p.rss_steady_mib)),
+        "sqlite_rss_peak_mib": sq.as_ref().map(|s| r1(s.rss_peak_mib)),
+        "sqlite_rss_steady_mib": sq.as_ref().map(|s| r1(s.rss_steady_mib)),
+        "cpu_s_per_100k": pg.as_ref().map(|p| (p.cpu_per_100k_s * 1000.0).round() / 1000.0),
+        "sqlite_cpu_s_per_100k": sq.as_ref().map(|s| (s.cpu_per_100k_s * 1000.0).round() / 1000.0),
+        "commit_p50_ms": latency.map(|l| l.0),
+        "commit_p99_ms": latency.map(|l| l.1),
+        "health_rps": health.map(|h| h.0.round()),
+        "health_p99_ms": health.map(|h| (h.1 * 100.0).round() / 100.0),
     });
     println!("{summary}");
 }
