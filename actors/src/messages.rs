@@ -74,20 +74,124 @@ pub struct RawBatch {
 pub struct EventRow {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
-    pub event_id: Option<String>,
-    pub source: Option<String>,
-    pub event_type: Option<String>,
-    pub subject: Option<String>,
     pub time: Option<DateTime<Utc>>,
-    pub datacontenttype: Option<String>,
-    /// JSON text, already validated (no NUL characters, bounded depth).
-    pub data: Option<String>,
-    /// Remaining Kafka headers as a JSON object (text).
-    pub headers: String,
     pub kafka_timestamp: Option<DateTime<Utc>>,
+    /// The text columns (id, source, type, subject, datacontenttype, data, headers).
+    pub text: RowText,
     /// The record as it arrived (moved, not copied, from the [`RawMessage`]): if the database
     /// refuses the row, it becomes a dead letter that keeps the payload and headers whole.
     pub original: Original,
+}
+
+impl EventRow {
+    pub fn event_id(&self) -> Option<&str> {
+        self.text.get(Col::EventId)
+    }
+    pub fn source(&self) -> Option<&str> {
+        self.text.get(Col::Source)
+    }
+    pub fn event_type(&self) -> Option<&str> {
+        self.text.get(Col::EventType)
+    }
+    pub fn subject(&self) -> Option<&str> {
+        self.text.get(Col::Subject)
+    }
+    pub fn datacontenttype(&self) -> Option<&str> {
+        self.text.get(Col::DataContentType)
+    }
+    /// JSON text, already validated (no NUL characters, bounded depth).
+    pub fn data(&self) -> Option<&str> {
+        self.text.get(Col::Data)
+    }
+    /// Remaining Kafka headers (and CloudEvents extensions) as a JSON object.
+    pub fn headers(&self) -> &str {
+        self.text.get(Col::Headers).unwrap_or("{}")
+    }
+}
+
+/// The text columns of an `events` row, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Col {
+    EventId,
+    Source,
+    EventType,
+    Subject,
+    DataContentType,
+    Data,
+    Headers,
+}
+
+const COLS: usize = 7;
+
+/// A row's text columns in one allocation: seven separate `String`s per row cost seven
+/// allocations (freed on another thread) and their headers; this is one buffer and the ends.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RowText {
+    buf: String,
+    ends: [usize; COLS],
+    /// Bit `i` set: column `i` is NULL.
+    nulls: u8,
+}
+
+impl RowText {
+    pub fn get(&self, col: Col) -> Option<&str> {
+        let i = col as usize;
+        if self.nulls & (1 << i) != 0 {
+            return None;
+        }
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.buf.get(start..self.ends[i])
+    }
+
+    /// Approximate heap bytes.
+    pub fn weight(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
+/// Builds a [`RowText`] column by column, in [`Col`] order.
+pub struct RowTextBuilder {
+    buf: Vec<u8>,
+    ends: [usize; COLS],
+    nulls: u8,
+    next: usize,
+}
+
+impl RowTextBuilder {
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self { buf: Vec::with_capacity(bytes), ends: [0; COLS], nulls: 0, next: 0 }
+    }
+
+    /// The next column's value.
+    pub fn push(mut self, value: Option<&str>) -> Self {
+        match value {
+            Some(v) => self.buf.extend_from_slice(v.as_bytes()),
+            None => self.nulls |= 1 << self.next,
+        }
+        self.end()
+    }
+
+    /// The next column, written by `write` (which must write UTF-8).
+    pub fn push_with(mut self, write: impl FnOnce(&mut Vec<u8>)) -> Self {
+        write(&mut self.buf);
+        self.end()
+    }
+
+    fn end(mut self) -> Self {
+        if self.next < COLS {
+            self.ends[self.next] = self.buf.len();
+            self.next += 1;
+        }
+        self
+    }
+
+    pub fn finish(mut self) -> RowText {
+        while self.next < COLS {
+            self = self.push(None);
+        }
+        let buf = String::from_utf8(self.buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        RowText { buf, ends: self.ends, nulls: self.nulls }
+    }
 }
 
 /// A record's value and headers exactly as Kafka delivered them.

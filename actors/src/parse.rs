@@ -18,7 +18,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::messages::{DeadLetter, EventRow, Original, RawMessage};
+use crate::messages::{DeadLetter, EventRow, Original, RawMessage, RowText, RowTextBuilder};
 
 /// Which formats the parser accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -191,20 +191,28 @@ fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<EventRow, Refusal>
             "parser.format = cloudevents, but the record has neither ce_specversion header nor a specversion attribute",
         ))
     } else {
-        Ok(EventRow {
-            offset: msg.offset,
-            key: msg.key.clone(),
-            event_id: None,
-            source: None,
-            event_type: None,
-            subject: None,
-            time: None,
-            datacontenttype: content_type.map(str::to_string),
-            data: Some(text.to_string()),
-            headers: headers_json(msg.headers.iter()),
-            kafka_timestamp: msg.timestamp_ms.and_then(millis_to_utc),
-            original: Original::default(),
-        })
+        let text = RowTextBuilder::with_capacity(text.len() + 64)
+            .push(None)
+            .push(None)
+            .push(None)
+            .push(None)
+            .push(content_type)
+            .push(Some(text))
+            .push_with(|out| write_headers_json(out, msg.headers.iter(), &[]))
+            .finish();
+        Ok(row(msg, None, text))
+    }
+}
+
+/// A row of `msg` with its parsed time and text columns.
+fn row(msg: &RawMessage, time: Option<DateTime<Utc>>, text: RowText) -> EventRow {
+    EventRow {
+        offset: msg.offset,
+        key: msg.key.clone(),
+        time,
+        kafka_timestamp: msg.timestamp_ms.and_then(millis_to_utc),
+        text,
+        original: Original::default(),
     }
 }
 
@@ -343,39 +351,35 @@ fn parse_binary(
             check_nul(v, place)?;
         }
     }
-    let data = if payload.is_empty() {
+    let data: Option<Cow<'_, str>> = if payload.is_empty() {
         None
     } else if content_type.is_none_or(is_json_content_type) {
         let text = std::str::from_utf8(payload)
             .map_err(|e| Refusal::new(Reason::InvalidUtf8, format!("value is not UTF-8: {e}")))?;
         scan_json(text.as_bytes(), opts.max_depth)?;
         validate_json(text)?;
-        Some(text.to_string())
+        Some(Cow::Borrowed(text))
     } else {
         // Non-JSON data is kept as a JSON string: text when it is clean UTF-8, else base64.
-        Some(match std::str::from_utf8(payload) {
+        Some(Cow::Owned(match std::str::from_utf8(payload) {
             Ok(text) if !text.contains('\0') => json_string(text),
             _ => json_string(&base64::engine::general_purpose::STANDARD.encode(payload)),
-        })
+        }))
     };
     let remaining = msg
         .headers
         .iter()
         .filter(|(k, _)| !ce_attribute(k).is_some_and(is_core_attribute) && !k.eq_ignore_ascii_case("content-type"));
-    Ok(EventRow {
-        offset: msg.offset,
-        key: msg.key.clone(),
-        event_id: Some(id.to_string()),
-        source: Some(source.to_string()),
-        event_type: Some(event_type.to_string()),
-        subject: subject.map(str::to_string),
-        time,
-        datacontenttype: content_type.map(str::to_string),
-        data,
-        headers: headers_json(remaining),
-        kafka_timestamp: msg.timestamp_ms.and_then(millis_to_utc),
-        original: Original::default(),
-    })
+    let text = RowTextBuilder::with_capacity(payload.len() + 128)
+        .push(Some(id))
+        .push(Some(source))
+        .push(Some(event_type))
+        .push(subject)
+        .push(content_type)
+        .push(data.as_deref())
+        .push_with(|out| write_headers_json(out, remaining, &[]))
+        .finish();
+    Ok(row(msg, time, text))
 }
 
 /// The attribute name of a `ce_*` header (prefix matched case-insensitively), if it is one.
@@ -409,58 +413,59 @@ const CORE_ATTRIBUTES: [&str; 9] = ["specversion", "id", "source", "type", "subj
 fn parse_structured(msg: &RawMessage, object: &Object<'_>) -> Result<EventRow, Refusal> {
     let specversion = string_attr(object, "specversion")?;
     check_specversion(required(specversion.as_deref(), "specversion")?)?;
-    let id = required(string_attr(object, "id")?.as_deref(), "id")?.to_string();
-    let source = required(string_attr(object, "source")?.as_deref(), "source")?.to_string();
-    let event_type = required(string_attr(object, "type")?.as_deref(), "type")?.to_string();
-    let subject = string_attr(object, "subject")?.map(Cow::into_owned);
+    let id = string_attr(object, "id")?;
+    let id = required(id.as_deref(), "id")?;
+    let source = string_attr(object, "source")?;
+    let source = required(source.as_deref(), "source")?;
+    let event_type = string_attr(object, "type")?;
+    let event_type = required(event_type.as_deref(), "type")?;
+    let subject = string_attr(object, "subject")?;
     let time = parse_time(string_attr(object, "time")?.as_deref())?;
-    let datacontenttype = string_attr(object, "datacontenttype")?.map(Cow::into_owned);
+    let datacontenttype = string_attr(object, "datacontenttype")?;
     let data = match (object.get("data"), object.get("data_base64")) {
         (Some(_), Some(_)) => {
             return Err(Refusal::new(Reason::InvalidAttribute, "both data and data_base64 are present"));
         }
         (Some(raw), None) if raw.get() == "null" => None,
         (None, None) => None,
-        (Some(raw), None) => Some(raw.get().to_string()),
-        (None, Some(_)) => {
+        (Some(raw), None) => Some(raw.get()),
+        (None, Some(raw)) => {
             let b64 = string_attr(object, "data_base64")?.unwrap_or_default();
             if base64::engine::general_purpose::STANDARD.decode(b64.as_bytes()).is_err() {
                 return Err(Refusal::new(Reason::InvalidAttribute, "data_base64 is not valid base64"));
             }
             // Kept as the JSON string it already is.
-            object.get("data_base64").map(|raw| raw.get().to_string())
+            Some(raw.get())
         }
     };
     // Extension attributes travel along in `headers`, prefixed `ce_`.
     let mut extensions: Vec<(&str, &RawValue)> =
         object.iter().filter(|(k, _)| !CORE_ATTRIBUTES.contains(&k.as_ref())).map(|(k, v)| (k.as_ref(), *v)).collect();
     extensions.sort_unstable_by_key(|(k, _)| *k);
-    Ok(EventRow {
-        offset: msg.offset,
-        key: msg.key.clone(),
-        event_id: Some(id),
-        source: Some(source),
-        event_type: Some(event_type),
-        subject,
-        time,
-        datacontenttype,
-        data,
-        headers: headers_json_with(msg.headers.iter(), &extensions),
-        kafka_timestamp: msg.timestamp_ms.and_then(millis_to_utc),
-        original: Original::default(),
-    })
+    let text = RowTextBuilder::with_capacity(msg.payload.as_ref().map_or(0, Vec::len) + 64)
+        .push(Some(id))
+        .push(Some(source))
+        .push(Some(event_type))
+        .push(subject.as_deref())
+        .push(datacontenttype.as_deref())
+        .push(data)
+        .push_with(|out| write_headers_json(out, msg.headers.iter(), &extensions))
+        .finish();
+    Ok(row(msg, time, text))
 }
 
 /// Kafka headers as a JSON object: UTF-8 values (without NUL) as strings, others as
 /// `{"base64": "..."}`, null values as null. Written directly, without building a tree; a
 /// repeated name appears twice and the database keeps the last.
 pub fn headers_json<'a>(headers: impl Iterator<Item = &'a (String, Option<Vec<u8>>)>) -> String {
-    headers_json_with(headers, &[])
+    let mut out: Vec<u8> = Vec::with_capacity(64);
+    write_headers_json(&mut out, headers, &[]);
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// [`headers_json`] plus CloudEvents extension attributes as `ce_<name>` members.
-fn headers_json_with<'a>(headers: impl Iterator<Item = &'a (String, Option<Vec<u8>>)>, extensions: &[(&str, &RawValue)]) -> String {
-    let mut out: Vec<u8> = Vec::with_capacity(64);
+/// [`headers_json`] plus CloudEvents extension attributes as `ce_<name>` members, appended to
+/// `out` (UTF-8 in, UTF-8 out).
+fn write_headers_json<'a>(out: &mut Vec<u8>, headers: impl Iterator<Item = &'a (String, Option<Vec<u8>>)>, extensions: &[(&str, &RawValue)]) {
     out.push(b'{');
     let mut first = true;
     let mut sep = |out: &mut Vec<u8>| {
@@ -470,27 +475,27 @@ fn headers_json_with<'a>(headers: impl Iterator<Item = &'a (String, Option<Vec<u
         first = false;
     };
     for (name, value) in headers {
-        sep(&mut out);
+        sep(out);
         if name.contains('\0') {
-            write_json_str(&mut out, &name.replace('\0', "\u{FFFD}"));
+            write_json_str(out, &name.replace('\0', "\u{FFFD}"));
         } else {
-            write_json_str(&mut out, name);
+            write_json_str(out, name);
         }
         out.push(b':');
         match value {
             None => out.extend_from_slice(b"null"),
             Some(bytes) => match std::str::from_utf8(bytes) {
-                Ok(s) if !s.contains('\0') => write_json_str(&mut out, s),
+                Ok(s) if !s.contains('\0') => write_json_str(out, s),
                 _ => {
                     out.extend_from_slice(b"{\"base64\":");
-                    write_json_str(&mut out, &base64::engine::general_purpose::STANDARD.encode(bytes));
+                    write_json_str(out, &base64::engine::general_purpose::STANDARD.encode(bytes));
                     out.push(b'}');
                 }
             },
         }
     }
     for (name, raw) in extensions {
-        sep(&mut out);
+        sep(out);
         out.extend_from_slice(b"\"ce_");
         // The name came out of a JSON string: re-escape it (without its quotes).
         let mut quoted = Vec::with_capacity(name.len() + 2);
@@ -500,7 +505,6 @@ fn headers_json_with<'a>(headers: impl Iterator<Item = &'a (String, Option<Vec<u
         out.extend_from_slice(raw.get().as_bytes());
     }
     out.push(b'}');
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 fn json_string(s: &str) -> String {
@@ -565,13 +569,14 @@ mod tests {
     #[test]
     fn structured_cloudevent_becomes_a_row_with_attributes() {
         let r = row_of(&msg(Some(STRUCTURED), &[]), &ParseOptions::default());
-        assert_eq!(r.event_id.as_deref(), Some("e-1"));
-        assert_eq!(r.source.as_deref(), Some("/orders"));
-        assert_eq!(r.event_type.as_deref(), Some("order.created"));
-        assert_eq!(r.subject.as_deref(), Some("o-9"));
+        assert_eq!(r.event_id(), Some("e-1"));
+        assert_eq!(r.source(), Some("/orders"));
+        assert_eq!(r.event_type(), Some("order.created"));
+        assert_eq!(r.subject(), Some("o-9"));
         assert_eq!(r.time.unwrap().to_rfc3339(), "2024-05-01T12:00:00+00:00");
-        assert_eq!(r.data.as_deref(), Some(r#"{"amount":12.5}"#));
-        assert!(r.headers.contains("ce_traceparent"), "extensions kept: {}", r.headers);
+        assert_eq!(r.data(), Some(r#"{"amount":12.5}"#));
+        assert_eq!(r.datacontenttype(), Some("application/json"));
+        assert!(r.headers().contains("ce_traceparent"), "extensions kept: {}", r.headers());
         assert_eq!(r.kafka_timestamp.unwrap().timestamp_millis(), 1_700_000_000_000);
     }
 
@@ -582,10 +587,13 @@ mod tests {
             &[("ce_specversion", b"1.0"), ("ce_id", b"b-1"), ("ce_source", b"/s"), ("ce_type", b"t"), ("content-type", b"application/json"), ("trace", b"x")],
         );
         let r = row_of(&m, &ParseOptions::default());
-        assert_eq!(r.event_id.as_deref(), Some("b-1"));
-        assert_eq!(r.datacontenttype.as_deref(), Some("application/json"));
-        assert_eq!(r.data.as_deref(), Some(r#"{"n":1}"#));
-        assert_eq!(r.headers, r#"{"trace":"x"}"#);
+        assert_eq!(r.event_id(), Some("b-1"));
+        assert_eq!(r.source(), Some("/s"));
+        assert_eq!(r.event_type(), Some("t"));
+        assert_eq!(r.subject(), None);
+        assert_eq!(r.datacontenttype(), Some("application/json"));
+        assert_eq!(r.data(), Some(r#"{"n":1}"#));
+        assert_eq!(r.headers(), r#"{"trace":"x"}"#);
     }
 
     #[test]
@@ -593,28 +601,30 @@ mod tests {
         // "ab€": byte 3 falls inside the euro sign, where slicing a &str would panic.
         let m = msg(Some(b"{}"), &[("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t"), ("ab\u{20ac}x", b"v"), ("CE_Time", b"2024-01-01T00:00:00Z")]);
         let r = row_of(&m, &ParseOptions::default());
-        assert!(r.headers.contains("ab\u{20ac}x"), "kept as an ordinary header: {}", r.headers);
+        assert!(r.headers().contains("ab\u{20ac}x"), "kept as an ordinary header: {}", r.headers());
         assert!(r.time.is_some(), "the ce_ prefix matches case-insensitively");
     }
 
     #[test]
     fn binary_cloudevent_with_text_data_keeps_it_as_a_json_string() {
         let m = msg(Some(b"hello"), &[("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t"), ("content-type", b"text/plain")]);
-        assert_eq!(row_of(&m, &ParseOptions::default()).data.as_deref(), Some("\"hello\""));
+        assert_eq!(row_of(&m, &ParseOptions::default()).data(), Some("\"hello\""));
     }
 
     #[test]
     fn plain_json_object_is_stored_whole() {
         let r = row_of(&msg(Some(br#"{"user":"a","n":[1,2]}"#), &[]), &ParseOptions::default());
-        assert_eq!(r.event_id, None);
-        assert_eq!(r.data.as_deref(), Some(r#"{"user":"a","n":[1,2]}"#));
+        assert_eq!(r.event_id(), None);
+        assert_eq!(r.datacontenttype(), None);
+        assert_eq!(r.data(), Some(r#"{"user":"a","n":[1,2]}"#));
+        assert_eq!(r.headers(), "{}");
     }
 
     #[test]
     fn json_format_does_not_interpret_cloudevents() {
         let opts = ParseOptions { format: Format::Json, ..Default::default() };
         let r = row_of(&msg(Some(STRUCTURED), &[]), &opts);
-        assert_eq!(r.event_id, None);
+        assert_eq!(r.event_id(), None);
     }
 
     #[test]

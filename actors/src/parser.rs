@@ -41,16 +41,22 @@ pub fn parse_batch(batch: RawBatch, opts: &ParseOptions) -> ParsedBatch {
     let mut dead_letters = Vec::new();
     let mut oldest: Option<i64> = None;
     let message_count = batch.messages.len();
-    for m in batch.messages {
+    for mut m in batch.messages {
         if let Some(ts) = m.timestamp_ms {
             oldest = Some(oldest.map_or(ts, |o| o.min(ts)));
         }
+        // The key goes to the row or the dead letter as it is: moved, not copied.
+        let key = m.key.take();
         match parse_message(&m, opts) {
             Parsed::Row(mut r) => {
+                r.key = key;
                 r.original = Original { payload: m.payload, headers: m.headers };
                 rows.push(r);
             }
-            Parsed::Dead(d) => dead_letters.push(d),
+            Parsed::Dead(mut d) => {
+                d.key = key;
+                dead_letters.push(d);
+            }
         }
     }
     ParsedBatch {

@@ -85,14 +85,15 @@ proptest! {
         match parse_message(&msg, &opts) {
             Parsed::Row(row) => {
                 prop_assert_eq!(row.offset, offset);
-                if let Some(data) = &row.data {
+                if let Some(data) = row.data() {
                     let v: serde_json::Value = serde_json::from_str(data).expect("data is valid JSON");
                     prop_assert!(!has_nul(&v), "no NUL reaches the database: {}", data);
                 }
-                let h: serde_json::Value = serde_json::from_str(&row.headers).expect("headers are valid JSON");
+                let h: serde_json::Value = serde_json::from_str(row.headers()).expect("headers are valid JSON");
                 prop_assert!(h.is_object());
-                prop_assert!(!row.headers.contains('\0'));
-                for text in [&row.event_id, &row.source, &row.event_type, &row.subject, &row.datacontenttype].into_iter().flatten() {
+                prop_assert!(!row.headers().contains('\0'));
+                prop_assert_eq!(&row.key, &msg.key);
+                for text in [row.event_id(), row.source(), row.event_type(), row.subject(), row.datacontenttype()].into_iter().flatten() {
                     prop_assert!(!text.contains('\0'));
                 }
             }

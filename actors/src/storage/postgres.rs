@@ -59,14 +59,14 @@ pub fn encode_event(enc: &mut CopyEncoder<'_>, topic: &str, partition: i32, r: &
     enc.int4(partition);
     enc.int8(r.offset);
     enc.bytes(r.key.as_deref());
-    enc.text(r.event_id.as_deref());
-    enc.text(r.source.as_deref());
-    enc.text(r.event_type.as_deref());
-    enc.text(r.subject.as_deref());
+    enc.text(r.event_id());
+    enc.text(r.source());
+    enc.text(r.event_type());
+    enc.text(r.subject());
     enc.timestamptz(r.time);
-    enc.text(r.datacontenttype.as_deref());
-    enc.jsonb(r.data.as_deref());
-    enc.jsonb(Some(&r.headers));
+    enc.text(r.datacontenttype());
+    enc.jsonb(r.data());
+    enc.jsonb(Some(r.headers()));
     enc.timestamptz(r.kafka_timestamp);
 }
 
