@@ -436,9 +436,13 @@ impl Settings {
         // Bound librdkafka's prefetch so memory stays small; throughput needs no more (measured
         // with bench/: the queue refills faster than the database drains it). Queued messages
         // pin whole fetch responses, so the fetch size is bounded too.
-        c.insert("queued.max.messages.kbytes".to_string(), "4096".to_string());
+        c.insert("queued.max.messages.kbytes".to_string(), "1024".to_string());
         c.insert("queued.min.messages".to_string(), "20000".to_string());
-        c.insert("fetch.max.bytes".to_string(), "8388608".to_string());
+        c.insert("fetch.max.bytes".to_string(), "4194304".to_string());
+        // When the reader holds (the database is behind) that queue fills up; librdkafka then
+        // postpones the partition's next fetch by this much (default 1 s), which starved the
+        // pipeline once room came back. A small value refetches as soon as the queue drains.
+        c.insert("fetch.queue.backoff.ms".to_string(), "10".to_string());
         // A broker answers a fetch as soon as data arrives; this only bounds an idle wait.
         c.insert("fetch.wait.max.ms".to_string(), "100".to_string());
         if !self.kafka.brokers.trim().is_empty() {
@@ -722,9 +726,9 @@ mod tests {
     #[test]
     fn librdkafka_properties_accept_numbers_and_booleans() {
         let mut o = base();
-        o.insert("kafka.librdkafka".into(), json!({"fetch.max.bytes": 4194304, "check.crcs": true}));
+        o.insert("kafka.librdkafka".into(), json!({"fetch.max.bytes": 2097152, "check.crcs": true}));
         let s = Settings::load(None, &o).unwrap();
-        assert_eq!(s.librdkafka_config()["fetch.max.bytes"], "4194304");
+        assert_eq!(s.librdkafka_config()["fetch.max.bytes"], "2097152");
         assert_eq!(s.librdkafka_config()["check.crcs"], "true");
     }
 

@@ -158,3 +158,40 @@ fn rows_the_database_refuses_become_dead_letters_and_the_rest_commit() {
     assert_eq!(actors["db_writer"]["restarts"], 0, "a refused row is not a failure: {actors}");
     running.stop().unwrap();
 }
+
+#[test]
+fn a_stalled_database_makes_the_reader_hold_then_pause_and_nothing_is_lost() {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, PgConnection};
+    let Some(mut f) = Fixture::new(Kind::Postgres, "stall", 4, 1) else { return };
+    f.produce(4_000);
+    let mut s = f.settings();
+    // Small budgets, so a stalled database fills them with a few thousand messages.
+    s.database.batch_size = 500;
+    s.database.batch_max_bytes = 32 * 1024;
+    s.database.max_in_flight_bytes = 64 * 1024;
+    s.health.stall_after_secs = 60;
+    let running = app::spawn(s, telemetry::discard()).unwrap();
+    let port = running.port;
+    stage!("the first batches commit", Duration::from_secs(30), || f.committed() > 0);
+
+    // An operator's long lock: writers block (no error, so no breaker), the reader's budgets
+    // fill, it holds, and after the hold limit pauses the partitions it has messages of.
+    let mut locker = PgConnection::establish(&f.db.url).unwrap();
+    locker.batch_execute("BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE").unwrap();
+    let before = f.committed();
+    f.produce(20_000);
+    stage!("the reader pauses behind the stalled database", Duration::from_secs(60), || {
+        metric_sum(&http("GET", port, "/metrics").1, "tributary_backpressure_pauses_total") >= 1.0
+    });
+    assert_eq!(get_json(port, "/health").0, 200, "the poll loop still answers while holding");
+    assert_eq!(f.committed(), before, "the lock held every commit back");
+
+    locker.batch_execute("COMMIT").unwrap();
+    f.assert_all_ingested_exactly_once(Duration::from_secs(120));
+    let actors = get_json(port, "/actors").1;
+    for name in ["kafka_reader", "parser", "db_writer"] {
+        assert_eq!(actors[name]["restarts"], 0, "no restart needed: {actors}");
+    }
+    running.stop().unwrap();
+}

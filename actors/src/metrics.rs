@@ -26,6 +26,7 @@ pub struct Metrics {
     pub commit_latency_seconds: Histogram,
     pub db_retries: Counter,
     pub offsets_skipped: Family<Labels, Counter>,
+    pub backpressure_pauses: Counter,
     pub consumer_lag: Family<Labels, Gauge>,
     pub in_flight_batches: Gauge,
     pub actor_restarts: Family<Labels, Counter>,
@@ -53,6 +54,7 @@ impl Metrics {
             ),
             db_retries: Counter::default(),
             offsets_skipped: Family::default(),
+            backpressure_pauses: Counter::default(),
             consumer_lag: Family::default(),
             in_flight_batches: Gauge::default(),
             actor_restarts: Family::default(),
@@ -74,6 +76,7 @@ impl Metrics {
         r.register("commit_latency_seconds", "Kafka timestamp of a batch's oldest message to its database commit", m.commit_latency_seconds.clone());
         r.register("db_retries", "Transient database errors retried", m.db_retries.clone());
         r.register("offsets_skipped", "Offsets never delivered by Kafka (compaction, transaction markers, or retention deleted them before ingestion), by topic", m.offsets_skipped.clone());
+        r.register("backpressure_pauses", "Partitions paused because the messages read ahead stayed over budget (the database was slower than Kafka for longer than a moment); each resume re-fetches", m.backpressure_pauses.clone());
         r.register("consumer_lag", "High watermark minus committed offset, by partition", m.consumer_lag.clone());
         r.register("in_flight_batches", "Batches handed to the parser or writer and not yet committed", m.in_flight_batches.clone());
         r.register("actor_restarts", "Actor restarts by its supervisor, by actor", m.actor_restarts.clone());

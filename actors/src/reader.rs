@@ -51,6 +51,10 @@ use crate::writer::{DbWriter, LoadOffsets, WriteGroup};
 const PARSE_AHEAD: usize = 2;
 /// How often DB progress is committed to Kafka and watermarks are read.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
+/// How long the poll loop may stop taking messages (pending bytes over budget) before it pauses
+/// the partitions instead: callbacks (rebalances) are served by the same poll, so this bounds
+/// how long one can wait.
+const HOLD_MAX: Duration = Duration::from_millis(500);
 
 // ---- messages -------------------------------------------------------------------------------
 
@@ -415,6 +419,13 @@ async fn committer(mut rx: mpsc::UnboundedReceiver<Submit>, writer: Addr<DbWrite
             }
         }
         while running.len() < concurrency.max(1) && !queue.is_empty() {
+            // The first transaction goes at once, whatever is ready (latency). Another one runs
+            // beside it only with a worthwhile group: many small transactions side by side cost
+            // more commits (each a WAL flush) than they win; until then batches keep gathering.
+            let ready: usize = queue.iter().map(|s| s.batch.message_count).sum();
+            if !running.is_empty() && ready < max_messages / 2 {
+                break;
+            }
             let mut group = Vec::new();
             let mut messages = 0;
             while let Some(next) = queue.front() {
@@ -484,6 +495,8 @@ struct PollLoop {
     paused_all: bool,
     reported_pause: bool,
     last_housekeeping: Instant,
+    /// The partition of the last message accepted.
+    last_key: std::cell::RefCell<PartitionKey>,
 }
 
 impl PollLoop {
@@ -495,11 +508,16 @@ impl PollLoop {
         let now = Instant::now();
         let mut waiting = false;
         let mut parts = s.parts();
+        // Over the read-ahead budget nothing more is read, so batches cannot grow: cut what every
+        // partition holds now rather than wait for its linger. With many partitions the budget
+        // shares out to less than a full batch each; the group commit still makes transactions
+        // of up to `batch_size` messages from these smaller batches.
+        let pressed = force || parts.values().map(|p| p.batcher.pending_bytes()).sum::<usize>() >= s.opts.pending_budget_bytes;
         for p in parts.values_mut() {
             if p.shared.resync.load(Ordering::SeqCst) {
                 continue;
             }
-            while force || p.batcher.is_ready(&limits, now) {
+            while pressed || p.batcher.is_ready(&limits, now) {
                 if p.batcher.pending_len() == 0 {
                     break;
                 }
@@ -526,21 +544,29 @@ impl PollLoop {
         waiting
     }
 
-    /// Bound what waits for a permit: pause a partition whose pending messages reach two
-    /// batches, and every partition holding messages while all pending bytes exceed the
-    /// budget; resume when back under one batch and half the budget.
-    fn backpressure(&mut self) {
+    /// Bytes of messages read but not yet handed on, across all partitions.
+    fn pending_bytes(&self) -> usize {
+        self.shared.parts().values().map(|p| p.batcher.pending_bytes()).sum()
+    }
+
+    /// Bound what waits for a permit. While the pending bytes exceed the budget the poll loop
+    /// stops taking messages from librdkafka (whose own queue is bounded, so fetching stops
+    /// too) — no pause, no seek, no re-fetch: the next messages are ready the moment a permit
+    /// frees. Only if that lasts `HOLD_MAX` (the database is slow or down) are the partitions
+    /// holding messages paused, so the loop can poll again and serve rebalances. A partition
+    /// whose own pending messages reach two batches is paused too. Resume when back under one
+    /// batch and half the budget.
+    fn backpressure(&mut self, held_too_long: bool) {
         let s = &self.shared;
         let limits = s.opts.limits;
         let mut to_pause = Vec::new();
         let mut to_resume = Vec::new();
         let mut parts = s.parts();
         let total_bytes: usize = parts.values().map(|p| p.batcher.pending_bytes()).sum();
-        let over_budget = total_bytes >= s.opts.pending_budget_bytes;
         let relaxed = total_bytes < s.opts.pending_budget_bytes / 2;
         for (k, p) in parts.iter_mut() {
             let pending = p.batcher.pending_len();
-            if !p.paused && (pending >= limits.max_messages * 2 || (over_budget && pending > 0)) {
+            if !p.paused && (pending >= limits.max_messages * 2 || (held_too_long && pending > 0)) {
                 p.paused = true;
                 to_pause.push(k.clone());
             } else if p.paused && pending < limits.max_messages && relaxed {
@@ -550,6 +576,7 @@ impl PollLoop {
         }
         drop(parts);
         if !to_pause.is_empty() {
+            s.metrics.backpressure_pauses.inc_by(to_pause.len() as u64);
             slog::debug!(s.log, "backpressure: pausing"; "partitions" => format!("{to_pause:?}"));
             let _ = self.consumer.pause(&tpl_of(to_pause.iter()));
         }
@@ -666,10 +693,16 @@ impl PollLoop {
 
     /// `now` is read once per poll round, not per message (a clock read per message cost 3 % of
     /// the service's CPU); linger needs no finer time.
-    fn accept(&self, m: &rdkafka::message::BorrowedMessage<'_>, now: Instant) {
-        let key = PartitionKey { topic: m.topic().to_string(), partition: m.partition() };
+    /// Returns the weight of the message taken (0 if it was not).
+    fn accept(&self, m: &rdkafka::message::BorrowedMessage<'_>, now: Instant) -> usize {
+        // Messages come in runs of one partition: reuse the key instead of allocating one each.
+        let mut key = self.last_key.borrow_mut();
+        if key.partition != m.partition() || key.topic != m.topic() {
+            *key = PartitionKey { topic: m.topic().to_string(), partition: m.partition() };
+        }
+        let key = &*key;
         let mut parts = self.shared.parts();
-        if let Some(p) = parts.get_mut(&key) {
+        if let Some(p) = parts.get_mut(key) {
             if !p.shared.resync.load(Ordering::SeqCst) {
                 if let Some(pos) = p.batcher.position().filter(|pos| m.offset() > *pos) {
                     // Normal on compacted or transactional topics; on others it means retention
@@ -683,34 +716,54 @@ impl PollLoop {
                             "partition" => key.to_string(), "expected" => pos, "got" => m.offset(), "skipped" => skipped);
                     }
                 }
-                p.batcher.push(to_raw(m), now);
+                let raw = to_raw(m);
+                let weight = raw.weight();
+                if p.batcher.push(raw, now) {
+                    return weight;
+                }
             }
         }
+        0
     }
 
     fn run(mut self) {
         let s = self.shared.clone();
         let idle_wait = s.opts.limits.linger.clamp(Duration::from_millis(1), Duration::from_millis(100));
         let mut waiting = false;
+        let mut held_since: Option<Instant> = None;
         while !s.stop.load(Ordering::SeqCst) {
             self.apply_pause();
-            let timeout = if waiting { Duration::from_millis(2) } else { idle_wait };
-            match self.consumer.poll(timeout) {
-                Some(Ok(m)) => self.accept(&m, Instant::now()),
-                Some(Err(e)) => slog::warn!(s.log, "consume error"; "error" => e.to_string()),
-                None => {}
-            }
-            // Drain what librdkafka already has without waiting, then cut batches.
-            let now = Instant::now();
-            for _ in 0..s.opts.limits.max_messages {
-                match self.consumer.poll(Duration::ZERO) {
-                    Some(Ok(m)) => self.accept(&m, now),
+            let held_too_long = held_since.is_some_and(|t| t.elapsed() >= HOLD_MAX);
+            if held_since.is_some() && !held_too_long {
+                // Holding: take nothing more from librdkafka until a permit frees room.
+                std::thread::sleep(Duration::from_millis(1));
+            } else {
+                let timeout = if waiting { Duration::from_millis(2) } else { idle_wait };
+                match self.consumer.poll(timeout) {
+                    Some(Ok(m)) => {
+                        self.accept(&m, Instant::now());
+                    }
                     Some(Err(e)) => slog::warn!(s.log, "consume error"; "error" => e.to_string()),
-                    None => break,
+                    None => {}
+                }
+                // Drain what librdkafka already has without waiting, up to the budget.
+                let now = Instant::now();
+                let mut room = s.opts.pending_budget_bytes.saturating_sub(self.pending_bytes());
+                for _ in 0..s.opts.limits.max_messages {
+                    if room == 0 {
+                        break;
+                    }
+                    match self.consumer.poll(Duration::ZERO) {
+                        Some(Ok(m)) => room = room.saturating_sub(self.accept(&m, now)),
+                        Some(Err(e)) => slog::warn!(s.log, "consume error"; "error" => e.to_string()),
+                        None => break,
+                    }
                 }
             }
             waiting = self.dispatch(false);
-            self.backpressure();
+            let over = self.pending_bytes() >= s.opts.pending_budget_bytes;
+            held_since = if over { held_since.or_else(|| Some(Instant::now())) } else { None };
+            self.backpressure(held_since.is_some_and(|t| t.elapsed() >= HOLD_MAX));
             self.resync();
             self.housekeeping();
         }
@@ -829,7 +882,7 @@ impl KafkaReader {
         let (done_tx, done_rx) = oneshot::channel();
         let thread_shared = shared.clone();
         let spawned = std::thread::Builder::new().name("kafka-poll".into()).spawn(move || {
-            let poll = PollLoop { consumer, shared: thread_shared, seq: 0, paused_all: false, reported_pause: false, last_housekeeping: Instant::now() };
+            let poll = PollLoop { consumer, shared: thread_shared, seq: 0, paused_all: false, reported_pause: false, last_housekeeping: Instant::now(), last_key: PartitionKey { topic: String::new(), partition: -1 }.into() };
             poll.run();
             let _ = done_tx.send(());
         });
