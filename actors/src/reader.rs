@@ -419,13 +419,6 @@ async fn committer(mut rx: mpsc::UnboundedReceiver<Submit>, writer: Addr<DbWrite
             }
         }
         while running.len() < concurrency.max(1) && !queue.is_empty() {
-            // The first transaction goes at once, whatever is ready (latency). Another one runs
-            // beside it only with a worthwhile group: many small transactions side by side cost
-            // more commits (each a WAL flush) than they win; until then batches keep gathering.
-            let ready: usize = queue.iter().map(|s| s.batch.message_count).sum();
-            if !running.is_empty() && ready < max_messages / 2 {
-                break;
-            }
             let mut group = Vec::new();
             let mut messages = 0;
             while let Some(next) = queue.front() {
