@@ -142,11 +142,6 @@ impl RowText {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         self.buf.get(start..self.ends[i])
     }
-
-    /// Approximate heap bytes.
-    pub fn weight(&self) -> usize {
-        self.buf.capacity()
-    }
 }
 
 /// Builds a [`RowText`] column by column, in [`Col`] order.
@@ -189,9 +184,14 @@ impl RowTextBuilder {
         while self.next < COLS {
             self = self.push(None);
         }
-        let buf = String::from_utf8(self.buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-        RowText { buf, ends: self.ends, nulls: self.nulls }
+        RowText { buf: utf8_string(self.buf), ends: self.ends, nulls: self.nulls }
     }
+}
+
+/// Bytes written as UTF-8 (JSON, copied `&str`s) as a `String`; should they not be, they are
+/// kept lossily rather than panicking.
+pub(crate) fn utf8_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// A record's value and headers exactly as Kafka delivered them.

@@ -18,7 +18,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::messages::{DeadLetter, EventRow, Original, RawMessage, RowText, RowTextBuilder};
+use crate::messages::{utf8_string, DeadLetter, EventRow, Original, RawMessage, RowText, RowTextBuilder};
 
 /// Which formats the parser accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -460,7 +460,7 @@ fn parse_structured(msg: &RawMessage, object: &Object<'_>) -> Result<EventRow, R
 pub fn headers_json<'a>(headers: impl Iterator<Item = &'a (String, Option<Vec<u8>>)>) -> String {
     let mut out: Vec<u8> = Vec::with_capacity(64);
     write_headers_json(&mut out, headers, &[]);
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    utf8_string(out)
 }
 
 /// [`headers_json`] plus CloudEvents extension attributes as `ce_<name>` members, appended to

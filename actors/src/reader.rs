@@ -473,6 +473,11 @@ fn to_raw(m: &rdkafka::message::BorrowedMessage<'_>) -> RawMessage {
     }
 }
 
+/// Bytes of messages read but not yet handed on, across these partitions.
+fn pending_total(parts: &HashMap<PartitionKey, PartitionState>) -> usize {
+    parts.values().map(|p| p.batcher.pending_bytes()).sum()
+}
+
 fn tpl_of<'a>(keys: impl Iterator<Item = &'a PartitionKey>) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
     for k in keys {
@@ -505,7 +510,7 @@ impl PollLoop {
         // partition holds now rather than wait for its linger. With many partitions the budget
         // shares out to less than a full batch each; the group commit still makes transactions
         // of up to `batch_size` messages from these smaller batches.
-        let pressed = force || parts.values().map(|p| p.batcher.pending_bytes()).sum::<usize>() >= s.opts.pending_budget_bytes;
+        let pressed = force || pending_total(&parts) >= s.opts.pending_budget_bytes;
         for p in parts.values_mut() {
             if p.shared.resync.load(Ordering::SeqCst) {
                 continue;
@@ -539,7 +544,7 @@ impl PollLoop {
 
     /// Bytes of messages read but not yet handed on, across all partitions.
     fn pending_bytes(&self) -> usize {
-        self.shared.parts().values().map(|p| p.batcher.pending_bytes()).sum()
+        pending_total(&self.shared.parts())
     }
 
     /// Bound what waits for a permit. While the pending bytes exceed the budget the poll loop
@@ -555,7 +560,7 @@ impl PollLoop {
         let mut to_pause = Vec::new();
         let mut to_resume = Vec::new();
         let mut parts = s.parts();
-        let total_bytes: usize = parts.values().map(|p| p.batcher.pending_bytes()).sum();
+        let total_bytes = pending_total(&parts);
         let relaxed = total_bytes < s.opts.pending_budget_bytes / 2;
         for (k, p) in parts.iter_mut() {
             let pending = p.batcher.pending_len();
