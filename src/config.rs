@@ -107,7 +107,7 @@ impl Default for DatabaseSettings {
             pool_size: 4,
             batch_size: 5000,
             batch_max_bytes: 1024 * 1024,
-            linger_ms: 100,
+            linger_ms: 50,
             max_in_flight: 64,
             max_in_flight_bytes: 4 * 1024 * 1024,
             migrate_on_start: true,

@@ -23,7 +23,7 @@ pub struct BatchLimits {
 
 impl Default for BatchLimits {
     fn default() -> Self {
-        Self { max_messages: 5000, max_bytes: 4 * 1024 * 1024, linger: Duration::from_millis(100) }
+        Self { max_messages: 5000, max_bytes: 4 * 1024 * 1024, linger: Duration::from_millis(50) }
     }
 }
 
@@ -85,6 +85,11 @@ impl PartitionBatcher {
             && (self.pending.len() >= limits.max_messages
                 || self.pending_bytes >= limits.max_bytes
                 || self.oldest.is_some_and(|t| now.duration_since(t) >= limits.linger))
+    }
+
+    /// When the oldest pending message's linger runs out (nothing pending: never).
+    pub fn linger_deadline(&self, limits: &BatchLimits) -> Option<Instant> {
+        self.oldest.map(|t| t + limits.linger)
     }
 
     /// Cut a batch of at most `limits` size if one is due (or `force`, e.g. when draining).

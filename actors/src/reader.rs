@@ -542,6 +542,18 @@ impl PollLoop {
         waiting
     }
 
+    /// How long the next poll may wait: `idle`, or less if a partition's linger runs out sooner.
+    fn poll_timeout(&self, idle: Duration) -> Duration {
+        let limits = self.shared.opts.limits;
+        let first = self.shared.parts()
+            .values()
+            // A partition waiting to resynchronise is not dispatched: its linger wakes nobody.
+            .filter(|p| !p.shared.resync.load(Ordering::SeqCst))
+            .filter_map(|p| p.batcher.linger_deadline(&limits))
+            .min();
+        first.map_or(idle, |t| t.saturating_duration_since(Instant::now()).min(idle))
+    }
+
     /// Bytes of messages read but not yet handed on, across all partitions.
     fn pending_bytes(&self) -> usize {
         pending_total(&self.shared.parts())
@@ -736,7 +748,9 @@ impl PollLoop {
                 // Holding: take nothing more from librdkafka until a permit frees room.
                 std::thread::sleep(Duration::from_millis(1));
             } else {
-                let timeout = if waiting { Duration::from_millis(2) } else { idle_wait };
+                // Wake for the first linger to run out: a poll that waited its full idle time
+                // past it would add up to `idle_wait` to that batch's commit latency.
+                let timeout = if waiting { Duration::from_millis(2) } else { self.poll_timeout(idle_wait) };
                 match self.consumer.poll(timeout) {
                     Some(Ok(m)) => {
                         self.accept(&m, Instant::now());
