@@ -126,7 +126,7 @@ mod tests {
     use super::*;
 
     fn m(offset: i64) -> RawMessage {
-        RawMessage { offset, key: None, payload: Some(vec![b'x'; 36]), headers: vec![], timestamp_ms: None }
+        RawMessage::new(offset, None, None, Some(&[b'x'; 36]), [])
     }
 
     fn key() -> PartitionKey {

@@ -18,7 +18,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::messages::{utf8_string, DeadLetter, EventRow, Original, RawMessage, RowText, RowTextBuilder};
+use crate::messages::{utf8_string, DeadLetter, EventRow, RawMessage, RowText, RowTextBuilder};
 
 /// Which formats the parser accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -127,11 +127,18 @@ pub enum Parsed {
 const CE_PREFIX: &str = "ce_";
 const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents";
 
-/// Parse one message. Never panics, whatever the bytes and headers.
-pub fn parse_message(msg: &RawMessage, topts: &ParseOptions) -> Parsed {
-    match try_parse(msg, topts) {
-        Ok(row) => Parsed::Row(row),
-        Err(refusal) => Parsed::Dead(dead_letter(msg, refusal)),
+/// Parse one message. Never panics, whatever the bytes and headers. A row keeps the message
+/// (moved, not copied) as its original.
+pub fn parse_message(msg: RawMessage, topts: &ParseOptions) -> Parsed {
+    match try_parse(&msg, topts) {
+        Ok((time, text)) => Parsed::Row(EventRow {
+            offset: msg.offset,
+            time,
+            kafka_timestamp: msg.timestamp_ms.and_then(millis_to_utc),
+            text,
+            original: msg,
+        }),
+        Err(refusal) => Parsed::Dead(dead_letter(&msg, refusal)),
     }
 }
 
@@ -139,9 +146,9 @@ pub fn parse_message(msg: &RawMessage, topts: &ParseOptions) -> Parsed {
 pub fn dead_letter(msg: &RawMessage, refusal: Refusal) -> DeadLetter {
     DeadLetter {
         offset: msg.offset,
-        key: msg.key.clone(),
-        payload: msg.payload.clone(),
-        headers: headers_json(msg.headers.iter()),
+        key: msg.key().map(<[u8]>::to_vec),
+        payload: msg.payload().map(<[u8]>::to_vec),
+        headers: headers_json(msg.headers()),
         reason: refusal.reason.code().to_string(),
         detail: sanitize_detail(&refusal.detail),
         sqlstate: None,
@@ -154,10 +161,12 @@ pub fn millis_to_utc(ms: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_millis_opt(ms).single()
 }
 
-fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<EventRow, Refusal> {
+/// A row's parsed `time` and its text columns.
+type RowParts = (Option<DateTime<Utc>>, RowText);
+
+fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<RowParts, Refusal> {
     let payload = msg
-        .payload
-        .as_deref()
+        .payload()
         .ok_or_else(|| Refusal::new(Reason::EmptyPayload, "record has a null value (tombstone)"))?;
     if payload.len() > opts.max_message_bytes {
         return Err(Refusal::new(
@@ -167,7 +176,7 @@ fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<EventRow, Refusal>
     }
     let content_type = header_str(msg, |k| k.eq_ignore_ascii_case("content-type"))?;
     let binary_mode = opts.format != Format::Json
-        && msg.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("ce_specversion"));
+        && msg.headers().any(|(k, _)| k.eq_ignore_ascii_case("ce_specversion"));
     if binary_mode {
         return parse_binary(msg, payload, content_type, opts);
     }
@@ -198,21 +207,9 @@ fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<EventRow, Refusal>
             .push(None)
             .push(content_type)
             .push(Some(text))
-            .push_with(|out| write_headers_json(out, msg.headers.iter(), &[]))
+            .push_with(|out| write_headers_json(out, msg.headers(), &[]))
             .finish();
-        Ok(row(msg, None, text))
-    }
-}
-
-/// A row of `msg` with its parsed time and text columns.
-fn row(msg: &RawMessage, time: Option<DateTime<Utc>>, text: RowText) -> EventRow {
-    EventRow {
-        offset: msg.offset,
-        key: msg.key.clone(),
-        time,
-        kafka_timestamp: msg.timestamp_ms.and_then(millis_to_utc),
-        text,
-        original: Original::default(),
+        Ok((None, text))
     }
 }
 
@@ -293,7 +290,7 @@ fn kind_of_first(c: char) -> &'static str {
 
 /// The first header whose name satisfies `is`, as text.
 fn header_str<'m>(msg: &'m RawMessage, is: impl Fn(&str) -> bool) -> Result<Option<&'m str>, Refusal> {
-    match msg.headers.iter().find(|(k, _)| is(k)) {
+    match msg.headers().find(|(k, _)| is(k)) {
         None | Some((_, None)) => Ok(None),
         Some((k, Some(v))) => std::str::from_utf8(v)
             .map(Some)
@@ -331,7 +328,7 @@ fn parse_binary(
     payload: &[u8],
     content_type: Option<&str>,
     opts: &ParseOptions,
-) -> Result<EventRow, Refusal> {
+) -> Result<RowParts, Refusal> {
     let attr = |name: &str| header_str(msg, |k| ce_attribute(k).is_some_and(|a| a.eq_ignore_ascii_case(name)));
     let specversion = required(attr("specversion")?, "ce_specversion")?;
     check_specversion(specversion)?;
@@ -367,8 +364,7 @@ fn parse_binary(
         }))
     };
     let remaining = msg
-        .headers
-        .iter()
+        .headers()
         .filter(|(k, _)| !ce_attribute(k).is_some_and(is_core_attribute) && !k.eq_ignore_ascii_case("content-type"));
     let text = RowTextBuilder::with_capacity(payload.len() + 128)
         .push(Some(id))
@@ -379,7 +375,7 @@ fn parse_binary(
         .push(data.as_deref())
         .push_with(|out| write_headers_json(out, remaining, &[]))
         .finish();
-    Ok(row(msg, time, text))
+    Ok((time, text))
 }
 
 /// The attribute name of a `ce_*` header (prefix matched case-insensitively), if it is one.
@@ -410,7 +406,7 @@ fn string_attr<'a>(object: &Object<'a>, name: &str) -> Result<Option<Cow<'a, str
 
 const CORE_ATTRIBUTES: [&str; 9] = ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data", "data_base64"];
 
-fn parse_structured(msg: &RawMessage, object: &Object<'_>) -> Result<EventRow, Refusal> {
+fn parse_structured(msg: &RawMessage, object: &Object<'_>) -> Result<RowParts, Refusal> {
     let specversion = string_attr(object, "specversion")?;
     check_specversion(required(specversion.as_deref(), "specversion")?)?;
     let id = string_attr(object, "id")?;
@@ -442,22 +438,22 @@ fn parse_structured(msg: &RawMessage, object: &Object<'_>) -> Result<EventRow, R
     let mut extensions: Vec<(&str, &RawValue)> =
         object.iter().filter(|(k, _)| !CORE_ATTRIBUTES.contains(&k.as_ref())).map(|(k, v)| (k.as_ref(), *v)).collect();
     extensions.sort_unstable_by_key(|(k, _)| *k);
-    let text = RowTextBuilder::with_capacity(msg.payload.as_ref().map_or(0, Vec::len) + 64)
+    let text = RowTextBuilder::with_capacity(msg.payload().map_or(0, <[u8]>::len) + 64)
         .push(Some(id))
         .push(Some(source))
         .push(Some(event_type))
         .push(subject.as_deref())
         .push(datacontenttype.as_deref())
         .push(data)
-        .push_with(|out| write_headers_json(out, msg.headers.iter(), &extensions))
+        .push_with(|out| write_headers_json(out, msg.headers(), &extensions))
         .finish();
-    Ok(row(msg, time, text))
+    Ok((time, text))
 }
 
 /// Kafka headers as a JSON object: UTF-8 values (without NUL) as strings, others as
 /// `{"base64": "..."}`, null values as null. Written directly, without building a tree; a
 /// repeated name appears twice and the database keeps the last.
-pub fn headers_json<'a>(headers: impl Iterator<Item = &'a (String, Option<Vec<u8>>)>) -> String {
+pub fn headers_json<'a>(headers: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>) -> String {
     let mut out: Vec<u8> = Vec::with_capacity(64);
     write_headers_json(&mut out, headers, &[]);
     utf8_string(out)
@@ -465,7 +461,7 @@ pub fn headers_json<'a>(headers: impl Iterator<Item = &'a (String, Option<Vec<u8
 
 /// [`headers_json`] plus CloudEvents extension attributes as `ce_<name>` members, appended to
 /// `out` (UTF-8 in, UTF-8 out).
-fn write_headers_json<'a>(out: &mut Vec<u8>, headers: impl Iterator<Item = &'a (String, Option<Vec<u8>>)>, extensions: &[(&str, &RawValue)]) {
+fn write_headers_json<'a>(out: &mut Vec<u8>, headers: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>, extensions: &[(&str, &RawValue)]) {
     out.push(b'{');
     let mut first = true;
     let mut sep = |out: &mut Vec<u8>| {
@@ -537,19 +533,13 @@ mod tests {
     use super::*;
 
     fn msg(payload: Option<&[u8]>, headers: &[(&str, &[u8])]) -> RawMessage {
-        RawMessage {
-            offset: 7,
-            key: Some(b"k".to_vec()),
-            payload: payload.map(<[u8]>::to_vec),
-            headers: headers.iter().map(|(k, v)| (k.to_string(), Some(v.to_vec()))).collect(),
-            timestamp_ms: Some(1_700_000_000_000),
-        }
+        RawMessage::new(7, Some(1_700_000_000_000), Some(b"k"), payload, headers.iter().map(|(k, v)| (*k, Some(*v))))
     }
 
     fn reason_of(m: &RawMessage, opts: &ParseOptions) -> String {
-        match parse_message(m, opts) {
+        match parse_message(m.clone(), opts) {
             Parsed::Dead(d) => {
-                assert_eq!(d.payload, m.payload, "dead letter keeps the payload whole");
+                assert_eq!(d.payload.as_deref(), m.payload(), "dead letter keeps the payload whole");
                 assert!(!d.detail.is_empty());
                 d.reason
             }
@@ -558,7 +548,7 @@ mod tests {
     }
 
     fn row_of(m: &RawMessage, opts: &ParseOptions) -> EventRow {
-        match parse_message(m, opts) {
+        match parse_message(m.clone(), opts) {
             Parsed::Row(r) => r,
             Parsed::Dead(d) => panic!("expected a row, got {d:?}"),
         }
@@ -649,7 +639,7 @@ mod tests {
             (msg(Some(b"{oops"), &[("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t")]), "invalid_json"),
         ];
         for (m, want) in cases {
-            assert_eq!(reason_of(&m, &o), want, "payload {:?}", m.payload.as_deref().map(String::from_utf8_lossy));
+            assert_eq!(reason_of(&m, &o), want, "payload {:?}", m.payload().map(String::from_utf8_lossy));
         }
     }
 
@@ -659,7 +649,7 @@ mod tests {
         assert_eq!(reason_of(&msg(Some(br#"{"aaaaaaaaaaaaa":1}"#), &[]), &o), "oversize");
         let o = ParseOptions { max_depth: 3, ..Default::default() };
         assert_eq!(reason_of(&msg(Some(br#"{"a":{"b":{"c":{}}}}"#), &[]), &o), "too_deep");
-        assert!(matches!(parse_message(&msg(Some(br#"{"a":{"b":{}}}"#), &[]), &o), Parsed::Row(_)));
+        assert!(matches!(parse_message(msg(Some(br#"{"a":{"b":{}}}"#), &[]), &o), Parsed::Row(_)));
         // Deeper than serde_json's own recursion limit: still a dead letter, no stack overflow.
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert_eq!(reason_of(&msg(Some(deep.as_bytes()), &[]), &ParseOptions::default()), "too_deep");
@@ -673,7 +663,7 @@ mod tests {
 
     #[test]
     fn binary_headers_are_kept_as_base64() {
-        let h = headers_json([("bin".to_string(), Some(vec![0u8, 159, 146])), ("none".to_string(), None)].iter());
+        let h = headers_json([("bin", Some(&[0u8, 159, 146][..])), ("none", None)].into_iter());
         assert_eq!(h, r#"{"bin":{"base64":"AJ+S"},"none":null}"#);
     }
 }

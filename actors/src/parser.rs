@@ -10,7 +10,7 @@ use std::panic::AssertUnwindSafe;
 use actix::prelude::*;
 
 use crate::health::{ActorFailed, ActorRestartRequested, ActorStarted, Restart, HealthReporter};
-use crate::messages::{Original, ParsedBatch, RawBatch};
+use crate::messages::{ParsedBatch, RawBatch};
 use crate::metrics::{label, Metrics};
 use crate::parse::{parse_message, ParseOptions, Parsed};
 
@@ -41,22 +41,13 @@ pub fn parse_batch(batch: RawBatch, opts: &ParseOptions) -> ParsedBatch {
     let mut dead_letters = Vec::new();
     let mut oldest: Option<i64> = None;
     let message_count = batch.messages.len();
-    for mut m in batch.messages {
+    for m in batch.messages {
         if let Some(ts) = m.timestamp_ms {
             oldest = Some(oldest.map_or(ts, |o| o.min(ts)));
         }
-        // The key goes to the row or the dead letter as it is: moved, not copied.
-        let key = m.key.take();
-        match parse_message(&m, opts) {
-            Parsed::Row(mut r) => {
-                r.key = key;
-                r.original = Original { payload: m.payload, headers: m.headers };
-                rows.push(r);
-            }
-            Parsed::Dead(mut d) => {
-                d.key = key;
-                dead_letters.push(d);
-            }
+        match parse_message(m, opts) {
+            Parsed::Row(r) => rows.push(r),
+            Parsed::Dead(d) => dead_letters.push(d),
         }
     }
     ParsedBatch {

@@ -80,9 +80,9 @@ proptest! {
         format in format(),
         max_depth in 1usize..8,
     ) {
-        let msg = RawMessage { offset, key, payload, headers, timestamp_ms: timestamp };
+        let msg = RawMessage::new(offset, timestamp, key.as_deref(), payload.as_deref(), headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
         let opts = ParseOptions { format, max_message_bytes: 200, max_depth };
-        match parse_message(&msg, &opts) {
+        match parse_message(msg.clone(), &opts) {
             Parsed::Row(row) => {
                 prop_assert_eq!(row.offset, offset);
                 if let Some(data) = row.data() {
@@ -92,19 +92,38 @@ proptest! {
                 let h: serde_json::Value = serde_json::from_str(row.headers()).expect("headers are valid JSON");
                 prop_assert!(h.is_object());
                 prop_assert!(!row.headers().contains('\0'));
-                prop_assert_eq!(&row.key, &msg.key);
+                prop_assert_eq!(row.key(), msg.key());
+                prop_assert_eq!(&row.original, &msg, "the row keeps the record whole");
                 for text in [row.event_id(), row.source(), row.event_type(), row.subject(), row.datacontenttype()].into_iter().flatten() {
                     prop_assert!(!text.contains('\0'));
                 }
             }
             Parsed::Dead(dead) => {
                 prop_assert_eq!(dead.offset, offset);
-                prop_assert_eq!(&dead.payload, &msg.payload, "the payload is kept whole");
+                prop_assert_eq!(dead.payload.as_deref(), msg.payload(), "the payload is kept whole");
+                prop_assert_eq!(dead.key.as_deref(), msg.key());
                 prop_assert!(!dead.reason.is_empty() && !dead.detail.is_empty());
                 prop_assert!(!dead.detail.contains('\0'));
                 let h: serde_json::Value = serde_json::from_str(&dead.headers).expect("headers are valid JSON");
                 prop_assert!(h.is_object());
             }
         }
+    }
+
+    #[test]
+    fn a_packed_record_gives_back_exactly_what_was_packed(
+        payload in payload(),
+        headers in prop::collection::vec(header(), 0..8),
+        key in prop::option::of(prop::collection::vec(any::<u8>(), 0..8)),
+        offset in any::<i64>(),
+        timestamp in prop::option::of(any::<i64>()),
+    ) {
+        let msg = RawMessage::new(offset, timestamp, key.as_deref(), payload.as_deref(), headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
+        prop_assert_eq!(msg.offset, offset);
+        prop_assert_eq!(msg.timestamp_ms, timestamp);
+        prop_assert_eq!(msg.key(), key.as_deref());
+        prop_assert_eq!(msg.payload(), payload.as_deref());
+        let back: Vec<(String, Option<Vec<u8>>)> = msg.headers().map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec))).collect();
+        prop_assert_eq!(back, headers);
     }
 }

@@ -204,13 +204,8 @@ fn parsed_batches(n: usize, partitions: i32, batch: usize) -> Vec<(i32, Vec<trib
         let (key, payload, headers) = event(i);
         let list = per_partition.entry(p).or_default();
         let offset = list.len() as i64;
-        list.push(RawMessage {
-            offset,
-            key: Some(key),
-            payload: Some(payload),
-            headers: headers.into_iter().map(|(k, v)| (k, Some(v))).collect(),
-            timestamp_ms: Some(chrono::Utc::now().timestamp_millis()),
-        });
+        let headers = headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice())));
+        list.push(RawMessage::new(offset, Some(chrono::Utc::now().timestamp_millis()), Some(&key), Some(&payload), headers));
     }
     let mut out = Vec::new();
     for (p, msgs) in per_partition {

@@ -139,9 +139,9 @@ fn insert_isolating<S: GroupStore>(
 fn rejected_row(row: &EventRow, sqlstate: String, message: String) -> DeadLetter {
     DeadLetter {
         offset: row.offset,
-        key: row.key.clone(),
-        payload: row.original.payload.clone(),
-        headers: headers_json(row.original.headers.iter()),
+        key: row.key().map(<[u8]>::to_vec),
+        payload: row.original.payload().map(<[u8]>::to_vec),
+        headers: headers_json(row.original.headers()),
         reason: Reason::DatabaseRejected.code().to_string(),
         detail: crate::parse::sanitize_detail(&format!("the database refused the row: {message}")),
         sqlstate: Some(sqlstate),

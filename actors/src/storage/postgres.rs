@@ -58,7 +58,7 @@ pub fn encode_event(enc: &mut CopyEncoder<'_>, topic: &str, partition: i32, r: &
     enc.text(Some(topic));
     enc.int4(partition);
     enc.int8(r.offset);
-    enc.bytes(r.key.as_deref());
+    enc.bytes(r.key());
     enc.text(r.event_id());
     enc.text(r.source());
     enc.text(r.event_type());

@@ -105,14 +105,15 @@ fn reparse(candidates: Vec<Candidate>, opts: &ParseOptions) -> (Reparsed, Vec<St
     let mut rows = Reparsed::new();
     let mut failing = Vec::new();
     for c in candidates {
-        match parse_message(&c.msg, opts) {
+        let offset = c.msg.offset;
+        match parse_message(c.msg, opts) {
             Parsed::Row(row) => rows.entry((c.topic, c.partition)).or_default().push((row, c.reason)),
             Parsed::Dead(d) => failing.push(StillFailing {
                 changed: d.reason != c.reason || d.detail != c.detail,
                 old_reason: c.reason,
                 topic: c.topic,
                 partition: c.partition,
-                offset: c.msg.offset,
+                offset,
                 reason: d.reason,
                 detail: d.detail,
             }),
@@ -183,7 +184,13 @@ fn candidate(
         Ok(headers) => Ok(Candidate {
             topic,
             partition,
-            msg: RawMessage { offset, key, payload, headers, timestamp_ms: kafka_timestamp.map(|t| t.timestamp_millis()) },
+            msg: RawMessage::new(
+                offset,
+                kafka_timestamp.map(|t| t.timestamp_millis()),
+                key.as_deref(),
+                payload.as_deref(),
+                headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())),
+            ),
             reason,
             detail,
         }),
@@ -420,7 +427,7 @@ mod tests {
             ("dup".to_string(), Some(b"1".to_vec())),
             ("dup".to_string(), Some(b"2".to_vec())),
         ];
-        assert_eq!(headers_from_json(&headers_json(headers.iter())).unwrap(), headers);
+        assert_eq!(headers_from_json(&headers_json(headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())))).unwrap(), headers);
         assert_eq!(headers_from_json("{}").unwrap(), vec![]);
         assert!(headers_from_json("[1]").is_err());
         assert!(headers_from_json(r#"{"a": 1}"#).is_err());
@@ -428,7 +435,7 @@ mod tests {
 
     #[test]
     fn reparse_splits_rows_and_still_failing() {
-        let msg = |offset, payload: &[u8]| RawMessage { offset, key: None, payload: Some(payload.to_vec()), headers: vec![], timestamp_ms: Some(1) };
+        let msg = |offset, payload: &[u8]| RawMessage::new(offset, Some(1), None, Some(payload), []);
         let cand = |offset, payload: &[u8]| Candidate {
             topic: "t".into(),
             partition: 0,

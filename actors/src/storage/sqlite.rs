@@ -104,7 +104,7 @@ pub fn insert_events(conn: &mut SqliteConnection, rows: &[RowRef<'_>]) -> Result
                 topic: &partition.topic,
                 partition: partition.partition,
                 offset: r.offset,
-                key: r.key.as_deref(),
+                key: r.key(),
                 event_id: r.event_id(),
                 source: r.source(),
                 event_type: r.event_type(),
