@@ -30,9 +30,12 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
         use diesel::connection::SimpleConnection;
         // synchronous=NORMAL in WAL mode keeps every commit atomic (rows and progress together);
         // a power cut may drop the last commits, which are then simply re-read from Kafka.
+        // Page cache 4 MiB per connection: inserts touch only the B-tree's right edges (one per
+        // partition); 16 MiB cost ~12 MiB of RSS (every pooled connection fills its own) for no
+        // measurable insert rate (bench, SQLite phase: 116-131k/s at 4 MiB, 121-133k/s at 16).
         conn.batch_execute(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = {}; \
-             PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;",
+             PRAGMA temp_store = MEMORY; PRAGMA cache_size = -4000;",
             self.busy_timeout_ms
         ))
         .map_err(diesel::r2d2::Error::QueryError)
