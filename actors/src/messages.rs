@@ -77,6 +77,11 @@ impl RawMessage {
     pub fn weight(&self) -> usize {
         self.buf.len() + 64
     }
+
+    /// The packed bytes, which a [`RowText`] may point into.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
 }
 
 /// The headers of a [`RawMessage`], decoded from its buffer as they are iterated.
@@ -167,27 +172,27 @@ impl EventRow {
         self.original.key()
     }
     pub fn event_id(&self) -> Option<&str> {
-        self.text.get(Col::EventId)
+        self.text.get(&self.original, Col::EventId)
     }
     pub fn source(&self) -> Option<&str> {
-        self.text.get(Col::Source)
+        self.text.get(&self.original, Col::Source)
     }
     pub fn event_type(&self) -> Option<&str> {
-        self.text.get(Col::EventType)
+        self.text.get(&self.original, Col::EventType)
     }
     pub fn subject(&self) -> Option<&str> {
-        self.text.get(Col::Subject)
+        self.text.get(&self.original, Col::Subject)
     }
     pub fn datacontenttype(&self) -> Option<&str> {
-        self.text.get(Col::DataContentType)
+        self.text.get(&self.original, Col::DataContentType)
     }
     /// JSON text, already validated (no NUL characters, bounded depth).
     pub fn data(&self) -> Option<&str> {
-        self.text.get(Col::Data)
+        self.text.get(&self.original, Col::Data)
     }
     /// Remaining Kafka headers (and CloudEvents extensions) as a JSON object.
     pub fn headers(&self) -> &str {
-        self.text.get(Col::Headers).unwrap_or("{}")
+        self.text.get(&self.original, Col::Headers).unwrap_or("{}")
     }
 }
 
@@ -205,58 +210,104 @@ pub enum Col {
 
 const COLS: usize = 7;
 
-/// A row's text columns in one allocation: seven separate `String`s per row cost seven
-/// allocations (freed on another thread) and their headers; this is one buffer and the ends.
+/// A row's text columns without copying what the record already holds: a column that is a
+/// slice of the record (an attribute or `data` as it stands in the JSON value, a header value,
+/// the whole value) is kept as its position in the record's buffer; only text that had to be
+/// written (unescaped strings, the headers JSON) has its own buffer, one for the row.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RowText {
-    buf: String,
-    ends: [usize; COLS],
+    own: String,
+    /// Each column's start and end, in the record's buffer or in `own`.
+    spans: [(u32, u32); COLS],
     /// Bit `i` set: column `i` is NULL.
     nulls: u8,
+    /// Bit `i` set: column `i` lies in the record's buffer.
+    in_record: u8,
 }
 
 impl RowText {
-    pub fn get(&self, col: Col) -> Option<&str> {
+    /// Column `col`, reading record-held columns from `record` (the record the row was parsed
+    /// from, which the row keeps).
+    pub fn get<'a>(&'a self, record: &'a RawMessage, col: Col) -> Option<&'a str> {
         let i = col as usize;
         if self.nulls & (1 << i) != 0 {
             return None;
         }
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        self.buf.get(start..self.ends[i])
+        let (start, end) = (self.spans[i].0 as usize, self.spans[i].1 as usize);
+        if self.in_record & (1 << i) != 0 {
+            // Was a `&str` when the span was taken; checked again rather than trusted.
+            std::str::from_utf8(record.bytes().get(start..end)?).ok()
+        } else {
+            self.own.get(start..end)
+        }
+    }
+
+    /// Bytes this row had to write itself (the rest it reads from its record).
+    #[cfg(test)]
+    pub(crate) fn own_len(&self) -> usize {
+        self.own.len()
     }
 }
 
 /// Builds a [`RowText`] column by column, in [`Col`] order.
-pub struct RowTextBuilder {
-    buf: Vec<u8>,
-    ends: [usize; COLS],
+pub struct RowTextBuilder<'r> {
+    record: &'r [u8],
+    own: Vec<u8>,
+    spans: [(u32, u32); COLS],
     nulls: u8,
+    in_record: u8,
     next: usize,
 }
 
-impl RowTextBuilder {
-    pub fn with_capacity(bytes: usize) -> Self {
-        Self { buf: Vec::with_capacity(bytes), ends: [0; COLS], nulls: 0, next: 0 }
+impl<'r> RowTextBuilder<'r> {
+    /// Columns of a row of `record`; `own_bytes` is a guess of the text that will be written.
+    pub fn new(record: &'r RawMessage, own_bytes: usize) -> Self {
+        Self { record: record.bytes(), own: Vec::with_capacity(own_bytes), spans: [(0, 0); COLS], nulls: 0, in_record: 0, next: 0 }
     }
 
-    /// The next column's value.
+    /// Where `s` lies in the record's buffer, if it is a slice of it.
+    fn span_in_record(&self, s: &str) -> Option<(u32, u32)> {
+        let base = self.record.as_ptr() as usize;
+        let at = (s.as_ptr() as usize).checked_sub(base)?;
+        let end = at.checked_add(s.len())?;
+        (end <= self.record.len()).then_some(())?;
+        Some((u32::try_from(at).ok()?, u32::try_from(end).ok()?))
+    }
+
+    /// The next column's value: kept by position if it is a slice of the record, else copied.
     pub fn push(mut self, value: Option<&str>) -> Self {
+        let start = self.own.len();
         match value {
-            Some(v) => self.buf.extend_from_slice(v.as_bytes()),
             None => self.nulls |= 1 << self.next,
+            Some(v) => match self.span_in_record(v) {
+                Some(span) if !v.is_empty() => {
+                    self.in_record |= 1 << self.next;
+                    return self.end(span);
+                }
+                _ => self.own.extend_from_slice(v.as_bytes()),
+            },
         }
-        self.end()
+        self.end_own(start)
     }
 
     /// The next column, written by `write` (which must write UTF-8).
     pub fn push_with(mut self, write: impl FnOnce(&mut Vec<u8>)) -> Self {
-        write(&mut self.buf);
-        self.end()
+        let start = self.own.len();
+        write(&mut self.own);
+        self.end_own(start)
     }
 
-    fn end(mut self) -> Self {
+    /// End a column written to the row's own buffer from `start`. (A row's own text past
+    /// 4 GiB cannot occur: records are capped far below; `get` would answer NULL, not panic.)
+    fn end_own(self, start: usize) -> Self {
+        let pos = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let span = (pos(start), pos(self.own.len()));
+        self.end(span)
+    }
+
+    fn end(mut self, span: (u32, u32)) -> Self {
         if self.next < COLS {
-            self.ends[self.next] = self.buf.len();
+            self.spans[self.next] = span;
             self.next += 1;
         }
         self
@@ -266,7 +317,7 @@ impl RowTextBuilder {
         while self.next < COLS {
             self = self.push(None);
         }
-        RowText { buf: utf8_string(self.buf), ends: self.ends, nulls: self.nulls }
+        RowText { own: utf8_string(self.own), spans: self.spans, nulls: self.nulls, in_record: self.in_record }
     }
 }
 
@@ -325,4 +376,38 @@ pub struct Committed {
     pub next_offset: i64,
     pub seq: u64,
     pub outcome: CommitOutcome,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_text_keeps_slices_of_the_record_by_position_and_copies_the_rest() {
+        let record = RawMessage::new(3, None, Some(b"k"), Some(br#"{"id":"a-1","data":{"x":1}}"#), [("ct", Some(&b"text/plain"[..]))]);
+        let payload = std::str::from_utf8(record.payload().unwrap()).unwrap();
+        let header = std::str::from_utf8(record.headers().next().unwrap().1.unwrap()).unwrap();
+        let text = RowTextBuilder::new(&record, 16)
+            .push(Some(&payload[7..10]))
+            .push(Some("copied"))
+            .push(None)
+            .push(Some(""))
+            .push(Some(header))
+            .push(Some(&payload[19..26]))
+            .push_with(|out| out.extend_from_slice(b"{}"))
+            .finish();
+        let get = |c| text.get(&record, c);
+        assert_eq!(get(Col::EventId), Some("a-1"));
+        assert_eq!(get(Col::Source), Some("copied"));
+        assert_eq!(get(Col::EventType), None);
+        assert_eq!(get(Col::Subject), Some(""));
+        assert_eq!(get(Col::DataContentType), Some("text/plain"));
+        assert_eq!(get(Col::Data), Some(r#"{"x":1}"#));
+        assert_eq!(get(Col::Headers), Some("{}"));
+        assert_eq!(text.own_len(), "copied".len() + 2, "only what is not in the record is copied");
+        // Moved or cloned, the record keeps its bytes: positions stay right.
+        let (moved, text2) = (record.clone(), text.clone());
+        drop(record);
+        assert_eq!(text2.get(&moved, Col::Data), Some(r#"{"x":1}"#));
+    }
 }

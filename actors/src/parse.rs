@@ -200,7 +200,7 @@ fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<RowParts, Refusal>
             "parser.format = cloudevents, but the record has neither ce_specversion header nor a specversion attribute",
         ))
     } else {
-        let text = RowTextBuilder::with_capacity(text.len() + 64)
+        let text = RowTextBuilder::new(msg, headers_capacity(msg, 0))
             .push(None)
             .push(None)
             .push(None)
@@ -214,7 +214,41 @@ fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<RowParts, Refusal>
 }
 
 /// A JSON object's top-level members as borrowed raw values.
-type Object<'a> = HashMap<Cow<'a, str>, &'a RawValue>;
+type Object<'a> = HashMap<Text<'a>, &'a RawValue>;
+
+/// A JSON string borrowed from the record when it has no escapes, else unescaped into its own
+/// `String`. (serde's `Cow<str>` always allocates: an object's member names and attributes
+/// cost one allocation each.)
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Text<'a>(Cow<'a, str>);
+
+impl std::borrow::Borrow<str> for Text<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
 
 fn invalid_json(e: serde_json::Error) -> Refusal {
     if e.to_string().contains("recursion limit") {
@@ -366,7 +400,7 @@ fn parse_binary(
     let remaining = msg
         .headers()
         .filter(|(k, _)| !ce_attribute(k).is_some_and(is_core_attribute) && !k.eq_ignore_ascii_case("content-type"));
-    let text = RowTextBuilder::with_capacity(payload.len() + 128)
+    let text = RowTextBuilder::new(msg, headers_capacity(msg, data.as_ref().map_or(0, |d| if matches!(d, Cow::Owned(_)) { d.len() } else { 0 })))
         .push(Some(id))
         .push(Some(source))
         .push(Some(event_type))
@@ -396,7 +430,7 @@ fn is_json_content_type(ct: &str) -> bool {
 fn string_attr<'a>(object: &Object<'a>, name: &str) -> Result<Option<Cow<'a, str>>, Refusal> {
     match object.get(name).map(|raw| raw.get()) {
         None | Some("null") => Ok(None),
-        Some(raw) if raw.starts_with('"') => serde_json::from_str::<Cow<'a, str>>(raw).map(Some).map_err(invalid_json),
+        Some(raw) if raw.starts_with('"') => serde_json::from_str::<Text<'a>>(raw).map(|t| Some(t.0)).map_err(invalid_json),
         Some(raw) => Err(Refusal::new(
             Reason::InvalidAttribute,
             format!("attribute {name} must be a string, found {}", raw.chars().next().map_or("nothing", kind_of_first)),
@@ -436,9 +470,10 @@ fn parse_structured(msg: &RawMessage, object: &Object<'_>) -> Result<RowParts, R
     };
     // Extension attributes travel along in `headers`, prefixed `ce_`.
     let mut extensions: Vec<(&str, &RawValue)> =
-        object.iter().filter(|(k, _)| !CORE_ATTRIBUTES.contains(&k.as_ref())).map(|(k, v)| (k.as_ref(), *v)).collect();
+        object.iter().filter(|(k, _)| !CORE_ATTRIBUTES.contains(&k.0.as_ref())).map(|(k, v)| (k.0.as_ref(), *v)).collect();
     extensions.sort_unstable_by_key(|(k, _)| *k);
-    let text = RowTextBuilder::with_capacity(msg.payload().map_or(0, <[u8]>::len) + 64)
+    let ext_bytes: usize = extensions.iter().map(|(k, v)| k.len() + v.get().len() + 8).sum();
+    let text = RowTextBuilder::new(msg, headers_capacity(msg, ext_bytes))
         .push(Some(id))
         .push(Some(source))
         .push(Some(event_type))
@@ -448,6 +483,11 @@ fn parse_structured(msg: &RawMessage, object: &Object<'_>) -> Result<RowParts, R
         .push_with(|out| write_headers_json(out, msg.headers(), &extensions))
         .finish();
     Ok((time, text))
+}
+
+/// Room for a row's own text: the headers as JSON (about their packed size) plus `extra`.
+fn headers_capacity(msg: &RawMessage, extra: usize) -> usize {
+    msg.headers().map(|(k, v)| k.len() + v.map_or(4, <[u8]>::len) + 6).sum::<usize>() + 2 + extra
 }
 
 /// Kafka headers as a JSON object: UTF-8 values (without NUL) as strings, others as
@@ -568,6 +608,20 @@ mod tests {
         assert_eq!(r.datacontenttype(), Some("application/json"));
         assert!(r.headers().contains("ce_traceparent"), "extensions kept: {}", r.headers());
         assert_eq!(r.kafka_timestamp.unwrap().timestamp_millis(), 1_700_000_000_000);
+    }
+
+    #[test]
+    fn attributes_and_data_are_read_from_the_record_not_copied() {
+        let r = row_of(&msg(Some(STRUCTURED), &[]), &ParseOptions::default());
+        assert_eq!(r.text.own_len(), r.headers().len(), "only the headers JSON is written: {r:?}");
+        // An escaped attribute is unescaped into the row's own text.
+        let escaped = br#"{"specversion":"1.0","id":"e\u002d1","source":"/s","type":"t","data":{}}"#;
+        let r = row_of(&msg(Some(escaped), &[]), &ParseOptions::default());
+        assert_eq!(r.event_id(), Some("e-1"));
+        assert_eq!(r.text.own_len(), "e-1".len() + r.headers().len());
+        let r = row_of(&msg(Some(b"{}"), &[("ce_specversion", b"1.0"), ("ce_id", b"i"), ("ce_source", b"s"), ("ce_type", b"t")]), &ParseOptions::default());
+        assert_eq!((r.event_id(), r.data()), (Some("i"), Some("{}")));
+        assert_eq!(r.text.own_len(), r.headers().len(), "binary mode: attributes are header values in the record");
     }
 
     #[test]

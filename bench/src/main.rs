@@ -330,6 +330,14 @@ struct E2e {
     rss_steady_mib: f64,
     cpu_per_100k_s: f64,
     health: Option<(f64, f64)>,
+    /// Database transactions the run committed, and the batches they carried.
+    transactions: f64,
+    batches: f64,
+}
+
+/// The value of an unlabelled counter in a Prometheus text exposition.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(f64::NAN)
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -397,6 +405,7 @@ fn end_to_end(bin: &PathBuf, brokers: &str, topic: &str, url: &str, n: usize, pr
     let peak = svc.proc_status("VmHWM:").unwrap_or(0) as f64 / 1024.0;
     stop.store(true, Ordering::Relaxed);
     let health = health.and_then(|h| h.join().ok());
+    let metrics = loopback_get(svc.port, "/metrics").map(|r| r.1).unwrap_or_default();
     svc.stop();
     let second_half = &mut rss[rss.len() / 2..].to_vec();
     second_half.sort_by(f64::total_cmp);
@@ -406,6 +415,8 @@ fn end_to_end(bin: &PathBuf, brokers: &str, topic: &str, url: &str, n: usize, pr
         rss_steady_mib: percentile(second_half, 0.5),
         cpu_per_100k_s: cpu / (n as i64 - floor) as f64 * 100_000.0,
         health,
+        transactions: metric(&metrics, "tributary_transactions_committed_total"),
+        batches: metric(&metrics, "tributary_batches_committed_total"),
     }
 }
 
@@ -513,6 +524,7 @@ fn main() {
         let pg = end_to_end(&bin, &brokers, &topic, &db.url, n, true);
         eprintln!("  tributary → PG      {:>12.0} events/s  ({} of COPY, {} of consume)", pg.per_s, pct(pg.per_s, pg_copy), pct(pg.per_s, consume));
         eprintln!("  RSS (PG run)        peak {:.1} MiB, steady {:.1} MiB; CPU {:.2} s per 100k events", pg.rss_peak_mib, pg.rss_steady_mib, pg.cpu_per_100k_s);
+        eprintln!("  transactions (PG)   {:.0}, {:.0} events and {:.1} batches each", pg.transactions, n as f64 / pg.transactions, pg.batches / pg.transactions);
         let (rps, p99) = pg.health.unwrap_or((f64::NAN, f64::NAN));
         eprintln!("  /health under load  {rps:.0} req/s, p99 {p99:.2} ms");
         pg
@@ -521,6 +533,7 @@ fn main() {
         let sq = end_to_end(&bin, &brokers, &topic, &format!("sqlite://{}", dir.path().join("e2e.db").display()), n, false);
         eprintln!("  tributary → SQLite  {:>12.0} events/s  ({} of raw insert)", sq.per_s, pct(sq.per_s, sqlite_raw));
         eprintln!("  RSS (SQLite run)    peak {:.1} MiB, steady {:.1} MiB; CPU {:.2} s per 100k events", sq.rss_peak_mib, sq.rss_steady_mib, sq.cpu_per_100k_s);
+        eprintln!("  transactions (SQLite) {:.0}, {:.0} events and {:.1} batches each", sq.transactions, n as f64 / sq.transactions, sq.batches / sq.transactions);
         sq
     });
     let latency = run(Phase::Latency).then(|| {
