@@ -24,7 +24,6 @@ pub struct RawMessage {
     key_len: Option<usize>,
     /// Length of the value after the key; `None` for a tombstone (null value).
     payload_len: Option<usize>,
-    header_count: usize,
 }
 
 /// A null header value's length in [`RawMessage`]'s buffer.
@@ -43,7 +42,6 @@ impl RawMessage {
         let mut buf = Vec::with_capacity(key.map_or(0, <[u8]>::len) + payload.map_or(0, <[u8]>::len) + header_bytes);
         buf.extend_from_slice(key.unwrap_or_default());
         buf.extend_from_slice(payload.unwrap_or_default());
-        let mut header_count = 0;
         for (name, value) in headers {
             // Kafka caps a record far below 4 GiB; the cut only keeps this total.
             let name = &name.as_bytes()[..name.len().min(NULL_LEN as usize - 1)];
@@ -52,9 +50,8 @@ impl RawMessage {
             buf.extend_from_slice(&value.map_or(NULL_LEN, |v| v.len() as u32).to_le_bytes());
             buf.extend_from_slice(name);
             buf.extend_from_slice(value.unwrap_or_default());
-            header_count += 1;
         }
-        Self { offset, timestamp_ms, buf, key_len: key.map(<[u8]>::len), payload_len: payload.map(<[u8]>::len), header_count }
+        Self { offset, timestamp_ms, buf, key_len: key.map(<[u8]>::len), payload_len: payload.map(<[u8]>::len) }
     }
 
     pub fn key(&self) -> Option<&[u8]> {
@@ -70,7 +67,7 @@ impl RawMessage {
     /// Headers in record order, as `(name, value)`; a value may be null.
     pub fn headers(&self) -> Headers<'_> {
         let start = self.key_len.unwrap_or(0) + self.payload_len.unwrap_or(0);
-        Headers { rest: &self.buf[start..], left: self.header_count }
+        Headers { rest: &self.buf[start..] }
     }
 
     /// Approximate heap bytes held by this message, for memory accounting.
@@ -84,20 +81,17 @@ impl RawMessage {
     }
 }
 
-/// The headers of a [`RawMessage`], decoded from its buffer as they are iterated.
+/// The headers of a [`RawMessage`], decoded from its buffer as they are iterated (they run to
+/// the buffer's end).
 #[derive(Debug, Clone)]
 pub struct Headers<'a> {
     rest: &'a [u8],
-    left: usize,
 }
 
 impl<'a> Iterator for Headers<'a> {
     type Item = (&'a str, Option<&'a [u8]>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.left == 0 {
-            return None;
-        }
         let (lens, rest) = self.rest.split_first_chunk::<8>()?;
         let name_len = u32::from_le_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize;
         let value_len = u32::from_le_bytes([lens[4], lens[5], lens[6], lens[7]]);
@@ -109,13 +103,8 @@ impl<'a> Iterator for Headers<'a> {
             (Some(v), rest)
         };
         self.rest = rest;
-        self.left -= 1;
         // Names were written from `&str`s; a cut (never at Kafka's sizes) could split a character.
         Some((std::str::from_utf8(name).unwrap_or(""), value))
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.left))
     }
 }
 

@@ -14,7 +14,7 @@
 use std::ops::Range;
 
 use crate::messages::{CommitOutcome, DeadLetter, EventRow, Fence, ParsedBatch, PartitionKey};
-use crate::parse::{headers_json, Reason};
+use crate::parse::{dead_letter, Reason, Refusal};
 
 use super::StoreError;
 
@@ -137,14 +137,7 @@ fn insert_isolating<S: GroupStore>(
 
 /// The dead letter that replaces a row the database refused.
 fn rejected_row(row: &EventRow, sqlstate: String, message: String) -> DeadLetter {
-    DeadLetter {
-        offset: row.offset,
-        key: row.key().map(<[u8]>::to_vec),
-        payload: row.original.payload().map(<[u8]>::to_vec),
-        headers: headers_json(row.original.headers()),
-        reason: Reason::DatabaseRejected.code().to_string(),
-        detail: crate::parse::sanitize_detail(&format!("the database refused the row: {message}")),
-        sqlstate: Some(sqlstate),
-        kafka_timestamp: row.kafka_timestamp,
-    }
+    // The row keeps its record whole: the same dead letter the parser makes, with the SQLSTATE.
+    let refusal = Refusal { reason: Reason::DatabaseRejected, detail: format!("the database refused the row: {message}") };
+    DeadLetter { sqlstate: Some(sqlstate), ..dead_letter(&row.original, refusal) }
 }
