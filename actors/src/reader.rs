@@ -471,6 +471,28 @@ fn pending_total(parts: &HashMap<PartitionKey, PartitionState>) -> usize {
     parts.values().map(|p| p.batcher.pending_bytes()).sum()
 }
 
+/// Given each partition's pending bytes, over `budget`: the pending bytes from which a
+/// partition is cut now — the largest partitions, enough of them to bring the total down to half
+/// the budget. Under it: none.
+fn press_threshold(mut sizes: Vec<usize>, budget: usize) -> Option<usize> {
+    let total: usize = sizes.iter().sum();
+    if total < budget {
+        return None;
+    }
+    sizes.retain(|&b| b > 0);
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    let mut left = total;
+    let mut least = 1;
+    for size in sizes {
+        if left <= budget / 2 {
+            break;
+        }
+        left -= size;
+        least = size.max(1);
+    }
+    Some(least)
+}
+
 fn tpl_of<'a>(keys: impl Iterator<Item = &'a PartitionKey>) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
     for k in keys {
@@ -499,15 +521,22 @@ impl PollLoop {
         let now = Instant::now();
         let mut waiting = false;
         let mut parts = s.parts();
-        // Over the read-ahead budget nothing more is read, so batches cannot grow: cut what every
-        // partition holds now rather than wait for its linger. With many partitions the budget
-        // shares out to less than a full batch each; the group commit still makes transactions
-        // of up to `batch_size` messages from these smaller batches.
-        let pressed = force || pending_total(&parts) >= s.opts.pending_budget_bytes;
+        // Over the read-ahead budget nothing more is read, so batches cannot grow: cut now rather
+        // than wait for linger — but only the partitions holding the most, down to half the
+        // budget. Cutting every partition at once made batches of budget ÷ partitions (a few
+        // hundred messages with 8), and the per-transaction cost then dominated the database's
+        // work; the partitions left keep growing towards a full batch (their linger still bounds
+        // their wait).
+        let pressed_from = if force {
+            Some(0)
+        } else {
+            press_threshold(parts.values().map(|p| p.batcher.pending_bytes()).collect(), s.opts.pending_budget_bytes)
+        };
         for p in parts.values_mut() {
             if p.shared.resync.load(Ordering::SeqCst) {
                 continue;
             }
+            let pressed = pressed_from.is_some_and(|least| p.batcher.pending_bytes() >= least);
             while pressed || p.batcher.is_ready(&limits, now) {
                 if p.batcher.pending_len() == 0 {
                     break;
@@ -994,5 +1023,25 @@ impl Handler<Restart> for KafkaReader {
         self.health.do_send(ActorRestartRequested("kafka_reader"));
         self.restart_now = true;
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::press_threshold;
+
+    #[test]
+    fn over_budget_only_the_largest_partitions_are_cut_down_to_half_the_budget() {
+        // Under the budget nothing is pressed (linger and size still cut).
+        assert_eq!(press_threshold(vec![100, 200, 300], 1000), None);
+        // 1000 pending of a 1000 budget: cutting 500 (the largest) leaves 500 = half.
+        assert_eq!(press_threshold(vec![100, 500, 0, 250, 150], 1000), Some(500));
+        // Two are needed to get to half: both are pressed, the smaller ones keep growing.
+        assert_eq!(press_threshold(vec![300, 300, 200, 200], 1000), Some(300));
+        // Evenly spread: ties are all cut (as every partition was before this rule).
+        assert_eq!(press_threshold(vec![125; 8], 1000), Some(125));
+        // Nothing pending at all, a zero budget: never a threshold of 0 (that would press empty
+        // partitions).
+        assert_eq!(press_threshold(vec![0, 0], 0), Some(1));
     }
 }
