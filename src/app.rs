@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 use tributary_actors::backoff::Backoff;
 use tributary_actors::batch::BatchLimits;
 use tributary_actors::breaker::Breaker;
-use tributary_actors::health::{HealthOptions, HealthReporter, SetDbProbe};
+use tributary_actors::health::{HealthOptions, HealthReporter, SetDbProbe, SetReader};
 use tributary_actors::metrics::Metrics;
 use tributary_actors::parse::ParseOptions;
 use tributary_actors::parser::Parser;
@@ -95,6 +95,7 @@ impl Application {
             group_id: settings.kafka.group_id.clone(),
             config_summary: settings.redacted(),
             stall_after: Duration::from_secs(settings.health.stall_after_secs),
+            restart_reader_after: (settings.health.restart_reader_after_secs > 0).then(|| Duration::from_secs(settings.health.restart_reader_after_secs)),
             restart_budget: settings.health.restart_budget,
             restart_window: Duration::from_secs(settings.health.restart_window_secs),
         };
@@ -170,6 +171,7 @@ impl Application {
                 KafkaReader::new(reader_opts.clone(), p.clone(), w.clone(), h.clone(), m.clone(), l.clone())
             })
         };
+        health.do_send(SetReader(reader.clone().recipient()));
 
         let addr = settings.bind_addr()?;
         let listener = TcpListener::bind(addr).map_err(|source| AppError::Bind { addr: addr.to_string(), source })?;

@@ -174,6 +174,11 @@ impl Default for LogSettings {
 pub struct HealthSettings {
     /// Lag above zero and no commit for this long ⇒ `/ready` 503 `stalled`.
     pub stall_after_secs: u64,
+    /// Restart the Kafka reader (a fresh consumer) when a partition has had lag and no commit
+    /// this long while the database answered (0: never). librdkafka can leave a partition
+    /// fetching from a broker that is no longer its leader after leadership moves, with no
+    /// error reaching the application.
+    pub restart_reader_after_secs: u64,
     /// Restarts within `restart_window_secs` beyond which an actor counts as failed.
     pub restart_budget: u32,
     pub restart_window_secs: u64,
@@ -181,7 +186,7 @@ pub struct HealthSettings {
 
 impl Default for HealthSettings {
     fn default() -> Self {
-        Self { stall_after_secs: 60, restart_budget: 5, restart_window_secs: 60 }
+        Self { stall_after_secs: 60, restart_reader_after_secs: 120, restart_budget: 5, restart_window_secs: 60 }
     }
 }
 
@@ -390,12 +395,13 @@ impl Settings {
             ("database.breaker_threshold", u64::from(d.breaker_threshold), 1, 1000),
         ];
         let p = &self.parser;
-        let more: [(&str, u64, u64, u64); 4] = [
+        let more: [(&str, u64, u64, u64); 5] = [
             ("parser.workers", p.workers as u64, 1, 256),
             ("parser.max_message_bytes", p.max_message_bytes as u64, 1, 1 << 30),
             // serde_json refuses nesting beyond 128 by itself.
             ("parser.max_depth", p.max_depth as u64, 1, 127),
             ("health.stall_after_secs", self.health.stall_after_secs, 1, 86_400),
+            ("health.restart_reader_after_secs", self.health.restart_reader_after_secs, 0, 86_400),
         ];
         for (key, value, lo, hi) in ranges.into_iter().chain(more) {
             if value < lo || value > hi {

@@ -31,6 +31,8 @@ fn database_outage_opens_the_breaker_and_ingestion_resumes_by_itself() {
     s.database.batch_size = 200;
     s.database.connect_timeout_ms = 1000;
     s.health.stall_after_secs = 1;
+    // The outage outlasts this: a stalled database must never restart the reader.
+    s.health.restart_reader_after_secs = 3;
     let running = app::spawn(s, telemetry::discard()).unwrap();
     let port = running.port;
     stage!("the first batches commit", Duration::from_secs(30), || f.committed() > 0);
@@ -70,6 +72,10 @@ fn broker_down_errors_slow_round_trips_and_leader_changes_lose_and_duplicate_not
     f.produce(5_000);
     let mut s = f.settings();
     s.database.batch_size = 200;
+    // librdkafka 2.12 can leave a partition fetching from a broker that is no longer its leader
+    // after leadership moves (about 1 run in 100; no error reaches the application); the reader
+    // restart on a stall recovers it well within this test's waits.
+    s.health.restart_reader_after_secs = 15;
     let running = app::spawn(s, telemetry::discard()).unwrap();
     stage!("first batches commit", Duration::from_secs(30), || f.committed() > 0);
     stage!("the first messages are in", Duration::from_secs(60), || f.committed() == f.produced());
@@ -109,6 +115,44 @@ fn broker_down_errors_slow_round_trips_and_leader_changes_lose_and_duplicate_not
         stage!("progress after the leaders moved", Duration::from_secs(60), || f.committed() > before);
     }
     f.assert_all_ingested_exactly_once(Duration::from_secs(120));
+    running.stop().unwrap();
+}
+
+/// A consumer that stops getting a partition's records while the database answers (here every
+/// Fetch fails; librdkafka can also leave a partition on a broker that is no longer its leader
+/// after leadership moves) is restarted once the partition has had lag and no commit for
+/// `health.restart_reader_after_secs`; the fresh consumer resumes from the database's progress
+/// and nothing is lost or duplicated. The restart is a recovery, not a failure: `/health` stays
+/// 200.
+#[test]
+fn a_consumer_stuck_on_a_partition_is_restarted_and_nothing_is_lost() {
+    let mut f = Fixture::new(Kind::Sqlite, "stuck", 2, 1).unwrap();
+    f.produce(1_000);
+    let mut s = f.settings();
+    s.health.stall_after_secs = 1;
+    s.health.restart_reader_after_secs = 3;
+    let running = app::spawn(s, telemetry::discard()).unwrap();
+    let port = running.port;
+    stage!("the first messages are in", Duration::from_secs(60), || f.committed() == f.produced());
+    assert_eq!(metric_sum(&http("GET", port, "/metrics").1, "tributary_stall_restarts_total"), 0.0, "caught up is not stalled");
+
+    f.kafka.cluster().request_errors(
+        rdkafka::types::RDKafkaApiKey::Fetch,
+        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 5_000],
+    );
+    f.produce(1_000);
+    stage!("/ready reports the stall", Duration::from_secs(30), || {
+        get_json(port, "/ready").1["reasons"].to_string().contains("stalled")
+    });
+    stage!("the stall restarts the reader", Duration::from_secs(60), || {
+        metric_sum(&http("GET", port, "/metrics").1, "tributary_stall_restarts_total") >= 1.0
+    });
+    assert_eq!(get_json(port, "/health").0, 200, "a restart on a stall is not a failure");
+    assert!(get_json(port, "/actors").1["kafka_reader"]["restarts"].as_u64() >= Some(1));
+
+    f.kafka.cluster().clear_request_errors(rdkafka::types::RDKafkaApiKey::Fetch);
+    f.assert_all_ingested_exactly_once(Duration::from_secs(120));
+    stage!("/ready 200 again", Duration::from_secs(30), || get_json(port, "/ready").0 == 200);
     running.stop().unwrap();
 }
 

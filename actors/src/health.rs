@@ -38,7 +38,7 @@ pub struct ActorFailed {
     pub error: String,
 }
 
-/// An operator asked for this actor to be restarted (`POST /actors/{name}/restart`).
+/// This actor is restarting on request (`POST /actors/{name}/restart`, or a stall).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ActorRestartRequested(pub &'static str);
@@ -74,7 +74,22 @@ pub struct Progress {
 /// High watermarks as the consumer last saw them.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Watermarks(pub Vec<(PartitionKey, i64)>);
+pub struct Watermarks(pub Vec<Watermark>);
+
+#[derive(Debug, Clone)]
+pub struct Watermark {
+    pub partition: PartitionKey,
+    pub high: i64,
+    /// librdkafka's position is at the high watermark and nothing read is still pending or in
+    /// flight: what lies between the last committed record and `high` is not data (transaction
+    /// markers, aborted records), so the lag is zero.
+    pub caught_up: bool,
+}
+
+/// Where to send [`Restart`] when partitions stall (the Kafka reader).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetReader(pub Recipient<Restart>);
 
 /// The outcome of the latest database round trip.
 #[derive(Message)]
@@ -136,6 +151,9 @@ pub struct HealthOptions {
     pub config_summary: Value,
     /// Lag above zero and no commit for this long ⇒ not ready (`stalled`).
     pub stall_after: Duration,
+    /// Restart the Kafka reader when a partition has had lag and no commit for this long while
+    /// the database kept answering (`None`: never).
+    pub restart_reader_after: Option<Duration>,
     /// More restarts than this within `restart_window` ⇒ the actor counts as failed.
     pub restart_budget: u32,
     pub restart_window: Duration,
@@ -163,6 +181,8 @@ struct ActorInfo {
 struct PartitionInfo {
     next_offset: Option<i64>,
     high_watermark: Option<i64>,
+    /// Nothing deliverable lies beyond the last commit (see [`Watermark::caught_up`]).
+    caught_up: bool,
     last_commit: Option<DateTime<Utc>>,
     /// Last commit, or the assignment if none since: the start of a possible stall.
     progress_at: Option<Instant>,
@@ -170,6 +190,9 @@ struct PartitionInfo {
 
 impl PartitionInfo {
     fn lag(&self) -> Option<i64> {
+        if self.caught_up {
+            return Some(0);
+        }
         match (self.high_watermark, self.next_offset) {
             (Some(hw), Some(n)) => Some((hw - n).max(0)),
             (Some(hw), None) => Some(hw.max(0)),
@@ -188,6 +211,12 @@ pub struct HealthReporter {
     partitions: BTreeMap<PartitionKey, PartitionInfo>,
     db: Option<Result<(), String>>,
     db_probe: Option<Recipient<Ping>>,
+    reader: Option<Recipient<Restart>>,
+    /// When a stall last restarted the reader.
+    stall_restart_at: Option<Instant>,
+    /// Since when the database has answered without a failure in between (probe, writes,
+    /// breaker closed); `None` while it fails.
+    db_healthy_since: Option<Instant>,
     paused: bool,
     /// Why the database circuit breaker is open, while it is.
     breaker: Option<String>,
@@ -213,6 +242,9 @@ impl HealthReporter {
             partitions: BTreeMap::new(),
             db: None,
             db_probe: None,
+            reader: None,
+            stall_restart_at: None,
+            db_healthy_since: None,
             paused: false,
             breaker: None,
             stalled: Vec::new(),
@@ -236,12 +268,21 @@ impl HealthReporter {
             async move { probe.send(Ping).await }
                 .into_actor(self)
                 .map(|res, act, _| {
-                    act.db = Some(match res {
+                    act.set_db(match res {
                         Ok(r) => r,
                         Err(e) => Err(format!("db_writer did not answer: {e}")),
                     });
                 }),
         );
+    }
+
+    fn set_db(&mut self, status: Result<(), String>) {
+        if status.is_ok() {
+            self.db_healthy_since.get_or_insert_with(Instant::now);
+        } else {
+            self.db_healthy_since = None;
+        }
+        self.db = Some(status);
     }
 
     fn check_stalls(&mut self) {
@@ -258,6 +299,40 @@ impl HealthReporter {
             slog::warn!(self.log, "ingestion stalled: lag above zero and no commit"; "partitions" => names.join(","), "stall_after_s" => stall_after.as_secs_f64());
         }
         self.stalled = if self.paused { Vec::new() } else { stalled };
+        self.restart_reader_if_stalled(now);
+    }
+
+    /// A partition with lag and no commit for `restart_reader_after` while the database kept
+    /// answering, the breaker closed and nobody paused consumption: what is stuck is the
+    /// consumer (librdkafka can leave a partition fetching from a broker that is no longer its
+    /// leader after leadership moves, with no error reaching the application). Restart the
+    /// reader: it drains, leaves the group and joins with a fresh consumer. The stall clock
+    /// starts at the later of the last commit (or assignment) and the database's recovery, so a
+    /// database outage never counts; reassignment restarts it, so this repeats at most once
+    /// per `restart_reader_after` while the stall lasts.
+    fn restart_reader_if_stalled(&mut self, now: Instant) {
+        let (Some(after), Some(healthy_since)) = (self.opts.restart_reader_after, self.db_healthy_since) else { return };
+        let reader_running = self.actors.get("kafka_reader").is_some_and(|a| a.state == ActorState::Running);
+        if self.paused || self.breaker.is_some() || !reader_running || self.stall_restart_at.is_some_and(|t| now.duration_since(t) < after) {
+            return;
+        }
+        let stuck: Vec<String> = self
+            .partitions
+            .iter()
+            .filter(|(_, p)| {
+                p.lag().unwrap_or(0) > 0 && p.progress_at.is_some_and(|t| now.duration_since(t.max(healthy_since)) >= after)
+            })
+            .map(|(k, _)| k.to_string())
+            .collect();
+        let Some(reader) = &self.reader else { return };
+        if stuck.is_empty() {
+            return;
+        }
+        slog::warn!(self.log, "partitions stalled while the database answers: restarting the kafka reader";
+            "partitions" => stuck.join(","), "after_s" => after.as_secs_f64());
+        self.metrics.stall_restarts.inc();
+        self.stall_restart_at = Some(now);
+        reader.do_send(Restart);
     }
 
     fn readiness(&mut self) -> Report {
@@ -355,7 +430,7 @@ impl Handler<ActorRestartRequested> for HealthReporter {
         a.state = ActorState::Restarting;
         self.metrics.actor_restarts.get_or_create(&label("actor", msg.0)).inc();
         self.set_up(msg.0, false);
-        slog::info!(self.log, "actor restart requested by an operator"; "actor" => msg.0);
+        slog::info!(self.log, "actor restart requested"; "actor" => msg.0);
     }
 }
 
@@ -383,6 +458,7 @@ impl Handler<Assigned> for HealthReporter {
         for (key, next) in msg.0 {
             let p = self.partitions.entry(key).or_default();
             p.next_offset = next;
+            p.caught_up = false;
             p.progress_at = Some(now);
         }
         self.metrics.partitions_assigned.set(self.partitions.len() as i64);
@@ -405,7 +481,7 @@ impl Handler<Revoked> for HealthReporter {
 impl Handler<Progress> for HealthReporter {
     type Result = ();
     fn handle(&mut self, msg: Progress, _: &mut Self::Context) {
-        self.db = Some(Ok(()));
+        self.set_db(Ok(()));
         let p = self.partitions.entry(msg.partition.clone()).or_default();
         p.next_offset = Some(msg.next_offset);
         p.last_commit = Some(Utc::now());
@@ -420,11 +496,12 @@ impl Handler<Progress> for HealthReporter {
 impl Handler<Watermarks> for HealthReporter {
     type Result = ();
     fn handle(&mut self, msg: Watermarks, _: &mut Self::Context) {
-        for (key, hw) in msg.0 {
-            if let Some(p) = self.partitions.get_mut(&key) {
-                p.high_watermark = Some(hw);
+        for w in msg.0 {
+            if let Some(p) = self.partitions.get_mut(&w.partition) {
+                p.high_watermark = Some(w.high);
+                p.caught_up = w.caught_up;
                 if let Some(lag) = p.lag() {
-                    let labels = vec![("topic".to_string(), key.topic.clone()), ("partition".to_string(), key.partition.to_string())];
+                    let labels = vec![("topic".to_string(), w.partition.topic.clone()), ("partition".to_string(), w.partition.partition.to_string())];
                     self.metrics.consumer_lag.get_or_create(&labels).set(lag);
                 }
             }
@@ -435,7 +512,7 @@ impl Handler<Watermarks> for HealthReporter {
 impl Handler<DbStatus> for HealthReporter {
     type Result = ();
     fn handle(&mut self, msg: DbStatus, _: &mut Self::Context) {
-        self.db = Some(msg.0);
+        self.set_db(msg.0);
     }
 }
 
@@ -443,7 +520,9 @@ impl Handler<BreakerChanged> for HealthReporter {
     type Result = ();
     fn handle(&mut self, msg: BreakerChanged, _: &mut Self::Context) {
         if msg.0.is_none() {
-            self.db = Some(Ok(()));
+            self.set_db(Ok(()));
+        } else {
+            self.db_healthy_since = None;
         }
         self.breaker = msg.0;
     }
@@ -453,6 +532,13 @@ impl Handler<Paused> for HealthReporter {
     type Result = ();
     fn handle(&mut self, msg: Paused, _: &mut Self::Context) {
         self.paused = msg.0;
+    }
+}
+
+impl Handler<SetReader> for HealthReporter {
+    type Result = ();
+    fn handle(&mut self, msg: SetReader, _: &mut Self::Context) {
+        self.reader = Some(msg.0);
     }
 }
 

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub db_retries: Counter,
     pub offsets_skipped: Family<Labels, Counter>,
     pub backpressure_pauses: Counter,
+    pub stall_restarts: Counter,
     pub consumer_lag: Family<Labels, Gauge>,
     pub in_flight_batches: Gauge,
     pub actor_restarts: Family<Labels, Counter>,
@@ -55,6 +56,7 @@ impl Metrics {
             db_retries: Counter::default(),
             offsets_skipped: Family::default(),
             backpressure_pauses: Counter::default(),
+            stall_restarts: Counter::default(),
             consumer_lag: Family::default(),
             in_flight_batches: Gauge::default(),
             actor_restarts: Family::default(),
@@ -77,6 +79,7 @@ impl Metrics {
         r.register("db_retries", "Transient database errors retried", m.db_retries.clone());
         r.register("offsets_skipped", "Offsets never delivered by Kafka (compaction, transaction markers, or retention deleted them before ingestion), by topic", m.offsets_skipped.clone());
         r.register("backpressure_pauses", "Partitions paused because the messages read ahead stayed over budget (the database was slower than Kafka for longer than a moment); each resume re-fetches", m.backpressure_pauses.clone());
+        r.register("stall_restarts", "Kafka reader restarts because partitions stalled (lag above zero, no commit for health.stall_after_secs) while the database answered", m.stall_restarts.clone());
         r.register("consumer_lag", "High watermark minus committed offset, by partition", m.consumer_lag.clone());
         r.register("in_flight_batches", "Batches handed to the parser or writer and not yet committed", m.in_flight_batches.clone());
         r.register("actor_restarts", "Actor restarts by its supervisor, by actor", m.actor_restarts.clone());

@@ -41,7 +41,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::backoff::Backoff;
 use crate::batch::{BatchLimits, PartitionBatcher};
 use crate::breaker::Breaker;
-use crate::health::{ActorFailed, ActorRestartRequested, ActorStarted, ActorStopped, Assigned, HealthReporter, Paused, Progress, Restart, Revoked, Watermarks};
+use crate::health::{ActorFailed, ActorRestartRequested, ActorStarted, ActorStopped, Assigned, HealthReporter, Paused, Progress, Restart, Revoked, Watermark, Watermarks};
 use crate::messages::{CommitOutcome, Committed, Fence, ParsedBatch, PartitionKey, RawBatch, RawMessage};
 use crate::metrics::Metrics;
 use crate::parser::{ParseBatch, Parser};
@@ -700,6 +700,16 @@ impl PollLoop {
         self.last_housekeeping = Instant::now();
         commit_to_kafka(&self.consumer, &self.shared, CommitMode::Async);
         let keys: Vec<PartitionKey> = self.shared.parts().keys().cloned().collect();
+        // librdkafka's position moves past records it never hands out (transaction markers,
+        // aborted records): at the high watermark with nothing of ours pending, the rest is not
+        // data and the partition has no lag, even though its progress is short of `high`.
+        let positions: HashMap<(String, i32), i64> = self
+            .consumer
+            .position()
+            .map(|tpl| {
+                tpl.elements().iter().filter_map(|e| e.offset().to_raw().filter(|o| *o >= 0).map(|o| ((e.topic().to_string(), e.partition()), o))).collect()
+            })
+            .unwrap_or_default();
         let mut marks = Vec::with_capacity(keys.len());
         for k in keys {
             let (mut low, mut high) = (0i64, 0i64);
@@ -715,7 +725,13 @@ impl PollLoop {
                 )
             };
             if err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0 {
-                marks.push((k, high));
+                let at_end = positions.get(&(k.topic.clone(), k.partition)).is_some_and(|pos| *pos >= high);
+                let idle = self.shared.parts().get(&k).is_some_and(|p| {
+                    p.batcher.pending_len() == 0
+                        && p.shared.in_flight.load(Ordering::SeqCst) == 0
+                        && !p.shared.resync.load(Ordering::SeqCst)
+                });
+                marks.push(Watermark { partition: k, high, caught_up: at_end && idle });
             }
         }
         if !marks.is_empty() {
