@@ -9,15 +9,18 @@ use std::collections::HashMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use diesel::prelude::*;
 use diesel::r2d2::CustomizeConnection;
-use diesel::sqlite::SqliteConnection;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sqlite::{Sqlite, SqliteConnection};
 
 use super::sqlite_schema::{consumer_offsets, dead_letters, events};
 use super::commit::{DeadRef, GroupStore, RowRef};
 use super::StoreError;
 use crate::messages::{Fence, PartitionKey};
 
-/// Rows per INSERT statement: 13 binds a row stays far below SQLite's 32,766-variable limit.
-const ROWS_PER_STATEMENT: usize = 1000;
+/// Rows per INSERT statement. A fixed-size array of rows gives Diesel a static query, so the
+/// statement is prepared once per connection and reused; only a shorter tail is prepared anew.
+/// 13 binds a row stays far below SQLite's 32,766-variable limit.
+const ROWS_PER_STATEMENT: usize = 128;
 
 /// Connection set-up applied to every pooled connection.
 #[derive(Debug, Clone, Copy)]
@@ -98,28 +101,87 @@ fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// Insert rows into `events`, `ROWS_PER_STATEMENT` rows per statement.
+fn new_event(RowRef { partition, row: r }: RowRef<'_>) -> NewEvent<'_> {
+    NewEvent {
+        topic: &partition.topic,
+        partition: partition.partition,
+        offset: r.offset,
+        key: r.key(),
+        event_id: r.event_id(),
+        source: r.source(),
+        event_type: r.event_type(),
+        subject: r.subject(),
+        time: ts(r.time),
+        datacontenttype: r.datacontenttype(),
+        data: r.data(),
+        headers: r.headers(),
+        kafka_timestamp: ts(r.kafka_timestamp),
+    }
+}
+
+/// Exactly `ROWS_PER_STATEMENT` rows in one `INSERT` whose SQL never changes. Its query id is
+/// static, so Diesel prepares it once per connection and afterwards only binds and steps it;
+/// Diesel's own batch insert of borrowed rows cannot have a static id (its id type carries the
+/// rows' lifetime) and prepared its statement anew each time: parsing the SQL was ~14 % of the
+/// SQLite writer thread and growing its bind buffer another ~18 % in page faults (perf).
+struct FullChunk<'a> {
+    rows: Vec<NewEvent<'a>>,
+}
+
+const INSERT_EVENTS: &str = "INSERT INTO `events` (`topic`, `partition`, `offset`, `key`, `event_id`, `source`, `type`, \
+    `subject`, `time`, `datacontenttype`, `data`, `headers`, `kafka_timestamp`) VALUES ";
+
+impl QueryId for FullChunk<'_> {
+    type QueryId = FullChunk<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<Sqlite> for FullChunk<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text};
+        debug_assert_eq!(self.rows.len(), ROWS_PER_STATEMENT, "the SQL must not change");
+        out.push_sql(INSERT_EVENTS);
+        for (i, r) in self.rows.iter().enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_bind_param::<Text, _>(&r.topic)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Integer, _>(&r.partition)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(&r.offset)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Binary>, _>(&r.key)?;
+            for text in [&r.event_id, &r.source, &r.event_type, &r.subject] {
+                out.push_sql(", ");
+                out.push_bind_param::<Nullable<Text>, _>(text)?;
+            }
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&r.time)?;
+            for text in [&r.datacontenttype, &r.data] {
+                out.push_sql(", ");
+                out.push_bind_param::<Nullable<Text>, _>(text)?;
+            }
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&r.headers)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&r.kafka_timestamp)?;
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+}
+
+impl RunQueryDsl<SqliteConnection> for FullChunk<'_> {}
+
+/// Insert rows into `events`, `ROWS_PER_STATEMENT` rows per statement: full chunks through one
+/// cached prepared statement, the tail through Diesel's batch insert.
 pub fn insert_events(conn: &mut SqliteConnection, rows: &[RowRef<'_>]) -> Result<(), StoreError> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let rows: Vec<NewEvent<'_>> = chunk
-            .iter()
-            .map(|RowRef { partition, row: r }| NewEvent {
-                topic: &partition.topic,
-                partition: partition.partition,
-                offset: r.offset,
-                key: r.key(),
-                event_id: r.event_id(),
-                source: r.source(),
-                event_type: r.event_type(),
-                subject: r.subject(),
-                time: ts(r.time),
-                datacontenttype: r.datacontenttype(),
-                data: r.data(),
-                headers: r.headers(),
-                kafka_timestamp: ts(r.kafka_timestamp),
-            })
-            .collect();
-        diesel::insert_into(events::table).values(&rows).execute(conn)?;
+    let mut chunks = rows.chunks_exact(ROWS_PER_STATEMENT);
+    for chunk in &mut chunks {
+        FullChunk { rows: chunk.iter().copied().map(new_event).collect() }.execute(conn)?;
+    }
+    let tail: Vec<NewEvent<'_>> = chunks.remainder().iter().copied().map(new_event).collect();
+    if !tail.is_empty() {
+        diesel::insert_into(events::table).values(&tail).execute(conn)?;
     }
     Ok(())
 }
@@ -194,5 +256,88 @@ impl GroupStore for SqliteConnection {
             diesel::insert_into(dead_letters::table).values(&rows).execute(self)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::messages::{EventRow, RawMessage};
+    use crate::parse::{parse_message, ParseOptions, Parsed};
+    use crate::storage::{Database, DatabaseOptions};
+
+    /// Rows of every shape the parser makes: structured and binary CloudEvents, plain JSON,
+    /// with and without key, time, subject and Kafka timestamp.
+    fn rows(n: usize) -> Vec<EventRow> {
+        (0..n)
+            .map(|i| {
+                let key = format!("k{i}");
+                let structured = format!(
+                    r#"{{"specversion":"1.0","id":"e{i}","source":"/s","type":"t.{i}","subject":"s{i}","time":"2026-01-02T03:04:{:02}.123456Z","datacontenttype":"application/json","data":{{"n":{i}}}}}"#,
+                    i % 60
+                );
+                let plain = format!(r#"{{"n":{i},"tags":["a\"b"]}}"#);
+                let id = format!("b{i}");
+                let (payload, headers): (&str, Vec<(&str, Option<&[u8]>)>) = match i % 3 {
+                    0 => (&structured, vec![("content-type", Some(b"application/cloudevents+json".as_slice()))]),
+                    1 => (&plain, vec![("ce_specversion", Some(b"1.0".as_slice())), ("ce_id", Some(id.as_bytes())), ("ce_source", Some(b"/u".as_slice())), ("ce_type", Some(b"u".as_slice())), ("x", None)]),
+                    _ => (&plain, vec![]),
+                };
+                let key = (i % 4 != 0).then_some(key.as_bytes());
+                let timestamp = (i % 5 != 0).then_some(1_767_000_000_000 + i as i64);
+                let msg = RawMessage::new(i as i64, timestamp, key, Some(payload.as_bytes()), headers);
+                match parse_message(msg, &ParseOptions::default()) {
+                    Parsed::Row(row) => row,
+                    Parsed::Dead(d) => panic!("row {i} is a dead letter: {}", d.detail),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_cached_full_chunk_statement_stores_what_diesels_batch_insert_stores() {
+        let path = std::env::temp_dir().join(format!("tributary-chunk-{}-{:?}.db", std::process::id(), std::thread::current().id()));
+        let _ = std::fs::remove_file(&path);
+        let url = format!("sqlite://{}", path.display());
+        let db = Database::open(&DatabaseOptions { url, pool_size: 1, connect_timeout: Duration::from_secs(5) }).unwrap();
+        db.migrate().unwrap();
+        let Database::Sqlite(pool) = &db else { unreachable!() };
+        let mut conn = pool.get().unwrap();
+
+        // Two full chunks and a tail through `insert_events` (topic "a"), and the same rows
+        // through Diesel's batch insert of the derived `Insertable` (topic "b").
+        let rows = rows(ROWS_PER_STATEMENT * 2 + 5);
+        let (a, b) = (PartitionKey { topic: "a".into(), partition: 3 }, PartitionKey { topic: "b".into(), partition: 3 });
+        let refs = |key| rows.iter().map(|row| RowRef { partition: key, row }).collect::<Vec<_>>();
+        insert_events(&mut conn, &refs(&a)).unwrap();
+        let twin: Vec<NewEvent<'_>> = refs(&b).into_iter().map(new_event).collect();
+        diesel::insert_into(events::table).values(&twin).execute(&mut conn).unwrap();
+
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let count = |c: &mut SqliteConnection, sql: &str| diesel::sql_query(sql).get_result::<N>(c).unwrap().n;
+        let n = rows.len() as i64;
+        assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM events WHERE topic = 'a'"), n);
+        let same = "SELECT count(*) AS n FROM events a JOIN events b ON a.partition = b.partition AND a.\"offset\" = b.\"offset\" \
+            WHERE a.topic = 'a' AND b.topic = 'b' AND a.key IS b.key AND a.event_id IS b.event_id AND a.source IS b.source \
+            AND a.type IS b.type AND a.subject IS b.subject AND a.time IS b.time AND a.datacontenttype IS b.datacontenttype \
+            AND a.data IS b.data AND a.headers IS b.headers AND a.kafka_timestamp IS b.kafka_timestamp";
+        assert_eq!(count(&mut conn, same), n, "every column equal to Diesel's own insert");
+        // Not vacuous: every column holds values, and NULLs where the rows have none.
+        for column in ["key", "event_id", "source", "type", "subject", "time", "datacontenttype", "data", "kafka_timestamp"] {
+            let filled = count(&mut conn, &format!("SELECT count(*) AS n FROM events WHERE topic = 'a' AND {column} IS NOT NULL"));
+            assert!(filled > 0 && filled <= n, "{column}: {filled} of {n}");
+        }
+        assert!(count(&mut conn, "SELECT count(*) AS n FROM events WHERE topic = 'a' AND key IS NULL") > 0);
+        // Timestamps as RFC 3339 text with microseconds (i = 3 is the structured event at :03).
+        assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM events WHERE topic = 'a' AND time LIKE '2026-01-02T03:04:__.123456Z'"), (n + 2) / 3);
+        assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM events WHERE topic = 'a' AND \"offset\" = 3 AND time = '2026-01-02T03:04:03.123456Z'"), 1);
+        drop(conn);
+        let _ = std::fs::remove_file(&path);
     }
 }
