@@ -134,6 +134,9 @@ fn a_consumer_stuck_on_a_partition_is_restarted_and_nothing_is_lost() {
     let running = app::spawn(s, telemetry::discard()).unwrap();
     let port = running.port;
     stage!("the first messages are in", Duration::from_secs(60), || f.committed() == f.produced());
+    // Caught up (lag 0) is no stall, however long it lasts: wait past the threshold.
+    let caught_up = std::time::Instant::now();
+    stage!("past the restart threshold", Duration::from_secs(30), || caught_up.elapsed() >= Duration::from_secs(4));
     assert_eq!(metric_sum(&http("GET", port, "/metrics").1, "tributary_stall_restarts_total"), 0.0, "caught up is not stalled");
 
     f.kafka.cluster().request_errors(
@@ -215,6 +218,8 @@ fn a_stalled_database_makes_the_reader_hold_then_pause_and_nothing_is_lost() {
     s.database.batch_max_bytes = 32 * 1024;
     s.database.max_in_flight_bytes = 64 * 1024;
     s.health.stall_after_secs = 60;
+    // The lock below outlasts this: a hung database must never restart the reader.
+    s.health.restart_reader_after_secs = 2;
     let running = app::spawn(s, telemetry::discard()).unwrap();
     let port = running.port;
     stage!("the first batches commit", Duration::from_secs(30), || f.committed() > 0);
@@ -223,6 +228,7 @@ fn a_stalled_database_makes_the_reader_hold_then_pause_and_nothing_is_lost() {
     // fill, it holds, and after the hold limit pauses the partitions it has messages of.
     let mut locker = PgConnection::establish(&f.db.url).unwrap();
     locker.batch_execute("BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE").unwrap();
+    let locked = std::time::Instant::now();
     let before = f.committed();
     f.produce(20_000);
     stage!("the reader pauses behind the stalled database", Duration::from_secs(60), || {
@@ -230,6 +236,8 @@ fn a_stalled_database_makes_the_reader_hold_then_pause_and_nothing_is_lost() {
     });
     assert_eq!(get_json(port, "/health").0, 200, "the poll loop still answers while holding");
     assert_eq!(f.committed(), before, "the lock held every commit back");
+    stage!("the lock outlasts the restart threshold", Duration::from_secs(30), || locked.elapsed() >= Duration::from_secs(4));
+    assert_eq!(metric_sum(&http("GET", port, "/metrics").1, "tributary_stall_restarts_total"), 0.0, "a hung database is no consumer stall");
 
     locker.batch_execute("COMMIT").unwrap();
     f.assert_all_ingested_exactly_once(Duration::from_secs(120));

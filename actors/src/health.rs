@@ -79,11 +79,17 @@ pub struct Watermarks(pub Vec<Watermark>);
 #[derive(Debug, Clone)]
 pub struct Watermark {
     pub partition: PartitionKey,
-    pub high: i64,
+    /// librdkafka's cached high watermark, `None` when unknown (no fetch answered yet, or the
+    /// last one was an error: brokers send -1 then).
+    pub high: Option<i64>,
     /// librdkafka's position is at the high watermark and nothing read is still pending or in
     /// flight: what lies between the last committed record and `high` is not data (transaction
     /// markers, aborted records), so the lag is zero.
     pub caught_up: bool,
+    /// The reader holds nothing of this partition (nothing pending, in flight or waiting to
+    /// resynchronise) and is not at its end: if it also commits nothing, the consumer is what
+    /// does not deliver, not the database.
+    pub starved: bool,
 }
 
 /// Where to send [`Restart`] when partitions stall (the Kafka reader).
@@ -183,6 +189,8 @@ struct PartitionInfo {
     high_watermark: Option<i64>,
     /// Nothing deliverable lies beyond the last commit (see [`Watermark::caught_up`]).
     caught_up: bool,
+    /// See [`Watermark::starved`].
+    starved: bool,
     last_commit: Option<DateTime<Utc>>,
     /// Last commit, or the assignment if none since: the start of a possible stall.
     progress_at: Option<Instant>,
@@ -217,6 +225,9 @@ pub struct HealthReporter {
     /// Since when the database has answered without a failure in between (probe, writes,
     /// breaker closed); `None` while it fails.
     db_healthy_since: Option<Instant>,
+    /// When consumption last resumed (an operator's pause lifted, the reader (re)started): a
+    /// stall is only counted from then.
+    consuming_since: Instant,
     paused: bool,
     /// Why the database circuit breaker is open, while it is.
     breaker: Option<String>,
@@ -245,6 +256,7 @@ impl HealthReporter {
             reader: None,
             stall_restart_at: None,
             db_healthy_since: None,
+            consuming_since: Instant::now(),
             paused: false,
             breaker: None,
             stalled: Vec::new(),
@@ -302,14 +314,16 @@ impl HealthReporter {
         self.restart_reader_if_stalled(now);
     }
 
-    /// A partition with lag and no commit for `restart_reader_after` while the database kept
-    /// answering, the breaker closed and nobody paused consumption: what is stuck is the
+    /// A partition with lag and no commit for `restart_reader_after`, of which the reader holds
+    /// nothing (*starved*: nothing pending, in flight or resynchronising), while the database
+    /// kept answering, the breaker closed and nobody paused consumption: what is stuck is the
     /// consumer (librdkafka can leave a partition fetching from a broker that is no longer its
     /// leader after leadership moves, with no error reaching the application). Restart the
-    /// reader: it drains, leaves the group and joins with a fresh consumer. The stall clock
-    /// starts at the later of the last commit (or assignment) and the database's recovery, so a
-    /// database outage never counts; reassignment restarts it, so this repeats at most once
-    /// per `restart_reader_after` while the stall lasts.
+    /// reader: it drains, leaves the group and joins with a fresh consumer. A slow or hung
+    /// database holds batches in flight, so it never counts; nor does an outage (the clock
+    /// starts at the latest of the last commit or assignment, the database's recovery and the
+    /// last resume of consumption). Reassignment restarts the clock, so this repeats at most
+    /// once per `restart_reader_after` while the stall lasts.
     fn restart_reader_if_stalled(&mut self, now: Instant) {
         let (Some(after), Some(healthy_since)) = (self.opts.restart_reader_after, self.db_healthy_since) else { return };
         let reader_running = self.actors.get("kafka_reader").is_some_and(|a| a.state == ActorState::Running);
@@ -320,7 +334,9 @@ impl HealthReporter {
             .partitions
             .iter()
             .filter(|(_, p)| {
-                p.lag().unwrap_or(0) > 0 && p.progress_at.is_some_and(|t| now.duration_since(t.max(healthy_since)) >= after)
+                p.starved
+                    && p.lag().unwrap_or(0) > 0
+                    && p.progress_at.is_some_and(|t| now.duration_since(t.max(healthy_since).max(self.consuming_since)) >= after)
             })
             .map(|(k, _)| k.to_string())
             .collect();
@@ -396,6 +412,9 @@ impl Supervised for HealthReporter {
 impl Handler<ActorStarted> for HealthReporter {
     type Result = ();
     fn handle(&mut self, msg: ActorStarted, _: &mut Self::Context) {
+        if msg.0 == "kafka_reader" {
+            self.consuming_since = Instant::now();
+        }
         self.actor(msg.0).state = ActorState::Running;
         self.set_up(msg.0, true);
     }
@@ -459,6 +478,7 @@ impl Handler<Assigned> for HealthReporter {
             let p = self.partitions.entry(key).or_default();
             p.next_offset = next;
             p.caught_up = false;
+            p.starved = false;
             p.progress_at = Some(now);
         }
         self.metrics.partitions_assigned.set(self.partitions.len() as i64);
@@ -498,8 +518,12 @@ impl Handler<Watermarks> for HealthReporter {
     fn handle(&mut self, msg: Watermarks, _: &mut Self::Context) {
         for w in msg.0 {
             if let Some(p) = self.partitions.get_mut(&w.partition) {
-                p.high_watermark = Some(w.high);
+                // An unknown watermark keeps the last one known, but never a `caught_up` of the past.
+                if w.high.is_some() {
+                    p.high_watermark = w.high;
+                }
                 p.caught_up = w.caught_up;
+                p.starved = w.starved;
                 if let Some(lag) = p.lag() {
                     let labels = vec![("topic".to_string(), w.partition.topic.clone()), ("partition".to_string(), w.partition.partition.to_string())];
                     self.metrics.consumer_lag.get_or_create(&labels).set(lag);
@@ -531,6 +555,9 @@ impl Handler<BreakerChanged> for HealthReporter {
 impl Handler<Paused> for HealthReporter {
     type Result = ();
     fn handle(&mut self, msg: Paused, _: &mut Self::Context) {
+        if self.paused && !msg.0 {
+            self.consuming_since = Instant::now();
+        }
         self.paused = msg.0;
     }
 }

@@ -693,7 +693,10 @@ impl PollLoop {
         }
     }
 
-    fn housekeeping(&mut self) {
+    /// Every `HOUSEKEEPING_EVERY`: commit the database's progress to Kafka and report each
+    /// partition's watermark to `HealthReporter`. `holding`: the poll loop takes nothing from
+    /// librdkafka now (read-ahead full), so no partition can count as starved.
+    fn housekeeping(&mut self, holding: bool) {
         if self.last_housekeeping.elapsed() < HOUSEKEEPING_EVERY {
             return;
         }
@@ -724,15 +727,21 @@ impl PollLoop {
                     &mut high,
                 )
             };
-            if err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0 {
-                let at_end = positions.get(&(k.topic.clone(), k.partition)).is_some_and(|pos| *pos >= high);
-                let idle = self.shared.parts().get(&k).is_some_and(|p| {
-                    p.batcher.pending_len() == 0
-                        && p.shared.in_flight.load(Ordering::SeqCst) == 0
-                        && !p.shared.resync.load(Ordering::SeqCst)
-                });
-                marks.push(Watermark { partition: k, high, caught_up: at_end && idle });
-            }
+            // Every assigned partition is reported, also with no known watermark: a `caught_up`
+            // reported earlier must not outlive the facts it was drawn from.
+            let high = (err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high);
+            let at_end = high.is_some_and(|high| positions.get(&(k.topic.clone(), k.partition)).is_some_and(|pos| *pos >= high));
+            let (idle, paused) = self.shared.parts().get(&k).map_or((false, true), |p| {
+                let idle = p.batcher.pending_len() == 0
+                    && p.shared.in_flight.load(Ordering::SeqCst) == 0
+                    && !p.shared.resync.load(Ordering::SeqCst);
+                (idle, p.paused)
+            });
+            // Starved: librdkafka should be handing this partition's records over and is not.
+            // Not while the loop holds or anything is paused (a slow database fills the
+            // read-ahead and the in-flight budget first, so it never starves a partition).
+            let starved = idle && !at_end && !holding && !paused && !self.paused_all;
+            marks.push(Watermark { partition: k, high, caught_up: at_end && idle, starved });
         }
         if !marks.is_empty() {
             self.shared.health.do_send(Watermarks(marks));
@@ -815,7 +824,7 @@ impl PollLoop {
             held_since = if over { held_since.or_else(|| Some(Instant::now())) } else { None };
             self.backpressure(held_since.is_some_and(|t| t.elapsed() >= HOLD_MAX));
             self.resync();
-            self.housekeeping();
+            self.housekeeping(held_since.is_some());
         }
         self.drain();
     }
