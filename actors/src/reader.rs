@@ -702,19 +702,37 @@ impl PollLoop {
         }
         self.last_housekeeping = Instant::now();
         commit_to_kafka(&self.consumer, &self.shared, CommitMode::Async);
-        let keys: Vec<PartitionKey> = self.shared.parts().keys().cloned().collect();
+        // Each partition with what the reader holds of it, under one lock: (key, idle, paused).
+        // Idle: nothing pending, in flight or waiting to resynchronise.
+        let parts: Vec<(PartitionKey, bool, bool)> = self
+            .shared
+            .parts()
+            .iter()
+            .map(|(k, p)| {
+                let idle = p.batcher.pending_len() == 0
+                    && p.shared.in_flight.load(Ordering::SeqCst) == 0
+                    && !p.shared.resync.load(Ordering::SeqCst);
+                (k.clone(), idle, p.paused)
+            })
+            .collect();
         // librdkafka's position moves past records it never hands out (transaction markers,
         // aborted records): at the high watermark with nothing of ours pending, the rest is not
         // data and the partition has no lag, even though its progress is short of `high`.
-        let positions: HashMap<(String, i32), i64> = self
+        let positions: HashMap<PartitionKey, i64> = self
             .consumer
             .position()
             .map(|tpl| {
-                tpl.elements().iter().filter_map(|e| e.offset().to_raw().filter(|o| *o >= 0).map(|o| ((e.topic().to_string(), e.partition()), o))).collect()
+                tpl.elements()
+                    .iter()
+                    .filter_map(|e| {
+                        let offset = e.offset().to_raw().filter(|o| *o >= 0)?;
+                        Some((PartitionKey { topic: e.topic().to_string(), partition: e.partition() }, offset))
+                    })
+                    .collect()
             })
             .unwrap_or_default();
-        let mut marks = Vec::with_capacity(keys.len());
-        for k in keys {
+        let mut marks = Vec::with_capacity(parts.len());
+        for (k, idle, paused) in parts {
             let (mut low, mut high) = (0i64, 0i64);
             let Ok(topic) = std::ffi::CString::new(k.topic.clone()) else { continue };
             // Cached values from the last fetch response: no network round trip.
@@ -730,13 +748,7 @@ impl PollLoop {
             // Every assigned partition is reported, also with no known watermark: a `caught_up`
             // reported earlier must not outlive the facts it was drawn from.
             let high = (err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high);
-            let at_end = high.is_some_and(|high| positions.get(&(k.topic.clone(), k.partition)).is_some_and(|pos| *pos >= high));
-            let (idle, paused) = self.shared.parts().get(&k).map_or((false, true), |p| {
-                let idle = p.batcher.pending_len() == 0
-                    && p.shared.in_flight.load(Ordering::SeqCst) == 0
-                    && !p.shared.resync.load(Ordering::SeqCst);
-                (idle, p.paused)
-            });
+            let at_end = high.is_some_and(|high| positions.get(&k).is_some_and(|pos| *pos >= high));
             // Starved: librdkafka should be handing this partition's records over and is not.
             // Not while the loop holds or anything is paused (a slow database fills the
             // read-ahead and the in-flight budget first, so it never starves a partition).

@@ -17,9 +17,9 @@ use super::commit::{DeadRef, GroupStore, RowRef};
 use super::StoreError;
 use crate::messages::{Fence, PartitionKey};
 
-/// Rows per INSERT statement. A fixed-size array of rows gives Diesel a static query, so the
-/// statement is prepared once per connection and reused; only a shorter tail is prepared anew.
-/// 13 binds a row stays far below SQLite's 32,766-variable limit.
+/// Rows per INSERT statement: full chunks go through [`FullChunk`], prepared once per connection
+/// and reused; only a shorter tail is prepared anew. 13 binds a row stays far below SQLite's
+/// 32,766-variable limit.
 const ROWS_PER_STATEMENT: usize = 128;
 
 /// Connection set-up applied to every pooled connection.
