@@ -120,6 +120,8 @@ static TUNE_ALLOCATOR: extern "C" fn() = {
 };
 
 fn main() -> ExitCode {
+    // Before any thread can touch SQLite (its settings are not thread-safe to change).
+    tributary_actors::storage::sqlite::configure_library();
     let cli = Cli::parse();
     match cli.command.as_ref().unwrap_or(&Command::Run(Overrides::default())) {
         Command::Run(o) => load(&cli, o).map_or_else(|c| c, run),

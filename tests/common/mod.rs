@@ -144,9 +144,13 @@ pub const MALFORMED: [(&str, &[u8]); 13] = [
     ("invalid_json", br#"{"specversion":"1.0","id":"x","source":"/s","type":"t","data":{"a":1,}}"#),
 ];
 
+/// Headers on the plain JSON messages of [`produce_mixed`] with `i % 500 == 2` (plain: `i % 3 ==
+/// 2`): `h0`.., valued `v{j}-{i}`.
+pub const MANY_HEADERS: usize = 20;
+
 /// Produce `n` messages round-robin over `partitions`: structured CloudEvents, binary
-/// CloudEvents, plain JSON, and every 100th one malformed. Returns the per-partition count and
-/// the expected dead letters by reason.
+/// CloudEvents, plain JSON (some with [`MANY_HEADERS`] headers), and every 100th one malformed.
+/// Returns the per-partition count and the expected dead letters by reason.
 pub fn produce_mixed(kafka: &MockKafka, topic: &str, partitions: i32, start: usize, n: usize) -> (BTreeMap<i32, i64>, BTreeMap<String, i64>) {
     let mut per_partition = BTreeMap::new();
     let mut dead = BTreeMap::new();
@@ -181,7 +185,10 @@ pub fn produce_mixed(kafka: &MockKafka, topic: &str, partitions: i32, start: usi
             }
             _ => {
                 let body = json!({"n": i, "plain": true, "tags": ["a", "b"]});
-                kafka.send(topic, Some(p), Some(key.as_bytes()), Some(body.to_string().as_bytes()), &[]).unwrap();
+                let many: Vec<(String, String)> =
+                    if i % 500 == 2 { (0..MANY_HEADERS).map(|j| (format!("h{j}"), format!("v{j}-{i}"))).collect() } else { Vec::new() };
+                let headers: Vec<(&str, &[u8])> = many.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+                kafka.send(topic, Some(p), Some(key.as_bytes()), Some(body.to_string().as_bytes()), &headers).unwrap();
             }
         }
     }

@@ -239,6 +239,7 @@ impl Database {
                     .build_unchecked(ConnectionManager::<PgConnection>::new(&opts.url)),
             )),
             Some(Backend::Sqlite) => {
+                sqlite::configure_library();
                 let path = sqlite_path(&opts.url);
                 if path.is_empty() {
                     return Err(StoreError::Fatal("sqlite URL has no file path (use sqlite://path/to/file.db)".into()));

@@ -45,6 +45,31 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
     }
 }
 
+/// Process-wide SQLite settings, applied once before the first connection opens (SQLite takes
+/// them only before it initialises; later calls are refused and change nothing).
+///
+/// - Multi-thread mode instead of serialized: a connection is never used by two threads at once
+///   (a pooled Diesel connection is `Send`, not `Sync`), so the per-connection mutex that every
+///   bind and step took buys nothing. Diesel binds 13 parameters a row and unbinds them after
+///   each statement: two lock round trips per value were ~12 % of the writer thread (perf).
+/// - No memory statistics: with them every SQLite allocation takes a global mutex.
+///
+/// Raw insert with both: 365-426k vs 300-304k rows/s (bench/, alternating runs).
+pub fn configure_library() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use libsqlite3_sys::{sqlite3_config, SQLITE_CONFIG_MEMSTATUS, SQLITE_CONFIG_MULTITHREAD};
+        // SAFETY: sqlite3_config is documented safe to call before sqlite3_initialize (it returns
+        // SQLITE_MISUSE afterwards and changes nothing); both options take the documented
+        // arguments (none; one int).
+        unsafe {
+            sqlite3_config(SQLITE_CONFIG_MULTITHREAD);
+            sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0 as std::os::raw::c_int);
+        }
+    });
+}
+
+
 fn ts(t: Option<DateTime<Utc>>) -> Option<String> {
     t.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
 }
@@ -294,6 +319,22 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn sqlite_runs_without_allocation_statistics_once_a_database_is_opened() {
+        let path = std::env::temp_dir().join(format!("tributary-config-{}.db", std::process::id()));
+        let url = format!("sqlite://{}", path.display());
+        let db = Database::open(&DatabaseOptions { url, pool_size: 1, connect_timeout: Duration::from_secs(5) }).unwrap();
+        db.migrate().unwrap();
+        db.ping().unwrap();
+        // SAFETY: a plain getter. With statistics on (SQLite's default) this counts the bytes
+        // SQLite holds for the open connection and its page cache; off, it stays 0 — which also
+        // shows the settings came before SQLite initialised (afterwards they are refused).
+        let used = unsafe { libsqlite3_sys::sqlite3_memory_used() };
+        drop(db);
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(used, 0, "SQLite tracked {used} bytes: configure_library did not apply");
     }
 
     #[test]
