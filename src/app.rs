@@ -19,7 +19,7 @@ use tributary_actors::parse::ParseOptions;
 use tributary_actors::parser::Parser;
 use tributary_actors::reader::{KafkaReader, ReaderOptions, Shutdown};
 use tributary_actors::redrive::Redriver;
-use tributary_actors::storage::{Backend, Database, DatabaseOptions, StoreError};
+use tributary_actors::storage::{sqlite_path, Backend, Database, DatabaseOptions, StoreError};
 use tributary_actors::writer::{DbWriter, WriterOptions};
 
 use crate::config::{ConfigError, Settings};
@@ -49,6 +49,8 @@ pub fn database_options(settings: &Settings) -> DatabaseOptions {
         url: settings.database.url.expose_secret().to_string(),
         pool_size: settings.database.pool_size,
         connect_timeout: Duration::from_millis(settings.database.connect_timeout_ms),
+        // The writer runs the checkpointer (see `WriterOptions::sqlite_file`).
+        checkpoint_in_background: true,
     }
 }
 
@@ -116,6 +118,8 @@ impl Application {
                 group_id: settings.kafka.group_id.clone(),
                 retry: Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5) },
                 breaker: breaker.clone(),
+                sqlite_file: (backend == Backend::Sqlite).then(|| sqlite_path(settings.database.url.expose_secret()).to_string()),
+                busy_timeout: Duration::from_millis(settings.database.connect_timeout_ms),
             };
             let (m, h, l) = (metrics.clone(), health.clone(), log.new(slog::o!("actor" => "db_writer")));
             // SQLite has one write lock: more writer threads would only queue on it.

@@ -170,6 +170,7 @@ fn rows_the_database_refuses_become_dead_letters_and_the_rest_commit() {
         url: f.db.url.clone(),
         pool_size: 1,
         connect_timeout: Duration::from_secs(10),
+        checkpoint_in_background: false,
     })
     .unwrap();
     db.migrate().unwrap();

@@ -104,7 +104,7 @@ fn postgres_sslmode_in_the_url_reaches_libpq() {
         diesel::sql_query("SELECT setting FROM pg_settings WHERE name = 'ssl'").get_result::<Setting>(&mut c).expect("ssl setting").setting == "on"
     };
     let open = |url: String| {
-        let db = Database::open(&DatabaseOptions { url, pool_size: 1, connect_timeout: Duration::from_secs(2) }).expect("open");
+        let db = Database::open(&DatabaseOptions { url, pool_size: 1, connect_timeout: Duration::from_secs(2), checkpoint_in_background: false }).expect("open");
         db.migrate().map_err(|e| e.to_string())
     };
 

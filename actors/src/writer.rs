@@ -20,7 +20,8 @@ use crate::health::{ActorFailed, ActorRestartRequested, ActorStarted, BreakerCha
 use crate::messages::{CommitOutcome, Committed, ParsedBatch, PartitionKey};
 use crate::metrics::{label, Metrics};
 use crate::parser::panic_message;
-use crate::storage::{Database, StoreError};
+use crate::storage::sqlite::{Checkpointer, WAL_REWIND_BYTES};
+use crate::storage::{Backend, Database, StoreError};
 
 /// Commit parsed batches of distinct partitions in one transaction; one answer per batch.
 #[derive(Message)]
@@ -51,6 +52,11 @@ pub struct WriterOptions {
     pub retry: Backoff,
     /// Shared with the reader: open while the database is unavailable.
     pub breaker: Breaker,
+    /// SQLite: the database file, for the [`Checkpointer`] each writer runs (its pool should be
+    /// opened with `checkpoint_in_background`).
+    pub sqlite_file: Option<String>,
+    /// SQLite's busy timeout, for the checkpointer's connection.
+    pub busy_timeout: Duration,
 }
 
 pub struct DbWriter {
@@ -61,11 +67,17 @@ pub struct DbWriter {
     log: slog::Logger,
     /// Reused COPY buffer: grows to the largest batch and stays.
     buf: Vec<u8>,
+    checkpointer: Option<Checkpointer>,
 }
 
 impl DbWriter {
     pub fn new(db: Database, opts: WriterOptions, metrics: Metrics, health: Addr<HealthReporter>, log: slog::Logger) -> Self {
-        Self { db, opts, metrics, health, log, buf: Vec::new() }
+        let checkpointer = opts.sqlite_file.as_deref().filter(|_| db.backend() == Backend::Sqlite).and_then(|path| {
+            Checkpointer::start(path, opts.busy_timeout.as_millis() as u64, WAL_REWIND_BYTES, log.clone())
+                .map_err(|e| slog::error!(log, "no background checkpoints: the writer checkpoints the WAL by itself"; "error" => e.to_string()))
+                .ok()
+        });
+        Self { db, opts, metrics, health, log, buf: Vec::new(), checkpointer }
     }
 
     /// Run `op` until it succeeds or fails for a non-transient reason; transient failures are
@@ -104,6 +116,13 @@ impl DbWriter {
         let started = Instant::now();
         let group = self.opts.group_id.clone();
         let result = self.with_retries("commit_group", |w| w.db.commit_group(&group, batches, &mut w.buf))?;
+        if let Some(checkpointer) = &self.checkpointer {
+            // Committed already: a failed rewind is retried after the next commit.
+            let bytes = batches.iter().flat_map(|b| &b.rows).map(|r| r.original.weight()).sum();
+            if let Err(e) = checkpointer.after_commit(bytes, || self.db.restart_wal()) {
+                slog::warn!(self.log, "could not rewind the sqlite WAL; retrying after the next commit"; "error" => e.to_string());
+            }
+        }
         // A huge one-off record should not pin memory forever.
         if self.buf.capacity() > 4 * 1024 * 1024 {
             self.buf = Vec::new();

@@ -224,7 +224,7 @@ fn parsed_batches(n: usize, partitions: i32, batch: usize) -> Vec<(i32, Vec<trib
 }
 
 fn open(url: &str) -> Database {
-    let db = Database::open(&DatabaseOptions { url: url.into(), pool_size: 2, connect_timeout: Duration::from_secs(10) }).expect("open database");
+    let db = Database::open(&DatabaseOptions { url: url.into(), pool_size: 2, connect_timeout: Duration::from_secs(10), checkpoint_in_background: false }).expect("open database");
     db.migrate().expect("migrate");
     db
 }
@@ -367,7 +367,7 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 /// Start the service, wait until it is ready, time until all `n` offsets are committed.
 fn end_to_end(bin: &PathBuf, brokers: &str, topic: &str, url: &str, n: usize, probe_health: bool) -> E2e {
     let group = format!("bench-{}-{}", std::process::id(), chrono::Utc::now().timestamp_micros());
-    let db = Database::open(&DatabaseOptions { url: url.into(), pool_size: 1, connect_timeout: Duration::from_secs(10) }).expect("open");
+    let db = Database::open(&DatabaseOptions { url: url.into(), pool_size: 1, connect_timeout: Duration::from_secs(10), checkpoint_in_background: false }).expect("open");
     let svc = Service::start(bin, brokers, topic, &group, url);
     let deadline = Instant::now() + Duration::from_secs(60);
     while loopback_get(svc.port, "/ready").map(|r| r.0) != Some(200) {
@@ -450,7 +450,7 @@ fn commit_latency(bin: &PathBuf, mock: Option<&MockKafka>, brokers: &str, url: &
     }
     let n = (rate * seconds) as usize;
     produce(brokers, &topic, 4, 0, n, Some(rate));
-    let db = Database::open(&DatabaseOptions { url: url.into(), pool_size: 1, connect_timeout: Duration::from_secs(10) }).expect("open");
+    let db = Database::open(&DatabaseOptions { url: url.into(), pool_size: 1, connect_timeout: Duration::from_secs(10), checkpoint_in_background: false }).expect("open");
     let deadline = Instant::now() + Duration::from_secs(120);
     while db.committed(&group).unwrap_or(0) < n as i64 {
         assert!(Instant::now() < deadline, "latency phase did not finish");

@@ -129,6 +129,9 @@ pub struct DatabaseOptions {
     pub url: String,
     pub pool_size: u32,
     pub connect_timeout: Duration,
+    /// SQLite: a [`sqlite::Checkpointer`] copies the WAL back, so connections checkpoint by
+    /// themselves only at [`sqlite::WAL_BACKSTOP_PAGES`] (otherwise at SQLite's 1,000).
+    pub checkpoint_in_background: bool,
 }
 
 /// Which backend a URL names.
@@ -249,7 +252,10 @@ impl Database {
                         .max_size(opts.pool_size.max(1))
                         .min_idle(Some(0))
                         .connection_timeout(opts.connect_timeout)
-                        .connection_customizer(Box::new(sqlite::Pragmas { busy_timeout_ms: opts.connect_timeout.as_millis() as u64 }))
+                        .connection_customizer(Box::new(sqlite::Pragmas {
+                            busy_timeout_ms: opts.connect_timeout.as_millis() as u64,
+                            wal_autocheckpoint: if opts.checkpoint_in_background { sqlite::WAL_BACKSTOP_PAGES } else { 1000 },
+                        }))
                         .build_unchecked(ConnectionManager::<SqliteConnection>::new(path)),
                 ))
             }
@@ -297,6 +303,15 @@ impl Database {
         match self {
             Database::Postgres(p) => commit::commit_group(&mut *checkout(p)?, group, batches, buf),
             Database::Sqlite(p) => commit::commit_group(&mut *checkout(p)?, group, batches, buf),
+        }
+    }
+
+    /// SQLite: copy the whole WAL back and let the next transaction start it from the beginning
+    /// (see [`sqlite::Checkpointer`]). PostgreSQL: nothing to do.
+    pub fn restart_wal(&self) -> Result<(), StoreError> {
+        match self {
+            Database::Postgres(_) => Ok(()),
+            Database::Sqlite(p) => sqlite::restart_wal(&mut *checkout(p)?),
         }
     }
 

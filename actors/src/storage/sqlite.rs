@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use diesel::prelude::*;
 use diesel::r2d2::CustomizeConnection;
+use diesel::Connection;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sqlite::{Sqlite, SqliteConnection};
 
@@ -22,10 +23,27 @@ use crate::messages::{Fence, PartitionKey};
 /// 32,766-variable limit.
 const ROWS_PER_STATEMENT: usize = 128;
 
+/// Bytes of records committed after which the writer rewinds the WAL. A checkpoint running
+/// beside a writer that never pauses copies back all but the newest frames, and SQLite starts
+/// the WAL over only when a write transaction begins with every frame copied back and no reader
+/// in it; left to chance (checkpointer passes and SQLite's own auto-checkpoints colliding), a
+/// test saw the WAL reach five times its intended size, and nothing bounds it. So the writer
+/// runs `wal_checkpoint(RESTART)` between two transactions every this many bytes: it waits for
+/// the checkpointer's pass under way, copies back the frames after it, and the next transaction
+/// starts the WAL from the beginning. The WAL file stays within a small multiple of this (a
+/// record's row and index entries take more room than the record: about 1.5 times here).
+pub const WAL_REWIND_BYTES: usize = 8 << 20;
+
+/// SQLite's auto-checkpoint threshold on connections whose WAL a [`Checkpointer`] copies back
+/// (SQLite's default is 1,000 pages): rarely reached, it covers a checkpointer that could not start.
+pub const WAL_BACKSTOP_PAGES: u32 = 4000;
+
 /// Connection set-up applied to every pooled connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Pragmas {
     pub busy_timeout_ms: u64,
+    /// `wal_autocheckpoint` (SQLite's default is 1,000 pages).
+    pub wal_autocheckpoint: u32,
 }
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
@@ -38,10 +56,112 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
         // measurable insert rate (bench, SQLite phase: 116-131k/s at 4 MiB, 121-133k/s at 16).
         conn.batch_execute(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = {}; \
-             PRAGMA temp_store = MEMORY; PRAGMA cache_size = -4000;",
-            self.busy_timeout_ms
+             PRAGMA temp_store = MEMORY; PRAGMA cache_size = -4000; PRAGMA wal_autocheckpoint = {};",
+            self.busy_timeout_ms, self.wal_autocheckpoint
         ))
         .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// Copies the WAL back into the database file on a connection and thread of its own, so the
+/// writer does not: checkpoints (reading WAL frames back, writing pages, two fsyncs) were ~30 %
+/// of the SQLite writer thread (perf), which is the pipeline's bottleneck on SQLite. Woken after
+/// each commit (wake-ups while a pass runs fold into one), it runs a PASSIVE checkpoint, which
+/// never blocks the writer or readers, and reports the WAL's length; the writer rewinds the WAL
+/// past [`WAL_BACKSTOP_PAGES`] (see [`Checkpointer::after_commit`]). Dropping it stops the thread
+/// after the pass under way.
+pub struct Checkpointer {
+    wake: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Held through each pass and through the writer's rewind: the rewind never meets a pass
+    /// (SQLite runs one checkpoint at a time and would refuse it).
+    running: std::sync::Arc<std::sync::Mutex<()>>,
+    /// Bytes committed since the WAL was last rewound, and the rewind threshold.
+    since_rewind: std::cell::Cell<usize>,
+    rewind_bytes: usize,
+}
+
+/// The row `PRAGMA wal_checkpoint` answers.
+#[derive(QueryableByName)]
+struct CheckpointRow {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    busy: i32,
+}
+
+impl Checkpointer {
+    /// Open a connection to `path` and start the thread; the WAL is rewound every
+    /// `rewind_bytes` of records ([`WAL_REWIND_BYTES`]).
+    pub fn start(path: &str, busy_timeout_ms: u64, rewind_bytes: usize, log: slog::Logger) -> Result<Self, StoreError> {
+        use diesel::connection::SimpleConnection;
+        let mut conn = SqliteConnection::establish(path).map_err(|e| StoreError::Fatal(format!("sqlite checkpointer: {e}")))?;
+        conn.batch_execute(&format!("PRAGMA busy_timeout = {busy_timeout_ms};"))?;
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        let running = std::sync::Arc::new(std::sync::Mutex::new(()));
+        let passes = running.clone();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                let mut failing = false;
+                while woken.recv().is_ok() {
+                    let _pass = passes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    match diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result::<CheckpointRow>(&mut conn) {
+                        Ok(_) => {
+                            if failing {
+                                failing = false;
+                                slog::info!(log, "sqlite checkpoints succeed again");
+                            }
+                        }
+                        Err(e) => {
+                            // The writer's rewinds copy everything back meanwhile.
+                            if !failing {
+                                failing = true;
+                                slog::warn!(log, "sqlite checkpoint failed; the writer's WAL rewinds copy it back until it succeeds"; "error" => e.to_string());
+                            }
+                        }
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Fatal(format!("cannot start the sqlite checkpointer: {e}")))?;
+        Ok(Self { wake: Some(wake), thread: Some(thread), running, since_rewind: std::cell::Cell::new(0), rewind_bytes })
+    }
+
+    /// A transaction of `bytes` of records committed: rewind the WAL with `restart` (which runs
+    /// [`restart_wal`] on the writer's connection, outside any transaction) once enough has been
+    /// committed since the last rewind, else let the thread checkpoint when it is free. A failed
+    /// rewind is tried again after the next commit.
+    pub fn after_commit(&self, bytes: usize, restart: impl FnOnce() -> Result<(), StoreError>) -> Result<(), StoreError> {
+        let since = self.since_rewind.get().saturating_add(bytes);
+        self.since_rewind.set(since);
+        if since >= self.rewind_bytes {
+            // Waits for a pass under way (a few milliseconds: it copies what the last commits
+            // added). No pass is woken after a rewind: it would find nothing to copy.
+            let _pass = self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            return restart().map(|()| self.since_rewind.set(0));
+        }
+        if let Some(wake) = &self.wake {
+            let _ = wake.try_send(());
+        }
+        Ok(())
+    }
+}
+
+/// Copy the whole WAL back and make the next transaction start it from the beginning; waits
+/// (busy timeout) for readers still in the WAL.
+pub fn restart_wal(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    let row = diesel::sql_query("PRAGMA wal_checkpoint(RESTART)").get_result::<CheckpointRow>(conn)?;
+    if row.busy != 0 {
+        // Another connection's checkpoint, or a reader that outlasted the busy timeout.
+        return Err(StoreError::Transient("the WAL is busy (a checkpoint or a long reader)".into()));
+    }
+    Ok(())
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.wake.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -321,11 +441,93 @@ mod tests {
             .collect()
     }
 
+    /// A migrated database file and a connection to it with the service's pragmas, checkpointing
+    /// by itself at `backstop` WAL pages.
+    fn writer_connection(name: &str, backstop: u32) -> (std::path::PathBuf, SqliteConnection) {
+        let path = std::env::temp_dir().join(format!("tributary-{name}-{}.db", std::process::id()));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        let url = format!("sqlite://{}", path.display());
+        let db = Database::open(&DatabaseOptions { url, pool_size: 1, connect_timeout: Duration::from_secs(5), checkpoint_in_background: false }).unwrap();
+        db.migrate().unwrap();
+        drop(db); // the last connection closing folds the WAL in
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        Pragmas { busy_timeout_ms: 5000, wal_autocheckpoint: backstop }.on_acquire(&mut conn).unwrap();
+        (path, conn)
+    }
+
+    fn file_len(path: &std::path::Path, suffix: &str) -> u64 {
+        std::fs::metadata(format!("{}{suffix}", path.display())).map_or(0, |m| m.len())
+    }
+
+    fn commit_rows(conn: &mut SqliteConnection, key: &PartitionKey, rows: &[EventRow]) {
+        let refs: Vec<RowRef<'_>> = rows.iter().map(|row| RowRef { partition: key, row }).collect();
+        conn.immediate_transaction::<_, StoreError, _>(|c| insert_events(c, &refs)).unwrap();
+    }
+
+    #[test]
+    fn the_checkpointer_copies_the_wal_back_while_the_writer_does_not() {
+        // The writer would checkpoint only past 100,000 pages: whatever reaches the database
+        // file is the checkpointer's work.
+        let (path, mut conn) = writer_connection("checkpointer", 100_000);
+        let before = file_len(&path, "");
+        let checkpointer = Checkpointer::start(path.to_str().unwrap(), 5000, usize::MAX, slog::Logger::root(slog::Discard, slog::o!())).unwrap();
+        let key = PartitionKey { topic: "t".into(), partition: 0 };
+        let rows = rows(1000);
+        for offset in 0..4 {
+            let batch: Vec<EventRow> = rows.iter().cloned().map(|mut r| { r.offset += offset * 1000; r }).collect();
+            commit_rows(&mut conn, &key, &batch);
+            checkpointer.after_commit(1 << 20, || unreachable!("never rewinds")).unwrap();
+        }
+        let wal = file_len(&path, "-wal");
+        assert!(wal > 256 * 1024, "the rows went to the WAL: {wal} bytes");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while file_len(&path, "") < before + wal / 2 {
+            assert!(std::time::Instant::now() < deadline, "the database file stayed at {} bytes (WAL {wal})", file_len(&path, ""));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(checkpointer); // joins the thread
+        drop(conn);
+    }
+
+    #[test]
+    fn the_wal_stays_bounded_beside_a_checkpointer_under_a_writer_that_never_pauses() {
+        const REWIND: usize = 256 * 1024;
+        // SQLite's own auto-checkpoint out of the way: only the rewinds bound the WAL.
+        let (path, mut conn) = writer_connection("rewind", 100_000);
+        let checkpointer = Checkpointer::start(path.to_str().unwrap(), 5000, REWIND, slog::Logger::root(slog::Discard, slog::o!())).unwrap();
+        let key = PartitionKey { topic: "t".into(), partition: 0 };
+        let rows = rows(200);
+        let bytes: usize = rows.iter().map(|r| r.original.weight()).sum();
+        const ROUNDS: i64 = 400;
+        let (mut largest, mut first, mut rewinds) = (0, 0, 0);
+        // Back to back, like the writer under a backlog.
+        for round in 0..ROUNDS {
+            let batch: Vec<EventRow> = rows.iter().cloned().map(|mut r| { r.offset += round * 200; r }).collect();
+            commit_rows(&mut conn, &key, &batch);
+            checkpointer.after_commit(bytes, || { rewinds += 1; restart_wal(&mut conn) }).unwrap();
+            let wal = file_len(&path, "-wal");
+            if round == 0 {
+                first = wal; // the WAL started empty
+            }
+            largest = largest.max(wal);
+        }
+        let bound = 4 * REWIND as u64 + first;
+        assert!(first * ROUNDS as u64 > 10 * bound, "the rounds write enough to tell: {first} bytes each");
+        assert!(largest <= bound, "the WAL grew to {largest} bytes (rewind every {REWIND} bytes of records, bound {bound})");
+        // One rewind per commit that reaches REWIND bytes since the last one.
+        assert_eq!(rewinds, ROUNDS as usize / REWIND.div_ceil(bytes), "one rewind per {REWIND} bytes of records");
+        drop(checkpointer);
+        drop(conn);
+        let _ = std::fs::remove_file(&path);
+    }
+
     #[test]
     fn sqlite_runs_without_allocation_statistics_once_a_database_is_opened() {
         let path = std::env::temp_dir().join(format!("tributary-config-{}.db", std::process::id()));
         let url = format!("sqlite://{}", path.display());
-        let db = Database::open(&DatabaseOptions { url, pool_size: 1, connect_timeout: Duration::from_secs(5) }).unwrap();
+        let db = Database::open(&DatabaseOptions { url, pool_size: 1, connect_timeout: Duration::from_secs(5), checkpoint_in_background: false }).unwrap();
         db.migrate().unwrap();
         db.ping().unwrap();
         // SAFETY: a plain getter. With statistics on (SQLite's default) this counts the bytes
@@ -342,7 +544,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!("tributary-chunk-{}-{:?}.db", std::process::id(), std::thread::current().id()));
         let _ = std::fs::remove_file(&path);
         let url = format!("sqlite://{}", path.display());
-        let db = Database::open(&DatabaseOptions { url, pool_size: 1, connect_timeout: Duration::from_secs(5) }).unwrap();
+        let db = Database::open(&DatabaseOptions { url, pool_size: 1, connect_timeout: Duration::from_secs(5), checkpoint_in_background: false }).unwrap();
         db.migrate().unwrap();
         let Database::Sqlite(pool) = &db else { unreachable!() };
         let mut conn = pool.get().unwrap();
