@@ -129,8 +129,9 @@ pub struct DatabaseOptions {
     pub url: String,
     pub pool_size: u32,
     pub connect_timeout: Duration,
-    /// SQLite: a [`sqlite::Checkpointer`] copies the WAL back, so connections checkpoint by
-    /// themselves only at [`sqlite::WAL_BACKSTOP_PAGES`] (otherwise at SQLite's 1,000).
+    /// SQLite: the connections' WAL is copied back by a [`sqlite::Checkpointer`] (the writer's),
+    /// so they checkpoint by themselves only at [`sqlite::WAL_BACKSTOP_PAGES`] (otherwise at
+    /// SQLite's 1,000). Harmless where none runs (the redriver's pool, `migrate`).
     pub checkpoint_in_background: bool,
 }
 
@@ -308,10 +309,10 @@ impl Database {
 
     /// SQLite: copy the whole WAL back and let the next transaction start it from the beginning
     /// (see [`sqlite::Checkpointer`]). PostgreSQL: nothing to do.
-    pub fn restart_wal(&self) -> Result<(), StoreError> {
+    pub fn restart_wal(&self, busy_timeout: Duration) -> Result<(), StoreError> {
         match self {
             Database::Postgres(_) => Ok(()),
-            Database::Sqlite(p) => sqlite::restart_wal(&mut *checkout(p)?),
+            Database::Sqlite(p) => sqlite::restart_wal(&mut *checkout(p)?, busy_timeout.as_millis() as u64),
         }
     }
 
