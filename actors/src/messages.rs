@@ -348,6 +348,16 @@ pub struct ParsedBatch {
     pub oldest_timestamp_ms: Option<i64>,
 }
 
+impl ParsedBatch {
+    /// Approximate bytes the batch writes: each row's record ([`RawMessage::weight`]) and each
+    /// dead letter's payload and headers.
+    pub fn weight(&self) -> usize {
+        let rows = self.rows.iter().map(|r| r.original.weight());
+        let dead = self.dead_letters.iter().map(|d| d.payload.as_ref().map_or(0, Vec::len) + d.headers.len() + 64);
+        rows.chain(dead).sum()
+    }
+}
+
 /// The writer's answer for one batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitOutcome {

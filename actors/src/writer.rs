@@ -118,9 +118,7 @@ impl DbWriter {
         let result = self.with_retries("commit_group", |w| w.db.commit_group(&group, batches, &mut w.buf))?;
         if let Some(checkpointer) = &self.checkpointer {
             // Committed already: a rewind that fails is tried again after the next 8 MiB.
-            let rows = batches.iter().flat_map(|b| &b.rows).map(|r| r.original.weight());
-            let dead = batches.iter().flat_map(|b| &b.dead_letters).map(|d| d.payload.as_ref().map_or(0, Vec::len) + d.headers.len() + 64);
-            let bytes = rows.chain(dead).sum();
+            let bytes = batches.iter().map(ParsedBatch::weight).sum();
             if let Err(e) = checkpointer.after_commit(bytes, || self.db.restart_wal(self.opts.busy_timeout)) {
                 slog::warn!(self.log, "could not rewind the sqlite WAL; trying again later"; "error" => e.to_string());
             }

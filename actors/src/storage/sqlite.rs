@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use diesel::prelude::*;
 use diesel::r2d2::CustomizeConnection;
-use diesel::Connection;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sqlite::{Sqlite, SqliteConnection};
 
@@ -198,7 +197,6 @@ pub fn configure_library() {
         }
     });
 }
-
 
 fn ts(t: Option<DateTime<Utc>>) -> Option<String> {
     t.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
@@ -471,6 +469,15 @@ mod tests {
         std::fs::metadata(format!("{}{suffix}", path.display())).map_or(0, |m| m.len())
     }
 
+    fn start_checkpointer(path: &std::path::Path, rewind_bytes: usize) -> Checkpointer {
+        Checkpointer::start(path.to_str().unwrap(), 5000, rewind_bytes, slog::Logger::root(slog::Discard, slog::o!())).unwrap()
+    }
+
+    /// `rows` moved `by` offsets on: the next batch of the same partition.
+    fn shifted(rows: &[EventRow], by: i64) -> Vec<EventRow> {
+        rows.iter().cloned().map(|mut r| { r.offset += by; r }).collect()
+    }
+
     fn commit_rows(conn: &mut SqliteConnection, key: &PartitionKey, rows: &[EventRow]) {
         let refs: Vec<RowRef<'_>> = rows.iter().map(|row| RowRef { partition: key, row }).collect();
         conn.immediate_transaction::<_, StoreError, _>(|c| insert_events(c, &refs)).unwrap();
@@ -482,12 +489,11 @@ mod tests {
         // file is the checkpointer's work.
         let (path, mut conn) = writer_connection("checkpointer", 100_000);
         let before = file_len(&path, "");
-        let checkpointer = Checkpointer::start(path.to_str().unwrap(), 5000, usize::MAX, slog::Logger::root(slog::Discard, slog::o!())).unwrap();
+        let checkpointer = start_checkpointer(&path, usize::MAX);
         let key = PartitionKey { topic: "t".into(), partition: 0 };
         let rows = rows(1000);
         for offset in 0..4 {
-            let batch: Vec<EventRow> = rows.iter().cloned().map(|mut r| { r.offset += offset * 1000; r }).collect();
-            commit_rows(&mut conn, &key, &batch);
+            commit_rows(&mut conn, &key, &shifted(&rows, offset * 1000));
             checkpointer.after_commit(1 << 20, || unreachable!("never rewinds")).unwrap();
         }
         let wal = file_len(&path, "-wal");
@@ -506,7 +512,7 @@ mod tests {
         const REWIND: usize = 256 * 1024;
         // SQLite's own auto-checkpoint out of the way: only the rewinds bound the WAL.
         let (path, mut conn) = writer_connection("rewind", 100_000);
-        let checkpointer = Checkpointer::start(path.to_str().unwrap(), 5000, REWIND, slog::Logger::root(slog::Discard, slog::o!())).unwrap();
+        let checkpointer = start_checkpointer(&path, REWIND);
         let key = PartitionKey { topic: "t".into(), partition: 0 };
         let rows = rows(200);
         let bytes: usize = rows.iter().map(|r| r.original.weight()).sum();
@@ -514,8 +520,7 @@ mod tests {
         let (mut largest, mut first, mut rewinds) = (0, 0, 0);
         // Back to back, like the writer under a backlog.
         for round in 0..ROUNDS {
-            let batch: Vec<EventRow> = rows.iter().cloned().map(|mut r| { r.offset += round * 200; r }).collect();
-            commit_rows(&mut conn, &key, &batch);
+            commit_rows(&mut conn, &key, &shifted(&rows, round * 200));
             checkpointer.after_commit(bytes, || { rewinds += 1; restart_wal(&mut conn, 5000) }).unwrap();
             let wal = file_len(&path, "-wal");
             if round == 0 {
@@ -538,16 +543,15 @@ mod tests {
         use diesel::connection::SimpleConnection;
         const REWIND: usize = 256 * 1024;
         let (path, mut conn) = writer_connection("reader", 100_000);
-        let checkpointer = Checkpointer::start(path.to_str().unwrap(), 5000, REWIND, slog::Logger::root(slog::Discard, slog::o!())).unwrap();
+        let checkpointer = start_checkpointer(&path, REWIND);
         let key = PartitionKey { topic: "t".into(), partition: 0 };
         let rows = rows(200);
         let bytes: usize = rows.iter().map(|r| r.original.weight()).sum();
         let per_rewind = REWIND.div_ceil(bytes);
         let mut round = 0i64;
         let mut commit = |conn: &mut SqliteConnection| {
-            let batch: Vec<EventRow> = rows.iter().cloned().map(|mut r| { r.offset += round * 200; r }).collect();
+            commit_rows(conn, &key, &shifted(&rows, round * 200));
             round += 1;
-            commit_rows(conn, &key, &batch);
         };
         commit(&mut conn);
         // A reader holds a snapshot that lies in the WAL.
