@@ -45,7 +45,7 @@ use crate::health::{ActorFailed, ActorRestartRequested, ActorStarted, ActorStopp
 use crate::messages::{CommitOutcome, Committed, Fence, ParsedBatch, PartitionKey, RawBatch, RawMessage};
 use crate::metrics::Metrics;
 use crate::parser::{ParseBatch, Parser};
-use crate::writer::{DbWriter, LoadOffsets, WriteGroup};
+use crate::writer::{DbWriter, GroupWritten, LoadOffsets, WriteGroup};
 
 /// Parses of one partition that may run ahead of its write.
 const PARSE_AHEAD: usize = 2;
@@ -447,10 +447,12 @@ async fn committer(mut rx: mpsc::UnboundedReceiver<Submit>, writer: Addr<DbWrite
 async fn write_group(writer: Addr<DbWriter>, group: Vec<Submit>) {
     let (batches, replies): (Vec<ParsedBatch>, Vec<_>) = group.into_iter().map(|s| (s.batch, s.reply)).unzip();
     match writer.send(WriteGroup(batches)).await {
-        Ok(Ok(answers)) => {
+        Ok(Ok(GroupWritten { answers, batches })) => {
             for (answer, reply) in answers.into_iter().zip(replies) {
                 let _ = reply.send(Ok(answer));
             }
+            // Freed here, after the answers, off the writer's thread.
+            drop(batches);
         }
         Ok(Err(e)) => replies.into_iter().for_each(|r| drop(r.send(Err(e.to_string())))),
         Err(e) => replies.into_iter().for_each(|r| drop(r.send(Err(format!("db_writer unavailable: {e}"))))),

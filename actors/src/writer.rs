@@ -25,8 +25,16 @@ use crate::storage::{Backend, Database, StoreError};
 
 /// Commit parsed batches of distinct partitions in one transaction; one answer per batch.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<Committed>, WriteFailed>")]
+#[rtype(result = "Result<GroupWritten, WriteFailed>")]
 pub struct WriteGroup(pub Vec<ParsedBatch>);
+
+/// The answers for a [`WriteGroup`], and its batches handed back: the sender frees them, not
+/// the writer thread, which is the pipeline's bottleneck on SQLite (freeing a group's rows,
+/// allocated on other threads, was ~5 % of it).
+pub struct GroupWritten {
+    pub answers: Vec<Committed>,
+    pub batches: Vec<ParsedBatch>,
+}
 
 /// Read the stored progress of the group for these partitions.
 #[derive(Message)]
@@ -186,10 +194,11 @@ impl Actor for DbWriter {
 }
 
 impl Handler<WriteGroup> for DbWriter {
-    type Result = Result<Vec<Committed>, WriteFailed>;
+    type Result = Result<GroupWritten, WriteFailed>;
 
-    fn handle(&mut self, msg: WriteGroup, ctx: &mut Self::Context) -> Self::Result {
-        self.guarded(ctx, |w| w.write(&msg.0))
+    fn handle(&mut self, WriteGroup(batches): WriteGroup, ctx: &mut Self::Context) -> Self::Result {
+        let answers = self.guarded(ctx, |w| w.write(&batches))?;
+        Ok(GroupWritten { answers, batches })
     }
 }
 
