@@ -90,12 +90,15 @@ impl std::fmt::Display for Phase {
 
 // ---- data -------------------------------------------------------------------------------------
 
+/// A generated record: key, value, headers.
+type Event = (Vec<u8>, Vec<u8>, Vec<(String, Vec<u8>)>);
+
 /// Event `i`: half structured CloudEvents, half binary mode; about 300 bytes of payload.
-fn event(i: usize) -> (Vec<u8>, Vec<u8>, Vec<(String, Vec<u8>)>) {
+fn event(i: usize) -> Event {
     let key = format!("device-{}", i % 5000).into_bytes();
     let data = json!({"seq": i, "temperature": 20.0 + (i % 150) as f64 / 10.0, "humidity": (i * 7) % 100, "site": format!("plant-{}", i % 12), "status": "nominal", "firmware": "4.2.17"});
     let time = chrono::DateTime::from_timestamp(1_764_000_000 + (i / 1000) as i64, 0).unwrap_or_default().to_rfc3339();
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         let body = json!({"specversion":"1.0","id":format!("evt-{i:012}"),"source":"/factory/sensors","type":"com.example.sensor.reading","time":time,"datacontenttype":"application/json","data":data});
         (key, body.to_string().into_bytes(), vec![("content-type".into(), b"application/cloudevents+json".to_vec())])
     } else {

@@ -421,6 +421,9 @@ mod tests {
     use crate::parse::{parse_message, ParseOptions, Parsed};
     use crate::storage::{Database, DatabaseOptions};
 
+    /// A Kafka header: name and value.
+    type Header<'a> = (&'a str, Option<&'a [u8]>);
+
     /// Rows of every shape the parser makes: structured and binary CloudEvents, plain JSON,
     /// with and without key, time, subject and Kafka timestamp.
     fn rows(n: usize) -> Vec<EventRow> {
@@ -433,7 +436,7 @@ mod tests {
                 );
                 let plain = format!(r#"{{"n":{i},"tags":["a\"b"]}}"#);
                 let id = format!("b{i}");
-                let (payload, headers): (&str, Vec<(&str, Option<&[u8]>)>) = match i % 3 {
+                let (payload, headers): (&str, Vec<Header<'_>>) = match i % 3 {
                     0 => (&structured, vec![("content-type", Some(b"application/cloudevents+json".as_slice()))]),
                     1 => (&plain, vec![("ce_specversion", Some(b"1.0".as_slice())), ("ce_id", Some(id.as_bytes())), ("ce_source", Some(b"/u".as_slice())), ("ce_type", Some(b"u".as_slice())), ("x", None)]),
                     _ => (&plain, vec![]),
