@@ -23,24 +23,51 @@ fn load(cli: &Cli, o: &Overrides) -> Result<Settings, ExitCode> {
     })
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return futures::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when it
+/// is first awaited, so that a signal during the start is seen (see `run`) instead of killing
+/// the process half-way.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (term, int) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            (Ok(mut one), Err(_)) | (Err(_), Ok(mut one)) => {
+                one.recv().await;
+            }
+            (Err(_), Err(_)) => futures::future::pending().await,
+        }
     }
 }
 
 fn run(settings: Settings) -> ExitCode {
     let (log, _flush_on_exit) = telemetry::logger_with_guard(&settings.log);
-    let result = actix::System::new().block_on(async {
-        let app = Application::build(settings, log.clone()).await?;
-        app.run_until_stopped(shutdown_signal()).await
+    let system = actix::System::new();
+    let mut stopped_while_starting = false;
+    let result = system.block_on(async {
+        let mut stop = Box::pin(shutdown_signal());
+        // A signal while starting (waiting for the database, say) stops the start: nothing has
+        // been read or written yet, so there is nothing to drain.
+        let app = tokio::select! {
+            app = Application::build(settings, log.clone()) => app?,
+            () = &mut stop => {
+                slog::info!(log, "stopped while starting");
+                stopped_while_starting = true;
+                return Ok(());
+            }
+        };
+        app.run_until_stopped(stop).await
     });
+    if stopped_while_starting {
+        // A connection attempt may still be blocking a thread of the runtime's pool, and
+        // dropping the runtime would wait for it: the process exit ends it instead.
+        std::mem::forget(system);
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -117,9 +117,14 @@ level = "info"
 }
 
 
-/// A live producer (see [`World::producer`]).
+/// What a producer made: messages per partition, and expected dead letters by reason.
+type Produced = (BTreeMap<i32, i64>, BTreeMap<String, i64>);
+
+/// A live producer (see [`World::producer`]). Dropped without [`Producer::finish`] (a failed
+/// assertion), it stops once the promised total is out instead of producing on beside the next
+/// tests.
 struct Producer {
-    handle: std::thread::JoinHandle<(BTreeMap<i32, i64>, BTreeMap<String, i64>)>,
+    handle: Option<std::thread::JoinHandle<Produced>>,
     stop: std::sync::Arc<AtomicBool>,
     produced: std::sync::Arc<AtomicUsize>,
 }
@@ -131,11 +136,59 @@ impl Producer {
     }
 
     /// Stop once at least the promised total is out; the accounting and the count produced.
-    fn finish(self) -> (BTreeMap<i32, i64>, BTreeMap<String, i64>, usize) {
+    fn finish(mut self) -> (BTreeMap<i32, i64>, BTreeMap<String, i64>, usize) {
         self.stop.store(true, Ordering::SeqCst);
-        let (watermarks, dead) = self.handle.join().expect("producer");
-        (watermarks, dead, self.produced.load(Ordering::SeqCst))
+        let (watermarks, dead) = self.handle.take().expect("a producer is finished once").join().expect("producer");
+        (watermarks, dead, self.produced())
     }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// SIGTERM while the service waits for its database at start: it stops at once and exits 0
+/// (not killed by the signal, not waiting out the connection attempt).
+#[test]
+fn sigterm_while_waiting_for_the_database_at_start_exits_zero_at_once() {
+    // A "database" that accepts connections and never answers: the start blocks in the first
+    // connection's handshake.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tributary.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[kafka]
+brokers = "127.0.0.1:1"
+group_id = "g-{u}"
+topics = ["t-{u}"]
+[database]
+url = "postgres://tributary@127.0.0.1:{port}/tributary?connect_timeout=60"
+[http]
+bind = "127.0.0.1:0"
+[log]
+format = "json"
+level = "info"
+"#,
+            u = unique()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("tributary.log");
+    let mut child = start(&config, &log);
+    // Accepted: the service is connecting, past its start-up, with its signal handlers in place.
+    let (_held, _) = silent.accept().unwrap();
+    sigterm(&child);
+    let (exit, took) = wait_exit(&mut child, Duration::from_secs(30));
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(exit.success(), "exit 0 after SIGTERM during the start, got {exit:?}; log:\n{log_text}");
+    assert!(took < Duration::from_secs(5), "stopped at once, not after the connection attempt: {took:?}");
+    assert!(log_text.contains("stopped while starting"), "log:\n{log_text}");
 }
 
 /// One subprocess test's world: the mock cluster and its topic, the group, the database.
@@ -225,7 +278,7 @@ level = "info"
             }
             (watermarks, dead)
         });
-        Producer { handle, stop, produced }
+        Producer { handle: Some(handle), stop, produced }
     }
 
     /// The offsets Kafka holds as committed for the group (what lag tools see), by partition.
@@ -251,6 +304,11 @@ level = "info"
             })
             .collect()
     }
+}
+
+/// How many instances have logged their start into `log` (all instances of a test append to it).
+fn started_count(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log).unwrap_or_default().matches("kafka reader started").count()
 }
 
 fn sigterm(child: &Child) {
@@ -358,14 +416,19 @@ fn kill_dash_nine_ten_times_at_random_moments_of_a_live_200k_ingest_loses_and_du
         moments.push(format!("{moment} (committed {at_kill} of {produced})"));
     }
 
+    let starts = started_count(&log);
     let mut child = start(&config, &log);
     let (watermarks, dead, total) = producer.finish();
     wait_until("everything committed after the kills", Duration::from_secs(180), || w.committed() == total as i64);
+    // The last kill may have found everything committed: then the instance that finishes has
+    // nothing to do, and SIGTERM must not reach it before it has started (it would die by the
+    // signal, not drain and exit 0).
+    wait_until("the last instance started", Duration::from_secs(60), || started_count(&log) > starts);
     assert_exactly_once(&w.url, &w.topic, &w.group, &watermarks, &dead);
     sigterm(&child);
     let (exit, _) = wait_exit(&mut child, Duration::from_secs(30));
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(exit.success(), "SIGTERM exits 0");
+    assert!(exit.success(), "SIGTERM exits 0, got {exit:?}; log (last 30 lines):\n{}", log_text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
     assert!(!log_text.contains("offsets skipped"), "the producer stayed within the mock cluster's retention");
     let dead_total: i64 = dead.values().sum();
     eprintln!(

@@ -307,7 +307,7 @@ fn validate_json(text: &str) -> Result<(), Refusal> {
 /// Before parsing: container nesting deeper than `max_depth`, and `\u0000` escapes (NUL, which
 /// PostgreSQL cannot store in text or jsonb). Syntax is checked by the parser afterwards; this
 /// only has to be right for valid JSON. Most texts are cleared without the byte-by-byte scan
-/// (which was ~6 % of parsing): fewer brackets than `max_depth` in all cannot nest deeper, and
+/// (which was ~6 % of parsing): at most `max_depth` brackets in all cannot nest deeper, and
 /// without the six bytes `\u0000` anywhere there is no NUL escape.
 fn scan_json(text: &[u8], max_depth: usize) -> Result<(), Refusal> {
     let brackets = memchr::memchr2_iter(b'{', b'[', text).count();
