@@ -39,33 +39,8 @@ fn kill_dash_nine_mid_stream_then_sigterm_loses_and_duplicates_nothing(kind: Kin
     let (topic, group) = (format!("crash-{}", unique()), format!("g-{}", unique()));
     kafka.create_topic(&topic, PARTITIONS).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tributary.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[kafka]
-brokers = "{brokers}"
-group_id = "{group}"
-topics = ["{topic}"]
-[kafka.librdkafka]
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "500"
-[database]
-url = "{url}"
-batch_size = 100
-linger_ms = 10
-[http]
-bind = "127.0.0.1:0"
-[log]
-format = "json"
-level = "info"
-"#,
-            brokers = kafka.bootstrap_servers(),
-            url = db.url
-        ),
-    )
-    .unwrap();
+    let endpoints = Endpoints { brokers: kafka.bootstrap_servers(), group: &group, topic: &topic, url: &db.url };
+    let config = write_config(dir.path(), &endpoints, "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"", "batch_size = 100\nlinger_ms = 10", "");
     let log = dir.path().join("tributary.log");
 
     // A steady stream keeps arriving while the service is killed and restarted, so every kill
@@ -149,6 +124,48 @@ impl Drop for Producer {
     }
 }
 
+/// Where a test's service reads and writes.
+struct Endpoints<'a> {
+    brokers: &'a str,
+    group: &'a str,
+    topic: &'a str,
+    url: &'a str,
+}
+
+/// Write the service's configuration into `dir`: `librdkafka` and `database` are lines for
+/// those sections, `extra` further sections.
+fn write_config(dir: &std::path::Path, at: &Endpoints<'_>, librdkafka: &str, database: &str, extra: &str) -> std::path::PathBuf {
+    let config = dir.join("tributary.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "{group}"
+topics = ["{topic}"]
+[kafka.librdkafka]
+{librdkafka}
+[database]
+url = "{url}"
+{database}
+[http]
+bind = "127.0.0.1:0"
+[log]
+format = "json"
+level = "info"
+{extra}
+"#,
+            brokers = at.brokers,
+            group = at.group,
+            topic = at.topic,
+            url = at.url,
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// SIGTERM while the service waits for its database at start: it stops at once and exits 0
 /// (not killed by the signal, not waiting out the connection attempt).
 #[test]
@@ -158,27 +175,9 @@ fn sigterm_while_waiting_for_the_database_at_start_exits_zero_at_once() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tributary.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[kafka]
-brokers = "127.0.0.1:1"
-group_id = "g-{u}"
-topics = ["t-{u}"]
-[database]
-url = "postgres://tributary@127.0.0.1:{port}/tributary?connect_timeout=60"
-[http]
-bind = "127.0.0.1:0"
-[log]
-format = "json"
-level = "info"
-"#,
-            u = unique()
-        ),
-    )
-    .unwrap();
+    let (u, url) = (unique(), format!("postgres://tributary@127.0.0.1:{port}/tributary?connect_timeout=60"));
+    let endpoints = Endpoints { brokers: "127.0.0.1:1", group: &format!("g-{u}"), topic: &format!("t-{u}"), url: &url };
+    let config = write_config(dir.path(), &endpoints, "", "", "");
     let log = dir.path().join("tributary.log");
     let mut child = start(&config, &log);
     // Accepted: the service is connecting, past its start-up, with its signal handlers in place.
@@ -216,35 +215,8 @@ impl World {
     /// Write the service's configuration into `dir`: `librdkafka` and `database` are lines for
     /// those sections, `extra` further sections.
     fn config(&self, dir: &std::path::Path, librdkafka: &str, database: &str, extra: &str) -> std::path::PathBuf {
-        let config = dir.join("tributary.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[kafka]
-brokers = "{brokers}"
-group_id = "{group}"
-topics = ["{topic}"]
-[kafka.librdkafka]
-{librdkafka}
-[database]
-url = "{url}"
-{database}
-[http]
-bind = "127.0.0.1:0"
-[log]
-format = "json"
-level = "info"
-{extra}
-"#,
-                brokers = self.kafka.bootstrap_servers(),
-                group = self.group,
-                topic = self.topic,
-                url = self.url,
-            ),
-        )
-        .unwrap();
-        config
+        let endpoints = Endpoints { brokers: self.kafka.bootstrap_servers(), group: &self.group, topic: &self.topic, url: &self.url };
+        write_config(dir, &endpoints, librdkafka, database, extra)
     }
 
     /// A producer thread: mixed messages from `start` in chunks of 1000, at least `total` of
