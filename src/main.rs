@@ -27,20 +27,19 @@ fn load(cli: &Cli, o: &Overrides) -> Result<Settings, ExitCode> {
 /// is first awaited, so that a signal during the start is seen (see `run`) instead of killing
 /// the process half-way.
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (term, int) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    // A signal whose handler could not be installed never arrives.
+    async fn arrives(signal: Option<Signal>) {
+        match signal {
+            Some(mut s) => drop(s.recv().await),
+            None => futures::future::pending().await,
+        }
+    }
+    let (term, int) = (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok());
     async move {
-        match (term, int) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            }
-            (Ok(mut one), Err(_)) | (Err(_), Ok(mut one)) => {
-                one.recv().await;
-            }
-            (Err(_), Err(_)) => futures::future::pending().await,
+        tokio::select! {
+            () = arrives(term) => {}
+            () = arrives(int) => {}
         }
     }
 }
