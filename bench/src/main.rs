@@ -255,8 +255,8 @@ fn raw_pg_copy(url: &str, batches: &[(i32, Vec<tributary_actors::messages::Event
     rows as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Runs of each raw database limit: a single run of a few seconds moved by up to a third between
-/// runs (disk flushes, the host), which the ratios inherited.
+/// Runs of each raw database limit and of each end-to-end phase: a single run of a few seconds
+/// moved by up to a third between runs (disk flushes, the host), which the ratios inherited.
 const RAW_RUNS: usize = 3;
 
 struct Spread {
@@ -265,24 +265,53 @@ struct Spread {
     high: f64,
 }
 
-/// Measure `RAW_RUNS` times (each run gets its index, for a fresh target) and keep the median.
-fn median_of_runs(mut measure: impl FnMut(usize) -> f64) -> Spread {
-    let mut rates: Vec<f64> = (0..RAW_RUNS).map(&mut measure).collect();
-    rates.sort_by(f64::total_cmp);
-    Spread { median: rates[RAW_RUNS / 2], low: rates[0], high: rates[RAW_RUNS - 1] }
+impl Spread {
+    fn of(mut values: Vec<f64>) -> Spread {
+        values.sort_by(f64::total_cmp);
+        Spread { median: values[values.len() / 2], low: values[0], high: values[values.len() - 1] }
+    }
 }
 
-/// End to end `RAW_RUNS` times too (single runs moved by ±5 %, and the ratios with them): the
-/// median run's rate, CPU and transactions, and the worst memory and `/health` figures of all
-/// runs.
-fn median_e2e(mut measure: impl FnMut(usize) -> E2e) -> (E2e, Spread) {
-    let mut runs: Vec<E2e> = (0..RAW_RUNS).map(&mut measure).collect();
+/// One database's raw limit and tributary's end-to-end rate into it.
+struct Measured {
+    raw: Option<Spread>,
+    e2e: Option<(E2e, Spread)>,
+    /// End to end ÷ the raw limit, per pair of runs taken one after the other.
+    ratio: Option<Spread>,
+}
+
+/// Measure the raw limit and end to end `RAW_RUNS` times each, alternating (raw, end to end, raw,
+/// …; each run gets its index, for a fresh target), and pair each end-to-end run with the raw run
+/// just before it: the machine's speed drifts over minutes (on one machine of this kind, raw
+/// `COPY` moved from 147k to 232k rows/s within twenty minutes), and a ratio of measurements
+/// taken minutes apart carried that drift. Either side may be skipped (`--phases`).
+fn alternate(mut raw: Option<&mut dyn FnMut(usize) -> f64>, mut e2e: Option<&mut dyn FnMut(usize) -> E2e>) -> Measured {
+    let (mut raws, mut runs) = (Vec::new(), Vec::new());
+    for k in 0..RAW_RUNS {
+        if let Some(measure) = raw.as_mut() {
+            raws.push(measure(k));
+        }
+        if let Some(measure) = e2e.as_mut() {
+            runs.push(measure(k));
+        }
+    }
+    let ratios: Vec<f64> = runs.iter().zip(&raws).map(|(e, r)| e.per_s / r).collect();
+    Measured {
+        ratio: (!ratios.is_empty()).then(|| Spread::of(ratios)),
+        raw: (!raws.is_empty()).then(|| Spread::of(raws)),
+        e2e: (!runs.is_empty()).then(|| median_e2e(runs)),
+    }
+}
+
+/// The median end-to-end run's rate, CPU and transactions, and the worst memory and `/health`
+/// figures of all runs.
+fn median_e2e(mut runs: Vec<E2e>) -> (E2e, Spread) {
     runs.sort_by(|a, b| a.per_s.total_cmp(&b.per_s));
-    let spread = Spread { median: runs[RAW_RUNS / 2].per_s, low: runs[0].per_s, high: runs[RAW_RUNS - 1].per_s };
+    let spread = Spread::of(runs.iter().map(|r| r.per_s).collect());
     let peak = runs.iter().map(|r| r.rss_peak_mib).fold(f64::NAN, f64::max);
     let steady = runs.iter().map(|r| r.rss_steady_mib).fold(f64::NAN, f64::max);
     let health = runs.iter().filter_map(|r| r.health).reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
-    let mut median = runs.swap_remove(RAW_RUNS / 2);
+    let mut median = runs.swap_remove(runs.len() / 2);
     median.rss_peak_mib = peak;
     median.rss_steady_mib = steady;
     median.health = health;
@@ -534,76 +563,73 @@ fn main() {
     });
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let (pg_copy, sqlite_raw) = if run(Phase::PgCopy) || run(Phase::SqliteRaw) {
-        let batches = parsed_batches(n, partitions, BatchLimits::default().max_messages);
-        let pg_copy = run(Phase::PgCopy).then(|| {
-            let rate = median_of_runs(|_| {
-                let db = TempPg::create(&args.database_url);
-                quiesce(&args.database_url);
-                raw_pg_copy(&db.url, &batches)
-            });
-            eprintln!("  raw PostgreSQL COPY {:>12.0} rows/s  (median of {RAW_RUNS}: {:.0}–{:.0})", rate.median, rate.low, rate.high);
-            rate.median
-        });
-        let sqlite_raw = run(Phase::SqliteRaw).then(|| {
-            let rate = median_of_runs(|k| {
-                let path = dir.path().join(format!("raw-{k}.db"));
-                let rate = raw_sqlite_insert(&format!("sqlite://{}", path.display()), &batches);
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-                rate
-            });
-            eprintln!("  raw SQLite insert   {:>12.0} rows/s  (median of {RAW_RUNS}: {:.0}–{:.0})", rate.median, rate.low, rate.high);
-            rate.median
-        });
-        (pg_copy, sqlite_raw)
-    } else {
-        (None, None)
-    };
-    let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (a / b * 1000.0).round() / 1000.0);
-    let pct = |a: f64, b: Option<f64>| b.map_or("-".to_string(), |b| format!("{:.0}%", 100.0 * a / b));
+    let batches = (run(Phase::PgCopy) || run(Phase::SqliteRaw)).then(|| parsed_batches(n, partitions, BatchLimits::default().max_messages));
+    let batches = batches.as_deref().unwrap_or_default();
 
-    let pg = run(Phase::Pg).then(|| {
-        let (pg, rate) = median_e2e(|_| {
+    let pg = {
+        let mut raw = |_| {
+            let db = TempPg::create(&args.database_url);
+            quiesce(&args.database_url);
+            raw_pg_copy(&db.url, batches)
+        };
+        let mut e2e = |_| {
             let db = TempPg::create(&args.database_url);
             quiesce(&args.database_url);
             end_to_end(&bin, &brokers, &topic, &db.url, n, true)
-        });
+        };
+        alternate(run(Phase::PgCopy).then_some(&mut raw as _), run(Phase::Pg).then_some(&mut e2e as _))
+    };
+    if let Some(rate) = &pg.raw {
+        eprintln!("  raw PostgreSQL COPY {:>12.0} rows/s  (median of {RAW_RUNS}: {:.0}–{:.0})", rate.median, rate.low, rate.high);
+    }
+    if let Some((e, rate)) = &pg.e2e {
         eprintln!(
-            "  tributary → PG      {:>12.0} events/s  ({} of COPY, {} of consume; median of {RAW_RUNS}: {:.0}–{:.0})",
-            pg.per_s,
-            pct(pg.per_s, pg_copy),
-            pct(pg.per_s, consume),
+            "  tributary → PG      {:>12.0} events/s  (median of {RAW_RUNS}: {:.0}–{:.0}; {} of consume)",
+            e.per_s,
             rate.low,
-            rate.high
+            rate.high,
+            consume.map_or("-".to_string(), |c| format!("{:.0}%", 100.0 * e.per_s / c)),
         );
-        eprintln!("  RSS (PG runs, worst) peak {:.1} MiB, steady {:.1} MiB; CPU {:.2} s per 100k events", pg.rss_peak_mib, pg.rss_steady_mib, pg.cpu_per_100k_s);
-        eprintln!("  transactions (PG)   {:.0}, {:.0} events and {:.1} batches each", pg.transactions, n as f64 / pg.transactions, pg.batches / pg.transactions);
-        let (rps, p99) = pg.health.unwrap_or((f64::NAN, f64::NAN));
+        if let Some(r) = &pg.ratio {
+            eprintln!("  PG ÷ COPY           {:>11.0}%   (run by run, median of {RAW_RUNS}: {:.0}–{:.0}%)", r.median * 100.0, r.low * 100.0, r.high * 100.0);
+        }
+        eprintln!("  RSS (PG runs, worst) peak {:.1} MiB, steady {:.1} MiB; CPU {:.2} s per 100k events", e.rss_peak_mib, e.rss_steady_mib, e.cpu_per_100k_s);
+        eprintln!("  transactions (PG)   {:.0}, {:.0} events and {:.1} batches each", e.transactions, n as f64 / e.transactions, e.batches / e.transactions);
+        let (rps, p99) = e.health.unwrap_or((f64::NAN, f64::NAN));
         eprintln!("  /health under load  {rps:.0} req/s, p99 {p99:.2} ms");
-        pg
-    });
-    let sq = run(Phase::Sqlite).then(|| {
-        let (sq, rate) = median_e2e(|k| {
-            let path = dir.path().join(format!("e2e-{k}.db"));
-            let run = end_to_end(&bin, &brokers, &topic, &format!("sqlite://{}", path.display()), n, false);
+    }
+
+    let sq = {
+        let remove = |path: &std::path::Path| {
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
             }
+        };
+        let mut raw = |k| {
+            let path = dir.path().join(format!("raw-{k}.db"));
+            let rate = raw_sqlite_insert(&format!("sqlite://{}", path.display()), batches);
+            remove(&path);
+            rate
+        };
+        let mut e2e = |k| {
+            let path = dir.path().join(format!("e2e-{k}.db"));
+            let run = end_to_end(&bin, &brokers, &topic, &format!("sqlite://{}", path.display()), n, false);
+            remove(&path);
             run
-        });
-        eprintln!(
-            "  tributary → SQLite  {:>12.0} events/s  ({} of raw insert; median of {RAW_RUNS}: {:.0}–{:.0})",
-            sq.per_s,
-            pct(sq.per_s, sqlite_raw),
-            rate.low,
-            rate.high
-        );
-        eprintln!("  RSS (SQLite runs, worst) peak {:.1} MiB, steady {:.1} MiB; CPU {:.2} s per 100k events", sq.rss_peak_mib, sq.rss_steady_mib, sq.cpu_per_100k_s);
-        eprintln!("  transactions (SQLite) {:.0}, {:.0} events and {:.1} batches each", sq.transactions, n as f64 / sq.transactions, sq.batches / sq.transactions);
-        sq
-    });
+        };
+        alternate(run(Phase::SqliteRaw).then_some(&mut raw as _), run(Phase::Sqlite).then_some(&mut e2e as _))
+    };
+    if let Some(rate) = &sq.raw {
+        eprintln!("  raw SQLite insert   {:>12.0} rows/s  (median of {RAW_RUNS}: {:.0}–{:.0})", rate.median, rate.low, rate.high);
+    }
+    if let Some((e, rate)) = &sq.e2e {
+        eprintln!("  tributary → SQLite  {:>12.0} events/s  (median of {RAW_RUNS}: {:.0}–{:.0})", e.per_s, rate.low, rate.high);
+        if let Some(r) = &sq.ratio {
+            eprintln!("  SQLite ÷ raw insert {:>11.0}%   (run by run, median of {RAW_RUNS}: {:.0}–{:.0}%)", r.median * 100.0, r.low * 100.0, r.high * 100.0);
+        }
+        eprintln!("  RSS (SQLite runs, worst) peak {:.1} MiB, steady {:.1} MiB; CPU {:.2} s per 100k events", e.rss_peak_mib, e.rss_steady_mib, e.cpu_per_100k_s);
+        eprintln!("  transactions (SQLite) {:.0}, {:.0} events and {:.1} batches each", e.transactions, n as f64 / e.transactions, e.batches / e.transactions);
+    }
     let latency = run(Phase::Latency).then(|| {
         let db = TempPg::create(&args.database_url);
         quiesce(&args.database_url);
@@ -613,26 +639,29 @@ fn main() {
     });
 
     let r1 = |x: f64| (x * 10.0).round() / 10.0;
-    let health = pg.as_ref().and_then(|p| p.health);
+    let rate3 = |x: f64| (x * 1000.0).round() / 1000.0;
+    let pg_e2e = pg.e2e.as_ref().map(|(e, _)| e);
+    let sq_e2e = sq.e2e.as_ref().map(|(e, _)| e);
+    let health = pg_e2e.and_then(|p| p.health);
     let summary = json!({
         "events": n,
         "partitions": partitions,
         "broker": if mock.is_some() { "mock" } else { "real" },
         "produce_per_s": produce_rate.map(f64::round),
         "consume_per_s": consume.map(f64::round),
-        "pg_copy_per_s": pg_copy.map(f64::round),
-        "pg_e2e_per_s": pg.as_ref().map(|p| p.per_s.round()),
-        "pg_ratio": ratio(pg.as_ref().map(|p| p.per_s), pg_copy),
-        "consume_ratio": ratio(pg.as_ref().map(|p| p.per_s), consume),
-        "sqlite_raw_per_s": sqlite_raw.map(f64::round),
-        "sqlite_e2e_per_s": sq.as_ref().map(|s| s.per_s.round()),
-        "sqlite_ratio": ratio(sq.as_ref().map(|s| s.per_s), sqlite_raw),
-        "rss_peak_mib": pg.as_ref().map(|p| r1(p.rss_peak_mib)),
-        "rss_steady_mib": pg.as_ref().map(|p| r1(p.rss_steady_mib)),
-        "sqlite_rss_peak_mib": sq.as_ref().map(|s| r1(s.rss_peak_mib)),
-        "sqlite_rss_steady_mib": sq.as_ref().map(|s| r1(s.rss_steady_mib)),
-        "cpu_s_per_100k": pg.as_ref().map(|p| (p.cpu_per_100k_s * 1000.0).round() / 1000.0),
-        "sqlite_cpu_s_per_100k": sq.as_ref().map(|s| (s.cpu_per_100k_s * 1000.0).round() / 1000.0),
+        "pg_copy_per_s": pg.raw.as_ref().map(|r| r.median.round()),
+        "pg_e2e_per_s": pg_e2e.map(|p| p.per_s.round()),
+        "pg_ratio": pg.ratio.as_ref().map(|r| rate3(r.median)),
+        "consume_ratio": pg_e2e.zip(consume).map(|(p, c)| rate3(p.per_s / c)),
+        "sqlite_raw_per_s": sq.raw.as_ref().map(|r| r.median.round()),
+        "sqlite_e2e_per_s": sq_e2e.map(|s| s.per_s.round()),
+        "sqlite_ratio": sq.ratio.as_ref().map(|r| rate3(r.median)),
+        "rss_peak_mib": pg_e2e.map(|p| r1(p.rss_peak_mib)),
+        "rss_steady_mib": pg_e2e.map(|p| r1(p.rss_steady_mib)),
+        "sqlite_rss_peak_mib": sq_e2e.map(|s| r1(s.rss_peak_mib)),
+        "sqlite_rss_steady_mib": sq_e2e.map(|s| r1(s.rss_steady_mib)),
+        "cpu_s_per_100k": pg_e2e.map(|p| rate3(p.cpu_per_100k_s)),
+        "sqlite_cpu_s_per_100k": sq_e2e.map(|s| rate3(s.cpu_per_100k_s)),
         "commit_p50_ms": latency.map(|l| l.0),
         "commit_p99_ms": latency.map(|l| l.1),
         "health_rps": health.map(|h| h.0.round()),
