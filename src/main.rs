@@ -114,10 +114,14 @@ fn healthcheck(url: &str, timeout: u64) -> ExitCode {
 }
 
 /// mimalloc 3 keeps freed pages for a second (and arena pages ten times longer) and commits
-/// arenas eagerly: under a steady ingest that doubles the RSS. Purge at once and commit on
-/// demand instead (measured with bench/: same throughput, about half the RSS). This runs as an
-/// ELF constructor, before the first allocation creates an arena (set later, the arena option
-/// no longer matters). The option numbers are mimalloc 3's; each is set only if it still holds
+/// arenas eagerly: under a steady ingest that doubles the RSS. Purge after 10 ms instead and
+/// commit on demand (measured with bench/: about half the RSS). Not at once: the pages a batch
+/// frees after its commit are what the next records are written into, and purged at once they
+/// came back as page faults — 10 ms keeps them for reuse, which took the SQLite run's CPU per
+/// event down by 11–17 % (alternating runs, docs/benchmarks.md, session 8) while holding only
+/// what the pipeline frees in that time (the steady RSS moved by 0–3 MiB). This runs as an ELF
+/// constructor, before the first allocation creates an arena (set later, the arena option no
+/// longer matters). The option numbers are mimalloc 3's; each is set only if it still holds
 /// mimalloc 3's default, so a `MIMALLOC_*` environment variable, or another mimalloc version,
 /// keeps its own value. Nothing here allocates.
 #[cfg(feature = "mimalloc")]
@@ -135,7 +139,7 @@ static TUNE_ALLOCATOR: extern "C" fn() = {
                 return;
             }
             if mi_option_get(PURGE_DELAY) == 1000 {
-                mi_option_set(PURGE_DELAY, 0);
+                mi_option_set(PURGE_DELAY, 10);
             }
             if mi_option_get(ARENA_EAGER_COMMIT) == 2 {
                 mi_option_set(ARENA_EAGER_COMMIT, 0);
