@@ -118,12 +118,12 @@ fn healthcheck(url: &str, timeout: u64) -> ExitCode {
 /// commit on demand (measured with bench/: about half the RSS). Not at once: the pages a batch
 /// frees after its commit are what the next records are written into, and purged at once they
 /// came back as page faults — 10 ms keeps them for reuse, which took the SQLite run's CPU per
-/// event down by 11–17 % (alternating runs, docs/benchmarks.md, session 8) while holding only
-/// what the pipeline frees in that time (the steady RSS moved by 0–3 MiB). This runs as an ELF
-/// constructor, before the first allocation creates an arena (set later, the arena option no
-/// longer matters). The option numbers are mimalloc 3's; each is set only if it still holds
-/// mimalloc 3's default, so a `MIMALLOC_*` environment variable, or another mimalloc version,
-/// keeps its own value. Nothing here allocates.
+/// event down by 11–17 % (alternating runs, docs/benchmarks.md, session 8); the steady RSS
+/// rose by 0–3 MiB in those pairs and by 4–10 MiB between full runs (worst of three). This runs
+/// as an ELF constructor, before the first allocation creates an arena (set later, the arena
+/// option no longer matters). The option numbers are mimalloc 3's; each is set only if it still
+/// holds mimalloc 3's default, so a `MIMALLOC_*` environment variable, or another mimalloc
+/// version, keeps its own value. Nothing here allocates.
 #[cfg(feature = "mimalloc")]
 #[used]
 #[link_section = ".init_array"]
