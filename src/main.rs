@@ -113,9 +113,9 @@ fn healthcheck(url: &str, timeout: u64) -> ExitCode {
     }
 }
 
-/// mimalloc 3 keeps freed pages for a second (and arena pages ten times longer) and commits
-/// arenas eagerly: under a steady ingest that doubles the RSS. Purge after 10 ms instead and
-/// commit on demand (measured with bench/: about half the RSS). Not at once: the pages a batch
+/// mimalloc 3 keeps freed pages for a second (its arena multiplier is 1, unlike mimalloc 2's 10)
+/// and commits arenas eagerly: under a steady ingest that doubles the RSS. Purge after 10 ms
+/// instead and commit on demand (measured with bench/: about half the RSS). Not at once: the pages a batch
 /// frees after its commit are what the next records are written into, and purged at once they
 /// came back as page faults — 10 ms keeps them for reuse, which took the SQLite run's CPU per
 /// event down by 11–17 % (alternating runs, docs/benchmarks.md, session 8); the steady RSS
