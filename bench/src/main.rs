@@ -54,6 +54,10 @@ struct Args {
     latency_rate: u64,
     #[arg(long, default_value_t = 10)]
     latency_seconds: u64,
+    /// Runs of each raw database limit and of each end-to-end phase, alternating; the figures are
+    /// their medians.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
     /// The tributary binary to run (default: next to this one).
     #[arg(long)]
     tributary: Option<PathBuf>,
@@ -255,10 +259,6 @@ fn raw_pg_copy(url: &str, batches: &[(i32, Vec<tributary_actors::messages::Event
     rows as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Runs of each raw database limit and of each end-to-end phase: a single run of a few seconds
-/// moved by up to a third between runs (disk flushes, the host), which the ratios inherited.
-const RAW_RUNS: usize = 3;
-
 struct Spread {
     median: f64,
     low: f64,
@@ -280,14 +280,16 @@ struct Measured {
     ratio: Option<Spread>,
 }
 
-/// Measure the raw limit and end to end `RAW_RUNS` times each, alternating (raw, end to end, raw,
+/// Measure the raw limit and end to end `runs` times each (`--runs`: a single run of a few
+/// seconds moved by up to a third between runs — disk flushes, the host — and with three runs one
+/// bad pair still moved the median), alternating (raw, end to end, raw,
 /// …; each run gets its index, for a fresh target), and pair each end-to-end run with the raw run
 /// just before it: the machine's speed drifts over minutes (on one machine of this kind, raw
 /// `COPY` moved from 147k to 232k rows/s within twenty minutes), and a ratio of measurements
 /// taken minutes apart carried that drift. Either side may be skipped (`--phases`).
-fn alternate(mut raw: Option<&mut dyn FnMut(usize) -> f64>, mut e2e: Option<&mut dyn FnMut(usize) -> E2e>) -> Measured {
+fn alternate(n_runs: usize, mut raw: Option<&mut dyn FnMut(usize) -> f64>, mut e2e: Option<&mut dyn FnMut(usize) -> E2e>) -> Measured {
     let (mut raws, mut runs) = (Vec::new(), Vec::new());
-    for k in 0..RAW_RUNS {
+    for k in 0..n_runs {
         if let Some(measure) = raw.as_mut() {
             raws.push(measure(k));
         }
@@ -356,6 +358,11 @@ impl Service {
             .env("TRIBUTARY_DATABASE__URL", url)
             .env("TRIBUTARY_HTTP__BIND", format!("127.0.0.1:{port}"))
             .env("TRIBUTARY_LOG__LEVEL", "warn")
+            // Tansu holds a new group's first JoinGroup for about half the session timeout (23 s
+            // at librdkafka's default of 45 s, 3 s at 6 s; a bare confluent-kafka consumer waits
+            // the same), before every end-to-end run. 6 s is Kafka's minimum; the measured time
+            // starts at the first commit either way.
+            .env("TRIBUTARY_KAFKA__LIBRDKAFKA__SESSION_TIMEOUT_MS", "6000")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -547,6 +554,7 @@ fn main() {
     let partitions = args.partitions.unwrap_or(if mock.is_some() { ((args.events * 420) / 4_500_000).max(4) as i32 } else { 8 });
     let n = args.events;
     let run = |p: Phase| args.phases.contains(&p);
+    let runs = args.runs as usize;
     let topic = args.topic.clone().unwrap_or_else(|| format!("bench-{}", chrono::Utc::now().timestamp_micros()));
     eprintln!("bench: {n} events, {partitions} partitions, topic {topic}, {}", if mock.is_some() { "mock cluster".to_string() } else { format!("brokers {brokers}") });
 
@@ -577,21 +585,21 @@ fn main() {
             quiesce(&args.database_url);
             end_to_end(&bin, &brokers, &topic, &db.url, n, true)
         };
-        alternate(run(Phase::PgCopy).then_some(&mut raw as _), run(Phase::Pg).then_some(&mut e2e as _))
+        alternate(runs, run(Phase::PgCopy).then_some(&mut raw as _), run(Phase::Pg).then_some(&mut e2e as _))
     };
     if let Some(rate) = &pg.raw {
-        eprintln!("  raw PostgreSQL COPY {:>12.0} rows/s  (median of {RAW_RUNS}: {:.0}–{:.0})", rate.median, rate.low, rate.high);
+        eprintln!("  raw PostgreSQL COPY {:>12.0} rows/s  (median of {runs}: {:.0}–{:.0})", rate.median, rate.low, rate.high);
     }
     if let Some((e, rate)) = &pg.e2e {
         eprintln!(
-            "  tributary → PG      {:>12.0} events/s  (median of {RAW_RUNS}: {:.0}–{:.0}; {} of consume)",
+            "  tributary → PG      {:>12.0} events/s  (median of {runs}: {:.0}–{:.0}; {} of consume)",
             e.per_s,
             rate.low,
             rate.high,
             consume.map_or("-".to_string(), |c| format!("{:.0}%", 100.0 * e.per_s / c)),
         );
         if let Some(r) = &pg.ratio {
-            eprintln!("  PG ÷ COPY           {:>11.0}%   (run by run, median of {RAW_RUNS}: {:.0}–{:.0}%)", r.median * 100.0, r.low * 100.0, r.high * 100.0);
+            eprintln!("  PG ÷ COPY           {:>11.0}%   (run by run, median of {runs}: {:.0}–{:.0}%)", r.median * 100.0, r.low * 100.0, r.high * 100.0);
         }
         eprintln!("  RSS (PG runs, worst) peak {:.1} MiB, steady {:.1} MiB; CPU {:.2} s per 100k events", e.rss_peak_mib, e.rss_steady_mib, e.cpu_per_100k_s);
         eprintln!("  transactions (PG)   {:.0}, {:.0} events and {:.1} batches each", e.transactions, n as f64 / e.transactions, e.batches / e.transactions);
@@ -617,15 +625,15 @@ fn main() {
             remove(&path);
             run
         };
-        alternate(run(Phase::SqliteRaw).then_some(&mut raw as _), run(Phase::Sqlite).then_some(&mut e2e as _))
+        alternate(runs, run(Phase::SqliteRaw).then_some(&mut raw as _), run(Phase::Sqlite).then_some(&mut e2e as _))
     };
     if let Some(rate) = &sq.raw {
-        eprintln!("  raw SQLite insert   {:>12.0} rows/s  (median of {RAW_RUNS}: {:.0}–{:.0})", rate.median, rate.low, rate.high);
+        eprintln!("  raw SQLite insert   {:>12.0} rows/s  (median of {runs}: {:.0}–{:.0})", rate.median, rate.low, rate.high);
     }
     if let Some((e, rate)) = &sq.e2e {
-        eprintln!("  tributary → SQLite  {:>12.0} events/s  (median of {RAW_RUNS}: {:.0}–{:.0})", e.per_s, rate.low, rate.high);
+        eprintln!("  tributary → SQLite  {:>12.0} events/s  (median of {runs}: {:.0}–{:.0})", e.per_s, rate.low, rate.high);
         if let Some(r) = &sq.ratio {
-            eprintln!("  SQLite ÷ raw insert {:>11.0}%   (run by run, median of {RAW_RUNS}: {:.0}–{:.0}%)", r.median * 100.0, r.low * 100.0, r.high * 100.0);
+            eprintln!("  SQLite ÷ raw insert {:>11.0}%   (run by run, median of {runs}: {:.0}–{:.0}%)", r.median * 100.0, r.low * 100.0, r.high * 100.0);
         }
         eprintln!("  RSS (SQLite runs, worst) peak {:.1} MiB, steady {:.1} MiB; CPU {:.2} s per 100k events", e.rss_peak_mib, e.rss_steady_mib, e.cpu_per_100k_s);
         eprintln!("  transactions (SQLite) {:.0}, {:.0} events and {:.1} batches each", e.transactions, n as f64 / e.transactions, e.batches / e.transactions);
