@@ -150,28 +150,29 @@ static TUNE_ALLOCATOR: extern "C" fn() = {
 };
 
 /// In the glibc build, librdkafka, SQLite and libpq allocate with glibc's malloc (the static
-/// build gives them mimalloc). Its mmap threshold rises to the largest mapped block freed so far
-/// (up to 32 MiB) and its trim threshold to twice that, so after the first large blocks are freed
-/// — librdkafka's fetch responses, allocated whole and freed once their last message is — blocks
-/// of that size come from the heap, and what they free stays with the process. A fixed 256 KiB
-/// threshold (which also keeps the trim threshold at its 128 KiB default) maps such blocks and
-/// unmaps them on free: 8 MiB less steady RSS in the SQLite runs of bench/ (51.1/52.8 vs
-/// 59.5/60.3 MiB, alternating pairs; docs/benchmarks.md, session 9). Not done if the user set
-/// the threshold (`MALLOC_MMAP_THRESHOLD_`, `GLIBC_TUNABLES`).
-#[cfg(target_env = "gnu")]
+/// build gives them mimalloc; Rust's own allocations use mimalloc in both). Its mmap threshold
+/// rises to the largest mmapped block freed so far (up to 32 MiB) and its trim threshold to twice
+/// that, so after the first large blocks are freed — librdkafka's fetch responses, allocated
+/// whole and freed once their last message is — blocks of that size come from the heap, and what
+/// they free stays with the process. A fixed 256 KiB threshold (which also keeps the trim
+/// threshold at its 128 KiB default) maps such blocks and unmaps them on free: 4–8 MiB less
+/// steady RSS in bench/ (SQLite 51.1/52.8 vs 59.5/60.3 MiB, PostgreSQL 55.4/55.9 vs 63.1/60.1,
+/// alternating pairs; docs/benchmarks.md, session 9). Not done if the user set the threshold
+/// (`MALLOC_MMAP_THRESHOLD_`, `GLIBC_TUNABLES`), nor without mimalloc, where it would also map
+/// and unmap the pipeline's own large buffers (not measured).
+#[cfg(all(target_os = "linux", target_env = "gnu", feature = "mimalloc"))]
 fn tune_glibc_malloc() {
     let set_by_user = std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some()
-        || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("mmap_threshold"));
+        || std::env::var_os("GLIBC_TUNABLES").is_some_and(|t| t.to_string_lossy().contains("mmap_threshold"));
     if !set_by_user {
         // SAFETY: mallopt only changes a malloc parameter; called before any thread starts.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
-        }
+        let ok = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024) };
+        debug_assert_eq!(ok, 1, "mallopt(M_MMAP_THRESHOLD) refused");
     }
 }
 
 fn main() -> ExitCode {
-    #[cfg(target_env = "gnu")]
+    #[cfg(all(target_os = "linux", target_env = "gnu", feature = "mimalloc"))]
     tune_glibc_malloc();
     // Before any thread can touch SQLite (its settings are not thread-safe to change).
     tributary_actors::storage::sqlite::configure_library();
