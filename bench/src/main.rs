@@ -305,6 +305,31 @@ fn alternate(n_runs: usize, mut raw: Option<&mut dyn FnMut(usize) -> f64>, mut e
     }
 }
 
+/// How one database's figures are labelled in the report.
+struct Labels {
+    db: &'static str,
+    raw: &'static str,
+    e2e: &'static str,
+    ratio: &'static str,
+}
+
+/// Print one database's raw limit, end-to-end rate, ratio, memory, CPU and transactions (`n`
+/// events per run); `e2e_note` is appended inside the end-to-end line's parentheses.
+fn report(m: &Measured, runs: usize, n: usize, l: Labels, e2e_note: Option<String>) {
+    if let Some(rate) = &m.raw {
+        eprintln!("  {:<20}{:>12.0} rows/s  (median of {runs}: {:.0}–{:.0})", l.raw, rate.median, rate.low, rate.high);
+    }
+    let Some((e, rate)) = &m.e2e else { return };
+    let note = e2e_note.unwrap_or_default();
+    eprintln!("  {:<20}{:>12.0} events/s  (median of {runs}: {:.0}–{:.0}{note})", l.e2e, e.per_s, rate.low, rate.high);
+    if let Some(r) = &m.ratio {
+        eprintln!("  {:<20}{:>11.0}%   (run by run, median of {runs}: {:.0}–{:.0}%)", l.ratio, r.median * 100.0, r.low * 100.0, r.high * 100.0);
+    }
+    eprintln!("  RSS ({} runs, worst) peak {:.1} MiB, steady {:.1} MiB; CPU {:.2} s per 100k events", l.db, e.rss_peak_mib, e.rss_steady_mib, e.cpu_per_100k_s);
+    let tx = format!("transactions ({})", l.db);
+    eprintln!("  {tx:<19} {:.0}, {:.0} events and {:.1} batches each", e.transactions, n as f64 / e.transactions, e.batches / e.transactions);
+}
+
 /// The median end-to-end run's rate, CPU and transactions, and the worst memory and `/health`
 /// figures of all runs.
 fn median_e2e(mut runs: Vec<E2e>) -> (E2e, Spread) {
@@ -592,22 +617,9 @@ fn main() {
         };
         alternate(runs, run(Phase::PgCopy).then_some(&mut raw as _), run(Phase::Pg).then_some(&mut e2e as _))
     };
-    if let Some(rate) = &pg.raw {
-        eprintln!("  raw PostgreSQL COPY {:>12.0} rows/s  (median of {runs}: {:.0}–{:.0})", rate.median, rate.low, rate.high);
-    }
-    if let Some((e, rate)) = &pg.e2e {
-        eprintln!(
-            "  tributary → PG      {:>12.0} events/s  (median of {runs}: {:.0}–{:.0}; {} of consume)",
-            e.per_s,
-            rate.low,
-            rate.high,
-            consume.map_or("-".to_string(), |c| format!("{:.0}%", 100.0 * e.per_s / c)),
-        );
-        if let Some(r) = &pg.ratio {
-            eprintln!("  PG ÷ COPY           {:>11.0}%   (run by run, median of {runs}: {:.0}–{:.0}%)", r.median * 100.0, r.low * 100.0, r.high * 100.0);
-        }
-        eprintln!("  RSS (PG runs, worst) peak {:.1} MiB, steady {:.1} MiB; CPU {:.2} s per 100k events", e.rss_peak_mib, e.rss_steady_mib, e.cpu_per_100k_s);
-        eprintln!("  transactions (PG)   {:.0}, {:.0} events and {:.1} batches each", e.transactions, n as f64 / e.transactions, e.batches / e.transactions);
+    let of_consume = pg.e2e.as_ref().map(|(e, _)| consume.map_or("-".to_string(), |c| format!("{:.0}%", 100.0 * e.per_s / c)));
+    report(&pg, runs, n, Labels { db: "PG", raw: "raw PostgreSQL COPY", e2e: "tributary → PG", ratio: "PG ÷ COPY" }, of_consume.map(|c| format!("; {c} of consume")));
+    if let Some((e, _)) = &pg.e2e {
         let (rps, p99) = e.health.unwrap_or((f64::NAN, f64::NAN));
         eprintln!("  /health under load  {rps:.0} req/s, p99 {p99:.2} ms");
     }
@@ -632,17 +644,7 @@ fn main() {
         };
         alternate(runs, run(Phase::SqliteRaw).then_some(&mut raw as _), run(Phase::Sqlite).then_some(&mut e2e as _))
     };
-    if let Some(rate) = &sq.raw {
-        eprintln!("  raw SQLite insert   {:>12.0} rows/s  (median of {runs}: {:.0}–{:.0})", rate.median, rate.low, rate.high);
-    }
-    if let Some((e, rate)) = &sq.e2e {
-        eprintln!("  tributary → SQLite  {:>12.0} events/s  (median of {runs}: {:.0}–{:.0})", e.per_s, rate.low, rate.high);
-        if let Some(r) = &sq.ratio {
-            eprintln!("  SQLite ÷ raw insert {:>11.0}%   (run by run, median of {runs}: {:.0}–{:.0}%)", r.median * 100.0, r.low * 100.0, r.high * 100.0);
-        }
-        eprintln!("  RSS (SQLite runs, worst) peak {:.1} MiB, steady {:.1} MiB; CPU {:.2} s per 100k events", e.rss_peak_mib, e.rss_steady_mib, e.cpu_per_100k_s);
-        eprintln!("  transactions (SQLite) {:.0}, {:.0} events and {:.1} batches each", e.transactions, n as f64 / e.transactions, e.batches / e.transactions);
-    }
+    report(&sq, runs, n, Labels { db: "SQLite", raw: "raw SQLite insert", e2e: "tributary → SQLite", ratio: "SQLite ÷ raw insert" }, None);
     let latency = run(Phase::Latency).then(|| {
         let db = TempPg::create(&args.database_url);
         quiesce(&args.database_url);
