@@ -55,10 +55,15 @@ impl MockKafka {
 
     /// Queue one record (retrying while the local queue is full).
     pub fn send(&self, topic: &str, partition: Option<i32>, key: Option<&[u8]>, payload: Option<&[u8]>, headers: &[(&str, &[u8])]) -> KafkaResult<()> {
-        let mut h = OwnedHeaders::new_with_capacity(headers.len());
-        for (k, v) in headers {
-            h = h.insert(rdkafka::message::Header { key: k, value: Some(*v) });
-        }
+        self.send_record(topic, partition, key, payload, header_list(headers.iter().map(|(k, v)| (k.as_bytes(), *v))))
+    }
+
+    /// [`MockKafka::send`] with header names as bytes: Kafka takes any, not only UTF-8.
+    pub fn send_raw_names(&self, topic: &str, partition: Option<i32>, key: Option<&[u8]>, payload: Option<&[u8]>, headers: &[(&[u8], &[u8])]) -> KafkaResult<()> {
+        self.send_record(topic, partition, key, payload, header_list(headers.iter().copied()))
+    }
+
+    fn send_record(&self, topic: &str, partition: Option<i32>, key: Option<&[u8]>, payload: Option<&[u8]>, h: OwnedHeaders) -> KafkaResult<()> {
         loop {
             let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(h.clone());
             if let Some(p) = partition {
@@ -84,4 +89,21 @@ impl MockKafka {
     pub fn flush(&self) -> KafkaResult<()> {
         self.producer.flush(Duration::from_secs(60))
     }
+}
+
+/// A header list with names as bytes. rdkafka's `OwnedHeaders::insert` takes names as `&str`, so
+/// the headers are added through librdkafka: `as_borrowed` is the native list itself (rdkafka
+/// casts it the same way), freshly created and not shared yet.
+fn header_list<'a>(headers: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>) -> OwnedHeaders {
+    let list = OwnedHeaders::new_with_capacity(headers.len());
+    let native = std::ptr::from_ref(list.as_borrowed()).cast_mut().cast::<rdkafka_sys::rd_kafka_headers_t>();
+    for (name, value) in headers {
+        // SAFETY: `native` is the list `list` owns; librdkafka copies name and value.
+        let err = unsafe {
+            rdkafka_sys::rd_kafka_header_add(native, name.as_ptr().cast(), name.len() as isize, value.as_ptr().cast(), value.len() as isize)
+        };
+        // Only a read-only list refuses; this one is new.
+        assert_eq!(err, rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR, "adding a header to a new list");
+    }
+    list
 }

@@ -181,7 +181,7 @@ fn rows_the_database_refuses_become_dead_letters_and_the_rest_commit() {
     f.produce(3_000);
     for i in 0..40 {
         let payload: &[u8] = if i % 2 == 0 { overflow } else { check };
-        f.produce_dead(i % 4, payload, &[("trace", b"t-1")], "database_rejected");
+        f.produce_dead(i % 4, payload, &[(b"trace", b"t-1")], "database_rejected");
         f.produce(50);
     }
     f.kafka.flush().unwrap();

@@ -26,6 +26,7 @@ on_both_backends!(
     two_instances_split_partitions_and_the_survivor_takes_over,
     three_members_leaving_and_joining_during_ingest_keep_exactly_once,
     http_endpoints_answer_as_documented,
+    a_header_name_that_is_not_utf8_becomes_a_dead_letter_and_ingest_goes_on,
 );
 
 fn fifty_thousand_mixed_messages_are_each_accounted_for_exactly_once(kind: Kind) {
@@ -62,6 +63,26 @@ fn stopping_mid_stream_and_restarting_loses_and_duplicates_nothing(kind: Kind) {
     let second = app::spawn(s, log()).unwrap();
     f.assert_all_ingested_exactly_once(Duration::from_secs(120));
     second.stop().unwrap();
+}
+
+fn a_header_name_that_is_not_utf8_becomes_a_dead_letter_and_ingest_goes_on(kind: Kind) {
+    let Some(mut f) = Fixture::new(kind, "rawname", 2, 1) else { return };
+    f.produce(500);
+    // Kafka takes any bytes as a header name; rdkafka's own header accessor panics on these.
+    f.produce_dead(0, br#"{"a":1}"#, &[(b"ok", b"1"), (&[b'x', 0xff], b"v")], "invalid_utf8");
+    f.kafka.flush().unwrap();
+    f.produce(500);
+
+    let running = app::spawn(f.settings(), log()).unwrap();
+    f.assert_all_ingested_exactly_once(Duration::from_secs(60));
+    let kept = query_pairs(&f.db.url, "SELECT detail AS a, CAST(headers AS TEXT) AS b FROM dead_letters WHERE detail LIKE '%name of header%'");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].0.contains("name of header 1"), "the detail names the header: {kept:?}");
+    // The name's bytes are kept beside its lossy spelling ("eP8=" is x 0xff); jsonb re-spaces.
+    assert!(kept[0].1.replace(' ', "").contains(r#""name_base64":"eP8=""#), "{kept:?}");
+    let (_, health) = get_json(running.port, "/health");
+    assert_eq!(health["actors"]["kafka_reader"]["restarts"], 0, "{health}");
+    running.stop().unwrap();
 }
 
 fn two_instances_split_partitions_and_the_survivor_takes_over(kind: Kind) {

@@ -31,10 +31,11 @@ const NULL_LEN: u32 = u32::MAX;
 
 impl RawMessage {
     /// Copy a record's parts into one buffer. Headers keep their order; a header may have a null
-    /// value.
+    /// value. Header names are taken as bytes: Kafka does not check that they are UTF-8, so the
+    /// parser does ([`RawMessage::non_utf8_header_name`]).
     pub fn new<'a, H>(offset: i64, timestamp_ms: Option<i64>, key: Option<&[u8]>, payload: Option<&[u8]>, headers: H) -> Self
     where
-        H: IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+        H: IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
         H::IntoIter: Clone,
     {
         let headers = headers.into_iter();
@@ -44,7 +45,7 @@ impl RawMessage {
         buf.extend_from_slice(payload.unwrap_or_default());
         for (name, value) in headers {
             // Kafka caps a record far below 4 GiB; the cut only keeps this total.
-            let name = &name.as_bytes()[..name.len().min(NULL_LEN as usize - 1)];
+            let name = &name[..name.len().min(NULL_LEN as usize - 1)];
             let value = value.map(|v| &v[..v.len().min(NULL_LEN as usize - 1)]);
             buf.extend_from_slice(&(name.len() as u32).to_le_bytes());
             buf.extend_from_slice(&value.map_or(NULL_LEN, |v| v.len() as u32).to_le_bytes());
@@ -64,10 +65,22 @@ impl RawMessage {
         self.payload_len.map(|n| &self.buf[start..start + n])
     }
 
-    /// Headers in record order, as `(name, value)`; a value may be null.
-    pub fn headers(&self) -> Headers<'_> {
+    /// Headers in record order, as `(name, value)`; a value may be null. A name that is not
+    /// UTF-8 comes out as U+FFFD: see [`RawMessage::non_utf8_header_name`] and
+    /// [`RawMessage::raw_headers`].
+    pub fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + Clone {
+        self.raw_headers().map(|(name, value)| (std::str::from_utf8(name).unwrap_or("\u{FFFD}"), value))
+    }
+
+    /// Headers in record order with their names as the bytes the record holds.
+    pub fn raw_headers(&self) -> Headers<'_> {
         let start = self.key_len.unwrap_or(0) + self.payload_len.unwrap_or(0);
         Headers { rest: &self.buf[start..] }
+    }
+
+    /// The first header whose name is not UTF-8 (Kafka does not check): its position and name.
+    pub fn non_utf8_header_name(&self) -> Option<(usize, &[u8])> {
+        self.raw_headers().map(|(name, _)| name).enumerate().find(|(_, name)| std::str::from_utf8(name).is_err())
     }
 
     /// Approximate heap bytes held by this message, for memory accounting.
@@ -81,15 +94,15 @@ impl RawMessage {
     }
 }
 
-/// The headers of a [`RawMessage`], decoded from its buffer as they are iterated (they run to
-/// the buffer's end).
+/// The headers of a [`RawMessage`] with their names as bytes, decoded from its buffer as they are
+/// iterated (they run to the buffer's end).
 #[derive(Debug, Clone)]
 pub struct Headers<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> Iterator for Headers<'a> {
-    type Item = (&'a str, Option<&'a [u8]>);
+    type Item = (&'a [u8], Option<&'a [u8]>);
 
     fn next(&mut self) -> Option<Self::Item> {
         let (lens, rest) = self.rest.split_first_chunk::<8>()?;
@@ -103,8 +116,7 @@ impl<'a> Iterator for Headers<'a> {
             (Some(v), rest)
         };
         self.rest = rest;
-        // Names were written from `&str`s; a cut (never at Kafka's sizes) could split a character.
-        Some((std::str::from_utf8(name).unwrap_or(""), value))
+        Some((name, value))
     }
 }
 
@@ -385,7 +397,7 @@ mod tests {
 
     #[test]
     fn row_text_keeps_slices_of_the_record_by_position_and_copies_the_rest() {
-        let record = RawMessage::new(3, None, Some(b"k"), Some(br#"{"id":"a-1","data":{"x":1}}"#), [("ct", Some(&b"text/plain"[..]))]);
+        let record = RawMessage::new(3, None, Some(b"k"), Some(br#"{"id":"a-1","data":{"x":1}}"#), [(&b"ct"[..], Some(&b"text/plain"[..]))]);
         let payload = std::str::from_utf8(record.payload().unwrap()).unwrap();
         let header = std::str::from_utf8(record.headers().next().unwrap().1.unwrap()).unwrap();
         let text = RowTextBuilder::new(&record, 16)

@@ -147,7 +147,7 @@ pub fn dead_letter(msg: &RawMessage, refusal: Refusal) -> DeadLetter {
         offset: msg.offset,
         key: msg.key().map(<[u8]>::to_vec),
         payload: msg.payload().map(<[u8]>::to_vec),
-        headers: headers_json(msg.headers()),
+        headers: headers_json(msg.raw_headers()),
         reason: refusal.reason.code().to_string(),
         detail: sanitize_detail(&refusal.detail),
         sqlstate: None,
@@ -171,6 +171,12 @@ fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<RowParts, Refusal>
         return Err(Refusal::new(
             Reason::Oversize,
             format!("value is {} bytes, limit parser.max_message_bytes = {}", payload.len(), opts.max_message_bytes),
+        ));
+    }
+    if let Some((i, name)) = msg.non_utf8_header_name() {
+        return Err(Refusal::new(
+            Reason::InvalidUtf8,
+            format!("the name of header {i} (counting from 0) is not UTF-8: {:?}", String::from_utf8_lossy(name)),
         ));
     }
     let known = KnownHeaders::of(msg);
@@ -205,7 +211,7 @@ fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<RowParts, Refusal>
             .push(None)
             .push(content_type)
             .push(Some(text))
-            .push_with(|out| write_headers_json(out, msg.headers(), &[]))
+            .push_with(|out| write_headers_json(out, msg.raw_headers(), &[]))
             .finish();
         Ok((None, text))
     }
@@ -496,7 +502,8 @@ fn parse_binary(
     };
     let remaining = msg
         .headers()
-        .filter(|(k, _)| !ce_attribute(k).is_some_and(is_core_attribute) && !k.eq_ignore_ascii_case("content-type"));
+        .filter(|(k, _)| !ce_attribute(k).is_some_and(is_core_attribute) && !k.eq_ignore_ascii_case("content-type"))
+        .map(|(k, v)| (k.as_bytes(), v));
     let text = RowTextBuilder::new(msg, headers_capacity(msg, data.as_ref().map_or(0, |d| if matches!(d, Cow::Owned(_)) { d.len() } else { 0 })))
         .push(Some(id))
         .push(Some(source))
@@ -575,20 +582,22 @@ fn parse_structured(msg: &RawMessage, object: &Object<'_>) -> Result<RowParts, R
         .push(subject.as_deref())
         .push(datacontenttype.as_deref())
         .push(data)
-        .push_with(|out| write_headers_json(out, msg.headers(), &extensions))
+        .push_with(|out| write_headers_json(out, msg.raw_headers(), &extensions))
         .finish();
     Ok((time, text))
 }
 
 /// Room for a row's own text: the headers as JSON (about their packed size) plus `extra`.
 fn headers_capacity(msg: &RawMessage, extra: usize) -> usize {
-    msg.headers().map(|(k, v)| k.len() + v.map_or(4, <[u8]>::len) + 6).sum::<usize>() + 2 + extra
+    msg.raw_headers().map(|(k, v)| k.len() + v.map_or(4, <[u8]>::len) + 6).sum::<usize>() + 2 + extra
 }
 
 /// Kafka headers as a JSON object: UTF-8 values (without NUL) as strings, others as
-/// `{"base64": "..."}`, null values as null. Written directly, without building a tree; a
-/// repeated name appears twice and the database keeps the last.
-pub fn headers_json<'a>(headers: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>) -> String {
+/// `{"base64": "..."}`, null values as null. A name that is not UTF-8 (only a dead letter's: the
+/// parser refuses such records) or holds a NUL is written lossily (U+FFFD), its bytes kept in
+/// the value: `{"name_base64": "...", "base64": "..."}` (no `base64` for a null value). Written directly, without building a tree; a repeated name
+/// appears twice and the database keeps the last.
+pub fn headers_json<'a>(headers: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>) -> String {
     let mut out: Vec<u8> = Vec::with_capacity(64);
     write_headers_json(&mut out, headers, &[]);
     utf8_string(out)
@@ -596,7 +605,7 @@ pub fn headers_json<'a>(headers: impl Iterator<Item = (&'a str, Option<&'a [u8]>
 
 /// [`headers_json`] plus CloudEvents extension attributes as `ce_<name>` members, appended to
 /// `out` (UTF-8 in, UTF-8 out).
-fn write_headers_json<'a>(out: &mut Vec<u8>, headers: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>, extensions: &[(&str, &RawValue)]) {
+fn write_headers_json<'a>(out: &mut Vec<u8>, headers: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>, extensions: &[(&str, &RawValue)]) {
     out.push(b'{');
     let mut first = true;
     let mut sep = |out: &mut Vec<u8>| {
@@ -605,13 +614,22 @@ fn write_headers_json<'a>(out: &mut Vec<u8>, headers: impl Iterator<Item = (&'a 
         }
         first = false;
     };
-    for (name, value) in headers {
+    let b64 = |out: &mut Vec<u8>, bytes: &[u8]| write_json_str(out, &base64::engine::general_purpose::STANDARD.encode(bytes));
+    for (raw_name, value) in headers {
         sep(out);
-        if name.contains('\0') {
-            write_json_str(out, &name.replace('\0', "\u{FFFD}"));
-        } else {
-            write_json_str(out, name);
-        }
+        let Some(name) = std::str::from_utf8(raw_name).ok().filter(|n| !n.contains('\0')) else {
+            // Not storable as a JSON member name as it is: written lossily, kept exactly beside.
+            write_json_str(out, &String::from_utf8_lossy(raw_name).replace('\0', "\u{FFFD}"));
+            out.extend_from_slice(b":{\"name_base64\":");
+            b64(out, raw_name);
+            if let Some(bytes) = value {
+                out.extend_from_slice(b",\"base64\":");
+                b64(out, bytes);
+            }
+            out.push(b'}');
+            continue;
+        };
+        write_json_str(out, name);
         out.push(b':');
         match value {
             None => out.extend_from_slice(b"null"),
@@ -619,7 +637,7 @@ fn write_headers_json<'a>(out: &mut Vec<u8>, headers: impl Iterator<Item = (&'a 
                 Ok(s) if !s.contains('\0') => write_json_str(out, s),
                 _ => {
                     out.extend_from_slice(b"{\"base64\":");
-                    write_json_str(out, &base64::engine::general_purpose::STANDARD.encode(bytes));
+                    b64(out, bytes);
                     out.push(b'}');
                 }
             },
@@ -668,7 +686,7 @@ mod tests {
     use super::*;
 
     fn msg(payload: Option<&[u8]>, headers: &[(&str, &[u8])]) -> RawMessage {
-        RawMessage::new(7, Some(1_700_000_000_000), Some(b"k"), payload, headers.iter().map(|(k, v)| (*k, Some(*v))))
+        RawMessage::new(7, Some(1_700_000_000_000), Some(b"k"), payload, headers.iter().map(|(k, v)| (k.as_bytes(), Some(*v))))
     }
 
     fn reason_of(m: &RawMessage, opts: &ParseOptions) -> String {
@@ -858,7 +876,19 @@ mod tests {
 
     #[test]
     fn binary_headers_are_kept_as_base64() {
-        let h = headers_json([("bin", Some(&[0u8, 159, 146][..])), ("none", None)].into_iter());
+        let h = headers_json([(&b"bin"[..], Some(&[0u8, 159, 146][..])), (b"none", None)].into_iter());
         assert_eq!(h, r#"{"bin":{"base64":"AJ+S"},"none":null}"#);
+    }
+
+    #[test]
+    fn a_header_name_that_is_not_utf8_makes_a_dead_letter_that_keeps_it() {
+        // Kafka does not check header names; a producer can send any bytes.
+        for opts in [ParseOptions::default(), ParseOptions { format: Format::Json, ..ParseOptions::default() }] {
+            let m = RawMessage::new(1, None, None, Some(br#"{"a":1}"#.as_slice()), [(&b"ok"[..], Some(&b"1"[..])), (&[b'x', 0xff][..], None)]);
+            let Parsed::Dead(d) = parse_message(m, &opts) else { panic!("expected a dead letter") };
+            assert_eq!(d.reason, "invalid_utf8");
+            assert!(d.detail.contains("header 1"), "{}", d.detail);
+            assert_eq!(d.headers, "{\"ok\":\"1\",\"x\u{FFFD}\":{\"name_base64\":\"eP8=\"}}");
+        }
     }
 }

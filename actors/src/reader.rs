@@ -32,7 +32,7 @@ use futures::StreamExt;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
@@ -462,9 +462,29 @@ async fn write_group(writer: Addr<DbWriter>, group: Vec<Submit>) {
 // ---- the poll thread ------------------------------------------------------------------------
 
 fn to_raw(m: &rdkafka::message::BorrowedMessage<'_>) -> RawMessage {
-    // By index (a `Clone` iterator): the record's size is summed before its one allocation.
-    let h = m.headers();
-    let headers = (0..h.map_or(0, Headers::count)).filter_map(move |i| h?.try_get(i)).map(|h| (h.key, h.value));
+    use rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR as NO_ERROR;
+    // Headers straight from librdkafka, names as bytes: rdkafka's `Headers::try_get` panics on
+    // a name that is not UTF-8, which Kafka does not check (the parser makes such a record a
+    // dead letter). By index (a `Clone` iterator): the record's size is summed before its one
+    // allocation.
+    let mut native: *mut rdkafka_sys::rd_kafka_headers_t = std::ptr::null_mut();
+    // SAFETY: the message is alive for this call; librdkafka parses its headers on first access
+    // and keeps them with the message (none: an error code and a null pointer).
+    let found = unsafe { rdkafka_sys::rd_kafka_message_headers(m.ptr(), &mut native) } == NO_ERROR && !native.is_null();
+    // SAFETY: `native` is the message's header list, checked non-null.
+    let count = if found { unsafe { rdkafka_sys::rd_kafka_header_cnt(native) } } else { 0 };
+    let headers = (0..count).filter_map(move |i| {
+        let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0usize);
+        // SAFETY: `i` is below the count; the pointers stay valid while the message lives, and
+        // `RawMessage::new` copies what they point to before this function returns.
+        unsafe {
+            let err = rdkafka_sys::rd_kafka_header_get_all(native, i, &mut name, &mut value, &mut size);
+            (err == NO_ERROR && !name.is_null()).then(|| {
+                let value = (!value.is_null()).then(|| std::slice::from_raw_parts(value.cast::<u8>(), size));
+                (std::ffi::CStr::from_ptr(name).to_bytes(), value)
+            })
+        }
+    });
     RawMessage::new(m.offset(), m.timestamp().to_millis(), m.key(), m.payload(), headers)
 }
 

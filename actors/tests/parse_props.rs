@@ -4,8 +4,10 @@
 use proptest::prelude::*;
 use tributary_actors::messages::RawMessage;
 use tributary_actors::parse::{parse_message, Format, ParseOptions, Parsed};
+use tributary_actors::storage::redrive::headers_from_json;
 
-fn header() -> impl Strategy<Value = (String, Option<Vec<u8>>)> {
+/// Header names are bytes: Kafka does not check that they are UTF-8.
+fn header() -> impl Strategy<Value = (Vec<u8>, Option<Vec<u8>>)> {
     let name = prop_oneof![
         Just("ce_specversion".to_string()),
         Just("ce_id".to_string()),
@@ -16,7 +18,9 @@ fn header() -> impl Strategy<Value = (String, Option<Vec<u8>>)> {
         "[a-z_\\-]{1,12}",
         "(ce_|CE_|ab)[a-zé€]{0,4}",
         ".{0,8}",
-    ];
+    ]
+    .prop_map(String::into_bytes);
+    let name = prop_oneof![8 => name, 1 => prop::collection::vec(any::<u8>(), 0..8)];
     let value = prop_oneof![
         Just(Some(b"1.0".to_vec())),
         Just(Some(b"application/json".to_vec())),
@@ -80,7 +84,7 @@ proptest! {
         format in format(),
         max_depth in 1usize..8,
     ) {
-        let msg = RawMessage::new(offset, timestamp, key.as_deref(), payload.as_deref(), headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
+        let msg = RawMessage::new(offset, timestamp, key.as_deref(), payload.as_deref(), headers.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
         let opts = ParseOptions { format, max_message_bytes: 200, max_depth };
         match parse_message(msg.clone(), &opts) {
             Parsed::Row(row) => {
@@ -106,6 +110,8 @@ proptest! {
                 prop_assert!(!dead.detail.contains('\0'));
                 let h: serde_json::Value = serde_json::from_str(&dead.headers).expect("headers are valid JSON");
                 prop_assert!(h.is_object());
+                prop_assert!(!dead.headers.contains('\0'));
+                prop_assert_eq!(headers_from_json(&dead.headers), Ok(headers.clone()), "the headers are kept exactly");
             }
         }
     }
@@ -118,12 +124,12 @@ proptest! {
         offset in any::<i64>(),
         timestamp in prop::option::of(any::<i64>()),
     ) {
-        let msg = RawMessage::new(offset, timestamp, key.as_deref(), payload.as_deref(), headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
+        let msg = RawMessage::new(offset, timestamp, key.as_deref(), payload.as_deref(), headers.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
         prop_assert_eq!(msg.offset, offset);
         prop_assert_eq!(msg.timestamp_ms, timestamp);
         prop_assert_eq!(msg.key(), key.as_deref());
         prop_assert_eq!(msg.payload(), payload.as_deref());
-        let back: Vec<(String, Option<Vec<u8>>)> = msg.headers().map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec))).collect();
+        let back: Vec<(Vec<u8>, Option<Vec<u8>>)> = msg.raw_headers().map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect();
         prop_assert_eq!(back, headers);
     }
 }

@@ -211,7 +211,7 @@ fn parsed_batches(n: usize, partitions: i32, batch: usize) -> Vec<(i32, Vec<trib
         let (key, payload, headers) = event(i);
         let list = per_partition.entry(p).or_default();
         let offset = list.len() as i64;
-        let headers = headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice())));
+        let headers = headers.iter().map(|(k, v)| (k.as_bytes(), Some(v.as_slice())));
         list.push(RawMessage::new(offset, Some(chrono::Utc::now().timestamp_millis()), Some(&key), Some(&payload), headers));
     }
     let mut out = Vec::new();

@@ -450,9 +450,9 @@ impl Fixture {
     }
 
     /// Produce one message to partition `p` that must end as a dead letter with `reason`
-    /// (call `kafka.flush()` after a run of them).
-    pub fn produce_dead(&mut self, p: i32, payload: &[u8], headers: &[(&str, &[u8])], reason: &str) {
-        self.kafka.send(&self.topic, Some(p), Some(b"poison".as_slice()), Some(payload), headers).unwrap();
+    /// (call `kafka.flush()` after a run of them). Header names are bytes: Kafka takes any.
+    pub fn produce_dead(&mut self, p: i32, payload: &[u8], headers: &[(&[u8], &[u8])], reason: &str) {
+        self.kafka.send_raw_names(&self.topic, Some(p), Some(b"poison".as_slice()), Some(payload), headers).unwrap();
         *self.watermarks.entry(p).or_insert(0) += 1;
         *self.dead.entry(reason.to_string()).or_insert(0) += 1;
         self.produced += 1;

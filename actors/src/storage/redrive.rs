@@ -72,8 +72,8 @@ impl RedriveReport {
     }
 }
 
-/// Kafka headers in record order, as [`RawMessage`] holds them.
-pub type Headers = Vec<(String, Option<Vec<u8>>)>;
+/// Kafka headers in record order, as [`RawMessage`] holds them: names and values as bytes.
+pub type Headers = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// Rows that now parse, by (topic, partition), each with its dead letter's former reason.
 type Reparsed = BTreeMap<(String, i32), Vec<(EventRow, String)>>;
@@ -122,8 +122,9 @@ fn reparse(candidates: Vec<Candidate>, opts: &ParseOptions) -> (Reparsed, Vec<St
     (rows, failing)
 }
 
-/// The inverse of [`crate::parse::headers_json`]: strings, `null`, and `{"base64": …}` values
-/// back to raw header bytes, in stored order. (PostgreSQL's jsonb keeps one value per name.)
+/// The inverse of [`crate::parse::headers_json`]: strings, `null`, `{"base64": …}` values and
+/// `{"name_base64": …}` names back to raw header bytes, in stored order. (PostgreSQL's jsonb
+/// keeps one value per name.)
 pub fn headers_from_json(text: &str) -> Result<Headers, String> {
     use base64::Engine as _;
     struct Pairs(Vec<(String, serde_json::Value)>);
@@ -147,23 +148,31 @@ pub fn headers_from_json(text: &str) -> Result<Headers, String> {
         }
     }
     let Pairs(pairs) = serde_json::from_str(text).map_err(|e| format!("stored headers are not a JSON object: {e}"))?;
+    let b64 = |name: &str, b: Option<&serde_json::Value>| -> Result<Option<Vec<u8>>, String> {
+        match b {
+            None => Ok(None),
+            Some(serde_json::Value::String(b)) => {
+                base64::engine::general_purpose::STANDARD.decode(b).map(Some).map_err(|e| format!("header {name}: bad base64: {e}"))
+            }
+            Some(_) => Err(format!("header {name}: unexpected stored value")),
+        }
+    };
     pairs
         .into_iter()
-        .map(|(name, value)| {
-            let bytes = match value {
-                serde_json::Value::Null => None,
-                serde_json::Value::String(s) => Some(s.into_bytes()),
-                serde_json::Value::Object(o) => match o.get("base64").and_then(serde_json::Value::as_str) {
-                    Some(b) => Some(
-                        base64::engine::general_purpose::STANDARD
-                            .decode(b)
-                            .map_err(|e| format!("header {name}: bad base64: {e}"))?,
-                    ),
-                    None => return Err(format!("header {name}: unexpected stored value")),
-                },
-                _ => return Err(format!("header {name}: unexpected stored value")),
-            };
-            Ok((name, bytes))
+        .map(|(name, value)| match value {
+            serde_json::Value::Null => Ok((name.into_bytes(), None)),
+            serde_json::Value::String(s) => Ok((name.into_bytes(), Some(s.into_bytes()))),
+            serde_json::Value::Object(o) => {
+                let value = b64(&name, o.get("base64"))?;
+                match b64(&name, o.get("name_base64"))? {
+                    Some(raw_name) => Ok((raw_name, value)),
+                    None => {
+                        let value = value.ok_or_else(|| format!("header {name}: unexpected stored value"))?;
+                        Ok((name.into_bytes(), Some(value)))
+                    }
+                }
+            }
+            _ => Err(format!("header {name}: unexpected stored value")),
         })
         .collect()
 }
@@ -189,7 +198,7 @@ fn candidate(
                 kafka_timestamp.map(|t| t.timestamp_millis()),
                 key.as_deref(),
                 payload.as_deref(),
-                headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())),
+                headers.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
             ),
             reason,
             detail,
@@ -418,19 +427,27 @@ mod tests {
 
     #[test]
     fn stored_headers_round_trip_to_the_original_bytes() {
-        let headers = vec![
-            ("content-type".to_string(), Some(b"application/json".to_vec())),
-            ("ce_id".to_string(), Some(b"x\"y\\z".to_vec())),
-            ("binary".to_string(), Some(vec![0xff, 0x00, 0x10])),
-            ("nul".to_string(), Some(b"a\0b".to_vec())),
-            ("none".to_string(), None),
-            ("dup".to_string(), Some(b"1".to_vec())),
-            ("dup".to_string(), Some(b"2".to_vec())),
+        let headers: Headers = vec![
+            (b"content-type".to_vec(), Some(b"application/json".to_vec())),
+            (b"ce_id".to_vec(), Some(b"x\"y\\z".to_vec())),
+            (b"binary".to_vec(), Some(vec![0xff, 0x00, 0x10])),
+            (b"nul".to_vec(), Some(b"a\0b".to_vec())),
+            (b"none".to_vec(), None),
+            (b"dup".to_vec(), Some(b"1".to_vec())),
+            (b"dup".to_vec(), Some(b"2".to_vec())),
+            // Names that are not UTF-8 or hold a NUL: written lossily, kept exactly beside.
+            (vec![b'n', 0xff, b'x'], Some(b"v".to_vec())),
+            (vec![0xc3], None),
+            (b"a\0b".to_vec(), Some(vec![0xfe])),
         ];
-        assert_eq!(headers_from_json(&headers_json(headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())))).unwrap(), headers);
+        let json = headers_json(headers.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
+        assert!(json.contains("\"n\u{FFFD}x\":{\"name_base64\":"), "{json}");
+        assert_eq!(headers_from_json(&json).unwrap(), headers);
         assert_eq!(headers_from_json("{}").unwrap(), vec![]);
         assert!(headers_from_json("[1]").is_err());
         assert!(headers_from_json(r#"{"a": 1}"#).is_err());
+        assert!(headers_from_json(r#"{"a": {}}"#).is_err());
+        assert!(headers_from_json(r#"{"a": {"name_base64": "!"}}"#).is_err());
     }
 
     #[test]

@@ -443,7 +443,7 @@ mod tests {
                 };
                 let key = (i % 4 != 0).then_some(key.as_bytes());
                 let timestamp = (i % 5 != 0).then_some(1_767_000_000_000 + i as i64);
-                let msg = RawMessage::new(i as i64, timestamp, key, Some(payload.as_bytes()), headers);
+                let msg = RawMessage::new(i as i64, timestamp, key, Some(payload.as_bytes()), headers.into_iter().map(|(k, v)| (k.as_bytes(), v)));
                 match parse_message(msg, &ParseOptions::default()) {
                     Parsed::Row(row) => row,
                     Parsed::Dead(d) => panic!("row {i} is a dead letter: {}", d.detail),
