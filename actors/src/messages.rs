@@ -65,22 +65,16 @@ impl RawMessage {
         self.payload_len.map(|n| &self.buf[start..start + n])
     }
 
-    /// Headers in record order, as `(name, value)`; a value may be null. A name that is not
-    /// UTF-8 comes out as U+FFFD: see [`RawMessage::non_utf8_header_name`] and
-    /// [`RawMessage::raw_headers`].
-    pub fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + Clone {
-        self.raw_headers().map(|(name, value)| (std::str::from_utf8(name).unwrap_or("\u{FFFD}"), value))
-    }
-
-    /// Headers in record order with their names as the bytes the record holds.
-    pub fn raw_headers(&self) -> Headers<'_> {
+    /// Headers in record order, as `(name, value)`, both as the bytes the record holds (Kafka
+    /// does not check that names are UTF-8); a value may be null.
+    pub fn headers(&self) -> Headers<'_> {
         let start = self.key_len.unwrap_or(0) + self.payload_len.unwrap_or(0);
         Headers { rest: &self.buf[start..] }
     }
 
     /// The first header whose name is not UTF-8 (Kafka does not check): its position and name.
     pub fn non_utf8_header_name(&self) -> Option<(usize, &[u8])> {
-        self.raw_headers().map(|(name, _)| name).enumerate().find(|(_, name)| std::str::from_utf8(name).is_err())
+        self.headers().map(|(name, _)| name).enumerate().find(|(_, name)| std::str::from_utf8(name).is_err())
     }
 
     /// Approximate heap bytes held by this message, for memory accounting.

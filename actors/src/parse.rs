@@ -147,7 +147,7 @@ pub fn dead_letter(msg: &RawMessage, refusal: Refusal) -> DeadLetter {
         offset: msg.offset,
         key: msg.key().map(<[u8]>::to_vec),
         payload: msg.payload().map(<[u8]>::to_vec),
-        headers: headers_json(msg.raw_headers()),
+        headers: headers_json(msg.headers()),
         reason: refusal.reason.code().to_string(),
         detail: sanitize_detail(&refusal.detail),
         sqlstate: None,
@@ -211,7 +211,7 @@ fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<RowParts, Refusal>
             .push(None)
             .push(content_type)
             .push(Some(text))
-            .push_with(|out| write_headers_json(out, msg.raw_headers(), &[]))
+            .push_with(|out| write_headers_json(out, msg.headers(), &[]))
             .finish();
         Ok((None, text))
     }
@@ -381,7 +381,7 @@ fn kind_of_first(c: char) -> &'static str {
 }
 
 /// A header's name and value.
-type Header<'m> = (&'m str, Option<&'m [u8]>);
+type Header<'m> = (&'m [u8], Option<&'m [u8]>);
 
 /// The CloudEvents attributes binary mode carries in `ce_<name>` headers, in the order they
 /// are checked.
@@ -401,9 +401,9 @@ impl<'m> KnownHeaders<'m> {
     fn of(msg: &'m RawMessage) -> Self {
         let mut known = Self::default();
         for header @ (name, _) in msg.headers() {
-            let slot = if name.eq_ignore_ascii_case("content-type") {
+            let slot = if name.eq_ignore_ascii_case(b"content-type") {
                 &mut known.content_type
-            } else if let Some(i) = ce_attribute(name).and_then(|a| CORE_HEADER_ATTRIBUTES.iter().position(|c| c.eq_ignore_ascii_case(a))) {
+            } else if let Some(i) = ce_attribute(name).and_then(|a| CORE_HEADER_ATTRIBUTES.iter().position(|c| c.as_bytes().eq_ignore_ascii_case(a))) {
                 &mut known.core[i]
             } else {
                 continue;
@@ -430,7 +430,7 @@ fn header_text(header: Option<Header<'_>>) -> Result<Option<&str>, Refusal> {
         None | Some((_, None)) => Ok(None),
         Some((k, Some(v))) => std::str::from_utf8(v)
             .map(Some)
-            .map_err(|_| Refusal::new(Reason::InvalidAttribute, format!("header {k} is not UTF-8"))),
+            .map_err(|_| Refusal::new(Reason::InvalidAttribute, format!("header {} is not UTF-8", String::from_utf8_lossy(k)))),
     }
 }
 
@@ -500,10 +500,7 @@ fn parse_binary(
             _ => json_string(&base64::engine::general_purpose::STANDARD.encode(payload)),
         }))
     };
-    let remaining = msg
-        .headers()
-        .filter(|(k, _)| !ce_attribute(k).is_some_and(is_core_attribute) && !k.eq_ignore_ascii_case("content-type"))
-        .map(|(k, v)| (k.as_bytes(), v));
+    let remaining = msg.headers().filter(|(k, _)| !ce_attribute(k).is_some_and(is_core_attribute) && !k.eq_ignore_ascii_case(b"content-type"));
     let text = RowTextBuilder::new(msg, headers_capacity(msg, data.as_ref().map_or(0, |d| if matches!(d, Cow::Owned(_)) { d.len() } else { 0 })))
         .push(Some(id))
         .push(Some(source))
@@ -517,13 +514,13 @@ fn parse_binary(
 }
 
 /// The attribute name of a `ce_*` header (prefix matched case-insensitively), if it is one.
-/// Slices by `get`, so a header name with multi-byte characters cannot make it panic.
-fn ce_attribute(header: &str) -> Option<&str> {
-    header.get(..CE_PREFIX.len()).filter(|p| p.eq_ignore_ascii_case(CE_PREFIX)).map(|_| &header[CE_PREFIX.len()..])
+/// Names are compared as bytes: no UTF-8 check on each pass over a record's headers.
+fn ce_attribute(header: &[u8]) -> Option<&[u8]> {
+    header.get(..CE_PREFIX.len()).filter(|p| p.eq_ignore_ascii_case(CE_PREFIX.as_bytes())).map(|_| &header[CE_PREFIX.len()..])
 }
 
-fn is_core_attribute(name: &str) -> bool {
-    CORE_HEADER_ATTRIBUTES.iter().any(|c| c.eq_ignore_ascii_case(name))
+fn is_core_attribute(name: &[u8]) -> bool {
+    CORE_HEADER_ATTRIBUTES.iter().any(|c| c.as_bytes().eq_ignore_ascii_case(name))
 }
 
 fn is_json_content_type(ct: &str) -> bool {
@@ -582,14 +579,14 @@ fn parse_structured(msg: &RawMessage, object: &Object<'_>) -> Result<RowParts, R
         .push(subject.as_deref())
         .push(datacontenttype.as_deref())
         .push(data)
-        .push_with(|out| write_headers_json(out, msg.raw_headers(), &extensions))
+        .push_with(|out| write_headers_json(out, msg.headers(), &extensions))
         .finish();
     Ok((time, text))
 }
 
 /// Room for a row's own text: the headers as JSON (about their packed size) plus `extra`.
 fn headers_capacity(msg: &RawMessage, extra: usize) -> usize {
-    msg.raw_headers().map(|(k, v)| k.len() + v.map_or(4, <[u8]>::len) + 6).sum::<usize>() + 2 + extra
+    msg.headers().map(|(k, v)| k.len() + v.map_or(4, <[u8]>::len) + 6).sum::<usize>() + 2 + extra
 }
 
 /// Kafka headers as a JSON object: UTF-8 values (without NUL) as strings, others as

@@ -129,7 +129,7 @@ proptest! {
         prop_assert_eq!(msg.timestamp_ms, timestamp);
         prop_assert_eq!(msg.key(), key.as_deref());
         prop_assert_eq!(msg.payload(), payload.as_deref());
-        let back: Vec<(Vec<u8>, Option<Vec<u8>>)> = msg.raw_headers().map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect();
+        let back: Vec<(Vec<u8>, Option<Vec<u8>>)> = msg.headers().map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect();
         prop_assert_eq!(back, headers);
     }
 }
