@@ -20,7 +20,7 @@ use crate::health::{ActorFailed, ActorRestartRequested, ActorStarted, BreakerCha
 use crate::messages::{CommitOutcome, Committed, ParsedBatch, PartitionKey};
 use crate::metrics::{label, Metrics};
 use crate::parser::panic_message;
-use crate::storage::sqlite::{Checkpointer, WAL_REWIND_BYTES};
+use crate::storage::sqlite::{Checkpointer, WAL_PASS_BYTES, WAL_REWIND_BYTES};
 use crate::storage::{Backend, Database, StoreError};
 
 /// Commit parsed batches of distinct partitions in one transaction; one answer per batch.
@@ -81,7 +81,7 @@ pub struct DbWriter {
 impl DbWriter {
     pub fn new(db: Database, opts: WriterOptions, metrics: Metrics, health: Addr<HealthReporter>, log: slog::Logger) -> Self {
         let checkpointer = opts.sqlite_file.as_deref().filter(|_| db.backend() == Backend::Sqlite).and_then(|path| {
-            Checkpointer::start(path, opts.busy_timeout.as_millis() as u64, WAL_REWIND_BYTES, log.clone())
+            Checkpointer::start(path, opts.busy_timeout.as_millis() as u64, WAL_PASS_BYTES, WAL_REWIND_BYTES, log.clone())
                 .map_err(|e| slog::error!(log, "no background checkpoints: the writer checkpoints the WAL by itself"; "error" => e.to_string()))
                 .ok()
         });
