@@ -591,9 +591,11 @@ fn headers_capacity(msg: &RawMessage, extra: usize) -> usize {
 
 /// Kafka headers as a JSON object: UTF-8 values (without NUL) as strings, others as
 /// `{"base64": "..."}`, null values as null. A name that is not UTF-8 (only a dead letter's: the
-/// parser refuses such records) or holds a NUL is written lossily (U+FFFD), its bytes kept in
-/// the value: `{"name_base64": "...", "base64": "..."}` (no `base64` for a null value). Written directly, without building a tree; a repeated name
-/// appears twice and the database keeps the last.
+/// parser refuses such records) or holds a NUL is written lossily (U+FFFD) with its bytes in
+/// base64 after it — `"x\u{FFFD} [eP8=]"`: two such names do not collide — and its bytes in the
+/// value too, for redrive: `{"name_base64": "...", "base64": "..."}` (no `base64` for a null
+/// value). Written directly, without building a tree; a repeated name appears twice and the
+/// database keeps the last.
 pub fn headers_json<'a>(headers: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>) -> String {
     let mut out: Vec<u8> = Vec::with_capacity(64);
     write_headers_json(&mut out, headers, &[]);
@@ -616,9 +618,10 @@ fn write_headers_json<'a>(out: &mut Vec<u8>, headers: impl Iterator<Item = (&'a 
         sep(out);
         let Some(name) = std::str::from_utf8(raw_name).ok().filter(|n| !n.contains('\0')) else {
             // Not storable as a JSON member name as it is: written lossily, kept exactly beside.
-            write_json_str(out, &String::from_utf8_lossy(raw_name).replace('\0', "\u{FFFD}"));
+            let encoded = base64::engine::general_purpose::STANDARD.encode(raw_name);
+            write_json_str(out, &format!("{} [{encoded}]", String::from_utf8_lossy(raw_name).replace('\0', "\u{FFFD}")));
             out.extend_from_slice(b":{\"name_base64\":");
-            b64(out, raw_name);
+            write_json_str(out, &encoded);
             if let Some(bytes) = value {
                 out.extend_from_slice(b",\"base64\":");
                 b64(out, bytes);
@@ -885,7 +888,7 @@ mod tests {
             let Parsed::Dead(d) = parse_message(m, &opts) else { panic!("expected a dead letter") };
             assert_eq!(d.reason, "invalid_utf8");
             assert!(d.detail.contains("header 1"), "{}", d.detail);
-            assert_eq!(d.headers, "{\"ok\":\"1\",\"x\u{FFFD}\":{\"name_base64\":\"eP8=\"}}");
+            assert_eq!(d.headers, "{\"ok\":\"1\",\"x\u{FFFD} [eP8=]\":{\"name_base64\":\"eP8=\"}}");
         }
     }
 }

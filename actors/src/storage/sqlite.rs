@@ -39,9 +39,14 @@ pub const WAL_REWIND_BYTES: usize = 8 << 20;
 /// transaction touches — the primary key's B-tree pages where each partition inserts — back
 /// once per commit; one pass per ~3 MB writes them a third as often: the checkpointer's CPU for
 /// a million bench events fell from 0.85–0.96 s to 0.60–0.73 s, the service's by 5–8 %
-/// (alternating runs, docs/benchmarks.md, session 10). The WAL's bound is [`WAL_REWIND_BYTES`]' as before; a rewind copies back what came
-/// after the last pass.
+/// (alternating runs, docs/benchmarks.md, session 10). A pass also runs when the next commit of
+/// the same size would bring a rewind (which then copies back only that commit's frames, on the
+/// writer's thread), and after a quiet second. The WAL's bound is [`WAL_REWIND_BYTES`]'.
 pub const WAL_PASS_BYTES: usize = 3 << 20;
+
+/// A [`Checkpointer`] not woken for this long runs a pass anyway (one with nothing to copy
+/// costs next to nothing).
+const IDLE_PASS: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// SQLite's auto-checkpoint threshold on connections whose WAL a [`Checkpointer`] copies back
 /// (SQLite's default is 1,000 pages): rarely reached, it covers a checkpointer that could not start.
@@ -116,7 +121,9 @@ impl Checkpointer {
             .name("sqlite-checkpoint".into())
             .spawn(move || {
                 let mut failing = false;
-                while woken.recv().is_ok() {
+                // Woken by commits, or after a quiet second: what the last commits left in the
+                // WAL (less than `pass_bytes`) does not wait for the next burst.
+                while !matches!(woken.recv_timeout(IDLE_PASS), Err(std::sync::mpsc::RecvTimeoutError::Disconnected)) {
                     let _pass = passes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     match diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result::<CheckpointRow>(&mut conn) {
                         Ok(_) => {
@@ -158,16 +165,21 @@ impl Checkpointer {
         let since = self.since_rewind.get().saturating_add(bytes);
         if since >= self.rewind_bytes {
             self.since_rewind.set(0);
-            // The rewind copies back everything: the next pass counts from here.
-            self.since_pass.set(0);
             // Waits for a pass under way (a few milliseconds: it copies what the last commits
-            // added). No pass is woken after a rewind: it would find nothing to copy.
+            // added, the pass before the rewind below being due). No pass is woken after a
+            // rewind: it would find nothing to copy.
             let _pass = self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            return restart();
+            let rewound = restart();
+            // Rewound, everything was copied back: the next pass counts from here. Not, this
+            // commit's bytes wait for the next pass like any other's.
+            self.since_pass.set(if rewound.is_ok() { 0 } else { self.since_pass.get().saturating_add(bytes) });
+            return rewound;
         }
         self.since_rewind.set(since);
         let pass = self.since_pass.get().saturating_add(bytes);
-        if pass < self.pass_bytes {
+        // A pass is also due when another commit of this size would bring the rewind: the
+        // rewind, on the writer's thread, then copies back only what that commit adds.
+        if pass < self.pass_bytes && since.saturating_add(bytes) < self.rewind_bytes {
             self.since_pass.set(pass);
             return Ok(());
         }
@@ -546,23 +558,39 @@ mod tests {
     }
 
     #[test]
-    fn the_checkpointer_is_woken_once_per_pass_bytes_and_a_rewind_starts_the_count_over() {
+    fn the_checkpointer_is_woken_once_per_pass_bytes_before_each_rewind_and_counts_from_a_rewind() {
         let (path, _conn) = writer_connection("wakes", 100_000);
-        let checkpointer = start_checkpointer(&path, 300, 1000);
+        let checkpointer = start_checkpointer(&path, 400, 1000);
         let mut rewinds = 0;
+        let mut commit = |rewind_ok: bool| checkpointer.after_commit(100, || {
+            rewinds += 1;
+            if rewind_ok { Ok(()) } else { Err(StoreError::Transient("a reader".into())) }
+        });
         for _ in 0..9 {
-            checkpointer.after_commit(100, || { rewinds += 1; Ok(()) }).unwrap();
+            commit(true).unwrap();
         }
-        // 300, 600 and 900 bytes wake it; none is due at 1,000 (the rewind copies everything).
-        assert_eq!((checkpointer.wakes.get(), rewinds), (3, 0));
-        checkpointer.after_commit(100, || { rewinds += 1; Ok(()) }).unwrap();
-        assert_eq!((checkpointer.wakes.get(), rewinds), (3, 1));
-        for _ in 0..2 {
-            checkpointer.after_commit(100, || unreachable!()).unwrap();
+        // 400 and 800 bytes wake it, and 900, since the next commit brings the rewind.
+        assert_eq!(checkpointer.wakes.get(), 3);
+        commit(true).unwrap();
+        assert_eq!(checkpointer.wakes.get(), 3, "the rewind copies everything back itself");
+        for _ in 0..3 {
+            commit(true).unwrap();
         }
-        assert_eq!(checkpointer.wakes.get(), 3, "200 bytes since the rewind");
-        checkpointer.after_commit(100, || unreachable!()).unwrap();
+        assert_eq!(checkpointer.wakes.get(), 3, "300 bytes since the rewind");
+        commit(true).unwrap();
         assert_eq!(checkpointer.wakes.get(), 4);
+        for _ in 0..5 {
+            commit(true).unwrap();
+        }
+        assert_eq!(checkpointer.wakes.get(), 6, "800 and 900 bytes since the rewind");
+        // A rewind that gives up copied nothing: its commit counts towards the next pass.
+        assert!(commit(false).is_err());
+        commit(true).unwrap();
+        commit(true).unwrap();
+        assert_eq!(checkpointer.wakes.get(), 6, "300 bytes since the last wake-up");
+        commit(true).unwrap();
+        assert_eq!(checkpointer.wakes.get(), 7);
+        assert_eq!(rewinds, 2);
         drop(checkpointer);
         let _ = std::fs::remove_file(&path);
     }
