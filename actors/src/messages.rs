@@ -24,6 +24,9 @@ pub struct RawMessage {
     key_len: Option<usize>,
     /// Length of the value after the key; `None` for a tombstone (null value).
     payload_len: Option<usize>,
+    /// librdkafka could not parse the record's headers (a corrupt header block): it has none
+    /// here, and the parser makes it a dead letter rather than a row without them.
+    headers_unreadable: bool,
 }
 
 /// A null header value's length in [`RawMessage`]'s buffer.
@@ -52,7 +55,18 @@ impl RawMessage {
             buf.extend_from_slice(name);
             buf.extend_from_slice(value.unwrap_or_default());
         }
-        Self { offset, timestamp_ms, buf, key_len: key.map(<[u8]>::len), payload_len: payload.map(<[u8]>::len) }
+        Self { offset, timestamp_ms, buf, key_len: key.map(<[u8]>::len), payload_len: payload.map(<[u8]>::len), headers_unreadable: false }
+    }
+
+    /// The record's headers could not be read (see [`RawMessage::headers_unreadable`]).
+    pub fn with_unreadable_headers(mut self) -> Self {
+        self.headers_unreadable = true;
+        self
+    }
+
+    /// Whether librdkafka could not parse the record's headers, so it has none here.
+    pub fn headers_unreadable(&self) -> bool {
+        self.headers_unreadable
     }
 
     pub fn key(&self) -> Option<&[u8]> {

@@ -63,12 +63,14 @@ pub enum Reason {
     UnsupportedSpecversion,
     InvalidTimestamp,
     NotCloudevent,
+    /// librdkafka could not parse the record's header block.
+    UnreadableHeaders,
     /// Set by the writer when the database refused the row (SQLSTATE classes 22/23).
     DatabaseRejected,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::EmptyPayload,
         Reason::Oversize,
         Reason::InvalidUtf8,
@@ -81,6 +83,7 @@ impl Reason {
         Reason::UnsupportedSpecversion,
         Reason::InvalidTimestamp,
         Reason::NotCloudevent,
+        Reason::UnreadableHeaders,
         Reason::DatabaseRejected,
     ];
 
@@ -98,6 +101,7 @@ impl Reason {
             Reason::UnsupportedSpecversion => "unsupported_specversion",
             Reason::InvalidTimestamp => "invalid_timestamp",
             Reason::NotCloudevent => "not_cloudevent",
+            Reason::UnreadableHeaders => "unreadable_headers",
             Reason::DatabaseRejected => "database_rejected",
         }
     }
@@ -171,6 +175,12 @@ fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<RowParts, Refusal>
         return Err(Refusal::new(
             Reason::Oversize,
             format!("value is {} bytes, limit parser.max_message_bytes = {}", payload.len(), opts.max_message_bytes),
+        ));
+    }
+    if msg.headers_unreadable() {
+        return Err(Refusal::new(
+            Reason::UnreadableHeaders,
+            "librdkafka could not parse the record's headers (a corrupt header block); key and value are kept, the headers are not",
         ));
     }
     if let Some((i, name)) = msg.non_utf8_header_name() {
@@ -878,6 +888,15 @@ mod tests {
     fn binary_headers_are_kept_as_base64() {
         let h = headers_json([(&b"bin"[..], Some(&[0u8, 159, 146][..])), (b"none", None)].into_iter());
         assert_eq!(h, r#"{"bin":{"base64":"AJ+S"},"none":null}"#);
+    }
+
+    #[test]
+    fn a_record_whose_headers_librdkafka_could_not_parse_is_a_dead_letter_not_a_row_without_them() {
+        let m = RawMessage::new(1, None, None, Some(STRUCTURED), []).with_unreadable_headers();
+        for format in [Format::Auto, Format::Cloudevents, Format::Json] {
+            assert_eq!(reason_of(&m, &ParseOptions { format, ..ParseOptions::default() }), "unreadable_headers");
+        }
+        assert!(matches!(parse_message(m.clone(), &ParseOptions::default()), Parsed::Dead(d) if d.detail.contains("corrupt header block")));
     }
 
     #[test]

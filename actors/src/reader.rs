@@ -467,10 +467,12 @@ fn to_raw(m: &rdkafka::message::BorrowedMessage<'_>) -> RawMessage {
     // a name that is not UTF-8, which Kafka does not check (the parser makes such a record a
     // dead letter). By index (a `Clone` iterator): the record's size is summed before its one
     // allocation.
+    use rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__NOENT as NO_HEADERS;
     let mut native: *mut rdkafka_sys::rd_kafka_headers_t = std::ptr::null_mut();
     // SAFETY: the message is alive for this call; librdkafka parses its headers on first access
     // and keeps them with the message (none: an error code and a null pointer).
-    let found = unsafe { rdkafka_sys::rd_kafka_message_headers(m.ptr(), &mut native) } == NO_ERROR && !native.is_null();
+    let err = unsafe { rdkafka_sys::rd_kafka_message_headers(m.ptr(), &mut native) };
+    let found = err == NO_ERROR && !native.is_null();
     // SAFETY: `native` is the message's header list, checked non-null.
     let count = if found { unsafe { rdkafka_sys::rd_kafka_header_cnt(native) } } else { 0 };
     let headers = (0..count).filter_map(move |i| {
@@ -485,7 +487,13 @@ fn to_raw(m: &rdkafka::message::BorrowedMessage<'_>) -> RawMessage {
             })
         }
     });
-    RawMessage::new(m.offset(), m.timestamp().to_millis(), m.key(), m.payload(), headers)
+    let raw = RawMessage::new(m.offset(), m.timestamp().to_millis(), m.key(), m.payload(), headers);
+    // Any error but "no headers" is a header block librdkafka could not parse.
+    if err == NO_ERROR || err == NO_HEADERS {
+        raw
+    } else {
+        raw.with_unreadable_headers()
+    }
 }
 
 /// Bytes of messages read but not yet handed on, across these partitions.

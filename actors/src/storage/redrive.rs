@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::commit::{insert_refusing, GroupStore, RowRef};
 use super::{Database, StoreError};
 use crate::messages::{EventRow, PartitionKey, RawMessage};
-use crate::parse::{parse_message, ParseOptions, Parsed};
+use crate::parse::{parse_message, ParseOptions, Parsed, Reason};
 
 /// Default number of dead letters one redrive selects.
 pub const DEFAULT_LIMIT: u32 = 1000;
@@ -190,19 +190,18 @@ fn candidate(
     kafka_timestamp: Option<DateTime<Utc>>,
 ) -> Result<Candidate, StillFailing> {
     match headers_from_json(headers) {
-        Ok(headers) => Ok(Candidate {
-            topic,
-            partition,
-            msg: RawMessage::new(
+        Ok(headers) => {
+            let msg = RawMessage::new(
                 offset,
                 kafka_timestamp.map(|t| t.timestamp_millis()),
                 key.as_deref(),
                 payload.as_deref(),
                 headers.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
-            ),
-            reason,
-            detail,
-        }),
+            );
+            // Its headers were never stored (librdkafka could not parse them): still so.
+            let msg = if reason == Reason::UnreadableHeaders.code() { msg.with_unreadable_headers() } else { msg };
+            Ok(Candidate { topic, partition, msg, reason, detail })
+        }
         // Cannot happen for rows this service wrote; keep the row as it is.
         Err(_) => Err(StillFailing { topic, partition, offset, old_reason: reason.clone(), reason, detail, changed: false }),
     }
@@ -464,5 +463,17 @@ mod tests {
         let (rows, still) = reparse(vec![cand(1, br#"{"a":1}"#), cand(2, br#"{"a":"0123456789"}"#), cand(3, b"[1]")], &opts);
         assert_eq!(rows[&("t".to_string(), 0)].iter().map(|(r, _)| r.offset).collect::<Vec<_>>(), vec![1]);
         assert_eq!(still.iter().map(|f| (f.offset, f.reason.as_str(), f.changed)).collect::<Vec<_>>(), vec![(2, "oversize", true), (3, "not_an_object", true)]);
+    }
+
+    #[test]
+    fn a_dead_letter_whose_headers_were_unreadable_stays_one() {
+        let detail = "librdkafka could not parse the record's headers";
+        let c = candidate("t".into(), 0, 5, None, Some(br#"{"a":1}"#.to_vec()), "{}", "unreadable_headers".into(), detail.into(), None).ok().unwrap();
+        let (rows, still) = reparse(vec![c], &ParseOptions::default());
+        assert!(rows.is_empty(), "not a row without its headers");
+        assert_eq!(still.iter().map(|f| f.reason.as_str()).collect::<Vec<_>>(), vec!["unreadable_headers"]);
+        // Any other dead letter with the same bytes parses now.
+        let c = candidate("t".into(), 0, 6, None, Some(br#"{"a":1}"#.to_vec()), "{}", "oversize".into(), "old".into(), None).ok().unwrap();
+        assert_eq!(reparse(vec![c], &ParseOptions::default()).0.len(), 1);
     }
 }
