@@ -462,12 +462,11 @@ async fn write_group(writer: Addr<DbWriter>, group: Vec<Submit>) {
 // ---- the poll thread ------------------------------------------------------------------------
 
 fn to_raw(m: &rdkafka::message::BorrowedMessage<'_>) -> RawMessage {
-    use rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR as NO_ERROR;
+    use rdkafka_sys::rd_kafka_resp_err_t::{RD_KAFKA_RESP_ERR_NO_ERROR as NO_ERROR, RD_KAFKA_RESP_ERR__NOENT as NO_HEADERS};
     // Headers straight from librdkafka, names as bytes: rdkafka's `Headers::try_get` panics on
     // a name that is not UTF-8, which Kafka does not check (the parser makes such a record a
     // dead letter). By index (a `Clone` iterator): the record's size is summed before its one
     // allocation.
-    use rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__NOENT as NO_HEADERS;
     let mut native: *mut rdkafka_sys::rd_kafka_headers_t = std::ptr::null_mut();
     // SAFETY: the message is alive for this call; librdkafka parses its headers on first access
     // and keeps them with the message (none: an error code and a null pointer).

@@ -81,8 +81,8 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
 /// writer does not: checkpoints (reading WAL frames back, writing pages, two fsyncs) were ~30 %
 /// of the SQLite writer thread (perf), which is the pipeline's bottleneck on SQLite. Woken every
 /// [`WAL_PASS_BYTES`] of records committed (wake-ups while a pass runs fold into one), it runs a
-/// PASSIVE checkpoint, which never blocks the writer or readers; every [`WAL_REWIND_BYTES`] the writer rewinds the WAL
-/// (see [`Checkpointer::after_commit`]). Dropping it stops the thread after the pass under way.
+/// PASSIVE checkpoint, which never blocks the writer or readers; every [`WAL_REWIND_BYTES`] the
+/// writer rewinds the WAL (see [`Checkpointer::after_commit`]). Dropping it stops the thread after the pass under way.
 pub struct Checkpointer {
     wake: Option<std::sync::mpsc::SyncSender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -158,9 +158,9 @@ impl Checkpointer {
     /// A transaction of `bytes` of records committed: rewind the WAL with `restart` (which runs
     /// [`restart_wal`] on the writer's connection, outside any transaction) once enough has been
     /// committed since the last rewind, else wake the thread once `pass_bytes` have been committed
-    /// since its last wake-up (it checkpoints when it is free). A failed
-    /// rewind (a reader stayed in the WAL) is tried again after the next `rewind_bytes`, not
-    /// after every commit: each try may wait for readers.
+    /// since its last wake-up or before a rewind is due (it checkpoints when it is free). A
+    /// failed rewind (a reader stayed in the WAL) is tried again after the next `rewind_bytes`,
+    /// not after every commit: each try may wait for readers.
     pub fn after_commit(&self, bytes: usize, restart: impl FnOnce() -> Result<(), StoreError>) -> Result<(), StoreError> {
         let since = self.since_rewind.get().saturating_add(bytes);
         if since >= self.rewind_bytes {
