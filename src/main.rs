@@ -114,12 +114,14 @@ fn healthcheck(url: &str, timeout: u64) -> ExitCode {
 }
 
 /// mimalloc 3 keeps freed pages for a second (its arena multiplier is 1, unlike mimalloc 2's 10)
-/// and commits arenas eagerly: under a steady ingest that doubles the RSS. Purge after 10 ms
-/// instead and commit on demand (measured with bench/: about half the RSS). Not at once: the pages a batch
-/// frees after its commit are what the next records are written into, and purged at once they
-/// came back as page faults — 10 ms keeps them for reuse, which took the SQLite run's CPU per
-/// event down by 11–17 % (alternating runs, docs/benchmarks.md, session 8); the steady RSS
-/// rose by 0–3 MiB in those pairs and by 4–10 MiB between full runs (worst of three). This runs
+/// and commits arenas eagerly: under a steady ingest that doubles the RSS. Purge after 40 ms
+/// instead and commit on demand (measured with bench/: about half the RSS). Not at once: the
+/// pages a batch frees after its commit are what the next records are written into, and purged
+/// they come back as page faults in the poll thread. The delay trades memory for CPU along one
+/// curve (bench/, SQLite phase, alternating runs; docs/benchmarks.md, sessions 8 and 11):
+/// purging at once cost 11–17 % more CPU per event than 10 ms; 40 ms ran ~5 % faster than 10 ms
+/// (six pairs) for 3–6 MiB more steady RSS, 150 ms ~8 % faster for ~10 MiB more, past the 64 MiB
+/// aim. `MIMALLOC_PURGE_DELAY` in the environment moves along that curve. This runs
 /// as an ELF constructor, before the first allocation creates an arena (set later, the arena
 /// option no longer matters). The option numbers are mimalloc 3's; each is set only if it still
 /// holds mimalloc 3's default, so a `MIMALLOC_*` environment variable, or another mimalloc
@@ -139,7 +141,7 @@ static TUNE_ALLOCATOR: extern "C" fn() = {
                 return;
             }
             if mi_option_get(PURGE_DELAY) == 1000 {
-                mi_option_set(PURGE_DELAY, 10);
+                mi_option_set(PURGE_DELAY, 40);
             }
             if mi_option_get(ARENA_EAGER_COMMIT) == 2 {
                 mi_option_set(ARENA_EAGER_COMMIT, 0);
