@@ -120,8 +120,9 @@ fn healthcheck(url: &str, timeout: u64) -> ExitCode {
 /// they come back as page faults in the poll thread. The delay trades memory for CPU along one
 /// curve (bench/, SQLite phase, alternating runs; docs/benchmarks.md, sessions 8 and 11):
 /// purging at once cost 11–17 % more CPU per event than 10 ms; 40 ms ran ~5 % faster than 10 ms
-/// (six pairs) for 3–6 MiB more steady RSS, 150 ms ~8 % faster for ~10 MiB more, past the 64 MiB
-/// aim. `MIMALLOC_PURGE_DELAY` in the environment moves along that curve. This runs
+/// (six pairs) for 3–6 MiB more steady RSS (8–11 MiB in the static build, where C's allocations
+/// are mimalloc's too: 52–56 against 44–45 MiB), 150 ms ~8 % faster for ~10 MiB more, past the
+/// 64 MiB aim. `MIMALLOC_PURGE_DELAY` in the environment moves along that curve. This runs
 /// as an ELF constructor, before the first allocation creates an arena (set later, the arena
 /// option no longer matters). The option numbers are mimalloc 3's; each is set only if it still
 /// holds mimalloc 3's default, so a `MIMALLOC_*` environment variable, or another mimalloc
