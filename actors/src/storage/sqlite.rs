@@ -82,7 +82,8 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
 /// of the SQLite writer thread (perf), which is the pipeline's bottleneck on SQLite. Woken every
 /// [`WAL_PASS_BYTES`] of records committed (wake-ups while a pass runs fold into one), it runs a
 /// PASSIVE checkpoint, which never blocks the writer or readers; every [`WAL_REWIND_BYTES`] the
-/// writer rewinds the WAL (see [`Checkpointer::after_commit`]). Dropping it stops the thread after the pass under way.
+/// writer rewinds the WAL (see [`Checkpointer::after_commit`]). Dropping it stops the thread
+/// after the pass under way.
 pub struct Checkpointer {
     wake: Option<std::sync::mpsc::SyncSender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
