@@ -155,7 +155,10 @@ fn healthcheck(url: &str, timeout: u64) -> ExitCode {
 /// purging at once cost 11–17 % more CPU per event than 10 ms; 40 ms ran ~5 % faster than 10 ms
 /// (six pairs) for 3–6 MiB more steady RSS (8–11 MiB in the static build, where C's allocations
 /// are mimalloc's too: 52–56 against 44–45 MiB), 150 ms ~8 % faster for ~10 MiB more, past the
-/// 64 MiB aim. `MIMALLOC_PURGE_DELAY` in the environment moves along that curve. This runs
+/// 64 MiB aim. The static build therefore purges after 20 ms: at 40 ms its PostgreSQL runs
+/// reached 54–66 MiB steady (libpq's and librdkafka's buffers are mimalloc's there), at 20 ms
+/// 53–58, for ~3–5 % more CPU per event (session 12). `MIMALLOC_PURGE_DELAY` in the environment
+/// moves along that curve. This runs
 /// as an ELF constructor, before the first allocation creates an arena (set later, the arena
 /// option no longer matters). The option numbers are mimalloc 3's; each is set only if it still
 /// holds mimalloc 3's default, so a `MIMALLOC_*` environment variable, or another mimalloc
@@ -175,7 +178,7 @@ static TUNE_ALLOCATOR: extern "C" fn() = {
                 return;
             }
             if mi_option_get(PURGE_DELAY) == 1000 {
-                mi_option_set(PURGE_DELAY, 40);
+                mi_option_set(PURGE_DELAY, if cfg!(target_env = "musl") { 20 } else { 40 });
             }
             if mi_option_get(ARENA_EAGER_COMMIT) == 2 {
                 mi_option_set(ARENA_EAGER_COMMIT, 0);
