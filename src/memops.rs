@@ -22,6 +22,7 @@
 #![cfg(target_arch = "x86_64")]
 
 use std::arch::asm;
+use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_storeu_si128};
 use std::ptr::{read_unaligned as load, write_unaligned as store};
 
 /// Lengths up to this are copied with overlapping loads and stores, without a loop.
@@ -38,6 +39,8 @@ const REP_MOVSB: usize = 1024;
 unsafe fn copy_small(dst: *mut u8, src: *const u8, n: usize) {
     debug_assert!(n <= SMALL);
     if n >= 32 {
+        // The first and the last 32 bytes, in 16-byte registers (`copy_ends::<[u128; 2]>` put
+        // them through the stack).
         let a = load(src.cast::<u128>());
         let b = load(src.add(16).cast::<u128>());
         let c = load(src.add(n - 32).cast::<u128>());
@@ -47,28 +50,28 @@ unsafe fn copy_small(dst: *mut u8, src: *const u8, n: usize) {
         store(dst.add(n - 32).cast::<u128>(), c);
         store(dst.add(n - 16).cast::<u128>(), d);
     } else if n >= 16 {
-        let a = load(src.cast::<u128>());
-        let b = load(src.add(n - 16).cast::<u128>());
-        store(dst.cast::<u128>(), a);
-        store(dst.add(n - 16).cast::<u128>(), b);
+        copy_ends::<u128>(dst, src, n);
     } else if n >= 8 {
-        let a = load(src.cast::<u64>());
-        let b = load(src.add(n - 8).cast::<u64>());
-        store(dst.cast::<u64>(), a);
-        store(dst.add(n - 8).cast::<u64>(), b);
+        copy_ends::<u64>(dst, src, n);
     } else if n >= 4 {
-        let a = load(src.cast::<u32>());
-        let b = load(src.add(n - 4).cast::<u32>());
-        store(dst.cast::<u32>(), a);
-        store(dst.add(n - 4).cast::<u32>(), b);
+        copy_ends::<u32>(dst, src, n);
     } else if n >= 2 {
-        let a = load(src.cast::<u16>());
-        let b = load(src.add(n - 2).cast::<u16>());
-        store(dst.cast::<u16>(), a);
-        store(dst.add(n - 2).cast::<u16>(), b);
+        copy_ends::<u16>(dst, src, n);
     } else if n == 1 {
         *dst = *src;
     }
+}
+
+/// Copies `n` bytes, `size_of::<T>() <= n <= 2 * size_of::<T>()`, as the first and the last
+/// `T` (overlapping in the middle), both loaded before either is stored.
+#[inline(always)]
+unsafe fn copy_ends<T>(dst: *mut u8, src: *const u8, n: usize) {
+    let w = std::mem::size_of::<T>();
+    debug_assert!(w <= n && n <= 2 * w);
+    let first = load(src.cast::<T>());
+    let last = load(src.add(n - w).cast::<T>());
+    store(dst.cast::<T>(), first);
+    store(dst.add(n - w).cast::<T>(), last);
 }
 
 /// Copies `n > 64` bytes forward: correct when `dst` does not lie inside `src..src + n`. Below
@@ -85,26 +88,34 @@ unsafe fn copy_forward(dst: *mut u8, src: *const u8, n: usize) {
         asm!("rep movsb", inout("rcx") n => _, inout("rdi") dst => _, inout("rsi") src => _, options(nostack, preserves_flags));
         return;
     }
-    let last = src.add(n - 64);
-    let (w, x, y, z) = (load(last.cast::<u128>()), load(last.add(16).cast::<u128>()), load(last.add(32).cast::<u128>()), load(last.add(48).cast::<u128>()));
+    let last = load_block(src.add(n - 64));
     let mut i = 0;
     while i + 64 < n {
-        let (s, d) = (src.add(i), dst.add(i));
-        let a = load(s.cast::<u128>());
-        let b = load(s.add(16).cast::<u128>());
-        let c = load(s.add(32).cast::<u128>());
-        let e = load(s.add(48).cast::<u128>());
-        store(d.cast::<u128>(), a);
-        store(d.add(16).cast::<u128>(), b);
-        store(d.add(32).cast::<u128>(), c);
-        store(d.add(48).cast::<u128>(), e);
+        store_block(dst.add(i), load_block(src.add(i)));
         i += 64;
     }
-    let last = dst.add(n - 64);
-    store(last.cast::<u128>(), w);
-    store(last.add(16).cast::<u128>(), x);
-    store(last.add(32).cast::<u128>(), y);
-    store(last.add(48).cast::<u128>(), z);
+    store_block(dst.add(n - 64), last);
+}
+
+/// 64 bytes as four 16-byte SSE2 values, loaded together and stored together. Not as one
+/// 64-byte value: a loop that stores what it loaded, in steps the size of the store, is what
+/// LLVM's loop-idiom pass turns into a call of `memcpy`. Not as `u128`s: held across a loop
+/// (the last 64 bytes of a forward copy), those went into eight general registers.
+type Block = (__m128i, __m128i, __m128i, __m128i);
+
+#[inline(always)]
+unsafe fn load_block(p: *const u8) -> Block {
+    let p = p.cast::<__m128i>();
+    (_mm_loadu_si128(p), _mm_loadu_si128(p.add(1)), _mm_loadu_si128(p.add(2)), _mm_loadu_si128(p.add(3)))
+}
+
+#[inline(always)]
+unsafe fn store_block(p: *mut u8, (a, b, c, d): Block) {
+    let p = p.cast::<__m128i>();
+    _mm_storeu_si128(p, a);
+    _mm_storeu_si128(p.add(1), b);
+    _mm_storeu_si128(p.add(2), c);
+    _mm_storeu_si128(p.add(3), d);
 }
 
 /// `memcpy`: copies `n` bytes from `src` to `dst`, which must not overlap.
@@ -147,16 +158,7 @@ pub unsafe fn copy_overlapping(dst: *mut u8, src: *const u8, n: usize) -> *mut u
 unsafe fn copy_backward(dst: *mut u8, src: *const u8, n: usize) {
     let mut end = n;
     while end >= 64 {
-        let s = src.add(end - 64);
-        let d = dst.add(end - 64);
-        let a = load(s.cast::<u128>());
-        let b = load(s.add(16).cast::<u128>());
-        let c = load(s.add(32).cast::<u128>());
-        let e = load(s.add(48).cast::<u128>());
-        store(d.cast::<u128>(), a);
-        store(d.add(16).cast::<u128>(), b);
-        store(d.add(32).cast::<u128>(), c);
-        store(d.add(48).cast::<u128>(), e);
+        store_block(dst.add(end - 64), load_block(src.add(end - 64)));
         end -= 64;
     }
     copy_small(dst, src, end);
