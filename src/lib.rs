@@ -8,13 +8,11 @@
 //! - [`app`]: builds the actor system (crate `tributary-actors`) and runs it until stopped.
 //! - [`demo`]: `tributary demo`, the whole job with an in-process Kafka.
 //! - [`mock`]: librdkafka's in-process mock cluster, for the demo and the tests.
-//! - [`memops`]: the static musl build's `memcpy`, `memmove` and `memcmp` (x86_64).
 
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod http;
-pub mod memops;
 pub mod mock;
 pub mod telemetry;

@@ -16,38 +16,11 @@ use tributary_actors::storage::Database;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The static musl build takes `memcpy`, `memmove` and `memcmp` from `tributary::memops`
-/// instead of musl's (see there: musl's cost the static binary ~21 % of its writer's and parsers'
-/// time). Defined in the binary itself, so the linker resolves every call — Rust's, and
-/// librdkafka's, SQLite's, libpq's — to these before it searches musl's `libc.a`; both are
-/// replaced together because musl's `memmove` jumps into its `memcpy`'s object. musl's `bcmp`
-/// calls `memcmp`, so it follows.
+/// The static musl build's `memcpy`, `memmove` and `memcmp` (crate `tributary-memops`: musl's
+/// cost the static binary ~21 % of its writer's and parsers' time). `extern crate`, because
+/// nothing calls the crate by name: an unnamed dependency would not be linked at all.
 #[cfg(all(target_env = "musl", target_arch = "x86_64"))]
-mod musl_string {
-    use std::ffi::{c_int, c_void};
-    use tributary::memops;
-
-    /// # Safety
-    /// C's `memcpy` contract.
-    #[no_mangle]
-    pub unsafe extern "C" fn memcpy(dst: *mut c_void, src: *const c_void, n: usize) -> *mut c_void {
-        memops::copy(dst.cast(), src.cast(), n).cast()
-    }
-
-    /// # Safety
-    /// C's `memmove` contract.
-    #[no_mangle]
-    pub unsafe extern "C" fn memmove(dst: *mut c_void, src: *const c_void, n: usize) -> *mut c_void {
-        memops::copy_overlapping(dst.cast(), src.cast(), n).cast()
-    }
-
-    /// # Safety
-    /// C's `memcmp` contract.
-    #[no_mangle]
-    pub unsafe extern "C" fn memcmp(a: *const c_void, b: *const c_void, n: usize) -> c_int {
-        memops::compare(a.cast(), b.cast(), n)
-    }
-}
+extern crate tributary_memops;
 
 fn load(cli: &Cli, o: &Overrides) -> Result<Settings, ExitCode> {
     Settings::load(cli.config.as_deref(), &o.to_map()).map_err(|e| {

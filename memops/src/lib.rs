@@ -1,5 +1,7 @@
-//! `memcpy`, `memmove` and `memcmp` for the static musl build (exported under those names by
-//! `main.rs`, on x86_64 musl only; every other build uses its C library's).
+#![no_builtins]
+//! `memcpy`, `memmove` and `memcmp` for the static musl build: exported under those names on
+//! x86_64 musl only (the binary links this crate only there); every other build uses its C
+//! library's, and the functions are then only tested.
 //!
 //! musl's x86_64 `memcpy` aligns the destination one `movsb` at a time and then copies with
 //! `rep movsq` whatever the length, `memmove` is that `memcpy` or a backward `rep movsq`, and
@@ -12,12 +14,17 @@
 //! 1 KiB on with `rep movsb` (fast for long copies on every x86_64 with ERMS, since 2012), a
 //! backward overlapping move 64 bytes a step, and comparisons 8 bytes a step.
 //!
-//! Nothing here may compile to a call of `memcpy`, `memmove` or `memcmp` (it would call itself):
-//! no loop whose stores are contiguous loads of the same stride (LLVM's loop-idiom pass turns
-//! those into `memcpy`/`memmove`), and no `copy_nonoverlapping` of a run-time length. The
-//! static check (`.ci/static-check`) runs the static binary, which would overflow its stack at
-//! once if one did. The tests below compare every function with a byte-at-a-time reference
-//! for every length up to 600 and a few longer, and every misalignment and overlap that matters.
+//! Nothing here may compile to a call of `memcpy`, `memmove` or `memcmp` (it would call itself).
+//! The crate is `#![no_builtins]`, as Rust's own `compiler_builtins` is for the same reason:
+//! LLVM then neither turns a copy loop into a `memcpy` call (its loop-idiom pass) nor treats
+//! these functions' names as the library's. The exported functions live here too, so all of
+//! their code is compiled under that attribute (an `#[inline]` function called from another
+//! crate would be compiled there, without it). The code also avoids the patterns on its own:
+//! no loop stores what it loaded in steps the size of the store, no copy of a run-time length
+//! through `copy_nonoverlapping`. The tests compare every function with a byte-at-a-time
+//! reference for every length up to 600 and a spread of longer ones, every misalignment and
+//! overlap that matters, and with the regions flush against an inaccessible page (a read or
+//! write past either end faults).
 
 #![cfg(target_arch = "x86_64")]
 
@@ -197,6 +204,37 @@ pub unsafe fn compare(a: *const u8, b: *const u8, n: usize) -> i32 {
     0
 }
 
+/// The C names, in the static musl build only. Defined in the binary's own link (the binary
+/// names this crate with `extern crate`), so the linker resolves every call — Rust's, and
+/// librdkafka's, SQLite's, libpq's — to these before it searches musl's `libc.a`; `memcpy` and
+/// `memmove` are replaced together because musl's `memmove` jumps into its `memcpy`'s object.
+/// musl's `bcmp` calls `memcmp`, so it follows.
+#[cfg(target_env = "musl")]
+mod exports {
+    use std::ffi::{c_int, c_void};
+
+    /// # Safety
+    /// C's `memcpy` contract.
+    #[no_mangle]
+    pub unsafe extern "C" fn memcpy(dst: *mut c_void, src: *const c_void, n: usize) -> *mut c_void {
+        super::copy(dst.cast(), src.cast(), n).cast()
+    }
+
+    /// # Safety
+    /// C's `memmove` contract.
+    #[no_mangle]
+    pub unsafe extern "C" fn memmove(dst: *mut c_void, src: *const c_void, n: usize) -> *mut c_void {
+        super::copy_overlapping(dst.cast(), src.cast(), n).cast()
+    }
+
+    /// # Safety
+    /// C's `memcmp` contract.
+    #[no_mangle]
+    pub unsafe extern "C" fn memcmp(a: *const c_void, b: *const c_void, n: usize) -> c_int {
+        super::compare(a.cast(), b.cast(), n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,9 +262,79 @@ mod tests {
         (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ 0x5a).collect()
     }
 
-    /// Every length up to 600, and either side of where `rep movsb` takes over.
+    /// Every length up to 600, either side of where `rep movsb` takes over, and longer ones.
     fn lengths() -> impl Iterator<Item = usize> {
-        (0..600).chain([REP_MOVSB - 1, REP_MOVSB, REP_MOVSB + 1, REP_MOVSB + 77, 4099])
+        (0..600).chain([REP_MOVSB - 1, REP_MOVSB, REP_MOVSB + 1, REP_MOVSB + 77, 4099, 8192, 65_537])
+    }
+
+    /// `len` bytes whose last byte is followed by an inaccessible page, and a pointer to them.
+    #[cfg(target_os = "linux")]
+    struct Guarded {
+        base: *mut u8,
+        map_len: usize,
+        len: usize,
+    }
+
+    #[cfg(target_os = "linux")]
+    impl Guarded {
+        fn new(len: usize) -> Guarded {
+            let page = 4096;
+            let pages = len.div_ceil(page) + 1;
+            let map_len = pages * page;
+            // SAFETY: an anonymous private mapping, then its last page made inaccessible.
+            unsafe {
+                let base = libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+                assert_ne!(base, libc::MAP_FAILED);
+                assert_eq!(libc::mprotect(base.cast::<u8>().add(map_len - page).cast(), page, libc::PROT_NONE), 0);
+                Guarded { base: base.cast(), map_len, len }
+            }
+        }
+
+        /// The `len` bytes, ending at the inaccessible page.
+        fn ptr(&self) -> *mut u8 {
+            unsafe { self.base.add(self.map_len - 4096 - self.len) }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    impl Drop for Guarded {
+        fn drop(&mut self) {
+            unsafe { libc::munmap(self.base.cast(), self.map_len) };
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn nothing_is_read_or_written_past_the_end() {
+        // Source and destination each end flush against an inaccessible page: a read or write
+        // of one byte too many faults (and the test process dies).
+        for n in lengths() {
+            let (src, dst) = (Guarded::new(n), Guarded::new(n));
+            let want = pattern(n, 9);
+            unsafe {
+                std::ptr::copy_nonoverlapping(want.as_ptr(), src.ptr(), n);
+                copy(dst.ptr(), src.ptr(), n);
+                assert_eq!(std::slice::from_raw_parts(dst.ptr(), n), &want[..], "copy of {n}");
+                assert_eq!(compare(src.ptr(), dst.ptr(), n), 0, "compare of {n}");
+                // A move within one buffer, to its end from 1 and 40 bytes before (backward),
+                // and from its end down (forward).
+                for shift in [1usize, 40] {
+                    if shift < n {
+                        let m = n - shift;
+                        let mut reference = want.clone();
+                        reference_move(&mut reference, shift, 0, m);
+                        std::ptr::copy_nonoverlapping(want.as_ptr(), src.ptr(), n);
+                        copy_overlapping(src.ptr().add(shift), src.ptr(), m);
+                        assert_eq!(std::slice::from_raw_parts(src.ptr(), n), &reference[..], "move of {m} up by {shift}");
+                        let mut reference = want.clone();
+                        reference_move(&mut reference, 0, shift, m);
+                        std::ptr::copy_nonoverlapping(want.as_ptr(), src.ptr(), n);
+                        copy_overlapping(src.ptr(), src.ptr().add(shift), m);
+                        assert_eq!(std::slice::from_raw_parts(src.ptr(), n), &reference[..], "move of {m} down by {shift}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
