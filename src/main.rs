@@ -131,11 +131,10 @@ fn healthcheck(url: &str, timeout: u64) -> ExitCode {
 /// 64 MiB aim. The static build therefore purges after 20 ms: at 40 ms its PostgreSQL runs
 /// reached 54–66 MiB steady (libpq's and librdkafka's buffers are mimalloc's there), at 20 ms
 /// 53–58, for ~3–5 % more CPU per event (session 12). `MIMALLOC_PURGE_DELAY` in the environment
-/// moves along that curve. This runs
-/// as an ELF constructor, before the first allocation creates an arena (set later, the arena
-/// option no longer matters). The option numbers are mimalloc 3's; each is set only if it still
-/// holds mimalloc 3's default, so a `MIMALLOC_*` environment variable, or another mimalloc
-/// version, keeps its own value. Nothing here allocates.
+/// moves along that curve. This runs as an ELF constructor, before the first allocation creates
+/// an arena (set later, the arena option no longer matters). The option numbers are mimalloc 3's;
+/// each is set only if it still holds mimalloc 3's default, so a `MIMALLOC_*` environment
+/// variable, or another mimalloc version, keeps its own value. Nothing here allocates.
 #[cfg(feature = "mimalloc")]
 #[used]
 #[link_section = ".init_array"]

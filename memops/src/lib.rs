@@ -264,6 +264,10 @@ mod tests {
         (0..600).chain([REP_MOVSB - 1, REP_MOVSB, REP_MOVSB + 1, REP_MOVSB + 77, 4099, 8192, 65_537])
     }
 
+    /// x86_64 Linux's page size.
+    #[cfg(target_os = "linux")]
+    const PAGE: usize = 4096;
+
     /// `len` bytes whose last byte is followed by an inaccessible page, and a pointer to them.
     #[cfg(target_os = "linux")]
     struct Guarded {
@@ -275,21 +279,19 @@ mod tests {
     #[cfg(target_os = "linux")]
     impl Guarded {
         fn new(len: usize) -> Guarded {
-            let page = 4096;
-            let pages = len.div_ceil(page) + 1;
-            let map_len = pages * page;
+            let map_len = (len.div_ceil(PAGE) + 1) * PAGE;
             // SAFETY: an anonymous private mapping, then its last page made inaccessible.
             unsafe {
                 let base = libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
                 assert_ne!(base, libc::MAP_FAILED);
-                assert_eq!(libc::mprotect(base.cast::<u8>().add(map_len - page).cast(), page, libc::PROT_NONE), 0);
+                assert_eq!(libc::mprotect(base.cast::<u8>().add(map_len - PAGE).cast(), PAGE, libc::PROT_NONE), 0);
                 Guarded { base: base.cast(), map_len, len }
             }
         }
 
         /// The `len` bytes, ending at the inaccessible page.
         fn ptr(&self) -> *mut u8 {
-            unsafe { self.base.add(self.map_len - 4096 - self.len) }
+            unsafe { self.base.add(self.map_len - PAGE - self.len) }
         }
     }
 

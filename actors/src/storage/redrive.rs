@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Binary, Integer, Nullable, Text, Timestamptz};
 use serde::{Deserialize, Serialize};
@@ -384,7 +384,7 @@ fn sqlite(conn: &mut SqliteConnection, filter: &RedriveFilter, opts: &ParseOptio
     for f in &still {
         report.count(&f.old_reason, false);
     }
-    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+    let now = super::sqlite::now();
     for ((topic, partition), rows) in rows {
         let (rows, reasons): (Vec<EventRow>, Vec<String>) = rows.into_iter().unzip();
         let inserted = if filter.dry_run {

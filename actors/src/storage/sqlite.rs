@@ -249,10 +249,11 @@ pub fn configure_library() {
 /// chrono's `to_rfc3339_opts(SecondsFormat::Micros, true)` writes, but into a fixed buffer by
 /// digits: chrono's formatter and a `String` for each of a row's two timestamps took ~5 % of the
 /// SQLite writer thread (perf, docs/benchmarks.md, session 12). Years outside 0000–9999 and leap
-/// seconds, which the fixed layout cannot hold, go through chrono.
+/// seconds, which the fixed layout cannot hold, go through chrono. Every timestamp tributary
+/// writes to SQLite is one of these (rows, dead letters, offsets, redrives).
 #[derive(Debug, diesel::expression::AsExpression)]
 #[diesel(sql_type = diesel::sql_types::Text)]
-enum Stamp {
+pub(super) enum Stamp {
     Fixed([u8; 27]),
     Other(String),
 }
@@ -260,13 +261,11 @@ enum Stamp {
 impl Stamp {
     fn new(t: DateTime<Utc>) -> Stamp {
         use chrono::{Datelike, Timelike};
-        let (year, nanos) = (t.year(), t.nanosecond());
-        let Ok(year @ 0..=9999) = u32::try_from(year) else {
-            return Stamp::Other(t.to_rfc3339_opts(SecondsFormat::Micros, true));
+        let nanos = t.nanosecond();
+        let year = match u32::try_from(t.year()) {
+            Ok(year @ 0..=9999) if nanos < 1_000_000_000 => year,
+            _ => return Stamp::Other(t.to_rfc3339_opts(SecondsFormat::Micros, true)),
         };
-        if nanos >= 1_000_000_000 {
-            return Stamp::Other(t.to_rfc3339_opts(SecondsFormat::Micros, true));
-        }
         let mut b = *b"0000-00-00T00:00:00.000000Z";
         for (end, mut value) in [(4, year), (7, t.month()), (10, t.day()), (13, t.hour()), (16, t.minute()), (19, t.second()), (26, nanos / 1000)] {
             // Right to left from `end`; the template's zeros pad (every value fits its field).
@@ -348,8 +347,9 @@ pub fn load_offsets(conn: &mut SqliteConnection, group: &str, parts: &[Partition
         .collect())
 }
 
-fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
+/// The current time as SQLite timestamps are written.
+pub(super) fn now() -> Stamp {
+    Stamp::new(Utc::now())
 }
 
 fn new_event(RowRef { partition, row: r }: RowRef<'_>) -> NewEvent<'_> {
