@@ -24,6 +24,8 @@ COPY Cargo.toml Cargo.lock build.rs ./
 COPY actors/Cargo.toml actors/build.rs actors/
 COPY bench/Cargo.toml bench/
 COPY memops/Cargo.toml memops/
+# Patched crates ([patch.crates-io]): sources, not placeholders.
+COPY vendor vendor
 COPY scripts/build-static.sh scripts/
 RUN mkdir -p src actors/src bench/src memops/src migrations \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs actors/src/lib.rs memops/src/lib.rs \

@@ -63,7 +63,7 @@ pub async fn migrate(db: &Database, patience: Duration, log: &slog::Logger) -> R
         let db2 = db.clone();
         let result = actix_web::rt::task::spawn_blocking(move || db2.migrate())
             .await
-            .map_err(|e| StoreError::Fatal(format!("migration task failed: {e}")))?;
+            .map_err(|e| StoreError::fatal("migration task failed", e))?;
         match result {
             Err(e) if e.is_transient() && std::time::Instant::now() < deadline => {
                 slog::warn!(log, "database not reachable for migrations; retrying"; "error" => e.to_string());

@@ -252,3 +252,117 @@ fn a_stalled_database_makes_the_reader_hold_then_pause_and_nothing_is_lost() {
     }
     running.stop().unwrap();
 }
+
+/// A refusal is told apart by its code, never by its words: a user's trigger raises SQLSTATE
+/// 22023 with a message that reads like an outage (SQLite: `RAISE(ABORT)`, a constraint result
+/// code), and a CHECK constraint is named `connection_ssl_timeout`. Each refused row becomes one
+/// dead letter with the real SQLSTATE; everything else commits, with no retry and no breaker.
+fn refusals_that_read_like_outages_are_dead_letters_by_their_code(kind: Kind) {
+    let Some(mut f) = Fixture::new(kind, "words", 4, 1) else { return };
+    let db = tributary_actors::storage::Database::open(&tributary_actors::storage::DatabaseOptions {
+        url: f.db.url.clone(),
+        pool_size: 1,
+        connect_timeout: Duration::from_secs(10),
+        checkpoint_in_background: false,
+    })
+    .unwrap();
+    db.migrate().unwrap();
+    let (trigger_state, checks) = match kind {
+        Kind::Postgres => {
+            sql(
+                &f.db.url,
+                "CREATE FUNCTION refuse_flagged() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                   IF NEW.subject = 'flagged' THEN
+                     RAISE EXCEPTION 'connection timeout while checking %', NEW.event_id USING ERRCODE = '22023';
+                   END IF;
+                   RETURN NEW;
+                 END $$;
+                 CREATE TRIGGER refuse_flagged BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_flagged();
+                 ALTER TABLE events ADD CONSTRAINT connection_ssl_timeout CHECK (subject IS DISTINCT FROM 'poison');",
+            );
+            ("22023", 10)
+        }
+        Kind::Sqlite => {
+            sql(
+                &f.db.url,
+                "CREATE TRIGGER refuse_flagged BEFORE INSERT ON events WHEN NEW.subject = 'flagged'
+                 BEGIN SELECT RAISE(ABORT, 'database is locked: connection timeout while checking'); END;",
+            );
+            ("23000", 0)
+        }
+    };
+    for i in 0..19 {
+        let flagged = format!(r#"{{"specversion":"1.0","id":"order-{}","source":"/s","type":"t","subject":"flagged","data":{{}}}}"#, 1000 + i);
+        f.produce_dead(i % 4, flagged.as_bytes(), &[], "database_rejected");
+        if i < checks {
+            let poison = br#"{"specversion":"1.0","id":"chk","source":"/s","type":"t","subject":"poison","data":{}}"#;
+            f.produce_dead(i % 4, poison, &[], "database_rejected");
+        }
+        f.kafka.flush().unwrap();
+        f.produce(1_000);
+    }
+    f.produce(20_000 - f.produced() as usize);
+    assert_eq!(f.produced(), 20_000);
+
+    let running = app::spawn(f.settings(), telemetry::discard()).unwrap();
+    f.assert_all_ingested_exactly_once(Duration::from_secs(120));
+    let by_state = query_pairs(
+        &f.db.url,
+        "SELECT sqlstate AS a, CAST(count(*) AS TEXT) AS b FROM dead_letters WHERE reason = 'database_rejected' GROUP BY sqlstate ORDER BY 1",
+    );
+    let mut want = vec![(trigger_state.to_string(), "19".to_string())];
+    if checks > 0 {
+        want.push(("23514".to_string(), checks.to_string()));
+    }
+    want.sort();
+    assert_eq!(by_state, want, "one dead letter per refused row, with its SQLSTATE");
+    let details = query_pairs(
+        &f.db.url,
+        &format!("SELECT detail AS a, '' AS b FROM dead_letters WHERE sqlstate = '{trigger_state}' ORDER BY \"offset\""),
+    );
+    assert!(details.iter().all(|(d, _)| d.contains("connection timeout while checking")), "the database's words kept as detail: {details:?}");
+    let metrics = http("GET", running.port, "/metrics").1;
+    assert_eq!(metric_sum(&metrics, "tributary_db_retries_total"), 0.0, "a refusal is not an outage");
+    assert_eq!(metric_sum(&metrics, "tributary_breaker_open"), 0.0);
+    running.stop().unwrap();
+}
+
+on_both_backends!(refusals_that_read_like_outages_are_dead_letters_by_their_code);
+
+/// PostgreSQL errors by SQLSTATE, whatever their words: a deadlock or a shutdown is retried, a
+/// data exception refused, a privilege or schema error fatal with the code in its message.
+#[test]
+fn postgres_errors_are_classified_by_sqlstate_whatever_they_say() {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, PgConnection};
+    use tributary_actors::storage::StoreError;
+    let Some(db) = test_db() else { return };
+    let mut c = PgConnection::establish(&db.url).unwrap();
+    let mut raise = |code: &str, words: &str| {
+        let e = c
+            .batch_execute(&format!("DO $$ BEGIN RAISE EXCEPTION '{words}' USING ERRCODE = '{code}'; END $$"))
+            .unwrap_err();
+        StoreError::from(e)
+    };
+    for code in ["40P01", "57P01", "53100", "08006", "XX000"] {
+        let e = raise(code, "value out of range: violates check constraint");
+        assert!(e.is_transient(), "{code}: {e:?}");
+    }
+    for code in ["22023", "22003", "23514", "23505"] {
+        match raise(code, "connection timeout; server closed the connection; ssl i/o error") {
+            StoreError::Rejected { sqlstate, message } => {
+                assert_eq!(sqlstate, code);
+                assert!(message.contains("server closed the connection"), "{message}");
+            }
+            other => panic!("{code}: {other:?}"),
+        }
+    }
+    for code in ["42501", "42P01", "3D000"] {
+        let e = raise(code, "connection timeout");
+        assert!(matches!(e, StoreError::Fatal(_)), "{code}: {e:?}");
+        assert!(e.to_string().contains(&format!("SQLSTATE {code}")), "the code is in the message: {e}");
+    }
+    let e = StoreError::from(c.batch_execute("SELECT 1/0").unwrap_err());
+    assert!(matches!(&e, StoreError::Rejected { sqlstate, .. } if sqlstate == "22012"), "{e:?}");
+}

@@ -14,7 +14,7 @@ use crate::metrics::{label, Metrics};
 use crate::parse::ParseOptions;
 use crate::parser::panic_message;
 use crate::storage::redrive::{RedriveFilter, RedriveReport};
-use crate::storage::{Database, StoreError};
+use crate::storage::{Database, Failure, StoreError};
 
 /// Redrive the dead letters the filter selects (or, dry run, report what would happen).
 #[derive(Message)]
@@ -46,7 +46,7 @@ impl Handler<Redrive> for Redriver {
     fn handle(&mut self, msg: Redrive, _: &mut Self::Context) -> Self::Result {
         let filter = msg.0;
         let report = std::panic::catch_unwind(AssertUnwindSafe(|| self.db.redrive(&filter, &self.opts)))
-            .unwrap_or_else(|panic| Err(StoreError::Fatal(format!("redrive failed: {}", panic_message(&*panic)))));
+            .unwrap_or_else(|panic| Err(StoreError::Fatal(Failure::Condition(format!("redrive failed: {}", panic_message(&*panic)).into()))));
         match &report {
             Ok(r) => {
                 if !r.dry_run {

@@ -7,6 +7,7 @@
 
 pub mod commit;
 pub mod copy;
+pub mod error;
 pub mod postgres;
 pub mod redrive;
 pub mod schema;
@@ -22,106 +23,13 @@ use diesel::{PgConnection, RunQueryDsl, SqliteConnection};
 
 use crate::messages::{ParsedBatch, PartitionKey};
 pub use commit::GroupCommit;
+pub use error::{Failure, StoreError};
 
 /// Migrations embedded in the binary, per backend.
 pub const POSTGRES_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
     diesel_migrations::embed_migrations!("../migrations/postgres");
 pub const SQLITE_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
     diesel_migrations::embed_migrations!("../migrations/sqlite");
-
-/// Why a storage call failed, classified for the retry policy.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Worth retrying: connection refused or lost, serialization failure, server shutting down,
-    /// out of resources.
-    #[error("database unavailable: {0}")]
-    Transient(String),
-    /// The database refused the data itself (SQLSTATE classes 22, 23).
-    #[error("database rejected the data: {message} (SQLSTATE {sqlstate})")]
-    Rejected { sqlstate: String, message: String },
-    /// Anything else: a bug or a schema mismatch; retrying will not help.
-    #[error("database error: {0}")]
-    Fatal(String),
-}
-
-impl StoreError {
-    pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Transient(_))
-    }
-}
-
-impl From<diesel::result::Error> for StoreError {
-    fn from(e: diesel::result::Error) -> Self {
-        use diesel::result::{DatabaseErrorKind as K, Error as E};
-        match &e {
-            E::DatabaseError(kind, info) => match kind {
-                K::ClosedConnection | K::UnableToSendCommand | K::SerializationFailure => {
-                    StoreError::Transient(e.to_string())
-                }
-                K::UniqueViolation | K::ForeignKeyViolation | K::NotNullViolation | K::CheckViolation => {
-                    StoreError::Rejected { sqlstate: sqlstate_of(kind).into(), message: info.message().to_string() }
-                }
-                _ => classify_message(&e.to_string()),
-            },
-            _ => classify_message(&e.to_string()),
-        }
-    }
-}
-
-fn sqlstate_of(kind: &diesel::result::DatabaseErrorKind) -> &'static str {
-    use diesel::result::DatabaseErrorKind as K;
-    match kind {
-        K::UniqueViolation => "23505",
-        K::ForeignKeyViolation => "23503",
-        K::NotNullViolation => "23502",
-        K::CheckViolation => "23514",
-        _ => "XX000",
-    }
-}
-
-/// Messages of PostgreSQL's data exceptions (class 22) and integrity violations (class 23), with
-/// their SQLSTATE. Diesel reports most server errors without their SQLSTATE (only a few kinds),
-/// so a refused value is recognised by its message; anything unrecognised stays fatal rather
-/// than turning good rows into dead letters.
-const DATA_ERRORS: &[(&str, &str)] = &[
-    ("value overflows numeric format", "22003"),
-    ("numeric field overflow", "22003"),
-    ("out of range", "22003"),
-    ("date/time field value out of range", "22008"),
-    ("time zone displacement out of range", "22009"),
-    ("value too long", "22001"),
-    ("invalid input syntax", "22P02"),
-    ("invalid byte sequence", "22021"),
-    ("character with byte sequence", "22P05"),
-    ("unsupported unicode escape sequence", "22P05"),
-    ("unicode low surrogate", "22P05"),
-    ("unicode high surrogate", "22P05"),
-    ("invalid unicode", "22P05"),
-    ("cannot be converted to text", "22P05"),
-    ("division by zero", "22012"),
-    ("null value in column", "23502"),
-    ("violates foreign key constraint", "23503"),
-    ("duplicate key value violates unique constraint", "23505"),
-    ("violates check constraint", "23514"),
-    ("violates exclusion constraint", "23P01"),
-];
-
-/// libpq reports lost connections and server shutdowns as plain text without a kind.
-fn classify_message(msg: &str) -> StoreError {
-    let m = msg.to_ascii_lowercase();
-    let transient = [
-        "connection", "server closed", "terminating", "shutting down", "could not connect", "timed out",
-        "timeout", "broken pipe", "too many clients", "no connection", "ssl", "database is locked", "i/o",
-    ];
-    if transient.iter().any(|t| m.contains(t)) {
-        // First: a lost connection must never turn rows into dead letters.
-        StoreError::Transient(msg.to_string())
-    } else if let Some((_, sqlstate)) = DATA_ERRORS.iter().find(|(needle, _)| m.contains(needle)) {
-        StoreError::Rejected { sqlstate: (*sqlstate).to_string(), message: msg.to_string() }
-    } else {
-        StoreError::Fatal(msg.to_string())
-    }
-}
 
 /// Pool and backend options.
 #[derive(Debug, Clone)]
@@ -204,7 +112,7 @@ pub struct Totals {
 fn checkout<C: diesel::r2d2::R2D2Connection + 'static>(
     pool: &Pool<ConnectionManager<C>>,
 ) -> Result<PooledConnection<ConnectionManager<C>>, StoreError> {
-    pool.get().map_err(|e| StoreError::Transient(e.to_string()))
+    Ok(pool.get()?)
 }
 
 /// Run the same Diesel code against whichever backend's connection this is.
@@ -246,7 +154,7 @@ impl Database {
                 sqlite::configure_library();
                 let path = sqlite_path(&opts.url);
                 if path.is_empty() {
-                    return Err(StoreError::Fatal("sqlite URL has no file path (use sqlite://path/to/file.db)".into()));
+                    return Err(StoreError::Fatal(Failure::Condition("sqlite URL has no file path (use sqlite://path/to/file.db)".into())));
                 }
                 Ok(Database::Sqlite(
                     Pool::builder()
@@ -260,7 +168,7 @@ impl Database {
                         .build_unchecked(ConnectionManager::<SqliteConnection>::new(path)),
                 ))
             }
-            None => Err(StoreError::Fatal(format!("unsupported database.url scheme in {:?}", redact_url(&opts.url)))),
+            None => Err(StoreError::Fatal(Failure::Condition(format!("unsupported database.url scheme in {:?}", redact_url(&opts.url)).into()))),
         }
     }
 
@@ -281,7 +189,7 @@ impl Database {
         with_conn!(self, c => c
             .run_pending_migrations(migrations)
             .map(|applied| applied.into_iter().map(|v| v.to_string()).collect())
-            .map_err(|e| StoreError::Fatal(format!("migration failed: {e}"))))
+            .map_err(|e| StoreError::fatal("migration failed", e)))
     }
 
     /// Cheap round trip proving the database answers.
@@ -390,20 +298,5 @@ mod tests {
             redact_url("postgres://h/db?sslmode=verify-full&sslpassword=k3y"),
             "postgres://h/db?sslmode=verify-full&sslpassword=[REDACTED]"
         );
-    }
-
-    #[test]
-    fn lost_connections_are_transient() {
-        assert!(classify_message("server closed the connection unexpectedly").is_transient());
-        assert!(!classify_message("relation \"events\" does not exist").is_transient());
-    }
-
-    #[test]
-    fn refused_values_are_rejections_with_their_sqlstate() {
-        match classify_message("value overflows numeric format") {
-            StoreError::Rejected { sqlstate, .. } => assert_eq!(sqlstate, "22003"),
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(classify_message("relation \"events\" does not exist"), StoreError::Fatal(_)));
     }
 }

@@ -212,11 +212,11 @@ impl Database {
     pub fn redrive(&self, filter: &RedriveFilter, opts: &ParseOptions) -> Result<RedriveReport, StoreError> {
         match self {
             Database::Postgres(pool) => {
-                let mut conn = pool.get().map_err(|e| StoreError::Transient(e.to_string()))?;
+                let mut conn = pool.get()?;
                 conn.transaction(|c| postgres(c, filter, opts))
             }
             Database::Sqlite(pool) => {
-                let mut conn = pool.get().map_err(|e| StoreError::Transient(e.to_string()))?;
+                let mut conn = pool.get()?;
                 if filter.dry_run {
                     conn.transaction(|c| sqlite(c, filter, opts))
                 } else {

@@ -14,7 +14,7 @@ use diesel::sqlite::{Sqlite, SqliteConnection};
 
 use super::sqlite_schema::{consumer_offsets, dead_letters, events};
 use super::commit::{DeadRef, GroupStore, RowRef};
-use super::StoreError;
+use super::{Failure, StoreError};
 use crate::messages::{Fence, PartitionKey};
 
 /// Rows per INSERT statement: full chunks go through [`FullChunk`], prepared once per connection
@@ -113,7 +113,7 @@ impl Checkpointer {
     /// ([`WAL_REWIND_BYTES`]).
     pub fn start(path: &str, busy_timeout_ms: u64, pass_bytes: usize, rewind_bytes: usize, log: slog::Logger) -> Result<Self, StoreError> {
         use diesel::connection::SimpleConnection;
-        let mut conn = SqliteConnection::establish(path).map_err(|e| StoreError::Fatal(format!("sqlite checkpointer: {e}")))?;
+        let mut conn = SqliteConnection::establish(path).map_err(|e| StoreError::fatal("sqlite checkpointer", e))?;
         conn.batch_execute(&format!("PRAGMA busy_timeout = {busy_timeout_ms};"))?;
         let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
         let running = std::sync::Arc::new(std::sync::Mutex::new(()));
@@ -143,7 +143,7 @@ impl Checkpointer {
                     }
                 }
             })
-            .map_err(|e| StoreError::Fatal(format!("cannot start the sqlite checkpointer: {e}")))?;
+            .map_err(|e| StoreError::fatal("cannot start the sqlite checkpointer", e))?;
         Ok(Self {
             wake: Some(wake),
             thread: Some(thread),
@@ -207,7 +207,7 @@ pub fn restart_wal(conn: &mut SqliteConnection, busy_timeout_ms: u64) -> Result<
     conn.batch_execute(&format!("PRAGMA busy_timeout = {busy_timeout_ms};"))?;
     if row?.busy != 0 {
         // Another connection's checkpoint, or a reader still in the WAL.
-        return Err(StoreError::Transient("the WAL is in use (a checkpoint or a reader); rewinding later".into()));
+        return Err(StoreError::Transient(Failure::Condition("the WAL is in use (a checkpoint or a reader); rewinding later".into())));
     }
     Ok(())
 }
@@ -641,7 +641,7 @@ mod tests {
         let mut rewinds = 0;
         let mut commit = |rewind_ok: bool| checkpointer.after_commit(100, || {
             rewinds += 1;
-            if rewind_ok { Ok(()) } else { Err(StoreError::Transient("a reader".into())) }
+            if rewind_ok { Ok(()) } else { Err(StoreError::Transient(Failure::Condition("a reader".into()))) }
         });
         for _ in 0..9 {
             commit(true).unwrap();
