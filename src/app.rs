@@ -140,8 +140,8 @@ impl Application {
         // Redrive gets a one-connection pool of its own: it never competes with the writer.
         let redriver = {
             let db = Database::open(&DatabaseOptions { pool_size: 1, ..database_options(&settings) })?;
-            let (m, l) = (metrics.clone(), log.new(slog::o!("actor" => "redriver")));
-            SyncArbiter::start(1, move || Redriver::new(db.clone(), parse_opts.clone(), m.clone(), l.clone()))
+            let (m, h, l) = (metrics.clone(), health.clone(), log.new(slog::o!("actor" => "redriver")));
+            SyncArbiter::start(1, move || Redriver::new(db.clone(), parse_opts.clone(), m.clone(), h.clone(), l.clone()))
         };
         health.do_send(SetDbProbe(writer.clone().recipient()));
         let reader_opts = ReaderOptions {

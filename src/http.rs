@@ -14,8 +14,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tributary_actors::health::{
-    GetActors, GetHealth, GetMetrics, GetReadiness, GetStatus, HealthReporter, Report, Restart, ACTOR_NAMES,
+    GetActors, GetHealth, GetMetrics, GetReadiness, GetStatus, HealthReporter, Report,
 };
+use tributary_actors::lifecycle::{ActorName, Restart};
 use tributary_actors::parser::Parser;
 use tributary_actors::reader::{KafkaReader, SetPaused};
 use tributary_actors::redrive::{Redrive, Redriver};
@@ -123,14 +124,16 @@ async fn restart(state: web::Data<ApiState>, req: HttpRequest, payload: web::Pay
     if let Err(resp) = admit(&state, &req, payload).await {
         return resp;
     }
-    let sent = match name.as_str() {
-        "kafka_reader" => state.reader.send(Restart).await,
-        "parser" => state.parser.send(Restart).await,
-        "db_writer" => state.writer.send(Restart).await,
-        "health_reporter" => state.health.send(Restart).await,
-        other => {
-            return error(StatusCode::NOT_FOUND, format!("no actor named {other:?}; actors: {}", ACTOR_NAMES.join(", ")));
-        }
+    let actor = match name.parse::<ActorName>() {
+        Ok(actor) => actor,
+        Err(unknown) => return error(StatusCode::NOT_FOUND, unknown.to_string()),
+    };
+    let sent = match actor {
+        ActorName::KafkaReader => state.reader.send(Restart).await,
+        ActorName::Parser => state.parser.send(Restart).await,
+        ActorName::DbWriter => state.writer.send(Restart).await,
+        ActorName::HealthReporter => state.health.send(Restart).await,
+        ActorName::Redriver => state.redriver.send(Restart).await,
     };
     match sent {
         Ok(()) => HttpResponse::Accepted().json(json!({ "restarting": name.as_str() })),

@@ -213,8 +213,11 @@ fn main() -> ExitCode {
         }
         Command::Demo(args) => {
             let level = std::env::var("TRIBUTARY_LOG__LEVEL").unwrap_or_else(|_| "warn".into());
-            let (log, _flush_on_exit) = telemetry::logger_with_guard(&tributary::config::LogSettings { level, ..Default::default() });
-            match tributary::demo::run(args.clone(), log) {
+            // Hidden until the demo draws it; log lines go through it so they never break it.
+            let bar = indicatif::ProgressBar::hidden();
+            let output: telemetry::Output = Box::new(tributary::demo::BarWriter::new(bar.clone()));
+            let (log, _flush_on_exit) = telemetry::logger_to(&tributary::config::LogSettings { level, ..Default::default() }, Some(output));
+            match tributary::demo::run(args.clone(), log, bar) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("demo failed: {e}");

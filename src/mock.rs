@@ -33,6 +33,8 @@ impl MockKafka {
             .bootstrap_servers();
         // A fresh group otherwise waits ~3 s (group.initial.rebalance.delay.ms) before its
         // first assignment.
+        // SAFETY: the producer owns the mock cluster handle for as long as it lives (it outlives
+        // this call); the setter only stores an integer in the cluster's configuration.
         unsafe {
             let mc = rdkafka_sys::rd_kafka_handle_mock_cluster(producer.client().native_ptr());
             rdkafka_sys::rd_kafka_mock_group_initial_rebalance_delay_ms(mc, 0);

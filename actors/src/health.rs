@@ -14,9 +14,9 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::lifecycle::{ActorFailed, ActorName, ActorRestartRequested, ActorStarted, ActorStopped, Ping, Restart};
 use crate::messages::PartitionKey;
 use crate::metrics::{label, Metrics};
-use crate::writer::Ping;
 
 /// How often the database is probed while idle.
 const DB_PROBE_EVERY: Duration = Duration::from_secs(2);
@@ -24,34 +24,6 @@ const DB_PROBE_EVERY: Duration = Duration::from_secs(2);
 const STALL_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 // ---- messages: what the others report -------------------------------------------------------
-
-/// An actor started (or restarted and is running again).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ActorStarted(pub &'static str);
-
-/// An actor failed and its supervisor is restarting it.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ActorFailed {
-    pub name: &'static str,
-    pub error: String,
-}
-
-/// This actor is restarting on request (`POST /actors/{name}/restart`, or a stall).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ActorRestartRequested(pub &'static str);
-
-/// Restart this actor (handled by `HealthReporter` itself and by the other actors).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Restart;
-
-/// An actor stopped for good (shutdown).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ActorStopped(pub &'static str);
 
 /// The consumer group handed us partitions, with the database's progress for each.
 #[derive(Message)]
@@ -214,7 +186,7 @@ pub struct HealthReporter {
     started: Instant,
     metrics: Metrics,
     registry: Registry,
-    actors: BTreeMap<&'static str, ActorInfo>,
+    actors: BTreeMap<ActorName, ActorInfo>,
     group_joined: bool,
     partitions: BTreeMap<PartitionKey, PartitionInfo>,
     db: Option<Result<(), String>>,
@@ -235,13 +207,11 @@ pub struct HealthReporter {
     log: slog::Logger,
 }
 
-pub const ACTOR_NAMES: [&str; 4] = ["kafka_reader", "parser", "db_writer", "health_reporter"];
-
 impl HealthReporter {
     pub fn new(opts: HealthOptions, metrics: Metrics, registry: Registry, log: slog::Logger) -> Self {
-        let actors = ACTOR_NAMES
-            .iter()
-            .map(|n| (*n, ActorInfo { state: ActorState::Starting, restarts: 0, recent: VecDeque::new(), last_error: None }))
+        let actors = ActorName::ALL
+            .into_iter()
+            .map(|n| (n, ActorInfo { state: ActorState::Starting, restarts: 0, recent: VecDeque::new(), last_error: None }))
             .collect();
         Self {
             opts,
@@ -264,14 +234,14 @@ impl HealthReporter {
         }
     }
 
-    fn actor(&mut self, name: &'static str) -> &mut ActorInfo {
+    fn actor(&mut self, name: ActorName) -> &mut ActorInfo {
         self.actors
             .entry(name)
             .or_insert_with(|| ActorInfo { state: ActorState::Starting, restarts: 0, recent: VecDeque::new(), last_error: None })
     }
 
-    fn set_up(&mut self, name: &'static str, up: bool) {
-        self.metrics.actor_up.get_or_create(&label("actor", name)).set(i64::from(up));
+    fn set_up(&mut self, name: ActorName, up: bool) {
+        self.metrics.actor_up.get_or_create(&label("actor", name.as_str())).set(i64::from(up));
     }
 
     fn probe_db(&mut self, ctx: &mut Context<Self>) {
@@ -326,7 +296,7 @@ impl HealthReporter {
     /// once per `restart_reader_after` while the stall lasts.
     fn restart_reader_if_stalled(&mut self, now: Instant) {
         let (Some(after), Some(healthy_since)) = (self.opts.restart_reader_after, self.db_healthy_since) else { return };
-        let reader_running = self.actors.get("kafka_reader").is_some_and(|a| a.state == ActorState::Running);
+        let reader_running = self.actors.get(&ActorName::KafkaReader).is_some_and(|a| a.state == ActorState::Running);
         if self.paused || self.breaker.is_some() || !reader_running || self.stall_restart_at.is_some_and(|t| now.duration_since(t) < after) {
             return;
         }
@@ -366,7 +336,7 @@ impl HealthReporter {
             reasons.push(format!("breaker_open: the database is unavailable ({reason}); consumption is paused until it answers"));
         }
         for (name, a) in &self.actors {
-            if a.state != ActorState::Running && *name != "health_reporter" {
+            if a.state != ActorState::Running && *name != ActorName::HealthReporter {
                 reasons.push(format!("actor_not_running: {name} is {:?}", a.state).to_lowercase());
             }
         }
@@ -383,7 +353,7 @@ impl HealthReporter {
             .actors
             .iter()
             .map(|(n, a)| {
-                (n.to_string(), json!({ "state": a.state, "restarts": a.restarts, "last_error": a.last_error }))
+                (n.as_str().to_string(), json!({ "state": a.state, "restarts": a.restarts, "last_error": a.last_error }))
             })
             .collect();
         Value::Object(m)
@@ -394,8 +364,8 @@ impl Actor for HealthReporter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.actor("health_reporter").state = ActorState::Running;
-        self.set_up("health_reporter", true);
+        self.actor(ActorName::HealthReporter).state = ActorState::Running;
+        self.set_up(ActorName::HealthReporter, true);
         ctx.run_interval(DB_PROBE_EVERY, |act, ctx| act.probe_db(ctx));
         ctx.run_interval(STALL_CHECK_EVERY, |act, _| act.check_stalls());
     }
@@ -403,16 +373,16 @@ impl Actor for HealthReporter {
 
 impl Supervised for HealthReporter {
     fn restarting(&mut self, _: &mut Self::Context) {
-        let a = self.actor("health_reporter");
+        let a = self.actor(ActorName::HealthReporter);
         a.restarts += 1;
-        self.metrics.actor_restarts.get_or_create(&label("actor", "health_reporter")).inc();
+        self.metrics.actor_restarts.get_or_create(&label("actor", ActorName::HealthReporter.as_str())).inc();
     }
 }
 
 impl Handler<ActorStarted> for HealthReporter {
     type Result = ();
     fn handle(&mut self, msg: ActorStarted, _: &mut Self::Context) {
-        if msg.0 == "kafka_reader" {
+        if msg.0 == ActorName::KafkaReader {
             self.consuming_since = Instant::now();
         }
         self.actor(msg.0).state = ActorState::Running;
@@ -435,9 +405,9 @@ impl Handler<ActorFailed> for HealthReporter {
         a.last_error = Some(msg.error.clone());
         a.state = if a.recent.len() as u32 > budget { ActorState::Failed } else { ActorState::Restarting };
         let state = a.state;
-        self.metrics.actor_restarts.get_or_create(&label("actor", msg.name)).inc();
+        self.metrics.actor_restarts.get_or_create(&label("actor", msg.name.as_str())).inc();
         self.set_up(msg.name, false);
-        slog::error!(self.log, "actor failed; its supervisor restarts it"; "actor" => msg.name, "error" => msg.error, "state" => format!("{state:?}"));
+        slog::error!(self.log, "actor failed; its supervisor restarts it"; "actor" => msg.name.as_str(), "error" => msg.error, "state" => format!("{state:?}"));
     }
 }
 
@@ -447,9 +417,9 @@ impl Handler<ActorRestartRequested> for HealthReporter {
         let a = self.actor(msg.0);
         a.restarts += 1;
         a.state = ActorState::Restarting;
-        self.metrics.actor_restarts.get_or_create(&label("actor", msg.0)).inc();
+        self.metrics.actor_restarts.get_or_create(&label("actor", msg.0.as_str())).inc();
         self.set_up(msg.0, false);
-        slog::info!(self.log, "actor restart requested"; "actor" => msg.0);
+        slog::info!(self.log, "actor restart requested"; "actor" => msg.0.as_str());
     }
 }
 
@@ -581,7 +551,7 @@ impl Handler<GetHealth> for HealthReporter {
     type Result = MessageResult<GetHealth>;
     fn handle(&mut self, _: GetHealth, _: &mut Self::Context) -> Self::Result {
         let failed: Vec<&str> =
-            self.actors.iter().filter(|(_, a)| a.state == ActorState::Failed).map(|(n, _)| *n).collect();
+            self.actors.iter().filter(|(_, a)| a.state == ActorState::Failed).map(|(n, _)| n.as_str()).collect();
         let ok = failed.is_empty();
         MessageResult(Report {
             ok,

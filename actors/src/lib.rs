@@ -6,6 +6,8 @@
 //! - [`reader`] (`KafkaReader`), [`parser`] (`Parser`), [`writer`] (`DbWriter`),
 //!   [`health`] (`HealthReporter`): the four actors, one per file.
 //! - [`redrive`] (`Redriver`): re-parses dead letters on an operator's request, off the data path.
+//! - [`lifecycle`]: what every actor reports about itself, `Restart`, panic catching; owned by
+//!   no actor, so the actors depend on each other one way only.
 //! - [`breaker`]: the database circuit breaker shared by writer and reader.
 //! - [`metrics`]: Prometheus handles shared by the actors.
 
@@ -13,6 +15,7 @@ pub mod backoff;
 pub mod batch;
 pub mod breaker;
 pub mod health;
+pub mod lifecycle;
 pub mod messages;
 pub mod metrics;
 pub mod parse;

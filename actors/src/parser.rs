@@ -5,11 +5,10 @@
 //! letter. A panic inside a worker is caught, reported, and the worker is replaced by a fresh one
 //! (the `SyncArbiter` factory), so one bug cannot take the pipeline down.
 
-use std::panic::AssertUnwindSafe;
-
 use actix::prelude::*;
 
-use crate::health::{ActorFailed, ActorRestartRequested, ActorStarted, Restart, HealthReporter};
+use crate::health::HealthReporter;
+use crate::lifecycle::{catch_panic, ActorFailed, ActorName, ActorRestartRequested, ActorStarted, Restart};
 use crate::messages::{ParsedBatch, RawBatch};
 use crate::metrics::{label, Metrics};
 use crate::parse::{parse_message, ParseOptions, Parsed};
@@ -66,7 +65,7 @@ impl Actor for Parser {
     type Context = SyncContext<Self>;
 
     fn started(&mut self, _: &mut Self::Context) {
-        self.health.do_send(ActorStarted("parser"));
+        self.health.do_send(ActorStarted(ActorName::Parser));
     }
 }
 
@@ -76,14 +75,13 @@ impl Handler<ParseBatch> for Parser {
     fn handle(&mut self, msg: ParseBatch, ctx: &mut Self::Context) -> Self::Result {
         let topic = msg.0.partition.topic.clone();
         let count = msg.0.messages.len() as u64;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| parse_batch(msg.0, &self.opts))) {
+        match catch_panic(|| parse_batch(msg.0, &self.opts)) {
             Ok(parsed) => {
                 self.metrics.messages_consumed.get_or_create(&label("topic", topic)).inc_by(count);
                 Ok(parsed)
             }
-            Err(panic) => {
-                let error = panic_message(&*panic);
-                self.health.do_send(ActorFailed { name: "parser", error: error.clone() });
+            Err(error) => {
+                self.health.do_send(ActorFailed { name: ActorName::Parser, error: error.clone() });
                 ctx.stop();
                 Err(ParseFailed(error))
             }
@@ -91,21 +89,12 @@ impl Handler<ParseBatch> for Parser {
     }
 }
 
-/// The text of a caught panic.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".to_string())
-}
-
 impl Handler<Restart> for Parser {
     type Result = ();
 
     /// One worker stops; the `SyncArbiter` factory replaces it with a fresh one.
     fn handle(&mut self, _: Restart, ctx: &mut Self::Context) {
-        self.health.do_send(ActorRestartRequested("parser"));
+        self.health.do_send(ActorRestartRequested(ActorName::Parser));
         ctx.stop();
     }
 }

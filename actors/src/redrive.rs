@@ -6,13 +6,12 @@
 //! connection (or a writer thread) from the data path. The transaction and its exactly-once
 //! rules live in [`crate::storage::redrive`].
 
-use std::panic::AssertUnwindSafe;
-
 use actix::prelude::*;
 
+use crate::health::HealthReporter;
+use crate::lifecycle::{catch_panic, ActorFailed, ActorName, ActorRestartRequested, ActorStarted, Restart};
 use crate::metrics::{label, Metrics};
 use crate::parse::ParseOptions;
-use crate::parser::panic_message;
 use crate::storage::redrive::{RedriveFilter, RedriveReport};
 use crate::storage::{Database, Failure, StoreError};
 
@@ -27,26 +26,45 @@ pub struct Redriver {
     /// The same settings the `Parser` uses, so a redrive judges as ingestion would now.
     opts: ParseOptions,
     metrics: Metrics,
+    health: Addr<HealthReporter>,
     log: slog::Logger,
 }
 
 impl Redriver {
-    pub fn new(db: Database, opts: ParseOptions, metrics: Metrics, log: slog::Logger) -> Self {
-        Self { db, opts, metrics, log }
+    pub fn new(db: Database, opts: ParseOptions, metrics: Metrics, health: Addr<HealthReporter>, log: slog::Logger) -> Self {
+        Self { db, opts, metrics, health, log }
     }
 }
 
 impl Actor for Redriver {
     type Context = SyncContext<Self>;
+
+    fn started(&mut self, _: &mut Self::Context) {
+        self.health.do_send(ActorStarted(ActorName::Redriver));
+    }
+}
+
+impl Handler<Restart> for Redriver {
+    type Result = ();
+
+    /// The worker stops; the `SyncArbiter` factory replaces it with a fresh one.
+    fn handle(&mut self, _: Restart, ctx: &mut Self::Context) {
+        self.health.do_send(ActorRestartRequested(ActorName::Redriver));
+        ctx.stop();
+    }
 }
 
 impl Handler<Redrive> for Redriver {
     type Result = Result<RedriveReport, StoreError>;
 
-    fn handle(&mut self, msg: Redrive, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Redrive, ctx: &mut Self::Context) -> Self::Result {
         let filter = msg.0;
-        let report = std::panic::catch_unwind(AssertUnwindSafe(|| self.db.redrive(&filter, &self.opts)))
-            .unwrap_or_else(|panic| Err(StoreError::Fatal(Failure::Condition(format!("redrive failed: {}", panic_message(&*panic)).into()))));
+        let report = catch_panic(|| self.db.redrive(&filter, &self.opts)).unwrap_or_else(|error| {
+            // Reported like any worker's panic; the transaction rolled back, nothing changed.
+            self.health.do_send(ActorFailed { name: ActorName::Redriver, error: error.clone() });
+            ctx.stop();
+            Err(StoreError::Fatal(Failure::Condition(format!("redrive failed: {error}").into())))
+        });
         match &report {
             Ok(r) => {
                 if !r.dry_run {

@@ -9,18 +9,17 @@
 //! The reply comes only when the batch is durable, fenced, or failed for a non-transient reason.
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
 use crate::backoff::Backoff;
 use crate::breaker::{Breaker, Transition};
-use crate::health::{ActorFailed, ActorRestartRequested, ActorStarted, BreakerChanged, DbStatus, HealthReporter, Restart};
+use crate::health::{BreakerChanged, DbStatus, HealthReporter};
+use crate::lifecycle::{catch_panic, ActorFailed, ActorName, ActorRestartRequested, ActorStarted, Ping, Restart};
 use crate::messages::{CommitOutcome, Committed, ParsedBatch, PartitionKey};
 use crate::metrics::{label, Metrics};
-use crate::parser::panic_message;
-use crate::storage::sqlite::{Checkpointer, WAL_PASS_BYTES, WAL_REWIND_BYTES};
+use crate::storage::sqlite::{Checkpointer, Rewind, WAL_PASS_BYTES, WAL_REWIND_BYTES};
 use crate::storage::{Backend, Database, StoreError};
 
 /// Commit parsed batches of distinct partitions in one transaction; one answer per batch.
@@ -40,11 +39,6 @@ pub struct GroupWritten {
 #[derive(Message)]
 #[rtype(result = "Result<HashMap<PartitionKey, i64>, WriteFailed>")]
 pub struct LoadOffsets(pub Vec<PartitionKey>);
-
-/// A database round trip, for readiness.
-#[derive(Message)]
-#[rtype(result = "Result<(), String>")]
-pub struct Ping;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteFailed {
@@ -76,7 +70,13 @@ pub struct DbWriter {
     /// Reused COPY buffer: grows to the largest batch and stays.
     buf: Vec<u8>,
     checkpointer: Option<Checkpointer>,
+    /// Rewinds in a row that found the WAL in use.
+    wal_in_use: u32,
 }
+
+/// Rewinds in a row that find the WAL in use (each after another 8 MiB of records) before the
+/// writer warns that it grows.
+const WAL_IN_USE_WARN_AFTER: u32 = 8;
 
 impl DbWriter {
     pub fn new(db: Database, opts: WriterOptions, metrics: Metrics, health: Addr<HealthReporter>, log: slog::Logger) -> Self {
@@ -85,7 +85,7 @@ impl DbWriter {
                 .map_err(|e| slog::error!(log, "no background checkpoints: the writer checkpoints the WAL by itself"; "error" => e.to_string()))
                 .ok()
         });
-        Self { db, opts, metrics, health, log, buf: Vec::new(), checkpointer }
+        Self { db, opts, metrics, health, log, buf: Vec::new(), checkpointer, wal_in_use: 0 }
     }
 
     /// Run `op` until it succeeds or fails for a non-transient reason; transient failures are
@@ -125,10 +125,27 @@ impl DbWriter {
         let group = self.opts.group_id.clone();
         let result = self.with_retries("commit_group", |w| w.db.commit_group(&group, batches, &mut w.buf))?;
         if let Some(checkpointer) = &self.checkpointer {
-            // Committed already: a rewind that fails is tried again after the next 8 MiB.
+            // Committed already: a rewind that cannot be had is tried again after the next 8 MiB.
             let bytes = batches.iter().map(ParsedBatch::weight).sum();
-            if let Err(e) = checkpointer.after_commit(bytes, || self.db.restart_wal(self.opts.busy_timeout)) {
-                slog::warn!(self.log, "could not rewind the sqlite WAL; trying again later"; "error" => e.to_string());
+            match checkpointer.after_commit(bytes, || self.db.restart_wal(self.opts.busy_timeout)) {
+                Ok(None) => {}
+                Ok(Some(Rewind::Done)) => {
+                    if self.wal_in_use >= WAL_IN_USE_WARN_AFTER {
+                        slog::info!(self.log, "the sqlite WAL is rewound again"; "tries" => self.wal_in_use);
+                    }
+                    self.wal_in_use = 0;
+                }
+                Ok(Some(Rewind::InUse)) => {
+                    // Expected now and then (a reader, the checkpointer's pass); worth a word only
+                    // when it lasts, as the WAL then grows.
+                    self.wal_in_use += 1;
+                    if self.wal_in_use == WAL_IN_USE_WARN_AFTER {
+                        slog::warn!(self.log, "the sqlite WAL cannot be rewound: a reader stays in it, so it grows until the reader leaves"; "tries" => self.wal_in_use);
+                    } else {
+                        slog::debug!(self.log, "sqlite WAL in use; rewinding later"; "tries" => self.wal_in_use);
+                    }
+                }
+                Err(e) => slog::warn!(self.log, "could not rewind the sqlite WAL; trying again later"; "error" => e.to_string()),
             }
         }
         // A huge one-off record should not pin memory forever.
@@ -173,11 +190,10 @@ impl DbWriter {
     }
 
     fn guarded<T>(&mut self, ctx: &mut SyncContext<Self>, f: impl FnOnce(&mut Self) -> Result<T, StoreError>) -> Result<T, WriteFailed> {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| f(self))) {
+        match catch_panic(|| f(self)) {
             Ok(r) => r.map_err(WriteFailed::from),
-            Err(panic) => {
-                let error = panic_message(&*panic);
-                self.health.do_send(ActorFailed { name: "db_writer", error: error.clone() });
+            Err(error) => {
+                self.health.do_send(ActorFailed { name: ActorName::DbWriter, error: error.clone() });
                 ctx.stop();
                 Err(WriteFailed::Panicked(error))
             }
@@ -189,7 +205,7 @@ impl Actor for DbWriter {
     type Context = SyncContext<Self>;
 
     fn started(&mut self, _: &mut Self::Context) {
-        self.health.do_send(ActorStarted("db_writer"));
+        self.health.do_send(ActorStarted(ActorName::DbWriter));
     }
 }
 
@@ -224,7 +240,7 @@ impl Handler<Restart> for DbWriter {
 
     /// One worker stops; the `SyncArbiter` factory replaces it with a fresh one.
     fn handle(&mut self, _: Restart, ctx: &mut Self::Context) {
-        self.health.do_send(ActorRestartRequested("db_writer"));
+        self.health.do_send(ActorRestartRequested(ActorName::DbWriter));
         ctx.stop();
     }
 }

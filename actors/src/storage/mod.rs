@@ -217,9 +217,9 @@ impl Database {
 
     /// SQLite: copy the whole WAL back and let the next transaction start it from the beginning
     /// (see [`sqlite::Checkpointer`]). PostgreSQL: nothing to do.
-    pub fn restart_wal(&self, busy_timeout: Duration) -> Result<(), StoreError> {
+    pub fn restart_wal(&self, busy_timeout: Duration) -> Result<sqlite::Rewind, StoreError> {
         match self {
-            Database::Postgres(_) => Ok(()),
+            Database::Postgres(_) => Ok(sqlite::Rewind::Done),
             Database::Sqlite(p) => sqlite::restart_wal(&mut *checkout(p)?, busy_timeout.as_millis() as u64),
         }
     }

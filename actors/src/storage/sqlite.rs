@@ -14,7 +14,7 @@ use diesel::sqlite::{Sqlite, SqliteConnection};
 
 use super::sqlite_schema::{consumer_offsets, dead_letters, events};
 use super::commit::{DeadRef, GroupStore, RowRef};
-use super::{Failure, StoreError};
+use super::StoreError;
 use crate::messages::{Fence, PartitionKey};
 
 /// Rows per INSERT statement: full chunks go through [`FullChunk`], prepared once per connection
@@ -160,9 +160,10 @@ impl Checkpointer {
     /// [`restart_wal`] on the writer's connection, outside any transaction) once enough has been
     /// committed since the last rewind, else wake the thread once `pass_bytes` have been committed
     /// since its last wake-up or before a rewind is due (it checkpoints when it is free). A
-    /// failed rewind (a reader stayed in the WAL) is tried again after the next `rewind_bytes`,
-    /// not after every commit: each try may wait for readers.
-    pub fn after_commit(&self, bytes: usize, restart: impl FnOnce() -> Result<(), StoreError>) -> Result<(), StoreError> {
+    /// rewind the WAL could not have (a reader stayed in it) is tried again after the next
+    /// `rewind_bytes`, not after every commit: each try may wait for readers. Returns the
+    /// rewind's outcome when one was due.
+    pub fn after_commit(&self, bytes: usize, restart: impl FnOnce() -> Result<Rewind, StoreError>) -> Result<Option<Rewind>, StoreError> {
         let since = self.since_rewind.get().saturating_add(bytes);
         if since >= self.rewind_bytes {
             self.since_rewind.set(0);
@@ -173,8 +174,8 @@ impl Checkpointer {
             let rewound = restart();
             // Rewound, everything was copied back: the next pass counts from here. Not, this
             // commit's bytes wait for the next pass like any other's.
-            self.since_pass.set(if rewound.is_ok() { 0 } else { self.since_pass.get().saturating_add(bytes) });
-            return rewound;
+            self.since_pass.set(if matches!(rewound, Ok(Rewind::Done)) { 0 } else { self.since_pass.get().saturating_add(bytes) });
+            return rewound.map(Some);
         }
         self.since_rewind.set(since);
         let pass = self.since_pass.get().saturating_add(bytes);
@@ -182,15 +183,25 @@ impl Checkpointer {
         // rewind, on the writer's thread, then copies back only what that commit adds.
         if pass < self.pass_bytes && since.saturating_add(bytes) < self.rewind_bytes {
             self.since_pass.set(pass);
-            return Ok(());
+            return Ok(None);
         }
         self.since_pass.set(0);
         self.wakes.set(self.wakes.get() + 1);
         if let Some(wake) = &self.wake {
             let _ = wake.try_send(());
         }
-        Ok(())
+        Ok(None)
     }
+}
+
+/// What a WAL rewind did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewind {
+    /// Everything copied back: the next transaction starts the WAL from the beginning.
+    Done,
+    /// A reader (or another checkpoint) was still in the WAL: an expected condition, tried
+    /// again later.
+    InUse,
 }
 
 /// How long a rewind waits for readers to leave the WAL (a `sqlite3` shell, a backup): the
@@ -200,16 +211,13 @@ pub const REWIND_WAIT_MS: u64 = 50;
 /// Copy the whole WAL back and make the next transaction start it from the beginning, waiting up
 /// to [`REWIND_WAIT_MS`] for readers still in the WAL; then the connection's busy timeout is
 /// `busy_timeout_ms` again.
-pub fn restart_wal(conn: &mut SqliteConnection, busy_timeout_ms: u64) -> Result<(), StoreError> {
+pub fn restart_wal(conn: &mut SqliteConnection, busy_timeout_ms: u64) -> Result<Rewind, StoreError> {
     use diesel::connection::SimpleConnection;
     conn.batch_execute(&format!("PRAGMA busy_timeout = {REWIND_WAIT_MS};"))?;
     let row = diesel::sql_query("PRAGMA wal_checkpoint(RESTART)").get_result::<CheckpointRow>(conn);
     conn.batch_execute(&format!("PRAGMA busy_timeout = {busy_timeout_ms};"))?;
-    if row?.busy != 0 {
-        // Another connection's checkpoint, or a reader still in the WAL.
-        return Err(StoreError::Transient(Failure::Condition("the WAL is in use (a checkpoint or a reader); rewinding later".into())));
-    }
-    Ok(())
+    // busy: another connection's checkpoint, or a reader still in the WAL.
+    Ok(if row?.busy != 0 { Rewind::InUse } else { Rewind::Done })
 }
 
 impl Drop for Checkpointer {
@@ -641,7 +649,7 @@ mod tests {
         let mut rewinds = 0;
         let mut commit = |rewind_ok: bool| checkpointer.after_commit(100, || {
             rewinds += 1;
-            if rewind_ok { Ok(()) } else { Err(StoreError::Transient(Failure::Condition("a reader".into()))) }
+            Ok(if rewind_ok { Rewind::Done } else { Rewind::InUse })
         });
         for _ in 0..9 {
             commit(true).unwrap();
@@ -661,7 +669,7 @@ mod tests {
         }
         assert_eq!(checkpointer.wakes.get(), 6, "800 and 900 bytes since the rewind");
         // A rewind that gives up copied nothing: its commit counts towards the next pass.
-        assert!(commit(false).is_err());
+        assert_eq!(commit(false).unwrap(), Some(Rewind::InUse));
         commit(true).unwrap();
         commit(true).unwrap();
         assert_eq!(checkpointer.wakes.get(), 6, "300 bytes since the last wake-up");
@@ -727,10 +735,10 @@ mod tests {
             commit(&mut conn);
             let started = std::time::Instant::now();
             let result = checkpointer.after_commit(bytes, || { tries += 1; restart_wal(&mut conn, 5000) });
-            if tries > 0 && result.is_err() {
+            if tries > 0 && matches!(result, Ok(Some(Rewind::InUse))) {
                 slowest = slowest.max(started.elapsed());
             }
-            assert!(result.is_ok() || matches!(result, Err(StoreError::Transient(_))), "{result:?}");
+            assert!(result.is_ok(), "{result:?}");
         }
         assert_eq!(tries, 3, "one try per {REWIND} bytes, not one per commit");
         assert!(slowest > Duration::ZERO && slowest < Duration::from_secs(1), "a try gives up after {REWIND_WAIT_MS} ms, not the 5 s busy timeout: {slowest:?}");
@@ -739,7 +747,7 @@ mod tests {
         let mut outcome = None;
         for _ in 0..per_rewind {
             commit(&mut conn);
-            checkpointer.after_commit(bytes, || { let r = restart_wal(&mut conn, 5000); outcome = Some(r.is_ok()); r }).ok();
+            checkpointer.after_commit(bytes, || { let r = restart_wal(&mut conn, 5000); outcome = Some(matches!(r, Ok(Rewind::Done))); r }).ok();
         }
         assert_eq!(outcome, Some(true), "the rewind after the reader left");
         drop(checkpointer);

@@ -1,0 +1,287 @@
+//! `KafkaReader`: the consumer-group member that feeds the pipeline.
+//!
+//! The actor owns a dedicated poll thread (librdkafka's consumer is a blocking API, and its
+//! rebalance callback must query the database before assigning). The thread:
+//! - cuts each partition's messages into [`RawBatch`]es (count, bytes, linger);
+//! - hands each batch to that partition's pipeline task, at most `max_in_flight` batches in all
+//!   (a semaphore); partitions whose pending messages pile up are paused, never dropped;
+//! - on assignment reads `consumer_offsets` through the `DbWriter` and starts each partition
+//!   there (the database, not Kafka, is the source of truth); on revocation waits (bounded) for
+//!   the partition's in-flight batches;
+//! - commits the database's progress to Kafka (async) so standard lag tools work.
+//!
+//! Each partition's pipeline task runs on the actor's arbiter: it sends the batch to the
+//! `Parser` (awaited `send`) and hands the parsed batch to the reader's committer, awaiting its
+//! answer. Parsing of the next batches overlaps the current write, but writes of one partition
+//! happen strictly in order. The committer groups whatever parsed batches of different
+//! partitions are ready into one [`WriteGroup`] — one database transaction — with at most
+//! `concurrent_commits` transactions at a time: the per-transaction cost is paid once per group,
+//! not once per partition. If a write fails or is fenced, the partition is re-synchronised: the
+//! thread waits for its in-flight batches, reloads its progress from the database and seeks there.
+//!
+//! Layout, one file per job: [`state`] (what the poll thread and the pipeline tasks share),
+//! [`rebalance`] (the consumer context: assignment from the database's progress, revocation),
+//! [`pipeline`] (one task per partition: parse, then hand to the committer), [`committer`]
+//! (ready batches of many partitions into one transaction), [`poll`] (the poll thread:
+//! batching, backpressure, resynchronisation, librdkafka's FFI), and the actor here.
+
+mod committer;
+mod pipeline;
+mod poll;
+mod rebalance;
+mod state;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::channel::{mpsc, oneshot};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio::sync::Semaphore;
+
+use crate::backoff::Backoff;
+use crate::batch::BatchLimits;
+use crate::breaker::Breaker;
+use crate::health::HealthReporter;
+use crate::lifecycle::{ActorFailed, ActorName, ActorRestartRequested, ActorStarted, ActorStopped, Restart};
+use crate::messages::PartitionKey;
+use crate::metrics::Metrics;
+use crate::parser::Parser;
+use crate::writer::DbWriter;
+
+use committer::committer;
+use poll::PollLoop;
+use rebalance::ReaderContext;
+use state::*;
+
+// ---- messages -------------------------------------------------------------------------------
+
+/// Stop fetching, commit what is in flight, leave the group. Answers when done.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Pause or resume consumption (group membership is kept).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetPaused(pub bool);
+
+// ---- options --------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct ReaderOptions {
+    /// librdkafka properties (bootstrap.servers, group.id and anything passed through).
+    pub client_config: BTreeMap<String, String>,
+    pub group_id: String,
+    pub topics: Vec<String>,
+    pub limits: BatchLimits,
+    /// Batches handed to parser/writer and not yet committed, across all partitions.
+    pub max_in_flight: usize,
+    /// Bytes of messages in those batches (approximate, by message weight).
+    pub max_in_flight_bytes: usize,
+    /// Transactions the committer runs at once (1 for SQLite, which has one write lock).
+    pub concurrent_commits: usize,
+    /// Bytes of messages read but not yet handed on, across all partitions, before the reader
+    /// pauses fetching.
+    pub pending_budget_bytes: usize,
+    /// How long a revocation waits for the partition's in-flight batches.
+    pub revoke_timeout: Duration,
+    /// How long a shutdown waits for in-flight batches to commit.
+    pub shutdown_timeout: Duration,
+    /// Delay between restarts of a failed reader.
+    pub restart_backoff: Backoff,
+    /// The database circuit breaker: while open, fetching is paused.
+    pub breaker: Breaker,
+}
+
+/// A byte budget as semaphore permits of one KiB each.
+
+// ---- the actor --------------------------------------------------------------------------------
+
+struct PollThread {
+    shared: Arc<Shared>,
+    handle: Option<JoinHandle<()>>,
+    done: Option<oneshot::Receiver<()>>,
+}
+
+pub struct KafkaReader {
+    opts: ReaderOptions,
+    parser: Addr<Parser>,
+    writer: Addr<DbWriter>,
+    health: Addr<HealthReporter>,
+    metrics: Metrics,
+    log: slog::Logger,
+    poll: Option<PollThread>,
+    restarts: u32,
+    /// The next start follows an operator's restart: no backoff.
+    restart_now: bool,
+    paused: bool,
+    shutting_down: bool,
+}
+
+impl KafkaReader {
+    pub fn new(
+        opts: ReaderOptions,
+        parser: Addr<Parser>,
+        writer: Addr<DbWriter>,
+        health: Addr<HealthReporter>,
+        metrics: Metrics,
+        log: slog::Logger,
+    ) -> Self {
+        Self { opts, parser, writer, health, metrics, log, poll: None, restarts: 0, restart_now: false, paused: false, shutting_down: false }
+    }
+
+    fn start_consumer(&mut self, ctx: &mut Context<Self>) {
+        let (commits, commit_queue) = mpsc::unbounded();
+        let max_group = self.opts.limits.max_messages;
+        Arbiter::current().spawn(committer(commit_queue, self.writer.clone(), max_group, self.opts.concurrent_commits));
+        let shared = Arc::new(Shared {
+            opts: self.opts.clone(),
+            stop: AtomicBool::new(false),
+            paused: AtomicBool::new(self.paused),
+            permits: Arc::new(Semaphore::new(self.opts.max_in_flight.max(1))),
+            byte_permits: Arc::new(Semaphore::new(kib_budget(self.opts.max_in_flight_bytes))),
+            commits,
+            kafka_commits: Arc::new(Mutex::new(HashMap::new())),
+            parts: Mutex::new(HashMap::new()),
+            parser: self.parser.clone(),
+            writer: self.writer.clone(),
+            health: self.health.clone(),
+            metrics: self.metrics.clone(),
+            arbiter: Arbiter::current(),
+            log: self.log.clone(),
+        });
+        let mut config = ClientConfig::new();
+        for (k, v) in &self.opts.client_config {
+            config.set(k, v);
+        }
+        config.set("group.id", &self.opts.group_id);
+        // The database is the source of truth for progress; Kafka commits are informational.
+        config.set("enable.auto.commit", "false");
+        config.set("enable.auto.offset.store", "false");
+        let consumer: Result<BaseConsumer<ReaderContext>, _> =
+            config.create_with_context(ReaderContext { shared: shared.clone() });
+        let consumer = match consumer {
+            Ok(c) => c,
+            Err(e) => return self.fail(ctx, format!("cannot create the Kafka consumer: {e}")),
+        };
+        let topics: Vec<&str> = self.opts.topics.iter().map(String::as_str).collect();
+        if let Err(e) = consumer.subscribe(&topics) {
+            return self.fail(ctx, format!("cannot subscribe to {topics:?}: {e}"));
+        }
+        let (done_tx, done_rx) = oneshot::channel();
+        let thread_shared = shared.clone();
+        let spawned = std::thread::Builder::new().name("kafka-poll".into()).spawn(move || {
+            let poll = PollLoop { consumer, shared: thread_shared, seq: 0, paused_all: false, reported_pause: false, last_housekeeping: Instant::now(), last_key: PartitionKey { topic: String::new(), partition: -1 }.into() };
+            poll.run();
+            let _ = done_tx.send(());
+        });
+        match spawned {
+            Ok(handle) => {
+                self.poll = Some(PollThread { shared, handle: Some(handle), done: Some(done_rx) });
+                self.health.do_send(ActorStarted(ActorName::KafkaReader));
+                slog::info!(self.log, "kafka reader started"; "topics" => self.opts.topics.join(","), "group_id" => &self.opts.group_id);
+            }
+            Err(e) => self.fail(ctx, format!("cannot start the poll thread: {e}")),
+        }
+    }
+
+    fn fail(&mut self, ctx: &mut Context<Self>, error: String) {
+        self.health.do_send(ActorFailed { name: ActorName::KafkaReader, error });
+        ctx.stop();
+    }
+
+    /// A poll thread that ended without being asked to (a panic) means the reader failed.
+    fn watch(&mut self, ctx: &mut Context<Self>) {
+        let died = self.poll.as_ref().is_some_and(|p| {
+            !p.shared.stop.load(Ordering::SeqCst) && p.handle.as_ref().is_some_and(JoinHandle::is_finished)
+        });
+        if died {
+            let reason = match self.poll.as_mut().and_then(|p| p.handle.take()).map(JoinHandle::join) {
+                Some(Err(panic)) => crate::lifecycle::panic_message(&*panic),
+                _ => "poll thread ended".to_string(),
+            };
+            self.poll = None;
+            self.fail(ctx, reason);
+        }
+    }
+}
+
+impl Actor for KafkaReader {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if self.restarts == 0 || std::mem::take(&mut self.restart_now) {
+            self.start_consumer(ctx);
+        } else {
+            let delay = self.opts.restart_backoff.delay(self.restarts - 1, &mut rand::rng());
+            ctx.run_later(delay, |act, ctx| act.start_consumer(ctx));
+        }
+        ctx.run_interval(Duration::from_millis(500), |act, ctx| act.watch(ctx));
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        // Let the poll thread drain on its own; it needs this arbiter for in-flight batches.
+        if let Some(p) = self.poll.take() {
+            p.shared.stop.store(true, Ordering::SeqCst);
+        }
+        Running::Stop
+    }
+}
+
+impl Supervised for KafkaReader {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        if !self.shutting_down {
+            self.restarts += 1;
+        }
+    }
+}
+
+impl Handler<Shutdown> for KafkaReader {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
+        self.shutting_down = true;
+        let health = self.health.clone();
+        let done = self.poll.as_mut().and_then(|p| {
+            p.shared.stop.store(true, Ordering::SeqCst);
+            p.done.take()
+        });
+        Box::pin(async move {
+            if let Some(done) = done {
+                let _ = done.await;
+            }
+            health.do_send(ActorStopped(ActorName::KafkaReader));
+        })
+    }
+}
+
+impl Handler<SetPaused> for KafkaReader {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetPaused, _: &mut Self::Context) {
+        self.paused = msg.0;
+        if let Some(p) = &self.poll {
+            p.shared.paused.store(msg.0, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Handler<Restart> for KafkaReader {
+    type Result = ();
+
+    /// Stop (the poll thread drains and leaves the group) and let the supervisor start a fresh
+    /// consumer at once.
+    fn handle(&mut self, _: Restart, ctx: &mut Self::Context) {
+        if self.shutting_down {
+            return;
+        }
+        self.health.do_send(ActorRestartRequested(ActorName::KafkaReader));
+        self.restart_now = true;
+        ctx.stop();
+    }
+}

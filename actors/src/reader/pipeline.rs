@@ -1,0 +1,73 @@
+//! The pipeline task of one partition: parse each batch (awaited), hand it to the committer,
+//! await its answer; the next batches parse meanwhile, writes stay in order.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use futures::channel::{mpsc, oneshot};
+use futures::StreamExt;
+
+use crate::health::{HealthReporter, Progress};
+use crate::messages::{CommitOutcome, Committed, ParsedBatch, PartitionKey, RawBatch};
+use crate::metrics::Metrics;
+use crate::parser::{ParseBatch, Parser};
+
+use super::state::*;
+
+/// Parses of one partition that may run ahead of its write.
+pub(super) const PARSE_AHEAD: usize = 2;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn pipeline(
+    key: PartitionKey,
+    rx: mpsc::UnboundedReceiver<(RawBatch, InFlight)>,
+    part: Arc<PartitionShared>,
+    parser: Addr<Parser>,
+    commits: mpsc::UnboundedSender<Submit>,
+    health: Addr<HealthReporter>,
+    metrics: Metrics,
+    log: slog::Logger,
+    kafka_commits: KafkaCommits,
+) {
+    let mut parsed = rx
+        .map(|(raw, permit)| {
+            let parser = parser.clone();
+            async move { (parser.send(ParseBatch(raw)).await, permit) }
+        })
+        .buffered(PARSE_AHEAD);
+    while let Some((parse_result, permit)) = parsed.next().await {
+        // After a failure every later batch of the partition would break the chain: skip them
+        // until the poll thread has reloaded the progress.
+        if !part.resync.load(Ordering::SeqCst) {
+            let write_result = match parse_result {
+                Ok(Ok(batch)) => submit(&commits, batch).await,
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("parser unavailable: {e}")),
+            };
+            match write_result {
+                Ok(c) => match c.outcome {
+                    CommitOutcome::Committed { .. } => {
+                        kafka_commits.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), c.next_offset);
+                        health.do_send(Progress { partition: key.clone(), next_offset: c.next_offset });
+                    }
+                    CommitOutcome::Fenced { .. } => part.resync.store(true, Ordering::SeqCst),
+                },
+                Err(e) => {
+                    slog::error!(log, "batch not committed; the partition will resume from the database's progress"; "partition" => key.to_string(), "error" => e);
+                    part.resync.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+        metrics.in_flight_batches.dec();
+        part.in_flight.fetch_sub(1, Ordering::SeqCst);
+        drop(permit);
+    }
+}
+
+/// Hand a parsed batch to the committer and wait for its answer.
+pub(super) async fn submit(commits: &mpsc::UnboundedSender<Submit>, batch: ParsedBatch) -> Result<Committed, String> {
+    let (reply, answer) = oneshot::channel();
+    commits.unbounded_send(Submit { batch, reply }).map_err(|_| "the committer has stopped".to_string())?;
+    answer.await.map_err(|_| "the committer dropped the batch".to_string())?
+}

@@ -1,0 +1,143 @@
+//! What the poll thread, the rebalance callback and the pipeline tasks share.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::channel::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::batch::PartitionBatcher;
+use crate::health::HealthReporter;
+use crate::messages::{Committed, Fence, ParsedBatch, PartitionKey, RawBatch};
+use crate::metrics::Metrics;
+use crate::parser::Parser;
+use crate::writer::{DbWriter, LoadOffsets};
+
+use super::pipeline::pipeline;
+use super::ReaderOptions;
+
+pub(super) fn kib_budget(bytes: usize) -> usize {
+    (bytes / 1024).clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize))
+}
+
+/// Progress durable in the database, waiting to be committed to Kafka.
+pub(super) type KafkaCommits = Arc<Mutex<HashMap<PartitionKey, i64>>>;
+
+/// Per-partition counters shared with its pipeline task.
+#[derive(Default)]
+pub(super) struct PartitionShared {
+    pub(super) in_flight: AtomicUsize,
+    /// Set when a batch failed or was fenced: the partition must reload its progress.
+    pub(super) resync: AtomicBool,
+}
+
+/// What a batch holds while in flight: its share of the count and byte budgets.
+pub(super) struct InFlight {
+    pub(super) _batch: OwnedSemaphorePermit,
+    pub(super) _bytes: OwnedSemaphorePermit,
+}
+
+/// A parsed batch handed to the committer, and where its answer goes.
+pub(super) struct Submit {
+    pub(super) batch: ParsedBatch,
+    pub(super) reply: oneshot::Sender<Result<Committed, String>>,
+}
+
+pub(super) struct PartitionState {
+    pub(super) batcher: PartitionBatcher,
+    pub(super) shared: Arc<PartitionShared>,
+    pub(super) tx: mpsc::UnboundedSender<(RawBatch, InFlight)>,
+    /// Paused for backpressure (too many pending messages).
+    pub(super) paused: bool,
+    pub(super) last_gap_warning: Option<Instant>,
+}
+
+/// Everything the poll thread and the rebalance callback share.
+pub(super) struct Shared {
+    pub(super) opts: ReaderOptions,
+    pub(super) stop: AtomicBool,
+    pub(super) paused: AtomicBool,
+    pub(super) permits: Arc<Semaphore>,
+    /// In-flight byte budget, one permit per KiB.
+    pub(super) byte_permits: Arc<Semaphore>,
+    /// Parsed batches on their way to the database.
+    pub(super) commits: mpsc::UnboundedSender<Submit>,
+    /// Progress durable in the database, waiting to be committed to Kafka.
+    pub(super) kafka_commits: KafkaCommits,
+    pub(super) parts: Mutex<HashMap<PartitionKey, PartitionState>>,
+    pub(super) parser: Addr<Parser>,
+    pub(super) writer: Addr<DbWriter>,
+    pub(super) health: Addr<HealthReporter>,
+    pub(super) metrics: Metrics,
+    pub(super) arbiter: ArbiterHandle,
+    pub(super) log: slog::Logger,
+}
+
+impl Shared {
+    pub(super) fn parts(&self) -> MutexGuard<'_, HashMap<PartitionKey, PartitionState>> {
+        self.parts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Read the database's progress, retrying until it answers or we are stopping.
+    pub(super) fn load_offsets(&self, keys: &[PartitionKey]) -> Option<HashMap<PartitionKey, i64>> {
+        let mut attempt = 0;
+        loop {
+            match futures::executor::block_on(self.writer.send(LoadOffsets(keys.to_vec()))) {
+                Ok(Ok(map)) => return Some(map),
+                Ok(Err(e)) => slog::warn!(self.log, "cannot read consumer_offsets; retrying"; "error" => e.to_string()),
+                Err(e) => slog::warn!(self.log, "db_writer unavailable; retrying"; "error" => e.to_string()),
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            std::thread::sleep(self.opts.restart_backoff.delay(attempt, &mut rand::rng()));
+            attempt += 1;
+        }
+    }
+
+    pub(super) fn start_partition(&self, key: PartitionKey, fence: Fence) -> PartitionState {
+        let (tx, rx) = mpsc::unbounded();
+        let shared = Arc::new(PartitionShared::default());
+        let pipeline = pipeline(
+            key.clone(),
+            rx,
+            shared.clone(),
+            self.parser.clone(),
+            self.commits.clone(),
+            self.health.clone(),
+            self.metrics.clone(),
+            self.log.clone(),
+            self.kafka_commits.clone(),
+        );
+        self.arbiter.spawn(pipeline);
+        PartitionState { batcher: PartitionBatcher::new(key, fence), shared, tx, paused: false, last_gap_warning: None }
+    }
+
+    /// The in-flight byte budget in KiB.
+    pub(super) fn budget_kib(&self) -> usize {
+        kib_budget(self.opts.max_in_flight_bytes)
+    }
+
+    /// Whether every partition must stay paused: an operator asked, or the database breaker is
+    /// open.
+    pub(super) fn holding(&self) -> bool {
+        self.paused.load(Ordering::SeqCst) || self.opts.breaker.is_open()
+    }
+
+    /// Wait (bounded) until these partitions have nothing in flight.
+    pub(super) fn wait_idle(&self, keys: &[PartitionKey], timeout: Duration) -> bool {
+        let counters: Vec<Arc<PartitionShared>> =
+            self.parts().iter().filter(|(k, _)| keys.contains(k)).map(|(_, p)| p.shared.clone()).collect();
+        let deadline = Instant::now() + timeout;
+        while counters.iter().any(|c| c.in_flight.load(Ordering::SeqCst) > 0) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+}
