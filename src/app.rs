@@ -61,9 +61,8 @@ pub async fn migrate(db: &Database, patience: Duration, log: &slog::Logger) -> R
     let mut attempt = 0;
     loop {
         let db2 = db.clone();
-        let result = actix_web::rt::task::spawn_blocking(move || db2.migrate())
-            .await
-            .map_err(|e| StoreError::fatal("migration task failed", e))?;
+        let result =
+            actix_web::rt::task::spawn_blocking(move || db2.migrate()).await.map_err(|e| StoreError::fatal("migration task failed", e))?;
         match result {
             Err(e) if e.is_transient() && std::time::Instant::now() < deadline => {
                 slog::warn!(log, "database not reachable for migrations; retrying"; "error" => e.to_string());
@@ -97,7 +96,8 @@ impl Application {
             group_id: settings.kafka.group_id.clone(),
             config_summary: settings.redacted(),
             stall_after: Duration::from_secs(settings.health.stall_after_secs),
-            restart_reader_after: (settings.health.restart_reader_after_secs > 0).then(|| Duration::from_secs(settings.health.restart_reader_after_secs)),
+            restart_reader_after: (settings.health.restart_reader_after_secs > 0)
+                .then(|| Duration::from_secs(settings.health.restart_reader_after_secs)),
             restart_budget: settings.health.restart_budget,
             restart_window: Duration::from_secs(settings.health.restart_window_secs),
         };
@@ -124,9 +124,7 @@ impl Application {
             let (m, h, l) = (metrics.clone(), health.clone(), log.new(slog::o!("actor" => "db_writer")));
             // SQLite has one write lock: more writer threads would only queue on it.
             let threads = if backend == Backend::Sqlite { 1 } else { settings.database.pool_size as usize };
-            SyncArbiter::start(threads, move || {
-                DbWriter::new(db.clone(), opts.clone(), m.clone(), h.clone(), l.clone())
-            })
+            SyncArbiter::start(threads, move || DbWriter::new(db.clone(), opts.clone(), m.clone(), h.clone(), l.clone()))
         };
         let parse_opts = ParseOptions {
             format: settings.parser.format,

@@ -350,7 +350,11 @@ impl Settings {
             client.set(key, value);
         }
         if let Err(e) = client.create_native_config() {
-            return Err(ConfigError::new("kafka.librdkafka", e.to_string(), "use a property and value librdkafka knows (see its CONFIGURATION.md)"));
+            return Err(ConfigError::new(
+                "kafka.librdkafka",
+                e.to_string(),
+                "use a property and value librdkafka knows (see its CONFIGURATION.md)",
+            ));
         }
         // TLS and SASL are set up when a client is created (CA, certificate and key files, the
         // key's password, the SASL mechanism's provider), not when a property is set: create
@@ -410,7 +414,11 @@ impl Settings {
         }
         self.bind_addr()?;
         if !["trace", "debug", "info", "warn", "warning", "error", "critical"].contains(&self.log.level.to_lowercase().as_str()) {
-            return Err(ConfigError::new("log.level", format!("{:?} is not a level", self.log.level), "use one of trace, debug, info, warn, error"));
+            return Err(ConfigError::new(
+                "log.level",
+                format!("{:?} is not a level", self.log.level),
+                "use one of trace, debug, info, warn, error",
+            ));
         }
         // An empty token (e.g. `TRIBUTARY_HTTP__ADMIN_TOKEN=` from a template) means none.
         if self.http.admin_token.as_ref().is_some_and(|t| t.expose_secret().is_empty()) {
@@ -418,7 +426,11 @@ impl Settings {
         }
         if let Some(token) = &self.http.admin_token {
             if token.expose_secret().len() < 16 {
-                return Err(ConfigError::new("http.admin_token", "is shorter than 16 characters", "use a long random token, e.g. `openssl rand -hex 32`"));
+                return Err(ConfigError::new(
+                    "http.admin_token",
+                    "is shorter than 16 characters",
+                    "use a long random token, e.g. `openssl rand -hex 32`",
+                ));
             }
         }
         Ok(self)
@@ -426,12 +438,9 @@ impl Settings {
 
     /// The HTTP listen address.
     pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.http
-            .bind
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| ConfigError::new("http.bind", format!("{:?} is not host:port", self.http.bind), set_it("http.bind", "\"0.0.0.0:8080\"")))
+        self.http.bind.to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| {
+            ConfigError::new("http.bind", format!("{:?} is not host:port", self.http.bind), set_it("http.bind", "\"0.0.0.0:8080\""))
+        })
     }
 
     /// librdkafka properties: pass-through plus `bootstrap.servers` from `kafka.brokers`.
@@ -682,7 +691,10 @@ mod tests {
         let s = Settings::load(None, &o).unwrap();
         assert_eq!(s.librdkafka_config()["security.protocol"], "SASL_SSL");
         let mut plain = base();
-        plain.insert("kafka.librdkafka".into(), json!({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN", "sasl.username": "u", "sasl.password": "p"}));
+        plain.insert(
+            "kafka.librdkafka".into(),
+            json!({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN", "sasl.username": "u", "sasl.password": "p"}),
+        );
         Settings::load(None, &plain).unwrap();
 
         let mut client = rdkafka::ClientConfig::new();

@@ -95,7 +95,14 @@ fn generate(kafka: &MockKafka, topic: &str, args: &DemoArgs, committed: &AtomicI
             } else {
                 send(
                     data.to_string().as_bytes(),
-                    &[("ce_specversion", b"1.0"), ("ce_id", id.as_bytes()), ("ce_source", source.as_bytes()), ("ce_type", kind.as_bytes()), ("ce_time", time.as_bytes()), ("content-type", b"application/json")],
+                    &[
+                        ("ce_specversion", b"1.0"),
+                        ("ce_id", id.as_bytes()),
+                        ("ce_source", source.as_bytes()),
+                        ("ce_type", kind.as_bytes()),
+                        ("ce_time", time.as_bytes()),
+                        ("content-type", b"application/json"),
+                    ],
                 )
             }
         };
@@ -158,7 +165,11 @@ impl std::io::Write for BarWriter {
 
 /// A bare path means a SQLite file.
 fn database_url(db: &str) -> String {
-    if Backend::of_url(db).is_some() { db.to_string() } else { format!("sqlite://{db}") }
+    if Backend::of_url(db).is_some() {
+        db.to_string()
+    } else {
+        format!("sqlite://{db}")
+    }
 }
 
 /// Run the demo; `bar` is the progress bar its log lines are already routed through.
@@ -182,8 +193,7 @@ pub fn run(args: DemoArgs, log: slog::Logger, bar: ProgressBar) -> Result<(), St
     let settings = Settings::load(None, &overrides).map_err(|e| e.to_string())?;
     let db_options = app::database_options(&settings);
     let running = app::spawn(settings, log).map_err(|e| e.to_string())?;
-    let db = Database::open(&db_options)
-        .map_err(|e| format!("cannot open {}: {e}", redact_url(&url)))?;
+    let db = Database::open(&db_options).map_err(|e| format!("cannot open {}: {e}", redact_url(&url)))?;
     let totals = || db.totals(&topic, &group).unwrap_or_default();
 
     let started = Instant::now();

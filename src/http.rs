@@ -13,9 +13,7 @@ use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use subtle::ConstantTimeEq;
-use tributary_actors::health::{
-    GetActors, GetHealth, GetMetrics, GetReadiness, GetStatus, HealthReporter, Report,
-};
+use tributary_actors::health::{GetActors, GetHealth, GetMetrics, GetReadiness, GetStatus, HealthReporter, Report};
 use tributary_actors::lifecycle::{ActorName, Restart};
 use tributary_actors::parser::Parser;
 use tributary_actors::reader::{KafkaReader, SetPaused};

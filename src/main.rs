@@ -143,8 +143,8 @@ static TUNE_ALLOCATOR: extern "C" fn() = {
         use libmimalloc_sys::{mi_option_get, mi_option_set, mi_version};
         const PURGE_DELAY: i32 = 15; // mi_option_purge_delay, default 1000 (ms)
         const ARENA_EAGER_COMMIT: i32 = 4; // mi_option_arena_eager_commit, default 2
-        // SAFETY: plain getters/setters of mimalloc's option table; mimalloc reads `MIMALLOC_*`
-        // from the environment itself on the first get.
+                                           // SAFETY: plain getters/setters of mimalloc's option table; mimalloc reads `MIMALLOC_*`
+                                           // from the environment itself on the first get.
         unsafe {
             if mi_version() < 300 {
                 return;

@@ -26,11 +26,8 @@ impl MockKafka {
             .set("queue.buffering.max.messages", "1000000")
             .set("log_level", "3")
             .create()?;
-        let bootstrap = producer
-            .client()
-            .mock_cluster()
-            .ok_or(KafkaError::MockCluster(rdkafka::types::RDKafkaErrorCode::Fail))?
-            .bootstrap_servers();
+        let bootstrap =
+            producer.client().mock_cluster().ok_or(KafkaError::MockCluster(rdkafka::types::RDKafkaErrorCode::Fail))?.bootstrap_servers();
         // A fresh group otherwise waits ~3 s (group.initial.rebalance.delay.ms) before its
         // first assignment.
         // SAFETY: the producer owns the mock cluster handle for as long as it lives (it outlives
@@ -56,16 +53,37 @@ impl MockKafka {
     }
 
     /// Queue one record (retrying while the local queue is full).
-    pub fn send(&self, topic: &str, partition: Option<i32>, key: Option<&[u8]>, payload: Option<&[u8]>, headers: &[(&str, &[u8])]) -> KafkaResult<()> {
+    pub fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: &[(&str, &[u8])],
+    ) -> KafkaResult<()> {
         self.send_record(topic, partition, key, payload, header_list(headers.iter().map(|(k, v)| (k.as_bytes(), *v))))
     }
 
     /// [`MockKafka::send`] with header names as bytes: Kafka takes any, not only UTF-8.
-    pub fn send_raw_names(&self, topic: &str, partition: Option<i32>, key: Option<&[u8]>, payload: Option<&[u8]>, headers: &[(&[u8], &[u8])]) -> KafkaResult<()> {
+    pub fn send_raw_names(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: &[(&[u8], &[u8])],
+    ) -> KafkaResult<()> {
         self.send_record(topic, partition, key, payload, header_list(headers.iter().copied()))
     }
 
-    fn send_record(&self, topic: &str, partition: Option<i32>, key: Option<&[u8]>, payload: Option<&[u8]>, h: OwnedHeaders) -> KafkaResult<()> {
+    fn send_record(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        h: OwnedHeaders,
+    ) -> KafkaResult<()> {
         loop {
             let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(h.clone());
             if let Some(p) = partition {

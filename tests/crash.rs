@@ -6,8 +6,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -40,7 +40,13 @@ fn kill_dash_nine_mid_stream_then_sigterm_loses_and_duplicates_nothing(kind: Kin
     kafka.create_topic(&topic, PARTITIONS).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let endpoints = Endpoints { brokers: kafka.bootstrap_servers(), group: &group, topic: &topic, url: &db.url };
-    let config = write_config(dir.path(), &endpoints, "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"", "batch_size = 100\nlinger_ms = 10", "");
+    let config = write_config(
+        dir.path(),
+        &endpoints,
+        "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"",
+        "batch_size = 100\nlinger_ms = 10",
+        "",
+    );
     let log = dir.path().join("tributary.log");
 
     // A steady stream keeps arriving while the service is killed and restarted, so every kill
@@ -73,9 +79,7 @@ fn kill_dash_nine_mid_stream_then_sigterm_loses_and_duplicates_nothing(kind: Kin
     let produced = TOTAL;
 
     let mut child = start(&config, &log);
-    wait_until("everything committed after the kills", Duration::from_secs(120), || {
-        committed_total(&db.url, &group) == produced as i64
-    });
+    wait_until("everything committed after the kills", Duration::from_secs(120), || committed_total(&db.url, &group) == produced as i64);
     assert_exactly_once(&db.url, &topic, &group, &watermarks, &dead);
 
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
@@ -90,7 +94,6 @@ fn kill_dash_nine_mid_stream_then_sigterm_loses_and_duplicates_nothing(kind: Kin
     assert!(log_text.contains("left the consumer group"), "drained and left the group; log:\n{log_text}");
     assert!(!log_text.contains(&db.url), "the database URL never reaches the log");
 }
-
 
 /// What a producer made: messages per partition, and expected dead letters by reason.
 type Produced = (BTreeMap<i32, i64>, BTreeMap<String, i64>);
@@ -236,7 +239,10 @@ impl World {
                     // Wait for the service, re-checking the stop flag (past `total`, stopping
                     // ends the wait).
                     let since = *held_since.get_or_insert_with(std::time::Instant::now);
-                    assert!(since.elapsed() < Duration::from_secs(300), "the committed progress stayed {max_lead} behind message {first} for 300 s");
+                    assert!(
+                        since.elapsed() < Duration::from_secs(300),
+                        "the committed progress stayed {max_lead} behind message {first} for 300 s"
+                    );
                     std::thread::sleep(Duration::from_millis(20));
                     continue;
                 }
@@ -323,7 +329,11 @@ fn assert_progress_matches_rows(url: &str, topic: &str, group: &str) {
              WHERE c.next_offset IS NULL OR t.\"offset\" >= c.next_offset"
         ),
     );
-    assert_eq!((rows, distinct, beyond), (committed, committed, 0), "(rows, distinct offsets, rows beyond progress) = (progress, progress, 0)");
+    assert_eq!(
+        (rows, distinct, beyond),
+        (committed, committed, 0),
+        "(rows, distinct offsets, rows beyond progress) = (progress, progress, 0)"
+    );
 }
 
 /// The crash loop: 200,000 messages or more produced live (≈1% malformed) while the real binary is

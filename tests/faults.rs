@@ -293,7 +293,8 @@ fn refusals_that_read_like_outages_are_dead_letters_by_their_code(kind: Kind) {
         }
     };
     for i in 0..19 {
-        let flagged = format!(r#"{{"specversion":"1.0","id":"order-{}","source":"/s","type":"t","subject":"flagged","data":{{}}}}"#, 1000 + i);
+        let flagged =
+            format!(r#"{{"specversion":"1.0","id":"order-{}","source":"/s","type":"t","subject":"flagged","data":{{}}}}"#, 1000 + i);
         f.produce_dead(i % 4, flagged.as_bytes(), &[], "database_rejected");
         if i < checks {
             let poison = br#"{"specversion":"1.0","id":"chk","source":"/s","type":"t","subject":"poison","data":{}}"#;
@@ -321,7 +322,10 @@ fn refusals_that_read_like_outages_are_dead_letters_by_their_code(kind: Kind) {
         &f.db.url,
         &format!("SELECT detail AS a, '' AS b FROM dead_letters WHERE sqlstate = '{trigger_state}' ORDER BY \"offset\""),
     );
-    assert!(details.iter().all(|(d, _)| d.contains("connection timeout while checking")), "the database's words kept as detail: {details:?}");
+    assert!(
+        details.iter().all(|(d, _)| d.contains("connection timeout while checking")),
+        "the database's words kept as detail: {details:?}"
+    );
     let metrics = http("GET", running.port, "/metrics").1;
     assert_eq!(metric_sum(&metrics, "tributary_db_retries_total"), 0.0, "a refusal is not an outage");
     assert_eq!(metric_sum(&metrics, "tributary_breaker_open"), 0.0);
@@ -340,9 +344,7 @@ fn postgres_errors_are_classified_by_sqlstate_whatever_they_say() {
     let Some(db) = test_db() else { return };
     let mut c = PgConnection::establish(&db.url).unwrap();
     let mut raise = |code: &str, words: &str| {
-        let e = c
-            .batch_execute(&format!("DO $$ BEGIN RAISE EXCEPTION '{words}' USING ERRCODE = '{code}'; END $$"))
-            .unwrap_err();
+        let e = c.batch_execute(&format!("DO $$ BEGIN RAISE EXCEPTION '{words}' USING ERRCODE = '{code}'; END $$")).unwrap_err();
         StoreError::from(e)
     };
     for code in ["40P01", "57P01", "53100", "08006", "XX000"] {

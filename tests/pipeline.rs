@@ -75,7 +75,8 @@ fn a_header_name_that_is_not_utf8_becomes_a_dead_letter_and_ingest_goes_on(kind:
 
     let running = app::spawn(f.settings(), log()).unwrap();
     f.assert_all_ingested_exactly_once(Duration::from_secs(60));
-    let kept = query_pairs(&f.db.url, "SELECT detail AS a, CAST(headers AS TEXT) AS b FROM dead_letters WHERE detail LIKE '%name of header%'");
+    let kept =
+        query_pairs(&f.db.url, "SELECT detail AS a, CAST(headers AS TEXT) AS b FROM dead_letters WHERE detail LIKE '%name of header%'");
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert!(kept[0].0.contains("name of header 1"), "the detail names the header: {kept:?}");
     // The names' bytes are kept beside their lossy spellings, which stay apart ("eP8=" is
@@ -137,12 +138,20 @@ fn http_endpoints_answer_as_documented(kind: Kind) {
     assert!(!st["config"]["database"]["url"].to_string().contains("password="), "{st}");
     wait_until("status shows zero lag", Duration::from_secs(30), || {
         let st = get_json(port, "/status").1;
-        st["partitions"].as_array().is_some_and(|ps| ps.len() == 2 && ps.iter().all(|p| p["lag"] == 0 && p["next_offset"] == p["high_watermark"]))
+        st["partitions"]
+            .as_array()
+            .is_some_and(|ps| ps.len() == 2 && ps.iter().all(|p| p["lag"] == 0 && p["next_offset"] == p["high_watermark"]))
     });
 
     let (status, metrics) = http("GET", port, "/metrics");
     assert_eq!(status, 200);
-    for name in ["tributary_messages_consumed_total", "tributary_dead_letters_total", "tributary_db_write_duration_seconds", "tributary_consumer_lag", "tributary_actor_up"] {
+    for name in [
+        "tributary_messages_consumed_total",
+        "tributary_dead_letters_total",
+        "tributary_db_write_duration_seconds",
+        "tributary_consumer_lag",
+        "tributary_actor_up",
+    ] {
         assert!(metrics.contains(name), "missing {name} in:\n{metrics}");
     }
     let (status, err) = get_json(port, "/nope");
@@ -171,7 +180,8 @@ fn three_members_leaving_and_joining_during_ingest_keep_exactly_once(kind: Kind)
     let d = app::spawn(small_batches(), log()).unwrap(); // joins mid-stream
     f.produce(6_000);
     f.assert_all_ingested_exactly_once(Duration::from_secs(120));
-    let fenced: f64 = [a.port, c.port, d.port].iter().map(|p| metric_sum(&http("GET", *p, "/metrics").1, "tributary_batches_fenced_total")).sum();
+    let fenced: f64 =
+        [a.port, c.port, d.port].iter().map(|p| metric_sum(&http("GET", *p, "/metrics").1, "tributary_batches_fenced_total")).sum();
     eprintln!("batches refused by the fence during the rebalances: {fenced}");
     for r in [a, c, d] {
         r.stop().unwrap();

@@ -33,7 +33,8 @@ fn with(mut s: Settings, format: Format, max_message_bytes: usize, token: bool) 
 }
 
 fn redrive(port: u16, body: Value) -> (u16, Value) {
-    let (status, text) = http_with("POST", port, "/dead-letters/redrive", &[("Authorization", &format!("Bearer {TOKEN}"))], body.to_string().as_bytes());
+    let (status, text) =
+        http_with("POST", port, "/dead-letters/redrive", &[("Authorization", &format!("Bearer {TOKEN}"))], body.to_string().as_bytes());
     (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")))
 }
 
@@ -57,7 +58,10 @@ fn dead_under_cloudevents(n: usize) -> BTreeMap<String, i64> {
 fn live_dead_letters_by_reason(url: &str, topic: &str) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
     for reason in MALFORMED.iter().map(|(r, _)| *r).chain(["not_cloudevent", "oversize"]) {
-        let n = count(url, &format!("SELECT count(*) AS n FROM dead_letters WHERE topic = '{topic}' AND reason = '{reason}' AND redriven_at IS NULL"));
+        let n = count(
+            url,
+            &format!("SELECT count(*) AS n FROM dead_letters WHERE topic = '{topic}' AND reason = '{reason}' AND redriven_at IS NULL"),
+        );
         if n > 0 {
             out.insert(reason.to_string(), n);
         }
@@ -74,9 +78,17 @@ fn assert_each_offset_once(url: &str, topic: &str, watermarks: &BTreeMap<i32, i6
     );
     let total: i64 = watermarks.values().sum();
     assert_eq!(count(url, &format!("SELECT count(*) AS n FROM ({live}) t")), total, "one row per offset");
-    assert_eq!(count(url, &format!("SELECT count(*) AS n FROM (SELECT DISTINCT partition, \"offset\" FROM ({live}) t) d")), total, "no offset twice");
+    assert_eq!(
+        count(url, &format!("SELECT count(*) AS n FROM (SELECT DISTINCT partition, \"offset\" FROM ({live}) t) d")),
+        total,
+        "no offset twice"
+    );
     for (p, hw) in watermarks {
-        assert_eq!(count(url, &format!("SELECT max(\"offset\") + 1 AS n FROM ({live}) t WHERE partition = {p}")), *hw, "partition {p} complete");
+        assert_eq!(
+            count(url, &format!("SELECT max(\"offset\") + 1 AS n FROM ({live}) t WHERE partition = {p}")),
+            *hw,
+            "partition {p} complete"
+        );
     }
     let orphans = count(
         url,
@@ -112,7 +124,8 @@ fn redrive_ingests_dead_letters_that_now_parse_exactly_once(kind: Kind) {
         let strict = app::spawn(with(f.settings(), Format::Cloudevents, 512, false), telemetry::discard()).unwrap();
         wait_until("everything committed", Duration::from_secs(60), || f.committed() == total);
         assert_exactly_once(&url, &topic, &f.group, &f.watermarks, &expected);
-        let (status, body) = http_with("POST", strict.port, "/dead-letters/redrive", &[("Authorization", &format!("Bearer {TOKEN}"))], b"{}");
+        let (status, body) =
+            http_with("POST", strict.port, "/dead-letters/redrive", &[("Authorization", &format!("Bearer {TOKEN}"))], b"{}");
         assert_eq!(status, 403, "no admin_token configured: {body}");
         strict.stop().unwrap();
     }
@@ -152,7 +165,8 @@ fn redrive_ingests_dead_letters_that_now_parse_exactly_once(kind: Kind) {
     assert_eq!(status, 401, "wrong token");
     let (status, _) = http_with("POST", port, "/dead-letters/redrive", &[("Authorization", &auth)], &vec![b' '; 1024 * 1024]);
     assert_eq!(status, 413, "oversized body");
-    for bad in [json!({"reason": "not_cloudevent", "bogus": 1}), json!({"limit": 0}), json!({"limit": 10_001}), json!({"partition": "one"})] {
+    for bad in [json!({"reason": "not_cloudevent", "bogus": 1}), json!({"limit": 0}), json!({"limit": 10_001}), json!({"partition": "one"})]
+    {
         let (status, body) = redrive(port, bad.clone());
         assert_eq!((status, body["status"].clone()), (400, json!(400)), "{bad} → {body}");
         assert!(body["error"].is_string(), "{body}");
@@ -165,7 +179,10 @@ fn redrive_ingests_dead_letters_that_now_parse_exactly_once(kind: Kind) {
     let events_before = count(&url, "SELECT count(*) AS n FROM events");
     let (status, report) = redrive(port, json!({"reason": "not_cloudevent", "dry_run": true, "limit": 10_000}));
     assert_eq!(status, 200, "{report}");
-    assert_eq!((report["selected"].as_i64(), report["redriven"].as_i64(), report["dry_run"].as_bool()), (Some(not_ce), Some(not_ce), Some(true)));
+    assert_eq!(
+        (report["selected"].as_i64(), report["redriven"].as_i64(), report["dry_run"].as_bool()),
+        (Some(not_ce), Some(not_ce), Some(true))
+    );
     assert_eq!(count(&url, "SELECT count(*) AS n FROM events"), events_before, "dry run wrote no events");
     assert_eq!(live_dead_letters_by_reason(&url, &topic), expected, "dry run marked nothing");
 
@@ -189,20 +206,35 @@ fn redrive_ingests_dead_letters_that_now_parse_exactly_once(kind: Kind) {
     let there = other.redrive(&filter, &opts).unwrap();
     let (status, here) = here.join().unwrap();
     assert_eq!(status, 200, "{here}");
-    assert_eq!(here["redriven"].as_i64().unwrap() + there.redriven as i64 + 10, not_ce, "each dead letter redriven once: {here} and {there:?}");
+    assert_eq!(
+        here["redriven"].as_i64().unwrap() + there.redriven as i64 + 10,
+        not_ce,
+        "each dead letter redriven once: {here} and {there:?}"
+    );
     assert_eq!(here["selected"].as_i64().unwrap() + there.selected as i64 + 10, not_ce, "and selected once");
     assert_eq!(redrive(port, json!({"reason": "not_cloudevent"})).1["selected"], 0, "a repeated redrive selects nothing");
     let (_, still) = redrive(port, json!({"reason": "invalid_json"}));
     let invalid = expected["invalid_json"];
-    assert_eq!((still["selected"].as_i64(), still["redriven"].as_i64(), still["still_failing"].as_i64()), (Some(invalid), Some(0), Some(invalid)), "{still}");
+    assert_eq!(
+        (still["selected"].as_i64(), still["redriven"].as_i64(), still["still_failing"].as_i64()),
+        (Some(invalid), Some(0), Some(invalid)),
+        "{still}"
+    );
 
     expected.remove("not_cloudevent");
     assert_eq!(live_dead_letters_by_reason(&url, &topic), expected);
     assert_each_offset_once(&url, &topic, &f.watermarks);
-    assert_eq!(count(&url, &format!("SELECT count(*) AS n FROM events WHERE topic = '{topic}' AND CAST(data AS TEXT) LIKE '%\"pad\"%'")), 2 * BIG as i64);
+    assert_eq!(
+        count(&url, &format!("SELECT count(*) AS n FROM events WHERE topic = '{topic}' AND CAST(data AS TEXT) LIKE '%\"pad\"%'")),
+        2 * BIG as i64
+    );
     let metrics = http("GET", port, "/metrics").1;
     let redriven_here = 10 + here["redriven"].as_i64().unwrap();
-    assert_eq!(tributary::http::metric_sum(&metrics, "tributary_dead_letters_redriven_total"), redriven_here as f64, "what this instance redrove");
+    assert_eq!(
+        tributary::http::metric_sum(&metrics, "tributary_dead_letters_redriven_total"),
+        redriven_here as f64,
+        "what this instance redrove"
+    );
 
     // Ingestion goes on as before.
     f.produce(300);
@@ -228,7 +260,11 @@ fn redrive_ingests_dead_letters_that_now_parse_exactly_once(kind: Kind) {
     }
     let (status, report) = redrive(port, json!({"reason": "database_rejected"}));
     assert_eq!(status, 200, "{report}");
-    assert_eq!((report["selected"].as_i64(), report["redriven"].as_i64(), report["still_failing"].as_i64()), (Some(2), Some(1), Some(1)), "{report}");
+    assert_eq!(
+        (report["selected"].as_i64(), report["redriven"].as_i64(), report["still_failing"].as_i64()),
+        (Some(2), Some(1), Some(1)),
+        "{report}"
+    );
     assert_eq!(count(&url, "SELECT count(*) AS n FROM events"), events_before + 1);
     assert_eq!(count(&url, &format!("SELECT count(*) AS n FROM dead_letters WHERE topic = '{topic}' AND reason = 'database_rejected' AND redriven_at IS NULL AND \"offset\" = 0")), 1);
     relaxed.stop().unwrap();

@@ -101,10 +101,17 @@ fn postgres_sslmode_in_the_url_reaches_libpq() {
     let Some(db) = common::test_db() else { return };
     let server_ssl = {
         let mut c = PgConnection::establish(&db.url).expect("connect");
-        diesel::sql_query("SELECT setting FROM pg_settings WHERE name = 'ssl'").get_result::<Setting>(&mut c).expect("ssl setting").setting == "on"
+        diesel::sql_query("SELECT setting FROM pg_settings WHERE name = 'ssl'").get_result::<Setting>(&mut c).expect("ssl setting").setting
+            == "on"
     };
     let open = |url: String| {
-        let db = Database::open(&DatabaseOptions { url, pool_size: 1, connect_timeout: Duration::from_secs(2), checkpoint_in_background: false }).expect("open");
+        let db = Database::open(&DatabaseOptions {
+            url,
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(2),
+            checkpoint_in_background: false,
+        })
+        .expect("open");
         db.migrate().map_err(|e| e.to_string())
     };
 
@@ -113,7 +120,9 @@ fn postgres_sslmode_in_the_url_reaches_libpq() {
     if server_ssl {
         required.expect("sslmode=require against a server with ssl=on");
         let mut c = PgConnection::establish(&with_params(&db.url, "sslmode=require")).expect("connect with TLS");
-        let row = diesel::sql_query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").get_result::<SslInUse>(&mut c).expect("pg_stat_ssl");
+        let row = diesel::sql_query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .get_result::<SslInUse>(&mut c)
+            .expect("pg_stat_ssl");
         assert!(row.ssl, "sslmode=require gave a connection without TLS");
     } else {
         let e = required.expect_err("sslmode=require against a server without SSL must fail");
@@ -122,6 +131,7 @@ fn postgres_sslmode_in_the_url_reaches_libpq() {
 
     // verify-full with a CA file that does not exist: libpq names the file (whatever the
     // server), which it does only when the setting reached it and it was built with OpenSSL.
-    let e = open(with_params(&db.url, "sslmode=verify-full&sslrootcert=/nonexistent/root.crt")).expect_err("a missing root certificate must fail");
+    let e = open(with_params(&db.url, "sslmode=verify-full&sslrootcert=/nonexistent/root.crt"))
+        .expect_err("a missing root certificate must fail");
     assert!(e.contains("/nonexistent/root.crt") || e.contains("SSL"), "{e}");
 }

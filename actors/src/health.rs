@@ -235,9 +235,12 @@ impl HealthReporter {
     }
 
     fn actor(&mut self, name: ActorName) -> &mut ActorInfo {
-        self.actors
-            .entry(name)
-            .or_insert_with(|| ActorInfo { state: ActorState::Starting, restarts: 0, recent: VecDeque::new(), last_error: None })
+        self.actors.entry(name).or_insert_with(|| ActorInfo {
+            state: ActorState::Starting,
+            restarts: 0,
+            recent: VecDeque::new(),
+            last_error: None,
+        })
     }
 
     fn set_up(&mut self, name: ActorName, up: bool) {
@@ -246,16 +249,12 @@ impl HealthReporter {
 
     fn probe_db(&mut self, ctx: &mut Context<Self>) {
         let Some(probe) = self.db_probe.clone() else { return };
-        ctx.spawn(
-            async move { probe.send(Ping).await }
-                .into_actor(self)
-                .map(|res, act, _| {
-                    act.set_db(match res {
-                        Ok(r) => r,
-                        Err(e) => Err(format!("db_writer did not answer: {e}")),
-                    });
-                }),
-        );
+        ctx.spawn(async move { probe.send(Ping).await }.into_actor(self).map(|res, act, _| {
+            act.set_db(match res {
+                Ok(r) => r,
+                Err(e) => Err(format!("db_writer did not answer: {e}")),
+            });
+        }));
     }
 
     fn set_db(&mut self, status: Result<(), String>) {
@@ -297,7 +296,8 @@ impl HealthReporter {
     fn restart_reader_if_stalled(&mut self, now: Instant) {
         let (Some(after), Some(healthy_since)) = (self.opts.restart_reader_after, self.db_healthy_since) else { return };
         let reader_running = self.actors.get(&ActorName::KafkaReader).is_some_and(|a| a.state == ActorState::Running);
-        if self.paused || self.breaker.is_some() || !reader_running || self.stall_restart_at.is_some_and(|t| now.duration_since(t) < after) {
+        if self.paused || self.breaker.is_some() || !reader_running || self.stall_restart_at.is_some_and(|t| now.duration_since(t) < after)
+        {
             return;
         }
         let stuck: Vec<String> = self
@@ -352,9 +352,7 @@ impl HealthReporter {
         let m: serde_json::Map<String, Value> = self
             .actors
             .iter()
-            .map(|(n, a)| {
-                (n.as_str().to_string(), json!({ "state": a.state, "restarts": a.restarts, "last_error": a.last_error }))
-            })
+            .map(|(n, a)| (n.as_str().to_string(), json!({ "state": a.state, "restarts": a.restarts, "last_error": a.last_error })))
             .collect();
         Value::Object(m)
     }
@@ -495,7 +493,10 @@ impl Handler<Watermarks> for HealthReporter {
                 p.caught_up = w.caught_up;
                 p.starved = w.starved;
                 if let Some(lag) = p.lag() {
-                    let labels = vec![("topic".to_string(), w.partition.topic.clone()), ("partition".to_string(), w.partition.partition.to_string())];
+                    let labels = vec![
+                        ("topic".to_string(), w.partition.topic.clone()),
+                        ("partition".to_string(), w.partition.partition.to_string()),
+                    ];
                     self.metrics.consumer_lag.get_or_create(&labels).set(lag);
                 }
             }
@@ -550,8 +551,7 @@ impl Handler<SetDbProbe> for HealthReporter {
 impl Handler<GetHealth> for HealthReporter {
     type Result = MessageResult<GetHealth>;
     fn handle(&mut self, _: GetHealth, _: &mut Self::Context) -> Self::Result {
-        let failed: Vec<&str> =
-            self.actors.iter().filter(|(_, a)| a.state == ActorState::Failed).map(|(n, _)| n.as_str()).collect();
+        let failed: Vec<&str> = self.actors.iter().filter(|(_, a)| a.state == ActorState::Failed).map(|(n, _)| n.as_str()).collect();
         let ok = failed.is_empty();
         MessageResult(Report {
             ok,

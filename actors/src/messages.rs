@@ -405,7 +405,8 @@ mod tests {
 
     #[test]
     fn row_text_keeps_slices_of_the_record_by_position_and_copies_the_rest() {
-        let record = RawMessage::new(3, None, Some(b"k"), Some(br#"{"id":"a-1","data":{"x":1}}"#), [(&b"ct"[..], Some(&b"text/plain"[..]))]);
+        let record =
+            RawMessage::new(3, None, Some(b"k"), Some(br#"{"id":"a-1","data":{"x":1}}"#), [(&b"ct"[..], Some(&b"text/plain"[..]))]);
         let payload = std::str::from_utf8(record.payload().unwrap()).unwrap();
         let header = std::str::from_utf8(record.headers().next().unwrap().1.unwrap()).unwrap();
         let text = RowTextBuilder::new(&record, 16)

@@ -50,9 +50,9 @@ impl Metrics {
             batches_fenced: Counter::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 4.0, 9)),
             db_write_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
-            commit_latency_seconds: Histogram::new(
-                [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
-            ),
+            commit_latency_seconds: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
             db_retries: Counter::default(),
             offsets_skipped: Family::default(),
             backpressure_pauses: Counter::default(),
@@ -69,15 +69,39 @@ impl Metrics {
         r.register("messages_consumed", "Kafka messages consumed, by topic", m.messages_consumed.clone());
         r.register("rows_written", "Rows committed to the events table, by topic", m.rows_written.clone());
         r.register("dead_letters", "Messages committed as dead letters, by reason", m.dead_letters.clone());
-        r.register("dead_letters_redriven", "Dead letters redriven into events (POST /dead-letters/redrive), by former reason", m.dead_letters_redriven.clone());
-        r.register("batches_committed", "Batches committed (rows, dead letters and offsets in one transaction)", m.batches_committed.clone());
-        r.register("transactions_committed", "Database transactions committed; each carries the ready batches of several partitions", m.transactions_committed.clone());
+        r.register(
+            "dead_letters_redriven",
+            "Dead letters redriven into events (POST /dead-letters/redrive), by former reason",
+            m.dead_letters_redriven.clone(),
+        );
+        r.register(
+            "batches_committed",
+            "Batches committed (rows, dead letters and offsets in one transaction)",
+            m.batches_committed.clone(),
+        );
+        r.register(
+            "transactions_committed",
+            "Database transactions committed; each carries the ready batches of several partitions",
+            m.transactions_committed.clone(),
+        );
         r.register("batches_fenced", "Batches refused by the offset fence (another member owned the partition)", m.batches_fenced.clone());
         r.register("batch_size", "Messages per committed batch", m.batch_size.clone());
-        r.register("db_write_duration_seconds", "Time to commit one transaction (the ready batches of several partitions)", m.db_write_seconds.clone());
-        r.register("commit_latency_seconds", "Kafka timestamp of a batch's oldest message to its database commit", m.commit_latency_seconds.clone());
+        r.register(
+            "db_write_duration_seconds",
+            "Time to commit one transaction (the ready batches of several partitions)",
+            m.db_write_seconds.clone(),
+        );
+        r.register(
+            "commit_latency_seconds",
+            "Kafka timestamp of a batch's oldest message to its database commit",
+            m.commit_latency_seconds.clone(),
+        );
         r.register("db_retries", "Transient database errors retried", m.db_retries.clone());
-        r.register("offsets_skipped", "Offsets never delivered by Kafka (compaction, transaction markers, or retention deleted them before ingestion), by topic", m.offsets_skipped.clone());
+        r.register(
+            "offsets_skipped",
+            "Offsets never delivered by Kafka (compaction, transaction markers, or retention deleted them before ingestion), by topic",
+            m.offsets_skipped.clone(),
+        );
         r.register("backpressure_pauses", "Partitions paused because the messages read ahead stayed over budget (the database was slower than Kafka for longer than a moment); each resume re-fetches", m.backpressure_pauses.clone());
         r.register("stall_restarts", "Kafka reader restarts because partitions stalled (lag above zero, no commit for health.stall_after_secs) while the database answered", m.stall_restarts.clone());
         r.register("consumer_lag", "High watermark minus committed offset, by partition", m.consumer_lag.clone());

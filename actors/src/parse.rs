@@ -168,9 +168,7 @@ pub fn millis_to_utc(ms: i64) -> Option<DateTime<Utc>> {
 type RowParts = (Option<DateTime<Utc>>, RowText);
 
 fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<RowParts, Refusal> {
-    let payload = msg
-        .payload()
-        .ok_or_else(|| Refusal::new(Reason::EmptyPayload, "record has a null value (tombstone)"))?;
+    let payload = msg.payload().ok_or_else(|| Refusal::new(Reason::EmptyPayload, "record has a null value (tombstone)"))?;
     if payload.len() > opts.max_message_bytes {
         return Err(Refusal::new(
             Reason::Oversize,
@@ -194,8 +192,7 @@ fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<RowParts, Refusal>
     if opts.format != Format::Json && known.is_binary_mode() {
         return parse_binary(msg, &known, payload, content_type, opts);
     }
-    let text = std::str::from_utf8(payload)
-        .map_err(|e| Refusal::new(Reason::InvalidUtf8, format!("value is not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(payload).map_err(|e| Refusal::new(Reason::InvalidUtf8, format!("value is not UTF-8: {e}")))?;
     scan_json(text.as_bytes(), opts.max_depth)?;
     if !text.trim_start().starts_with('{') {
         validate_json(text)?;
@@ -344,7 +341,10 @@ fn scan_json_bytes(text: &[u8], max_depth: usize) -> Result<(), Refusal> {
             match b {
                 b'\\' => {
                     if text.get(i + 1) == Some(&b'u') && text.get(i + 2..i + 6) == Some(b"0000".as_slice()) {
-                        return Err(Refusal::new(Reason::NulCharacter, "a JSON string contains a NUL character (\\u0000), which PostgreSQL cannot store"));
+                        return Err(Refusal::new(
+                            Reason::NulCharacter,
+                            "a JSON string contains a NUL character (\\u0000), which PostgreSQL cannot store",
+                        ));
                     }
                     i += 2;
                     continue;
@@ -413,7 +413,9 @@ impl<'m> KnownHeaders<'m> {
         for header @ (name, _) in msg.headers() {
             let slot = if name.eq_ignore_ascii_case(b"content-type") {
                 &mut known.content_type
-            } else if let Some(i) = ce_attribute(name).and_then(|a| CORE_HEADER_ATTRIBUTES.iter().position(|c| c.as_bytes().eq_ignore_ascii_case(a))) {
+            } else if let Some(i) =
+                ce_attribute(name).and_then(|a| CORE_HEADER_ATTRIBUTES.iter().position(|c| c.as_bytes().eq_ignore_ascii_case(a)))
+            {
                 &mut known.core[i]
             } else {
                 continue;
@@ -498,8 +500,7 @@ fn parse_binary(
     let data: Option<Cow<'_, str>> = if payload.is_empty() {
         None
     } else if content_type.is_none_or(is_json_content_type) {
-        let text = std::str::from_utf8(payload)
-            .map_err(|e| Refusal::new(Reason::InvalidUtf8, format!("value is not UTF-8: {e}")))?;
+        let text = std::str::from_utf8(payload).map_err(|e| Refusal::new(Reason::InvalidUtf8, format!("value is not UTF-8: {e}")))?;
         scan_json(text.as_bytes(), opts.max_depth)?;
         validate_json(text)?;
         Some(Cow::Borrowed(text))
@@ -510,16 +511,18 @@ fn parse_binary(
             _ => json_string(&base64::engine::general_purpose::STANDARD.encode(payload)),
         }))
     };
-    let remaining = msg.headers().filter(|(k, _)| !ce_attribute(k).is_some_and(is_core_attribute) && !k.eq_ignore_ascii_case(b"content-type"));
-    let text = RowTextBuilder::new(msg, headers_capacity(msg, data.as_ref().map_or(0, |d| if matches!(d, Cow::Owned(_)) { d.len() } else { 0 })))
-        .push(Some(id))
-        .push(Some(source))
-        .push(Some(event_type))
-        .push(subject)
-        .push(content_type)
-        .push(data.as_deref())
-        .push_with(|out| write_headers_json(out, remaining, &[]))
-        .finish();
+    let remaining =
+        msg.headers().filter(|(k, _)| !ce_attribute(k).is_some_and(is_core_attribute) && !k.eq_ignore_ascii_case(b"content-type"));
+    let text =
+        RowTextBuilder::new(msg, headers_capacity(msg, data.as_ref().map_or(0, |d| if matches!(d, Cow::Owned(_)) { d.len() } else { 0 })))
+            .push(Some(id))
+            .push(Some(source))
+            .push(Some(event_type))
+            .push(subject)
+            .push(content_type)
+            .push(data.as_deref())
+            .push_with(|out| write_headers_json(out, remaining, &[]))
+            .finish();
     Ok((time, text))
 }
 
@@ -614,7 +617,11 @@ pub fn headers_json<'a>(headers: impl Iterator<Item = (&'a [u8], Option<&'a [u8]
 
 /// [`headers_json`] plus CloudEvents extension attributes as `ce_<name>` members, appended to
 /// `out` (UTF-8 in, UTF-8 out).
-fn write_headers_json<'a>(out: &mut Vec<u8>, headers: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>, extensions: &[(&str, &RawValue)]) {
+fn write_headers_json<'a>(
+    out: &mut Vec<u8>,
+    headers: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    extensions: &[(&str, &RawValue)],
+) {
     out.push(b'{');
     let mut first = true;
     let mut sep = |out: &mut Vec<u8>| {
@@ -742,7 +749,10 @@ mod tests {
         let r = row_of(&msg(Some(escaped), &[]), &ParseOptions::default());
         assert_eq!(r.event_id(), Some("e-1"));
         assert_eq!(r.text.own_len(), "e-1".len() + r.headers().len());
-        let r = row_of(&msg(Some(b"{}"), &[("ce_specversion", b"1.0"), ("ce_id", b"i"), ("ce_source", b"s"), ("ce_type", b"t")]), &ParseOptions::default());
+        let r = row_of(
+            &msg(Some(b"{}"), &[("ce_specversion", b"1.0"), ("ce_id", b"i"), ("ce_source", b"s"), ("ce_type", b"t")]),
+            &ParseOptions::default(),
+        );
         assert_eq!((r.event_id(), r.data()), (Some("i"), Some("{}")));
         assert_eq!(r.text.own_len(), r.headers().len(), "binary mode: attributes are header values in the record");
     }
@@ -751,7 +761,14 @@ mod tests {
     fn binary_cloudevent_reads_ce_headers() {
         let m = msg(
             Some(br#"{"n":1}"#),
-            &[("ce_specversion", b"1.0"), ("ce_id", b"b-1"), ("ce_source", b"/s"), ("ce_type", b"t"), ("content-type", b"application/json"), ("trace", b"x")],
+            &[
+                ("ce_specversion", b"1.0"),
+                ("ce_id", b"b-1"),
+                ("ce_source", b"/s"),
+                ("ce_type", b"t"),
+                ("content-type", b"application/json"),
+                ("trace", b"x"),
+            ],
         );
         let r = row_of(&m, &ParseOptions::default());
         assert_eq!(r.event_id(), Some("b-1"));
@@ -766,7 +783,17 @@ mod tests {
     #[test]
     fn binary_mode_header_names_with_multibyte_characters_do_not_panic() {
         // "ab€": byte 3 falls inside the euro sign, where slicing a &str would panic.
-        let m = msg(Some(b"{}"), &[("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t"), ("ab\u{20ac}x", b"v"), ("CE_Time", b"2024-01-01T00:00:00Z")]);
+        let m = msg(
+            Some(b"{}"),
+            &[
+                ("ce_specversion", b"1.0"),
+                ("ce_id", b"1"),
+                ("ce_source", b"/s"),
+                ("ce_type", b"t"),
+                ("ab\u{20ac}x", b"v"),
+                ("CE_Time", b"2024-01-01T00:00:00Z"),
+            ],
+        );
         let r = row_of(&m, &ParseOptions::default());
         assert!(r.headers().contains("ab\u{20ac}x"), "kept as an ordinary header: {}", r.headers());
         assert!(r.time.is_some(), "the ce_ prefix matches case-insensitively");
@@ -774,7 +801,10 @@ mod tests {
 
     #[test]
     fn binary_cloudevent_with_text_data_keeps_it_as_a_json_string() {
-        let m = msg(Some(b"hello"), &[("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t"), ("content-type", b"text/plain")]);
+        let m = msg(
+            Some(b"hello"),
+            &[("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t"), ("content-type", b"text/plain")],
+        );
         assert_eq!(row_of(&m, &ParseOptions::default()).data(), Some("\"hello\""));
     }
 
@@ -811,8 +841,17 @@ mod tests {
             (msg(Some(br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","time":"yesterday"}"#), &[]), "invalid_timestamp"),
             (msg(Some(br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data_base64":"!!"}"#), &[]), "invalid_attribute"),
             (msg(Some(b"{}"), &[("ce_specversion", b"1.0"), ("ce_source", b"/s"), ("ce_type", b"t")]), "missing_attribute"),
-            (msg(Some(b"{}"), &[("ce_specversion", b"1.0"), ("ce_id", b"\xff"), ("ce_source", b"/s"), ("ce_type", b"t")]), "invalid_attribute"),
-            (msg(Some(b"{}"), &[("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t"), ("ce_time", b"2024-13-01")]), "invalid_timestamp"),
+            (
+                msg(Some(b"{}"), &[("ce_specversion", b"1.0"), ("ce_id", b"\xff"), ("ce_source", b"/s"), ("ce_type", b"t")]),
+                "invalid_attribute",
+            ),
+            (
+                msg(
+                    Some(b"{}"),
+                    &[("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t"), ("ce_time", b"2024-13-01")],
+                ),
+                "invalid_timestamp",
+            ),
             (msg(Some(b"{oops"), &[("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t")]), "invalid_json"),
         ];
         for (m, want) in cases {
@@ -849,7 +888,15 @@ mod tests {
     fn binary_mode_reads_the_first_header_of_each_name_whatever_its_case() {
         let m = msg(
             Some(b"{}"),
-            &[("CE_SpecVersion", b"1.0"), ("Ce_Id", b"one"), ("ce_id", b"two"), ("ce_source", b"/s"), ("ce_type", b"t"), ("Content-Type", b"application/json"), ("content-type", b"text/plain")],
+            &[
+                ("CE_SpecVersion", b"1.0"),
+                ("Ce_Id", b"one"),
+                ("ce_id", b"two"),
+                ("ce_source", b"/s"),
+                ("ce_type", b"t"),
+                ("Content-Type", b"application/json"),
+                ("content-type", b"text/plain"),
+            ],
         );
         let r = row_of(&m, &ParseOptions::default());
         assert_eq!(r.event_id(), Some("one"));
@@ -903,7 +950,8 @@ mod tests {
     fn a_header_name_that_is_not_utf8_makes_a_dead_letter_that_keeps_it() {
         // Kafka does not check header names; a producer can send any bytes.
         for opts in [ParseOptions::default(), ParseOptions { format: Format::Json, ..ParseOptions::default() }] {
-            let m = RawMessage::new(1, None, None, Some(br#"{"a":1}"#.as_slice()), [(&b"ok"[..], Some(&b"1"[..])), (&[b'x', 0xff][..], None)]);
+            let m =
+                RawMessage::new(1, None, None, Some(br#"{"a":1}"#.as_slice()), [(&b"ok"[..], Some(&b"1"[..])), (&[b'x', 0xff][..], None)]);
             let Parsed::Dead(d) = parse_message(m, &opts) else { panic!("expected a dead letter") };
             assert_eq!(d.reason, "invalid_utf8");
             assert!(d.detail.contains("header 1"), "{}", d.detail);

@@ -82,7 +82,9 @@ impl DbWriter {
     pub fn new(db: Database, opts: WriterOptions, metrics: Metrics, health: Addr<HealthReporter>, log: slog::Logger) -> Self {
         let checkpointer = opts.sqlite_file.as_deref().filter(|_| db.backend() == Backend::Sqlite).and_then(|path| {
             Checkpointer::start(path, opts.busy_timeout.as_millis() as u64, WAL_PASS_BYTES, WAL_REWIND_BYTES, log.clone())
-                .map_err(|e| slog::error!(log, "no background checkpoints: the writer checkpoints the WAL by itself"; "error" => e.to_string()))
+                .map_err(
+                    |e| slog::error!(log, "no background checkpoints: the writer checkpoints the WAL by itself"; "error" => e.to_string()),
+                )
                 .ok()
         });
         Self { db, opts, metrics, health, log, buf: Vec::new(), checkpointer, wal_in_use: 0 }

@@ -87,7 +87,8 @@ enum Phase {
 }
 
 impl Phase {
-    const ALL: [Phase; 8] = [Phase::Produce, Phase::Consume, Phase::PgCopy, Phase::SqliteRaw, Phase::Pg, Phase::Sqlite, Phase::Latency, Phase::Soak];
+    const ALL: [Phase; 8] =
+        [Phase::Produce, Phase::Consume, Phase::PgCopy, Phase::SqliteRaw, Phase::Pg, Phase::Sqlite, Phase::Latency, Phase::Soak];
 }
 
 impl std::fmt::Display for Phase {
@@ -169,8 +170,7 @@ pub(crate) fn create_topic(mock: Option<&MockKafka>, brokers: &str, topic: &str,
         m.create_topic(topic, partitions).expect("create topic");
         return;
     }
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers).create().expect("admin client");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create().expect("admin client");
     let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let fut = admin.create_topics([&t], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))));
     let res = futures::executor::block_on(fut).expect("create topics");
@@ -236,7 +236,13 @@ fn parsed_batches(n: usize, partitions: i32, batch: usize) -> Vec<(i32, Vec<trib
 }
 
 fn open(url: &str) -> Database {
-    let db = Database::open(&DatabaseOptions { url: url.into(), pool_size: 2, connect_timeout: Duration::from_secs(10), checkpoint_in_background: false }).expect("open database");
+    let db = Database::open(&DatabaseOptions {
+        url: url.into(),
+        pool_size: 2,
+        connect_timeout: Duration::from_secs(10),
+        checkpoint_in_background: false,
+    })
+    .expect("open database");
     db.migrate().expect("migrate");
     db
 }
@@ -261,8 +267,7 @@ fn raw_pg_copy(url: &str, batches: &[(i32, Vec<tributary_actors::messages::Event
     let mut done = 0;
     mark(done);
     for buf in &buffers {
-        let n = conn.transaction::<_, tributary_actors::storage::StoreError, _>(|c| postgres::copy_encoded_events(c, buf))
-            .expect("copy");
+        let n = conn.transaction::<_, tributary_actors::storage::StoreError, _>(|c| postgres::copy_encoded_events(c, buf)).expect("copy");
         done += n;
         mark(done);
     }
@@ -333,11 +338,25 @@ fn report(m: &Measured, runs: usize, n: usize, l: Labels, e2e_note: Option<Strin
     let note = e2e_note.unwrap_or_default();
     eprintln!("  {:<20}{:>12.0} events/s  (median of {runs}: {:.0}–{:.0}{note})", l.e2e, e.per_s, rate.low, rate.high);
     if let Some(r) = &m.ratio {
-        eprintln!("  {:<20}{:>11.0}%   (run by run, median of {runs}: {:.0}–{:.0}%)", l.ratio, r.median * 100.0, r.low * 100.0, r.high * 100.0);
+        eprintln!(
+            "  {:<20}{:>11.0}%   (run by run, median of {runs}: {:.0}–{:.0}%)",
+            l.ratio,
+            r.median * 100.0,
+            r.low * 100.0,
+            r.high * 100.0
+        );
     }
-    eprintln!("  RSS ({} runs, worst) peak {:.1} MiB, steady {:.1} MiB; CPU {:.2} s per 100k events", l.db, e.rss_peak_mib, e.rss_steady_mib, e.cpu_per_100k_s);
+    eprintln!(
+        "  RSS ({} runs, worst) peak {:.1} MiB, steady {:.1} MiB; CPU {:.2} s per 100k events",
+        l.db, e.rss_peak_mib, e.rss_steady_mib, e.cpu_per_100k_s
+    );
     let tx = format!("transactions ({})", l.db);
-    eprintln!("  {tx:<19} {:.0}, {:.0} events and {:.1} batches each", e.transactions, n as f64 / e.transactions, e.batches / e.transactions);
+    eprintln!(
+        "  {tx:<19} {:.0}, {:.0} events and {:.1} batches each",
+        e.transactions,
+        n as f64 / e.transactions,
+        e.batches / e.transactions
+    );
 }
 
 /// The median end-to-end run's rate, CPU and transactions, and the worst memory and `/health`
@@ -368,8 +387,7 @@ fn raw_sqlite_insert(url: &str, batches: &[(i32, Vec<tributary_actors::messages:
     for (p, batch) in batches {
         let key = PartitionKey { topic: "bench".into(), partition: *p };
         let rows: Vec<RowRef<'_>> = batch.iter().map(|row| RowRef { partition: &key, row }).collect();
-        conn.immediate_transaction::<_, tributary_actors::storage::StoreError, _>(|c| sqlite::insert_events(c, &rows))
-            .expect("insert");
+        conn.immediate_transaction::<_, tributary_actors::storage::StoreError, _>(|c| sqlite::insert_events(c, &rows)).expect("insert");
         done += rows.len();
         mark(done);
     }
@@ -386,9 +404,7 @@ fn quiesce(admin: &str) {
 
 fn main() {
     let args = Args::parse();
-    let bin = args.tributary.clone().unwrap_or_else(|| {
-        std::env::current_exe().expect("current exe").with_file_name("tributary")
-    });
+    let bin = args.tributary.clone().unwrap_or_else(|| std::env::current_exe().expect("current exe").with_file_name("tributary"));
     assert!(bin.exists(), "tributary binary not found at {} (build it with cargo build --release)", bin.display());
     let mock = if args.brokers.is_none() { Some(MockKafka::start(1).expect("mock cluster")) } else { None };
     let brokers = args.brokers.clone().unwrap_or_else(|| mock.as_ref().map(|m| m.bootstrap_servers().to_string()).unwrap_or_default());
@@ -397,7 +413,10 @@ fn main() {
     let run = |p: Phase| args.phases.contains(&p);
     let runs = args.runs as usize;
     let topic = args.topic.clone().unwrap_or_else(|| format!("bench-{}", chrono::Utc::now().timestamp_micros()));
-    eprintln!("bench: {n} events, {partitions} partitions, topic {topic}, {}", if mock.is_some() { "mock cluster".to_string() } else { format!("brokers {brokers}") });
+    eprintln!(
+        "bench: {n} events, {partitions} partitions, topic {topic}, {}",
+        if mock.is_some() { "mock cluster".to_string() } else { format!("brokers {brokers}") }
+    );
 
     let produce_rate = (args.topic.is_none()).then(|| {
         create_topic(mock.as_ref(), &brokers, &topic, partitions);
@@ -429,7 +448,13 @@ fn main() {
         alternate(runs, run(Phase::PgCopy).then_some(&mut raw as _), run(Phase::Pg).then_some(&mut e2e as _))
     };
     let of_consume = pg.e2e.as_ref().map(|(e, _)| consume.map_or("-".to_string(), |c| format!("{:.0}%", 100.0 * e.per_s / c)));
-    report(&pg, runs, n, Labels { db: "PG", raw: "raw PostgreSQL COPY", e2e: "tributary → PG", ratio: "PG ÷ COPY" }, of_consume.map(|c| format!("; {c} of consume")));
+    report(
+        &pg,
+        runs,
+        n,
+        Labels { db: "PG", raw: "raw PostgreSQL COPY", e2e: "tributary → PG", ratio: "PG ÷ COPY" },
+        of_consume.map(|c| format!("; {c} of consume")),
+    );
     if let Some((e, _)) = &pg.e2e {
         let (rps, p99) = e.health.unwrap_or((f64::NAN, f64::NAN));
         eprintln!("  /health under load  {rps:.0} req/s, p99 {p99:.2} ms");

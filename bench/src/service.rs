@@ -60,7 +60,8 @@ impl Service {
     pub fn cpu_seconds(&self) -> f64 {
         let s = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         let fields: Vec<&str> = s.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-        let ticks: u64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0) + fields.get(12).and_then(|u| u.parse().ok()).unwrap_or(0);
+        let ticks: u64 =
+            fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0) + fields.get(12).and_then(|u| u.parse().ok()).unwrap_or(0);
         ticks as f64 / 100.0
     }
 
@@ -104,7 +105,13 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
 /// Start the service, wait until it is ready, time until all `n` offsets are committed.
 pub fn end_to_end(bin: &PathBuf, brokers: &str, topic: &str, url: &str, n: usize, probe_health: bool) -> E2e {
     let group = format!("bench-{}-{}", std::process::id(), chrono::Utc::now().timestamp_micros());
-    let db = Database::open(&DatabaseOptions { url: url.into(), pool_size: 1, connect_timeout: Duration::from_secs(10), checkpoint_in_background: false }).expect("open");
+    let db = Database::open(&DatabaseOptions {
+        url: url.into(),
+        pool_size: 1,
+        connect_timeout: Duration::from_secs(10),
+        checkpoint_in_background: false,
+    })
+    .expect("open");
     let svc = Service::start(bin, brokers, topic, &group, url);
     let deadline = Instant::now() + Duration::from_secs(60);
     while loopback_get(svc.port, "/ready").map(|r| r.0) != Some(200) {
@@ -187,7 +194,13 @@ pub fn commit_latency(bin: &PathBuf, mock: Option<&MockKafka>, brokers: &str, ur
     }
     let n = (rate * seconds) as usize;
     produce(brokers, &topic, 4, 0, n, Some(rate));
-    let db = Database::open(&DatabaseOptions { url: url.into(), pool_size: 1, connect_timeout: Duration::from_secs(10), checkpoint_in_background: false }).expect("open");
+    let db = Database::open(&DatabaseOptions {
+        url: url.into(),
+        pool_size: 1,
+        connect_timeout: Duration::from_secs(10),
+        checkpoint_in_background: false,
+    })
+    .expect("open");
     let deadline = Instant::now() + Duration::from_secs(120);
     while db.committed(&group).unwrap_or(0) < n as i64 {
         assert!(Instant::now() < deadline, "latency phase did not finish");

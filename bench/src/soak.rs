@@ -32,8 +32,13 @@ fn file_mib(path: &Path) -> f64 {
 /// Ingest the `n` events of `topic` into `url`; `wal` is the SQLite WAL file to watch.
 pub fn soak(bin: &PathBuf, brokers: &str, topic: &str, url: &str, n: usize, wal: Option<&Path>) -> Soak {
     let group = format!("bench-soak-{}-{}", std::process::id(), chrono::Utc::now().timestamp_micros());
-    let db = Database::open(&DatabaseOptions { url: url.into(), pool_size: 1, connect_timeout: Duration::from_secs(10), checkpoint_in_background: false })
-        .expect("open");
+    let db = Database::open(&DatabaseOptions {
+        url: url.into(),
+        pool_size: 1,
+        connect_timeout: Duration::from_secs(10),
+        checkpoint_in_background: false,
+    })
+    .expect("open");
     let svc = Service::start(bin, brokers, topic, &group, url);
     let deadline = Instant::now() + Duration::from_secs(120);
     while loopback_get(svc.port, "/ready").map(|r| r.0) != Some(200) {

@@ -282,7 +282,14 @@ mod tests {
             let map_len = (len.div_ceil(PAGE) + 1) * PAGE;
             // SAFETY: an anonymous private mapping, then its last page made inaccessible.
             unsafe {
-                let base = libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+                let base = libc::mmap(
+                    std::ptr::null_mut(),
+                    map_len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
                 assert_ne!(base, libc::MAP_FAILED);
                 assert_eq!(libc::mprotect(base.cast::<u8>().add(map_len - PAGE).cast(), PAGE, libc::PROT_NONE), 0);
                 Guarded { base: base.cast(), map_len, len }

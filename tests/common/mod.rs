@@ -80,8 +80,7 @@ macro_rules! on_conn {
                 tributary_actors::storage::sqlite::configure_library();
                 let mut conn = SqliteConnection::establish(path).expect("open test database");
                 // The service may be checkpointing the WAL as it closes: wait, do not fail.
-                diesel::connection::SimpleConnection::batch_execute(&mut conn, "PRAGMA busy_timeout = 10000")
-                    .expect("set busy_timeout");
+                diesel::connection::SimpleConnection::batch_execute(&mut conn, "PRAGMA busy_timeout = 10000").expect("set busy_timeout");
                 let $c = &mut conn;
                 $body
             }
@@ -154,7 +153,13 @@ pub const MANY_HEADERS: usize = 20;
 /// Produce `n` messages round-robin over `partitions`: structured CloudEvents, binary
 /// CloudEvents, plain JSON (some with [`MANY_HEADERS`] headers), and every 100th one malformed.
 /// Returns the per-partition count and the expected dead letters by reason.
-pub fn produce_mixed(kafka: &MockKafka, topic: &str, partitions: i32, start: usize, n: usize) -> (BTreeMap<i32, i64>, BTreeMap<String, i64>) {
+pub fn produce_mixed(
+    kafka: &MockKafka,
+    topic: &str,
+    partitions: i32,
+    start: usize,
+    n: usize,
+) -> (BTreeMap<i32, i64>, BTreeMap<String, i64>) {
     let mut per_partition = BTreeMap::new();
     let mut dead = BTreeMap::new();
     for i in start..start + n {
@@ -171,7 +176,15 @@ pub fn produce_mixed(kafka: &MockKafka, topic: &str, partitions: i32, start: usi
         match i % 3 {
             0 => {
                 let body = json!({"specversion":"1.0","id":format!("e{i}"),"source":"/orders","type":"order.created","time":"2026-01-02T03:04:05Z","datacontenttype":"application/json","data":{"n":i,"amount":i as f64 * 0.5}});
-                kafka.send(topic, Some(p), Some(key.as_bytes()), Some(body.to_string().as_bytes()), &[("content-type", b"application/cloudevents+json")]).unwrap();
+                kafka
+                    .send(
+                        topic,
+                        Some(p),
+                        Some(key.as_bytes()),
+                        Some(body.to_string().as_bytes()),
+                        &[("content-type", b"application/cloudevents+json")],
+                    )
+                    .unwrap();
             }
             1 => {
                 let id = format!("b{i}");
@@ -182,7 +195,13 @@ pub fn produce_mixed(kafka: &MockKafka, topic: &str, partitions: i32, start: usi
                         Some(p),
                         Some(key.as_bytes()),
                         Some(body.to_string().as_bytes()),
-                        &[("ce_specversion", b"1.0"), ("ce_id", id.as_bytes()), ("ce_source", b"/users"), ("ce_type", b"user.seen"), ("content-type", b"application/json")],
+                        &[
+                            ("ce_specversion", b"1.0"),
+                            ("ce_id", id.as_bytes()),
+                            ("ce_source", b"/users"),
+                            ("ce_type", b"user.seen"),
+                            ("content-type", b"application/json"),
+                        ],
                     )
                     .unwrap();
             }
@@ -410,9 +429,12 @@ pub fn pg_host_port(url: &str) -> String {
     let rest = url.split_once("://").unwrap().1;
     let authority = rest.split('/').next().unwrap();
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if host_port.contains(':') { host_port.to_string() } else { format!("{host_port}:5432") }
+    if host_port.contains(':') {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:5432")
+    }
 }
-
 
 /// One test's world: its database, a mock cluster with its topic, its group, and the
 /// accounting of everything produced so far.

@@ -132,7 +132,19 @@ impl KafkaReader {
         metrics: Metrics,
         log: slog::Logger,
     ) -> Self {
-        Self { opts, parser, writer, health, metrics, log, poll: None, restarts: 0, restart_now: false, paused: false, shutting_down: false }
+        Self {
+            opts,
+            parser,
+            writer,
+            health,
+            metrics,
+            log,
+            poll: None,
+            restarts: 0,
+            restart_now: false,
+            paused: false,
+            shutting_down: false,
+        }
     }
 
     fn start_consumer(&mut self, ctx: &mut Context<Self>) {
@@ -163,8 +175,7 @@ impl KafkaReader {
         // The database is the source of truth for progress; Kafka commits are informational.
         config.set("enable.auto.commit", "false");
         config.set("enable.auto.offset.store", "false");
-        let consumer: Result<BaseConsumer<ReaderContext>, _> =
-            config.create_with_context(ReaderContext { shared: shared.clone() });
+        let consumer: Result<BaseConsumer<ReaderContext>, _> = config.create_with_context(ReaderContext { shared: shared.clone() });
         let consumer = match consumer {
             Ok(c) => c,
             Err(e) => return self.fail(ctx, format!("cannot create the Kafka consumer: {e}")),
@@ -176,7 +187,15 @@ impl KafkaReader {
         let (done_tx, done_rx) = oneshot::channel();
         let thread_shared = shared.clone();
         let spawned = std::thread::Builder::new().name("kafka-poll".into()).spawn(move || {
-            let poll = PollLoop { consumer, shared: thread_shared, seq: 0, paused_all: false, reported_pause: false, last_housekeeping: Instant::now(), last_key: PartitionKey { topic: String::new(), partition: -1 }.into() };
+            let poll = PollLoop {
+                consumer,
+                shared: thread_shared,
+                seq: 0,
+                paused_all: false,
+                reported_pause: false,
+                last_housekeeping: Instant::now(),
+                last_key: PartitionKey { topic: String::new(), partition: -1 }.into(),
+            };
             poll.run();
             let _ = done_tx.send(());
         });
@@ -197,9 +216,10 @@ impl KafkaReader {
 
     /// A poll thread that ended without being asked to (a panic) means the reader failed.
     fn watch(&mut self, ctx: &mut Context<Self>) {
-        let died = self.poll.as_ref().is_some_and(|p| {
-            !p.shared.stop.load(Ordering::SeqCst) && p.handle.as_ref().is_some_and(JoinHandle::is_finished)
-        });
+        let died = self
+            .poll
+            .as_ref()
+            .is_some_and(|p| !p.shared.stop.load(Ordering::SeqCst) && p.handle.as_ref().is_some_and(JoinHandle::is_finished));
         if died {
             let reason = match self.poll.as_mut().and_then(|p| p.handle.take()).map(JoinHandle::join) {
                 Some(Err(panic)) => crate::lifecycle::panic_message(&*panic),

@@ -159,7 +159,9 @@ impl PollLoop {
     /// How long the next poll may wait: `idle`, or less if a partition's linger runs out sooner.
     fn poll_timeout(&self, idle: Duration) -> Duration {
         let limits = self.shared.opts.limits;
-        let first = self.shared.parts()
+        let first = self
+            .shared
+            .parts()
             .values()
             // A partition waiting to resynchronise is not dispatched: its linger wakes nobody.
             .filter(|p| !p.shared.resync.load(Ordering::SeqCst))
@@ -448,8 +450,7 @@ impl PollLoop {
             }
             self.dispatch(true);
             let busy = s.parts().values().any(|p| {
-                p.shared.in_flight.load(Ordering::SeqCst) > 0
-                    || (p.batcher.pending_len() > 0 && !p.shared.resync.load(Ordering::SeqCst))
+                p.shared.in_flight.load(Ordering::SeqCst) > 0 || (p.batcher.pending_len() > 0 && !p.shared.resync.load(Ordering::SeqCst))
             });
             if !busy || Instant::now() >= deadline {
                 if busy {

@@ -54,7 +54,12 @@ pub struct GroupCommit {
 }
 
 /// Commit `batches` (of distinct partitions) in one transaction.
-pub fn commit_group<S: GroupStore>(store: &mut S, group: &str, batches: &[ParsedBatch], buf: &mut Vec<u8>) -> Result<GroupCommit, StoreError> {
+pub fn commit_group<S: GroupStore>(
+    store: &mut S,
+    group: &str,
+    batches: &[ParsedBatch],
+    buf: &mut Vec<u8>,
+) -> Result<GroupCommit, StoreError> {
     store.in_transaction(|s| {
         // Fences first: their row locks serialise competing members, so a loser waits and then
         // sees the moved offset instead of racing the inserts.
@@ -78,9 +83,7 @@ pub fn commit_group<S: GroupStore>(store: &mut S, group: &str, batches: &[Parsed
         }
         drop(rows);
         let dead: Vec<DeadRef<'_>> = live()
-            .flat_map(|(i, b)| {
-                b.dead_letters.iter().chain(rejected[i].iter()).map(move |dead| DeadRef { partition: &b.partition, dead })
-            })
+            .flat_map(|(i, b)| b.dead_letters.iter().chain(rejected[i].iter()).map(move |dead| DeadRef { partition: &b.partition, dead }))
             .collect();
         if !dead.is_empty() {
             s.insert_dead_letters(&dead, buf)?;

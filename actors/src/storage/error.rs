@@ -282,8 +282,7 @@ mod tests {
         let path = dir.join("busy.db");
         let path = path.to_str().unwrap();
         let mut a = SqliteConnection::establish(path).unwrap();
-        a.batch_execute("PRAGMA journal_mode = WAL; CREATE TABLE t (v INTEGER); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
-            .unwrap();
+        a.batch_execute("PRAGMA journal_mode = WAL; CREATE TABLE t (v INTEGER); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);").unwrap();
         let mut b = SqliteConnection::establish(path).unwrap();
         b.batch_execute("PRAGMA busy_timeout = 0").unwrap();
         let busy = sqlite_error(&mut b, "BEGIN IMMEDIATE");

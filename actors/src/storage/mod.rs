@@ -26,10 +26,8 @@ pub use commit::GroupCommit;
 pub use error::{Failure, StoreError};
 
 /// Migrations embedded in the binary, per backend.
-pub const POSTGRES_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
-    diesel_migrations::embed_migrations!("../migrations/postgres");
-pub const SQLITE_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
-    diesel_migrations::embed_migrations!("../migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("../migrations/postgres");
+pub const SQLITE_MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("../migrations/sqlite");
 
 /// Pool and backend options.
 #[derive(Debug, Clone)]
@@ -168,7 +166,9 @@ impl Database {
                         .build_unchecked(ConnectionManager::<SqliteConnection>::new(path)),
                 ))
             }
-            None => Err(StoreError::Fatal(Failure::Condition(format!("unsupported database.url scheme in {:?}", redact_url(&opts.url)).into()))),
+            None => {
+                Err(StoreError::Fatal(Failure::Condition(format!("unsupported database.url scheme in {:?}", redact_url(&opts.url)).into())))
+            }
         }
     }
 

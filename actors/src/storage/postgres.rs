@@ -79,8 +79,19 @@ fn copy_events_with(
     Ok(diesel::copy_from(events::table)
         .from_raw_data(
             (
-                e::topic, e::partition, e::offset, e::key, e::event_id, e::source, e::event_type, e::subject, e::time,
-                e::datacontenttype, e::data, e::headers, e::kafka_timestamp,
+                e::topic,
+                e::partition,
+                e::offset,
+                e::key,
+                e::event_id,
+                e::source,
+                e::event_type,
+                e::subject,
+                e::time,
+                e::datacontenttype,
+                e::data,
+                e::headers,
+                e::kafka_timestamp,
             ),
             write,
         )

@@ -322,7 +322,12 @@ fn postgres(conn: &mut PgConnection, filter: &RedriveFilter, opts: &ParseOptions
 /// Insert `rows` of one partition with the group commit's isolation of refused rows (bisection
 /// in savepoints): the rows the database refuses stay dead letters. Returns, per row, whether
 /// it was inserted.
-fn insert_rows<S: GroupStore>(conn: &mut S, partition: &PartitionKey, rows: &[EventRow], buf: &mut Vec<u8>) -> Result<Vec<bool>, StoreError> {
+fn insert_rows<S: GroupStore>(
+    conn: &mut S,
+    partition: &PartitionKey,
+    rows: &[EventRow],
+    buf: &mut Vec<u8>,
+) -> Result<Vec<bool>, StoreError> {
     let refs: Vec<RowRef<'_>> = rows.iter().map(|row| RowRef { partition, row }).collect();
     let mut inserted = vec![true; rows.len()];
     for (i, _, _) in insert_refusing(conn, &refs, buf)? {
@@ -402,18 +407,22 @@ fn sqlite(conn: &mut SqliteConnection, filter: &RedriveFilter, opts: &ParseOptio
         }
         if !filter.dry_run {
             for chunk in done.chunks(1000) {
-                diesel::update(dl::dead_letters.filter(dl::topic.eq(&topic)).filter(dl::partition.eq(partition)).filter(dl::offset.eq_any(chunk)))
-                    .set(dl::redriven_at.eq(Some(&now)))
-                    .execute(conn)?;
+                diesel::update(
+                    dl::dead_letters.filter(dl::topic.eq(&topic)).filter(dl::partition.eq(partition)).filter(dl::offset.eq_any(chunk)),
+                )
+                .set(dl::redriven_at.eq(Some(&now)))
+                .execute(conn)?;
             }
         }
     }
     if !filter.dry_run {
         still.retain(|f| f.changed);
         for f in still {
-            diesel::update(dl::dead_letters.filter(dl::topic.eq(&f.topic)).filter(dl::partition.eq(f.partition)).filter(dl::offset.eq(f.offset)))
-                .set((dl::reason.eq(&f.reason), dl::detail.eq(&f.detail)))
-                .execute(conn)?;
+            diesel::update(
+                dl::dead_letters.filter(dl::topic.eq(&f.topic)).filter(dl::partition.eq(f.partition)).filter(dl::offset.eq(f.offset)),
+            )
+            .set((dl::reason.eq(&f.reason), dl::detail.eq(&f.detail)))
+            .execute(conn)?;
         }
     }
     Ok(report)
@@ -462,13 +471,18 @@ mod tests {
         let opts = ParseOptions { max_message_bytes: 10, ..ParseOptions::default() };
         let (rows, still) = reparse(vec![cand(1, br#"{"a":1}"#), cand(2, br#"{"a":"0123456789"}"#), cand(3, b"[1]")], &opts);
         assert_eq!(rows[&("t".to_string(), 0)].iter().map(|(r, _)| r.offset).collect::<Vec<_>>(), vec![1]);
-        assert_eq!(still.iter().map(|f| (f.offset, f.reason.as_str(), f.changed)).collect::<Vec<_>>(), vec![(2, "oversize", true), (3, "not_an_object", true)]);
+        assert_eq!(
+            still.iter().map(|f| (f.offset, f.reason.as_str(), f.changed)).collect::<Vec<_>>(),
+            vec![(2, "oversize", true), (3, "not_an_object", true)]
+        );
     }
 
     #[test]
     fn a_dead_letter_whose_headers_were_unreadable_stays_one() {
         let detail = "librdkafka could not parse the record's headers";
-        let c = candidate("t".into(), 0, 5, None, Some(br#"{"a":1}"#.to_vec()), "{}", "unreadable_headers".into(), detail.into(), None).ok().unwrap();
+        let c = candidate("t".into(), 0, 5, None, Some(br#"{"a":1}"#.to_vec()), "{}", "unreadable_headers".into(), detail.into(), None)
+            .ok()
+            .unwrap();
         let (rows, still) = reparse(vec![c], &ParseOptions::default());
         assert!(rows.is_empty(), "not a row without its headers");
         assert_eq!(still.iter().map(|f| f.reason.as_str()).collect::<Vec<_>>(), vec!["unreadable_headers"]);

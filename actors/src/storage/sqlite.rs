@@ -8,12 +8,12 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use diesel::prelude::*;
-use diesel::r2d2::CustomizeConnection;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::r2d2::CustomizeConnection;
 use diesel::sqlite::{Sqlite, SqliteConnection};
 
-use super::sqlite_schema::{consumer_offsets, dead_letters, events};
 use super::commit::{DeadRef, GroupStore, RowRef};
+use super::sqlite_schema::{consumer_offsets, dead_letters, events};
 use super::StoreError;
 use crate::messages::{Fence, PartitionKey};
 
@@ -275,7 +275,9 @@ impl Stamp {
             _ => return Stamp::Other(t.to_rfc3339_opts(SecondsFormat::Micros, true)),
         };
         let mut b = *b"0000-00-00T00:00:00.000000Z";
-        for (end, mut value) in [(4, year), (7, t.month()), (10, t.day()), (13, t.hour()), (16, t.minute()), (19, t.second()), (26, nanos / 1000)] {
+        for (end, mut value) in
+            [(4, year), (7, t.month()), (10, t.day()), (13, t.hour()), (16, t.minute()), (19, t.second()), (26, nanos / 1000)]
+        {
             // Right to left from `end`; the template's zeros pad (every value fits its field).
             let mut i = end;
             while value > 0 {
@@ -534,9 +536,12 @@ mod tests {
         let chrono_way = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
         let (first, last) = (-62_167_219_200_000_000i64, 253_402_300_799_999_999i64); // 0000-01-01 .. 9999-12-31
         let mut rng = rand::rngs::StdRng::seed_from_u64(12);
-        let mut cases: Vec<DateTime<Utc>> = (0..200_000).map(|_| DateTime::from_timestamp_micros(rng.random_range(first..=last)).unwrap()).collect();
+        let mut cases: Vec<DateTime<Utc>> =
+            (0..200_000).map(|_| DateTime::from_timestamp_micros(rng.random_range(first..=last)).unwrap()).collect();
         // Nanoseconds below the microsecond are cut, not rounded.
-        cases.extend((0..1000).map(|_| DateTime::from_timestamp(rng.random_range(0..4_000_000_000), rng.random_range(0..1_000_000_000)).unwrap()));
+        cases.extend(
+            (0..1000).map(|_| DateTime::from_timestamp(rng.random_range(0..4_000_000_000), rng.random_range(0..1_000_000_000)).unwrap()),
+        );
         for micros in [first, first - 1, last, last + 1, 0, -1, 1, 1_700_000_000_123_456] {
             cases.push(DateTime::from_timestamp_micros(micros).unwrap());
         }
@@ -591,7 +596,13 @@ mod tests {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
         let url = format!("sqlite://{}", path.display());
-        let db = Database::open(&DatabaseOptions { url, pool_size: 1, connect_timeout: Duration::from_secs(5), checkpoint_in_background: false }).unwrap();
+        let db = Database::open(&DatabaseOptions {
+            url,
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(5),
+            checkpoint_in_background: false,
+        })
+        .unwrap();
         db.migrate().unwrap();
         drop(db); // the last connection closing folds the WAL in
         let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
@@ -609,7 +620,13 @@ mod tests {
 
     /// `rows` moved `by` offsets on: the next batch of the same partition.
     fn shifted(rows: &[EventRow], by: i64) -> Vec<EventRow> {
-        rows.iter().cloned().map(|mut r| { r.offset += by; r }).collect()
+        rows.iter()
+            .cloned()
+            .map(|mut r| {
+                r.offset += by;
+                r
+            })
+            .collect()
     }
 
     fn commit_rows(conn: &mut SqliteConnection, key: &PartitionKey, rows: &[EventRow]) {
@@ -647,10 +664,12 @@ mod tests {
         let (path, _conn) = writer_connection("wakes", 100_000);
         let checkpointer = start_checkpointer(&path, 400, 1000);
         let mut rewinds = 0;
-        let mut commit = |rewind_ok: bool| checkpointer.after_commit(100, || {
-            rewinds += 1;
-            Ok(if rewind_ok { Rewind::Done } else { Rewind::InUse })
-        });
+        let mut commit = |rewind_ok: bool| {
+            checkpointer.after_commit(100, || {
+                rewinds += 1;
+                Ok(if rewind_ok { Rewind::Done } else { Rewind::InUse })
+            })
+        };
         for _ in 0..9 {
             commit(true).unwrap();
         }
@@ -694,7 +713,12 @@ mod tests {
         // Back to back, like the writer under a backlog.
         for round in 0..ROUNDS {
             commit_rows(&mut conn, &key, &shifted(&rows, round * 200));
-            checkpointer.after_commit(bytes, || { rewinds += 1; restart_wal(&mut conn, 5000) }).unwrap();
+            checkpointer
+                .after_commit(bytes, || {
+                    rewinds += 1;
+                    restart_wal(&mut conn, 5000)
+                })
+                .unwrap();
             let wal = file_len(&path, "-wal");
             if round == 0 {
                 first = wal; // the WAL started empty
@@ -734,20 +758,32 @@ mod tests {
         for _ in 0..3 * per_rewind {
             commit(&mut conn);
             let started = std::time::Instant::now();
-            let result = checkpointer.after_commit(bytes, || { tries += 1; restart_wal(&mut conn, 5000) });
+            let result = checkpointer.after_commit(bytes, || {
+                tries += 1;
+                restart_wal(&mut conn, 5000)
+            });
             if tries > 0 && matches!(result, Ok(Some(Rewind::InUse))) {
                 slowest = slowest.max(started.elapsed());
             }
             assert!(result.is_ok(), "{result:?}");
         }
         assert_eq!(tries, 3, "one try per {REWIND} bytes, not one per commit");
-        assert!(slowest > Duration::ZERO && slowest < Duration::from_secs(1), "a try gives up after {REWIND_WAIT_MS} ms, not the 5 s busy timeout: {slowest:?}");
+        assert!(
+            slowest > Duration::ZERO && slowest < Duration::from_secs(1),
+            "a try gives up after {REWIND_WAIT_MS} ms, not the 5 s busy timeout: {slowest:?}"
+        );
         // The reader gone, the next round rewinds.
         reader.batch_execute("COMMIT;").unwrap();
         let mut outcome = None;
         for _ in 0..per_rewind {
             commit(&mut conn);
-            checkpointer.after_commit(bytes, || { let r = restart_wal(&mut conn, 5000); outcome = Some(matches!(r, Ok(Rewind::Done))); r }).ok();
+            checkpointer
+                .after_commit(bytes, || {
+                    let r = restart_wal(&mut conn, 5000);
+                    outcome = Some(matches!(r, Ok(Rewind::Done)));
+                    r
+                })
+                .ok();
         }
         assert_eq!(outcome, Some(true), "the rewind after the reader left");
         drop(checkpointer);
@@ -759,7 +795,13 @@ mod tests {
     fn sqlite_runs_without_allocation_statistics_once_a_database_is_opened() {
         let path = std::env::temp_dir().join(format!("tributary-config-{}.db", std::process::id()));
         let url = format!("sqlite://{}", path.display());
-        let db = Database::open(&DatabaseOptions { url, pool_size: 1, connect_timeout: Duration::from_secs(5), checkpoint_in_background: false }).unwrap();
+        let db = Database::open(&DatabaseOptions {
+            url,
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(5),
+            checkpoint_in_background: false,
+        })
+        .unwrap();
         db.migrate().unwrap();
         db.ping().unwrap();
         // SAFETY: a plain getter. With statistics on (SQLite's default) this counts the bytes
@@ -776,7 +818,13 @@ mod tests {
         let path = std::env::temp_dir().join(format!("tributary-chunk-{}-{:?}.db", std::process::id(), std::thread::current().id()));
         let _ = std::fs::remove_file(&path);
         let url = format!("sqlite://{}", path.display());
-        let db = Database::open(&DatabaseOptions { url, pool_size: 1, connect_timeout: Duration::from_secs(5), checkpoint_in_background: false }).unwrap();
+        let db = Database::open(&DatabaseOptions {
+            url,
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(5),
+            checkpoint_in_background: false,
+        })
+        .unwrap();
         db.migrate().unwrap();
         let Database::Sqlite(pool) = &db else { unreachable!() };
         let mut conn = pool.get().unwrap();
@@ -810,8 +858,17 @@ mod tests {
         }
         assert!(count(&mut conn, "SELECT count(*) AS n FROM events WHERE topic = 'a' AND key IS NULL") > 0);
         // Timestamps as RFC 3339 text with microseconds (i = 3 is the structured event at :03).
-        assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM events WHERE topic = 'a' AND time LIKE '2026-01-02T03:04:__.123456Z'"), (n + 2) / 3);
-        assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM events WHERE topic = 'a' AND \"offset\" = 3 AND time = '2026-01-02T03:04:03.123456Z'"), 1);
+        assert_eq!(
+            count(&mut conn, "SELECT count(*) AS n FROM events WHERE topic = 'a' AND time LIKE '2026-01-02T03:04:__.123456Z'"),
+            (n + 2) / 3
+        );
+        assert_eq!(
+            count(
+                &mut conn,
+                "SELECT count(*) AS n FROM events WHERE topic = 'a' AND \"offset\" = 3 AND time = '2026-01-02T03:04:03.123456Z'"
+            ),
+            1
+        );
         drop(conn);
         let _ = std::fs::remove_file(&path);
     }
