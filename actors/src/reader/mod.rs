@@ -98,8 +98,6 @@ pub struct ReaderOptions {
     pub breaker: Breaker,
 }
 
-/// A byte budget as semaphore permits of one KiB each.
-
 // ---- the actor --------------------------------------------------------------------------------
 
 struct PollThread {

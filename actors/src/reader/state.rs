@@ -19,6 +19,7 @@ use crate::writer::{DbWriter, LoadOffsets};
 use super::pipeline::pipeline;
 use super::ReaderOptions;
 
+/// A byte budget as semaphore permits of one KiB each.
 pub(super) fn kib_budget(bytes: usize) -> usize {
     (bytes / 1024).clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize))
 }

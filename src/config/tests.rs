@@ -1,0 +1,189 @@
+use super::*;
+
+fn base() -> BTreeMap<String, Value> {
+    BTreeMap::from([
+        ("kafka.brokers".to_string(), json!("k:9092")),
+        ("kafka.topics".to_string(), json!(["t"])),
+        ("database.url".to_string(), json!("postgres://u:hunter2hunter2@h/db")),
+    ])
+}
+
+#[test]
+fn defaults_and_overrides_layer() {
+    let s = Settings::load(None, &base()).unwrap();
+    assert_eq!(s.kafka.group_id, "tributary");
+    assert_eq!(s.database.batch_size, 5000);
+    let mut o = base();
+    o.remove("database.url");
+    let s = Settings::load(None, &o).unwrap();
+    assert_eq!(secrecy::ExposeSecret::expose_secret(&s.database.url), "sqlite://tributary.db", "SQLite is the embedded default");
+    assert_eq!(s.librdkafka_config()["bootstrap.servers"], "k:9092");
+}
+
+#[test]
+fn bad_values_name_the_key_and_the_fix() {
+    let mut o = base();
+    o.insert("database.pool_size".into(), json!(0));
+    let e = Settings::load(None, &o).unwrap_err();
+    assert_eq!(e.key, "database.pool_size");
+    assert!(e.fix.contains("1 to 256"));
+
+    let mut o = base();
+    o.remove("kafka.topics");
+    assert_eq!(Settings::load(None, &o).unwrap_err().key, "kafka.topics");
+
+    let mut o = base();
+    o.insert("database.pool_size".into(), json!("many"));
+    let e = Settings::load(None, &o).unwrap_err();
+    assert_eq!(e.key, "database.pool_size", "{e}");
+
+    let mut o = base();
+    o.insert("kafka.librdkafka".into(), json!({"fetch.wait.max.ms": "soon"}));
+    assert_eq!(Settings::load(None, &o).unwrap_err().key, "kafka.librdkafka");
+
+    let mut o = base();
+    o.insert("database.url".into(), json!("mysql://h/db"));
+    assert_eq!(Settings::load(None, &o).unwrap_err().key, "database.url");
+
+    let mut o = base();
+    o.insert("database.url".into(), json!("sqlite://"));
+    assert_eq!(Settings::load(None, &o).unwrap_err().key, "database.url");
+}
+
+#[test]
+fn secrets_are_redacted() {
+    let mut o = base();
+    o.insert("kafka.librdkafka".into(), json!({"sasl.password": "pw-secret"}));
+    o.insert("http.admin_token".into(), json!("token-token-token-token"));
+    let s = Settings::load(None, &o).unwrap();
+    let text = s.redacted().to_string();
+    assert!(!text.contains("hunter2") && !text.contains("pw-secret") && !text.contains("token-token"), "{text}");
+    let debug = format!("{s:?}");
+    assert!(!debug.contains("hunter2") && !debug.contains("pw-secret") && !debug.contains("token-token"), "{debug}");
+}
+
+#[test]
+fn every_librdkafka_secret_property_is_redacted_in_status_and_debug() {
+    let secrets = [
+        "sasl.password",
+        "ssl.key.password",
+        "ssl.keystore.password",
+        "ssl.key.pem",
+        "ssl_key",
+        "sasl.oauthbearer.client.secret",
+        "sasl.oauthbearer.config",
+        "sasl.jaas.config",
+    ];
+    let mut settings = Settings::load(None, &base()).unwrap();
+    for (i, key) in secrets.iter().enumerate() {
+        settings.kafka.librdkafka.insert(key.to_string(), format!("leak-{i}-leak"));
+    }
+    settings.kafka.librdkafka.insert("sasl.username".into(), "alice".into());
+    settings.kafka.librdkafka.insert("security.protocol".into(), "SASL_SSL".into());
+    for text in [settings.redacted().to_string(), format!("{settings:?}")] {
+        assert!(!text.contains("leak-"), "a secret survived: {text}");
+        assert!(text.contains("alice") && text.contains("SASL_SSL"), "non-secrets stay visible: {text}");
+    }
+    for key in secrets {
+        assert!(is_secret_property(key), "{key}");
+    }
+    for key in ["sasl.username", "sasl.mechanisms", "ssl.ca.location", "security.protocol", "bootstrap.servers"] {
+        assert!(!is_secret_property(key), "{key}");
+    }
+}
+
+#[test]
+fn librdkafka_values_from_the_environment_are_taken_verbatim() {
+    // figment alone would read "007" as the number 7 and "[x]" as a list.
+    let env = [
+        ("TRIBUTARY_KAFKA__LIBRDKAFKA__SASL_PASSWORD", "007"),
+        ("TRIBUTARY_KAFKA__LIBRDKAFKA__CLIENT_ID", "[x]"),
+        ("TRIBUTARY_KAFKA__BROKERS", "k:9092"),
+        ("TRIBUTARY_KAFKA__LIBRDKAFKA__", "ignored"),
+    ];
+    let props = librdkafka_env(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    assert_eq!(props, vec![("sasl_password".to_string(), "007".to_string()), ("client_id".to_string(), "[x]".to_string())]);
+    let mut s = Settings::load(None, &base()).unwrap();
+    s.kafka.librdkafka.extend(props);
+    let s = s.validated().unwrap();
+    assert_eq!(s.librdkafka_config()["sasl.password"], "007");
+    assert_eq!(s.librdkafka_config()["client.id"], "[x]");
+}
+
+#[test]
+fn tls_and_sasl_settings_reach_librdkafka() {
+    // librdkafka refuses SASL_SSL, and SCRAM, when it was built without OpenSSL; building
+    // the client (which `load` does for TLS/SASL settings) proves the support is linked in.
+    let mut o = base();
+    o.insert(
+        "kafka.librdkafka".into(),
+        json!({"security.protocol": "SASL_SSL", "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "u", "sasl.password": "p"}),
+    );
+    let s = Settings::load(None, &o).unwrap();
+    assert_eq!(s.librdkafka_config()["security.protocol"], "SASL_SSL");
+    let mut plain = base();
+    plain.insert(
+        "kafka.librdkafka".into(),
+        json!({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN", "sasl.username": "u", "sasl.password": "p"}),
+    );
+    Settings::load(None, &plain).unwrap();
+
+    let mut client = rdkafka::ClientConfig::new();
+    client.set("bootstrap.servers", "k:9092");
+    let features = client.create_native_config().unwrap().get("builtin.features").unwrap();
+    for feature in ["ssl", "sasl_plain", "sasl_scram", "zstd"] {
+        assert!(features.split(',').any(|f| f == feature), "librdkafka lacks {feature}: {features}");
+    }
+}
+
+#[test]
+fn a_missing_ca_file_fails_at_start_naming_the_property() {
+    let mut o = base();
+    o.insert("kafka.librdkafka".into(), json!({"security.protocol": "SSL", "ssl.ca.location": "/nonexistent/ca.pem"}));
+    let e = Settings::load(None, &o).unwrap_err();
+    assert_eq!(e.key, "kafka.librdkafka");
+    assert!(e.problem.contains("ssl.ca.location"), "{e}");
+}
+
+#[test]
+fn database_url_passwords_are_redacted_and_ssl_settings_kept() {
+    let url = "postgres://u:pw1@h/db?sslmode=verify-full&sslpassword=pw2&password=pw3&sslrootcert=system";
+    let shown = redact_database_url(url);
+    assert!(!shown.contains("pw1") && !shown.contains("pw2") && !shown.contains("pw3"), "{shown}");
+    assert!(shown.contains("sslmode=verify-full") && shown.contains("sslrootcert=system"), "{shown}");
+    let mut o = base();
+    o.insert("database.url".into(), json!(url));
+    let text = Settings::load(None, &o).unwrap().redacted().to_string();
+    assert!(!text.contains("pw1") && !text.contains("pw2") && !text.contains("pw3"), "{text}");
+}
+
+#[test]
+fn an_empty_admin_token_means_none() {
+    let mut o = base();
+    o.insert("http.admin_token".into(), json!(""));
+    assert!(Settings::load(None, &o).unwrap().http.admin_token.is_none());
+}
+
+#[test]
+fn healthcheck_finds_a_wildcard_bind_on_loopback() {
+    assert_eq!(health_url("0.0.0.0:8080"), "http://127.0.0.1:8080/health");
+    assert_eq!(health_url("[::]:9000"), "http://[::1]:9000/health");
+    assert_eq!(health_url("10.1.2.3:8081"), "http://10.1.2.3:8081/health");
+    assert_eq!(health_url("127.0.0.1:8080"), "http://127.0.0.1:8080/health");
+}
+
+#[test]
+fn librdkafka_properties_accept_numbers_and_booleans() {
+    let mut o = base();
+    o.insert("kafka.librdkafka".into(), json!({"fetch.max.bytes": 2097152, "check.crcs": true}));
+    let s = Settings::load(None, &o).unwrap();
+    assert_eq!(s.librdkafka_config()["fetch.max.bytes"], "2097152");
+    assert_eq!(s.librdkafka_config()["check.crcs"], "true");
+}
+
+#[test]
+fn topics_accept_a_comma_separated_string() {
+    let mut o = base();
+    o.insert("kafka.topics".into(), json!("a, b"));
+    assert_eq!(Settings::load(None, &o).unwrap().kafka.topics, vec!["a", "b"]);
+}
