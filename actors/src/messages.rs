@@ -338,6 +338,70 @@ pub(crate) fn utf8_string(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
+/// Why a message became a dead letter. The string form is stored in `dead_letters.reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    EmptyPayload,
+    Oversize,
+    InvalidUtf8,
+    InvalidJson,
+    TooDeep,
+    NotAnObject,
+    NulCharacter,
+    MissingAttribute,
+    InvalidAttribute,
+    UnsupportedSpecversion,
+    InvalidTimestamp,
+    NotCloudevent,
+    /// librdkafka could not parse the record's header block.
+    UnreadableHeaders,
+    /// Set by the writer when the database refused the row (SQLSTATE classes 22/23).
+    DatabaseRejected,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 14] = [
+        Reason::EmptyPayload,
+        Reason::Oversize,
+        Reason::InvalidUtf8,
+        Reason::InvalidJson,
+        Reason::TooDeep,
+        Reason::NotAnObject,
+        Reason::NulCharacter,
+        Reason::MissingAttribute,
+        Reason::InvalidAttribute,
+        Reason::UnsupportedSpecversion,
+        Reason::InvalidTimestamp,
+        Reason::NotCloudevent,
+        Reason::UnreadableHeaders,
+        Reason::DatabaseRejected,
+    ];
+
+    /// The reason a stored code names (`None`: not one of ours).
+    pub fn from_code(code: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.code() == code)
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::EmptyPayload => "empty_payload",
+            Reason::Oversize => "oversize",
+            Reason::InvalidUtf8 => "invalid_utf8",
+            Reason::InvalidJson => "invalid_json",
+            Reason::TooDeep => "too_deep",
+            Reason::NotAnObject => "not_an_object",
+            Reason::NulCharacter => "nul_character",
+            Reason::MissingAttribute => "missing_attribute",
+            Reason::InvalidAttribute => "invalid_attribute",
+            Reason::UnsupportedSpecversion => "unsupported_specversion",
+            Reason::InvalidTimestamp => "invalid_timestamp",
+            Reason::NotCloudevent => "not_cloudevent",
+            Reason::UnreadableHeaders => "unreadable_headers",
+            Reason::DatabaseRejected => "database_rejected",
+        }
+    }
+}
+
 /// A row for the `dead_letters` table: the message kept whole, and why it was refused.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
@@ -346,8 +410,8 @@ pub struct DeadLetter {
     pub payload: Option<Vec<u8>>,
     /// All Kafka headers as a JSON object (text).
     pub headers: String,
-    /// Machine reason code, e.g. `invalid_json` (see `parse::Reason`).
-    pub reason: String,
+    /// Why: stored as its code, e.g. `invalid_json`.
+    pub reason: Reason,
     /// Human explanation.
     pub detail: String,
     /// SQLSTATE when the database refused the row (bisected out of a batch).

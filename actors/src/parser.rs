@@ -18,9 +18,12 @@ use crate::parse::{parse_message, ParseOptions, Parsed};
 #[rtype(result = "Result<ParsedBatch, ParseFailed>")]
 pub struct ParseBatch(pub RawBatch);
 
-#[derive(Debug, thiserror::Error)]
-#[error("parser worker failed: {0}")]
-pub struct ParseFailed(pub String);
+/// A parser worker panicked on the batch (the worker is replaced; the batch is read again).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("parser worker failed: {panic}")]
+pub struct ParseFailed {
+    pub panic: String,
+}
 
 pub struct Parser {
     opts: ParseOptions,
@@ -83,7 +86,7 @@ impl Handler<ParseBatch> for Parser {
             Err(error) => {
                 self.health.do_send(ActorFailed { name: ActorName::Parser, error: error.clone() });
                 ctx.stop();
-                Err(ParseFailed(error))
+                Err(ParseFailed { panic: error })
             }
         }
     }

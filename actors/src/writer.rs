@@ -44,8 +44,9 @@ pub struct LoadOffsets(pub Vec<PartitionKey>);
 pub enum WriteFailed {
     #[error("{0}")]
     Store(#[from] StoreError),
-    #[error("db_writer worker failed: {0}")]
-    Panicked(String),
+    /// The worker panicked (it is replaced; the batches are read again).
+    #[error("db_writer worker failed: {panic}")]
+    Panicked { panic: String },
 }
 
 #[derive(Debug, Clone)]
@@ -167,7 +168,7 @@ impl DbWriter {
                     m.batch_size.observe(batch.message_count as f64);
                     m.rows_written.get_or_create(&label("topic", batch.partition.topic.clone())).inc_by(*rows as u64);
                     for d in batch.dead_letters.iter().chain(rejected) {
-                        m.dead_letters.get_or_create(&label("reason", d.reason.clone())).inc();
+                        m.dead_letters.get_or_create(&label("reason", d.reason.code())).inc();
                     }
                     for d in rejected {
                         slog::warn!(self.log, "the database refused a row; kept as a dead letter"; "partition" => batch.partition.to_string(), "offset" => d.offset, "sqlstate" => d.sqlstate.as_deref().unwrap_or(""), "detail" => &d.detail);
@@ -197,7 +198,7 @@ impl DbWriter {
             Err(error) => {
                 self.health.do_send(ActorFailed { name: ActorName::DbWriter, error: error.clone() });
                 ctx.stop();
-                Err(WriteFailed::Panicked(error))
+                Err(WriteFailed::Panicked { panic: error })
             }
         }
     }

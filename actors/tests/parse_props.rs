@@ -106,7 +106,7 @@ proptest! {
                 prop_assert_eq!(dead.offset, offset);
                 prop_assert_eq!(dead.payload.as_deref(), msg.payload(), "the payload is kept whole");
                 prop_assert_eq!(dead.key.as_deref(), msg.key());
-                prop_assert!(!dead.reason.is_empty() && !dead.detail.is_empty());
+                prop_assert!(!dead.reason.code().is_empty() && !dead.detail.is_empty());
                 prop_assert!(!dead.detail.contains('\0'));
                 let h: serde_json::Value = serde_json::from_str(&dead.headers).expect("headers are valid JSON");
                 prop_assert!(h.is_object());

@@ -17,6 +17,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+pub use crate::messages::Reason;
 use crate::messages::{DeadLetter, EventRow, RawMessage, RowText, RowTextBuilder};
 
 mod headers;
@@ -50,65 +51,6 @@ pub struct ParseOptions {
 impl Default for ParseOptions {
     fn default() -> Self {
         Self { format: Format::Auto, max_message_bytes: 1024 * 1024, max_depth: 64 }
-    }
-}
-
-/// Why a message became a dead letter. The string form is stored in `dead_letters.reason`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
-    EmptyPayload,
-    Oversize,
-    InvalidUtf8,
-    InvalidJson,
-    TooDeep,
-    NotAnObject,
-    NulCharacter,
-    MissingAttribute,
-    InvalidAttribute,
-    UnsupportedSpecversion,
-    InvalidTimestamp,
-    NotCloudevent,
-    /// librdkafka could not parse the record's header block.
-    UnreadableHeaders,
-    /// Set by the writer when the database refused the row (SQLSTATE classes 22/23).
-    DatabaseRejected,
-}
-
-impl Reason {
-    pub const ALL: [Reason; 14] = [
-        Reason::EmptyPayload,
-        Reason::Oversize,
-        Reason::InvalidUtf8,
-        Reason::InvalidJson,
-        Reason::TooDeep,
-        Reason::NotAnObject,
-        Reason::NulCharacter,
-        Reason::MissingAttribute,
-        Reason::InvalidAttribute,
-        Reason::UnsupportedSpecversion,
-        Reason::InvalidTimestamp,
-        Reason::NotCloudevent,
-        Reason::UnreadableHeaders,
-        Reason::DatabaseRejected,
-    ];
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Reason::EmptyPayload => "empty_payload",
-            Reason::Oversize => "oversize",
-            Reason::InvalidUtf8 => "invalid_utf8",
-            Reason::InvalidJson => "invalid_json",
-            Reason::TooDeep => "too_deep",
-            Reason::NotAnObject => "not_an_object",
-            Reason::NulCharacter => "nul_character",
-            Reason::MissingAttribute => "missing_attribute",
-            Reason::InvalidAttribute => "invalid_attribute",
-            Reason::UnsupportedSpecversion => "unsupported_specversion",
-            Reason::InvalidTimestamp => "invalid_timestamp",
-            Reason::NotCloudevent => "not_cloudevent",
-            Reason::UnreadableHeaders => "unreadable_headers",
-            Reason::DatabaseRejected => "database_rejected",
-        }
     }
 }
 
@@ -157,7 +99,7 @@ pub fn dead_letter(msg: &RawMessage, refusal: Refusal) -> DeadLetter {
         key: msg.key().map(<[u8]>::to_vec),
         payload: msg.payload().map(<[u8]>::to_vec),
         headers: headers_json(msg.headers()),
-        reason: refusal.reason.code().to_string(),
+        reason: refusal.reason,
         detail: sanitize_detail(&refusal.detail),
         sqlstate: None,
         kafka_timestamp: msg.timestamp_ms.and_then(millis_to_utc),

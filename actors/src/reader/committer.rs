@@ -64,7 +64,10 @@ pub(super) async fn write_group(writer: Addr<DbWriter>, group: Vec<Submit>) {
             // Freed here, after the answers, off the writer's thread.
             drop(batches);
         }
-        Ok(Err(e)) => replies.into_iter().for_each(|r| drop(r.send(Err(e.to_string())))),
-        Err(e) => replies.into_iter().for_each(|r| drop(r.send(Err(format!("db_writer unavailable: {e}"))))),
+        Ok(Err(e)) => {
+            let e = std::sync::Arc::new(e);
+            replies.into_iter().for_each(|r| drop(r.send(Err(BatchFailed::Write(e.clone())))))
+        }
+        Err(e) => replies.into_iter().for_each(|r| drop(r.send(Err(BatchFailed::WriterUnavailable(e))))),
     }
 }

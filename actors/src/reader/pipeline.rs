@@ -42,8 +42,8 @@ pub(super) async fn pipeline(
         if !part.resync.load(Ordering::SeqCst) {
             let write_result = match parse_result {
                 Ok(Ok(batch)) => submit(&commits, batch).await,
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(e) => Err(format!("parser unavailable: {e}")),
+                Ok(Err(e)) => Err(BatchFailed::Parse(e)),
+                Err(e) => Err(BatchFailed::ParserUnavailable(e)),
             };
             match write_result {
                 Ok(c) => match c.outcome {
@@ -54,7 +54,7 @@ pub(super) async fn pipeline(
                     CommitOutcome::Fenced { .. } => part.resync.store(true, Ordering::SeqCst),
                 },
                 Err(e) => {
-                    slog::error!(log, "batch not committed; the partition will resume from the database's progress"; "partition" => key.to_string(), "error" => e);
+                    slog::error!(log, "batch not committed; the partition will resume from the database's progress"; "partition" => key.to_string(), "error" => e.to_string());
                     part.resync.store(true, Ordering::SeqCst);
                 }
             }
@@ -66,8 +66,8 @@ pub(super) async fn pipeline(
 }
 
 /// Hand a parsed batch to the committer and wait for its answer.
-pub(super) async fn submit(commits: &mpsc::UnboundedSender<Submit>, batch: ParsedBatch) -> Result<Committed, String> {
+pub(super) async fn submit(commits: &mpsc::UnboundedSender<Submit>, batch: ParsedBatch) -> Result<Committed, BatchFailed> {
     let (reply, answer) = oneshot::channel();
-    commits.unbounded_send(Submit { batch, reply }).map_err(|_| "the committer has stopped".to_string())?;
-    answer.await.map_err(|_| "the committer dropped the batch".to_string())?
+    commits.unbounded_send(Submit { batch, reply }).map_err(|_| BatchFailed::CommitterStopped)?;
+    answer.await.map_err(|_| BatchFailed::CommitterStopped)?
 }

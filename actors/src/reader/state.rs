@@ -19,6 +19,22 @@ use crate::writer::{DbWriter, LoadOffsets};
 use super::pipeline::pipeline;
 use super::ReaderOptions;
 
+/// Why a batch was not committed (its partition then resumes from the database's progress).
+#[derive(Debug, Clone, thiserror::Error)]
+pub(super) enum BatchFailed {
+    #[error("{0}")]
+    Parse(#[source] crate::parser::ParseFailed),
+    #[error("the parser did not answer: {0}")]
+    ParserUnavailable(#[source] actix::MailboxError),
+    /// One failed transaction answers every batch of its group.
+    #[error("{0}")]
+    Write(#[source] Arc<crate::writer::WriteFailed>),
+    #[error("db_writer did not answer: {0}")]
+    WriterUnavailable(#[source] actix::MailboxError),
+    #[error("the committer has stopped")]
+    CommitterStopped,
+}
+
 /// A byte budget as semaphore permits of one KiB each.
 pub(super) fn kib_budget(bytes: usize) -> usize {
     (bytes / 1024).clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize))
@@ -44,7 +60,7 @@ pub(super) struct InFlight {
 /// A parsed batch handed to the committer, and where its answer goes.
 pub(super) struct Submit {
     pub(super) batch: ParsedBatch,
-    pub(super) reply: oneshot::Sender<Result<Committed, String>>,
+    pub(super) reply: oneshot::Sender<Result<Committed, BatchFailed>>,
 }
 
 pub(super) struct PartitionState {

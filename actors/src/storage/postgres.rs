@@ -134,7 +134,7 @@ fn copy_dead_letters(conn: &mut PgConnection, dead: &[DeadRef<'_>], buf: &mut Ve
                     enc.bytes(x.key.as_deref());
                     enc.bytes(x.payload.as_deref());
                     enc.jsonb(Some(&x.headers));
-                    enc.text(Some(&x.reason));
+                    enc.text(Some(x.reason.code()));
                     enc.text(Some(&x.detail));
                     enc.text(x.sqlstate.as_deref());
                     enc.timestamptz(x.kafka_timestamp);

@@ -109,12 +109,12 @@ fn reparse(candidates: Vec<Candidate>, opts: &ParseOptions) -> (Reparsed, Vec<St
         match parse_message(c.msg, opts) {
             Parsed::Row(row) => rows.entry((c.topic, c.partition)).or_default().push((row, c.reason)),
             Parsed::Dead(d) => failing.push(StillFailing {
-                changed: d.reason != c.reason || d.detail != c.detail,
+                changed: d.reason.code() != c.reason || d.detail != c.detail,
                 old_reason: c.reason,
                 topic: c.topic,
                 partition: c.partition,
                 offset,
-                reason: d.reason,
+                reason: d.reason.code().to_string(),
                 detail: d.detail,
             }),
         }

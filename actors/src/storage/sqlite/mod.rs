@@ -508,7 +508,7 @@ impl GroupStore for SqliteConnection {
                     key: d.key.as_deref(),
                     payload: d.payload.as_deref(),
                     headers: &d.headers,
-                    reason: &d.reason,
+                    reason: d.reason.code(),
                     detail: &d.detail,
                     sqlstate: d.sqlstate.as_deref(),
                     kafka_timestamp: ts(d.kafka_timestamp),
