@@ -8,11 +8,11 @@
 pub mod commit;
 pub mod copy;
 pub mod error;
+mod offsets;
 pub mod postgres;
 pub mod redrive;
 pub mod schema;
 pub mod sqlite;
-pub mod sqlite_schema;
 
 use std::collections::HashMap;
 use std::time::Duration;

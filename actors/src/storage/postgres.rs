@@ -2,31 +2,17 @@
 //! dead letters.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use diesel::pg::CopyFormat;
 use diesel::prelude::*;
 
 use super::commit::{DeadRef, GroupStore, RowRef};
 use super::copy::CopyEncoder;
-use super::schema::{consumer_offsets, dead_letters, events};
+use super::schema::pg::{consumer_offsets, dead_letters, events};
 use super::StoreError;
 use crate::messages::{EventRow, Fence, PartitionKey};
 
-pub fn load_offsets(conn: &mut PgConnection, group: &str, parts: &[PartitionKey]) -> Result<HashMap<PartitionKey, i64>, StoreError> {
-    use consumer_offsets::dsl as co;
-    let topics: Vec<&str> = parts.iter().map(|p| p.topic.as_str()).collect();
-    let rows: Vec<(String, i32, i64)> = co::consumer_offsets
-        .filter(co::group_id.eq(group))
-        .filter(co::topic.eq_any(topics))
-        .select((co::topic, co::partition, co::next_offset))
-        .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(|(topic, partition, next)| (PartitionKey { topic, partition }, next))
-        .filter(|(k, _)| parts.contains(k))
-        .collect())
-}
+super::offsets::offset_statements!(PgConnection, diesel::dsl::now);
 
 /// Tuples encoded per chunk of a streamed `COPY`: the buffer stays small, whatever the group.
 const COPY_CHUNK: usize = 256;
@@ -156,34 +142,11 @@ impl GroupStore for PgConnection {
     }
 
     fn advance(&mut self, group: &str, key: &PartitionKey, fence: Fence, next: i64) -> Result<bool, StoreError> {
-        use consumer_offsets::dsl as co;
-        let changed = match fence {
-            Fence::NextOffset(expected) => diesel::update(
-                co::consumer_offsets
-                    .filter(co::group_id.eq(group))
-                    .filter(co::topic.eq(&key.topic))
-                    .filter(co::partition.eq(key.partition))
-                    .filter(co::next_offset.eq(expected)),
-            )
-            .set((co::next_offset.eq(next), co::updated_at.eq(diesel::dsl::now)))
-            .execute(self)?,
-            Fence::NoProgress => diesel::insert_into(co::consumer_offsets)
-                .values((co::group_id.eq(group), co::topic.eq(&key.topic), co::partition.eq(key.partition), co::next_offset.eq(next)))
-                .on_conflict_do_nothing()
-                .execute(self)?,
-        };
-        Ok(changed == 1)
+        advance_offset(self, group, key, fence, next)
     }
 
     fn current_offset(&mut self, group: &str, key: &PartitionKey) -> Result<Option<i64>, StoreError> {
-        use consumer_offsets::dsl as co;
-        Ok(co::consumer_offsets
-            .filter(co::group_id.eq(group))
-            .filter(co::topic.eq(&key.topic))
-            .filter(co::partition.eq(key.partition))
-            .select(co::next_offset)
-            .first(self)
-            .optional()?)
+        current_offset(self, group, key)
     }
 
     fn insert_events(&mut self, rows: &[RowRef<'_>], buf: &mut Vec<u8>) -> Result<(), StoreError> {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Binary, Integer, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Binary, Integer, Nullable, Text};
 use serde::{Deserialize, Serialize};
 
 use super::commit::{insert_refusing, GroupStore, RowRef};
@@ -211,65 +211,43 @@ impl Database {
     /// Redrive the dead letters `filter` selects, re-parsed with `opts` (see the module doc).
     pub fn redrive(&self, filter: &RedriveFilter, opts: &ParseOptions) -> Result<RedriveReport, StoreError> {
         match self {
-            Database::Postgres(pool) => {
-                let mut conn = pool.get()?;
-                conn.transaction(|c| postgres(c, filter, opts))
-            }
-            Database::Sqlite(pool) => {
-                let mut conn = pool.get()?;
-                if filter.dry_run {
-                    conn.transaction(|c| sqlite(c, filter, opts))
-                } else {
-                    conn.immediate_transaction(|c| sqlite(c, filter, opts))
-                }
-            }
+            Database::Postgres(pool) => PgConnection::transaction(&mut *pool.get()?, |c| redrive_with(c, filter, opts)),
+            // A dry run writes nothing: no write lock.
+            Database::Sqlite(pool) if filter.dry_run => SqliteConnection::transaction(&mut *pool.get()?, |c| redrive_with(c, filter, opts)),
+            Database::Sqlite(pool) => SqliteConnection::immediate_transaction(&mut *pool.get()?, |c| redrive_with(c, filter, opts)),
         }
     }
 }
 
-// ---- PostgreSQL --------------------------------------------------------------------------------
-
-#[derive(QueryableByName)]
-struct PgDeadLetter {
-    #[diesel(sql_type = Text)]
+/// A dead letter as stored.
+struct Stored {
     topic: String,
-    #[diesel(sql_type = Integer)]
     partition: i32,
-    #[diesel(sql_type = BigInt)]
     offset: i64,
-    #[diesel(sql_type = Nullable<Binary>)]
     key: Option<Vec<u8>>,
-    #[diesel(sql_type = Nullable<Binary>)]
     payload: Option<Vec<u8>>,
-    #[diesel(sql_type = Text)]
     headers: String,
-    #[diesel(sql_type = Text)]
     reason: String,
-    #[diesel(sql_type = Text)]
     detail: String,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
     kafka_timestamp: Option<DateTime<Utc>>,
 }
 
-fn postgres(conn: &mut PgConnection, filter: &RedriveFilter, opts: &ParseOptions) -> Result<RedriveReport, StoreError> {
-    // SKIP LOCKED: rows another redrive holds are left to it, never waited for and redone.
-    let lock = if filter.dry_run { "" } else { "FOR UPDATE SKIP LOCKED" };
-    let stored: Vec<PgDeadLetter> = diesel::sql_query(format!(
-        "SELECT topic, partition, \"offset\", key, payload, headers::text AS headers, reason, detail, kafka_timestamp \
-         FROM dead_letters \
-         WHERE redriven_at IS NULL AND ($1::text IS NULL OR reason = $1) AND ($2::text IS NULL OR topic = $2) \
-           AND ($3::int4 IS NULL OR partition = $3) \
-         ORDER BY topic, partition, \"offset\" LIMIT $4 {lock}"
-    ))
-    .bind::<Nullable<Text>, _>(filter.reason.as_deref())
-    .bind::<Nullable<Text>, _>(filter.topic.as_deref())
-    .bind::<Nullable<Integer>, _>(filter.partition)
-    .bind::<BigInt, _>(i64::from(filter.limit))
-    .load(conn)?;
+/// What a redrive needs from a backend besides the group commit's inserts.
+trait RedriveStore: GroupStore {
+    /// The dead letters not yet redriven that `filter` selects, lowest (topic, partition,
+    /// offset) first, locked for the transaction unless it is a dry run.
+    fn select_dead_letters(&mut self, filter: &RedriveFilter) -> Result<Vec<Stored>, StoreError>;
+    fn mark_redriven(&mut self, topic: &str, partition: i32, offsets: &[i64]) -> Result<(), StoreError>;
+    fn set_reason(&mut self, f: &StillFailing) -> Result<(), StoreError>;
+}
+
+/// The redrive, for either backend: select, re-parse, insert what passes (refused rows stay),
+/// mark it redriven, record what the current settings say of the rest.
+fn redrive_with<S: RedriveStore>(conn: &mut S, filter: &RedriveFilter, opts: &ParseOptions) -> Result<RedriveReport, StoreError> {
     let mut report = RedriveReport { dry_run: filter.dry_run, ..RedriveReport::default() };
-    let mut candidates = Vec::with_capacity(stored.len());
+    let mut candidates = Vec::new();
     let mut failing = Vec::new();
-    for d in stored {
+    for d in conn.select_dead_letters(filter)? {
         match candidate(d.topic, d.partition, d.offset, d.key, d.payload, &d.headers, d.reason, d.detail, d.kafka_timestamp) {
             Ok(c) => candidates.push(c),
             Err(f) => failing.push(f),
@@ -297,23 +275,12 @@ fn postgres(conn: &mut PgConnection, filter: &RedriveFilter, opts: &ParseOptions
             }
         }
         if !filter.dry_run && !done.is_empty() {
-            diesel::sql_query("UPDATE dead_letters SET redriven_at = now() WHERE topic = $1 AND partition = $2 AND \"offset\" = ANY($3)")
-                .bind::<Text, _>(&topic)
-                .bind::<Integer, _>(partition)
-                .bind::<Array<BigInt>, _>(&done)
-                .execute(conn)?;
+            conn.mark_redriven(&topic, partition, &done)?;
         }
     }
     if !filter.dry_run {
-        still.retain(|f| f.changed);
-        for f in still {
-            diesel::sql_query("UPDATE dead_letters SET reason = $4, detail = $5 WHERE topic = $1 AND partition = $2 AND \"offset\" = $3")
-                .bind::<Text, _>(&f.topic)
-                .bind::<Integer, _>(f.partition)
-                .bind::<BigInt, _>(f.offset)
-                .bind::<Text, _>(&f.reason)
-                .bind::<Text, _>(&f.detail)
-                .execute(conn)?;
+        for f in still.iter().filter(|f| f.changed) {
+            conn.set_reason(f)?;
         }
     }
     Ok(report)
@@ -336,10 +303,9 @@ fn insert_rows<S: GroupStore>(
     Ok(inserted)
 }
 
-// ---- SQLite ------------------------------------------------------------------------------------
-
+/// The columns a redrive reads, the Kafka timestamp as epoch milliseconds on both backends.
 #[derive(QueryableByName)]
-struct SqliteDeadLetter {
+struct StoredRow {
     #[diesel(sql_type = Text)]
     topic: String,
     #[diesel(sql_type = Integer)]
@@ -356,76 +322,108 @@ struct SqliteDeadLetter {
     reason: String,
     #[diesel(sql_type = Text)]
     detail: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    kafka_timestamp: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    kafka_timestamp_ms: Option<i64>,
 }
 
-fn sqlite(conn: &mut SqliteConnection, filter: &RedriveFilter, opts: &ParseOptions) -> Result<RedriveReport, StoreError> {
-    use super::sqlite_schema::dead_letters::dsl as dl;
-    let stored: Vec<SqliteDeadLetter> = diesel::sql_query(
-        "SELECT topic, partition, \"offset\", key, payload, headers, reason, detail, kafka_timestamp \
-         FROM dead_letters \
-         WHERE redriven_at IS NULL AND (?1 IS NULL OR reason = ?1) AND (?2 IS NULL OR topic = ?2) \
-           AND (?3 IS NULL OR partition = ?3) \
-         ORDER BY topic, partition, \"offset\" LIMIT ?4",
-    )
-    .bind::<Nullable<Text>, _>(filter.reason.as_deref())
-    .bind::<Nullable<Text>, _>(filter.topic.as_deref())
-    .bind::<Nullable<Integer>, _>(filter.partition)
-    .bind::<BigInt, _>(i64::from(filter.limit))
-    .load(conn)?;
-    let mut report = RedriveReport { dry_run: filter.dry_run, ..RedriveReport::default() };
-    let mut candidates = Vec::with_capacity(stored.len());
-    let mut failing = Vec::new();
-    for d in stored {
-        let ts = d.kafka_timestamp.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
-        match candidate(d.topic, d.partition, d.offset, d.key, d.payload, &d.headers, d.reason, d.detail, ts) {
-            Ok(c) => candidates.push(c),
-            Err(f) => failing.push(f),
+impl From<StoredRow> for Stored {
+    fn from(r: StoredRow) -> Self {
+        Stored {
+            topic: r.topic,
+            partition: r.partition,
+            offset: r.offset,
+            key: r.key,
+            payload: r.payload,
+            headers: r.headers,
+            reason: r.reason,
+            detail: r.detail,
+            kafka_timestamp: r.kafka_timestamp_ms.and_then(crate::parse::millis_to_utc),
         }
     }
-    let (rows, mut still) = reparse(candidates, opts);
-    still.append(&mut failing);
-    for f in &still {
-        report.count(&f.old_reason, false);
+}
+
+impl RedriveStore for PgConnection {
+    fn select_dead_letters(&mut self, filter: &RedriveFilter) -> Result<Vec<Stored>, StoreError> {
+        // SKIP LOCKED: rows another redrive holds are left to it, never waited for and redone.
+        let lock = if filter.dry_run { "" } else { "FOR UPDATE SKIP LOCKED" };
+        let rows: Vec<StoredRow> = diesel::sql_query(format!(
+            "SELECT topic, partition, \"offset\", key, payload, headers::text AS headers, reason, detail, \
+                    CAST(round(extract(epoch FROM kafka_timestamp) * 1000) AS BIGINT) AS kafka_timestamp_ms \
+             FROM dead_letters \
+             WHERE redriven_at IS NULL AND ($1::text IS NULL OR reason = $1) AND ($2::text IS NULL OR topic = $2) \
+               AND ($3::int4 IS NULL OR partition = $3) \
+             ORDER BY topic, partition, \"offset\" LIMIT $4 {lock}"
+        ))
+        .bind::<Nullable<Text>, _>(filter.reason.as_deref())
+        .bind::<Nullable<Text>, _>(filter.topic.as_deref())
+        .bind::<Nullable<Integer>, _>(filter.partition)
+        .bind::<BigInt, _>(i64::from(filter.limit))
+        .load(self)?;
+        Ok(rows.into_iter().map(Stored::from).collect())
     }
-    let now = super::sqlite::now();
-    for ((topic, partition), rows) in rows {
-        let (rows, reasons): (Vec<EventRow>, Vec<String>) = rows.into_iter().unzip();
-        let inserted = if filter.dry_run {
-            vec![true; rows.len()]
-        } else {
-            let key = PartitionKey { topic: topic.clone(), partition };
-            insert_rows(conn, &key, &rows, &mut Vec::new())?
-        };
-        let mut done = Vec::new();
-        for ((row, reason), ok) in rows.iter().zip(&reasons).zip(inserted) {
-            report.count(reason, ok);
-            if ok {
-                done.push(row.offset);
-            }
-        }
-        if !filter.dry_run {
-            for chunk in done.chunks(1000) {
-                diesel::update(
-                    dl::dead_letters.filter(dl::topic.eq(&topic)).filter(dl::partition.eq(partition)).filter(dl::offset.eq_any(chunk)),
-                )
-                .set(dl::redriven_at.eq(Some(&now)))
-                .execute(conn)?;
-            }
-        }
+
+    fn mark_redriven(&mut self, topic: &str, partition: i32, offsets: &[i64]) -> Result<(), StoreError> {
+        diesel::sql_query("UPDATE dead_letters SET redriven_at = now() WHERE topic = $1 AND partition = $2 AND \"offset\" = ANY($3)")
+            .bind::<Text, _>(topic)
+            .bind::<Integer, _>(partition)
+            .bind::<Array<BigInt>, _>(offsets)
+            .execute(self)?;
+        Ok(())
     }
-    if !filter.dry_run {
-        still.retain(|f| f.changed);
-        for f in still {
+
+    fn set_reason(&mut self, f: &StillFailing) -> Result<(), StoreError> {
+        diesel::sql_query("UPDATE dead_letters SET reason = $4, detail = $5 WHERE topic = $1 AND partition = $2 AND \"offset\" = $3")
+            .bind::<Text, _>(&f.topic)
+            .bind::<Integer, _>(f.partition)
+            .bind::<BigInt, _>(f.offset)
+            .bind::<Text, _>(&f.reason)
+            .bind::<Text, _>(&f.detail)
+            .execute(self)?;
+        Ok(())
+    }
+}
+
+impl RedriveStore for SqliteConnection {
+    fn select_dead_letters(&mut self, filter: &RedriveFilter) -> Result<Vec<Stored>, StoreError> {
+        // The transaction is BEGIN IMMEDIATE (or a dry run): nothing else writes meanwhile.
+        let rows: Vec<StoredRow> = diesel::sql_query(
+            "SELECT topic, partition, \"offset\", key, payload, headers, reason, detail, \
+                    CAST(round(unixepoch(kafka_timestamp, 'subsec') * 1000) AS INTEGER) AS kafka_timestamp_ms \
+             FROM dead_letters \
+             WHERE redriven_at IS NULL AND (?1 IS NULL OR reason = ?1) AND (?2 IS NULL OR topic = ?2) \
+               AND (?3 IS NULL OR partition = ?3) \
+             ORDER BY topic, partition, \"offset\" LIMIT ?4",
+        )
+        .bind::<Nullable<Text>, _>(filter.reason.as_deref())
+        .bind::<Nullable<Text>, _>(filter.topic.as_deref())
+        .bind::<Nullable<Integer>, _>(filter.partition)
+        .bind::<BigInt, _>(i64::from(filter.limit))
+        .load(self)?;
+        Ok(rows.into_iter().map(Stored::from).collect())
+    }
+
+    fn mark_redriven(&mut self, topic: &str, partition: i32, offsets: &[i64]) -> Result<(), StoreError> {
+        use super::schema::sqlite::dead_letters::dsl as dl;
+        let now = super::sqlite::now();
+        for chunk in offsets.chunks(1000) {
             diesel::update(
-                dl::dead_letters.filter(dl::topic.eq(&f.topic)).filter(dl::partition.eq(f.partition)).filter(dl::offset.eq(f.offset)),
+                dl::dead_letters.filter(dl::topic.eq(topic)).filter(dl::partition.eq(partition)).filter(dl::offset.eq_any(chunk)),
             )
-            .set((dl::reason.eq(&f.reason), dl::detail.eq(&f.detail)))
-            .execute(conn)?;
+            .set(dl::redriven_at.eq(Some(&now)))
+            .execute(self)?;
         }
+        Ok(())
     }
-    Ok(report)
+
+    fn set_reason(&mut self, f: &StillFailing) -> Result<(), StoreError> {
+        use super::schema::sqlite::dead_letters::dsl as dl;
+        diesel::update(
+            dl::dead_letters.filter(dl::topic.eq(&f.topic)).filter(dl::partition.eq(f.partition)).filter(dl::offset.eq(f.offset)),
+        )
+        .set((dl::reason.eq(&f.reason), dl::detail.eq(&f.detail)))
+        .execute(self)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,6 @@
 //! `BEGIN IMMEDIATE` takes the write lock up front, so two writers never deadlock upgrading a
 //! read lock; WAL keeps readers (HTTP, `sqlite3` shells) from blocking the writer.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
@@ -13,7 +11,7 @@ use diesel::r2d2::CustomizeConnection;
 use diesel::sqlite::{Sqlite, SqliteConnection};
 
 use super::commit::{DeadRef, GroupStore, RowRef};
-use super::sqlite_schema::{consumer_offsets, dead_letters, events};
+use super::schema::sqlite::{consumer_offsets, dead_letters, events};
 use super::StoreError;
 use crate::messages::{Fence, PartitionKey};
 
@@ -342,20 +340,7 @@ struct NewDeadLetter<'a> {
     kafka_timestamp: Option<Stamp>,
 }
 
-pub fn load_offsets(conn: &mut SqliteConnection, group: &str, parts: &[PartitionKey]) -> Result<HashMap<PartitionKey, i64>, StoreError> {
-    use consumer_offsets::dsl as co;
-    let topics: Vec<&str> = parts.iter().map(|p| p.topic.as_str()).collect();
-    let rows: Vec<(String, i32, i64)> = co::consumer_offsets
-        .filter(co::group_id.eq(group))
-        .filter(co::topic.eq_any(topics))
-        .select((co::topic, co::partition, co::next_offset))
-        .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(|(topic, partition, next)| (PartitionKey { topic, partition }, next))
-        .filter(|(k, _)| parts.contains(k))
-        .collect())
-}
+super::offsets::offset_statements!(SqliteConnection, now());
 
 /// The current time as SQLite timestamps are written.
 pub(super) fn now() -> Stamp {
@@ -458,39 +443,11 @@ impl GroupStore for SqliteConnection {
     }
 
     fn advance(&mut self, group: &str, key: &PartitionKey, fence: Fence, next: i64) -> Result<bool, StoreError> {
-        use consumer_offsets::dsl as co;
-        let changed = match fence {
-            Fence::NextOffset(expected) => diesel::update(
-                co::consumer_offsets
-                    .filter(co::group_id.eq(group))
-                    .filter(co::topic.eq(&key.topic))
-                    .filter(co::partition.eq(key.partition))
-                    .filter(co::next_offset.eq(expected)),
-            )
-            .set((co::next_offset.eq(next), co::updated_at.eq(now())))
-            .execute(self)?,
-            Fence::NoProgress => diesel::insert_or_ignore_into(co::consumer_offsets)
-                .values((
-                    co::group_id.eq(group),
-                    co::topic.eq(&key.topic),
-                    co::partition.eq(key.partition),
-                    co::next_offset.eq(next),
-                    co::updated_at.eq(now()),
-                ))
-                .execute(self)?,
-        };
-        Ok(changed == 1)
+        advance_offset(self, group, key, fence, next)
     }
 
     fn current_offset(&mut self, group: &str, key: &PartitionKey) -> Result<Option<i64>, StoreError> {
-        use consumer_offsets::dsl as co;
-        Ok(co::consumer_offsets
-            .filter(co::group_id.eq(group))
-            .filter(co::topic.eq(&key.topic))
-            .filter(co::partition.eq(key.partition))
-            .select(co::next_offset)
-            .first(self)
-            .optional()?)
+        current_offset(self, group, key)
     }
 
     fn insert_events(&mut self, rows: &[RowRef<'_>], _: &mut Vec<u8>) -> Result<(), StoreError> {
