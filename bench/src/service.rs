@@ -51,6 +51,32 @@ impl Service {
         Service { child, port }
     }
 
+    /// Start it and wait for its first commit: group join and start-up are not throughput.
+    /// Returns the service, a connection for reading its progress, and the progress then. Only
+    /// the progress is polled (one indexed row per partition); counting `events` would load the
+    /// database being measured.
+    pub fn started(bin: &PathBuf, brokers: &str, topic: &str, group: &str, url: &str) -> (Service, Database, i64) {
+        let db = progress_db(url);
+        let svc = Service::start(bin, brokers, topic, group, url);
+        svc.wait_ready();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut floor = 0;
+        while floor == 0 {
+            floor = db.committed(group).unwrap_or(0);
+            assert!(Instant::now() < deadline, "nothing committed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (svc, db, floor)
+    }
+
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while loopback_get(self.port, "/ready").map(|r| r.0) != Some(200) {
+            assert!(Instant::now() < deadline, "tributary did not become ready");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn proc_status(&self, field: &str) -> Option<u64> {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         s.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
@@ -79,6 +105,17 @@ impl Service {
     }
 }
 
+/// A one-connection pool for reading the service's progress.
+pub fn progress_db(url: &str) -> Database {
+    Database::open(&DatabaseOptions {
+        url: url.into(),
+        pool_size: 1,
+        connect_timeout: Duration::from_secs(10),
+        checkpoint_in_background: false,
+    })
+    .expect("open")
+}
+
 pub struct E2e {
     pub per_s: f64,
     pub rss_peak_mib: f64,
@@ -105,28 +142,7 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
 /// Start the service, wait until it is ready, time until all `n` offsets are committed.
 pub fn end_to_end(bin: &PathBuf, brokers: &str, topic: &str, url: &str, n: usize, probe_health: bool) -> E2e {
     let group = format!("bench-{}-{}", std::process::id(), chrono::Utc::now().timestamp_micros());
-    let db = Database::open(&DatabaseOptions {
-        url: url.into(),
-        pool_size: 1,
-        connect_timeout: Duration::from_secs(10),
-        checkpoint_in_background: false,
-    })
-    .expect("open");
-    let svc = Service::start(bin, brokers, topic, &group, url);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while loopback_get(svc.port, "/ready").map(|r| r.0) != Some(200) {
-        assert!(Instant::now() < deadline, "tributary did not become ready");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // The clock starts at the first commit: group join and start-up are not throughput. Only
-    // the progress is polled (one indexed row per partition); counting `events` each time would
-    // load the database the run is measuring.
-    let mut floor = 0;
-    while floor == 0 {
-        floor = db.committed(&group).unwrap_or(0);
-        assert!(Instant::now() < deadline + Duration::from_secs(60), "nothing committed");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let (svc, db, floor) = Service::started(bin, brokers, topic, &group, url);
     let cpu0 = svc.cpu_seconds();
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
@@ -187,20 +203,10 @@ pub fn commit_latency(bin: &PathBuf, mock: Option<&MockKafka>, brokers: &str, ur
     create_topic(mock, brokers, &topic, 4);
     let group = format!("bench-latency-{}", std::process::id());
     let svc = Service::start(bin, brokers, &topic, &group, url);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while loopback_get(svc.port, "/ready").map(|r| r.0) != Some(200) {
-        assert!(Instant::now() < deadline, "tributary did not become ready");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    svc.wait_ready();
     let n = (rate * seconds) as usize;
     produce(brokers, &topic, 4, 0, n, Some(rate));
-    let db = Database::open(&DatabaseOptions {
-        url: url.into(),
-        pool_size: 1,
-        connect_timeout: Duration::from_secs(10),
-        checkpoint_in_background: false,
-    })
-    .expect("open");
+    let db = progress_db(url);
     let deadline = Instant::now() + Duration::from_secs(120);
     while db.committed(&group).unwrap_or(0) < n as i64 {
         assert!(Instant::now() < deadline, "latency phase did not finish");

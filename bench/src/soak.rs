@@ -5,9 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tributary::http::loopback_get;
 use tributary_actors::messages::EventRow;
-use tributary_actors::storage::{Database, DatabaseOptions};
 
 use crate::service::{percentile, Service};
 
@@ -32,25 +30,7 @@ fn file_mib(path: &Path) -> f64 {
 /// Ingest the `n` events of `topic` into `url`; `wal` is the SQLite WAL file to watch.
 pub fn soak(bin: &PathBuf, brokers: &str, topic: &str, url: &str, n: usize, wal: Option<&Path>) -> Soak {
     let group = format!("bench-soak-{}-{}", std::process::id(), chrono::Utc::now().timestamp_micros());
-    let db = Database::open(&DatabaseOptions {
-        url: url.into(),
-        pool_size: 1,
-        connect_timeout: Duration::from_secs(10),
-        checkpoint_in_background: false,
-    })
-    .expect("open");
-    let svc = Service::start(bin, brokers, topic, &group, url);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while loopback_get(svc.port, "/ready").map(|r| r.0) != Some(200) {
-        assert!(Instant::now() < deadline, "tributary did not become ready");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let mut floor = 0;
-    while floor == 0 {
-        floor = db.committed(&group).unwrap_or(0);
-        assert!(Instant::now() < deadline, "nothing committed");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let (svc, db, floor) = Service::started(bin, brokers, topic, &group, url);
     let n = n as i64;
     let bounds = [n / 3, 2 * n / 3, n];
     let mut marks: Vec<(i64, Instant)> = vec![(floor, Instant::now())];
