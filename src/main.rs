@@ -10,17 +10,7 @@ use tributary::config::Settings;
 use tributary::telemetry;
 use tributary_actors::storage::Database;
 
-/// mimalloc: less fragmentation across the worker threads than glibc's arenas (RSS), faster
-/// small allocations, and the same allocator in the static musl build.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// The static musl build's `memcpy`, `memmove` and `memcmp` (crate `tributary-memops`: musl's
-/// cost the static binary ~21 % of its writer's and parsers' time). `extern crate`, because
-/// nothing calls the crate by name: an unnamed dependency would not be linked at all.
-#[cfg(all(target_env = "musl", target_arch = "x86_64"))]
-extern crate tributary_memops;
+mod allocator;
 
 fn load(cli: &Cli, o: &Overrides) -> Result<Settings, ExitCode> {
     Settings::load(cli.config.as_deref(), &o.to_map()).map_err(|e| {
@@ -119,72 +109,8 @@ fn healthcheck(url: &str, timeout: u64) -> ExitCode {
     }
 }
 
-/// mimalloc 3 keeps freed pages for a second (its arena multiplier is 1, unlike mimalloc 2's 10)
-/// and commits arenas eagerly: under a steady ingest that doubles the RSS. Purge after 40 ms
-/// instead and commit on demand (measured with bench/: about half the RSS). Not at once: the
-/// pages a batch frees after its commit are what the next records are written into, and purged
-/// they come back as page faults in the poll thread. The delay trades memory for CPU along one
-/// curve (bench/, SQLite phase, alternating runs; docs/benchmarks.md, sessions 8 and 11):
-/// purging at once cost 11–17 % more CPU per event than 10 ms; 40 ms ran ~5 % faster than 10 ms
-/// (six pairs) for 3–6 MiB more steady RSS (8–11 MiB in the static build, where C's allocations
-/// are mimalloc's too: 52–56 against 44–45 MiB), 150 ms ~8 % faster for ~10 MiB more, past the
-/// 64 MiB aim. The static build therefore purges after 20 ms: at 40 ms its PostgreSQL runs
-/// reached 54–66 MiB steady (libpq's and librdkafka's buffers are mimalloc's there), at 20 ms
-/// 53–58, for ~3–5 % more CPU per event (session 12). `MIMALLOC_PURGE_DELAY` in the environment
-/// moves along that curve. This runs as an ELF constructor, before the first allocation creates
-/// an arena (set later, the arena option no longer matters). The option numbers are mimalloc 3's;
-/// each is set only if it still holds mimalloc 3's default, so a `MIMALLOC_*` environment
-/// variable, or another mimalloc version, keeps its own value. Nothing here allocates.
-#[cfg(feature = "mimalloc")]
-#[used]
-#[link_section = ".init_array"]
-static TUNE_ALLOCATOR: extern "C" fn() = {
-    extern "C" fn tune_allocator() {
-        use libmimalloc_sys::{mi_option_get, mi_option_set, mi_version};
-        const PURGE_DELAY: i32 = 15; // mi_option_purge_delay, default 1000 (ms)
-        const ARENA_EAGER_COMMIT: i32 = 4; // mi_option_arena_eager_commit, default 2
-                                           // SAFETY: plain getters/setters of mimalloc's option table; mimalloc reads `MIMALLOC_*`
-                                           // from the environment itself on the first get.
-        unsafe {
-            if mi_version() < 300 {
-                return;
-            }
-            if mi_option_get(PURGE_DELAY) == 1000 {
-                mi_option_set(PURGE_DELAY, if cfg!(target_env = "musl") { 20 } else { 40 });
-            }
-            if mi_option_get(ARENA_EAGER_COMMIT) == 2 {
-                mi_option_set(ARENA_EAGER_COMMIT, 0);
-            }
-        }
-    }
-    tune_allocator
-};
-
-/// In the glibc build, librdkafka, SQLite and libpq allocate with glibc's malloc (the static
-/// build gives them mimalloc; Rust's own allocations use mimalloc in both). Its mmap threshold
-/// rises to the largest mmapped block freed so far (up to 32 MiB) and its trim threshold to twice
-/// that, so after the first large blocks are freed — librdkafka's fetch responses, allocated
-/// whole and freed once their last message is — blocks of that size come from the heap, and what
-/// they free stays with the process. A fixed 256 KiB threshold (which also keeps the trim
-/// threshold at its 128 KiB default) maps such blocks and unmaps them on free: 4–8 MiB less
-/// steady RSS in bench/ (SQLite 51.1/52.8 vs 59.5/60.3 MiB, PostgreSQL 55.4/55.9 vs 63.1/60.1,
-/// alternating pairs; docs/benchmarks.md, session 9). Not done if the user set the threshold
-/// (`MALLOC_MMAP_THRESHOLD_`, `GLIBC_TUNABLES`), nor without mimalloc, where it would also map
-/// and unmap the pipeline's own large buffers (not measured).
-#[cfg(all(target_os = "linux", target_env = "gnu", feature = "mimalloc"))]
-fn tune_glibc_malloc() {
-    let set_by_user = std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some()
-        || std::env::var_os("GLIBC_TUNABLES").is_some_and(|t| t.to_string_lossy().contains("mmap_threshold"));
-    if !set_by_user {
-        // SAFETY: mallopt only changes a malloc parameter; called before any thread starts.
-        let ok = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024) };
-        debug_assert_eq!(ok, 1, "mallopt(M_MMAP_THRESHOLD) refused");
-    }
-}
-
 fn main() -> ExitCode {
-    #[cfg(all(target_os = "linux", target_env = "gnu", feature = "mimalloc"))]
-    tune_glibc_malloc();
+    allocator::tune_c_malloc();
     // Before any thread can touch SQLite (its settings are not thread-safe to change).
     tributary_actors::storage::sqlite::configure_library();
     let cli = Cli::parse();
