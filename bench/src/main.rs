@@ -31,8 +31,8 @@ use tributary_actors::batch::BatchLimits;
 use tributary_actors::messages::{Fence, PartitionKey, RawBatch, RawMessage};
 use tributary_actors::parse::ParseOptions;
 use tributary_actors::parser::parse_batch;
-use tributary_actors::storage::commit::RowRef;
-use tributary_actors::storage::{postgres, sqlite, Database, DatabaseOptions};
+use tributary_actors::storage::raw::{self, RowRef};
+use tributary_actors::storage::{Database, DatabaseOptions};
 
 #[derive(Debug, Parser)]
 #[command(about = "Measure tributary against the raw limits of Kafka and the database, in one run")]
@@ -257,7 +257,7 @@ fn raw_pg_copy(url: &str, batches: &[(i32, Vec<tributary_actors::messages::Event
         .iter()
         .map(|(p, rows)| {
             let mut buf = Vec::new();
-            postgres::encode_events("bench", *p, rows, &mut buf);
+            raw::encode_events("bench", *p, rows, &mut buf);
             buf
         })
         .collect();
@@ -267,7 +267,7 @@ fn raw_pg_copy(url: &str, batches: &[(i32, Vec<tributary_actors::messages::Event
     let mut done = 0;
     mark(done);
     for buf in &buffers {
-        let n = conn.transaction::<_, tributary_actors::storage::StoreError, _>(|c| postgres::copy_encoded_events(c, buf)).expect("copy");
+        let n = conn.transaction::<_, tributary_actors::storage::StoreError, _>(|c| raw::copy_encoded_events(c, buf)).expect("copy");
         done += n;
         mark(done);
     }
@@ -387,7 +387,7 @@ fn raw_sqlite_insert(url: &str, batches: &[(i32, Vec<tributary_actors::messages:
     for (p, batch) in batches {
         let key = PartitionKey { topic: "bench".into(), partition: *p };
         let rows: Vec<RowRef<'_>> = batch.iter().map(|row| RowRef { partition: &key, row }).collect();
-        conn.immediate_transaction::<_, tributary_actors::storage::StoreError, _>(|c| sqlite::insert_events(c, &rows)).expect("insert");
+        conn.immediate_transaction::<_, tributary_actors::storage::StoreError, _>(|c| raw::insert_events(c, &rows)).expect("insert");
         done += rows.len();
         mark(done);
     }

@@ -5,14 +5,14 @@
 //! partition still holds the batch's fence, and rows, dead letters and the new `next_offset`
 //! commit together or not at all.
 
-pub mod commit;
-pub mod copy;
+pub(crate) mod commit;
+mod copy;
 pub mod error;
 mod offsets;
-pub mod postgres;
+mod postgres;
 pub mod redrive;
-pub mod schema;
-pub mod sqlite;
+mod schema;
+pub(crate) mod sqlite;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -24,6 +24,16 @@ use diesel::{PgConnection, RunQueryDsl, SqliteConnection};
 use crate::messages::{ParsedBatch, PartitionKey};
 pub use commit::GroupCommit;
 pub use error::{Failure, StoreError};
+pub use sqlite::configure_library;
+
+/// The raw statements the benchmark harness measures the service against (`bench` feature):
+/// not part of the service's interface.
+#[cfg(feature = "bench")]
+pub mod raw {
+    pub use super::commit::RowRef;
+    pub use super::postgres::{copy_encoded_events, encode_events};
+    pub use super::sqlite::insert_events;
+}
 
 /// Migrations embedded in the binary, per backend.
 pub const POSTGRES_MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("../migrations/postgres");

@@ -92,6 +92,7 @@ pub fn copy_events(conn: &mut PgConnection, rows: &[RowRef<'_>], buf: &mut Vec<u
 }
 
 /// Encode rows of one partition as one complete binary COPY stream (the bench's prepared data).
+#[cfg(feature = "bench")]
 pub fn encode_events<'b>(topic: &str, partition: i32, rows: &[EventRow], buf: &'b mut Vec<u8>) -> &'b [u8] {
     let mut enc = CopyEncoder::new(buf);
     for r in rows {
@@ -101,6 +102,7 @@ pub fn encode_events<'b>(topic: &str, partition: i32, rows: &[EventRow], buf: &'
 }
 
 /// `COPY` already encoded data (from [`encode_events`]).
+#[cfg(feature = "bench")]
 pub fn copy_encoded_events(conn: &mut PgConnection, data: &[u8]) -> Result<usize, StoreError> {
     copy_events_with(conn, |w| w.write_all(data).map_err(|err| diesel::result::Error::SerializationError(Box::new(err))))
 }
