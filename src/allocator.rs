@@ -60,7 +60,7 @@ static TUNE_ALLOCATOR: extern "C" fn() = {
 /// glibc's mmap threshold for the C libraries' allocations in the glibc build. glibc raises its
 /// threshold to the largest mmapped block freed (up to 32 MiB), after which librdkafka's fetch
 /// responses come from the heap and their memory stays with the process; fixed, they are
-/// mapped and unmapped (4–8 MiB less steady RSS).
+/// mapped and unmapped.
 #[cfg(all(target_os = "linux", target_env = "gnu", feature = "mimalloc"))]
 const GLIBC_MMAP_THRESHOLD: i32 = 256 * 1024;
 

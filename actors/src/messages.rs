@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 
 /// One Kafka record as the reader saw it: owned bytes, so it can cross threads.
 ///
-/// Packed: key, value and headers are copied out of librdkafka into one buffer (a record with
-/// six headers used to cost fifteen allocations, freed on another thread; now one). The record
+/// Packed: key, value and headers are copied out of librdkafka into one buffer — one allocation
+/// per record, however many headers, freed on another thread. The record
 /// travels on unchanged as the row's [`EventRow::original`], which the row's key is read from.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RawMessage {
@@ -284,8 +284,7 @@ impl<'r> RowTextBuilder<'r> {
     }
 
     /// The next column's value: kept by position if it is a slice of the record, else copied.
-    /// (By `&mut self`: a builder moved through each call cost ~8 % of parsing, its spans
-    /// written in parts and read back whole.)
+    /// (By `&mut self`: a builder moved through each call is copied in parts and back whole.)
     pub fn push(&mut self, value: Option<&str>) -> &mut Self {
         let start = self.own.len();
         match value {

@@ -28,8 +28,8 @@ use crate::storage::{Backend, Database, StoreError};
 pub struct WriteGroup(pub Vec<ParsedBatch>);
 
 /// The answers for a [`WriteGroup`], and its batches handed back: the sender frees them, not
-/// the writer thread, which is the pipeline's bottleneck on SQLite (freeing a group's rows,
-/// allocated on other threads, was ~5 % of it).
+/// the writer thread, which is the pipeline's bottleneck on SQLite (a group's rows were
+/// allocated on other threads).
 pub struct GroupWritten {
     pub answers: Vec<Committed>,
     pub batches: Vec<ParsedBatch>,

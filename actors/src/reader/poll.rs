@@ -356,8 +356,8 @@ impl PollLoop {
         }
     }
 
-    /// `now` is read once per poll round, not per message (a clock read per message cost 3 % of
-    /// the service's CPU); linger needs no finer time.
+    /// `now` is read once per poll round, not per message (a clock read per message is
+    /// measurable); linger needs no finer time.
     /// Returns the weight of the message taken (0 if it was not).
     fn accept(&self, m: &rdkafka::message::BorrowedMessage<'_>, now: Instant) -> usize {
         // Messages come in runs of one partition: reuse the key instead of allocating one each.

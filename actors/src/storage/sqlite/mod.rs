@@ -20,26 +20,16 @@ use crate::messages::{Fence, PartitionKey};
 /// 32,766-variable limit.
 const ROWS_PER_STATEMENT: usize = 128;
 
-/// Bytes of records committed after which the writer rewinds the WAL. A checkpoint running
-/// beside a writer that never pauses copies back all but the newest frames, and SQLite starts
-/// the WAL over only when a write transaction begins with every frame copied back and no reader
-/// in it; left to chance (checkpointer passes and SQLite's own auto-checkpoints colliding), a
-/// test saw the WAL reach five times its intended size, and nothing bounds it. So the writer
-/// runs `wal_checkpoint(RESTART)` between two transactions every this many bytes: it waits for
-/// the checkpointer's pass under way, copies back the frames after it, and the next transaction
-/// starts the WAL from the beginning. The WAL file stays within a small multiple of this (a
-/// record's row and index entries take more room than the record: about 1.5 times here; the
-/// harness measured the WAL at up to 9.9 MB).
+/// Bytes of records committed after which the writer rewinds the WAL (`wal_checkpoint(RESTART)`
+/// between two transactions). SQLite starts the WAL over only when a write transaction begins
+/// with every frame copied back and no reader in it, which a writer that never pauses leaves to
+/// chance: nothing else bounds the WAL. It stays within a small multiple of this.
 pub const WAL_REWIND_BYTES: usize = 8 << 20;
 
-/// Bytes of records committed between two wake-ups of the [`Checkpointer`]'s thread. A pass
-/// after every commit (about 1 MB of records under a backlog) wrote the pages that every
-/// transaction touches — the primary key's B-tree pages where each partition inserts — back
-/// once per commit; one pass per ~3 MB writes them a third as often: the checkpointer's CPU for
-/// a million bench events fell from 0.85–0.96 s to 0.60–0.73 s, the service's by 5–8 %
-/// (alternating runs, docs/benchmarks.md, session 10). A pass also runs when the next commit of
-/// the same size would bring a rewind (which then copies back only that commit's frames, on the
-/// writer's thread), and after a quiet second. The WAL's bound is [`WAL_REWIND_BYTES`]'.
+/// Bytes of records committed between two wake-ups of the [`Checkpointer`]'s thread: every
+/// transaction touches the same B-tree pages (where each partition inserts), so fewer passes
+/// write them back fewer times. A pass also runs before a rewind is due (which then copies back
+/// only one commit's frames, on the writer's thread) and after a quiet second.
 pub const WAL_PASS_BYTES: usize = 3 << 20;
 
 /// A [`Checkpointer`] not woken for this long runs a pass anyway (one with nothing to copy
@@ -63,9 +53,8 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
         use diesel::connection::SimpleConnection;
         // synchronous=NORMAL in WAL mode keeps every commit atomic (rows and progress together);
         // a power cut may drop the last commits, which are then simply re-read from Kafka.
-        // Page cache 4 MiB per connection: inserts touch only the B-tree's right edges (one per
-        // partition); 16 MiB cost ~12 MiB of RSS (every pooled connection fills its own) for no
-        // measurable insert rate (bench, SQLite phase: 116-131k/s at 4 MiB, 121-133k/s at 16).
+        // A small page cache per connection: inserts touch only the B-trees' right edges, and
+        // every pooled connection fills its own.
         conn.batch_execute(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = {}; \
              PRAGMA temp_store = MEMORY; PRAGMA cache_size = -4000; PRAGMA wal_autocheckpoint = {};",
@@ -76,8 +65,8 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
 }
 
 /// Copies the WAL back into the database file on a connection and thread of its own, so the
-/// writer does not: checkpoints (reading WAL frames back, writing pages, two fsyncs) were ~30 %
-/// of the SQLite writer thread (perf), which is the pipeline's bottleneck on SQLite. Woken every
+/// writer — the pipeline's bottleneck on SQLite — does not (reading frames back, writing pages,
+/// two fsyncs). Woken every
 /// [`WAL_PASS_BYTES`] of records committed (wake-ups while a pass runs fold into one), it runs a
 /// PASSIVE checkpoint, which never blocks the writer or readers; every [`WAL_REWIND_BYTES`] the
 /// writer rewinds the WAL (see [`Checkpointer::after_commit`]). Dropping it stops the thread
@@ -232,11 +221,8 @@ impl Drop for Checkpointer {
 ///
 /// - Multi-thread mode instead of serialized: a connection is never used by two threads at once
 ///   (a pooled Diesel connection is `Send`, not `Sync`), so the per-connection mutex that every
-///   bind and step took buys nothing. Diesel binds 13 parameters a row and unbinds them after
-///   each statement: two lock round trips per value were ~12 % of the writer thread (perf).
+///   bind and step takes buys nothing.
 /// - No memory statistics: with them every SQLite allocation takes a global mutex.
-///
-/// Raw insert with both: 365-426k vs 300-304k rows/s (bench/, alternating runs).
 pub fn configure_library() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -253,8 +239,7 @@ pub fn configure_library() {
 
 /// A timestamp as the SQLite tables hold it: RFC 3339 with microseconds and `Z`, exactly what
 /// chrono's `to_rfc3339_opts(SecondsFormat::Micros, true)` writes, but into a fixed buffer by
-/// digits: chrono's formatter and a `String` for each of a row's two timestamps took ~5 % of the
-/// SQLite writer thread (perf, docs/benchmarks.md, session 12). Years outside 0000–9999 and leap
+/// digits, without a formatter and a `String` per timestamp on the writer's thread. Years outside 0000–9999 and leap
 /// seconds, which the fixed layout cannot hold, go through chrono. Every timestamp tributary
 /// writes to SQLite is one of these (rows, dead letters, offsets, redrives).
 #[derive(Debug, diesel::expression::AsExpression)]
@@ -368,8 +353,7 @@ fn new_event(RowRef { partition, row: r }: RowRef<'_>) -> NewEvent<'_> {
 /// Exactly `ROWS_PER_STATEMENT` rows in one `INSERT` whose SQL never changes. Its query id is
 /// static, so Diesel prepares it once per connection and afterwards only binds and steps it;
 /// Diesel's own batch insert of borrowed rows cannot have a static id (its id type carries the
-/// rows' lifetime) and prepared its statement anew each time: parsing the SQL was ~14 % of the
-/// SQLite writer thread and growing its bind buffer another ~18 % in page faults (perf).
+/// rows' lifetime), so it parses its SQL and grows its bind buffer anew for every statement.
 struct FullChunk<'a> {
     /// An array, not a `Vec`: the row count the cached statement was prepared for is the type's.
     rows: [NewEvent<'a>; ROWS_PER_STATEMENT],
