@@ -237,6 +237,60 @@ mod tests {
     use super::*;
     use std::hint::black_box;
 
+    /// One implementation of the three functions under test.
+    struct Impl {
+        name: &'static str,
+        copy: unsafe fn(*mut u8, *const u8, usize) -> *mut u8,
+        copy_overlapping: unsafe fn(*mut u8, *const u8, usize) -> *mut u8,
+        compare: unsafe fn(*const u8, *const u8, usize) -> i32,
+    }
+
+    /// The Rust functions; in the musl build also the C names as the linker resolved them, the
+    /// ones every caller in the static binary gets.
+    fn impls() -> Vec<Impl> {
+        let rust = Impl { name: "rust", copy, copy_overlapping, compare };
+        #[cfg(target_env = "musl")]
+        let all = vec![
+            rust,
+            Impl { name: "C names", copy: c_names::copy, copy_overlapping: c_names::copy_overlapping, compare: c_names::compare },
+        ];
+        #[cfg(not(target_env = "musl"))]
+        let all = vec![rust];
+        all
+    }
+
+    /// `memcpy`, `memmove`, `memcmp` called by their C names.
+    #[cfg(target_env = "musl")]
+    mod c_names {
+        use std::ffi::{c_int, c_void};
+
+        extern "C" {
+            fn memcpy(dst: *mut c_void, src: *const c_void, n: usize) -> *mut c_void;
+            fn memmove(dst: *mut c_void, src: *const c_void, n: usize) -> *mut c_void;
+            fn memcmp(a: *const c_void, b: *const c_void, n: usize) -> c_int;
+        }
+
+        pub(super) unsafe fn copy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+            memcpy(dst.cast(), src.cast(), n).cast()
+        }
+
+        pub(super) unsafe fn copy_overlapping(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+            memmove(dst.cast(), src.cast(), n).cast()
+        }
+
+        pub(super) unsafe fn compare(a: *const u8, b: *const u8, n: usize) -> i32 {
+            memcmp(a.cast(), b.cast(), n)
+        }
+
+        /// The linker resolved the C names to this crate's exports, not musl's.
+        #[test]
+        fn the_c_names_are_these_functions() {
+            assert_eq!(memcpy as usize, super::super::exports::memcpy as usize);
+            assert_eq!(memmove as usize, super::super::exports::memmove as usize);
+            assert_eq!(memcmp as usize, super::super::exports::memcmp as usize);
+        }
+    }
+
     /// Byte-at-a-time references (`black_box` keeps them from being turned into the library's
     /// own calls).
     fn reference_move(buf: &mut [u8], dst: usize, src: usize, n: usize) {
@@ -312,31 +366,34 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn nothing_is_read_or_written_past_the_end() {
-        // Source and destination each end flush against an inaccessible page: a read or write
-        // of one byte too many faults (and the test process dies).
-        for n in lengths() {
-            let (src, dst) = (Guarded::new(n), Guarded::new(n));
-            let want = pattern(n, 9);
-            unsafe {
-                std::ptr::copy_nonoverlapping(want.as_ptr(), src.ptr(), n);
-                copy(dst.ptr(), src.ptr(), n);
-                assert_eq!(std::slice::from_raw_parts(dst.ptr(), n), &want[..], "copy of {n}");
-                assert_eq!(compare(src.ptr(), dst.ptr(), n), 0, "compare of {n}");
-                // A move within one buffer, to its end from 1 and 40 bytes before (backward),
-                // and from its end down (forward).
-                for shift in [1usize, 40] {
-                    if shift < n {
-                        let m = n - shift;
-                        let mut reference = want.clone();
-                        reference_move(&mut reference, shift, 0, m);
-                        std::ptr::copy_nonoverlapping(want.as_ptr(), src.ptr(), n);
-                        copy_overlapping(src.ptr().add(shift), src.ptr(), m);
-                        assert_eq!(std::slice::from_raw_parts(src.ptr(), n), &reference[..], "move of {m} up by {shift}");
-                        let mut reference = want.clone();
-                        reference_move(&mut reference, 0, shift, m);
-                        std::ptr::copy_nonoverlapping(want.as_ptr(), src.ptr(), n);
-                        copy_overlapping(src.ptr(), src.ptr().add(shift), m);
-                        assert_eq!(std::slice::from_raw_parts(src.ptr(), n), &reference[..], "move of {m} down by {shift}");
+        for f in impls() {
+            eprintln!("{}", f.name);
+            // Source and destination each end flush against an inaccessible page: a read or write
+            // of one byte too many faults (and the test process dies).
+            for n in lengths() {
+                let (src, dst) = (Guarded::new(n), Guarded::new(n));
+                let want = pattern(n, 9);
+                unsafe {
+                    std::ptr::copy_nonoverlapping(want.as_ptr(), src.ptr(), n);
+                    (f.copy)(dst.ptr(), src.ptr(), n);
+                    assert_eq!(std::slice::from_raw_parts(dst.ptr(), n), &want[..], "copy of {n}");
+                    assert_eq!((f.compare)(src.ptr(), dst.ptr(), n), 0, "compare of {n}");
+                    // A move within one buffer, to its end from 1 and 40 bytes before (backward),
+                    // and from its end down (forward).
+                    for shift in [1usize, 40] {
+                        if shift < n {
+                            let m = n - shift;
+                            let mut reference = want.clone();
+                            reference_move(&mut reference, shift, 0, m);
+                            std::ptr::copy_nonoverlapping(want.as_ptr(), src.ptr(), n);
+                            (f.copy_overlapping)(src.ptr().add(shift), src.ptr(), m);
+                            assert_eq!(std::slice::from_raw_parts(src.ptr(), n), &reference[..], "move of {m} up by {shift}");
+                            let mut reference = want.clone();
+                            reference_move(&mut reference, 0, shift, m);
+                            std::ptr::copy_nonoverlapping(want.as_ptr(), src.ptr(), n);
+                            (f.copy_overlapping)(src.ptr(), src.ptr().add(shift), m);
+                            assert_eq!(std::slice::from_raw_parts(src.ptr(), n), &reference[..], "move of {m} down by {shift}");
+                        }
                     }
                 }
             }
@@ -345,34 +402,40 @@ mod tests {
 
     #[test]
     fn copy_matches_a_byte_copy_for_every_length_and_misalignment() {
-        for n in lengths() {
-            for (src_off, dst_off) in [(0, 0), (1, 0), (0, 3), (7, 5), (15, 9)] {
-                let src = pattern(n + 32, n as u8);
-                let mut got = vec![0xeeu8; n + 64];
-                let mut want = got.clone();
-                let ret = unsafe { copy(got.as_mut_ptr().add(dst_off + 16), src.as_ptr().add(src_off), n) };
-                assert_eq!(ret, unsafe { got.as_mut_ptr().add(dst_off + 16) });
-                want[dst_off + 16..dst_off + 16 + n].copy_from_slice(&src[src_off..src_off + n]);
-                // Guard bytes either side stay untouched.
-                assert_eq!(got, want, "copy of {n} bytes, offsets {src_off}/{dst_off}");
+        for f in impls() {
+            eprintln!("{}", f.name);
+            for n in lengths() {
+                for (src_off, dst_off) in [(0, 0), (1, 0), (0, 3), (7, 5), (15, 9)] {
+                    let src = pattern(n + 32, n as u8);
+                    let mut got = vec![0xeeu8; n + 64];
+                    let mut want = got.clone();
+                    let ret = unsafe { (f.copy)(got.as_mut_ptr().add(dst_off + 16), src.as_ptr().add(src_off), n) };
+                    assert_eq!(ret, unsafe { got.as_mut_ptr().add(dst_off + 16) });
+                    want[dst_off + 16..dst_off + 16 + n].copy_from_slice(&src[src_off..src_off + n]);
+                    // Guard bytes either side stay untouched.
+                    assert_eq!(got, want, "copy of {n} bytes, offsets {src_off}/{dst_off}");
+                }
             }
         }
     }
 
     #[test]
     fn copy_overlapping_matches_a_byte_move_for_every_overlap() {
-        for n in lengths() {
-            // Shifts of the destination against the source, both ways: 0 is a copy onto itself,
-            // small shifts are the hardest overlaps, n and more do not overlap at all.
-            for shift in [0usize, 1, 2, 7, 8, 15, 16, 17, 31, 63, 64, 65, 130, n / 2, n, n + 3] {
-                for forward in [true, false] {
-                    let mut got = pattern(2 * n + 200, shift as u8);
-                    let mut want = got.clone();
-                    let (src, dst) = if forward { (8, 8 + shift) } else { (8 + shift, 8) };
-                    let ret = unsafe { copy_overlapping(got.as_mut_ptr().add(dst), got.as_ptr().add(src), n) };
-                    assert_eq!(ret, unsafe { got.as_mut_ptr().add(dst) });
-                    reference_move(&mut want, dst, src, n);
-                    assert_eq!(got, want, "move of {n} bytes from {src} to {dst}");
+        for f in impls() {
+            eprintln!("{}", f.name);
+            for n in lengths() {
+                // Shifts of the destination against the source, both ways: 0 is a copy onto itself,
+                // small shifts are the hardest overlaps, n and more do not overlap at all.
+                for shift in [0usize, 1, 2, 7, 8, 15, 16, 17, 31, 63, 64, 65, 130, n / 2, n, n + 3] {
+                    for forward in [true, false] {
+                        let mut got = pattern(2 * n + 200, shift as u8);
+                        let mut want = got.clone();
+                        let (src, dst) = if forward { (8, 8 + shift) } else { (8 + shift, 8) };
+                        let ret = unsafe { (f.copy_overlapping)(got.as_mut_ptr().add(dst), got.as_ptr().add(src), n) };
+                        assert_eq!(ret, unsafe { got.as_mut_ptr().add(dst) });
+                        reference_move(&mut want, dst, src, n);
+                        assert_eq!(got, want, "move of {n} bytes from {src} to {dst}");
+                    }
                 }
             }
         }
@@ -380,27 +443,30 @@ mod tests {
 
     #[test]
     fn compare_orders_like_unsigned_bytes_at_the_first_difference() {
-        for n in lengths() {
-            let a = pattern(n, 1);
-            assert_eq!(unsafe { compare(a.as_ptr(), a.clone().as_ptr(), n) }, 0, "equal, {n} bytes");
-            // A difference at each of several positions, in both directions, including bytes
-            // ≥ 0x80 (unsigned order) and a later difference the other way that must not count.
-            for pos in [0, 1, 6, 7, 8, 9, 15, 16, n / 2, n.saturating_sub(9), n.saturating_sub(8), n.saturating_sub(1)] {
-                if pos >= n {
-                    continue;
-                }
-                for (x, y) in [(0x00u8, 0xffu8), (0x7f, 0x80), (0x41, 0x42)] {
-                    let (mut l, mut r) = (a.clone(), a.clone());
-                    l[pos] = x;
-                    r[pos] = y;
-                    if pos + 1 < n {
-                        l[n - 1] = 0xff;
-                        r[n - 1] = 0x00;
+        for f in impls() {
+            eprintln!("{}", f.name);
+            for n in lengths() {
+                let a = pattern(n, 1);
+                assert_eq!(unsafe { (f.compare)(a.as_ptr(), a.clone().as_ptr(), n) }, 0, "equal, {n} bytes");
+                // A difference at each of several positions, in both directions, including bytes
+                // ≥ 0x80 (unsigned order) and a later difference the other way that must not count.
+                for pos in [0, 1, 6, 7, 8, 9, 15, 16, n / 2, n.saturating_sub(9), n.saturating_sub(8), n.saturating_sub(1)] {
+                    if pos >= n {
+                        continue;
                     }
-                    let got = unsafe { compare(l.as_ptr(), r.as_ptr(), n) };
-                    assert_eq!(got.signum(), reference_compare(&l, &r), "{n} bytes, difference at {pos}");
-                    let back = unsafe { compare(r.as_ptr(), l.as_ptr(), n) };
-                    assert_eq!(back.signum(), -reference_compare(&l, &r), "{n} bytes, reversed, at {pos}");
+                    for (x, y) in [(0x00u8, 0xffu8), (0x7f, 0x80), (0x41, 0x42)] {
+                        let (mut l, mut r) = (a.clone(), a.clone());
+                        l[pos] = x;
+                        r[pos] = y;
+                        if pos + 1 < n {
+                            l[n - 1] = 0xff;
+                            r[n - 1] = 0x00;
+                        }
+                        let got = unsafe { (f.compare)(l.as_ptr(), r.as_ptr(), n) };
+                        assert_eq!(got.signum(), reference_compare(&l, &r), "{n} bytes, difference at {pos}");
+                        let back = unsafe { (f.compare)(r.as_ptr(), l.as_ptr(), n) };
+                        assert_eq!(back.signum(), -reference_compare(&l, &r), "{n} bytes, reversed, at {pos}");
+                    }
                 }
             }
         }
@@ -408,14 +474,17 @@ mod tests {
 
     #[test]
     fn compare_reads_only_n_bytes() {
-        // Differences just past the end do not count.
-        for n in 0..40 {
-            let a = pattern(n + 8, 3);
-            let mut b = a.clone();
-            for byte in &mut b[n..] {
-                *byte = !*byte;
+        for f in impls() {
+            eprintln!("{}", f.name);
+            // Differences just past the end do not count.
+            for n in 0..40 {
+                let a = pattern(n + 8, 3);
+                let mut b = a.clone();
+                for byte in &mut b[n..] {
+                    *byte = !*byte;
+                }
+                assert_eq!(unsafe { (f.compare)(a.as_ptr(), b.as_ptr(), n) }, 0, "{n} bytes");
             }
-            assert_eq!(unsafe { compare(a.as_ptr(), b.as_ptr(), n) }, 0, "{n} bytes");
         }
     }
 }
