@@ -1,11 +1,8 @@
 //! `tributary demo --exit-when-done` runs the whole job and accounts for every event.
 
-#[macro_use]
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 on_both_backends!(demo_exits_zero_with_a_summary_and_every_event_accounted_for);
 

@@ -2,15 +2,12 @@
 //! in a loop of random kills during a live 200k-message ingest), and SIGTERM — also under full
 //! load — drains, commits, leaves the group and exits 0 within the deadline.
 
-#[macro_use]
-mod common;
-
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tributary::mock::MockKafka;
 
 const PARTITIONS: i32 = 4;

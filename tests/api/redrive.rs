@@ -3,13 +3,10 @@
 //! that still fail stay with their current reason, a dry run changes nothing, and the admin
 //! rules (token, body limit, strict JSON body) hold.
 
-#[macro_use]
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use diesel::prelude::*;
 use serde_json::{json, Value};
 use tributary::app;

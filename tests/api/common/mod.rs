@@ -98,10 +98,10 @@ macro_rules! on_conn {
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod postgres {
-            $( #[test] fn $name() { super::$name(super::common::Kind::Postgres) } )*
+            $( #[test] fn $name() { super::$name($crate::common::Kind::Postgres) } )*
         }
         mod sqlite {
-            $( #[test] fn $name() { super::$name(super::common::Kind::Sqlite) } )*
+            $( #[test] fn $name() { super::$name($crate::common::Kind::Sqlite) } )*
         }
     };
 }

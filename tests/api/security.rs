@@ -3,8 +3,6 @@
 //! The librdkafka side (SASL_SSL/SCRAM accepted, a missing CA file failing the start) is
 //! proven by the unit tests in src/config.rs; here the binary itself and a real PostgreSQL.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
@@ -98,7 +96,7 @@ fn with_params(url: &str, params: &str) -> String {
 
 #[test]
 fn postgres_sslmode_in_the_url_reaches_libpq() {
-    let Some(db) = common::test_db() else { return };
+    let Some(db) = crate::common::test_db() else { return };
     let server_ssl = {
         let mut c = PgConnection::establish(&db.url).expect("connect");
         diesel::sql_query("SELECT setting FROM pg_settings WHERE name = 'ssl'").get_result::<Setting>(&mut c).expect("ssl setting").setting

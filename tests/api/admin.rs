@@ -1,11 +1,8 @@
 //! The admin API: bearer-token auth, body limits, pause/resume, restarting actors on demand.
 
-#[macro_use]
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use tributary::app;
 use tributary::telemetry;

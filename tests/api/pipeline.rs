@@ -1,11 +1,8 @@
 //! The core pipeline end to end: real actors, librdkafka's mock cluster, a real PostgreSQL.
 
-#[macro_use]
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tributary::app;
 use tributary::http::metric_sum;
 use tributary::telemetry;

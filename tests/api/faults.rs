@@ -2,12 +2,9 @@
 //! (connections cut and refused through a proxy) and broker faults from the mock cluster (slow
 //! round trips, fetch errors, a broker down).
 
-#[macro_use]
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tributary::app;
 use tributary::http::metric_sum;
 use tributary::telemetry;

@@ -1,0 +1,13 @@
+//! The integration tests, one binary (linked once, not once per file): real actors, the mock
+//! Kafka cluster, SQLite and a real PostgreSQL (`TRIBUTARY_TEST_DATABASE_URL`).
+
+#[macro_use]
+mod common;
+
+mod admin;
+mod crash;
+mod demo;
+mod faults;
+mod pipeline;
+mod redrive;
+mod security;
