@@ -85,6 +85,9 @@ pub struct Application {
 impl Application {
     /// Start every actor and bind the HTTP server. Call inside an actix `System`.
     pub async fn build(settings: Settings, log: slog::Logger) -> Result<Self, AppError> {
+        // The port first: if it cannot be had, nothing else has started (no actor, no consumer).
+        let addr = settings.bind_addr()?;
+        let listener = TcpListener::bind(addr).map_err(|source| AppError::Bind { addr: addr.to_string(), source })?;
         let db = Database::open(&database_options(&settings))?;
         if settings.database.migrate_on_start {
             let applied = migrate(&db, Duration::from_secs(30), &log).await?;
@@ -175,8 +178,6 @@ impl Application {
         };
         health.do_send(SetReader(reader.clone().recipient()));
 
-        let addr = settings.bind_addr()?;
-        let listener = TcpListener::bind(addr).map_err(|source| AppError::Bind { addr: addr.to_string(), source })?;
         let port = listener.local_addr().map_err(|e| AppError::Other(e.to_string()))?.port();
         let state = ApiState { health, reader: reader.clone(), parser, writer, redriver, admin_token: settings.http.admin_token.clone() };
         let server = HttpServer::new(move || App::new().app_data(web::Data::new(state.clone())).configure(routes))

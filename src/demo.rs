@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
-use tributary_actors::storage::{redact_url, sqlite_path, Backend, Database};
+use tributary_actors::redact::database_url as redact_url;
+use tributary_actors::storage::{sqlite_path, Backend, Database};
 
 use crate::app;
 use crate::config::Settings;

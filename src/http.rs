@@ -72,12 +72,19 @@ async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     })
 }
 
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
+/// (RFC 7235), the token is not.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start_matches(' '))
+}
+
 /// Check the bearer token, then read the (bounded) body.
 async fn admit(state: &ApiState, req: &HttpRequest, mut payload: web::Payload) -> Result<web::Bytes, HttpResponse> {
     let Some(token) = &state.admin_token else {
         return Err(error(StatusCode::FORBIDDEN, "admin endpoints are disabled: configure http.admin_token"));
     };
-    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
     let ok = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.expose_secret().as_bytes())));
     if !ok {
         let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
@@ -153,10 +160,18 @@ struct RedriveBody {
 
 impl RedriveBody {
     fn parse(body: &[u8]) -> Result<RedriveFilter, String> {
+        const SHAPE: &str = "the body must be a JSON object with optional fields reason, topic, partition, limit, dry_run";
         let b: RedriveBody = if body.iter().all(u8::is_ascii_whitespace) {
             RedriveBody::default()
         } else {
-            serde_json::from_slice(body).map_err(|e| format!("invalid request body: {e}"))?
+            // An object only: serde would also take a struct from an array of its fields.
+            match serde_json::from_slice::<serde_json::Value>(body) {
+                Ok(v @ serde_json::Value::Object(_)) => {
+                    serde_json::from_value(v).map_err(|e| format!("invalid request body: {e}; {SHAPE}"))?
+                }
+                Ok(_) => return Err(SHAPE.to_string()),
+                Err(e) => return Err(format!("the body is not JSON ({e}); {SHAPE}")),
+            }
         };
         let limit = b.limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
@@ -188,31 +203,37 @@ async fn not_found() -> HttpResponse {
     error(StatusCode::NOT_FOUND, "no such endpoint; see docs/http-api.md")
 }
 
-async fn method_not_allowed() -> HttpResponse {
-    error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed for this endpoint")
-}
-
-/// A resource answering one method; other methods get a JSON 405.
-fn only<F, Args>(path: &str, method: actix_web::Route, handler: F) -> actix_web::Resource
+/// A resource answering `GET` (and `HEAD`, which actix answers without the body) or `POST`;
+/// other methods get a JSON 405 naming the allowed ones in `Allow`.
+fn only<F, Args>(path: &str, method: actix_web::http::Method, handler: F) -> actix_web::Resource
 where
-    F: actix_web::Handler<Args>,
+    F: actix_web::Handler<Args> + Clone,
     Args: actix_web::FromRequest + 'static,
     F::Output: actix_web::Responder + 'static,
 {
-    web::resource(path).route(method.to(handler)).default_service(web::to(method_not_allowed))
+    let get = method == actix_web::http::Method::GET;
+    let allow: &'static str = if get { "GET, HEAD" } else { "POST" };
+    let resource = web::resource(path).route(web::method(method).to(handler.clone()));
+    let resource = if get { resource.route(web::head().to(handler)) } else { resource };
+    resource.default_service(web::to(move || async move {
+        let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, format!("method not allowed for this endpoint; allowed: {allow}"));
+        resp.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static(allow));
+        resp
+    }))
 }
 
 /// Register the routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(only("/health", web::get(), health))
-        .service(only("/ready", web::get(), ready))
-        .service(only("/status", web::get(), status))
-        .service(only("/actors", web::get(), actors))
-        .service(only("/metrics", web::get(), metrics))
-        .service(only("/pause", web::post(), pause))
-        .service(only("/resume", web::post(), resume))
-        .service(only("/actors/{name}/restart", web::post(), restart))
-        .service(only("/dead-letters/redrive", web::post(), redrive))
+    use actix_web::http::Method;
+    cfg.service(only("/health", Method::GET, health))
+        .service(only("/ready", Method::GET, ready))
+        .service(only("/status", Method::GET, status))
+        .service(only("/actors", Method::GET, actors))
+        .service(only("/metrics", Method::GET, metrics))
+        .service(only("/pause", Method::POST, pause))
+        .service(only("/resume", Method::POST, resume))
+        .service(only("/actors/{name}/restart", Method::POST, restart))
+        .service(only("/dead-letters/redrive", Method::POST, redrive))
         .default_service(web::to(not_found));
 }
 

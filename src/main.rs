@@ -67,7 +67,6 @@ fn run(settings: Settings) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             slog::crit!(log, "tributary failed"; "error" => e.to_string());
-            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -10,6 +10,7 @@
 //!   no actor, so the actors depend on each other one way only.
 //! - [`breaker`]: the database circuit breaker shared by writer and reader.
 //! - [`metrics`]: Prometheus handles shared by the actors.
+//! - [`redact`]: what of a URL or a librdkafka property may be shown; every path uses it.
 
 pub mod backoff;
 pub mod batch;
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod parse;
 pub mod parser;
 pub mod reader;
+pub mod redact;
 pub mod redrive;
 pub mod storage;
 pub mod writer;

@@ -15,7 +15,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 use tributary_actors::parse::Format;
-use tributary_actors::storage::{redact_url, sqlite_path, Backend};
+use tributary_actors::redact;
+use tributary_actors::storage::{sqlite_path, Backend};
 
 /// Environment variable prefix; `__` separates nesting levels.
 pub const ENV_PREFIX: &str = "TRIBUTARY_";
@@ -57,7 +58,7 @@ impl std::fmt::Debug for KafkaSettings {
             .field("brokers", &self.brokers)
             .field("group_id", &self.group_id)
             .field("topics", &self.topics)
-            .field("librdkafka", &redact_properties(&self.librdkafka))
+            .field("librdkafka", &redact::properties(&self.librdkafka))
             .field("revoke_timeout_ms", &self.revoke_timeout_ms)
             .finish()
     }
@@ -275,9 +276,11 @@ impl Settings {
         }
         let mut settings: Settings = fig.extract().map_err(|e| {
             let key = e.path.join(".");
+            // A type error quotes the value: not for a key that holds a secret.
+            let problem = if is_secret_key(&key) { "has the wrong type (its value is not shown)".to_string() } else { e.kind.to_string() };
             ConfigError::new(
                 if key.is_empty() { "(config)" } else { &key },
-                e.kind.to_string(),
+                problem,
                 "correct the value in the TOML file or environment; see docs/configuration.md",
             )
         })?;
@@ -300,6 +303,13 @@ impl Settings {
     fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
         let mut fig = Figment::new();
         match file {
+            Some(path) if path.is_dir() => {
+                return Err(ConfigError::new(
+                    "--config",
+                    format!("{} is a directory", path.display()),
+                    "pass a TOML file, e.g. --config /etc/tributary/tributary.toml",
+                ));
+            }
             Some(path) if path.exists() => fig = fig.merge(Toml::file(path)),
             Some(path) => {
                 return Err(ConfigError::new(
@@ -330,6 +340,13 @@ impl Settings {
         if k.brokers.trim().is_empty() && !has_bootstrap {
             return Err(ConfigError::new("kafka.brokers", "is empty", set_it("kafka.brokers", "\"kafka-1:9092,kafka-2:9092\"")));
         }
+        if let Some(bad) = k.brokers.split(',').map(str::trim).filter(|b| !b.is_empty()).find(|b| !is_host_port(b)) {
+            return Err(ConfigError::new(
+                "kafka.brokers",
+                format!("{:?} is not host:port", redact::database_url(bad)),
+                set_it("kafka.brokers", "\"kafka-1:9092,kafka-2:9092\""),
+            ));
+        }
         if k.group_id.trim().is_empty() {
             return Err(ConfigError::new("kafka.group_id", "is empty", set_it("kafka.group_id", "\"tributary\"")));
         }
@@ -350,11 +367,7 @@ impl Settings {
             client.set(key, value);
         }
         if let Err(e) = client.create_native_config() {
-            return Err(ConfigError::new(
-                "kafka.librdkafka",
-                e.to_string(),
-                "use a property and value librdkafka knows (see its CONFIGURATION.md)",
-            ));
+            return Err(librdkafka_error(&e, &k.librdkafka, "use a property and value librdkafka knows (see its CONFIGURATION.md)"));
         }
         // TLS and SASL are set up when a client is created (CA, certificate and key files, the
         // key's password, the SASL mechanism's provider), not when a property is set: create
@@ -363,9 +376,9 @@ impl Settings {
         // client joins nothing; it is dropped at once.
         if k.librdkafka.keys().any(|p| p.starts_with("ssl.") || p.starts_with("sasl.") || p == "security.protocol") {
             if let Err(e) = client.create::<rdkafka::consumer::BaseConsumer>() {
-                return Err(ConfigError::new(
-                    "kafka.librdkafka",
-                    e.to_string(),
+                return Err(librdkafka_error(
+                    &e,
+                    &k.librdkafka,
                     "check the TLS/SASL properties: files named must exist and be readable, a key's password must match, \
                      sasl.mechanisms must be PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (GSSAPI is not built in)",
                 ));
@@ -379,14 +392,40 @@ impl Settings {
             None => {
                 return Err(ConfigError::new(
                     "database.url",
-                    format!("scheme of {} is not supported", redact_url(url)),
+                    format!("scheme of {} is not supported", redact::database_url(url)),
                     "use postgres://user:password@host:5432/db or sqlite://path/to/file.db",
                 ));
             }
             Some(Backend::Sqlite) if sqlite_path(url).is_empty() => {
                 return Err(ConfigError::new("database.url", "names no SQLite file", "use sqlite://path/to/file.db"));
             }
-            _ => {}
+            Some(Backend::Sqlite) => {
+                let path = Path::new(sqlite_path(url));
+                let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                if !dir.is_dir() {
+                    return Err(ConfigError::new(
+                        "database.url",
+                        format!("the SQLite file's directory {} does not exist", dir.display()),
+                        "create the directory, or name a file in one that exists",
+                    ));
+                }
+                if path.is_dir() {
+                    return Err(ConfigError::new(
+                        "database.url",
+                        format!("{} is a directory", path.display()),
+                        "name a file: sqlite://path/to/file.db",
+                    ));
+                }
+            }
+            Some(Backend::Postgres) => {
+                if let Some(port) = url_port(url).filter(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+                    return Err(ConfigError::new(
+                        "database.url",
+                        format!("port {port:?} is not a port (1 to 65535)"),
+                        "use postgres://user:password@host:5432/db",
+                    ));
+                }
+            }
         }
         let d = &self.database;
         let ranges: [(&str, u64, u64, u64); 7] = [
@@ -399,6 +438,14 @@ impl Settings {
             ("database.breaker_threshold", u64::from(d.breaker_threshold), 1, 1000),
         ];
         let p = &self.parser;
+        let timeouts: [(&str, u64, u64, u64); 5] = [
+            // r2d2 refuses a zero connection timeout (it panics); an hour is already absurd.
+            ("database.connect_timeout_ms", d.connect_timeout_ms, 1, 3_600_000),
+            ("kafka.revoke_timeout_ms", self.kafka.revoke_timeout_ms, 1, 3_600_000),
+            ("shutdown.timeout_secs", self.shutdown.timeout_secs, 1, 3600),
+            ("health.restart_budget", u64::from(self.health.restart_budget), 1, 10_000),
+            ("health.restart_window_secs", self.health.restart_window_secs, 1, 86_400),
+        ];
         let more: [(&str, u64, u64, u64); 5] = [
             ("parser.workers", p.workers as u64, 1, 256),
             ("parser.max_message_bytes", p.max_message_bytes as u64, 1, 1 << 30),
@@ -407,7 +454,7 @@ impl Settings {
             ("health.stall_after_secs", self.health.stall_after_secs, 1, 86_400),
             ("health.restart_reader_after_secs", self.health.restart_reader_after_secs, 0, 86_400),
         ];
-        for (key, value, lo, hi) in ranges.into_iter().chain(more) {
+        for (key, value, lo, hi) in ranges.into_iter().chain(timeouts).chain(more) {
             if value < lo || value > hi {
                 return Err(ConfigError::new(key, format!("{value} is out of range"), format!("use a value from {lo} to {hi}")));
             }
@@ -420,12 +467,20 @@ impl Settings {
                 "use one of trace, debug, info, warn, error",
             ));
         }
-        // An empty token (e.g. `TRIBUTARY_HTTP__ADMIN_TOKEN=` from a template) means none.
+        // An empty token (e.g. `TRIBUTARY_HTTP__ADMIN_TOKEN=` from a template) means none; one of
+        // blanks only is a mistake (it would be a token anyone can guess).
         if self.http.admin_token.as_ref().is_some_and(|t| t.expose_secret().is_empty()) {
             self.http.admin_token = None;
         }
         if let Some(token) = &self.http.admin_token {
-            if token.expose_secret().len() < 16 {
+            if token.expose_secret().trim().is_empty() {
+                return Err(ConfigError::new(
+                    "http.admin_token",
+                    "is blank",
+                    "use a long random token, e.g. `openssl rand -hex 32`, or leave it unset to turn admin endpoints off",
+                ));
+            }
+            if token.expose_secret().chars().count() < 16 {
                 return Err(ConfigError::new(
                     "http.admin_token",
                     "is shorter than 16 characters",
@@ -473,7 +528,7 @@ impl Settings {
 
     /// The effective configuration as JSON, secrets redacted: for `check-config` and `/status`.
     pub fn redacted(&self) -> Value {
-        let librdkafka = redact_properties(&self.kafka.librdkafka);
+        let librdkafka = redact::properties(&self.kafka.librdkafka);
         json!({
             "kafka": {
                 "brokers": self.kafka.brokers,
@@ -483,7 +538,7 @@ impl Settings {
                 "revoke_timeout_ms": self.kafka.revoke_timeout_ms,
             },
             "database": {
-                "url": redact_database_url(self.database.url.expose_secret()),
+                "url": redact::database_url(self.database.url.expose_secret()),
                 "pool_size": self.database.pool_size,
                 "batch_size": self.database.batch_size,
                 "batch_max_bytes": self.database.batch_max_bytes,
@@ -516,6 +571,50 @@ fn librdkafka_env(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, 
     .collect()
 }
 
+/// Keys whose values are secrets (or may hold one: a database URL's password).
+fn is_secret_key(key: &str) -> bool {
+    key == "database.url" || key == "http.admin_token" || (key.starts_with("kafka.librdkafka") && redact::is_secret_property(key))
+}
+
+/// A librdkafka error that shows no secret: never the value of an unknown property (a mistyped
+/// `sasl.passwrd`) or of a secret-looking one, and no secret value anywhere in the text.
+fn librdkafka_error(e: &rdkafka::error::KafkaError, props: &BTreeMap<String, String>, fix: &str) -> ConfigError {
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaConfRes;
+    let secret_values = || props.iter().filter(|(k, _)| redact::is_secret_property(k)).map(|(_, v)| v.as_str());
+    match e {
+        KafkaError::ClientConfig(res, desc, key, _) => {
+            let problem = match res {
+                RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN => format!("{key:?} is not a librdkafka property (its value is not shown)"),
+                _ if redact::is_secret_property(key) => format!("the value of {key:?} is not valid (not shown: it may be a secret)"),
+                _ => desc.clone(),
+            };
+            ConfigError::new("kafka.librdkafka", redact::scrub(&problem, secret_values()), fix)
+        }
+        other => ConfigError::new("kafka.librdkafka", redact::scrub(&other.to_string(), secret_values()), fix),
+    }
+}
+
+/// `host:port` with a port from 1 to 65535 (IPv6 hosts in brackets).
+fn is_host_port(s: &str) -> bool {
+    let Some((host, port)) = s.rsplit_once(':') else { return false };
+    let host_ok =
+        !host.is_empty() && !host.contains(char::is_whitespace) && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
+    host_ok && port.parse::<u16>().is_ok_and(|p| p > 0)
+}
+
+/// The port of a `postgres://` URL's authority, if it names one (the text after the last `:`
+/// of the host part; libpq's multi-host lists are not checked here).
+fn url_port(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host_port.contains(',') || host_port.ends_with(']') {
+        return None;
+    }
+    host_port.rsplit_once(':').map(|(_, p)| p)
+}
+
 /// Where a local probe reaches a server bound to `bind`: a wildcard address (`0.0.0.0`, `[::]`)
 /// is reached on loopback; a named host as given.
 pub fn health_url(bind: &str) -> String {
@@ -526,43 +625,6 @@ pub fn health_url(bind: &str) -> String {
         other => other,
     };
     format!("http://{host}:{port}/health")
-}
-
-/// librdkafka properties whose values are secrets: passwords (`sasl.password`,
-/// `ssl.key.password`, `ssl.keystore.password`), client secrets
-/// (`sasl.oauthbearer.client.secret`), inline keys and certificates (`ssl.key.pem`, `*.pem`,
-/// `ssl_key`), and configuration strings that embed credentials (`sasl.jaas.config`,
-/// `sasl.oauthbearer.config`). Matched loosely on purpose: a new librdkafka secret property
-/// should be redacted without a code change.
-pub fn is_secret_property(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    k.contains("password")
-        || k.contains("secret")
-        || k.ends_with(".pem")
-        || k.contains("key.pem")
-        || k.contains("ssl_key")
-        || k.ends_with("sasl.jaas.config")
-        || k.ends_with("sasl.oauthbearer.config")
-}
-
-/// The database URL for display: the password (userinfo or `password=`) and libpq's
-/// `sslpassword=` (the client key's passphrase) replaced by `[REDACTED]`.
-pub fn redact_database_url(url: &str) -> String {
-    let url = redact_url(url);
-    let Some((base, query)) = url.split_once('?') else { return url };
-    let params: Vec<String> = query
-        .split('&')
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("sslpassword") => format!("{k}=[REDACTED]"),
-            _ => kv.to_string(),
-        })
-        .collect();
-    format!("{base}?{}", params.join("&"))
-}
-
-/// librdkafka properties with secret values replaced by `[REDACTED]`.
-pub fn redact_properties(props: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    props.iter().map(|(k, v)| (k.clone(), if is_secret_property(k) { "[REDACTED]".to_string() } else { v.clone() })).collect()
 }
 
 #[cfg(test)]

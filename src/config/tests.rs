@@ -1,4 +1,5 @@
 use super::*;
+use tributary_actors::redact::{database_url as redact_database_url, is_secret_property};
 
 fn base() -> BTreeMap<String, Value> {
     BTreeMap::from([
@@ -186,4 +187,47 @@ fn topics_accept_a_comma_separated_string() {
     let mut o = base();
     o.insert("kafka.topics".into(), json!("a, b"));
     assert_eq!(Settings::load(None, &o).unwrap().kafka.topics, vec!["a", "b"]);
+}
+
+/// Each value that used to be accepted (or to panic the start) is refused, naming the key; no
+/// message shows a secret.
+#[test]
+fn hostile_values_are_refused_naming_the_key_and_never_echo_a_secret() {
+    let dir = std::env::temp_dir().join(format!("tributary-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing_dir = dir.join("no-such-dir").join("t.db");
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("database.connect_timeout_ms", json!(0), "database.connect_timeout_ms"),
+        ("database.url", json!("postgres://u:KvSecret123@h:99999/db"), "database.url"),
+        ("database.url", json!("host=127.0.0.1 user=postgres password=KvSecret123 dbname=x"), "database.url"),
+        ("database.url", json!("postgres:/postgres:KvSecret123@h/db"), "database.url"),
+        ("database.url", json!(format!("sqlite://{}", missing_dir.display())), "database.url"),
+        ("database.url", json!(format!("sqlite://{}", dir.display())), "database.url"),
+        ("kafka.brokers", json!("not a host"), "kafka.brokers"),
+        ("kafka.brokers", json!("k:9092,k2:0"), "kafka.brokers"),
+        ("http.admin_token", json!("ééééééééé"), "http.admin_token"),
+        ("http.admin_token", json!("                "), "http.admin_token"),
+        ("http.admin_token", json!(1234567890123456789u64), "http.admin_token"),
+        ("kafka.revoke_timeout_ms", json!(0), "kafka.revoke_timeout_ms"),
+        ("shutdown.timeout_secs", json!(0), "shutdown.timeout_secs"),
+        ("health.restart_window_secs", json!(0), "health.restart_window_secs"),
+        ("kafka.librdkafka", json!({"sasl.passwrd": "KvSecret123"}), "kafka.librdkafka"),
+        ("kafka.librdkafka", json!({"sasl.jaas.config": "KvSecret123"}), "kafka.librdkafka"),
+    ];
+    for (key, value, want_key) in cases {
+        let mut o = base();
+        o.insert(key.to_string(), value.clone());
+        let e = Settings::load(None, &o).expect_err(&format!("{key} = {value} must be refused"));
+        assert!(e.key.starts_with(want_key), "{key} = {value}: named {:?} ({e})", e.key);
+        for secret in ["KvSecret123", "1234567890123456789", "hunter2hunter2"] {
+            assert!(!e.to_string().contains(secret), "{key} = {value} echoed a secret: {e}");
+        }
+    }
+    // A token's length counts characters, not bytes: 16 of them pass however many bytes.
+    let mut o = base();
+    o.insert("http.admin_token".into(), json!("éééééééééééééééé"));
+    assert!(Settings::load(None, &o).is_ok());
+    let e = Settings::load(Some(&dir), &base()).unwrap_err();
+    assert_eq!(e.key, "--config", "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -8,6 +8,7 @@ mod admin;
 mod crash;
 mod demo;
 mod faults;
+mod hardening;
 mod pipeline;
 mod redrive;
 mod security;

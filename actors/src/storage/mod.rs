@@ -176,9 +176,9 @@ impl Database {
                         .build_unchecked(ConnectionManager::<SqliteConnection>::new(path)),
                 ))
             }
-            None => {
-                Err(StoreError::Fatal(Failure::Condition(format!("unsupported database.url scheme in {:?}", redact_url(&opts.url)).into())))
-            }
+            None => Err(StoreError::Fatal(Failure::Condition(
+                format!("unsupported database.url scheme in {:?}", crate::redact::database_url(&opts.url)).into(),
+            ))),
         }
     }
 
@@ -267,46 +267,5 @@ impl Database {
             Database::Sqlite(p) => p.state(),
         };
         s.connections - s.idle_connections
-    }
-}
-
-/// A URL with its password replaced, for logs and errors.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return redact_query_password(url);
-    };
-    let user = userinfo.split(':').next().unwrap_or("");
-    let redacted = if userinfo.contains(':') { format!("{user}:[REDACTED]") } else { user.to_string() };
-    redact_query_password(&format!("{scheme}://{redacted}@{host}"))
-}
-
-fn redact_query_password(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else { return url.to_string() };
-    let parts: Vec<String> = query
-        .split('&')
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword") => {
-                format!("{k}=[REDACTED]")
-            }
-            _ => kv.to_string(),
-        })
-        .collect();
-    format!("{base}?{}", parts.join("&"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_never_survive_redaction() {
-        assert_eq!(redact_url("postgres://u:s3cret@h:5432/db"), "postgres://u:[REDACTED]@h:5432/db");
-        assert_eq!(redact_url("postgres://h/db?user=u&password=s3cret"), "postgres://h/db?user=u&password=[REDACTED]");
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(
-            redact_url("postgres://h/db?sslmode=verify-full&sslpassword=k3y"),
-            "postgres://h/db?sslmode=verify-full&sslpassword=[REDACTED]"
-        );
     }
 }

@@ -1,0 +1,103 @@
+//! Hostile-but-fair use (issue 22): answers that stay clear, a start that fails cleanly.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::common::*;
+use serde_json::Value;
+use tributary::app;
+use tributary::telemetry;
+
+const TOKEN: &str = "hardening-admin-token-0123456789";
+
+/// A raw request; the whole response (status line, headers, body) as text.
+fn raw(port: u16, request: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+    let head = response.split("\r\n\r\n").next()?;
+    head.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
+}
+
+#[test]
+fn head_works_where_get_does_405_names_allow_and_the_bearer_scheme_is_case_insensitive() {
+    let f = Fixture::new(Kind::Sqlite, "http-edges", 1, 1).unwrap();
+    let mut s = f.settings();
+    s.http.admin_token = Some(TOKEN.to_string().into());
+    let running = app::spawn(s, telemetry::discard()).unwrap();
+    let port = running.port;
+
+    let head = raw(port, "HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(head.split("\r\n\r\n").nth(1), Some(""), "HEAD has no body: {head}");
+    for path in ["/ready", "/status", "/actors", "/metrics"] {
+        let r = raw(port, &format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+        assert!(!r.starts_with("HTTP/1.1 405"), "HEAD {path}: {r}");
+    }
+
+    let r = raw(port, "POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 405"), "{r}");
+    assert_eq!(header(&r, "allow"), Some("GET, HEAD"), "{r}");
+    let r = raw(port, "GET /pause HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(header(&r, "allow"), Some("POST"), "{r}");
+    let body: Value = serde_json::from_str(r.split("\r\n\r\n").nth(1).unwrap_or("")).unwrap();
+    assert_eq!(body["status"], 405);
+
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let (status, body) = http_with("POST", port, "/resume", &[("Authorization", &format!("{scheme} {TOKEN}"))], b"");
+        assert_eq!(status, 200, "{scheme}: {body}");
+    }
+    let (status, _) = http_with("POST", port, "/resume", &[("Authorization", &format!("Bearer {}", TOKEN.to_uppercase()))], b"");
+    assert_eq!(status, 401, "the token itself is case-sensitive");
+    running.stop().unwrap();
+}
+
+#[test]
+fn a_redrive_body_must_be_an_object_and_errors_speak_of_the_api() {
+    let f = Fixture::new(Kind::Sqlite, "redrive-body", 1, 1).unwrap();
+    let mut s = f.settings();
+    s.http.admin_token = Some(TOKEN.to_string().into());
+    let running = app::spawn(s, telemetry::discard()).unwrap();
+    let auth = format!("Bearer {TOKEN}");
+    for body in [&b"[null,null,null,5,true]"[..], b"[]", b"5", b"\"x\"", b"{\"limit\": \"ten\"}", b"{\"nope\": 1}", b"{"] {
+        let (status, answer) = http_with("POST", running.port, "/dead-letters/redrive", &[("Authorization", &auth)], body);
+        assert_eq!(status, 400, "{}: {answer}", String::from_utf8_lossy(body));
+        let error = serde_json::from_str::<Value>(&answer).unwrap()["error"].as_str().unwrap().to_string();
+        for internal in ["RedriveBody", "struct", "RedriveFilter"] {
+            assert!(!error.contains(internal), "{}: names an internal type: {error}", String::from_utf8_lossy(body));
+        }
+    }
+    let (status, answer) = http_with("POST", running.port, "/dead-letters/redrive", &[("Authorization", &auth)], b"{\"dry_run\": true}");
+    assert_eq!(status, 200, "{answer}");
+    running.stop().unwrap();
+}
+
+/// The HTTP port is taken: one clear line, a non-zero exit, and nothing else started.
+#[test]
+fn a_port_in_use_fails_the_start_cleanly_before_anything_starts() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["run", "--brokers", "127.0.0.1:1", "--topics", "t"])
+        .env("TRIBUTARY_DATABASE__URL", format!("sqlite://{}", dir.path().join("t.db").display()))
+        .env("TRIBUTARY_HTTP__BIND", format!("127.0.0.1:{port}"))
+        .env("TRIBUTARY_LOG__LEVEL", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "no panic: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    assert_eq!(stderr.lines().filter(|l| !l.trim().is_empty()).count(), 1, "one line: {stderr}");
+    assert!(!dir.path().join("t.db").exists(), "nothing started, not even the database");
+    drop(taken);
+}
