@@ -287,3 +287,24 @@ pub fn spawn(settings: Settings, log: slog::Logger) -> Result<RunningApp, AppErr
         Err(_) => Err(AppError::Other("application thread ended before starting".into())),
     }
 }
+
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when it
+/// is first awaited, so that a signal during the start is seen (see `run`) instead of killing
+/// the process half-way.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    // A signal whose handler could not be installed never arrives.
+    async fn arrives(signal: Option<Signal>) {
+        match signal {
+            Some(mut s) => drop(s.recv().await),
+            None => futures::future::pending().await,
+        }
+    }
+    let (term, int) = (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok());
+    async move {
+        tokio::select! {
+            () = arrives(term) => {}
+            () = arrives(int) => {}
+        }
+    }
+}

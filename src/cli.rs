@@ -7,8 +7,18 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
+/// Every key, flag or not, has its variable; said once under every command's `--help`.
+pub const ENV_HELP: &str = "Every configuration key can also be set in the environment as TRIBUTARY_<SECTION>__<KEY> \
+(e.g. TRIBUTARY_DATABASE__URL, TRIBUTARY_HTTP__ADMIN_TOKEN, TRIBUTARY_KAFKA__LIBRDKAFKA__SASL_PASSWORD); \
+precedence: defaults < TOML file < environment < flags. Every key: docs/configuration.md";
+
 #[derive(Debug, Parser)]
-#[command(name = "tributary", version = crate::app::VERSION, about = "Ingest Kafka topics into SQL, exactly once")]
+#[command(
+    name = "tributary",
+    version = crate::app::VERSION,
+    about = "Ingest Kafka topics into SQL, exactly once",
+    after_help = ENV_HELP
+)]
 pub struct Cli {
     /// TOML configuration file (default: ./tributary.toml when present).
     #[arg(long, global = true, env = "TRIBUTARY_CONFIG")]
@@ -20,21 +30,26 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Consume the configured topics into the database (the default).
+    #[command(after_help = ENV_HELP)]
     Run(Overrides),
     /// The whole job on one machine: in-process mock Kafka, generated CloudEvents, the real pipeline.
+    #[command(after_help = ENV_HELP)]
     Demo(crate::demo::DemoArgs),
     /// Validate the configuration and print it, secrets redacted.
+    #[command(after_help = ENV_HELP)]
     CheckConfig(Overrides),
     /// Apply the embedded database migrations and exit.
+    #[command(after_help = ENV_HELP)]
     Migrate(Overrides),
     /// GET /health of a running instance; exit 0 when healthy (for container health checks).
+    #[command(after_help = ENV_HELP)]
     Healthcheck {
         /// URL to probe. Default: /health on the port of http.bind (file or
         /// TRIBUTARY_HTTP__BIND), on loopback when it binds every address.
-        #[arg(long)]
+        #[arg(long, env = "TRIBUTARY_HEALTHCHECK_URL")]
         url: Option<String>,
         /// Seconds to wait for an answer.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, env = "TRIBUTARY_HEALTHCHECK_TIMEOUT", default_value_t = 3)]
         timeout: u64,
     },
 }
@@ -43,22 +58,22 @@ pub enum Command {
 #[derive(Debug, Args, Default, Clone)]
 pub struct Overrides {
     /// kafka.brokers: bootstrap servers, host:port[,host:port].
-    #[arg(long)]
+    #[arg(long, env = "TRIBUTARY_KAFKA__BROKERS", hide_env_values = true)]
     pub brokers: Option<String>,
     /// kafka.group_id.
-    #[arg(long)]
+    #[arg(long, env = "TRIBUTARY_KAFKA__GROUP_ID", hide_env_values = true)]
     pub group_id: Option<String>,
     /// kafka.topics (comma-separated).
-    #[arg(long)]
+    #[arg(long, env = "TRIBUTARY_KAFKA__TOPICS", hide_env_values = true)]
     pub topics: Option<String>,
     /// database.url.
-    #[arg(long)]
+    #[arg(long, env = "TRIBUTARY_DATABASE__URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// http.bind (host:port).
-    #[arg(long)]
+    #[arg(long, env = "TRIBUTARY_HTTP__BIND", hide_env_values = true)]
     pub bind: Option<String>,
     /// log.format: term or json.
-    #[arg(long)]
+    #[arg(long, env = "TRIBUTARY_LOG__FORMAT", hide_env_values = true)]
     pub log_format: Option<String>,
 }
 

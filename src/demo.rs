@@ -5,7 +5,9 @@
 //! the real pipeline with its HTTP API; shows live progress and ends with a summary.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,22 +26,22 @@ const REGIONS: [&str; 3] = ["eu", "us", "apac"];
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
     /// Events to generate.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, env = "TRIBUTARY_DEMO_EVENTS", default_value_t = 100_000)]
     pub events: usize,
     /// Events per second to offer (default: as fast as possible).
-    #[arg(long)]
+    #[arg(long, env = "TRIBUTARY_DEMO_RATE")]
     pub rate: Option<u64>,
     /// Share of malformed events, 0.0–1.0.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, env = "TRIBUTARY_DEMO_BAD_RATIO", default_value_t = 0.01)]
     pub bad_ratio: f64,
     /// Database: a SQLite file path or URL (`sqlite://…`), or `postgres://…`.
     #[arg(long, env = "TRIBUTARY_DEMO_DB", default_value = "tributary-demo.db")]
     pub db: String,
     /// HTTP address of the API while the demo runs.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "TRIBUTARY_DEMO_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
     /// Exit when every event is committed instead of serving HTTP until Ctrl-C.
-    #[arg(long)]
+    #[arg(long, env = "TRIBUTARY_DEMO_EXIT_WHEN_DONE")]
     pub exit_when_done: bool,
 }
 
@@ -63,14 +65,19 @@ const MALFORMED: [&[u8]; 5] = [
 /// ingestion would delete events before they are read.
 const MAX_LEAD: i64 = 20_000;
 
-/// Produce the demo stream; returns when all events are queued.
-fn generate(kafka: &MockKafka, topic: &str, args: &DemoArgs, committed: &AtomicI64) -> Result<(), String> {
+/// Produce the demo stream until all events are queued or a stop is requested; returns how
+/// many were queued.
+fn generate(kafka: &MockKafka, topic: &str, args: &DemoArgs, committed: &AtomicI64, stop: &AtomicBool) -> Result<usize, String> {
     let started = Instant::now();
     let bad_every = if args.bad_ratio > 0.0 { (1.0 / args.bad_ratio.min(1.0)).round() as usize } else { usize::MAX };
+    let mut queued = 0;
     for i in 0..args.events {
+        if i % 1000 == 0 && stop.load(Ordering::Relaxed) {
+            break;
+        }
         if i % 1000 == 0 {
             let deadline = Instant::now() + Duration::from_secs(60);
-            while i as i64 - committed.load(Ordering::Relaxed) > MAX_LEAD && Instant::now() < deadline {
+            while i as i64 - committed.load(Ordering::Relaxed) > MAX_LEAD && Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
@@ -108,8 +115,10 @@ fn generate(kafka: &MockKafka, topic: &str, args: &DemoArgs, committed: &AtomicI
             }
         };
         result.map_err(|e| format!("producing to the mock cluster failed: {e}"))?;
+        queued += 1;
     }
-    kafka.flush().map_err(|e| e.to_string())
+    kafka.flush().map_err(|e| e.to_string())?;
+    Ok(queued)
 }
 
 /// Live counts for the progress bar, from the service's own `/metrics` (what an operator sees):
@@ -173,10 +182,94 @@ fn database_url(db: &str) -> String {
     }
 }
 
-/// Run the demo; `bar` is the progress bar its log lines are already routed through.
-pub fn run(args: DemoArgs, log: slog::Logger, bar: ProgressBar) -> Result<(), String> {
+/// SIGTERM and SIGINT as a flag the demo's loops look at; the handlers are installed before
+/// this returns (a signal from then on stops the demo cleanly instead of killing it).
+struct StopSignal {
+    flag: Arc<AtomicBool>,
+    rx: std::sync::mpsc::Receiver<()>,
+}
+
+impl StopSignal {
+    fn install() -> Self {
+        let flag = Arc::new(AtomicBool::new(false));
+        let (installed_tx, installed_rx) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let set = flag.clone();
+        std::thread::spawn(move || {
+            actix::System::new().block_on(async move {
+                let signal = app::shutdown_signal();
+                let _ = installed_tx.send(());
+                signal.await;
+                set.store(true, Ordering::SeqCst);
+                let _ = tx.send(());
+            });
+        });
+        let _ = installed_rx.recv();
+        Self { flag, rx }
+    }
+
+    fn requested(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    fn wait(&self) {
+        let _ = self.rx.recv();
+    }
+}
+
+/// Why the demo did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The configuration (file, environment, flags) is invalid: exit 2, like `run`.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for DemoError {
+    fn from(e: String) -> Self {
+        Self::Failed(e)
+    }
+}
+
+/// `tributary demo`: the configuration (`--config`, `./tributary.toml`, the environment) is read
+/// and validated as `run` reads it, with the demo's own settings (mock brokers, topic, database,
+/// bind) on top; its log level defaults to `warn` so the progress bar stays readable.
+pub fn main(args: DemoArgs, config: Option<&Path>) -> ExitCode {
+    let stop = StopSignal::install();
+    // Hidden until the demo draws it; log lines go through it so they never break it.
+    let bar = ProgressBar::hidden();
+    let result = prepare(&args, config).and_then(|prepared| {
+        let output: crate::telemetry::Output = Box::new(BarWriter::new(bar.clone()));
+        let (log, _flush_on_exit) = crate::telemetry::logger_to(&prepared.settings.log, Some(output));
+        run(args, prepared, log, bar, &stop)
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(DemoError::Config(e)) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+        Err(DemoError::Failed(e)) => {
+            eprintln!("demo failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What the demo runs on: the mock cluster with its topic, and the settings pointing at it.
+struct Prepared {
+    kafka: MockKafka,
+    settings: Settings,
+    topic: String,
+    group: String,
+    url: String,
+}
+
+fn prepare(args: &DemoArgs, config: Option<&Path>) -> Result<Prepared, DemoError> {
     if !(0.0..=1.0).contains(&args.bad_ratio) {
-        return Err("--bad-ratio must be between 0.0 and 1.0".into());
+        return Err(DemoError::Failed("--bad-ratio must be between 0.0 and 1.0".into()));
     }
     let url = database_url(&args.db);
     let kafka = MockKafka::start(1).map_err(|e| format!("cannot start the mock Kafka cluster: {e}"))?;
@@ -184,6 +277,7 @@ pub fn run(args: DemoArgs, log: slog::Logger, bar: ProgressBar) -> Result<(), St
     let topic = format!("demo-events-{stamp}");
     let group = format!("tributary-demo-{stamp}");
     kafka.create_topic(&topic, PARTITIONS).map_err(|e| e.to_string())?;
+    let defaults = BTreeMap::from([("log.level".to_string(), json!("warn"))]);
     let overrides: BTreeMap<String, Value> = BTreeMap::from([
         ("kafka.brokers".into(), json!(kafka.bootstrap_servers())),
         ("kafka.group_id".into(), json!(group)),
@@ -191,7 +285,15 @@ pub fn run(args: DemoArgs, log: slog::Logger, bar: ProgressBar) -> Result<(), St
         ("database.url".into(), json!(url)),
         ("http.bind".into(), json!(args.bind)),
     ]);
-    let settings = Settings::load(None, &overrides).map_err(|e| e.to_string())?;
+    let settings = Settings::load_over(&defaults, config, &overrides)?;
+    Ok(Prepared { kafka, settings, topic, group, url })
+}
+
+/// Run the demo; `bar` is the progress bar its log lines are already routed through. A stop
+/// signal ends the ingest early: what was read is drained and committed, and the summary
+/// accounts for exactly that.
+fn run(args: DemoArgs, prepared: Prepared, log: slog::Logger, bar: ProgressBar, stop: &StopSignal) -> Result<(), DemoError> {
+    let Prepared { kafka, settings, topic, group, url } = prepared;
     let db_options = app::database_options(&settings);
     let running = app::spawn(settings, log).map_err(|e| e.to_string())?;
     let db = Database::open(&db_options).map_err(|e| format!("cannot open {}: {e}", redact_url(&url)))?;
@@ -203,8 +305,9 @@ pub fn run(args: DemoArgs, log: slog::Logger, bar: ProgressBar) -> Result<(), St
         let args = args.clone();
         let topic = topic.clone();
         let progress = progress.clone();
+        let stop = stop.flag.clone();
         std::thread::spawn(move || {
-            let r = generate(&kafka, &topic, &args, &progress);
+            let r = generate(&kafka, &topic, &args, &progress, &stop);
             (kafka, r)
         })
     };
@@ -216,7 +319,7 @@ pub fn run(args: DemoArgs, log: slog::Logger, bar: ProgressBar) -> Result<(), St
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
     let total = args.events as i64;
     let mut committed = 0;
-    while committed < total {
+    while committed < total && !stop.requested() {
         // One indexed row per partition: cheap whatever the size of the tables.
         committed = db.committed(&group).unwrap_or(committed);
         progress.store(committed, Ordering::Relaxed);
@@ -225,29 +328,41 @@ pub fn run(args: DemoArgs, log: slog::Logger, bar: ProgressBar) -> Result<(), St
         let l = live(running.port).unwrap_or_default();
         bar.set_message(format!("consumed {}  rows {}  dead letters {}  {rate:.0} events/s", l.consumed, l.rows, l.dead_letters));
         if started.elapsed() > Duration::from_secs(600) {
-            return Err("the demo did not finish within 10 minutes".into());
+            return Err("the demo did not finish within 10 minutes".to_string().into());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let interrupted = stop.requested();
     let elapsed = started.elapsed();
     bar.finish();
-    let (kafka, produced) = generator.join().map_err(|_| "generator thread panicked".to_string())?;
-    produced?;
-
+    let (kafka, generated) = generator.join().map_err(|_| "generator thread panicked".to_string())?;
+    let generated = generated?;
+    let port = running.port;
+    // Stopped early: drain first, so that the summary counts what the database holds.
+    let running = if interrupted {
+        running.stop().map_err(|e| e.to_string())?;
+        None
+    } else {
+        Some(running)
+    };
+    let committed = db.committed(&group).map_err(|e| e.to_string())?;
     let t = totals();
     let rows = t.rows;
     let dead: i64 = t.dead_letters.iter().map(|(_, n)| n).sum();
-    let port = running.port;
     println!();
-    println!("tributary demo: done");
-    println!("  events generated   {total}");
+    if interrupted {
+        println!("tributary demo: stopped by a signal; what was read is committed");
+    } else {
+        println!("tributary demo: done");
+    }
+    println!("  events generated   {generated}");
     println!("  rows in events     {rows}");
     println!("  dead letters       {dead}");
     for (reason, n) in &t.dead_letters {
         println!("    {reason:<22} {n}");
     }
-    println!("  accounted for      {} of {total} offsets (exactly once)", rows + dead);
-    println!("  elapsed            {:.2} s  ({:.0} events/s end to end)", elapsed.as_secs_f64(), total as f64 / elapsed.as_secs_f64());
+    println!("  accounted for      {} of {committed} offsets committed (exactly once)", rows + dead);
+    println!("  elapsed            {:.2} s  ({:.0} events/s end to end)", elapsed.as_secs_f64(), committed as f64 / elapsed.as_secs_f64());
     println!("  database           {}  (topic {topic})", redact_url(&url));
     println!();
     println!("Try:");
@@ -257,26 +372,22 @@ pub fn run(args: DemoArgs, log: slog::Logger, bar: ProgressBar) -> Result<(), St
     };
     println!("  {shell} \"SELECT type, count(*) FROM events WHERE topic = '{topic}' GROUP BY type\"");
     println!("  {shell} \"SELECT reason, count(*) FROM dead_letters WHERE topic = '{topic}' GROUP BY reason\"");
-    println!("  curl -s http://127.0.0.1:{port}/status");
-    println!("  curl -s http://127.0.0.1:{port}/ready");
-    println!("  curl -s http://127.0.0.1:{port}/metrics | grep tributary_");
-    if rows + dead != total {
-        return Err(format!("accounting mismatch: {} of {total}", rows + dead));
+    if running.is_some() {
+        println!("  curl -s http://127.0.0.1:{port}/status");
+        println!("  curl -s http://127.0.0.1:{port}/ready");
+        println!("  curl -s http://127.0.0.1:{port}/metrics | grep tributary_");
     }
-    if !args.exit_when_done {
-        println!();
-        println!("Serving the HTTP API on port {port}; Ctrl-C to stop.");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = actix::System::new();
-            rt.block_on(async {
-                let _ = tokio::signal::ctrl_c().await;
-            });
-            let _ = tx.send(());
-        });
-        let _ = rx.recv();
+    if rows + dead != committed || (!interrupted && committed != total) {
+        return Err(format!("accounting mismatch: {} of {committed} committed, {total} generated", rows + dead).into());
     }
-    running.stop().map_err(|e| e.to_string())?;
+    if let Some(running) = running {
+        if !args.exit_when_done {
+            println!();
+            println!("Serving the HTTP API on port {port}; Ctrl-C or SIGTERM to stop.");
+            stop.wait();
+        }
+        running.stop().map_err(|e| e.to_string())?;
+    }
     drop(kafka);
     Ok(())
 }

@@ -19,33 +19,12 @@ fn load(cli: &Cli, o: &Overrides) -> Result<Settings, ExitCode> {
     })
 }
 
-/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when it
-/// is first awaited, so that a signal during the start is seen (see `run`) instead of killing
-/// the process half-way.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{signal, Signal, SignalKind};
-    // A signal whose handler could not be installed never arrives.
-    async fn arrives(signal: Option<Signal>) {
-        match signal {
-            Some(mut s) => drop(s.recv().await),
-            None => futures::future::pending().await,
-        }
-    }
-    let (term, int) = (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok());
-    async move {
-        tokio::select! {
-            () = arrives(term) => {}
-            () = arrives(int) => {}
-        }
-    }
-}
-
 fn run(settings: Settings) -> ExitCode {
     let (log, _flush_on_exit) = telemetry::logger_with_guard(&settings.log);
     let system = actix::System::new();
     let mut stopped_while_starting = false;
     let result = system.block_on(async {
-        let mut stop = Box::pin(shutdown_signal());
+        let mut stop = Box::pin(app::shutdown_signal());
         // A signal while starting (waiting for the database, say) stops the start: nothing has
         // been read or written yet, so there is nothing to drain.
         let app = tokio::select! {
@@ -136,19 +115,6 @@ fn main() -> ExitCode {
             };
             healthcheck(&url, *timeout)
         }
-        Command::Demo(args) => {
-            let level = std::env::var("TRIBUTARY_LOG__LEVEL").unwrap_or_else(|_| "warn".into());
-            // Hidden until the demo draws it; log lines go through it so they never break it.
-            let bar = indicatif::ProgressBar::hidden();
-            let output: telemetry::Output = Box::new(tributary::demo::BarWriter::new(bar.clone()));
-            let (log, _flush_on_exit) = telemetry::logger_to(&tributary::config::LogSettings { level, ..Default::default() }, Some(output));
-            match tributary::demo::run(args.clone(), log, bar) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("demo failed: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Demo(args) => tributary::demo::main(args.clone(), cli.config.as_deref()),
     }
 }

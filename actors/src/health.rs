@@ -74,6 +74,11 @@ pub struct SetReader(pub Recipient<Restart>);
 #[rtype(result = "()")]
 pub struct DbStatus(pub Result<(), String>);
 
+/// No Kafka broker answers (`Some(error)`), or one answers again (`None`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct BrokersUnreachable(pub Option<String>);
+
 /// The database circuit breaker opened (`Some(reason)`) or closed (`None`).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -197,10 +202,14 @@ pub struct HealthReporter {
     /// Since when the database has answered without a failure in between (probe, writes,
     /// breaker closed); `None` while it fails.
     db_healthy_since: Option<Instant>,
+    /// When the database was last found unreachable, for the INFO line when it is back.
+    db_lost_at: Option<Instant>,
     /// When consumption last resumed (an operator's pause lifted, the reader (re)started): a
     /// stall is only counted from then.
     consuming_since: Instant,
     paused: bool,
+    /// Why no broker answers, while none does.
+    brokers_unreachable: Option<String>,
     /// Why the database circuit breaker is open, while it is.
     breaker: Option<String>,
     stalled: Vec<PartitionKey>,
@@ -226,8 +235,10 @@ impl HealthReporter {
             reader: None,
             stall_restart_at: None,
             db_healthy_since: None,
+            db_lost_at: None,
             consuming_since: Instant::now(),
             paused: false,
+            brokers_unreachable: None,
             breaker: None,
             stalled: Vec::new(),
             log,
@@ -257,7 +268,19 @@ impl HealthReporter {
         }));
     }
 
+    /// Logs the changes only: a WARN when the database goes, an INFO when it is back.
     fn set_db(&mut self, status: Result<(), String>) {
+        match (&self.db, &status) {
+            (Some(Err(_)), Err(_)) | (Some(Ok(())) | None, Ok(())) => {}
+            (_, Err(e)) => {
+                self.db_lost_at = Some(Instant::now());
+                slog::warn!(self.log, "database unreachable; commits wait until it answers"; "error" => e.as_str());
+            }
+            (Some(Err(_)), Ok(())) => {
+                let down = self.db_lost_at.take().map_or(0.0, |t| t.elapsed().as_secs_f64());
+                slog::info!(self.log, "database reachable again"; "unreachable_for_s" => format!("{down:.1}"));
+            }
+        }
         if status.is_ok() {
             self.db_healthy_since.get_or_insert_with(Instant::now);
         } else {
@@ -324,6 +347,9 @@ impl HealthReporter {
     fn readiness(&mut self) -> Report {
         self.check_stalls();
         let mut reasons = Vec::new();
+        if let Some(e) = &self.brokers_unreachable {
+            reasons.push(format!("brokers_unreachable: {e}"));
+        }
         if !self.group_joined {
             reasons.push("not_assigned: the consumer group has not assigned partitions yet".to_string());
         }
@@ -441,6 +467,8 @@ impl Handler<Assigned> for HealthReporter {
     type Result = ();
     fn handle(&mut self, msg: Assigned, _: &mut Self::Context) {
         self.group_joined = true;
+        // An assignment came through the group coordinator: a broker answers.
+        self.brokers_unreachable = None;
         let now = Instant::now();
         for (key, next) in msg.0 {
             let p = self.partitions.entry(key).or_default();
@@ -508,6 +536,16 @@ impl Handler<DbStatus> for HealthReporter {
     type Result = ();
     fn handle(&mut self, msg: DbStatus, _: &mut Self::Context) {
         self.set_db(msg.0);
+    }
+}
+
+impl Handler<BrokersUnreachable> for HealthReporter {
+    type Result = ();
+    fn handle(&mut self, msg: BrokersUnreachable, _: &mut Self::Context) {
+        if let Some(e) = &msg.0 {
+            self.actor(ActorName::KafkaReader).last_error = Some(format!("brokers unreachable: {e}"));
+        }
+        self.brokers_unreachable = msg.0;
     }
 }
 

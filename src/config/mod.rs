@@ -270,7 +270,21 @@ fn set_it(key: &str, example: &str) -> String {
 impl Settings {
     /// Layer: defaults < TOML file < environment < `overrides` (CLI flags, as dotted keys).
     pub fn load(file: Option<&Path>, overrides: &BTreeMap<String, Value>) -> Result<Self, ConfigError> {
-        let mut fig = Self::figment(file)?;
+        Self::load_over(&BTreeMap::new(), file, overrides)
+    }
+
+    /// [`Settings::load`] with `defaults` (dotted keys) in place of the built-in defaults for
+    /// those keys: a command's own defaults that the file and the environment may still change.
+    pub fn load_over(
+        defaults: &BTreeMap<String, Value>,
+        file: Option<&Path>,
+        overrides: &BTreeMap<String, Value>,
+    ) -> Result<Self, ConfigError> {
+        let mut fig = Figment::new();
+        for (key, value) in defaults {
+            fig = fig.merge(Serialized::global(key, value));
+        }
+        let mut fig = fig.merge(Self::figment(file)?);
         for (key, value) in overrides {
             fig = fig.merge(Serialized::global(key, value));
         }

@@ -30,7 +30,9 @@ fn database_outage_opens_the_breaker_and_ingestion_resumes_by_itself() {
     s.health.stall_after_secs = 1;
     // The outage outlasts this: a stalled database must never restart the reader.
     s.health.restart_reader_after_secs = 3;
-    let running = app::spawn(s, telemetry::discard()).unwrap();
+    let log = CapturedLog::default();
+    let (logger, guard) = log.logger("info");
+    let running = app::spawn(s, logger).unwrap();
     let port = running.port;
     stage!("the first batches commit", Duration::from_secs(30), || f.committed() > 0);
 
@@ -40,6 +42,10 @@ fn database_outage_opens_the_breaker_and_ingestion_resumes_by_itself() {
         let (status, body) = get_json(port, "/ready");
         status == 503 && body["reasons"].to_string().contains("breaker_open")
     });
+    // libpq's messages run over several lines; every reason is one.
+    for reason in get_json(port, "/ready").1["reasons"].as_array().unwrap() {
+        assert!(!reason.as_str().unwrap().contains(['\n', '\t']), "{reason}");
+    }
     assert_eq!(metric_sum(&http("GET", port, "/metrics").1, "tributary_breaker_open"), 1.0);
     assert_eq!(get_json(port, "/health").0, 200, "an outage is not a crash");
     // The outage lasts several seconds while the writers keep retrying.
@@ -61,6 +67,18 @@ fn database_outage_opens_the_breaker_and_ingestion_resumes_by_itself() {
         assert_eq!(actors[name]["restarts"], 0, "no restart needed: {actors}");
     }
     running.stop().unwrap();
+    drop(guard);
+    // The operator reads that the database went and came back: once each, not per retry.
+    let lost = log.lines("database unreachable");
+    let back = log.lines("database reachable again");
+    assert!(!lost.is_empty() && lost.iter().all(|l| l["level"] == "WARN"), "{}", log.text());
+    assert!(!back.is_empty() && back.iter().all(|l| l["level"] == "INFO"), "{}", log.text());
+    assert!(lost.len() <= 3 && lost.len().abs_diff(back.len()) <= 1, "one line per change: {lost:?} {back:?}");
+    for line in log.text().lines() {
+        let line: serde_json::Value = serde_json::from_str(line).unwrap();
+        let fields = line.as_object().unwrap().values().filter_map(|v| v.as_str());
+        assert!(fields.clone().all(|v| !v.contains('\n')), "a log entry over several lines: {line}");
+    }
 }
 
 #[test]

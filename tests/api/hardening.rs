@@ -101,3 +101,32 @@ fn a_port_in_use_fails_the_start_cleanly_before_anything_starts() {
     assert!(!dir.path().join("t.db").exists(), "nothing started, not even the database");
     drop(taken);
 }
+
+/// `--help` is the operator's reference: every option names its variable, and the help names
+/// the scheme every other key follows.
+#[test]
+fn help_names_every_options_variable_and_the_env_scheme() {
+    for command in ["run", "demo", "check-config", "migrate", "healthcheck"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .args([command, "--help"])
+            .env("TRIBUTARY_DATABASE__URL", "postgres://u:HelpSecret99@h/db")
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{command}: {help}");
+        // clap wraps an option's help below its name: an option is a line starting with `--`,
+        // its text runs until the next option.
+        let options: Vec<String> = help.split("\n  ").filter(|o| o.trim_start().starts_with("--")).map(str::to_string).collect();
+        assert!(!options.is_empty(), "{command}: {help}");
+        for option in options {
+            let name = option.split_whitespace().next().unwrap();
+            if ["--help", "--version"].contains(&name) {
+                continue;
+            }
+            assert!(option.contains("[env: TRIBUTARY_"), "{command} {name} names no variable: {option}");
+        }
+        assert!(help.contains("TRIBUTARY_<SECTION>__<KEY>"), "{command}: {help}");
+        assert!(help.contains("docs/configuration.md"), "{command}: {help}");
+        assert!(!help.contains("HelpSecret99"), "{command} --help shows a variable's value: {help}");
+    }
+}

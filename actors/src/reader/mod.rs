@@ -25,6 +25,7 @@
 //! (ready batches of many partitions into one transaction), [`poll`] (the poll thread:
 //! batching, backpressure, resynchronisation, librdkafka's FFI), and the actor here.
 
+mod brokers;
 mod committer;
 mod pipeline;
 mod poll;
@@ -163,8 +164,11 @@ impl KafkaReader {
             health: self.health.clone(),
             metrics: self.metrics.clone(),
             arbiter: Arbiter::current(),
+            brokers: Mutex::default(),
             log: self.log.clone(),
         });
+        // A new client knows nothing yet of its brokers; what an earlier one found is void.
+        self.health.do_send(crate::health::BrokersUnreachable(None));
         let mut config = ClientConfig::new();
         for (k, v) in &self.opts.client_config {
             config.set(k, v);

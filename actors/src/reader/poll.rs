@@ -287,6 +287,18 @@ impl PollLoop {
         }
     }
 
+    /// While the brokers are unreachable, ask for metadata now and then: an answer means they
+    /// are back (librdkafka calls back on failures only).
+    fn probe_brokers(&self) {
+        let s = &self.shared;
+        if !s.brokers().probe_due(Instant::now()) {
+            return;
+        }
+        if self.consumer.fetch_metadata(None, super::brokers::PROBE_TIMEOUT).is_ok() {
+            s.brokers().on_answer(&s.log, &s.health);
+        }
+    }
+
     /// Every `HOUSEKEEPING_EVERY`: commit the database's progress to Kafka and report each
     /// partition's watermark to `HealthReporter`. `holding`: the poll loop takes nothing from
     /// librdkafka now (read-ahead full), so no partition can count as starved.
@@ -295,6 +307,7 @@ impl PollLoop {
             return;
         }
         self.last_housekeeping = Instant::now();
+        self.probe_brokers();
         commit_to_kafka(&self.consumer, &self.shared, CommitMode::Async);
         // Each partition with what the reader holds of it, under one lock: (key, idle, paused).
         // Idle: nothing pending, in flight or waiting to resynchronise.

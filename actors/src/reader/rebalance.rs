@@ -21,20 +21,28 @@ pub struct ReaderContext {
 }
 
 impl ClientContext for ReaderContext {
+    /// Warnings and errors repeat while a fault lasts (a broker down: every reconnect): each
+    /// facility is logged once, then once a minute with the count held back; the rest at debug.
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         let log = &self.shared.log;
-        match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
-                slog::error!(log, "librdkafka: {}", log_message; "facility" => fac)
+        let serious = matches!(
+            level,
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error | RDKafkaLogLevel::Warning
+        );
+        let held = if serious { self.shared.brokers().throttle.admit(&format!("log:{fac}"), std::time::Instant::now()) } else { Some(0) };
+        match (level, held) {
+            (_, None) | (RDKafkaLogLevel::Debug, _) => slog::debug!(log, "librdkafka: {}", log_message; "facility" => fac),
+            (RDKafkaLogLevel::Warning, Some(held)) => {
+                slog::warn!(log, "librdkafka: {}", log_message; "facility" => fac, "held_back" => held)
             }
-            RDKafkaLogLevel::Warning => slog::warn!(log, "librdkafka: {}", log_message; "facility" => fac),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => slog::info!(log, "librdkafka: {}", log_message; "facility" => fac),
-            RDKafkaLogLevel::Debug => slog::debug!(log, "librdkafka: {}", log_message; "facility" => fac),
+            (RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info, _) => slog::info!(log, "librdkafka: {}", log_message; "facility" => fac),
+            (_, Some(held)) => slog::error!(log, "librdkafka: {}", log_message; "facility" => fac, "held_back" => held),
         }
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        slog::warn!(self.shared.log, "kafka client error"; "error" => error.to_string(), "reason" => reason);
+        let s = &self.shared;
+        s.brokers().on_error(&error, reason, &s.log, &s.health);
     }
 }
 

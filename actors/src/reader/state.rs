@@ -90,10 +90,16 @@ pub(super) struct Shared {
     pub(super) health: Addr<HealthReporter>,
     pub(super) metrics: Metrics,
     pub(super) arbiter: ArbiterHandle,
+    /// Broker reachability and the throttle on librdkafka's repeated lines.
+    pub(super) brokers: Mutex<super::brokers::Brokers>,
     pub(super) log: slog::Logger,
 }
 
 impl Shared {
+    pub(super) fn brokers(&self) -> MutexGuard<'_, super::brokers::Brokers> {
+        self.brokers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(super) fn parts(&self) -> MutexGuard<'_, HashMap<PartitionKey, PartitionState>> {
         self.parts.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -273,6 +273,14 @@ pub fn progress(url: &str, group: &str) -> BTreeMap<i32, i64> {
         .unwrap_or_default())
 }
 
+/// Sum of committed progress of every group (0 before the tables exist).
+pub fn committed_all(url: &str) -> i64 {
+    on_conn!(url, c => diesel::sql_query("SELECT partition, next_offset FROM consumer_offsets")
+        .load::<Progress>(c)
+        .map(|rows| rows.iter().map(|r| r.next_offset).sum())
+        .unwrap_or_default())
+}
+
 /// Sum of committed progress for the group.
 pub fn committed_total(url: &str, group: &str) -> i64 {
     progress(url, group).values().sum()
@@ -512,4 +520,39 @@ struct Pair {
 pub fn query_pairs(url: &str, query: &str) -> Vec<(String, String)> {
     let rows: Vec<Pair> = on_conn!(url, c => diesel::sql_query(query).load::<Pair>(c).expect("query"));
     rows.into_iter().map(|p| (p.a, p.b)).collect()
+}
+
+/// Log lines kept in memory as JSON, for tests that check what an operator would read.
+#[derive(Clone, Default)]
+pub struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    /// A JSON logger at `level` writing here; keep the guard until the lines are read.
+    pub fn logger(&self, level: &str) -> (slog::Logger, slog_async::AsyncGuard) {
+        let settings = tributary::config::LogSettings { format: tributary::config::LogFormat::Json, level: level.into() };
+        tributary::telemetry::logger_to(&settings, Some(Box::new(self.clone())))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// The parsed lines whose `msg` starts with `prefix`.
+    pub fn lines(&self, prefix: &str) -> Vec<Value> {
+        self.text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["msg"].as_str().is_some_and(|m| m.starts_with(prefix)))
+            .collect()
+    }
 }
