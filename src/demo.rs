@@ -297,7 +297,6 @@ fn run(args: DemoArgs, prepared: Prepared, log: slog::Logger, bar: ProgressBar, 
     let db_options = app::database_options(&settings);
     let running = app::spawn(settings, log).map_err(|e| e.to_string())?;
     let db = Database::open(&db_options).map_err(|e| format!("cannot open {}: {e}", redact_url(&url)))?;
-    let totals = || db.totals(&topic, &group).unwrap_or_default();
 
     let started = Instant::now();
     let progress = Arc::new(AtomicI64::new(0));
@@ -346,7 +345,7 @@ fn run(args: DemoArgs, prepared: Prepared, log: slog::Logger, bar: ProgressBar, 
         Some(running)
     };
     let committed = db.committed(&group).map_err(|e| e.to_string())?;
-    let t = totals();
+    let t = db.totals(&topic, &group).unwrap_or_default();
     let rows = t.rows;
     let dead: i64 = t.dead_letters.iter().map(|(_, n)| n).sum();
     println!();

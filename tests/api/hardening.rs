@@ -26,12 +26,19 @@ fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
     head.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
 }
 
-#[test]
-fn head_works_where_get_does_405_names_allow_and_the_bearer_scheme_is_case_insensitive() {
-    let f = Fixture::new(Kind::Sqlite, "http-edges", 1, 1).unwrap();
+/// The service on SQLite with [`TOKEN`] as its admin token; the fixture keeps its mock cluster
+/// alive and must outlive the service.
+fn with_admin_token(name: &str) -> (Fixture, app::RunningApp) {
+    let f = Fixture::new(Kind::Sqlite, name, 1, 1).unwrap();
     let mut s = f.settings();
     s.http.admin_token = Some(TOKEN.to_string().into());
     let running = app::spawn(s, telemetry::discard()).unwrap();
+    (f, running)
+}
+
+#[test]
+fn head_works_where_get_does_405_names_allow_and_the_bearer_scheme_is_case_insensitive() {
+    let (_f, running) = with_admin_token("http-edges");
     let port = running.port;
 
     let head = raw(port, "HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -61,10 +68,7 @@ fn head_works_where_get_does_405_names_allow_and_the_bearer_scheme_is_case_insen
 
 #[test]
 fn a_redrive_body_must_be_an_object_and_errors_speak_of_the_api() {
-    let f = Fixture::new(Kind::Sqlite, "redrive-body", 1, 1).unwrap();
-    let mut s = f.settings();
-    s.http.admin_token = Some(TOKEN.to_string().into());
-    let running = app::spawn(s, telemetry::discard()).unwrap();
+    let (_f, running) = with_admin_token("redrive-body");
     let auth = format!("Bearer {TOKEN}");
     for body in [&b"[null,null,null,5,true]"[..], b"[]", b"5", b"\"x\"", b"{\"limit\": \"ten\"}", b"{\"nope\": 1}", b"{"] {
         let (status, answer) = http_with("POST", running.port, "/dead-letters/redrive", &[("Authorization", &auth)], body);
