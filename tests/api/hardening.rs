@@ -134,3 +134,40 @@ fn help_names_every_options_variable_and_the_env_scheme() {
         assert!(!help.contains("HelpSecret99"), "{command} --help shows a variable's value: {help}");
     }
 }
+/// Brokers gone: one WARN line and a reason in `/ready`, not two lines per reconnect attempt;
+/// one INFO line when they are back, and ingestion goes on.
+#[test]
+fn unreachable_brokers_are_told_once_in_the_log_and_in_ready_and_their_return_too() {
+    let mut f = Fixture::new(Kind::Sqlite, "brokers-gone", 1, 1).unwrap();
+    f.produce(200);
+    let log = CapturedLog::default();
+    let (logger, guard) = log.logger("info");
+    let running = app::spawn(f.settings(), logger).unwrap();
+    let port = running.port;
+    wait_until("the first events are in", Duration::from_secs(60), || f.committed() == f.produced());
+
+    f.kafka.cluster().broker_down(1).unwrap();
+    wait_until("/ready names the unreachable brokers", Duration::from_secs(60), || {
+        let (status, body) = get_json(port, "/ready");
+        status == 503 && body["reasons"].to_string().contains("brokers_unreachable")
+    });
+    let last_error = get_json(port, "/actors").1["kafka_reader"]["last_error"].as_str().unwrap_or_default().to_string();
+    assert!(last_error.contains("brokers unreachable"), "{last_error}");
+    // librdkafka reconnects every few tens of milliseconds meanwhile.
+    let warnings_then = log.text().lines().filter(|l| l.contains("\"level\":\"WARN\"")).count();
+    let t0 = std::time::Instant::now();
+    wait_until("a few seconds of reconnect attempts", Duration::from_secs(10), || t0.elapsed() >= Duration::from_secs(4));
+    let warnings = log.text().lines().filter(|l| l.contains("\"level\":\"WARN\"")).count() - warnings_then;
+    assert!(warnings <= 2, "{warnings} more WARN lines in 4 s of the same outage:\n{}", log.text());
+
+    f.kafka.cluster().broker_up(1).unwrap();
+    f.produce(200);
+    f.assert_all_ingested_exactly_once(Duration::from_secs(90));
+    wait_until("/ready without brokers_unreachable", Duration::from_secs(30), || {
+        !get_json(port, "/ready").1["reasons"].to_string().contains("brokers_unreachable")
+    });
+    running.stop().unwrap();
+    drop(guard);
+    assert_eq!(log.lines("kafka brokers unreachable").len(), 1, "{}", log.text());
+    assert_eq!(log.lines("kafka brokers reachable again").len(), 1, "{}", log.text());
+}

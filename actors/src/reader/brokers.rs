@@ -92,10 +92,20 @@ impl Brokers {
             }
             return;
         }
-        let kind = format!("{:?}", error.rdkafka_error_code());
-        match self.throttle.admit(&kind, now) {
-            Some(held) => slog::warn!(log, "kafka client error"; "error" => &text, "held_back" => held),
-            None => slog::debug!(log, "kafka client error"; "error" => &text),
+        self.throttled("kafka client error", error, &text, log);
+    }
+
+    /// An error the consumer's poll returned (a fetch failing while a broker is away, …): one
+    /// line per code, then once a minute, as the client's own errors.
+    pub(super) fn on_consume_error(&mut self, error: &KafkaError, log: &slog::Logger) {
+        self.throttled("consume error", error, &crate::storage::error::one_line(&error.to_string()), log);
+    }
+
+    fn throttled(&mut self, what: &'static str, error: &KafkaError, text: &str, log: &slog::Logger) {
+        let kind = format!("{what}:{:?}", error.rdkafka_error_code());
+        match self.throttle.admit(&kind, Instant::now()) {
+            Some(held) => slog::warn!(log, "{}", what; "error" => text, "held_back" => held),
+            None => slog::debug!(log, "{}", what; "error" => text),
         }
     }
 

@@ -423,7 +423,7 @@ impl PollLoop {
                     Some(Ok(m)) => {
                         self.accept(&m, Instant::now());
                     }
-                    Some(Err(e)) => slog::warn!(s.log, "consume error"; "error" => e.to_string()),
+                    Some(Err(e)) => s.brokers().on_consume_error(&e, &s.log),
                     None => {}
                 }
                 // Drain what librdkafka already has without waiting, up to the budget.
@@ -435,7 +435,7 @@ impl PollLoop {
                     }
                     match self.consumer.poll(Duration::ZERO) {
                         Some(Ok(m)) => room = room.saturating_sub(self.accept(&m, now)),
-                        Some(Err(e)) => slog::warn!(s.log, "consume error"; "error" => e.to_string()),
+                        Some(Err(e)) => s.brokers().on_consume_error(&e, &s.log),
                         None => break,
                     }
                 }
