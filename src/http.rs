@@ -154,13 +154,14 @@ struct RedriveBody {
     topic: Option<String>,
     partition: Option<i32>,
     limit: Option<u32>,
+    after: Option<String>,
     #[serde(default)]
     dry_run: bool,
 }
 
 impl RedriveBody {
     fn parse(body: &[u8]) -> Result<RedriveFilter, String> {
-        const SHAPE: &str = "the body must be a JSON object with optional fields reason, topic, partition, limit, dry_run";
+        const SHAPE: &str = "the body must be a JSON object with optional fields reason, topic, partition, limit, after, dry_run";
         let b: RedriveBody = if body.iter().all(u8::is_ascii_whitespace) {
             RedriveBody::default()
         } else {
@@ -177,7 +178,12 @@ impl RedriveBody {
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(format!("limit must be between 1 and {MAX_LIMIT}"));
         }
-        Ok(RedriveFilter { reason: b.reason, topic: b.topic, partition: b.partition, limit, dry_run: b.dry_run })
+        let after = match b.after.as_deref().map(str::parse) {
+            None => None,
+            Some(Ok(key)) => Some(key),
+            Some(Err(e)) => return Err(format!("after: {e}")),
+        };
+        Ok(RedriveFilter { reason: b.reason, topic: b.topic, partition: b.partition, after, limit, dry_run: b.dry_run })
     }
 }
 

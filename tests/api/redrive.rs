@@ -97,7 +97,10 @@ fn assert_each_offset_once(url: &str, topic: &str, watermarks: &BTreeMap<i32, i6
     assert_eq!(orphans, 0, "every redriven dead letter has its event");
 }
 
-on_both_backends!(redrive_ingests_dead_letters_that_now_parse_exactly_once);
+on_both_backends!(
+    redrive_ingests_dead_letters_that_now_parse_exactly_once,
+    a_redrive_goes_through_rows_that_still_fail_to_the_ones_behind_them
+);
 
 fn redrive_ingests_dead_letters_that_now_parse_exactly_once(kind: Kind) {
     let Some(mut f) = Fixture::new(kind, "redrive", 2, 1) else { return };
@@ -137,7 +140,7 @@ fn redrive_ingests_dead_letters_that_now_parse_exactly_once(kind: Kind) {
         assert_eq!(status, 200, "{report}");
         assert_eq!(
             report,
-            json!({"selected": 40, "redriven": 20, "still_failing": 20, "dry_run": false,
+            json!({"selected": 40, "redriven": 20, "still_failing": 20, "dry_run": false, "next": null,
                    "by_reason": {"oversize": {"selected": 40, "redriven": 20, "still_failing": 20}}})
         );
         assert_eq!(count(&url, &format!("SELECT count(*) AS n FROM events WHERE topic = '{topic}' AND event_id LIKE 'big-%'")), BIG as i64);
@@ -265,4 +268,59 @@ fn redrive_ingests_dead_letters_that_now_parse_exactly_once(kind: Kind) {
     assert_eq!(count(&url, "SELECT count(*) AS n FROM events"), events_before + 1);
     assert_eq!(count(&url, &format!("SELECT count(*) AS n FROM dead_letters WHERE topic = '{topic}' AND reason = 'database_rejected' AND redriven_at IS NULL AND \"offset\" = 0")), 1);
     relaxed.stop().unwrap();
+}
+
+/// Dead letters that still fail ahead of ones that now pass: calls of `limit` 100, each given
+/// the previous `next`, go through the whole set once and reach every redrivable row; the
+/// procedure ends (`next` null) with the first call that selects fewer than its limit.
+fn a_redrive_goes_through_rows_that_still_fail_to_the_ones_behind_them(kind: Kind) {
+    const STILL_FAILING: usize = 979;
+    const BEHIND: usize = 21;
+    let Some(mut f) = Fixture::new(kind, "redrive-cursor", 1, 1) else { return };
+    let (url, topic) = (f.db.url.clone(), f.topic.clone());
+    let pad = "x".repeat(600);
+    for i in 0..STILL_FAILING {
+        f.kafka.send(&topic, Some(0), None, Some(json!({"plain": i}).to_string().as_bytes()), &[]).unwrap();
+    }
+    for i in 0..BEHIND {
+        let body = json!({"specversion": "1.0", "id": format!("late-{i}"), "source": "/late", "type": "late.one", "data": {"pad": pad}});
+        f.kafka.send(&topic, Some(0), None, Some(body.to_string().as_bytes()), &[]).unwrap();
+    }
+    f.kafka.flush().unwrap();
+    let total = (STILL_FAILING + BEHIND) as i64;
+    f.watermarks.insert(0, total);
+    {
+        let strict = app::spawn(with(f.settings(), Format::Cloudevents, 512, false), telemetry::discard()).unwrap();
+        wait_until("everything committed", Duration::from_secs(60), || f.committed() == total);
+        strict.stop().unwrap();
+    }
+    let mut expected = BTreeMap::from([("not_cloudevent".to_string(), STILL_FAILING as i64), ("oversize".to_string(), BEHIND as i64)]);
+    assert_eq!(live_dead_letters_by_reason(&url, &topic), expected);
+
+    let raised = app::spawn(with(f.settings(), Format::Cloudevents, 1024 * 1024, true), telemetry::discard()).unwrap();
+    let (mut calls, mut selected, mut redriven, mut after) = (0, 0, 0, Value::Null);
+    loop {
+        let (status, report) = redrive(raised.port, json!({"limit": 100, "after": after}));
+        assert_eq!(status, 200, "{report}");
+        calls += 1;
+        selected += report["selected"].as_i64().unwrap();
+        redriven += report["redriven"].as_i64().unwrap();
+        after = report["next"].clone();
+        if after.is_null() {
+            break;
+        }
+        assert!(calls < 100, "the procedure does not end: {report}");
+    }
+    // A full page may have more behind it: the call that comes up short (here empty) ends it.
+    assert_eq!(calls, (STILL_FAILING + BEHIND) / 100 + 1, "one pass over the set");
+    assert_eq!((selected, redriven), (total, BEHIND as i64));
+    expected.remove("oversize");
+    assert_eq!(live_dead_letters_by_reason(&url, &topic), expected);
+    assert_eq!(count(&url, &format!("SELECT count(*) AS n FROM events WHERE topic = '{topic}' AND event_id LIKE 'late-%'")), BEHIND as i64);
+    assert_each_offset_once(&url, &topic, &f.watermarks);
+
+    // A cursor that is not one is a 400 naming the field.
+    let (status, body) = redrive(raised.port, json!({"after": "no-partition"}));
+    assert_eq!((status, body["error"].as_str().unwrap_or_default().starts_with("after:")), (400, true), "{body}");
+    raised.stop().unwrap();
 }

@@ -26,12 +26,46 @@ pub const DEFAULT_LIMIT: u32 = 1000;
 /// Most dead letters one redrive may select (one transaction).
 pub const MAX_LIMIT: u32 = 10_000;
 
+/// Where a dead letter sits: `topic/partition/offset` as text (Kafka topic names hold no `/`),
+/// the cursor of a redrive that goes through a large set call by call.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DeadLetterKey {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl std::fmt::Display for DeadLetterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.topic, self.partition, self.offset)
+    }
+}
+
+impl std::str::FromStr for DeadLetterKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        const SHAPE: &str = "expected topic/partition/offset, as a redrive's `next` gives it";
+        let mut parts = s.rsplitn(3, '/');
+        let (offset, partition, topic) = (parts.next(), parts.next(), parts.next());
+        match (topic, partition.and_then(|p| p.parse().ok()), offset.and_then(|o| o.parse().ok())) {
+            (Some(topic), Some(partition), Some(offset)) if !topic.is_empty() && partition >= 0 && offset >= 0 => {
+                Ok(DeadLetterKey { topic: topic.to_string(), partition, offset })
+            }
+            _ => Err(SHAPE.to_string()),
+        }
+    }
+}
+
 /// Which dead letters to redrive (only those not redriven yet).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RedriveFilter {
     pub reason: Option<String>,
     pub topic: Option<String>,
     pub partition: Option<i32>,
+    /// Only those after this one: the `next` of the previous call, so that a set whose rows
+    /// still fail is gone through once instead of selected again from its start.
+    pub after: Option<DeadLetterKey>,
     /// At most this many, lowest (topic, partition, offset) first.
     pub limit: u32,
     /// Select and re-parse, but write nothing.
@@ -55,6 +89,9 @@ pub struct RedriveReport {
     /// Keyed by the reason the dead letter had before this redrive.
     pub by_reason: BTreeMap<String, ReasonCounts>,
     pub dry_run: bool,
+    /// The last dead letter selected when the call took as many as its limit (there may be
+    /// more: pass it as `after`); `None` when the selection is exhausted.
+    pub next: Option<String>,
 }
 
 impl RedriveReport {
@@ -247,7 +284,12 @@ fn redrive_with<S: RedriveStore>(conn: &mut S, filter: &RedriveFilter, opts: &Pa
     let mut report = RedriveReport { dry_run: filter.dry_run, ..RedriveReport::default() };
     let mut candidates = Vec::new();
     let mut failing = Vec::new();
-    for d in conn.select_dead_letters(filter)? {
+    let selected = conn.select_dead_letters(filter)?;
+    if selected.len() >= filter.limit as usize {
+        report.next =
+            selected.last().map(|d| DeadLetterKey { topic: d.topic.clone(), partition: d.partition, offset: d.offset }.to_string());
+    }
+    for d in selected {
         match candidate(d.topic, d.partition, d.offset, d.key, d.payload, &d.headers, d.reason, d.detail, d.kafka_timestamp) {
             Ok(c) => candidates.push(c),
             Err(f) => failing.push(f),
@@ -352,12 +394,16 @@ impl RedriveStore for PgConnection {
              FROM dead_letters \
              WHERE redriven_at IS NULL AND ($1::text IS NULL OR reason = $1) AND ($2::text IS NULL OR topic = $2) \
                AND ($3::int4 IS NULL OR partition = $3) \
+               AND ($5::text IS NULL OR (topic, partition, \"offset\") > ($5::text, $6::int4, $7::int8)) \
              ORDER BY topic, partition, \"offset\" LIMIT $4 {lock}"
         ))
         .bind::<Nullable<Text>, _>(filter.reason.as_deref())
         .bind::<Nullable<Text>, _>(filter.topic.as_deref())
         .bind::<Nullable<Integer>, _>(filter.partition)
         .bind::<BigInt, _>(i64::from(filter.limit))
+        .bind::<Nullable<Text>, _>(filter.after.as_ref().map(|a| a.topic.as_str()))
+        .bind::<Nullable<Integer>, _>(filter.after.as_ref().map(|a| a.partition))
+        .bind::<Nullable<BigInt>, _>(filter.after.as_ref().map(|a| a.offset))
         .load(self)?;
         Ok(rows.into_iter().map(Stored::from).collect())
     }
@@ -392,12 +438,16 @@ impl RedriveStore for SqliteConnection {
              FROM dead_letters \
              WHERE redriven_at IS NULL AND (?1 IS NULL OR reason = ?1) AND (?2 IS NULL OR topic = ?2) \
                AND (?3 IS NULL OR partition = ?3) \
+               AND (?5 IS NULL OR (topic, partition, \"offset\") > (?5, ?6, ?7)) \
              ORDER BY topic, partition, \"offset\" LIMIT ?4",
         )
         .bind::<Nullable<Text>, _>(filter.reason.as_deref())
         .bind::<Nullable<Text>, _>(filter.topic.as_deref())
         .bind::<Nullable<Integer>, _>(filter.partition)
         .bind::<BigInt, _>(i64::from(filter.limit))
+        .bind::<Nullable<Text>, _>(filter.after.as_ref().map(|a| a.topic.as_str()))
+        .bind::<Nullable<Integer>, _>(filter.after.as_ref().map(|a| a.partition))
+        .bind::<Nullable<BigInt>, _>(filter.after.as_ref().map(|a| a.offset))
         .load(self)?;
         Ok(rows.into_iter().map(Stored::from).collect())
     }
@@ -454,6 +504,16 @@ mod tests {
         assert!(headers_from_json(r#"{"a": 1}"#).is_err());
         assert!(headers_from_json(r#"{"a": {}}"#).is_err());
         assert!(headers_from_json(r#"{"a": {"name_base64": "!"}}"#).is_err());
+    }
+
+    #[test]
+    fn a_dead_letter_key_reads_back_what_it_writes_and_refuses_anything_else() {
+        let key = DeadLetterKey { topic: "shop.orders-v2_x".into(), partition: 3, offset: 1_000_000 };
+        assert_eq!(key.to_string(), "shop.orders-v2_x/3/1000000");
+        assert_eq!(key.to_string().parse::<DeadLetterKey>(), Ok(key));
+        for bad in ["", "t", "t/1", "/1/2", "t/x/2", "t/1/y", "t/-1/2", "t/1/-2", "t/1/2/"] {
+            assert!(bad.parse::<DeadLetterKey>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]
