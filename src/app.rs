@@ -19,6 +19,8 @@ use tributary_actors::parse::ParseOptions;
 use tributary_actors::parser::Parser;
 use tributary_actors::reader::{KafkaReader, ReaderOptions, Shutdown};
 use tributary_actors::redrive::Redriver;
+use tributary_actors::storage::error::Failure;
+use tributary_actors::storage::refusal::{self, Probe};
 use tributary_actors::storage::{sqlite_path, Backend, Database, DatabaseOptions, StoreError};
 use tributary_actors::writer::{DbWriter, WriterOptions};
 
@@ -54,23 +56,76 @@ pub fn database_options(settings: &Settings) -> DatabaseOptions {
     }
 }
 
-/// Run embedded migrations, retrying while the database is unreachable (up to `patience`).
-pub async fn migrate(db: &Database, patience: Duration, log: &slog::Logger) -> Result<Vec<String>, StoreError> {
-    let deadline = std::time::Instant::now() + patience;
+/// How long `tributary migrate` waits for an unreachable database. The service itself waits
+/// for as long as it takes, answering `/health` and `/ready` meanwhile.
+pub const MIGRATE_PATIENCE: Duration = Duration::from_secs(30);
+/// How long the probe that asks a refusing server for its SQLSTATE may take.
+const REFUSAL_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a database still unreachable at start is logged again.
+const REMIND_EVERY: Duration = Duration::from_secs(60);
+
+/// Wait for the database and, with `migrate`, run the embedded migrations: retried while it is
+/// unreachable, up to `patience` (`None`: until it answers). A server that refuses the
+/// connection for good (SQLSTATE 3D000, 28xxx, 42501) ends the wait at once: retrying cannot
+/// create a database or a role. `waiting` gets the reason `/ready` shows meanwhile.
+pub async fn prepare_database(
+    db: &Database,
+    url: &str,
+    migrate: bool,
+    patience: Option<Duration>,
+    log: &slog::Logger,
+    waiting: Option<&crate::starting::Waiting>,
+) -> Result<Vec<String>, StoreError> {
+    let started = std::time::Instant::now();
     let backoff = Backoff { initial: Duration::from_millis(200), max: Duration::from_secs(5) };
-    let mut attempt = 0;
+    let (mut attempt, mut reminded) = (0, None::<std::time::Instant>);
     loop {
-        let db2 = db.clone();
-        let result =
-            actix_web::rt::task::spawn_blocking(move || db2.migrate()).await.map_err(|e| StoreError::fatal("migration task failed", e))?;
-        match result {
-            Err(e) if e.is_transient() && std::time::Instant::now() < deadline => {
-                slog::warn!(log, "database not reachable for migrations; retrying"; "error" => e.to_string());
-                actix_web::rt::time::sleep(backoff.delay(attempt, &mut rand::rng())).await;
-                attempt += 1;
+        // Asked first: the pool would spend its whole checkout timeout retrying a refusal.
+        let probe = match db.backend() {
+            Backend::Postgres => {
+                let url = url.to_string();
+                actix_web::rt::task::spawn_blocking(move || refusal::probe(&url, REFUSAL_PROBE_TIMEOUT)).await.unwrap_or(Probe::Connected)
             }
-            other => return other,
+            Backend::Sqlite => Probe::Connected,
+        };
+        if let Some(refused) = match &probe {
+            Probe::Refused(code) => refusal::Refused::of(code),
+            _ => None,
+        } {
+            return Err(StoreError::fatal("cannot start", refused));
         }
+        let e = match probe {
+            Probe::NoAnswer(why) => StoreError::Transient(Failure::Condition(format!("no database server answers: {why}").into())),
+            Probe::Connected | Probe::Refused(_) => {
+                let db2 = db.clone();
+                let result =
+                    actix_web::rt::task::spawn_blocking(move || if migrate { db2.migrate() } else { db2.ping().map(|()| Vec::new()) })
+                        .await
+                        .map_err(|e| StoreError::fatal("database start-up task failed", e))?;
+                match result {
+                    Err(e) if e.is_transient() => e,
+                    other => return other,
+                }
+            }
+        };
+        if patience.is_some_and(|p| started.elapsed() >= p) {
+            return Err(e);
+        }
+        let text = e.to_string();
+        if let Some(w) = waiting {
+            w.set(format!("database_unreachable: {text}"));
+        }
+        match reminded {
+            None => slog::warn!(log, "database not reachable at start; waiting for it"; "error" => &text),
+            Some(at) if at.elapsed() >= REMIND_EVERY => slog::warn!(log, "database still not reachable at start"; "error" => &text,
+                "for_s" => started.elapsed().as_secs(), "attempts" => attempt + 1),
+            Some(_) => slog::debug!(log, "database not reachable at start"; "error" => &text),
+        }
+        if reminded.is_none_or(|at| at.elapsed() >= REMIND_EVERY) {
+            reminded = Some(std::time::Instant::now());
+        }
+        actix_web::rt::time::sleep(backoff.delay(attempt, &mut rand::rng())).await;
+        attempt += 1;
     }
 }
 
@@ -89,8 +144,16 @@ impl Application {
         let addr = settings.bind_addr()?;
         let listener = TcpListener::bind(addr).map_err(|source| AppError::Bind { addr: addr.to_string(), source })?;
         let db = Database::open(&database_options(&settings))?;
-        if settings.database.migrate_on_start {
-            let applied = migrate(&db, Duration::from_secs(30), &log).await?;
+        // While the database is awaited, HTTP already answers (alive, not ready, and why).
+        let waiting = crate::starting::Waiting::default();
+        waiting.set("database_connecting: the first connection is being made".into());
+        let answering =
+            crate::starting::serve(&listener, waiting.clone()).map_err(|source| AppError::Bind { addr: addr.to_string(), source })?;
+        let migrate = settings.database.migrate_on_start;
+        let prepared = prepare_database(&db, settings.database.url.expose_secret(), migrate, None, &log, Some(&waiting)).await;
+        answering.stop(false).await;
+        let applied = prepared?;
+        if migrate {
             slog::info!(log, "database migrations up to date"; "applied" => applied.join(","));
         }
         let (metrics, registry) = Metrics::new();

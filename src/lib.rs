@@ -5,6 +5,7 @@
 //! - [`config`]: layered settings and their validation.
 //! - [`telemetry`]: slog set-up.
 //! - [`http`]: the actix-web API, answered by the `HealthReporter`.
+//! - [`starting`]: the HTTP answers while the database is awaited at start.
 //! - [`app`]: builds the actor system (crate `tributary-actors`) and runs it until stopped.
 //! - [`demo`]: `tributary demo`, the whole job with an in-process Kafka.
 //! - [`mock`]: librdkafka's in-process mock cluster, for the demo and the tests.
@@ -15,4 +16,5 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod mock;
+pub mod starting;
 pub mod telemetry;

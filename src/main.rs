@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use secrecy::ExposeSecret;
 use tributary::app::{self, Application};
 use tributary::cli::{Cli, Command, Overrides};
 use tributary::config::Settings;
@@ -55,7 +56,8 @@ fn migrate(settings: Settings) -> ExitCode {
     let (log, _flush_on_exit) = telemetry::logger_with_guard(&settings.log);
     let result = actix::System::new().block_on(async {
         let db = Database::open(&app::database_options(&settings))?;
-        app::migrate(&db, Duration::from_secs(30), &log).await
+        let url = settings.database.url.expose_secret();
+        app::prepare_database(&db, url, true, Some(app::MIGRATE_PATIENCE), &log, None).await
     });
     match result {
         Ok(applied) => {

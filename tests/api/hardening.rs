@@ -171,3 +171,82 @@ fn unreachable_brokers_are_told_once_in_the_log_and_in_ready_and_their_return_to
     assert_eq!(log.lines("kafka brokers unreachable").len(), 1, "{}", log.text());
     assert_eq!(log.lines("kafka brokers reachable again").len(), 1, "{}", log.text());
 }
+
+/// A database or a role that does not exist: retrying cannot help, so `migrate` and `run` fail
+/// at once, naming the SQLSTATE the server gave (read by code, in any `lc_messages`).
+#[test]
+fn a_database_or_role_that_does_not_exist_fails_the_start_at_once_by_its_sqlstate() {
+    let Some(db) = test_db() else { return };
+    let (hp, u) = (pg_host_port(&db.url), unique());
+    let cases = [
+        (format!("postgres://postgres@{hp}/missing_{u}"), "3D000", "the database does not exist"),
+        (format!("postgres://nobody_{u}@{hp}/postgres"), "28000", "the role does not exist"),
+    ];
+    for (url, sqlstate, meaning) in cases {
+        for command in ["migrate", "run"] {
+            let t0 = std::time::Instant::now();
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+                .args([command, "--brokers", "127.0.0.1:1", "--topics", "t", "--bind", "127.0.0.1:0"])
+                .env("TRIBUTARY_DATABASE__URL", &url)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+            assert!(t0.elapsed() < Duration::from_secs(10), "{command} failed at once, not after retrying: {:?}", t0.elapsed());
+            assert!(stderr.contains(&format!("SQLSTATE {sqlstate}")) && stderr.contains(meaning), "{command}: {stderr}");
+            assert!(!stderr.contains("retrying") && !stderr.contains("panicked"), "{command}: {stderr}");
+        }
+    }
+}
+
+/// The database is down at start: the service waits for it with HTTP already answering (alive,
+/// not ready, and why), `migrate` gives up after its bounded wait, and once the database is
+/// back the service starts and ingests everything.
+#[test]
+fn while_the_database_is_awaited_at_start_http_answers_and_migrate_gives_up_in_bounded_time() {
+    let Some(mut f) = Fixture::new(Kind::Postgres, "db-awaited", 1, 1) else { return };
+    f.produce(300);
+    let proxy = Proxy::start(&pg_host_port(&f.db.url));
+    proxy.down();
+    let url = proxy.url_for(&f.db.url);
+
+    let t0 = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["migrate", "--brokers", "127.0.0.1:1", "--topics", "t"])
+        .env("TRIBUTARY_DATABASE__URL", &url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let took = t0.elapsed();
+    assert!(took >= app::MIGRATE_PATIENCE && took < app::MIGRATE_PATIENCE + Duration::from_secs(15), "bounded wait: {took:?}");
+    assert!(stderr.contains("no database server answers"), "{stderr}");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut settings = f.settings();
+    settings.database.url = url.into();
+    settings.http.bind = format!("127.0.0.1:{port}");
+    let log = CapturedLog::default();
+    let (logger, guard) = log.logger("info");
+    let starting = std::thread::spawn(move || app::spawn(settings, logger));
+    wait_until("/ready says the database is unreachable", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && get_json(port, "/ready").1["reasons"][0].as_str().is_some_and(|r| r.starts_with("database_unreachable: "))
+    });
+    let (status, body) = get_json(port, "/health");
+    assert_eq!((status, body["status"].as_str()), (200, Some("starting")), "{body}");
+    assert_eq!(get_json(port, "/ready").0, 503);
+    let (status, body) = get_json(port, "/status");
+    assert_eq!(status, 503, "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.starts_with("starting: database_unreachable")), "{body}");
+    assert!(!starting.is_finished(), "still waiting for the database");
+
+    proxy.up();
+    let running = starting.join().unwrap().unwrap();
+    assert_eq!(running.port, port, "the real server took the same socket over");
+    f.assert_all_ingested_exactly_once(Duration::from_secs(60));
+    assert_eq!(get_json(port, "/health").1["status"], "ok");
+    running.stop().unwrap();
+    drop(guard);
+    assert_eq!(log.lines("database not reachable at start; waiting for it").len(), 1, "told once: {}", log.text());
+}

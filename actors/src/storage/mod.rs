@@ -11,6 +11,7 @@ pub mod error;
 mod offsets;
 mod postgres;
 pub mod redrive;
+pub mod refusal;
 mod schema;
 pub(crate) mod sqlite;
 

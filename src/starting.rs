@@ -1,0 +1,51 @@
+//! The HTTP answers while the service waits for its database at start, before any actor runs:
+//! an orchestrator sees the process alive (`/health` 200) and not ready (`/ready` 503 with why),
+//! instead of a refused connection. The real server takes the same socket over afterwards.
+
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde_json::json;
+
+/// Why the service is not ready yet, as `/ready` says it.
+#[derive(Clone, Default)]
+pub struct Waiting(Arc<Mutex<String>>);
+
+impl Waiting {
+    pub fn set(&self, reason: String) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = reason;
+    }
+
+    fn get(&self) -> String {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+async fn answer(req: HttpRequest, waiting: web::Data<Waiting>) -> HttpResponse {
+    let get = matches!(req.method().as_str(), "GET" | "HEAD");
+    match req.path() {
+        "/health" if get => HttpResponse::Ok().json(json!({ "status": "starting", "failed_actors": [], "actors": {} })),
+        "/ready" if get => HttpResponse::ServiceUnavailable().json(json!({ "ready": false, "reasons": [waiting.get()] })),
+        _ => {
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            let message = format!("starting: {}; only /health and /ready answer until then", waiting.get());
+            let mut resp = HttpResponse::build(status).json(json!({ "error": message, "status": status.as_u16() }));
+            resp.headers_mut().insert(actix_web::http::header::RETRY_AFTER, actix_web::http::header::HeaderValue::from_static("2"));
+            resp
+        }
+    }
+}
+
+/// Serve the start-up answers on a clone of `listener` until the returned handle is stopped.
+pub fn serve(listener: &TcpListener, waiting: Waiting) -> std::io::Result<actix_web::dev::ServerHandle> {
+    let server = HttpServer::new(move || App::new().app_data(web::Data::new(waiting.clone())).default_service(web::to(answer)))
+        .workers(1)
+        .disable_signals()
+        .listen(listener.try_clone()?)?
+        .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    Ok(handle)
+}
