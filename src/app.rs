@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use actix::prelude::*;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 use secrecy::ExposeSecret;
 use tributary_actors::backoff::Backoff;
 use tributary_actors::batch::BatchLimits;
@@ -243,13 +243,8 @@ impl Application {
 
         let port = listener.local_addr().map_err(|e| AppError::Other(e.to_string()))?.port();
         let state = ApiState { health, reader: reader.clone(), parser, writer, redriver, admin_token: settings.http.admin_token.clone() };
-        let server = HttpServer::new(move || App::new().app_data(web::Data::new(state.clone())).configure(routes))
-            .workers(2)
-            .disable_signals()
-            .shutdown_timeout(5)
-            .listen(listener)
-            .map_err(|source| AppError::Bind { addr: addr.to_string(), source })?
-            .run();
+        let server = crate::wire::serve(listener, 2, move || App::new().app_data(web::Data::new(state.clone())).configure(routes))
+            .map_err(|source| AppError::Bind { addr: addr.to_string(), source })?;
         slog::info!(log, "tributary started"; "version" => version(), "http" => format!("{}:{port}", addr.ip()));
         Ok(Self { port, server, reader, reader_arbiter, log })
     }

@@ -218,13 +218,18 @@ where
     F::Output: actix_web::Responder + 'static,
 {
     let get = method == actix_web::http::Method::GET;
-    let allow: &'static str = if get { "GET, HEAD" } else { "POST" };
+    let allow = if get { "GET, HEAD".to_string() } else { method.to_string() };
     let resource = web::resource(path).route(web::method(method).to(handler.clone()));
     let resource = if get { resource.route(web::head().to(handler)) } else { resource };
-    resource.default_service(web::to(move || async move {
-        let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, format!("method not allowed for this endpoint; allowed: {allow}"));
-        resp.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static(allow));
-        resp
+    resource.default_service(web::to(move || {
+        let allow = allow.clone();
+        async move {
+            let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, format!("method not allowed for this endpoint; allowed: {allow}"));
+            if let Ok(value) = header::HeaderValue::from_str(&allow) {
+                resp.headers_mut().insert(header::ALLOW, value);
+            }
+            resp
+        }
     }))
 }
 

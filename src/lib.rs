@@ -8,6 +8,7 @@
 //! - [`starting`]: the HTTP answers while the database is awaited at start.
 //! - [`app`]: builds the actor system (crate `tributary-actors`) and runs it until stopped.
 //! - [`demo`]: `tributary demo`, the whole job with an in-process Kafka.
+//! - [`wire`]: the HTTP server on connections of ours (JSON bodies on the codec's errors, 414).
 //! - [`mock`]: librdkafka's in-process mock cluster, for the demo and the tests.
 
 pub mod app;
@@ -18,3 +19,4 @@ pub mod http;
 pub mod mock;
 pub mod starting;
 pub mod telemetry;
+pub mod wire;

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse};
 use serde_json::json;
 
 /// Why the service is not ready yet, as `/ready` says it.
@@ -40,11 +40,9 @@ async fn answer(req: HttpRequest, waiting: web::Data<Waiting>) -> HttpResponse {
 
 /// Serve the start-up answers on a clone of `listener` until the returned handle is stopped.
 pub fn serve(listener: &TcpListener, waiting: Waiting) -> std::io::Result<actix_web::dev::ServerHandle> {
-    let server = HttpServer::new(move || App::new().app_data(web::Data::new(waiting.clone())).default_service(web::to(answer)))
-        .workers(1)
-        .disable_signals()
-        .listen(listener.try_clone()?)?
-        .run();
+    let server = crate::wire::serve(listener.try_clone()?, 1, move || {
+        App::new().app_data(web::Data::new(waiting.clone())).default_service(web::to(answer))
+    })?;
     let handle = server.handle();
     actix_web::rt::spawn(server);
     Ok(handle)

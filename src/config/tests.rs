@@ -231,3 +231,82 @@ fn hostile_values_are_refused_naming_the_key_and_never_echo_a_secret() {
     assert_eq!(e.key, "--config", "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Every key a configuration can hold (docs/configuration.md).
+const KEYS: [&str; 28] = [
+    "kafka.brokers",
+    "kafka.group_id",
+    "kafka.topics",
+    "kafka.librdkafka",
+    "kafka.revoke_timeout_ms",
+    "database.url",
+    "database.pool_size",
+    "database.batch_size",
+    "database.batch_max_bytes",
+    "database.linger_ms",
+    "database.max_in_flight",
+    "database.max_in_flight_bytes",
+    "database.migrate_on_start",
+    "database.connect_timeout_ms",
+    "database.breaker_threshold",
+    "parser.format",
+    "parser.max_message_bytes",
+    "parser.max_depth",
+    "parser.workers",
+    "http.bind",
+    "http.admin_token",
+    "log.level",
+    "log.format",
+    "health.stall_after_secs",
+    "health.restart_reader_after_secs",
+    "health.restart_budget",
+    "health.restart_window_secs",
+    "shutdown.timeout_secs",
+];
+
+fn any_value() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        prop_oneof![Just(0i64), Just(1), Just(-1), Just(u32::MAX as i64), Just(i32::MAX as i64 + 1)].prop_map(Value::from),
+        any::<f64>().prop_filter("JSON numbers are finite", |f| f.is_finite()).prop_map(Value::from),
+        ".{0,40}".prop_map(Value::from),
+        "[a-z0-9.:/@=_-]{0,30}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(2, 8, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            proptest::collection::btree_map("[a-z._]{1,12}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    /// Whatever value any key gets: the check either passes — and then everything the start
+    /// derives from the settings (durations, addresses, the pool, librdkafka's map) is made
+    /// without a panic — or fails naming a key. Nothing echoes a secret.
+    #[test]
+    fn no_configuration_value_panics_and_every_refusal_names_a_key(
+        picks in proptest::collection::vec((0..KEYS.len(), any_value()), 1..4),
+    ) {
+        let mut o = base();
+        for (k, v) in &picks {
+            o.insert(KEYS[*k].to_string(), v.clone());
+        }
+        match Settings::load(None, &o) {
+            Ok(s) => {
+                let _ = (s.linger(), s.bind_addr(), s.librdkafka_config(), s.redacted());
+                let _ = tributary_actors::storage::Database::open(&crate::app::database_options(&s));
+            }
+            Err(e) => {
+                proptest::prop_assert!(!e.key.is_empty(), "{e}");
+                proptest::prop_assert!(!e.to_string().contains("hunter2hunter2"), "{e}");
+            }
+        }
+    }
+}

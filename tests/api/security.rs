@@ -133,3 +133,49 @@ fn postgres_sslmode_in_the_url_reaches_libpq() {
         .expect_err("a missing root certificate must fail");
     assert!(e.contains("/nonexistent/root.crt") || e.contains("SSL"), "{e}");
 }
+
+/// The service running with a secret in every place one can be (the database password, the
+/// admin token, SASL and key passwords), its brokers unreachable so that librdkafka reports
+/// errors, at debug level: no log line and no answer — health, readiness, status, actors,
+/// metrics, a refused admin call, a bad request, a 404 — contains any of them.
+#[test]
+fn a_running_service_never_shows_a_secret_in_its_logs_or_answers() {
+    use crate::common::{get_json, http, http_with, test_db, wait_until};
+    let Some(db) = test_db() else { return };
+    let (scheme, rest) = db.url.split_once("://").unwrap();
+    let (user, host) = rest.split_once('@').unwrap();
+    let url = format!("{scheme}://{user}:db-secret-pw@{host}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let bind = format!("127.0.0.1:{port}");
+    let env = secret_env(&[("TRIBUTARY_DATABASE__URL", &url), ("TRIBUTARY_HTTP__BIND", &bind), ("TRIBUTARY_LOG__LEVEL", "debug")]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tributary"));
+    cmd.arg("run").current_dir(dir.path()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("TRIBUTARY_")) {
+        cmd.env_remove(k);
+    }
+    let child = cmd.envs(env.iter().copied()).spawn().unwrap();
+    wait_until("/ready names the unreachable brokers", Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && get_json(port, "/ready").1.to_string().contains("brokers_unreachable")
+    });
+    let mut answers = Vec::new();
+    for path in ["/health", "/ready", "/status", "/actors", "/metrics", "/nope"] {
+        answers.push(http("GET", port, path).1);
+    }
+    let wrong = [("Authorization", "Bearer admin-secret-token-0123456788")];
+    answers.push(http_with("POST", port, "/pause", &wrong, b"").1);
+    let right = [("Authorization", "Bearer admin-secret-token-0123456789")];
+    answers.push(http_with("POST", port, "/dead-letters/redrive", &right, b"{\"limit\": \"many\"}").1);
+    assert!(answers[2].contains("[REDACTED]"), "the configuration in /status shows where secrets were: {}", answers[2]);
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(log.contains("kafka brokers unreachable") && log.contains("DEBG"), "a log with something in it:\n{log}");
+    for secret in SECRETS {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+        for a in &answers {
+            assert!(!a.contains(secret), "{secret} in an answer: {a}");
+        }
+    }
+}
