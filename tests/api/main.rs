@@ -7,6 +7,7 @@ mod common;
 mod admin;
 mod crash;
 mod demo;
+mod deploy;
 mod faults;
 mod hardening;
 mod pipeline;
