@@ -17,8 +17,9 @@ use tributary_actors::health::{GetActors, GetHealth, GetMetrics, GetReadiness, G
 use tributary_actors::lifecycle::{ActorName, Restart};
 use tributary_actors::parser::Parser;
 use tributary_actors::reader::{KafkaReader, SetPaused};
-use tributary_actors::redrive::{Redrive, Redriver};
-use tributary_actors::storage::redrive::{RedriveFilter, DEFAULT_LIMIT, MAX_LIMIT};
+use tributary_actors::redrive::{GetDeadLetter, ListDeadLetters, Redrive, Redriver};
+use tributary_actors::storage::browse::{ListFilter, DEFAULT_PAGE, MAX_PAGE};
+use tributary_actors::storage::redrive::{DeadLetterKey, RedriveFilter, DEFAULT_LIMIT, MAX_LIMIT};
 use tributary_actors::storage::StoreError;
 use tributary_actors::writer::DbWriter;
 
@@ -197,12 +198,75 @@ async fn redrive(state: web::Data<ApiState>, req: HttpRequest, payload: web::Pay
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     // The blocking work runs on the redriver's own thread, not on this arbiter.
-    match state.redriver.send(Redrive(filter)).await {
-        Ok(Ok(report)) => HttpResponse::Ok().json(report),
+    stored(state.redriver.send(Redrive(filter)).await, |report| HttpResponse::Ok().json(report))
+}
+
+/// The query of `GET /dead-letters`; unknown parameters refused.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    reason: Option<String>,
+    topic: Option<String>,
+    partition: Option<i32>,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+impl ListQuery {
+    fn parse(query: &str) -> Result<ListFilter, String> {
+        let q: ListQuery = web::Query::<ListQuery>::from_query(query)
+            .map_err(|e| format!("{e}; parameters: reason, topic, partition, after (topic/partition/offset), limit"))?
+            .into_inner();
+        let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(format!("limit must be between 1 and {MAX_PAGE}"));
+        }
+        let after = q.after.as_deref().map(str::parse::<DeadLetterKey>).transpose().map_err(|e| format!("after: {e}"))?;
+        Ok(ListFilter { reason: q.reason, topic: q.topic, partition: q.partition, after, limit })
+    }
+}
+
+/// What the redriver answered, as HTTP: a database that is away is a 503, anything else a 500.
+fn stored<T>(answer: Result<Result<T, StoreError>, actix::MailboxError>, ok: impl FnOnce(T) -> HttpResponse) -> HttpResponse {
+    match answer {
+        Ok(Ok(v)) => ok(v),
         Ok(Err(e @ StoreError::Transient(_))) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("redriver did not answer: {e}")),
     }
+}
+
+/// `GET /dead-letters` (admin: payload sizes and details are user data).
+async fn list_dead_letters(state: web::Data<ApiState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    if let Err(resp) = admit(&state, &req, payload).await {
+        return resp;
+    }
+    match ListQuery::parse(req.query_string()) {
+        Ok(filter) => stored(state.redriver.send(ListDeadLetters(filter)).await, |page| HttpResponse::Ok().json(page)),
+        Err(message) => error(StatusCode::BAD_REQUEST, message),
+    }
+}
+
+/// `GET /dead-letters/{topic}/{partition}/{offset}` (admin): one, payload included.
+async fn dead_letter(state: web::Data<ApiState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    if let Err(resp) = admit(&state, &req, payload).await {
+        return resp;
+    }
+    let m = req.match_info();
+    let text = format!(
+        "{}/{}/{}",
+        m.get("topic").unwrap_or_default(),
+        m.get("partition").unwrap_or_default(),
+        m.get("offset").unwrap_or_default()
+    );
+    let key = match text.parse::<DeadLetterKey>() {
+        Ok(key) => key,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("{text}: {e}")),
+    };
+    stored(state.redriver.send(GetDeadLetter(key.clone())).await, |found| match found {
+        Some(d) => HttpResponse::Ok().json(d),
+        None => error(StatusCode::NOT_FOUND, format!("no dead letter at {key}")),
+    })
 }
 
 async fn not_found() -> HttpResponse {
@@ -245,6 +309,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(only("/resume", Method::POST, resume))
         .service(only("/actors/{name}/restart", Method::POST, restart))
         .service(only("/dead-letters/redrive", Method::POST, redrive))
+        .service(only("/dead-letters", Method::GET, list_dead_letters))
+        .service(only("/dead-letters/{topic}/{partition}/{offset}", Method::GET, dead_letter))
         .default_service(web::to(not_found));
 }
 

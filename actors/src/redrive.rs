@@ -12,13 +12,45 @@ use crate::health::HealthReporter;
 use crate::lifecycle::{catch_panic, ActorFailed, ActorName, ActorRestartRequested, ActorStarted, Restart};
 use crate::metrics::{label, Metrics};
 use crate::parse::ParseOptions;
-use crate::storage::redrive::{RedriveFilter, RedriveReport};
+use crate::storage::browse::{DeadLetterDetail, DeadLetterPage, ListFilter};
+use crate::storage::redrive::{DeadLetterKey, RedriveFilter, RedriveReport};
 use crate::storage::{Database, Failure, StoreError};
 
 /// Redrive the dead letters the filter selects (or, dry run, report what would happen).
 #[derive(Message)]
 #[rtype(result = "Result<RedriveReport, StoreError>")]
 pub struct Redrive(pub RedriveFilter);
+
+/// A page of dead letters, for an operator browsing them (read-only, on the same pool).
+#[derive(Message)]
+#[rtype(result = "Result<DeadLetterPage, StoreError>")]
+pub struct ListDeadLetters(pub ListFilter);
+
+/// One dead letter whole.
+#[derive(Message)]
+#[rtype(result = "Result<Option<DeadLetterDetail>, StoreError>")]
+pub struct GetDeadLetter(pub DeadLetterKey);
+
+/// A read that panicked: an error for the caller; the worker goes on (it held nothing).
+fn read_failed(what: &str, error: String) -> StoreError {
+    StoreError::Fatal(Failure::Condition(format!("{what} failed: {error}").into()))
+}
+
+impl Handler<ListDeadLetters> for Redriver {
+    type Result = Result<DeadLetterPage, StoreError>;
+
+    fn handle(&mut self, msg: ListDeadLetters, _: &mut Self::Context) -> Self::Result {
+        catch_panic(|| self.db.list_dead_letters(&msg.0)).unwrap_or_else(|e| Err(read_failed("listing dead letters", e)))
+    }
+}
+
+impl Handler<GetDeadLetter> for Redriver {
+    type Result = Result<Option<DeadLetterDetail>, StoreError>;
+
+    fn handle(&mut self, msg: GetDeadLetter, _: &mut Self::Context) -> Self::Result {
+        catch_panic(|| self.db.dead_letter(&msg.0)).unwrap_or_else(|e| Err(read_failed("reading a dead letter", e)))
+    }
+}
 
 pub struct Redriver {
     /// A pool of its own (one connection), separate from the writer's.

@@ -5,6 +5,7 @@
 //! partition still holds the batch's fence, and rows, dead letters and the new `next_offset`
 //! commit together or not at all.
 
+pub mod browse;
 pub(crate) mod commit;
 mod copy;
 pub mod error;

@@ -1,0 +1,215 @@
+//! Reading dead letters for an operator (`GET /dead-letters`, `GET /dead-letters/{key}`):
+//! pages in `(topic, partition, offset)` order with the same keyset cursor the redrive uses,
+//! and one dead letter whole. Read-only: no lock is taken.
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text};
+use serde::Serialize;
+
+use super::redrive::DeadLetterKey;
+use super::{Database, StoreError};
+
+/// Default and largest page of `GET /dead-letters`.
+pub const DEFAULT_PAGE: u32 = 100;
+pub const MAX_PAGE: u32 = 1000;
+
+/// Which dead letters to list: every filter given must match; redriven ones included.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    pub reason: Option<String>,
+    pub topic: Option<String>,
+    pub partition: Option<i32>,
+    pub after: Option<DeadLetterKey>,
+    pub limit: u32,
+}
+
+/// One dead letter in a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetterSummary {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub reason: String,
+    pub detail: String,
+    pub sqlstate: Option<String>,
+    pub failed_at: Option<String>,
+    pub redriven_at: Option<String>,
+    pub payload_bytes: i64,
+}
+
+/// A page, lowest `(topic, partition, offset)` first; `next` is the cursor for the following
+/// page when this one is full.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetterPage {
+    pub items: Vec<DeadLetterSummary>,
+    pub next: Option<String>,
+}
+
+/// One dead letter whole: the record's bytes (base64) and its headers as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetterDetail {
+    #[serde(flatten)]
+    pub summary: DeadLetterSummary,
+    pub key_base64: Option<String>,
+    pub payload_base64: Option<String>,
+    pub headers: serde_json::Value,
+    pub kafka_timestamp: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct Row {
+    #[diesel(sql_type = Text)]
+    topic: String,
+    #[diesel(sql_type = Integer)]
+    partition: i32,
+    #[diesel(sql_type = BigInt)]
+    offset: i64,
+    #[diesel(sql_type = Text)]
+    reason: String,
+    #[diesel(sql_type = Text)]
+    detail: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    sqlstate: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    failed_at_ms: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    redriven_at_ms: Option<i64>,
+    #[diesel(sql_type = BigInt)]
+    payload_bytes: i64,
+}
+
+#[derive(QueryableByName)]
+struct Whole {
+    #[diesel(embed)]
+    columns: Row,
+    #[diesel(sql_type = Nullable<Binary>)]
+    key: Option<Vec<u8>>,
+    #[diesel(sql_type = Nullable<Binary>)]
+    payload: Option<Vec<u8>>,
+    #[diesel(sql_type = Text)]
+    headers: String,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    kafka_timestamp_ms: Option<i64>,
+}
+
+/// Epoch milliseconds as RFC 3339 UTC, the same text on both backends.
+fn stamp(ms: Option<i64>) -> Option<String> {
+    ms.and_then(DateTime::<Utc>::from_timestamp_millis).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+impl From<Row> for DeadLetterSummary {
+    fn from(r: Row) -> Self {
+        DeadLetterSummary {
+            topic: r.topic,
+            partition: r.partition,
+            offset: r.offset,
+            reason: r.reason,
+            detail: r.detail,
+            sqlstate: r.sqlstate,
+            failed_at: stamp(r.failed_at_ms),
+            redriven_at: stamp(r.redriven_at_ms),
+            payload_bytes: r.payload_bytes,
+        }
+    }
+}
+
+/// The columns of a summary, timestamps as epoch ms (`$ms(col)` per backend).
+fn columns(ms: fn(&str) -> String) -> String {
+    format!(
+        "topic, partition, \"offset\", reason, detail, sqlstate, {} AS failed_at_ms, {} AS redriven_at_ms, \
+         CAST(COALESCE(length(payload), 0) AS BIGINT) AS payload_bytes",
+        ms("failed_at"),
+        ms("redriven_at")
+    )
+}
+
+fn pg_ms(col: &str) -> String {
+    format!("CAST(round(extract(epoch FROM {col}) * 1000) AS BIGINT)")
+}
+
+fn sqlite_ms(col: &str) -> String {
+    format!("CAST(round(unixepoch({col}, 'subsec') * 1000) AS INTEGER)")
+}
+
+impl Database {
+    /// A page of dead letters (see the module doc).
+    pub fn list_dead_letters(&self, f: &ListFilter) -> Result<DeadLetterPage, StoreError> {
+        let after = f.after.as_ref();
+        let rows: Vec<Row> = match self {
+            Database::Postgres(pool) => diesel::sql_query(format!(
+                "SELECT {} FROM dead_letters \
+                 WHERE ($1::text IS NULL OR reason = $1) AND ($2::text IS NULL OR topic = $2) AND ($3::int4 IS NULL OR partition = $3) \
+                   AND ($5::text IS NULL OR (topic, partition, \"offset\") > ($5::text, $6::int4, $7::int8)) \
+                 ORDER BY topic, partition, \"offset\" LIMIT $4",
+                columns(pg_ms)
+            ))
+            .bind::<Nullable<Text>, _>(f.reason.as_deref())
+            .bind::<Nullable<Text>, _>(f.topic.as_deref())
+            .bind::<Nullable<Integer>, _>(f.partition)
+            .bind::<BigInt, _>(i64::from(f.limit))
+            .bind::<Nullable<Text>, _>(after.map(|a| a.topic.as_str()))
+            .bind::<Nullable<Integer>, _>(after.map(|a| a.partition))
+            .bind::<Nullable<BigInt>, _>(after.map(|a| a.offset))
+            .load(&mut *pool.get()?)?,
+            Database::Sqlite(pool) => diesel::sql_query(format!(
+                "SELECT {} FROM dead_letters \
+                 WHERE (?1 IS NULL OR reason = ?1) AND (?2 IS NULL OR topic = ?2) AND (?3 IS NULL OR partition = ?3) \
+                   AND (?5 IS NULL OR (topic, partition, \"offset\") > (?5, ?6, ?7)) \
+                 ORDER BY topic, partition, \"offset\" LIMIT ?4",
+                columns(sqlite_ms)
+            ))
+            .bind::<Nullable<Text>, _>(f.reason.as_deref())
+            .bind::<Nullable<Text>, _>(f.topic.as_deref())
+            .bind::<Nullable<Integer>, _>(f.partition)
+            .bind::<BigInt, _>(i64::from(f.limit))
+            .bind::<Nullable<Text>, _>(after.map(|a| a.topic.as_str()))
+            .bind::<Nullable<Integer>, _>(after.map(|a| a.partition))
+            .bind::<Nullable<BigInt>, _>(after.map(|a| a.offset))
+            .load(&mut *pool.get()?)?,
+        };
+        let items: Vec<DeadLetterSummary> = rows.into_iter().map(DeadLetterSummary::from).collect();
+        let next = (items.len() >= f.limit as usize)
+            .then(|| items.last().map(|d| DeadLetterKey { topic: d.topic.clone(), partition: d.partition, offset: d.offset }.to_string()))
+            .flatten();
+        Ok(DeadLetterPage { items, next })
+    }
+
+    /// One dead letter whole, `None` when there is none at `key`.
+    pub fn dead_letter(&self, key: &DeadLetterKey) -> Result<Option<DeadLetterDetail>, StoreError> {
+        let whole = |ms: fn(&str) -> String, headers: &str| {
+            format!(
+                "{}, key, payload, {headers} AS headers, {} AS kafka_timestamp_ms FROM dead_letters",
+                columns(ms),
+                ms("kafka_timestamp")
+            )
+        };
+        let rows: Vec<Whole> = match self {
+            Database::Postgres(pool) => diesel::sql_query(format!(
+                "SELECT {} WHERE topic = $1 AND partition = $2 AND \"offset\" = $3",
+                whole(pg_ms, "headers::text")
+            ))
+            .bind::<Text, _>(&key.topic)
+            .bind::<Integer, _>(key.partition)
+            .bind::<BigInt, _>(key.offset)
+            .load(&mut *pool.get()?)?,
+            Database::Sqlite(pool) => {
+                diesel::sql_query(format!("SELECT {} WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3", whole(sqlite_ms, "headers")))
+                    .bind::<Text, _>(&key.topic)
+                    .bind::<Integer, _>(key.partition)
+                    .bind::<BigInt, _>(key.offset)
+                    .load(&mut *pool.get()?)?
+            }
+        };
+        let b64 = |b: Option<Vec<u8>>| b.map(|b| base64::engine::general_purpose::STANDARD.encode(b));
+        Ok(rows.into_iter().next().map(|w| DeadLetterDetail {
+            summary: w.columns.into(),
+            key_base64: b64(w.key),
+            payload_base64: b64(w.payload),
+            // Stored by this service as a JSON object; kept as text if it somehow is not.
+            headers: serde_json::from_str(&w.headers).unwrap_or(serde_json::Value::String(w.headers)),
+            kafka_timestamp: stamp(w.kafka_timestamp_ms),
+        }))
+    }
+}
