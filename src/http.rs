@@ -18,8 +18,8 @@ use tributary_actors::lifecycle::{ActorName, Restart};
 use tributary_actors::parser::Parser;
 use tributary_actors::reader::{KafkaReader, SetPaused};
 use tributary_actors::redrive::{GetDeadLetter, ListDeadLetters, Redrive, Redriver};
-use tributary_actors::storage::browse::{ListFilter, DEFAULT_PAGE, MAX_PAGE};
-use tributary_actors::storage::redrive::{DeadLetterKey, RedriveFilter, DEFAULT_LIMIT, MAX_LIMIT};
+use tributary_actors::storage::browse::{DEFAULT_PAGE, MAX_PAGE};
+use tributary_actors::storage::redrive::{DeadLetterKey, RedriveFilter, Selection, DEFAULT_LIMIT, MAX_LIMIT};
 use tributary_actors::storage::StoreError;
 use tributary_actors::writer::DbWriter;
 
@@ -184,7 +184,10 @@ impl RedriveBody {
             Some(Ok(key)) => Some(key),
             Some(Err(e)) => return Err(format!("after: {e}")),
         };
-        Ok(RedriveFilter { reason: b.reason, topic: b.topic, partition: b.partition, after, limit, dry_run: b.dry_run })
+        Ok(RedriveFilter {
+            select: Selection { reason: b.reason, topic: b.topic, partition: b.partition, after, limit },
+            dry_run: b.dry_run,
+        })
     }
 }
 
@@ -213,7 +216,7 @@ struct ListQuery {
 }
 
 impl ListQuery {
-    fn parse(query: &str) -> Result<ListFilter, String> {
+    fn parse(query: &str) -> Result<Selection, String> {
         let q: ListQuery = web::Query::<ListQuery>::from_query(query)
             .map_err(|e| format!("{e}; parameters: reason, topic, partition, after (topic/partition/offset), limit"))?
             .into_inner();
@@ -222,7 +225,7 @@ impl ListQuery {
             return Err(format!("limit must be between 1 and {MAX_PAGE}"));
         }
         let after = q.after.as_deref().map(str::parse::<DeadLetterKey>).transpose().map_err(|e| format!("after: {e}"))?;
-        Ok(ListFilter { reason: q.reason, topic: q.topic, partition: q.partition, after, limit })
+        Ok(Selection { reason: q.reason, topic: q.topic, partition: q.partition, after, limit })
     }
 }
 

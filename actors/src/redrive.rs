@@ -12,8 +12,8 @@ use crate::health::HealthReporter;
 use crate::lifecycle::{catch_panic, ActorFailed, ActorName, ActorRestartRequested, ActorStarted, Restart};
 use crate::metrics::{label, Metrics};
 use crate::parse::ParseOptions;
-use crate::storage::browse::{DeadLetterDetail, DeadLetterPage, ListFilter};
-use crate::storage::redrive::{DeadLetterKey, RedriveFilter, RedriveReport};
+use crate::storage::browse::{DeadLetterDetail, DeadLetterPage};
+use crate::storage::redrive::{DeadLetterKey, RedriveFilter, RedriveReport, Selection};
 use crate::storage::{Database, Failure, StoreError};
 
 /// Redrive the dead letters the filter selects (or, dry run, report what would happen).
@@ -24,7 +24,7 @@ pub struct Redrive(pub RedriveFilter);
 /// A page of dead letters, for an operator browsing them (read-only, on the same pool).
 #[derive(Message)]
 #[rtype(result = "Result<DeadLetterPage, StoreError>")]
-pub struct ListDeadLetters(pub ListFilter);
+pub struct ListDeadLetters(pub Selection);
 
 /// One dead letter whole.
 #[derive(Message)]
@@ -108,7 +108,7 @@ impl Handler<Redrive> for Redriver {
                 }
                 slog::info!(self.log, "dead letters redriven";
                     "dry_run" => r.dry_run, "selected" => r.selected, "redriven" => r.redriven, "still_failing" => r.still_failing,
-                    "reason" => filter.reason.as_deref().unwrap_or("*"), "topic" => filter.topic.as_deref().unwrap_or("*"));
+                    "reason" => filter.select.reason.as_deref().unwrap_or("*"), "topic" => filter.select.topic.as_deref().unwrap_or("*"));
             }
             Err(e) => slog::warn!(self.log, "redrive failed; nothing was changed"; "error" => e.to_string()),
         }

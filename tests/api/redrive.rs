@@ -13,7 +13,7 @@ use tributary::app;
 use tributary::config::Settings;
 use tributary::telemetry;
 use tributary_actors::parse::{Format, ParseOptions};
-use tributary_actors::storage::redrive::RedriveFilter;
+use tributary_actors::storage::redrive::{RedriveFilter, Selection};
 use tributary_actors::storage::Database;
 
 const TOKEN: &str = "test-admin-token-0123456789";
@@ -193,7 +193,8 @@ fn redrive_ingests_dead_letters_that_now_parse_exactly_once(kind: Kind) {
     // Two redrives at once — this instance's and another instance's (its own pool, straight to
     // the storage call the Redriver makes) — share the rest without overlap.
     let other = Database::open(&app::database_options(&f.settings())).unwrap();
-    let filter = RedriveFilter { reason: Some("not_cloudevent".into()), limit: 10_000, ..RedriveFilter::default() };
+    let select = Selection { reason: Some("not_cloudevent".into()), limit: 10_000, ..Selection::default() };
+    let filter = RedriveFilter { select, dry_run: false };
     let opts = ParseOptions { format: Format::Auto, ..ParseOptions::default() };
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
     let here = {

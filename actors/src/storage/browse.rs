@@ -8,22 +8,12 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text};
 use serde::Serialize;
 
-use super::redrive::DeadLetterKey;
+use super::redrive::{bind_selection, DeadLetterKey, Selection, PG_SELECTION, SQLITE_SELECTION};
 use super::{Database, StoreError};
 
 /// Default and largest page of `GET /dead-letters`.
 pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
-
-/// Which dead letters to list: every filter given must match; redriven ones included.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ListFilter {
-    pub reason: Option<String>,
-    pub topic: Option<String>,
-    pub partition: Option<i32>,
-    pub after: Option<DeadLetterKey>,
-    pub limit: u32,
-}
 
 /// One dead letter in a list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -135,39 +125,18 @@ fn sqlite_ms(col: &str) -> String {
 
 impl Database {
     /// A page of dead letters (see the module doc).
-    pub fn list_dead_letters(&self, f: &ListFilter) -> Result<DeadLetterPage, StoreError> {
-        let after = f.after.as_ref();
+    pub fn list_dead_letters(&self, f: &Selection) -> Result<DeadLetterPage, StoreError> {
+        let order = "ORDER BY topic, partition, \"offset\"";
         let rows: Vec<Row> = match self {
-            Database::Postgres(pool) => diesel::sql_query(format!(
-                "SELECT {} FROM dead_letters \
-                 WHERE ($1::text IS NULL OR reason = $1) AND ($2::text IS NULL OR topic = $2) AND ($3::int4 IS NULL OR partition = $3) \
-                   AND ($5::text IS NULL OR (topic, partition, \"offset\") > ($5::text, $6::int4, $7::int8)) \
-                 ORDER BY topic, partition, \"offset\" LIMIT $4",
-                columns(pg_ms)
-            ))
-            .bind::<Nullable<Text>, _>(f.reason.as_deref())
-            .bind::<Nullable<Text>, _>(f.topic.as_deref())
-            .bind::<Nullable<Integer>, _>(f.partition)
-            .bind::<BigInt, _>(i64::from(f.limit))
-            .bind::<Nullable<Text>, _>(after.map(|a| a.topic.as_str()))
-            .bind::<Nullable<Integer>, _>(after.map(|a| a.partition))
-            .bind::<Nullable<BigInt>, _>(after.map(|a| a.offset))
-            .load(&mut *pool.get()?)?,
-            Database::Sqlite(pool) => diesel::sql_query(format!(
-                "SELECT {} FROM dead_letters \
-                 WHERE (?1 IS NULL OR reason = ?1) AND (?2 IS NULL OR topic = ?2) AND (?3 IS NULL OR partition = ?3) \
-                   AND (?5 IS NULL OR (topic, partition, \"offset\") > (?5, ?6, ?7)) \
-                 ORDER BY topic, partition, \"offset\" LIMIT ?4",
-                columns(sqlite_ms)
-            ))
-            .bind::<Nullable<Text>, _>(f.reason.as_deref())
-            .bind::<Nullable<Text>, _>(f.topic.as_deref())
-            .bind::<Nullable<Integer>, _>(f.partition)
-            .bind::<BigInt, _>(i64::from(f.limit))
-            .bind::<Nullable<Text>, _>(after.map(|a| a.topic.as_str()))
-            .bind::<Nullable<Integer>, _>(after.map(|a| a.partition))
-            .bind::<Nullable<BigInt>, _>(after.map(|a| a.offset))
-            .load(&mut *pool.get()?)?,
+            Database::Postgres(pool) => {
+                let query = diesel::sql_query(format!("SELECT {} FROM dead_letters WHERE {PG_SELECTION} {order} LIMIT $4", columns(pg_ms)));
+                bind_selection!(query, f).load(&mut *pool.get()?)?
+            }
+            Database::Sqlite(pool) => {
+                let query =
+                    diesel::sql_query(format!("SELECT {} FROM dead_letters WHERE {SQLITE_SELECTION} {order} LIMIT ?4", columns(sqlite_ms)));
+                bind_selection!(query, f).load(&mut *pool.get()?)?
+            }
         };
         let items: Vec<DeadLetterSummary> = rows.into_iter().map(DeadLetterSummary::from).collect();
         let next = (items.len() >= f.limit as usize)

@@ -57,17 +57,47 @@ impl std::str::FromStr for DeadLetterKey {
     }
 }
 
-/// Which dead letters to redrive (only those not redriven yet).
+/// Which dead letters a redrive or a listing takes: every filter given must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RedriveFilter {
+pub struct Selection {
     pub reason: Option<String>,
     pub topic: Option<String>,
     pub partition: Option<i32>,
-    /// Only those after this one: the `next` of the previous call, so that a set whose rows
-    /// still fail is gone through once instead of selected again from its start.
+    /// Only those after this one: the `next` of the previous call, so that a set is gone
+    /// through once (for a redrive: however many of its rows still fail).
     pub after: Option<DeadLetterKey>,
     /// At most this many, lowest (topic, partition, offset) first.
     pub limit: u32,
+}
+
+/// A [`Selection`]'s conditions: `$1`–`$3` reason, topic, partition, `$5`–`$7` the cursor
+/// (`$4` is left to the limit), compared as a row value so the order is the index's.
+pub(super) const PG_SELECTION: &str = "($1::text IS NULL OR reason = $1) AND ($2::text IS NULL OR topic = $2) \
+     AND ($3::int4 IS NULL OR partition = $3) AND ($5::text IS NULL OR (topic, partition, \"offset\") > ($5::text, $6::int4, $7::int8))";
+pub(super) const SQLITE_SELECTION: &str = "(?1 IS NULL OR reason = ?1) AND (?2 IS NULL OR topic = ?2) \
+     AND (?3 IS NULL OR partition = ?3) AND (?5 IS NULL OR (topic, partition, \"offset\") > (?5, ?6, ?7))";
+
+/// Bind a [`Selection`] to a query written with [`PG_SELECTION`] or [`SQLITE_SELECTION`].
+macro_rules! bind_selection {
+    ($query:expr, $s:expr) => {{
+        let s: &$crate::storage::redrive::Selection = $s;
+        let after = s.after.as_ref();
+        $query
+            .bind::<Nullable<Text>, _>(s.reason.as_deref())
+            .bind::<Nullable<Text>, _>(s.topic.as_deref())
+            .bind::<Nullable<Integer>, _>(s.partition)
+            .bind::<BigInt, _>(i64::from(s.limit))
+            .bind::<Nullable<Text>, _>(after.map(|a| a.topic.as_str()))
+            .bind::<Nullable<Integer>, _>(after.map(|a| a.partition))
+            .bind::<Nullable<BigInt>, _>(after.map(|a| a.offset))
+    }};
+}
+pub(super) use bind_selection;
+
+/// Which dead letters to redrive (only those not redriven yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedriveFilter {
+    pub select: Selection,
     /// Select and re-parse, but write nothing.
     pub dry_run: bool,
 }
@@ -285,7 +315,7 @@ fn redrive_with<S: RedriveStore>(conn: &mut S, filter: &RedriveFilter, opts: &Pa
     let mut candidates = Vec::new();
     let mut failing = Vec::new();
     let selected = conn.select_dead_letters(filter)?;
-    if selected.len() >= filter.limit as usize {
+    if selected.len() >= filter.select.limit as usize {
         report.next =
             selected.last().map(|d| DeadLetterKey { topic: d.topic.clone(), partition: d.partition, offset: d.offset }.to_string());
     }
@@ -388,23 +418,12 @@ impl RedriveStore for PgConnection {
     fn select_dead_letters(&mut self, filter: &RedriveFilter) -> Result<Vec<Stored>, StoreError> {
         // SKIP LOCKED: rows another redrive holds are left to it, never waited for and redone.
         let lock = if filter.dry_run { "" } else { "FOR UPDATE SKIP LOCKED" };
-        let rows: Vec<StoredRow> = diesel::sql_query(format!(
+        let query = diesel::sql_query(format!(
             "SELECT topic, partition, \"offset\", key, payload, headers::text AS headers, reason, detail, \
                     CAST(round(extract(epoch FROM kafka_timestamp) * 1000) AS BIGINT) AS kafka_timestamp_ms \
-             FROM dead_letters \
-             WHERE redriven_at IS NULL AND ($1::text IS NULL OR reason = $1) AND ($2::text IS NULL OR topic = $2) \
-               AND ($3::int4 IS NULL OR partition = $3) \
-               AND ($5::text IS NULL OR (topic, partition, \"offset\") > ($5::text, $6::int4, $7::int8)) \
-             ORDER BY topic, partition, \"offset\" LIMIT $4 {lock}"
-        ))
-        .bind::<Nullable<Text>, _>(filter.reason.as_deref())
-        .bind::<Nullable<Text>, _>(filter.topic.as_deref())
-        .bind::<Nullable<Integer>, _>(filter.partition)
-        .bind::<BigInt, _>(i64::from(filter.limit))
-        .bind::<Nullable<Text>, _>(filter.after.as_ref().map(|a| a.topic.as_str()))
-        .bind::<Nullable<Integer>, _>(filter.after.as_ref().map(|a| a.partition))
-        .bind::<Nullable<BigInt>, _>(filter.after.as_ref().map(|a| a.offset))
-        .load(self)?;
+             FROM dead_letters WHERE redriven_at IS NULL AND {PG_SELECTION} ORDER BY topic, partition, \"offset\" LIMIT $4 {lock}"
+        ));
+        let rows: Vec<StoredRow> = bind_selection!(query, &filter.select).load(self)?;
         Ok(rows.into_iter().map(Stored::from).collect())
     }
 
@@ -432,23 +451,12 @@ impl RedriveStore for PgConnection {
 impl RedriveStore for SqliteConnection {
     fn select_dead_letters(&mut self, filter: &RedriveFilter) -> Result<Vec<Stored>, StoreError> {
         // The transaction is BEGIN IMMEDIATE (or a dry run): nothing else writes meanwhile.
-        let rows: Vec<StoredRow> = diesel::sql_query(
+        let query = diesel::sql_query(format!(
             "SELECT topic, partition, \"offset\", key, payload, headers, reason, detail, \
                     CAST(round(unixepoch(kafka_timestamp, 'subsec') * 1000) AS INTEGER) AS kafka_timestamp_ms \
-             FROM dead_letters \
-             WHERE redriven_at IS NULL AND (?1 IS NULL OR reason = ?1) AND (?2 IS NULL OR topic = ?2) \
-               AND (?3 IS NULL OR partition = ?3) \
-               AND (?5 IS NULL OR (topic, partition, \"offset\") > (?5, ?6, ?7)) \
-             ORDER BY topic, partition, \"offset\" LIMIT ?4",
-        )
-        .bind::<Nullable<Text>, _>(filter.reason.as_deref())
-        .bind::<Nullable<Text>, _>(filter.topic.as_deref())
-        .bind::<Nullable<Integer>, _>(filter.partition)
-        .bind::<BigInt, _>(i64::from(filter.limit))
-        .bind::<Nullable<Text>, _>(filter.after.as_ref().map(|a| a.topic.as_str()))
-        .bind::<Nullable<Integer>, _>(filter.after.as_ref().map(|a| a.partition))
-        .bind::<Nullable<BigInt>, _>(filter.after.as_ref().map(|a| a.offset))
-        .load(self)?;
+             FROM dead_letters WHERE redriven_at IS NULL AND {SQLITE_SELECTION} ORDER BY topic, partition, \"offset\" LIMIT ?4"
+        ));
+        let rows: Vec<StoredRow> = bind_selection!(query, &filter.select).load(self)?;
         Ok(rows.into_iter().map(Stored::from).collect())
     }
 
