@@ -34,8 +34,21 @@ pub struct Service {
 
 impl Service {
     pub fn start(bin: &PathBuf, brokers: &str, topic: &str, group: &str, url: &str) -> Service {
+        use std::os::unix::process::CommandExt as _;
         let port = free_port();
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        // SAFETY: prctl is async-signal-safe and touches only the new process. A harness that is
+        // killed (Ctrl-C, a timeout) takes its services along instead of leaving them running.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let child = cmd
             .arg("run")
             .env("TRIBUTARY_KAFKA__BROKERS", brokers)
             .env("TRIBUTARY_KAFKA__GROUP_ID", group)
