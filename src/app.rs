@@ -59,7 +59,8 @@ pub fn database_options(settings: &Settings) -> DatabaseOptions {
 /// How long `tributary migrate` waits for an unreachable database. The service itself waits
 /// for as long as it takes, answering `/health` and `/ready` meanwhile.
 pub const MIGRATE_PATIENCE: Duration = Duration::from_secs(30);
-/// How long the probe that asks a refusing server for its SQLSTATE may take.
+/// The least time the probe that asks a refusing server for its SQLSTATE gets (else
+/// `database.connect_timeout_ms`, when longer).
 const REFUSAL_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a database still unreachable at start is logged again.
 const REMIND_EVERY: Duration = Duration::from_secs(60);
@@ -71,6 +72,7 @@ const REMIND_EVERY: Duration = Duration::from_secs(60);
 pub async fn prepare_database(
     db: &Database,
     url: &str,
+    connect_timeout: Duration,
     migrate: bool,
     patience: Option<Duration>,
     log: &slog::Logger,
@@ -84,7 +86,8 @@ pub async fn prepare_database(
         let probe = match db.backend() {
             Backend::Postgres => {
                 let url = url.to_string();
-                actix_web::rt::task::spawn_blocking(move || refusal::probe(&url, REFUSAL_PROBE_TIMEOUT)).await.unwrap_or(Probe::Connected)
+                let timeout = connect_timeout.max(REFUSAL_PROBE_TIMEOUT);
+                actix_web::rt::task::spawn_blocking(move || refusal::probe(&url, timeout)).await.unwrap_or(Probe::Unknown)
             }
             Backend::Sqlite => Probe::Connected,
         };
@@ -95,8 +98,8 @@ pub async fn prepare_database(
             return Err(StoreError::fatal("cannot start", refused));
         }
         let e = match probe {
-            Probe::NoAnswer(why) => StoreError::Transient(Failure::Condition(format!("no database server answers: {why}").into())),
-            Probe::Connected | Probe::Refused(_) => {
+            Probe::Failed(why) => StoreError::Transient(Failure::Condition(format!("cannot connect: {why}").into())),
+            Probe::Connected | Probe::Refused(_) | Probe::Unknown => {
                 let db2 = db.clone();
                 let result =
                     actix_web::rt::task::spawn_blocking(move || if migrate { db2.migrate() } else { db2.ping().map(|()| Vec::new()) })
@@ -150,7 +153,8 @@ impl Application {
         let answering =
             crate::starting::serve(&listener, waiting.clone()).map_err(|source| AppError::Bind { addr: addr.to_string(), source })?;
         let migrate = settings.database.migrate_on_start;
-        let prepared = prepare_database(&db, settings.database.url.expose_secret(), migrate, None, &log, Some(&waiting)).await;
+        let timeout = Duration::from_millis(settings.database.connect_timeout_ms);
+        let prepared = prepare_database(&db, settings.database.url.expose_secret(), timeout, migrate, None, &log, Some(&waiting)).await;
         answering.stop(false).await;
         let applied = prepared?;
         if migrate {

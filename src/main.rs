@@ -57,7 +57,8 @@ fn migrate(settings: Settings) -> ExitCode {
     let result = actix::System::new().block_on(async {
         let db = Database::open(&app::database_options(&settings))?;
         let url = settings.database.url.expose_secret();
-        app::prepare_database(&db, url, true, Some(app::MIGRATE_PATIENCE), &log, None).await
+        let timeout = Duration::from_millis(settings.database.connect_timeout_ms);
+        app::prepare_database(&db, url, timeout, true, Some(app::MIGRATE_PATIENCE), &log, None).await
     });
     match result {
         Ok(applied) => {

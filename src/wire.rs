@@ -39,7 +39,9 @@ where
                 None => Either::Right(srv.call(req)),
             });
             let app = map_config(app.into_factory().map_err(|e: actix_web::Error| e.error_response()), |_| AppConfig::default());
-            let h1 = actix_http::HttpService::build().h1(app);
+            // As actix-web's HttpServer has it: an answer that leaves a body unread lingers 1 s
+            // for it before closing, so the client reads the answer instead of a reset.
+            let h1 = actix_http::HttpService::build().client_disconnect_timeout(std::time::Duration::from_secs(1)).h1(app);
             fn_service(|io: actix_rt::net::TcpStream| async move {
                 let peer = io.peer_addr().ok();
                 Ok::<_, actix_http::error::DispatchError>((JsonErrors::new(io), peer))
@@ -130,16 +132,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for JsonErrors<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         ready!(this.drain(cx))?;
-        let request = std::mem::take(&mut this.request);
-        match with_json_body(buf, &request) {
-            Some(answer) => {
-                (this.out, this.sent) = (answer, 0);
-                // Taken whole; what the socket does not take now goes out on flush or shutdown.
-                let _ = this.drain(cx)?;
-                Poll::Ready(Ok(buf.len()))
-            }
-            None => Pin::new(&mut this.io).poll_write(cx, buf),
+        if let Some(answer) = with_json_body(buf, &this.request) {
+            (this.out, this.sent, this.request) = (answer, 0, Request::default());
+            // Taken whole; what the socket does not take now goes out on flush or shutdown.
+            let _ = this.drain(cx)?;
+            return Poll::Ready(Ok(buf.len()));
         }
+        let written = ready!(Pin::new(&mut this.io).poll_write(cx, buf))?;
+        // An answer went out: what is read next belongs to the next request. Not after an
+        // interim `100 Continue`, which the request's body follows.
+        if !buf.starts_with(b"HTTP/1.1 1") {
+            this.request = Request::default();
+        }
+        Poll::Ready(Ok(written))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -170,7 +175,8 @@ fn with_json_body(buf: &[u8], request: &Request) -> Option<Vec<u8>> {
             let answer = rewrite(head, if at == 0 { request } else { &unknown })?;
             return Some([&buf[..at], answer.as_bytes()].concat());
         }
-        at += head_len + content_length(head)?;
+        // An answer to HEAD declares a length it does not send: past the end, nothing is changed.
+        at = at.checked_add(head_len + content_length(head)?).filter(|&end| end < buf.len())?;
     }
 }
 
@@ -239,6 +245,8 @@ mod tests {
         assert!(out.starts_with(ours) && out.len() > both.len() && out.ends_with(b"\"status\":400}"), "{}", String::from_utf8_lossy(&out));
         let chunked = [b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n".as_slice(), codec].concat();
         assert_eq!(with_json_body(&chunked, &get), None, "an earlier answer without a length: left alone");
+        let head_answer = [b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n".as_slice(), codec].concat();
+        assert_eq!(with_json_body(&head_answer, &get), None, "a HEAD's answer (a length, no body) before it: left alone, no panic");
         // A request line over the limit is a 414, whichever the codec said.
         let long = request(format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_REQUEST_LINE)).as_bytes());
         for code in ["400 Bad Request", "431 Request Header Fields Too Large"] {

@@ -568,6 +568,7 @@ impl Handler<Paused> for HealthReporter {
             self.consuming_since = Instant::now();
         }
         self.paused = msg.0;
+        self.metrics.paused.set(i64::from(msg.0));
     }
 }
 

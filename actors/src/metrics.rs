@@ -33,6 +33,7 @@ pub struct Metrics {
     pub actor_restarts: Family<Labels, Counter>,
     pub actor_up: Family<Labels, Gauge>,
     pub breaker_open: Gauge,
+    pub paused: Gauge,
     pub pool_in_use: Gauge,
     pub partitions_assigned: Gauge,
 }
@@ -62,6 +63,7 @@ impl Metrics {
             actor_restarts: Family::default(),
             actor_up: Family::default(),
             breaker_open: Gauge::default(),
+            paused: Gauge::default(),
             pool_in_use: Gauge::default(),
             partitions_assigned: Gauge::default(),
         };
@@ -109,6 +111,7 @@ impl Metrics {
         r.register("actor_restarts", "Actor restarts by its supervisor, by actor", m.actor_restarts.clone());
         r.register("actor_up", "1 while the actor runs, by actor", m.actor_up.clone());
         r.register("breaker_open", "1 while the database circuit breaker is open", m.breaker_open.clone());
+        r.register("paused", "1 while an operator has paused consumption (POST /pause)", m.paused.clone());
         r.register("db_pool_connections_in_use", "Database connections checked out of the pool", m.pool_in_use.clone());
         r.register("partitions_assigned", "Partitions this instance owns", m.partitions_assigned.clone());
         (m, r)

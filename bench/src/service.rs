@@ -37,15 +37,19 @@ impl Service {
         use std::os::unix::process::CommandExt as _;
         let port = free_port();
         let mut cmd = Command::new(bin);
-        // SAFETY: prctl is async-signal-safe and touches only the new process. A harness that is
-        // killed (Ctrl-C, a timeout) takes its services along instead of leaving them running.
+        let harness = std::process::id();
+        // SAFETY: prctl and getppid are async-signal-safe and touch only the new process. A
+        // harness that is killed (Ctrl-C, a timeout) takes its services along instead of leaving
+        // them running; one that died before prctl took effect is seen as a new parent.
         unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
+                if libc::getppid() as u32 != harness {
+                    return Err(std::io::Error::other("the harness is gone"));
+                }
+                Ok(())
             });
         }
         let child = cmd

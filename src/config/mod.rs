@@ -439,6 +439,15 @@ impl Settings {
                         "use postgres://user:password@host:5432/db",
                     ));
                 }
+                // libpq's own parser, which `run` uses: a URL it refuses is refused here, and its
+                // words are not repeated (they quote the offending part, which may be the password).
+                if !tributary_actors::storage::refusal::libpq_parses(url) {
+                    return Err(ConfigError::new(
+                        "database.url",
+                        format!("libpq cannot parse {}", redact::database_url(url)),
+                        "check its syntax; percent-encode reserved characters of the user and password (% as %25, @ as %40, / as %2F)",
+                    ));
+                }
             }
         }
         let d = &self.database;

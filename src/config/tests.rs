@@ -201,6 +201,8 @@ fn hostile_values_are_refused_naming_the_key_and_never_echo_a_secret() {
         ("database.url", json!("postgres://u:KvSecret123@h:99999/db"), "database.url"),
         ("database.url", json!("host=127.0.0.1 user=postgres password=KvSecret123 dbname=x"), "database.url"),
         ("database.url", json!("postgres:/postgres:KvSecret123@h/db"), "database.url"),
+        ("database.url", json!("postgres://u:50%offKvSecret123@h/db"), "database.url"),
+        ("database.url", json!("postgres://u:KvSecret123@h/db?nonsense=1"), "database.url"),
         ("database.url", json!(format!("sqlite://{}", missing_dir.display())), "database.url"),
         ("database.url", json!(format!("sqlite://{}", dir.display())), "database.url"),
         ("kafka.brokers", json!("not a host"), "kafka.brokers"),

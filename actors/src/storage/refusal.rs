@@ -35,24 +35,47 @@ pub fn permanent(sqlstate: &str) -> Option<&'static str> {
     })
 }
 
+/// Whether libpq can parse `conninfo` (a URL or `key=value` pairs) at all.
+pub fn libpq_parses(conninfo: &str) -> bool {
+    let Ok(c) = CString::new(conninfo) else { return false };
+    let mut error: *mut std::os::raw::c_char = std::ptr::null_mut();
+    // SAFETY: `c` is NUL-terminated; libpq returns an options array (freed with
+    // PQconninfoFree) or NULL with an error message it allocated (freed with PQfreemem).
+    unsafe {
+        let options = pq_sys::PQconninfoParse(c.as_ptr(), &mut error);
+        if !error.is_null() {
+            pq_sys::PQfreemem(error.cast());
+        }
+        if options.is_null() {
+            return false;
+        }
+        pq_sys::PQconninfoFree(options);
+    }
+    true
+}
+
 /// What one connect to the server said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
-    /// It let us in (or gave no code to tell its refusal by: the pool's own connect will say).
+    /// It let us in.
     Connected,
     /// It answered with this SQLSTATE.
     Refused(String),
-    /// No server answered (refused, unresolvable, timed out): libpq's words, for the operator.
-    NoAnswer(String),
+    /// The connect failed without a SQLSTATE (refused, unresolvable, no password to give, TLS
+    /// required but refused): libpq's words, for the operator.
+    Failed(String),
+    /// No outcome within the probe's time, or libpq could not start (a URL it cannot parse is
+    /// refused by the configuration check): the pool's own connect will tell.
+    Unknown,
 }
 
 /// Connect once to `url` and say how it went, within `timeout`.
 pub fn probe(url: &str, timeout: Duration) -> Probe {
-    let Ok(conninfo) = CString::new(url) else { return Probe::Connected };
+    let Ok(conninfo) = CString::new(url) else { return Probe::Unknown };
     // SAFETY: `conninfo` is a NUL-terminated string that outlives the call; libpq copies it.
     let conn = Conn(unsafe { pq_sys::PQconnectStart(conninfo.as_ptr()) });
     if conn.0.is_null() {
-        return Probe::NoAnswer("libpq could not allocate a connection".into());
+        return Probe::Unknown;
     }
     // SAFETY: `conn.0` is a live PGconn (non-null, finished only by `Conn`'s drop).
     unsafe { pq_sys::PQsetErrorVerbosity(conn.0, pq_sys::PGVerbosity::PQERRORS_SQLSTATE) };
@@ -60,8 +83,9 @@ pub fn probe(url: &str, timeout: Duration) -> Probe {
     // libpq's protocol: before the first PQconnectPoll, behave as if it asked to write.
     let mut want = pq_sys::PostgresPollingStatusType::PGRES_POLLING_WRITING;
     // SAFETY (this loop): `conn.0` is live; PQsocket/PQconnectPoll take it as libpq documents.
+    // Bad at once: libpq could not even start (its message may quote the URL; not repeated).
     if unsafe { pq_sys::PQstatus(conn.0) } == pq_sys::ConnStatusType::CONNECTION_BAD {
-        return conn.failed();
+        return Probe::Unknown;
     }
     loop {
         use pq_sys::PostgresPollingStatusType::*;
@@ -71,12 +95,11 @@ pub fn probe(url: &str, timeout: Duration) -> Probe {
             PGRES_POLLING_READING => libc::POLLIN,
             _ => libc::POLLOUT,
         };
-        let no_answer = || Probe::NoAnswer(format!("no answer within {} ms", timeout.as_millis()));
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else { return no_answer() };
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else { return Probe::Unknown };
         let mut fd = libc::pollfd { fd: unsafe { pq_sys::PQsocket(conn.0) }, events, revents: 0 };
         // SAFETY: one valid pollfd, its count 1.
         if unsafe { libc::poll(&mut fd, 1, left.as_millis().clamp(1, i32::MAX as u128) as i32) } == 0 {
-            return no_answer();
+            return Probe::Unknown;
         }
         want = unsafe { pq_sys::PQconnectPoll(conn.0) };
     }
@@ -101,7 +124,7 @@ impl Conn {
         let message = unsafe { CStr::from_ptr(pq_sys::PQerrorMessage(self.0)) }.to_string_lossy().into_owned();
         match sqlstate_of(&message) {
             Some(code) => Probe::Refused(code),
-            None => Probe::NoAnswer(super::error::one_line(&message)),
+            None => Probe::Failed(super::error::one_line(&message)),
         }
     }
 }
@@ -118,6 +141,15 @@ impl Drop for Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn libpq_parses_what_it_can_use_and_nothing_else() {
+        assert!(libpq_parses("postgres://u:p%25w@h:5432/db?sslmode=require"));
+        assert!(libpq_parses("host=h user=u dbname=d"));
+        assert!(!libpq_parses("postgres://u:50%off@h/db"), "a bad percent-encoding");
+        assert!(!libpq_parses("postgres://h/db?nonsense=1"), "an unknown option");
+        assert!(!libpq_parses("host=h user"), "a keyword without its value");
+    }
 
     #[test]
     fn the_code_is_read_from_the_sqlstate_format_only() {
