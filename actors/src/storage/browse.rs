@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text};
 use serde::Serialize;
 
-use super::redrive::{bind_selection, DeadLetterKey, Selection, PG_SELECTION, SQLITE_SELECTION};
+use super::redrive::{bind_selection, DeadLetterKey, Selection};
 use super::{Database, StoreError};
 
 /// Default and largest page of `GET /dead-letters`.
@@ -129,12 +129,16 @@ impl Database {
         let order = "ORDER BY topic, partition, \"offset\"";
         let rows: Vec<Row> = match self {
             Database::Postgres(pool) => {
-                let query = diesel::sql_query(format!("SELECT {} FROM dead_letters WHERE {PG_SELECTION} {order} LIMIT $4", columns(pg_ms)));
+                let query =
+                    diesel::sql_query(format!("SELECT {} FROM dead_letters WHERE {} {order} LIMIT $4", columns(pg_ms), f.conditions(true)));
                 bind_selection!(query, f).load(&mut *pool.get()?)?
             }
             Database::Sqlite(pool) => {
-                let query =
-                    diesel::sql_query(format!("SELECT {} FROM dead_letters WHERE {SQLITE_SELECTION} {order} LIMIT ?4", columns(sqlite_ms)));
+                let query = diesel::sql_query(format!(
+                    "SELECT {} FROM dead_letters WHERE {} {order} LIMIT ?4",
+                    columns(sqlite_ms),
+                    f.conditions(false)
+                ));
                 bind_selection!(query, f).load(&mut *pool.get()?)?
             }
         };

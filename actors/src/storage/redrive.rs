@@ -70,14 +70,31 @@ pub struct Selection {
     pub limit: u32,
 }
 
-/// A [`Selection`]'s conditions: `$1`–`$3` reason, topic, partition, `$5`–`$7` the cursor
-/// (`$4` is left to the limit), compared as a row value so the order is the index's.
-pub(super) const PG_SELECTION: &str = "($1::text IS NULL OR reason = $1) AND ($2::text IS NULL OR topic = $2) \
-     AND ($3::int4 IS NULL OR partition = $3) AND ($5::text IS NULL OR (topic, partition, \"offset\") > ($5::text, $6::int4, $7::int8))";
-pub(super) const SQLITE_SELECTION: &str = "(?1 IS NULL OR reason = ?1) AND (?2 IS NULL OR topic = ?2) \
-     AND (?3 IS NULL OR partition = ?3) AND (?5 IS NULL OR (topic, partition, \"offset\") > (?5, ?6, ?7))";
+impl Selection {
+    /// The conditions for this selection's values: placeholders `1`–`3` reason, topic,
+    /// partition and `5`–`7` the cursor (`4` is the limit). A filter given is a plain comparison
+    /// — the cursor a row value — that the planner can take to the primary key (SQLite plans
+    /// before it sees the values, so `? IS NULL OR …` would scan from the start on every
+    /// page); one not given is its placeholder compared with NULL, so the binds stay in place.
+    pub(super) fn conditions(&self, postgres: bool) -> String {
+        let p = |n: u8, ty: &str| if postgres { format!("${n}::{ty}") } else { format!("?{n}") };
+        let unset = |n: u8, ty: &str| format!("{} IS NULL", p(n, ty));
+        let one = |given: bool, n: u8, ty: &str, column: &str| if given { format!("{column} = {}", p(n, ty)) } else { unset(n, ty) };
+        let cursor = match self.after {
+            Some(_) => format!("(topic, partition, \"offset\") > ({}, {}, {})", p(5, "text"), p(6, "int4"), p(7, "int8")),
+            None => format!("{} AND {} AND {}", unset(5, "text"), unset(6, "int4"), unset(7, "int8")),
+        };
+        [
+            one(self.reason.is_some(), 1, "text", "reason"),
+            one(self.topic.is_some(), 2, "text", "topic"),
+            one(self.partition.is_some(), 3, "int4", "partition"),
+            cursor,
+        ]
+        .join(" AND ")
+    }
+}
 
-/// Bind a [`Selection`] to a query written with [`PG_SELECTION`] or [`SQLITE_SELECTION`].
+/// Bind a [`Selection`] to a query written with its [`Selection::conditions`].
 macro_rules! bind_selection {
     ($query:expr, $s:expr) => {{
         let s: &$crate::storage::redrive::Selection = $s;
@@ -421,7 +438,8 @@ impl RedriveStore for PgConnection {
         let query = diesel::sql_query(format!(
             "SELECT topic, partition, \"offset\", key, payload, headers::text AS headers, reason, detail, \
                     CAST(round(extract(epoch FROM kafka_timestamp) * 1000) AS BIGINT) AS kafka_timestamp_ms \
-             FROM dead_letters WHERE redriven_at IS NULL AND {PG_SELECTION} ORDER BY topic, partition, \"offset\" LIMIT $4 {lock}"
+             FROM dead_letters WHERE redriven_at IS NULL AND {} ORDER BY topic, partition, \"offset\" LIMIT $4 {lock}",
+            filter.select.conditions(true)
         ));
         let rows: Vec<StoredRow> = bind_selection!(query, &filter.select).load(self)?;
         Ok(rows.into_iter().map(Stored::from).collect())
@@ -454,7 +472,8 @@ impl RedriveStore for SqliteConnection {
         let query = diesel::sql_query(format!(
             "SELECT topic, partition, \"offset\", key, payload, headers, reason, detail, \
                     CAST(round(unixepoch(kafka_timestamp, 'subsec') * 1000) AS INTEGER) AS kafka_timestamp_ms \
-             FROM dead_letters WHERE redriven_at IS NULL AND {SQLITE_SELECTION} ORDER BY topic, partition, \"offset\" LIMIT ?4"
+             FROM dead_letters WHERE redriven_at IS NULL AND {} ORDER BY topic, partition, \"offset\" LIMIT ?4",
+            filter.select.conditions(false)
         ));
         let rows: Vec<StoredRow> = bind_selection!(query, &filter.select).load(self)?;
         Ok(rows.into_iter().map(Stored::from).collect())
@@ -512,6 +531,18 @@ mod tests {
         assert!(headers_from_json(r#"{"a": 1}"#).is_err());
         assert!(headers_from_json(r#"{"a": {}}"#).is_err());
         assert!(headers_from_json(r#"{"a": {"name_base64": "!"}}"#).is_err());
+    }
+
+    #[test]
+    fn a_selection_compares_only_what_it_is_given_and_keeps_every_placeholder() {
+        let none = Selection { limit: 10, ..Selection::default() };
+        assert_eq!(none.conditions(false), "?1 IS NULL AND ?2 IS NULL AND ?3 IS NULL AND ?5 IS NULL AND ?6 IS NULL AND ?7 IS NULL");
+        let after = DeadLetterKey { topic: "t".into(), partition: 1, offset: 7 };
+        let some = Selection { topic: Some("t".into()), after: Some(after), ..none };
+        assert_eq!(
+            some.conditions(true),
+            "$1::text IS NULL AND topic = $2::text AND $3::int4 IS NULL AND (topic, partition, \"offset\") > ($5::text, $6::int4, $7::int8)"
+        );
     }
 
     #[test]
