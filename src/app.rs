@@ -62,8 +62,6 @@ pub const MIGRATE_PATIENCE: Duration = Duration::from_secs(30);
 /// The least time the probe that asks a refusing server for its SQLSTATE gets (else
 /// `database.connect_timeout_ms`, when longer).
 const REFUSAL_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often a database still unreachable at start is logged again.
-const REMIND_EVERY: Duration = Duration::from_secs(60);
 
 /// Wait for the database and, with `migrate`, run the embedded migrations: retried while it is
 /// unreachable, up to `patience` (`None`: until it answers). A server that refuses the
@@ -80,7 +78,7 @@ pub async fn prepare_database(
 ) -> Result<Vec<String>, StoreError> {
     let started = std::time::Instant::now();
     let backoff = Backoff { initial: Duration::from_millis(200), max: Duration::from_secs(5) };
-    let (mut attempt, mut reminded) = (0, None::<std::time::Instant>);
+    let (mut attempt, mut lines) = (0, tributary_actors::throttle::Throttle::default());
     loop {
         // Asked first: the pool would spend its whole checkout timeout retrying a refusal.
         let probe = match db.backend() {
@@ -118,14 +116,11 @@ pub async fn prepare_database(
         if let Some(w) = waiting {
             w.set(format!("database_unreachable: {text}"));
         }
-        match reminded {
-            None => slog::warn!(log, "database not reachable at start; waiting for it"; "error" => &text),
-            Some(at) if at.elapsed() >= REMIND_EVERY => slog::warn!(log, "database still not reachable at start"; "error" => &text,
+        match lines.admit("database", std::time::Instant::now()) {
+            Some(_) if attempt == 0 => slog::warn!(log, "database not reachable at start; waiting for it"; "error" => &text),
+            Some(_) => slog::warn!(log, "database still not reachable at start"; "error" => &text,
                 "for_s" => started.elapsed().as_secs(), "attempts" => attempt + 1),
-            Some(_) => slog::debug!(log, "database not reachable at start"; "error" => &text),
-        }
-        if reminded.is_none_or(|at| at.elapsed() >= REMIND_EVERY) {
-            reminded = Some(std::time::Instant::now());
+            None => slog::debug!(log, "database not reachable at start"; "error" => &text),
         }
         actix_web::rt::time::sleep(backoff.delay(attempt, &mut rand::rng())).await;
         attempt += 1;

@@ -72,10 +72,10 @@ fn generate(kafka: &MockKafka, topic: &str, args: &DemoArgs, committed: &AtomicI
     let bad_every = if args.bad_ratio > 0.0 { (1.0 / args.bad_ratio.min(1.0)).round() as usize } else { usize::MAX };
     let mut queued = 0;
     for i in 0..args.events {
-        if i % 1000 == 0 && stop.load(Ordering::Relaxed) {
-            break;
-        }
         if i % 1000 == 0 {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
             let deadline = Instant::now() + Duration::from_secs(60);
             while i as i64 - committed.load(Ordering::Relaxed) > MAX_LEAD && Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(2));

@@ -37,7 +37,8 @@ pub struct ApiState {
     pub admin_token: Option<SecretString>,
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
+/// The JSON error every answer that is not a success carries (also the start-up answers').
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "error": message.into(), "status": status.as_u16() }))
 }
 
@@ -175,19 +176,8 @@ impl RedriveBody {
                 Err(e) => return Err(format!("the body is not JSON ({e}); {SHAPE}")),
             }
         };
-        let limit = b.limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(format!("limit must be between 1 and {MAX_LIMIT}"));
-        }
-        let after = match b.after.as_deref().map(str::parse) {
-            None => None,
-            Some(Ok(key)) => Some(key),
-            Some(Err(e)) => return Err(format!("after: {e}")),
-        };
-        Ok(RedriveFilter {
-            select: Selection { reason: b.reason, topic: b.topic, partition: b.partition, after, limit },
-            dry_run: b.dry_run,
-        })
+        let fields = SelectionFields { reason: b.reason, topic: b.topic, partition: b.partition, after: b.after, limit: b.limit };
+        Ok(RedriveFilter { select: fields.checked(DEFAULT_LIMIT, MAX_LIMIT)?, dry_run: b.dry_run })
     }
 }
 
@@ -204,10 +194,11 @@ async fn redrive(state: web::Data<ApiState>, req: HttpRequest, payload: web::Pay
     stored(state.redriver.send(Redrive(filter)).await, |report| HttpResponse::Ok().json(report))
 }
 
-/// The query of `GET /dead-letters`; unknown parameters refused.
+/// Which dead letters a request means, as sent: the query of `GET /dead-letters` (unknown
+/// parameters refused) and the selecting part of a redrive's body.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+struct SelectionFields {
     reason: Option<String>,
     topic: Option<String>,
     partition: Option<i32>,
@@ -215,17 +206,22 @@ struct ListQuery {
     limit: Option<u32>,
 }
 
-impl ListQuery {
-    fn parse(query: &str) -> Result<Selection, String> {
-        let q: ListQuery = web::Query::<ListQuery>::from_query(query)
+impl SelectionFields {
+    fn from_query(query: &str) -> Result<Selection, String> {
+        web::Query::<SelectionFields>::from_query(query)
             .map_err(|e| format!("{e}; parameters: reason, topic, partition, after (topic/partition/offset), limit"))?
-            .into_inner();
-        let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(format!("limit must be between 1 and {MAX_PAGE}"));
+            .into_inner()
+            .checked(DEFAULT_PAGE, MAX_PAGE)
+    }
+
+    /// Checked: `limit` (else `default`) from 1 to `max`, `after` a cursor.
+    fn checked(self, default: u32, max: u32) -> Result<Selection, String> {
+        let limit = self.limit.unwrap_or(default);
+        if !(1..=max).contains(&limit) {
+            return Err(format!("limit must be between 1 and {max}"));
         }
-        let after = q.after.as_deref().map(str::parse::<DeadLetterKey>).transpose().map_err(|e| format!("after: {e}"))?;
-        Ok(Selection { reason: q.reason, topic: q.topic, partition: q.partition, after, limit })
+        let after = self.after.as_deref().map(str::parse::<DeadLetterKey>).transpose().map_err(|e| format!("after: {e}"))?;
+        Ok(Selection { reason: self.reason, topic: self.topic, partition: self.partition, after, limit })
     }
 }
 
@@ -244,7 +240,7 @@ async fn list_dead_letters(state: web::Data<ApiState>, req: HttpRequest, payload
     if let Err(resp) = admit(&state, &req, payload).await {
         return resp;
     }
-    match ListQuery::parse(req.query_string()) {
+    match SelectionFields::from_query(req.query_string()) {
         Ok(filter) => stored(state.redriver.send(ListDeadLetters(filter)).await, |page| HttpResponse::Ok().json(page)),
         Err(message) => error(StatusCode::BAD_REQUEST, message),
     }

@@ -29,9 +29,8 @@ async fn answer(req: HttpRequest, waiting: web::Data<Waiting>) -> HttpResponse {
         "/health" if get => HttpResponse::Ok().json(json!({ "status": "starting", "failed_actors": [], "actors": {} })),
         "/ready" if get => HttpResponse::ServiceUnavailable().json(json!({ "ready": false, "reasons": [waiting.get()] })),
         _ => {
-            let status = StatusCode::SERVICE_UNAVAILABLE;
             let message = format!("starting: {}; only /health and /ready answer until then", waiting.get());
-            let mut resp = HttpResponse::build(status).json(json!({ "error": message, "status": status.as_u16() }));
+            let mut resp = crate::http::error(StatusCode::SERVICE_UNAVAILABLE, message);
             resp.headers_mut().insert(actix_web::http::header::RETRY_AFTER, actix_web::http::header::HeaderValue::from_static("2"));
             resp
         }

@@ -25,4 +25,5 @@ pub mod reader;
 pub mod redact;
 pub mod redrive;
 pub mod storage;
+pub mod throttle;
 pub mod writer;

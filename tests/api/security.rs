@@ -12,16 +12,21 @@ use tributary_actors::storage::{Database, DatabaseOptions};
 
 const SECRETS: [&str; 4] = ["db-secret-pw", "sasl-secret-pw", "key-secret-pw", "admin-secret-token"];
 
-fn tributary(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// The binary with `args`, in `dir`, with only the environment this test sets: no TRIBUTARY_*
+/// from the caller's.
+fn command(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tributary"));
-    cmd.args(args).current_dir(dir.path());
-    // Only what this test sets: no TRIBUTARY_* from the caller's environment.
+    cmd.args(args).current_dir(dir);
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("TRIBUTARY_")) {
         cmd.env_remove(k);
     }
     cmd.envs(env.iter().copied());
-    cmd.output().expect("run tributary")
+    cmd
+}
+
+fn tributary(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    command(args, env, dir.path()).output().expect("run tributary")
 }
 
 fn secret_env<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
@@ -149,12 +154,8 @@ fn a_running_service_never_shows_a_secret_in_its_logs_or_answers() {
     let bind = format!("127.0.0.1:{port}");
     let env = secret_env(&[("TRIBUTARY_DATABASE__URL", &url), ("TRIBUTARY_HTTP__BIND", &bind), ("TRIBUTARY_LOG__LEVEL", "debug")]);
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tributary"));
-    cmd.arg("run").current_dir(dir.path()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("TRIBUTARY_")) {
-        cmd.env_remove(k);
-    }
-    let child = cmd.envs(env.iter().copied()).spawn().unwrap();
+    let child =
+        command(&["run"], &env, dir.path()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     wait_until("/ready names the unreachable brokers", Duration::from_secs(60), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && get_json(port, "/ready").1.to_string().contains("brokers_unreachable")
     });

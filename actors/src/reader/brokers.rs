@@ -2,46 +2,18 @@
 //! tens of milliseconds and reports each failure; an operator needs one line when they go, a
 //! reminder while they stay away, one line when they are back, and `/ready` saying why.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::health::BrokersUnreachable;
+use crate::throttle::{Throttle, REMINDER_EVERY};
 
-/// How often a condition that persists is logged again (with how many lines were held back).
-pub(super) const REMINDER_EVERY: Duration = Duration::from_secs(60);
 /// How often, while the brokers are unreachable, the poll thread asks for metadata to learn that
 /// they are back (librdkafka reports failures, not recoveries).
 pub(super) const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// The probe's wait: it runs on the poll thread, which has nothing to poll while they are away.
 pub(super) const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
-
-/// Lines of one kind: the first is logged, the next at most once per [`REMINDER_EVERY`].
-#[derive(Default)]
-pub(super) struct Throttle {
-    last: HashMap<String, (Instant, u64)>,
-}
-
-impl Throttle {
-    /// `Some(held back since the last line)` when a line of `kind` is due now.
-    pub(super) fn admit(&mut self, kind: &str, now: Instant) -> Option<u64> {
-        match self.last.get_mut(kind) {
-            Some((at, held)) if now.duration_since(*at) < REMINDER_EVERY => {
-                *held += 1;
-                None
-            }
-            Some((at, held)) => {
-                *at = now;
-                Some(std::mem::take(held))
-            }
-            None => {
-                self.last.insert(kind.to_string(), (now, 0));
-                Some(0)
-            }
-        }
-    }
-}
 
 struct Down {
     since: Instant,
@@ -126,22 +98,5 @@ impl Brokers {
             slog::info!(log, "kafka brokers reachable again"; "unreachable_for_s" => format!("{:.1}", down.since.elapsed().as_secs_f64()));
             health.do_send(BrokersUnreachable(None));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_throttle_logs_the_first_line_then_one_a_minute_with_the_count_held_back() {
-        let mut t = Throttle::default();
-        let t0 = Instant::now();
-        assert_eq!(t.admit("a", t0), Some(0));
-        assert_eq!(t.admit("a", t0 + Duration::from_millis(50)), None);
-        assert_eq!(t.admit("b", t0 + Duration::from_millis(60)), Some(0), "kinds are counted apart");
-        assert_eq!(t.admit("a", t0 + Duration::from_secs(59)), None);
-        assert_eq!(t.admit("a", t0 + REMINDER_EVERY), Some(2));
-        assert_eq!(t.admit("a", t0 + REMINDER_EVERY + Duration::from_secs(1)), None);
     }
 }

@@ -143,9 +143,7 @@ impl Database {
             }
         };
         let items: Vec<DeadLetterSummary> = rows.into_iter().map(DeadLetterSummary::from).collect();
-        let next = (items.len() >= f.limit as usize)
-            .then(|| items.last().map(|d| DeadLetterKey { topic: d.topic.clone(), partition: d.partition, offset: d.offset }.to_string()))
-            .flatten();
+        let next = f.next(items.len(), items.last().map(|d| (d.topic.as_str(), d.partition, d.offset)));
         Ok(DeadLetterPage { items, next })
     }
 

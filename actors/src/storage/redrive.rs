@@ -71,6 +71,13 @@ pub struct Selection {
 }
 
 impl Selection {
+    /// The cursor after a page that took `taken` rows ending at `last`: when the page is full
+    /// there may be more; a page that came up short ends the set (`None`).
+    pub(super) fn next(&self, taken: usize, last: Option<(&str, i32, i64)>) -> Option<String> {
+        let (topic, partition, offset) = last.filter(|_| taken >= self.limit as usize)?;
+        Some(DeadLetterKey { topic: topic.to_string(), partition, offset }.to_string())
+    }
+
     /// The conditions for this selection's values: placeholders `1`–`3` reason, topic,
     /// partition and `5`–`7` the cursor (`4` is the limit). A filter given is a plain comparison
     /// — the cursor a row value — that the planner can take to the primary key (SQLite plans
@@ -332,10 +339,7 @@ fn redrive_with<S: RedriveStore>(conn: &mut S, filter: &RedriveFilter, opts: &Pa
     let mut candidates = Vec::new();
     let mut failing = Vec::new();
     let selected = conn.select_dead_letters(filter)?;
-    if selected.len() >= filter.select.limit as usize {
-        report.next =
-            selected.last().map(|d| DeadLetterKey { topic: d.topic.clone(), partition: d.partition, offset: d.offset }.to_string());
-    }
+    report.next = filter.select.next(selected.len(), selected.last().map(|d| (d.topic.as_str(), d.partition, d.offset)));
     for d in selected {
         match candidate(d.topic, d.partition, d.offset, d.key, d.payload, &d.headers, d.reason, d.detail, d.kafka_timestamp) {
             Ok(c) => candidates.push(c),
