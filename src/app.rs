@@ -5,6 +5,7 @@
 //! HTTP port and a graceful `stop`.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -20,6 +21,7 @@ use tributary_actors::parser::Parser;
 use tributary_actors::reader::{KafkaReader, ReaderOptions, Shutdown};
 use tributary_actors::redrive::Redriver;
 use tributary_actors::storage::error::Failure;
+use tributary_actors::storage::project::SetupError;
 use tributary_actors::storage::refusal::{self, Probe};
 use tributary_actors::storage::{sqlite_path, Backend, Database, DatabaseOptions, StoreError};
 use tributary_actors::writer::{DbWriter, WriterOptions};
@@ -155,6 +157,25 @@ impl Application {
         if migrate {
             slog::info!(log, "database migrations up to date"; "applied" => applied.join(","));
         }
+        let plan = {
+            let mut plan = settings.plan()?;
+            if !plan.is_empty() {
+                let db = db.clone();
+                plan = actix_web::rt::task::spawn_blocking(move || db.prepare_projections(&mut plan).map(|()| plan))
+                    .await
+                    .map_err(|e| AppError::Other(format!("projection set-up task failed: {e}")))?
+                    .map_err(|e| match e {
+                        SetupError::Spec(e) => AppError::Config(crate::config::spec_error(e)),
+                        SetupError::Store { projection, source } => {
+                            AppError::Other(format!("projection {projection:?}: cannot read or create its table: {source}"))
+                        }
+                    })?;
+                for p in &plan.projections {
+                    slog::info!(log, "projection ready"; "projection" => &p.name, "table" => p.table.to_string(), "mode" => format!("{:?}", p.mode).to_lowercase());
+                }
+            }
+            Arc::new(plan)
+        };
         let (metrics, registry) = Metrics::new();
         let health_opts = HealthOptions {
             version: version(),
@@ -185,6 +206,7 @@ impl Application {
                 breaker: breaker.clone(),
                 sqlite_file: (backend == Backend::Sqlite).then(|| sqlite_path(settings.database.url.expose_secret()).to_string()),
                 busy_timeout: Duration::from_millis(settings.database.connect_timeout_ms),
+                plan: plan.clone(),
             };
             let (m, h, l) = (metrics.clone(), health.clone(), log.new(slog::o!("actor" => "db_writer")));
             // SQLite has one write lock: more writer threads would only queue on it.
@@ -195,6 +217,7 @@ impl Application {
             format: settings.parser.format,
             max_message_bytes: settings.parser.max_message_bytes,
             max_depth: settings.parser.max_depth,
+            plan: plan.clone(),
         };
         let parser = {
             let (opts, m, h) = (parse_opts.clone(), metrics.clone(), health.clone());

@@ -21,6 +21,7 @@ pub mod messages;
 pub mod metrics;
 pub mod parse;
 pub mod parser;
+pub mod project;
 pub mod reader;
 pub mod redact;
 pub mod redrive;

@@ -356,10 +356,16 @@ pub enum Reason {
     UnreadableHeaders,
     /// Set by the writer when the database refused the row (SQLSTATE classes 22/23).
     DatabaseRejected,
+    /// A value a projection could not coerce to its column's type.
+    ProjectionType,
+    /// A projection's key column, or a `required` one, has no value in the message.
+    ProjectionMissing,
+    /// No projection takes the message, `[events]` is off and `unrouted = "dead_letter"`.
+    Unrouted,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 17] = [
         Reason::EmptyPayload,
         Reason::Oversize,
         Reason::InvalidUtf8,
@@ -374,6 +380,9 @@ impl Reason {
         Reason::NotCloudevent,
         Reason::UnreadableHeaders,
         Reason::DatabaseRejected,
+        Reason::ProjectionType,
+        Reason::ProjectionMissing,
+        Reason::Unrouted,
     ];
 
     /// The reason a stored code names (`None`: not one of ours).
@@ -397,6 +406,9 @@ impl Reason {
             Reason::NotCloudevent => "not_cloudevent",
             Reason::UnreadableHeaders => "unreadable_headers",
             Reason::DatabaseRejected => "database_rejected",
+            Reason::ProjectionType => "projection_type",
+            Reason::ProjectionMissing => "projection_missing",
+            Reason::Unrouted => "unrouted",
         }
     }
 }
@@ -416,16 +428,42 @@ pub struct DeadLetter {
     /// SQLSTATE when the database refused the row (bisected out of a batch).
     pub sqlstate: Option<String>,
     pub kafka_timestamp: Option<DateTime<Utc>>,
+    /// The projection (index in the plan) that refused the message, if one did (for metrics;
+    /// the detail names it).
+    pub projection: Option<u16>,
 }
 
-/// The parser's output for one [`RawBatch`]: every offset is in exactly one of the two lists.
+/// A message some projection takes: its ops, and where its record is kept.
+#[derive(Debug)]
+pub struct Projected {
+    pub offset: i64,
+    pub ops: Vec<crate::project::Op>,
+    pub record: Kept,
+}
+
+/// Where a projected message's record is (for the dead letter, should the table refuse it).
+#[derive(Debug)]
+pub enum Kept {
+    /// Also archived: the record is `rows[i]`'s.
+    Row(usize),
+    /// Not archived (`[events]` off, or a tombstone): kept here.
+    Own(RawMessage),
+}
+
+/// The parser's output for one [`RawBatch`]: every offset is a row (archived in `events`), a
+/// projected message, both, a dead letter, or counted in `unrouted`.
 #[derive(Debug)]
 pub struct ParsedBatch {
     pub partition: PartitionKey,
     pub fence: Fence,
     pub next_offset: i64,
+    /// Rows for the `events` table (none when `[events] enabled = false`).
     pub rows: Vec<EventRow>,
     pub dead_letters: Vec<DeadLetter>,
+    /// Messages for the projections, in offset order.
+    pub projected: Vec<Projected>,
+    /// Messages nothing took (`[events]` off, `unrouted = "skip"`).
+    pub unrouted: usize,
     pub seq: u64,
     /// Number of Kafka messages this batch covers.
     pub message_count: usize,
@@ -434,10 +472,22 @@ pub struct ParsedBatch {
 }
 
 impl ParsedBatch {
+    /// The record of a projected message.
+    pub fn record_of<'a>(&'a self, p: &'a Projected) -> &'a RawMessage {
+        match &p.record {
+            Kept::Row(i) => &self.rows[*i].original,
+            Kept::Own(m) => m,
+        }
+    }
+
     /// Approximate bytes the batch writes: each row's record ([`RawMessage::weight`]) and each
     /// dead letter's payload and headers.
     pub fn weight(&self) -> usize {
-        let rows = self.rows.iter().map(|r| r.original.weight());
+        let own = self.projected.iter().map(|p| match &p.record {
+            Kept::Own(m) => m.weight(),
+            Kept::Row(_) => 32,
+        });
+        let rows = self.rows.iter().map(|r| r.original.weight()).chain(own);
         let dead = self.dead_letters.iter().map(|d| d.payload.as_ref().map_or(0, Vec::len) + d.headers.len() + 64);
         rows.chain(dead).sum()
     }

@@ -36,6 +36,10 @@ pub struct Metrics {
     pub paused: Gauge,
     pub pool_in_use: Gauge,
     pub partitions_assigned: Gauge,
+    /// Rows of the projections' tables, by projection and outcome (inserted, updated, deleted, unchanged).
+    pub projection_rows: Family<Labels, Counter>,
+    pub projection_dead_letters: Family<Labels, Counter>,
+    pub unrouted: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -66,6 +70,9 @@ impl Metrics {
             paused: Gauge::default(),
             pool_in_use: Gauge::default(),
             partitions_assigned: Gauge::default(),
+            projection_rows: Family::default(),
+            projection_dead_letters: Family::default(),
+            unrouted: Family::default(),
         };
         let mut r = Registry::with_prefix("tributary");
         r.register("messages_consumed", "Kafka messages consumed, by topic", m.messages_consumed.clone());
@@ -114,6 +121,21 @@ impl Metrics {
         r.register("paused", "1 while an operator has paused consumption (POST /pause)", m.paused.clone());
         r.register("db_pool_connections_in_use", "Database connections checked out of the pool", m.pool_in_use.clone());
         r.register("partitions_assigned", "Partitions this instance owns", m.partitions_assigned.clone());
+        r.register(
+            "projection_rows",
+            "Ops the projections applied to their tables, by projection and outcome (inserted, updated, deleted; unchanged: an older version, or an update or delete of a missing row)",
+            m.projection_rows.clone(),
+        );
+        r.register(
+            "projection_dead_letters",
+            "Messages a projection refused (a value it could not coerce, a missing key or required value, a row the table refused), by projection and reason",
+            m.projection_dead_letters.clone(),
+        );
+        r.register(
+            "unrouted",
+            "Messages no projection took, passed over ([events] enabled = false, unrouted = \"skip\"), by topic",
+            m.unrouted.clone(),
+        );
         (m, r)
     }
 }

@@ -60,6 +60,8 @@ pub struct WriterOptions {
     pub sqlite_file: Option<String>,
     /// SQLite's busy timeout, for the checkpointer's connection.
     pub busy_timeout: Duration,
+    /// The projections, checked against their tables (the ops in each batch index them).
+    pub plan: std::sync::Arc<crate::project::Plan>,
 }
 
 pub struct DbWriter {
@@ -126,7 +128,7 @@ impl DbWriter {
     fn write(&mut self, batches: &[ParsedBatch]) -> Result<Vec<Committed>, StoreError> {
         let started = Instant::now();
         let group = self.opts.group_id.clone();
-        let result = self.with_retries("commit_group", |w| w.db.commit_group(&group, batches, &mut w.buf))?;
+        let result = self.with_retries("commit_group", |w| w.db.commit_group(&group, &w.opts.plan, batches, &mut w.buf))?;
         if let Some(checkpointer) = &self.checkpointer {
             // Committed already: a rewind that cannot be had is tried again after the next 8 MiB.
             let bytes = batches.iter().map(ParsedBatch::weight).sum();
@@ -169,6 +171,14 @@ impl DbWriter {
                     m.rows_written.get_or_create(&label("topic", batch.partition.topic.clone())).inc_by(*rows as u64);
                     for d in batch.dead_letters.iter().chain(rejected) {
                         m.dead_letters.get_or_create(&label("reason", d.reason.code())).inc();
+                        if let Some(p) = d.projection.and_then(|p| self.opts.plan.projections.get(p as usize)) {
+                            let labels =
+                                vec![("projection".to_string(), p.name.clone()), ("reason".to_string(), d.reason.code().to_string())];
+                            m.projection_dead_letters.get_or_create(&labels).inc();
+                        }
+                    }
+                    if batch.unrouted > 0 {
+                        m.unrouted.get_or_create(&label("topic", batch.partition.topic.clone())).inc_by(batch.unrouted as u64);
                     }
                     for d in rejected {
                         slog::warn!(self.log, "the database refused a row; kept as a dead letter"; "partition" => batch.partition.to_string(), "offset" => d.offset, "sqlstate" => d.sqlstate.as_deref().unwrap_or(""), "detail" => &d.detail);
@@ -183,6 +193,14 @@ impl DbWriter {
                 }
             }
             replies.push(Committed { partition: batch.partition.clone(), next_offset: batch.next_offset, seq: batch.seq, outcome });
+        }
+        for (p, c) in self.opts.plan.projections.iter().zip(&result.projections) {
+            for (outcome, n) in [("inserted", c.inserted), ("updated", c.updated), ("deleted", c.deleted), ("unchanged", c.unchanged)] {
+                if n > 0 {
+                    let labels = vec![("projection".to_string(), p.name.clone()), ("outcome".to_string(), outcome.to_string())];
+                    m.projection_rows.get_or_create(&labels).inc_by(n);
+                }
+            }
         }
         if committed_any {
             m.db_write_seconds.observe(elapsed);

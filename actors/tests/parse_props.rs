@@ -85,7 +85,7 @@ proptest! {
         max_depth in 1usize..8,
     ) {
         let msg = RawMessage::new(offset, timestamp, key.as_deref(), payload.as_deref(), headers.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
-        let opts = ParseOptions { format, max_message_bytes: 200, max_depth };
+        let opts = ParseOptions { format, max_message_bytes: 200, max_depth, ..ParseOptions::default() };
         match parse_message(msg.clone(), &opts) {
             Parsed::Row(row) => {
                 prop_assert_eq!(row.offset, offset);

@@ -15,6 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 use tributary_actors::parse::Format;
+use tributary_actors::project::{EventsSpec, ProjectionSpec};
 use tributary_actors::redact;
 use tributary_actors::storage::{sqlite_path, Backend};
 
@@ -33,6 +34,9 @@ pub struct Settings {
     pub log: LogSettings,
     pub health: HealthSettings,
     pub shutdown: ShutdownSettings,
+    pub events: EventsSpec,
+    #[serde(rename = "projection")]
+    pub projections: Vec<ProjectionSpec>,
 }
 
 #[derive(Clone, Deserialize)]
@@ -511,6 +515,7 @@ impl Settings {
                 ));
             }
         }
+        self.plan()?;
         Ok(self)
     }
 
@@ -580,6 +585,8 @@ impl Settings {
             "log": self.log,
             "health": self.health,
             "shutdown": self.shutdown,
+            "events": self.events,
+            "projections": self.plan().map(|p| projections::summary(&p)["projections"].clone()).unwrap_or_default(),
         })
     }
 }
@@ -649,6 +656,9 @@ pub fn health_url(bind: &str) -> String {
     };
     format!("http://{host}:{port}/health")
 }
+
+mod projections;
+pub use projections::spec_error;
 
 #[cfg(test)]
 mod tests;

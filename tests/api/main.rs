@@ -11,5 +11,6 @@ mod deploy;
 mod faults;
 mod hardening;
 mod pipeline;
+mod projections;
 mod redrive;
 mod security;

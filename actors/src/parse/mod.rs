@@ -46,11 +46,13 @@ pub struct ParseOptions {
     pub max_message_bytes: usize,
     /// JSON nested deeper than this becomes a `too_deep` dead letter.
     pub max_depth: usize,
+    /// The projections and `[events]` (the default: no projection, the archive on).
+    pub plan: std::sync::Arc<crate::project::Plan>,
 }
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        Self { format: Format::Auto, max_message_bytes: 1024 * 1024, max_depth: 64 }
+        Self { format: Format::Auto, max_message_bytes: 1024 * 1024, max_depth: 64, plan: Default::default() }
     }
 }
 
@@ -62,7 +64,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(reason: Reason, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(reason: Reason, detail: impl Into<String>) -> Self {
         Self { reason, detail: detail.into() }
     }
 }
@@ -103,6 +105,7 @@ pub fn dead_letter(msg: &RawMessage, refusal: Refusal) -> DeadLetter {
         detail: sanitize_detail(&refusal.detail),
         sqlstate: None,
         kafka_timestamp: msg.timestamp_ms.and_then(millis_to_utc),
+        projection: None,
     }
 }
 

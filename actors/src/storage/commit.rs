@@ -11,11 +11,14 @@
 //! SQLSTATE, payload and headers kept whole) and everything else commits. A poison row costs
 //! about 2·log2(n) extra statements and never blocks its partition.
 
+use std::collections::HashSet;
 use std::ops::Range;
 
-use crate::messages::{CommitOutcome, DeadLetter, EventRow, Fence, ParsedBatch, PartitionKey};
+use crate::messages::{CommitOutcome, DeadLetter, EventRow, Fence, Kept, ParsedBatch, PartitionKey, RawMessage};
 use crate::parse::{dead_letter, Reason, Refusal};
+use crate::project::{Op, Plan};
 
+use super::project::{apply_refusing, Counts, ProjectStore};
 use super::StoreError;
 
 /// A row to insert and the partition it belongs to.
@@ -51,12 +54,16 @@ pub struct GroupCommit {
     pub outcomes: Vec<CommitOutcome>,
     /// Rows the database refused, as the dead letters that replaced them, per batch.
     pub rejected: Vec<Vec<DeadLetter>>,
+    /// What the projections' statements did, by projection (the whole group).
+    pub projections: Vec<Counts>,
 }
 
-/// Commit `batches` (of distinct partitions) in one transaction.
-pub fn commit_group<S: GroupStore>(
+/// Commit `batches` (of distinct partitions) in one transaction: fences, `events` rows, the
+/// projections' ops (of messages whose row the database took), dead letters.
+pub fn commit_group<S: ProjectStore>(
     store: &mut S,
     group: &str,
+    plan: &Plan,
     batches: &[ParsedBatch],
     buf: &mut Vec<u8>,
 ) -> Result<GroupCommit, StoreError> {
@@ -76,12 +83,42 @@ pub fn commit_group<S: GroupStore>(
             live().flat_map(|(_, b)| b.rows.iter().map(move |row| RowRef { partition: &b.partition, row })).collect();
         let refused = insert_refusing(s, &rows, buf)?;
         let mut rejected: Vec<Vec<DeadLetter>> = batches.iter().map(|_| Vec::new()).collect();
+        let mut kept: Vec<usize> = batches.iter().map(|b| b.rows.len()).collect();
         let batch_of = |key: &PartitionKey| batches.iter().position(|b| &b.partition == key).unwrap_or(0);
+        let mut unarchived = HashSet::new();
         for (i, sqlstate, message) in refused {
             let RowRef { partition, row } = rows[i];
-            rejected[batch_of(partition)].push(rejected_row(row, sqlstate, message));
+            let b = batch_of(partition);
+            kept[b] -= 1;
+            unarchived.insert((b, row.offset));
+            rejected[b].push(rejected_record(&row.original, None, sqlstate, &format!("the database refused the row: {message}")));
         }
         drop(rows);
+        let mut projections = vec![Counts::default(); plan.projections.len()];
+        if !plan.is_empty() {
+            // A message whose events row was refused is a dead letter already: no projection sees it.
+            let units: Vec<_> = live()
+                .flat_map(|(b, batch)| batch.projected.iter().map(move |p| (b, p)))
+                .filter(|(b, p)| !unarchived.contains(&(*b, p.offset)))
+                .collect();
+            let ops: Vec<&[Op]> = units.iter().map(|(_, p)| p.ops.as_slice()).collect();
+            let (refused, counts) = apply_refusing(s, plan, &ops)?;
+            projections = counts;
+            let mut archived = Vec::new();
+            for (u, projection, sqlstate, message) in refused {
+                let (b, p) = units[u];
+                let name = &plan.projections[projection as usize].name;
+                let detail = format!("projection {name}: the database refused the row: {message}");
+                rejected[b].push(rejected_record(batches[b].record_of(p), Some(projection), sqlstate, &detail));
+                if matches!(p.record, Kept::Row(_)) {
+                    kept[b] -= 1;
+                    archived.push((&batches[b].partition, p.offset));
+                }
+            }
+            if !archived.is_empty() {
+                s.delete_events(&archived)?;
+            }
+        }
         let dead: Vec<DeadRef<'_>> = live()
             .flat_map(|(i, b)| b.dead_letters.iter().chain(rejected[i].iter()).map(move |dead| DeadRef { partition: &b.partition, dead }))
             .collect();
@@ -91,12 +128,12 @@ pub fn commit_group<S: GroupStore>(
         drop(dead);
         let outcomes = outcomes
             .into_iter()
-            .zip(batches.iter().zip(&rejected))
-            .map(|(o, (b, r))| {
-                o.unwrap_or(CommitOutcome::Committed { rows: b.rows.len() - r.len(), dead_letters: b.dead_letters.len() + r.len() })
+            .enumerate()
+            .map(|(i, o)| {
+                o.unwrap_or(CommitOutcome::Committed { rows: kept[i], dead_letters: batches[i].dead_letters.len() + rejected[i].len() })
             })
             .collect();
-        Ok(GroupCommit { outcomes, rejected })
+        Ok(GroupCommit { outcomes, rejected, projections })
     })
 }
 
@@ -138,9 +175,9 @@ fn insert_isolating<S: GroupStore>(
     }
 }
 
-/// The dead letter that replaces a row the database refused.
-fn rejected_row(row: &EventRow, sqlstate: String, message: String) -> DeadLetter {
-    // The row keeps its record whole: the same dead letter the parser makes, with the SQLSTATE.
-    let refusal = Refusal { reason: Reason::DatabaseRejected, detail: format!("the database refused the row: {message}") };
-    DeadLetter { sqlstate: Some(sqlstate), ..dead_letter(&row.original, refusal) }
+/// The dead letter that replaces a message the database refused: its record kept whole, the
+/// same dead letter the parser makes, with the SQLSTATE.
+fn rejected_record(record: &RawMessage, projection: Option<u16>, sqlstate: String, detail: &str) -> DeadLetter {
+    let refusal = Refusal { reason: Reason::DatabaseRejected, detail: detail.to_string() };
+    DeadLetter { sqlstate: Some(sqlstate), projection, ..dead_letter(record, refusal) }
 }

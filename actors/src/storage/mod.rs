@@ -11,6 +11,7 @@ mod copy;
 pub mod error;
 mod offsets;
 mod postgres;
+pub mod project;
 pub mod redrive;
 pub mod refusal;
 mod schema;
@@ -24,6 +25,7 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::{PgConnection, RunQueryDsl, SqliteConnection};
 
 use crate::messages::{ParsedBatch, PartitionKey};
+use crate::project::Plan;
 pub use commit::GroupCommit;
 pub use error::{Failure, StoreError};
 pub use sqlite::configure_library;
@@ -220,10 +222,20 @@ impl Database {
 
     /// Commit batches of distinct partitions in one transaction: fences, rows, dead letters,
     /// progress (see [`commit::commit_group`]).
-    pub fn commit_group(&self, group: &str, batches: &[ParsedBatch], buf: &mut Vec<u8>) -> Result<GroupCommit, StoreError> {
+    pub fn commit_group(&self, group: &str, plan: &Plan, batches: &[ParsedBatch], buf: &mut Vec<u8>) -> Result<GroupCommit, StoreError> {
         match self {
-            Database::Postgres(p) => commit::commit_group(&mut *checkout(p)?, group, batches, buf),
-            Database::Sqlite(p) => commit::commit_group(&mut *checkout(p)?, group, batches, buf),
+            Database::Postgres(p) => commit::commit_group(&mut *checkout(p)?, group, plan, batches, buf),
+            Database::Sqlite(p) => commit::commit_group(&mut *checkout(p)?, group, plan, batches, buf),
+        }
+    }
+
+    /// Create the tables of projections with `create_table`, then check every projection
+    /// against its table and complete its column types (fails naming projection, key and fix).
+    pub fn prepare_projections(&self, plan: &mut Plan) -> Result<(), project::SetupError> {
+        let unavailable = |source: StoreError| project::SetupError::Store { projection: String::new(), source };
+        match self {
+            Database::Postgres(p) => project::prepare_postgres(&mut *checkout(p).map_err(unavailable)?, &mut plan.projections),
+            Database::Sqlite(p) => project::prepare_sqlite(&mut *checkout(p).map_err(unavailable)?, &mut plan.projections),
         }
     }
 

@@ -1,0 +1,487 @@
+//! Projections: messages into the user's own tables — typed columns, upserts, deletes, routing.
+//!
+//! Pure, no I/O. The configuration's `[[projection]]` tables are [`ProjectionSpec`]s; checked
+//! ([`Projection::from_spec`]) and completed with the table's column types by the storage at
+//! start, they make the [`Plan`] the parser routes each message with ([`Plan::route`]): every
+//! projection a message matches gives one [`Op`] whose cells are already coerced, so a value the
+//! table could not take is a dead letter before any SQL. The writer applies the ops
+//! (`storage::project`) in the batch's transaction, as if one by one in offset order.
+
+pub mod coerce;
+pub mod source;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use wildmatch::WildMatch;
+
+use coerce::{coerce, quote};
+pub use coerce::{Cell, SqlType};
+use source::{Input, Source};
+
+use crate::messages::{EventRow, RawMessage, Reason};
+use crate::parse::Refusal;
+
+/// `[events]`: the generic archive, and what happens to a message no projection takes without it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsSpec {
+    pub enabled: bool,
+    pub unrouted: Unrouted,
+}
+
+impl Default for EventsSpec {
+    fn default() -> Self {
+        Self { enabled: true, unrouted: Unrouted::Skip }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unrouted {
+    /// Counted (`tributary_unrouted_total`) and passed over.
+    #[default]
+    Skip,
+    /// A dead letter with reason `unrouted`.
+    DeadLetter,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A new row; a key that exists is refused by the table.
+    #[default]
+    Insert,
+    /// Insert, or change the row of the key.
+    Upsert,
+    /// Change the row of the key if there is one, else nothing.
+    Update,
+}
+
+/// One `[[projection]]` as configured.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectionSpec {
+    pub name: String,
+    pub table: String,
+    #[serde(default)]
+    pub topics: Vec<String>,
+    #[serde(default)]
+    pub types: Vec<String>,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub key: Vec<String>,
+    #[serde(default)]
+    pub newer_wins: Option<String>,
+    #[serde(default)]
+    pub delete_types: Vec<String>,
+    #[serde(default)]
+    pub delete_on_tombstone: bool,
+    #[serde(default)]
+    pub create_table: bool,
+    #[serde(default)]
+    pub columns: BTreeMap<String, ColumnSpec>,
+}
+
+/// `column = "source"` or `column = { from = "source", type = "...", required = bool }` or
+/// `column = { value = ... }`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ColumnSpec {
+    From(String),
+    Full(FullColumn),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FullColumn {
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub value: Option<Value>,
+    #[serde(default, rename = "type")]
+    pub ty: Option<String>,
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// A projection that cannot work: which one, which key, what is wrong, how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("projection {projection:?}: {key}: {problem}. Fix: {fix}")]
+pub struct SpecError {
+    pub projection: String,
+    pub key: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl SpecError {
+    pub fn new(projection: &str, key: &str, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self { projection: projection.to_string(), key: key.to_string(), problem: problem.into(), fix: fix.into() }
+    }
+}
+
+/// `table` or `schema.table`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableName {
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+impl TableName {
+    pub fn parse(s: &str) -> Option<TableName> {
+        let (schema, name) = match s.split_once('.') {
+            Some((a, b)) => (Some(a.to_string()), b.to_string()),
+            None => (None, s.to_string()),
+        };
+        let ok = |p: &str| !p.is_empty() && !p.contains(['"', '\0', '.']);
+        (schema.as_deref().is_none_or(ok) && ok(&name)).then_some(TableName { schema, name })
+    }
+
+    /// Quoted for SQL: `"schema"."table"`.
+    pub fn quoted(&self) -> String {
+        match &self.schema {
+            Some(s) => format!("{}.{}", quote_ident(s), quote_ident(&self.name)),
+            None => quote_ident(&self.name),
+        }
+    }
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.schema {
+            Some(s) => write!(f, "{s}.{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// An identifier quoted for SQL (both backends): names were checked to hold no `"` or NUL.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub source: Source,
+    /// The configured `type`, if any.
+    pub declared: Option<SqlType>,
+    /// What values are coerced to: the declared type, else the table's.
+    pub ty: SqlType,
+    /// The table's own type, as its catalog writes it (PostgreSQL casts the staged text to it).
+    pub table_type: String,
+    pub required: bool,
+}
+
+/// A checked projection.
+#[derive(Debug, Clone)]
+pub struct Projection {
+    pub name: String,
+    pub table: TableName,
+    topics: Vec<WildMatch>,
+    types: Vec<WildMatch>,
+    delete_types: Vec<WildMatch>,
+    pub mode: Mode,
+    /// Positions in `columns`.
+    pub key: Vec<usize>,
+    pub newer_wins: Option<usize>,
+    pub delete_on_tombstone: bool,
+    pub create_table: bool,
+    pub columns: Vec<Column>,
+    pub spec: ProjectionSpec,
+}
+
+/// Whether `name` matches the glob `pattern` (`*` any run, `?` one character).
+pub fn glob_matches(pattern: &str, name: &str) -> bool {
+    WildMatch::new(pattern).matches(name)
+}
+
+fn globs(list: &[String]) -> Vec<WildMatch> {
+    list.iter().map(|g| WildMatch::new(g)).collect()
+}
+
+impl Projection {
+    /// Check a spec on its own (no database): every error names the key and the fix.
+    pub fn from_spec(spec: &ProjectionSpec) -> Result<Projection, SpecError> {
+        let name = spec.name.trim();
+        let err = |key: &str, problem: String, fix: &str| SpecError::new(name, key, problem, fix);
+        if name.is_empty() {
+            return Err(err("name", "is empty".into(), "give every [[projection]] a unique name = \"...\""));
+        }
+        let table = TableName::parse(spec.table.trim())
+            .ok_or_else(|| err("table", format!("{:?} is not a table name", spec.table), "use table = \"orders\" or \"schema.orders\""))?;
+        if spec.columns.is_empty() {
+            return Err(err("columns", "maps no column".into(), "add [projection.columns] with column = \"/json/pointer\" lines"));
+        }
+        let mut columns = Vec::with_capacity(spec.columns.len());
+        for (col, cs) in &spec.columns {
+            let key = format!("columns.{col}");
+            if col.is_empty() || col.contains(['"', '\0']) {
+                return Err(err(&key, "is not a column name".into(), "name columns without quotes or NUL"));
+            }
+            let (source, ty, required) = match cs {
+                ColumnSpec::From(from) => (Source::parse(from).map_err(|p| err(&key, p, "see docs/projections.md#sources"))?, None, false),
+                ColumnSpec::Full(f) => {
+                    let source = match (&f.from, &f.value) {
+                        (Some(_), Some(_)) => return Err(err(&key, "has both from and value".into(), "keep one of them")),
+                        (None, None) => return Err(err(&key, "has neither from nor value".into(), "add from = \"/field\" or value = ...")),
+                        (Some(from), None) => Source::parse(from).map_err(|p| err(&key, p, "see docs/projections.md#sources"))?,
+                        (None, Some(v)) => Source::Constant(v.clone()),
+                    };
+                    let ty = match &f.ty {
+                        None => None,
+                        Some(t) => Some(SqlType::parse(t).ok_or_else(|| {
+                            err(
+                                &format!("{key}.type"),
+                                format!("{t:?} is not a type tributary writes"),
+                                "use one of text, smallint, integer, bigint, numeric, real, double precision, boolean, timestamptz, \
+                                 timestamp, date, uuid, json, jsonb, bytea — or leave type out to use the table's",
+                            )
+                        })?),
+                    };
+                    (source, ty, f.required)
+                }
+            };
+            columns.push(Column {
+                name: col.clone(),
+                source,
+                declared: ty,
+                ty: ty.unwrap_or(SqlType::Text),
+                table_type: String::new(),
+                required,
+            });
+        }
+        let position = |key: &str, c: &str| {
+            columns.iter().position(|x| x.name == c).ok_or_else(|| {
+                err(
+                    key,
+                    format!("names {c:?}, which is not a mapped column"),
+                    &format!("map it under [projection.columns]: {c} = \"/...\""),
+                )
+            })
+        };
+        let mut key = Vec::with_capacity(spec.key.len());
+        for k in &spec.key {
+            let at = position("key", k)?;
+            if key.contains(&at) {
+                return Err(err("key", format!("names {k:?} twice"), "name each key column once"));
+            }
+            key.push(at);
+        }
+        let deletes = !spec.delete_types.is_empty() || spec.delete_on_tombstone;
+        if key.is_empty() && (spec.mode != Mode::Insert || deletes) {
+            let why = if spec.mode != Mode::Insert { format!("mode = \"{}\"", mode_name(spec.mode)) } else { "deletes".to_string() };
+            return Err(err(
+                "key",
+                format!("is empty, and {why} needs the columns that identify a row"),
+                "set key = [\"id\"] (mapped columns)",
+            ));
+        }
+        if spec.delete_on_tombstone {
+            if let Some(&c) = key.iter().find(|&&c| !columns[c].source.from_key()) {
+                return Err(err(
+                    "delete_on_tombstone",
+                    format!("a tombstone has only its Kafka key, but key column {:?} comes from elsewhere", columns[c].name),
+                    "take every key column from kafka.key or key:/pointer, or set delete_on_tombstone = false",
+                ));
+            }
+        }
+        let newer_wins = match &spec.newer_wins {
+            None => None,
+            Some(c) => {
+                if spec.mode == Mode::Insert {
+                    return Err(err(
+                        "newer_wins",
+                        "applies to changes, and mode = \"insert\" changes no row".into(),
+                        "use mode = \"upsert\" or \"update\", or remove newer_wins",
+                    ));
+                }
+                let at = position("newer_wins", c)?;
+                if key.contains(&at) {
+                    return Err(err(
+                        "newer_wins",
+                        format!("{c:?} is a key column"),
+                        "name a version or timestamp column that is not in key",
+                    ));
+                }
+                Some(at)
+            }
+        };
+        if spec.create_table {
+            if let Some(c) = columns.iter().find(|c| c.declared.is_none()) {
+                return Err(err(
+                    &format!("columns.{}", c.name),
+                    "has no type, and create_table = true needs one for every column".into(),
+                    "add type = \"...\" to the column",
+                ));
+            }
+        }
+        Ok(Projection {
+            name: name.to_string(),
+            table,
+            topics: globs(&spec.topics),
+            types: globs(&spec.types),
+            delete_types: globs(&spec.delete_types),
+            mode: spec.mode,
+            key,
+            newer_wins,
+            delete_on_tombstone: spec.delete_on_tombstone,
+            create_table: spec.create_table,
+            columns,
+            spec: spec.clone(),
+        })
+    }
+
+    fn takes_topic(&self, topic: &str) -> bool {
+        self.topics.is_empty() || self.topics.iter().any(|g| g.matches(topic))
+    }
+
+    /// `Some(delete)` when the projection takes a message of this topic and type.
+    fn takes(&self, topic: &str, ty: Option<&str>) -> Option<bool> {
+        if !self.takes_topic(topic) {
+            return None;
+        }
+        let matches = |g: &[WildMatch]| ty.is_some_and(|t| g.iter().any(|g| g.matches(t)));
+        if matches(&self.delete_types) {
+            return Some(true);
+        }
+        (self.types.is_empty() || matches(&self.types)).then_some(false)
+    }
+
+    /// The cells of one op: every column (a change) or the key's (a delete), coerced.
+    fn cells(&self, input: &mut Input<'_>, delete: bool) -> Result<Vec<Option<Cell>>, Refusal> {
+        let mut cells = Vec::with_capacity(self.columns.len());
+        for (i, c) in self.columns.iter().enumerate() {
+            let is_key = self.key.contains(&i);
+            // The version is compared with the row's: a change without one cannot be ordered.
+            let is_version = !delete && self.newer_wins == Some(i);
+            if delete && !is_key {
+                cells.push(None);
+                continue;
+            }
+            let missing = |what: &str| Refusal {
+                reason: Reason::ProjectionMissing,
+                detail: format!("projection {}: column {}: {what} ({})", self.name, c.name, source_name(&c.source)),
+            };
+            let cell = match input.get(&c.source) {
+                None if is_key => return Err(missing("the key column's value is missing")),
+                None if is_version => return Err(missing("the newer_wins column's value is missing")),
+                None if c.required => return Err(missing("the required value is missing")),
+                None => None,
+                Some(raw) => Some(coerce(&raw, c.ty).map_err(|why| Refusal {
+                    reason: Reason::ProjectionType,
+                    detail: format!("projection {}: column {} ({}): {why}: {}", self.name, c.name, c.ty.name(), quote(&raw)),
+                })?),
+            };
+            if (is_key || is_version) && matches!(cell, Some(Cell::Null)) {
+                return Err(missing(if is_key { "the key column's value is null" } else { "the newer_wins column's value is null" }));
+            }
+            cells.push(cell);
+        }
+        Ok(cells)
+    }
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Insert => "insert",
+        Mode::Upsert => "upsert",
+        Mode::Update => "update",
+    }
+}
+
+fn source_name(s: &Source) -> String {
+    match s {
+        Source::Data(p) if p.is_empty() => "/".into(),
+        Source::Data(p) => p.clone(),
+        Source::Attribute(a) => format!("ce.{a}"),
+        Source::KafkaTopic => "kafka.topic".into(),
+        Source::KafkaPartition => "kafka.partition".into(),
+        Source::KafkaOffset => "kafka.offset".into(),
+        Source::KafkaTimestamp => "kafka.timestamp".into(),
+        Source::KafkaKey => "kafka.key".into(),
+        Source::KeyPointer(p) => format!("key:{p}"),
+        Source::Header(h) => format!("header.{h}"),
+        Source::Constant(_) => "value".into(),
+    }
+}
+
+/// One projection's part of one message: a change (insert, upsert or update, by its mode) or a
+/// delete of the key's row. `cells[i]` is column `i`'s value; `None`: absent from the message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Op {
+    pub projection: u16,
+    pub delete: bool,
+    pub cells: Vec<Option<Cell>>,
+}
+
+/// A refused message: the projection it failed in, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteError {
+    pub projection: u16,
+    pub refusal: Refusal,
+}
+
+/// Every projection, checked against its table, and what `[events]` says.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub projections: Vec<Projection>,
+    pub events: EventsSpec,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.projections.is_empty()
+    }
+
+    /// The ops of a parsed message, in projection order (empty: no projection takes it).
+    pub fn route(&self, topic: &str, partition: i32, row: &EventRow) -> Result<Vec<Op>, RouteError> {
+        let mut input = Input::new(topic, partition, &row.original, Some(row));
+        let ty = row.event_type();
+        let mut ops = Vec::new();
+        for (i, p) in self.projections.iter().enumerate() {
+            if let Some(delete) = p.takes(topic, ty) {
+                let cells = p.cells(&mut input, delete).map_err(|refusal| RouteError { projection: i as u16, refusal })?;
+                ops.push(Op { projection: i as u16, delete, cells });
+            }
+        }
+        Ok(ops)
+    }
+
+    /// The deletes a tombstone (a record whose value is null) makes.
+    pub fn route_tombstone(&self, topic: &str, partition: i32, record: &RawMessage) -> Result<Vec<Op>, RouteError> {
+        let mut input = Input::new(topic, partition, record, None);
+        let mut ops = Vec::new();
+        for (i, p) in self.projections.iter().enumerate().filter(|(_, p)| p.delete_on_tombstone && p.takes_topic(topic)) {
+            let cells = p.cells(&mut input, true).map_err(|refusal| RouteError { projection: i as u16, refusal })?;
+            ops.push(Op { projection: i as u16, delete: true, cells });
+        }
+        Ok(ops)
+    }
+}
+
+/// What a projection's name is in output (`check-config`, `/status`).
+pub fn describe(p: &Projection) -> Value {
+    serde_json::json!({
+        "name": p.name,
+        "table": p.table.to_string(),
+        "mode": mode_name(p.mode),
+        "topics": p.spec.topics,
+        "types": p.spec.types,
+        "key": p.spec.key,
+        "newer_wins": p.spec.newer_wins,
+        "delete_types": p.spec.delete_types,
+        "delete_on_tombstone": p.delete_on_tombstone,
+        "columns": p.columns.iter().map(|c| serde_json::json!({
+            "column": c.name, "from": source_name(&c.source), "required": c.required,
+            // Before the table is read, an undeclared type is the table's.
+            "type": if c.table_type.is_empty() { c.declared.map_or("(the table's)", SqlType::name) } else { c.ty.name() },
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

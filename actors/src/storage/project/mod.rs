@@ -1,0 +1,259 @@
+//! Projections in the database: checking each against its table at start, and applying a
+//! group's ops inside its transaction, as if one by one in offset order.
+//!
+//! A database refusal (SQLSTATE classes 22/23: CHECK, NOT NULL, FK, a duplicate key in `insert`
+//! mode) is isolated by message, like the `events` rows: the ops of a range of messages run in a
+//! savepoint; a refused range is split and its halves applied in order, down to the one message
+//! that caused it, which becomes a dead letter. Counts are taken only from savepoints that held.
+
+mod postgres;
+mod sqlite;
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
+
+use super::commit::GroupStore;
+use super::StoreError;
+use crate::messages::PartitionKey;
+use crate::project::{Mode, Op, Plan, Projection, SpecError, SqlType};
+
+/// What a projection's statements did to its table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub inserted: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    /// Ops that changed nothing: an older version, an `update` or delete of a missing row.
+    pub unchanged: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.inserted += o.inserted;
+        self.updated += o.updated;
+        self.deleted += o.deleted;
+        self.unchanged += o.unchanged;
+    }
+}
+
+/// What applying projections needs from a backend, besides the group commit's statements.
+pub trait ProjectStore: GroupStore {
+    /// Apply the ops of `messages` (each one message's, in offset order), counting into
+    /// `counts` (by projection); `Rejected` when the database refuses any of them.
+    fn apply_ops(&mut self, plan: &Plan, messages: &[&[Op]], counts: &mut [Counts]) -> Result<(), StoreError>;
+    /// Remove the `events` rows of messages the projections refused (they become dead letters).
+    fn delete_events(&mut self, rows: &[(&PartitionKey, i64)]) -> Result<(), StoreError>;
+}
+
+/// A message the database refused: (index, the projection whose op it refused, SQLSTATE, message).
+pub(crate) type Refused = (usize, u16, String, String);
+
+/// Apply `messages`, isolating the ones the database refuses: returns them and the counts, by
+/// projection, of everything applied.
+pub(crate) fn apply_refusing<S: ProjectStore>(
+    s: &mut S,
+    plan: &Plan,
+    messages: &[&[Op]],
+) -> Result<(Vec<Refused>, Vec<Counts>), StoreError> {
+    let mut counts = vec![Counts::default(); plan.projections.len()];
+    let mut refused = Vec::new();
+    if !messages.is_empty() {
+        isolate(s, plan, messages, 0..messages.len(), &mut counts, &mut refused)?;
+    }
+    Ok((refused, counts))
+}
+
+fn isolate<S: ProjectStore>(
+    s: &mut S,
+    plan: &Plan,
+    messages: &[&[Op]],
+    range: Range<usize>,
+    counts: &mut [Counts],
+    refused: &mut Vec<Refused>,
+) -> Result<(), StoreError> {
+    let attempt = s.in_savepoint(|s| {
+        let mut c = vec![Counts::default(); counts.len()];
+        s.apply_ops(plan, &messages[range.clone()], &mut c).map(|()| c)
+    });
+    match attempt {
+        Ok(c) => {
+            counts.iter_mut().zip(&c).for_each(|(a, b)| a.add(b));
+            Ok(())
+        }
+        Err(StoreError::Rejected { sqlstate, message }) => {
+            if range.len() == 1 {
+                let projection = culprit(s, plan, messages[range.start])?.unwrap_or(messages[range.start][0].projection);
+                refused.push((range.start, projection, sqlstate, message));
+                return Ok(());
+            }
+            // In order: the first half's effects are what the second half's messages see.
+            let mid = range.start + range.len() / 2;
+            isolate(s, plan, messages, range.start..mid, counts, refused)?;
+            isolate(s, plan, messages, mid..range.end, counts, refused)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Which of one message's ops the database refuses: its ops are tried in order, each after
+/// the ones before it, in savepoints rolled back (the message changes nothing).
+fn culprit<S: ProjectStore>(s: &mut S, plan: &Plan, ops: &[Op]) -> Result<Option<u16>, StoreError> {
+    if ops.len() == 1 {
+        return Ok(Some(ops[0].projection));
+    }
+    for k in 0..ops.len() {
+        let mut c = vec![Counts::default(); plan.projections.len()];
+        let tried = s.in_savepoint(|s| {
+            s.apply_ops(plan, &[&ops[..=k]], &mut c)?;
+            // Rolled back whatever happened: only the answer is wanted.
+            Err::<(), _>(StoreError::Rejected { sqlstate: String::new(), message: String::new() })
+        });
+        match tried {
+            Err(StoreError::Rejected { sqlstate, .. }) if !sqlstate.is_empty() => return Ok(Some(ops[k].projection)),
+            Err(StoreError::Rejected { .. }) => {}
+            Err(e) => return Err(e),
+            Ok(()) => {}
+        }
+    }
+    Ok(None)
+}
+
+/// Ops that one statement may apply together: one projection, one kind, one set of columns
+/// present, and no key twice (the k-th op of a key in a range is in round k, rounds in order),
+/// so a set statement gives what one by one would.
+pub(crate) struct Group<'a> {
+    pub projection: usize,
+    pub delete: bool,
+    /// Which columns the ops carry (a delete: the key's).
+    pub shape: Vec<bool>,
+    pub ops: Vec<&'a Op>,
+}
+
+pub(crate) fn groups<'a>(plan: &Plan, messages: &[&'a [Op]]) -> Vec<Group<'a>> {
+    let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut index: HashMap<(usize, u16, bool, Vec<bool>), usize> = HashMap::new();
+    let mut out: Vec<(usize, Group<'a>)> = Vec::new();
+    let mut id = Vec::new();
+    for op in messages.iter().flat_map(|ops| ops.iter()) {
+        let p = &plan.projections[op.projection as usize];
+        let round = if p.key.is_empty() {
+            0
+        } else {
+            // The table, not the projection: two projections may write one table.
+            id.clear();
+            id.extend_from_slice(p.table.to_string().as_bytes());
+            id.push(0);
+            for &k in &p.key {
+                op.cells[k].as_ref().map_or(&crate::project::Cell::Null, |c| c).identity(&mut id);
+            }
+            let n = seen.entry(id.clone()).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
+        let shape: Vec<bool> = op.cells.iter().map(Option::is_some).collect();
+        let at = *index.entry((round, op.projection, op.delete, shape.clone())).or_insert_with(|| {
+            out.push((round, Group { projection: op.projection as usize, delete: op.delete, shape, ops: Vec::new() }));
+            out.len() - 1
+        });
+        out[at].1.ops.push(op);
+    }
+    // Stable: within a round, groups keep the order they first appeared in.
+    out.sort_by_key(|(round, _)| *round);
+    out.into_iter().map(|(_, g)| g).collect()
+}
+
+/// A table's columns and unique keys, as its catalog tells them.
+#[derive(Debug, Clone, Default)]
+pub struct TableInfo {
+    /// (name, type as the catalog writes it, what tributary makes of that type).
+    pub columns: Vec<(String, String, Option<SqlType>)>,
+    /// The column sets of the primary key and every unique, non-partial index on plain columns.
+    pub unique: Vec<BTreeSet<String>>,
+    /// SQLite compares names without case.
+    pub fold_case: bool,
+}
+
+impl TableInfo {
+    fn norm(&self, name: &str) -> String {
+        if self.fold_case {
+            name.to_ascii_lowercase()
+        } else {
+            name.to_string()
+        }
+    }
+}
+
+/// Check `p` against its table (`None`: there is none) and fill in each column's types.
+pub(crate) fn complete(p: &mut Projection, info: Option<&TableInfo>) -> Result<(), SpecError> {
+    let table = p.table.to_string();
+    let err = |key: &str, problem: String, fix: String| SpecError::new(&p.name, key, problem, fix);
+    let Some(info) = info else {
+        return Err(err(
+            "table",
+            format!("table {table} does not exist"),
+            "create it (tributary changes no schema), or set create_table = true with a type for every column".into(),
+        ));
+    };
+    for c in &mut p.columns {
+        let found = info.columns.iter().find(|(n, _, _)| info.norm(n) == info.norm(&c.name));
+        let Some((_, table_type, known)) = found else {
+            return Err(SpecError::new(
+                &p.name,
+                &format!("columns.{}", c.name),
+                format!("table {table} has no column {:?}", c.name),
+                format!("add it (ALTER TABLE {table} ADD COLUMN ...) or remove it from [projection.columns]"),
+            ));
+        };
+        if let (Some(declared), Some(column)) = (c.declared, known) {
+            if !declared.writable_to(*column) {
+                return Err(SpecError::new(
+                    &p.name,
+                    &format!("columns.{}.type", c.name),
+                    format!("is {:?}, but column {table}.{} is {table_type}", declared.name(), c.name),
+                    format!("declare type = {:?}, or leave type out to use the table's", column.name()),
+                ));
+            }
+        }
+        c.ty = c.declared.or(*known).unwrap_or(SqlType::Text);
+        c.table_type = table_type.clone();
+    }
+    let deletes = p.delete_on_tombstone || !p.spec.delete_types.is_empty();
+    if p.mode != Mode::Insert || deletes {
+        let key: BTreeSet<String> = p.key.iter().map(|&k| info.norm(&p.columns[k].name)).collect();
+        let covered = info.unique.iter().any(|u| u.iter().map(|n| info.norm(n)).collect::<BTreeSet<_>>() == key);
+        if !covered {
+            let cols = p.key.iter().map(|&k| p.columns[k].name.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(err(
+                "key",
+                format!("no primary key or unique index of {table} is exactly ({cols}), which upserts, updates and deletes need"),
+                format!("CREATE UNIQUE INDEX ON {table} ({cols}), or make key name the columns of one"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `CREATE TABLE IF NOT EXISTS` from the declared types, the key as primary key; `decl` names
+/// a type as the backend declares it.
+pub(crate) fn create_table_sql(p: &Projection, decl: impl Fn(SqlType) -> String) -> String {
+    use crate::project::quote_ident;
+    let mut parts: Vec<String> =
+        p.columns.iter().map(|c| format!("{} {}", quote_ident(&c.name), decl(c.declared.unwrap_or(SqlType::Text)))).collect();
+    if !p.key.is_empty() {
+        let key: Vec<String> = p.key.iter().map(|&k| quote_ident(&p.columns[k].name)).collect();
+        parts.push(format!("PRIMARY KEY ({})", key.join(", ")));
+    }
+    format!("CREATE TABLE IF NOT EXISTS {} ({})", p.table.quoted(), parts.join(", "))
+}
+
+/// Why a projection could not be set up against the database.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("projection {projection:?}: {source}")]
+    Store { projection: String, source: StoreError },
+}
+
+pub(crate) use postgres::prepare as prepare_postgres;
+pub(crate) use sqlite::prepare as prepare_sqlite;

@@ -1,0 +1,204 @@
+//! PostgreSQL: a group of ops is one set statement over `unnest` of text arrays (one per column
+//! present), each value cast to the column's own type — `INSERT … ON CONFLICT (key) DO UPDATE`,
+//! `UPDATE … FROM`, `DELETE … USING` — so a group costs one round trip whatever its size.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
+
+use super::{complete, create_table_sql, groups, Counts, Group, ProjectStore, SetupError, TableInfo};
+use crate::messages::PartitionKey;
+use crate::project::{quote_ident, Cell, Mode, Op, Plan, Projection, SqlType};
+use crate::storage::StoreError;
+
+#[derive(QueryableByName)]
+struct Changed {
+    #[diesel(sql_type = BigInt)]
+    inserted: i64,
+    #[diesel(sql_type = BigInt)]
+    updated: i64,
+}
+
+#[derive(QueryableByName)]
+struct CatalogColumn {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    formatted: String,
+    #[diesel(sql_type = Text)]
+    typname: String,
+}
+
+#[derive(QueryableByName)]
+struct IndexColumn {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+#[derive(QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = Nullable<Text>)]
+    t: Option<String>,
+}
+
+/// A value as PostgreSQL reads it from text (`bytea` in its hex form).
+fn text_of(c: &Cell) -> Option<String> {
+    match c {
+        Cell::Bytes(b) => {
+            let mut s = String::with_capacity(2 + 2 * b.len());
+            s.push_str("\\x");
+            b.iter().for_each(|x| write!(s, "{x:02x}").unwrap_or_default());
+            Some(s)
+        }
+        other => other.to_text().map(|t| t.into_owned()),
+    }
+}
+
+fn table_info(conn: &mut PgConnection, p: &Projection) -> Result<Option<TableInfo>, StoreError> {
+    let name = p.table.quoted();
+    let exists = diesel::sql_query("SELECT to_regclass($1)::text AS t").bind::<Text, _>(&name).get_result::<Exists>(conn)?;
+    if exists.t.is_none() {
+        return Ok(None);
+    }
+    let columns = diesel::sql_query(
+        "SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS formatted, t.typname::text AS typname \
+         FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+    )
+    .bind::<Text, _>(&name)
+    .load::<CatalogColumn>(conn)?;
+    let index = diesel::sql_query(
+        "SELECT i.indexrelid::bigint AS id, a.attname::text AS name FROM pg_index i \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+         WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL",
+    )
+    .bind::<Text, _>(&name)
+    .load::<IndexColumn>(conn)?;
+    let mut unique: Vec<(i64, BTreeSet<String>)> = Vec::new();
+    for c in index {
+        match unique.iter_mut().find(|(id, _)| *id == c.id) {
+            Some((_, set)) => {
+                set.insert(c.name);
+            }
+            None => unique.push((c.id, BTreeSet::from([c.name]))),
+        }
+    }
+    Ok(Some(TableInfo {
+        columns: columns.into_iter().map(|c| (c.name, c.formatted, SqlType::of_postgres(&c.typname))).collect(),
+        unique: unique.into_iter().map(|(_, s)| s).collect(),
+        fold_case: false,
+    }))
+}
+
+/// Create the tables asked for, then check every projection against its table.
+pub(crate) fn prepare(conn: &mut PgConnection, projections: &mut [Projection]) -> Result<(), SetupError> {
+    for p in projections.iter_mut() {
+        let store = |source: StoreError| SetupError::Store { projection: p.name.clone(), source };
+        if p.create_table {
+            diesel::sql_query(create_table_sql(p, |t| t.name().to_string())).execute(conn).map_err(|e| store(e.into()))?;
+        }
+        let info = table_info(conn, p).map_err(store)?;
+        complete(p, info.as_ref())?;
+    }
+    Ok(())
+}
+
+fn run_group(conn: &mut PgConnection, p: &Projection, g: &Group<'_>, counts: &mut Counts) -> Result<(), StoreError> {
+    let n = g.ops.len() as u64;
+    let cols: Vec<usize> = (0..p.columns.len()).filter(|&i| g.shape[i]).collect();
+    let name = |i: usize| quote_ident(&p.columns[i].name);
+    let val = |i: usize| format!("s.c{i}::{}", p.columns[i].table_type);
+    let list = |f: &dyn Fn(usize) -> String, of: &[usize], sep: &str| of.iter().map(|&i| f(i)).collect::<Vec<_>>().join(sep);
+    let table = p.table.quoted();
+    if cols.is_empty() {
+        // Only an insert with every column absent: DEFAULT VALUES, once per op.
+        for _ in 0..n {
+            diesel::sql_query(format!("INSERT INTO {table} DEFAULT VALUES")).execute(conn)?;
+        }
+        counts.inserted += n;
+        return Ok(());
+    }
+    let unnest = format!(
+        "unnest({}) AS s({})",
+        (1..=cols.len()).map(|k| format!("${k}::text[]")).collect::<Vec<_>>().join(", "),
+        list(&|i| format!("c{i}"), &cols, ", ")
+    );
+    let key_match = list(&|k| format!("t.{} = {}", name(k), val(k)), &p.key, " AND ");
+    let sets: Vec<usize> = cols.iter().copied().filter(|i| !p.key.contains(i)).collect();
+    let newer = |value: &str| p.newer_wins.map(|v| format!("(t.{0} IS NULL OR {value} > t.{0})", name(v)));
+    let bound = |sql: String| {
+        let mut q = diesel::sql_query(sql).into_boxed::<Pg>();
+        for &i in &cols {
+            let column: Vec<Option<String>> = g.ops.iter().map(|op| op.cells[i].as_ref().and_then(text_of)).collect();
+            q = q.bind::<Array<Nullable<Text>>, _>(column);
+        }
+        q
+    };
+    if g.delete {
+        let d = bound(format!("DELETE FROM {table} AS t USING {unnest} WHERE {key_match}")).execute(conn)? as u64;
+        counts.deleted += d;
+        counts.unchanged += n - d;
+        return Ok(());
+    }
+    let names = list(&name, &cols, ", ");
+    let values = list(&val, &cols, ", ");
+    match p.mode {
+        Mode::Insert => {
+            counts.inserted += bound(format!("INSERT INTO {table} ({names}) SELECT {values} FROM {unnest}")).execute(conn)? as u64;
+        }
+        Mode::Update if sets.is_empty() => counts.unchanged += n,
+        Mode::Update => {
+            let set = list(&|i| format!("{} = {}", name(i), val(i)), &sets, ", ");
+            let guard = p.newer_wins.map(|v| format!(" AND {}", newer(&val(v)).unwrap_or_default())).unwrap_or_default();
+            let u = bound(format!("UPDATE {table} AS t SET {set} FROM {unnest} WHERE {key_match}{guard}")).execute(conn)? as u64;
+            counts.updated += u;
+            counts.unchanged += n - u;
+        }
+        Mode::Upsert => {
+            let keys = list(&name, &p.key, ", ");
+            let action = if sets.is_empty() {
+                "NOTHING".to_string()
+            } else {
+                let set = list(&|i| format!("{0} = EXCLUDED.{0}", name(i)), &sets, ", ");
+                let guard = p.newer_wins.map(|v| format!(" WHERE {}", newer(&format!("EXCLUDED.{}", name(v))).unwrap_or_default()));
+                format!("UPDATE SET {set}{}", guard.unwrap_or_default())
+            };
+            // xmax is 0 on a row this statement inserted, the locking transaction's id on one it updated.
+            let sql = format!(
+                "WITH w AS (INSERT INTO {table} AS t ({names}) SELECT {values} FROM {unnest} ON CONFLICT ({keys}) DO {action} \
+                 RETURNING (t.xmax = 0) AS ins) \
+                 SELECT count(*) FILTER (WHERE ins) AS inserted, count(*) FILTER (WHERE NOT ins) AS updated FROM w"
+            );
+            let c = bound(sql).get_result::<Changed>(conn)?;
+            counts.inserted += c.inserted as u64;
+            counts.updated += c.updated as u64;
+            counts.unchanged += n - (c.inserted + c.updated) as u64;
+        }
+    }
+    Ok(())
+}
+
+impl ProjectStore for PgConnection {
+    fn apply_ops(&mut self, plan: &Plan, messages: &[&[Op]], counts: &mut [Counts]) -> Result<(), StoreError> {
+        for g in groups(plan, messages) {
+            run_group(self, &plan.projections[g.projection], &g, &mut counts[g.projection])?;
+        }
+        Ok(())
+    }
+
+    fn delete_events(&mut self, rows: &[(&PartitionKey, i64)]) -> Result<(), StoreError> {
+        for (k, offset) in rows {
+            diesel::sql_query("DELETE FROM events WHERE topic = $1 AND \"partition\" = $2 AND \"offset\" = $3")
+                .bind::<Text, _>(&k.topic)
+                .bind::<Integer, _>(k.partition)
+                .bind::<BigInt, _>(offset)
+                .execute(self)?;
+        }
+        Ok(())
+    }
+}

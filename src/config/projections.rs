@@ -1,0 +1,53 @@
+//! `[events]` and `[[projection]]`: checked on their own here (no database), against their
+//! tables at start (`Database::prepare_projections`). Every error names `projection.<name>.<key>`.
+
+use tributary_actors::project::{describe, glob_matches, Plan, Projection, SpecError};
+
+use super::{ConfigError, Settings};
+
+/// The configuration key a projection's error is about.
+pub fn spec_error(e: SpecError) -> ConfigError {
+    let name = if e.projection.is_empty() { "?".to_string() } else { e.projection.clone() };
+    ConfigError::new(&format!("projection.{name}.{}", e.key), e.problem, e.fix)
+}
+
+impl Settings {
+    /// The projections, checked without the database, and `[events]`.
+    pub fn plan(&self) -> Result<Plan, ConfigError> {
+        let mut projections: Vec<Projection> = Vec::with_capacity(self.projections.len());
+        for spec in &self.projections {
+            let p = Projection::from_spec(spec).map_err(spec_error)?;
+            if projections.iter().any(|q| q.name == p.name) {
+                return Err(ConfigError::new(
+                    &format!("projection.{}.name", p.name),
+                    "names two [[projection]] tables",
+                    "give every projection its own name (it labels logs, metrics and dead letters)",
+                ));
+            }
+            if let Some(g) = spec.topics.iter().find(|g| !self.kafka.topics.iter().any(|t| glob_matches(g, t))) {
+                return Err(ConfigError::new(
+                    &format!("projection.{}.topics", p.name),
+                    format!("{g:?} matches none of kafka.topics {:?}, so the projection would never see a message", self.kafka.topics),
+                    "name a subscribed topic (or a glob matching one), or subscribe to it in kafka.topics",
+                ));
+            }
+            projections.push(p);
+        }
+        if !self.events.enabled && projections.is_empty() {
+            return Err(ConfigError::new(
+                "events.enabled",
+                "is false and no [[projection]] is configured, so nothing would be written",
+                "set [events] enabled = true, or add a [[projection]]",
+            ));
+        }
+        Ok(Plan { projections, events: self.events.clone() })
+    }
+}
+
+/// `[events]` and the projections for `check-config` and `/status`.
+pub fn summary(plan: &Plan) -> serde_json::Value {
+    serde_json::json!({
+        "events": plan.events,
+        "projections": plan.projections.iter().map(describe).collect::<Vec<_>>(),
+    })
+}
