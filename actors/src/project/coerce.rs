@@ -283,6 +283,8 @@ fn textual<'r>(raw: &'r Raw<'_>) -> Option<&'r str> {
 fn int_of(raw: &Raw<'_>, min: i64, max: i64) -> Result<Cell, CoerceError> {
     let n: i64 = match raw {
         Raw::Int(i) => *i,
+        // A timestamp into a number column: epoch milliseconds, as Kafka keeps it.
+        Raw::Time(t) => t.timestamp_millis(),
         Raw::Json(v) if v.is_number() => match (v.as_i64(), v.as_f64()) {
             (Some(i), _) => i,
             (None, Some(f)) if f.fract() == 0.0 && f >= i64::MIN as f64 && f <= i64::MAX as f64 => f as i64,

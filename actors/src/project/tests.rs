@@ -1,1 +1,188 @@
+use std::borrow::Cow;
 
+use serde_json::{json, Value};
+
+use super::coerce::{coerce, Cell, Raw, SqlType};
+use super::source::Source;
+use super::*;
+use crate::messages::{RawMessage, Reason};
+use crate::parse::{parse_message, ParseOptions, Parsed};
+
+fn spec(v: Value) -> ProjectionSpec {
+    serde_json::from_value(v).expect("spec")
+}
+
+fn base() -> Value {
+    json!({"name": "orders", "table": "orders", "mode": "upsert", "key": ["id"],
+           "columns": {"id": {"from": "key:/id", "type": "bigint"}, "status": "/status", "v": {"from": "/v", "type": "integer"}}})
+}
+
+fn with(patch: Value) -> ProjectionSpec {
+    let mut b = base();
+    for (k, v) in patch.as_object().unwrap() {
+        b[k] = v.clone();
+    }
+    spec(b)
+}
+
+fn error_key(s: ProjectionSpec) -> String {
+    Projection::from_spec(&s).map(|_| String::new()).unwrap_or_else(|e| e.key)
+}
+
+#[test]
+fn coercion_turns_what_a_message_carries_into_the_column_type() {
+    let j = |v: Value| Raw::Json(Cow::Owned(v));
+    assert_eq!(coerce(&j(json!("42")), SqlType::BigInt), Ok(Cell::Int(42)));
+    assert_eq!(coerce(&j(json!(42.0)), SqlType::Integer), Ok(Cell::Int(42)));
+    assert!(coerce(&j(json!(70000)), SqlType::SmallInt).is_err(), "out of range");
+    assert!(coerce(&j(json!("12 dollars")), SqlType::BigInt).unwrap_err().contains("not an integer"));
+    assert_eq!(coerce(&j(json!(12)), SqlType::Text), Ok(Cell::Text("12".into())));
+    assert_eq!(coerce(&j(json!("true")), SqlType::Boolean), Ok(Cell::Bool(true)));
+    assert_eq!(coerce(&j(json!("12.50")), SqlType::Numeric), Ok(Cell::Numeric("12.50".into())));
+    assert!(coerce(&j(json!("1,5")), SqlType::Numeric).is_err());
+    let t = |v: Value| coerce(&j(v), SqlType::Timestamptz).map(|c| c.to_text().unwrap().into_owned());
+    assert_eq!(t(json!("2026-01-02T03:04:05+01:00")).unwrap(), "2026-01-02T02:04:05.000000Z");
+    assert_eq!(t(json!(1_767_000_000)).unwrap(), t(json!(1_767_000_000_000i64)).unwrap(), "epoch seconds and millis");
+    assert!(t(json!("noon")).is_err());
+    assert_eq!(
+        coerce(&j(json!("{6F9619FF-8B86-D011-B42D-00CF4FC964FF}")), SqlType::Uuid),
+        Ok(Cell::Uuid("6f9619ff-8b86-d011-b42d-00cf4fc964ff".into()))
+    );
+    assert_eq!(coerce(&j(json!({"a": [1]})), SqlType::Jsonb), Ok(Cell::Json(r#"{"a":[1]}"#.into())));
+    assert_eq!(coerce(&j(Value::Null), SqlType::BigInt), Ok(Cell::Null), "null is NULL whatever the type");
+    assert_eq!(coerce(&Raw::Text(Cow::Borrowed(" 7 ")), SqlType::BigInt), Ok(Cell::Int(7)));
+    assert!(coerce(&Raw::Bytes(b"\xff"), SqlType::Text).is_err(), "bytes that are not UTF-8");
+}
+
+#[test]
+fn sources_are_parsed_or_refused_with_the_forms_there_are() {
+    assert_eq!(Source::parse("/a/0/b"), Ok(Source::Data("/a/0/b".into())));
+    assert_eq!(Source::parse("/"), Ok(Source::Data(String::new())));
+    assert_eq!(Source::parse("ce.time"), Ok(Source::Attribute("time".into())));
+    assert_eq!(Source::parse("key:/order_id"), Ok(Source::KeyPointer("/order_id".into())));
+    assert_eq!(Source::parse("header.trace"), Ok(Source::Header("trace".into())));
+    assert_eq!(Source::parse("kafka.offset"), Ok(Source::KafkaOffset));
+    assert!(Source::parse("kafka.lag").unwrap_err().contains("kafka.topic"));
+    assert!(Source::parse("status").unwrap_err().contains("JSON pointer"));
+    assert!(Source::parse("key:order_id").is_err());
+}
+
+#[test]
+fn a_projection_that_cannot_work_is_refused_naming_its_key() {
+    assert!(Projection::from_spec(&spec(base())).is_ok());
+    assert_eq!(error_key(with(json!({"name": " "}))), "name");
+    assert_eq!(error_key(with(json!({"table": "a.b.c"}))), "table");
+    assert_eq!(error_key(with(json!({"columns": {}}))), "columns");
+    assert_eq!(error_key(with(json!({"key": ["nope"]}))), "key");
+    assert_eq!(error_key(with(json!({"key": []}))), "key", "upsert needs a key");
+    assert_eq!(error_key(with(json!({"mode": "insert", "key": [], "delete_types": ["x"]}))), "key", "deletes need a key");
+    assert_eq!(error_key(with(json!({"newer_wins": "id"}))), "newer_wins", "not a key column");
+    assert_eq!(error_key(with(json!({"mode": "insert", "newer_wins": "v"}))), "newer_wins");
+    assert_eq!(error_key(with(json!({"create_table": true}))), "columns.status", "create_table needs every type");
+    assert_eq!(error_key(with(json!({"columns": {"id": {"from": "/id", "type": "money"}}}))), "columns.id.type");
+    assert_eq!(error_key(with(json!({"columns": {"id": {"from": "/id", "value": 1}}}))), "columns.id");
+    // A tombstone has only its key: every key column must come from it.
+    let mut s = base();
+    s["delete_on_tombstone"] = json!(true);
+    s["columns"]["id"] = json!({"from": "/id", "type": "bigint"});
+    assert_eq!(error_key(spec(s)), "delete_on_tombstone");
+    assert!(serde_json::from_value::<ProjectionSpec>(json!({"name": "x", "table": "t", "colums": {}})).is_err(), "unknown keys");
+}
+
+fn record(offset: i64, key: Option<&[u8]>, payload: Option<&[u8]>) -> RawMessage {
+    RawMessage::new(offset, Some(1_767_000_000_000), key, payload, std::iter::empty::<(&[u8], Option<&[u8]>)>())
+}
+
+fn plan(specs: Vec<ProjectionSpec>) -> Plan {
+    Plan { projections: specs.iter().map(|s| Projection::from_spec(s).unwrap()).collect(), events: EventsSpec::default() }
+}
+
+fn row(m: RawMessage) -> crate::messages::EventRow {
+    match parse_message(m, &ParseOptions::default()) {
+        Parsed::Row(r) => r,
+        Parsed::Dead(d) => panic!("{d:?}"),
+    }
+}
+
+#[test]
+fn a_message_goes_to_every_projection_its_topic_and_type_match() {
+    let p = plan(vec![
+        with(json!({"name": "a", "topics": ["shop.*"], "types": ["order.*"], "delete_types": ["order.cancelled"]})),
+        with(json!({"name": "b", "types": ["payment.*"]})),
+        with(json!({"name": "c", "mode": "insert", "key": []})),
+    ]);
+    let ce = |ty: &str| format!(r#"{{"specversion":"1.0","id":"1","source":"/s","type":"{ty}","data":{{"status":"paid","v":"3"}}}}"#);
+    let routed = |topic: &str, ty: &str| -> Vec<(u16, bool)> {
+        let r = row(record(5, Some(br#"{"id":9}"#), Some(ce(ty).as_bytes())));
+        p.route(topic, 0, &r).unwrap().into_iter().map(|op| (op.projection, op.delete)).collect()
+    };
+    assert_eq!(routed("shop.eu", "order.placed"), vec![(0, false), (2, false)]);
+    assert_eq!(routed("shop.eu", "order.cancelled"), vec![(0, true), (2, false)]);
+    assert_eq!(routed("other", "order.placed"), vec![(2, false)], "topic glob");
+    assert_eq!(routed("shop.eu", "payment.settled"), vec![(1, false), (2, false)]);
+    // Cells are coerced; a delete carries the key only.
+    let r = row(record(5, Some(br#"{"id":9}"#), Some(ce("order.cancelled").as_bytes())));
+    let ops = p.route("shop.eu", 0, &r).unwrap();
+    assert_eq!(ops[0].cells, vec![Some(Cell::Int(9)), None, None]);
+    assert_eq!(ops[1].cells, vec![Some(Cell::Int(9)), Some(Cell::Text("paid".into())), Some(Cell::Int(3))]);
+}
+
+#[test]
+fn a_message_a_projection_cannot_take_is_refused_with_the_column_and_value() {
+    let p = plan(vec![with(json!({"name": "a", "newer_wins": "v"}))]);
+    let refused = |key: &[u8], data: &str| {
+        let r = row(record(1, Some(key), Some(data.as_bytes())));
+        p.route("t", 0, &r).unwrap_err().refusal
+    };
+    let e = refused(br#"{"id":1}"#, r#"{"status":"x","v":"three"}"#);
+    assert_eq!(e.reason, Reason::ProjectionType);
+    assert!(e.detail.contains("projection a") && e.detail.contains("column v") && e.detail.contains("three"), "{}", e.detail);
+    let e = refused(b"not json", r#"{"status":"x","v":1}"#);
+    assert_eq!(e.reason, Reason::ProjectionMissing);
+    assert!(e.detail.contains("column id"), "{}", e.detail);
+    assert_eq!(refused(br#"{"id":1}"#, r#"{"status":"x"}"#).reason, Reason::ProjectionMissing, "newer_wins needs a version");
+    assert_eq!(refused(br#"{"id":null}"#, r#"{"v":1}"#).reason, Reason::ProjectionMissing, "a null key");
+    // Absent and null stay apart: absent leaves the column alone, null sets NULL.
+    let r = row(record(1, Some(br#"{"id":1}"#), Some(br#"{"status":null,"v":2}"#)));
+    assert_eq!(p.route("t", 0, &r).unwrap()[0].cells[1], Some(Cell::Null));
+    let r = row(record(1, Some(br#"{"id":1}"#), Some(br#"{"v":2}"#)));
+    assert_eq!(p.route("t", 0, &r).unwrap()[0].cells[1], None);
+}
+
+#[test]
+fn a_tombstone_deletes_in_the_projections_that_ask_for_it() {
+    let p = plan(vec![with(json!({"name": "a", "delete_on_tombstone": true})), with(json!({"name": "b"}))]);
+    let ops = p.route_tombstone("t", 0, &record(3, Some(br#"{"id":4}"#), None)).unwrap();
+    assert_eq!(ops, vec![Op { projection: 0, delete: true, cells: vec![Some(Cell::Int(4)), None, None] }]);
+    let e = p.route_tombstone("t", 0, &record(3, None, None)).unwrap_err();
+    assert_eq!(e.refusal.reason, Reason::ProjectionMissing);
+}
+
+#[test]
+fn every_source_reads_its_part_of_the_message() {
+    let s = spec(json!({"name": "all", "table": "t", "columns": {
+        "d": "/", "a": "ce.source", "x": "ce.traceparent", "tp": "kafka.topic", "pa": "kafka.partition", "o": "kafka.offset",
+        "ts": {"from": "kafka.timestamp", "type": "bigint"}, "k": "kafka.key", "h": "header.h", "c": {"value": "eu-1"}}}));
+    let mut p = Projection::from_spec(&s).unwrap();
+    for c in &mut p.columns {
+        c.ty = c.declared.unwrap_or(SqlType::Text);
+    }
+    let plan = Plan { projections: vec![p], events: EventsSpec::default() };
+    let ce = br#"{"specversion":"1.0","id":"1","source":"/shop","type":"t","traceparent":"00-ab","data":{"n":1}}"#;
+    let headers: [(&[u8], Option<&[u8]>); 1] = [(b"h", Some(b"hv"))];
+    let m = RawMessage::new(7, Some(1_767_000_000_000), Some(b"k1"), Some(ce), headers);
+    let ops = plan.route("topic-a", 2, &row(m)).unwrap();
+    let text = |i: usize| ops[0].cells[i].as_ref().and_then(|c| c.to_text()).map(|t| t.into_owned());
+    let by: std::collections::BTreeMap<&str, Option<String>> =
+        plan.projections[0].columns.iter().enumerate().map(|(i, c)| (c.name.as_str(), text(i))).collect();
+    assert_eq!(by["d"].as_deref(), Some(r#"{"n":1}"#));
+    assert_eq!(by["a"].as_deref(), Some("/shop"));
+    assert_eq!(by["x"].as_deref(), Some("00-ab"), "an extension attribute");
+    assert_eq!(by["tp"].as_deref(), Some("topic-a"));
+    assert_eq!(by["pa"].as_deref(), Some("2"));
+    assert_eq!(by["o"].as_deref(), Some("7"));
+    assert_eq!(by["ts"].as_deref(), Some("1767000000000"), "Kafka's timestamp, as epoch millis into bigint");
+    assert_eq!(by["k"].as_deref(), Some("k1"));
+    assert_eq!(by["h"].as_deref(), Some("hv"));
+    assert_eq!(by["c"].as_deref(), Some("eu-1"));
+}

@@ -255,5 +255,8 @@ pub enum SetupError {
     Store { projection: String, source: StoreError },
 }
 
+#[cfg(test)]
+mod tests;
+
 pub(crate) use postgres::prepare as prepare_postgres;
 pub(crate) use sqlite::prepare as prepare_sqlite;
