@@ -51,10 +51,7 @@ pub fn parse_batch(batch: RawBatch, opts: &ParseOptions) -> ParsedBatch {
     let (topic, partition) = (batch.partition.topic.as_str(), batch.partition.partition);
     let not_taken = |m: &RawMessage, dead_letters: &mut Vec<DeadLetter>, unrouted: &mut usize| match plan.events.unrouted {
         Unrouted::Skip => *unrouted += 1,
-        Unrouted::DeadLetter => dead_letters.push(dead_letter(
-            m,
-            Refusal::new(Reason::Unrouted, "no projection takes the message, and [events] enabled = false keeps no archive"),
-        )),
+        Unrouted::DeadLetter => dead_letters.push(dead_letter(m, Refusal::new(Reason::Unrouted, crate::project::UNROUTED))),
     };
     for m in batch.messages {
         if let Some(ts) = m.timestamp_ms {

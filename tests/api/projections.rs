@@ -20,6 +20,7 @@ on_both_backends!(
     one_stream_fans_out_by_type_to_two_tables_and_the_archive,
     without_the_archive_unrouted_messages_are_skipped_or_dead_letters,
     a_projection_that_cannot_work_fails_the_start_naming_key_and_fix,
+    a_redriven_dead_letter_goes_through_the_projections,
 );
 
 const PARTITIONS: i32 = 4;
@@ -491,4 +492,46 @@ fn a_projection_that_cannot_work_fails_the_start_naming_key_and_fix(kind: Kind) 
     assert_eq!(count(&db.url, "SELECT count(*) AS n FROM made"), 5);
     assert_eq!(count(&db.url, "SELECT CAST(sum(v) AS BIGINT) AS n FROM made"), 5 + 6 + 7 + 8 + 9, "the last change of each key");
     running.stop().unwrap();
+}
+
+fn a_redriven_dead_letter_goes_through_the_projections(kind: Kind) {
+    const TOKEN: &str = "test-admin-token-0123456789";
+    let Some(db) = test_db_of(kind) else { return };
+    let kafka = tributary::mock::MockKafka::start(1).unwrap();
+    let (topic, group) = (format!("redo-{}", unique()), format!("g-{}", unique()));
+    kafka.create_topic(&topic, 1).unwrap();
+    sql(&db.url, &orders_table(kind, "orders"));
+    for i in 0..20i64 {
+        let key = json!({"order_id": i}).to_string();
+        // Every other change names no customer, which the first configuration requires.
+        let data = if i % 2 == 0 { json!({"version": 1, "customer": {"name": format!("c{i}")}}) } else { json!({"version": 1}) };
+        kafka.send(&topic, Some(0), Some(key.as_bytes()), Some(&cloudevent("com.example.order.placed", i as usize, data)), &[]).unwrap();
+    }
+    kafka.flush().unwrap();
+    let configured = |required: bool| {
+        let mut spec = orders_spec("orders");
+        spec["columns"]["customer"] = json!({"from": "/customer/name", "required": required});
+        let mut s = settings(&kafka, &topic, &group, &db.url);
+        s.projections = specs(json!([spec]));
+        s.http.admin_token = Some(TOKEN.to_string().into());
+        s
+    };
+    let strict = app::spawn(configured(true), log()).unwrap();
+    wait_until("every offset committed", Duration::from_secs(60), || committed_total(&db.url, &group) == 20);
+    assert_eq!(count(&db.url, "SELECT count(*) AS n FROM dead_letters WHERE reason = 'projection_missing'"), 10);
+    assert_eq!(count(&db.url, "SELECT count(*) AS n FROM orders"), 10);
+    strict.stop().unwrap();
+
+    // The operator relaxes the column and redrives: the rows appear, in the table and the archive.
+    let relaxed = app::spawn(configured(false), log()).unwrap();
+    let auth = format!("Bearer {TOKEN}");
+    let (status, body) =
+        http_with("POST", relaxed.port, "/dead-letters/redrive", &[("Authorization", &auth)], b"{\"reason\": \"projection_missing\"}");
+    assert_eq!(status, 200, "{body}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((report["redriven"].as_i64(), report["still_failing"].as_i64()), (Some(10), Some(0)), "{report}");
+    assert_eq!(count(&db.url, "SELECT count(*) AS n FROM orders"), 20);
+    assert_eq!(count(&db.url, "SELECT count(*) AS n FROM orders WHERE customer IS NULL"), 10);
+    assert_eq!(count(&db.url, "SELECT count(*) AS n FROM events"), 20);
+    relaxed.stop().unwrap();
 }

@@ -23,6 +23,9 @@ use source::{Input, Source};
 use crate::messages::{EventRow, RawMessage, Reason};
 use crate::parse::Refusal;
 
+/// The detail of an `unrouted` dead letter.
+pub const UNROUTED: &str = "no projection takes the message, and [events] enabled = false keeps no archive";
+
 /// `[events]`: the generic archive, and what happens to a message no projection takes without it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]

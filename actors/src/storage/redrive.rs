@@ -17,9 +17,11 @@ use diesel::sql_types::{Array, BigInt, Binary, Integer, Nullable, Text};
 use serde::{Deserialize, Serialize};
 
 use super::commit::{insert_refusing, GroupStore, RowRef};
+use super::project::{apply_refusing, ProjectStore};
 use super::{Database, StoreError};
-use crate::messages::{EventRow, PartitionKey, RawMessage};
-use crate::parse::{parse_message, ParseOptions, Parsed, Reason};
+use crate::messages::{DeadLetter, EventRow, PartitionKey, RawMessage};
+use crate::parse::{dead_letter, parse_message, ParseOptions, Parsed, Reason, Refusal};
+use crate::project::{Op, Plan, Unrouted, UNROUTED};
 
 /// Default number of dead letters one redrive selects.
 pub const DEFAULT_LIMIT: u32 = 1000;
@@ -166,8 +168,16 @@ impl RedriveReport {
 /// Kafka headers in record order, as [`RawMessage`] holds them: names and values as bytes.
 pub type Headers = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
-/// Rows that now parse, by (topic, partition), each with its dead letter's former reason.
-type Reparsed = BTreeMap<(String, i32), Vec<(EventRow, String)>>;
+/// A dead letter that now passes: its `events` row (when the archive is on) and its
+/// projections' ops (none: the archive only, or skipped as unrouted).
+struct Passed {
+    offset: i64,
+    row: Option<EventRow>,
+    ops: Vec<Op>,
+}
+
+/// What now passes, by (topic, partition), each with its dead letter's former reason.
+type Reparsed = BTreeMap<(String, i32), Vec<(Passed, String)>>;
 
 /// A stored dead letter turned back into the record it came from.
 struct Candidate {
@@ -190,24 +200,60 @@ struct StillFailing {
     changed: bool,
 }
 
-/// The pure part: re-parse every candidate. Rows that now pass, grouped by partition, and
-/// those that still fail.
+/// The pure part: re-parse every candidate and route it through the projections (as the
+/// parser does an ingested message). What now passes, grouped by partition, and what still fails.
 fn reparse(candidates: Vec<Candidate>, opts: &ParseOptions) -> (Reparsed, Vec<StillFailing>) {
+    let plan = &*opts.plan;
     let mut rows = Reparsed::new();
     let mut failing = Vec::new();
     for c in candidates {
         let offset = c.msg.offset;
-        match parse_message(c.msg, opts) {
-            Parsed::Row(row) => rows.entry((c.topic, c.partition)).or_default().push((row, c.reason)),
-            Parsed::Dead(d) => failing.push(StillFailing {
-                changed: d.reason.code() != c.reason || d.detail != c.detail,
-                old_reason: c.reason,
-                topic: c.topic,
-                partition: c.partition,
-                offset,
-                reason: d.reason.code().to_string(),
-                detail: d.detail,
-            }),
+        let fails = |c: Candidate, d: DeadLetter| StillFailing {
+            changed: d.reason.code() != c.reason || d.detail != c.detail,
+            old_reason: c.reason,
+            topic: c.topic,
+            partition: c.partition,
+            offset,
+            reason: d.reason.code().to_string(),
+            detail: d.detail,
+        };
+        let routed = |row: Option<EventRow>, ops: Vec<Op>| Passed { offset, row: row.filter(|_| plan.events.enabled), ops };
+        if !plan.is_empty() && c.msg.payload().is_none() {
+            match plan.route_tombstone(&c.topic, c.partition, &c.msg) {
+                Ok(ops) if !ops.is_empty() => {
+                    rows.entry((c.topic, c.partition)).or_default().push((routed(None, ops), c.reason));
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let d = dead_letter(&c.msg, e.refusal);
+                    failing.push(fails(c, d));
+                    continue;
+                }
+            }
+        }
+        let Candidate { topic, partition, msg, reason, detail } = c;
+        match parse_message(msg, opts) {
+            Parsed::Row(row) => {
+                let ops = if plan.is_empty() { Ok(Vec::new()) } else { plan.route(&topic, partition, &row) };
+                let c = |msg| Candidate { topic: topic.clone(), partition, msg, reason: reason.clone(), detail: detail.clone() };
+                match ops {
+                    Err(e) => {
+                        let d = dead_letter(&row.original, e.refusal);
+                        failing.push(fails(c(row.original), d));
+                    }
+                    Ok(ops) if ops.is_empty() && !plan.events.enabled && plan.events.unrouted == Unrouted::DeadLetter => {
+                        let d = dead_letter(&row.original, Refusal::new(Reason::Unrouted, UNROUTED));
+                        failing.push(fails(c(row.original), d));
+                    }
+                    // Unrouted and skipped, as an ingested message would be: done.
+                    Ok(ops) => rows.entry((topic, partition)).or_default().push((routed(Some(row), ops), reason)),
+                }
+            }
+            Parsed::Dead(d) => {
+                let c = Candidate { topic, partition, msg: RawMessage::new(offset, None, None, None, []), reason, detail };
+                failing.push(fails(c, d));
+            }
         }
     }
     (rows, failing)
@@ -334,7 +380,11 @@ trait RedriveStore: GroupStore {
 
 /// The redrive, for either backend: select, re-parse, insert what passes (refused rows stay),
 /// mark it redriven, record what the current settings say of the rest.
-fn redrive_with<S: RedriveStore>(conn: &mut S, filter: &RedriveFilter, opts: &ParseOptions) -> Result<RedriveReport, StoreError> {
+fn redrive_with<S: RedriveStore + ProjectStore>(
+    conn: &mut S,
+    filter: &RedriveFilter,
+    opts: &ParseOptions,
+) -> Result<RedriveReport, StoreError> {
     let mut report = RedriveReport { dry_run: filter.dry_run, ..RedriveReport::default() };
     let mut candidates = Vec::new();
     let mut failing = Vec::new();
@@ -352,19 +402,14 @@ fn redrive_with<S: RedriveStore>(conn: &mut S, filter: &RedriveFilter, opts: &Pa
         report.count(&f.old_reason, false);
     }
     let mut buf = Vec::new();
-    for ((topic, partition), rows) in rows {
-        let (rows, reasons): (Vec<EventRow>, Vec<String>) = rows.into_iter().unzip();
-        let inserted = if filter.dry_run {
-            vec![true; rows.len()]
-        } else {
-            let key = PartitionKey { topic: topic.clone(), partition };
-            insert_rows(conn, &key, &rows, &mut buf)?
-        };
+    for ((topic, partition), passed) in rows {
+        let key = PartitionKey { topic: topic.clone(), partition };
+        let ok = if filter.dry_run { vec![true; passed.len()] } else { write_passed(conn, &opts.plan, &key, &passed, &mut buf)? };
         let mut done = Vec::new();
-        for ((row, reason), ok) in rows.iter().zip(&reasons).zip(inserted) {
+        for ((p, reason), ok) in passed.iter().zip(ok) {
             report.count(reason, ok);
             if ok {
-                done.push(row.offset);
+                done.push(p.offset);
             }
         }
         if !filter.dry_run && !done.is_empty() {
@@ -379,21 +424,38 @@ fn redrive_with<S: RedriveStore>(conn: &mut S, filter: &RedriveFilter, opts: &Pa
     Ok(report)
 }
 
-/// Insert `rows` of one partition with the group commit's isolation of refused rows (bisection
-/// in savepoints): the rows the database refuses stay dead letters. Returns, per row, whether
-/// it was inserted.
-fn insert_rows<S: GroupStore>(
+/// Write what passes of one partition with the group commit's isolation of refused rows
+/// (bisection in savepoints): `events` rows, then the projections' ops of the messages whose row
+/// was taken. What the database refuses stays a dead letter (its `events` row removed). Returns,
+/// per message, whether it was written.
+fn write_passed<S: GroupStore + ProjectStore>(
     conn: &mut S,
+    plan: &Plan,
     partition: &PartitionKey,
-    rows: &[EventRow],
+    passed: &[(Passed, String)],
     buf: &mut Vec<u8>,
 ) -> Result<Vec<bool>, StoreError> {
-    let refs: Vec<RowRef<'_>> = rows.iter().map(|row| RowRef { partition, row }).collect();
-    let mut inserted = vec![true; rows.len()];
+    let mut ok = vec![true; passed.len()];
+    let archived: Vec<usize> = (0..passed.len()).filter(|&i| passed[i].0.row.is_some()).collect();
+    let refs: Vec<RowRef<'_>> = archived.iter().filter_map(|&i| passed[i].0.row.as_ref()).map(|row| RowRef { partition, row }).collect();
     for (i, _, _) in insert_refusing(conn, &refs, buf)? {
-        inserted[i] = false;
+        ok[archived[i]] = false;
     }
-    Ok(inserted)
+    let projected: Vec<usize> = (0..passed.len()).filter(|&i| ok[i] && !passed[i].0.ops.is_empty()).collect();
+    let ops: Vec<&[Op]> = projected.iter().map(|&i| passed[i].0.ops.as_slice()).collect();
+    let (refused, _) = apply_refusing(conn, plan, &ops)?;
+    let mut unarchive = Vec::new();
+    for (u, ..) in refused {
+        let i = projected[u];
+        ok[i] = false;
+        if passed[i].0.row.is_some() {
+            unarchive.push((partition, passed[i].0.offset));
+        }
+    }
+    if !unarchive.is_empty() {
+        conn.delete_events(&unarchive)?;
+    }
+    Ok(ok)
 }
 
 /// The columns a redrive reads, the Kafka timestamp as epoch milliseconds on both backends.
@@ -572,6 +634,7 @@ mod tests {
         let opts = ParseOptions { max_message_bytes: 10, ..ParseOptions::default() };
         let (rows, still) = reparse(vec![cand(1, br#"{"a":1}"#), cand(2, br#"{"a":"0123456789"}"#), cand(3, b"[1]")], &opts);
         assert_eq!(rows[&("t".to_string(), 0)].iter().map(|(r, _)| r.offset).collect::<Vec<_>>(), vec![1]);
+        assert!(rows[&("t".to_string(), 0)].iter().all(|(r, _)| r.row.is_some() && r.ops.is_empty()), "archived, no projection");
         assert_eq!(
             still.iter().map(|f| (f.offset, f.reason.as_str(), f.changed)).collect::<Vec<_>>(),
             vec![(2, "oversize", true), (3, "not_an_object", true)]
