@@ -12,5 +12,6 @@ mod faults;
 mod hardening;
 mod pipeline;
 mod projections;
+mod projections_live;
 mod redrive;
 mod security;

@@ -23,7 +23,7 @@ on_both_backends!(
     a_redriven_dead_letter_goes_through_the_projections,
 );
 
-const PARTITIONS: i32 = 4;
+pub const PARTITIONS: i32 = 4;
 
 fn log() -> slog::Logger {
     tributary::telemetry::discard()
@@ -42,7 +42,7 @@ fn specs(v: Value) -> Vec<ProjectionSpec> {
     serde_json::from_value(v).expect("projection specs")
 }
 
-fn orders_table(kind: Kind, name: &str) -> String {
+pub fn orders_table(kind: Kind, name: &str) -> String {
     match kind {
         Kind::Postgres => format!(
             "CREATE TABLE {name} (order_id bigint PRIMARY KEY, status text NOT NULL DEFAULT 'new', customer text, \
@@ -55,7 +55,7 @@ fn orders_table(kind: Kind, name: &str) -> String {
     }
 }
 
-fn orders_spec(table: &str) -> Value {
+pub fn orders_spec(table: &str) -> Value {
     json!({
         "name": "orders", "table": table, "types": ["com.example.order.*"], "mode": "upsert",
         "key": ["order_id"], "newer_wins": "version",
@@ -136,18 +136,34 @@ fn cloudevent(ty: &str, id: usize, data: Value) -> Vec<u8> {
 }
 
 /// What the generated stream must give: the table, and each poison message's reason.
-struct Expected {
+pub struct Expected {
     table: BTreeMap<i64, Row>,
     dead: BTreeMap<(i32, i64), &'static str>,
     tombstones: i64,
-    produced: i64,
+    pub produced: i64,
+}
+
+/// One generated record.
+pub struct Msg {
+    partition: i32,
+    key: Vec<u8>,
+    payload: Option<Vec<u8>>,
+}
+
+/// Produce `msgs` (then flush).
+pub fn send_all(kafka: &tributary::mock::MockKafka, topic: &str, msgs: &[Msg]) {
+    for m in msgs {
+        kafka.send(topic, Some(m.partition), Some(&m.key), m.payload.as_deref(), &[]).unwrap();
+    }
+    kafka.flush().unwrap();
 }
 
 /// Produce ≥ 5,000 keys' histories: partial changes, explicit nulls, late old versions, bursts of
 /// one key (duplicates inside a batch), deletes by type and by tombstone, re-creation, values
 /// that cannot be coerced, values the table's CHECK and NOT NULL refuse, keys that are not JSON.
-/// The model applies each message as it is produced (a key stays in one partition).
-fn produce_orders(kafka: &tributary::mock::MockKafka, topic: &str, keys: i64, rounds: usize, seed: u64) -> Expected {
+/// The model applies each message in the order generated (a key stays in one partition).
+pub fn orders_stream(keys: i64, rounds: usize, seed: u64) -> (Vec<Msg>, Expected) {
+    let mut out = Vec::new();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut model: BTreeMap<i64, Row> = BTreeMap::new();
     let mut versions: BTreeMap<i64, i64> = BTreeMap::new();
@@ -170,20 +186,20 @@ fn produce_orders(kafka: &tributary::mock::MockKafka, topic: &str, keys: i64, ro
                 let key = json!({"order_id": k}).to_string();
                 let r: f64 = rng.random();
                 if r < 0.05 {
-                    kafka.send(topic, Some(p), Some(key.as_bytes()), None, &[]).unwrap();
+                    out.push(Msg { partition: p, key: key.clone().into_bytes(), payload: None });
                     tombstones += 1;
                     model.remove(&k);
                     continue;
                 }
                 if r < 0.12 {
                     let payload = cloudevent("com.example.order.cancelled", id, json!({"reason": "customer"}));
-                    kafka.send(topic, Some(p), Some(key.as_bytes()), Some(&payload), &[]).unwrap();
+                    out.push(Msg { partition: p, key: key.clone().into_bytes(), payload: Some(payload) });
                     model.remove(&k);
                     continue;
                 }
                 if r < 0.125 {
                     let payload = cloudevent("com.example.order.updated", id, json!({"status": "x", "version": 1}));
-                    kafka.send(topic, Some(p), Some(b"not json"), Some(&payload), &[]).unwrap();
+                    out.push(Msg { partition: p, key: b"not json".to_vec(), payload: Some(payload) });
                     dead.insert((p, offset), "projection_missing");
                     continue;
                 }
@@ -245,7 +261,7 @@ fn produce_orders(kafka: &tributary::mock::MockKafka, topic: &str, keys: i64, ro
                     None
                 };
                 let payload = cloudevent("com.example.order.updated", id, data);
-                kafka.send(topic, Some(p), Some(key.as_bytes()), Some(&payload), &[]).unwrap();
+                out.push(Msg { partition: p, key: key.into_bytes(), payload: Some(payload) });
                 if let Some(reason) = reason {
                     dead.insert((p, offset), reason);
                     continue;
@@ -277,8 +293,30 @@ fn produce_orders(kafka: &tributary::mock::MockKafka, topic: &str, keys: i64, ro
             }
         }
     }
-    kafka.flush().unwrap();
-    Expected { table: model, dead, tombstones, produced }
+    (out, Expected { table: model, dead, tombstones, produced })
+}
+
+/// The table equals the model, each poison message is exactly one dead letter of its reason
+/// (the table's refusals with their SQLSTATEs), and the archive holds everything else.
+pub fn assert_orders(url: &str, want: &Expected) {
+    let got = table_rows(url, "orders");
+    let wrong: Vec<_> = want.table.iter().filter(|(k, r)| got.get(k) != Some(r)).take(5).map(|(k, r)| (k, r, got.get(k))).collect();
+    assert!(wrong.is_empty(), "rows differ from the model (key, model, table): {wrong:?}");
+    let extra: Vec<_> = got.keys().filter(|k| !want.table.contains_key(k)).take(5).collect();
+    assert!(extra.is_empty(), "rows the model deleted or never had: {extra:?}");
+    assert_eq!(got.len(), want.table.len());
+
+    // Each poison message is exactly one dead letter, of its reason; nothing else is.
+    let dead = dead_letters(url);
+    let got_dead: BTreeMap<(i32, i64), String> = dead.iter().map(|d| ((d.partition, d.offset), d.reason.clone())).collect();
+    assert_eq!(got_dead.len(), dead.len(), "one dead letter per message");
+    let want_dead: BTreeMap<(i32, i64), String> = want.dead.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    assert_eq!(got_dead, want_dead);
+    let codes: BTreeSet<_> = dead.iter().filter_map(|d| d.sqlstate.clone()).collect();
+    assert_eq!(codes, BTreeSet::from(["23502".to_string(), "23514".to_string()]), "NOT NULL and CHECK refusals, by SQLSTATE");
+    // The archive keeps every message but tombstones and dead letters.
+    let archived = count(url, "SELECT count(*) AS n FROM events");
+    assert_eq!(archived, want.produced - want.tombstones - want.dead.len() as i64);
 }
 
 #[derive(QueryableByName)]
@@ -308,7 +346,8 @@ fn an_order_stream_ends_as_the_model_applied_one_by_one(kind: Kind) {
     let (topic, group) = (format!("orders-{}", unique()), format!("g-{}", unique()));
     kafka.create_topic(&topic, PARTITIONS).unwrap();
     sql(&db.url, &orders_table(kind, "orders"));
-    let want = produce_orders(&kafka, &topic, 5_000, 4, 7);
+    let (msgs, want) = orders_stream(5_000, 4, 7);
+    send_all(&kafka, &topic, &msgs);
     assert!(want.table.len() > 3_000 && want.dead.len() > 100, "the stream has rows and poison: {} {}", want.table.len(), want.dead.len());
 
     let mut s = settings(&kafka, &topic, &group, &db.url);
@@ -316,25 +355,7 @@ fn an_order_stream_ends_as_the_model_applied_one_by_one(kind: Kind) {
     let running = app::spawn(s, log()).unwrap();
     wait_until("every offset committed", Duration::from_secs(180), || committed_total(&db.url, &group) == want.produced);
 
-    let got = table_rows(&db.url, "orders");
-    let wrong: Vec<_> = want.table.iter().filter(|(k, r)| got.get(k) != Some(r)).take(5).map(|(k, r)| (k, r, got.get(k))).collect();
-    assert!(wrong.is_empty(), "rows differ from the model (key, model, table): {wrong:?}");
-    let extra: Vec<_> = got.keys().filter(|k| !want.table.contains_key(k)).take(5).collect();
-    assert!(extra.is_empty(), "rows the model deleted or never had: {extra:?}");
-    assert_eq!(got.len(), want.table.len());
-
-    // Each poison message is exactly one dead letter, of its reason; nothing else is.
-    let dead = dead_letters(&db.url);
-    let got_dead: BTreeMap<(i32, i64), String> = dead.iter().map(|d| ((d.partition, d.offset), d.reason.clone())).collect();
-    assert_eq!(got_dead.len(), dead.len(), "one dead letter per message");
-    let want_dead: BTreeMap<(i32, i64), String> = want.dead.iter().map(|(k, v)| (*k, v.to_string())).collect();
-    assert_eq!(got_dead, want_dead);
-    let codes: BTreeSet<_> = dead.iter().filter_map(|d| d.sqlstate.clone()).collect();
-    assert_eq!(codes, BTreeSet::from(["23502".to_string(), "23514".to_string()]), "NOT NULL and CHECK refusals, by SQLSTATE");
-    // The archive keeps every message but tombstones and dead letters.
-    let archived = count(&db.url, "SELECT count(*) AS n FROM events");
-    assert_eq!(archived, want.produced - want.tombstones - want.dead.len() as i64);
-
+    assert_orders(&db.url, &want);
     let (_, metrics) = http("GET", running.port, "/metrics");
     let rows = |outcome: &str| metric(&metrics, "tributary_projection_rows_total", &[("projection", "orders"), ("outcome", outcome)]);
     assert!(
