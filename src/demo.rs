@@ -52,6 +52,42 @@ const SOURCES: [(&str, &str); 4] = [
     ("/auth", "com.example.user.login"),
 ];
 
+/// Orders of the demo's `orders` projection: every fourth event is one, and each order goes
+/// through these in turn, one change per round of all orders (cancelled deletes its row; the
+/// next change creates it again).
+pub const ORDERS: usize = 200;
+pub const ORDER_STATUSES: [&str; 4] = ["created", "paid", "shipped", "cancelled"];
+
+/// The order event `i` is (`i % 4 == 0`), if it is one: (order id, status).
+pub fn order_of(i: usize) -> Option<(usize, &'static str)> {
+    let (n, order) = (i / SOURCES.len(), (i / SOURCES.len()) % ORDERS);
+    // Each order starts at a step of its own, so the table ends with every status.
+    i.is_multiple_of(SOURCES.len()).then(|| (order, ORDER_STATUSES[(n / ORDERS + order) % ORDER_STATUSES.len()]))
+}
+
+/// Whether the demo makes event `i` malformed, at `bad_ratio`.
+pub fn is_malformed(i: usize, bad_ratio: f64) -> bool {
+    let bad_every = if bad_ratio > 0.0 { (1.0 / bad_ratio.min(1.0)).round() as usize } else { usize::MAX };
+    bad_every != usize::MAX && i % bad_every == bad_every - 1
+}
+
+/// The demo's projection: the latest state of each order, in a table it creates. Its version is
+/// the event's time, so a file reused across demos keeps the newest state.
+fn orders_projection() -> tributary_actors::project::ProjectionSpec {
+    serde_json::from_value(json!({
+        "name": "orders", "table": "orders", "types": ["com.example.order.*"], "mode": "upsert",
+        "key": ["order_id"], "newer_wins": "updated_at", "delete_types": ["com.example.order.cancelled"], "create_table": true,
+        "columns": {
+            "order_id": {"from": "/order_id", "type": "bigint"},
+            "status": {"from": "/status", "type": "text"},
+            "amount": {"from": "/amount", "type": "numeric"},
+            "region": {"from": "/region", "type": "text"},
+            "updated_at": {"from": "ce.time", "type": "timestamptz"},
+        }
+    }))
+    .expect("the demo's projection is valid")
+}
+
 const MALFORMED: [&[u8]; 5] = [
     b"{\"id\": ",
     b"\xc3\x28 not utf-8",
@@ -71,6 +107,8 @@ fn generate(kafka: &MockKafka, topic: &str, args: &DemoArgs, committed: &AtomicI
     let started = Instant::now();
     let bad_every = if args.bad_ratio > 0.0 { (1.0 / args.bad_ratio.min(1.0)).round() as usize } else { usize::MAX };
     let mut queued = 0;
+    // Order changes carry a strictly rising time: newer_wins compares them.
+    let mut clock = chrono::Utc::now();
     for i in 0..args.events {
         if i % 1000 == 0 {
             if stop.load(Ordering::Relaxed) {
@@ -90,13 +128,19 @@ fn generate(kafka: &MockKafka, topic: &str, args: &DemoArgs, committed: &AtomicI
         let p = Some((i % PARTITIONS as usize) as i32);
         let key = format!("key-{}", i % 1000);
         let send = |payload: &[u8], headers: &[(&str, &[u8])]| kafka.send(topic, p, Some(key.as_bytes()), Some(payload), headers);
-        let result = if bad_every != usize::MAX && i % bad_every == bad_every - 1 {
+        let result = if is_malformed(i, args.bad_ratio) {
             send(MALFORMED[(i / bad_every) % MALFORMED.len()], &[])
         } else {
-            let (source, kind) = SOURCES[i % SOURCES.len()];
-            let data = json!({"seq": i, "amount": (i % 997) as f64 / 10.0, "currency": "EUR", "region": REGIONS[i % 3]});
+            let (source, mut kind) = (SOURCES[i % SOURCES.len()].0, SOURCES[i % SOURCES.len()].1.to_string());
+            let mut data = json!({"seq": i, "amount": (i % 997) as f64 / 10.0, "currency": "EUR", "region": REGIONS[i % 3]});
+            if let Some((order, status)) = order_of(i) {
+                kind = format!("com.example.order.{status}");
+                data["order_id"] = json!(order);
+                data["status"] = json!(status);
+            }
             let id = format!("evt-{i}");
-            let time = chrono::Utc::now().to_rfc3339();
+            clock = (clock + chrono::Duration::microseconds(1)).max(chrono::Utc::now());
+            let time = clock.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
             if i % 2 == 0 {
                 let body = json!({"specversion":"1.0","id":id,"source":source,"type":kind,"time":time,"datacontenttype":"application/json","subject":key,"data":data});
                 send(body.to_string().as_bytes(), &[("content-type", b"application/cloudevents+json")])
@@ -285,7 +329,10 @@ fn prepare(args: &DemoArgs, config: Option<&Path>) -> Result<Prepared, DemoError
         ("database.url".into(), json!(url)),
         ("http.bind".into(), json!(args.bind)),
     ]);
-    let settings = Settings::load_over(&defaults, config, &overrides)?;
+    let mut settings = Settings::load_over(&defaults, config, &overrides)?;
+    if !settings.projections.iter().any(|p| p.name == "orders") {
+        settings.projections.push(orders_projection());
+    }
     Ok(Prepared { kafka, settings, topic, group, url })
 }
 
@@ -361,6 +408,13 @@ fn run(args: DemoArgs, prepared: Prepared, log: slog::Logger, bar: ProgressBar, 
         println!("    {reason:<22} {n}");
     }
     println!("  accounted for      {} of {committed} offsets committed (exactly once)", rows + dead);
+    if let Ok(orders) = db.grouped_counts("SELECT status AS label, count(*) AS n FROM orders GROUP BY status ORDER BY status") {
+        let all: i64 = orders.iter().map(|(_, n)| n).sum();
+        println!("  orders (projection) {all} rows, the latest state of each order; cancelled ones deleted");
+        for (status, n) in &orders {
+            println!("    {status:<22} {n}");
+        }
+    }
     println!("  elapsed            {:.2} s  ({:.0} events/s end to end)", elapsed.as_secs_f64(), committed as f64 / elapsed.as_secs_f64());
     println!("  database           {}  (topic {topic})", redact_url(&url));
     println!();
@@ -371,6 +425,7 @@ fn run(args: DemoArgs, prepared: Prepared, log: slog::Logger, bar: ProgressBar, 
     };
     println!("  {shell} \"SELECT type, count(*) FROM events WHERE topic = '{topic}' GROUP BY type\"");
     println!("  {shell} \"SELECT reason, count(*) FROM dead_letters WHERE topic = '{topic}' GROUP BY reason\"");
+    println!("  {shell} \"SELECT status, count(*) FROM orders GROUP BY status\"");
     if running.is_some() {
         println!("  curl -s http://127.0.0.1:{port}/status");
         println!("  curl -s http://127.0.0.1:{port}/ready");

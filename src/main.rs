@@ -47,7 +47,12 @@ fn run(settings: Settings) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             slog::crit!(log, "tributary failed"; "error" => e.to_string());
-            ExitCode::FAILURE
+            // A projection its table cannot take is a configuration error, found at start.
+            if matches!(e, app::AppError::Config(_)) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -19,6 +19,27 @@ fn demo_exits_zero_with_a_summary_and_every_event_accounted_for(kind: Kind) {
     assert!(stdout.contains("accounted for      3000 of 3000 offsets committed"), "{stdout}");
     assert_eq!(count(&db.url, "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM dead_letters) AS n"), 3000);
     assert_eq!(count(&db.url, "SELECT count(*) AS n FROM dead_letters"), 60, "2% of 3000 are malformed");
+    // The orders projection holds the latest state of each order, as the generator's plan says.
+    let mut latest = std::collections::BTreeMap::new();
+    for i in (0..3000).filter(|i| !tributary::demo::is_malformed(*i, 0.02)) {
+        match tributary::demo::order_of(i) {
+            Some((order, "cancelled")) => latest.remove(&order),
+            Some((order, status)) => latest.insert(order, status),
+            None => None,
+        };
+    }
+    let mut by_status = std::collections::BTreeMap::<String, i64>::new();
+    for status in latest.values() {
+        *by_status.entry(status.to_string()).or_default() += 1;
+    }
+    assert!(by_status.len() >= 3, "the plan goes through several states: {by_status:?}");
+    let got: std::collections::BTreeMap<String, i64> =
+        query_pairs(&db.url, "SELECT status AS a, CAST(count(*) AS TEXT) AS b FROM orders GROUP BY status")
+            .into_iter()
+            .map(|(s, n)| (s, n.parse().unwrap()))
+            .collect();
+    assert_eq!(got, by_status);
+    assert!(stdout.contains(&format!("orders (projection) {} rows", latest.len())), "{stdout}");
 }
 
 /// "accounted for      X of Y offsets committed" as (X, Y).

@@ -77,10 +77,16 @@ fn kill_dash_nine_again_and_again_during_a_projected_ingest_leaves_the_table_as_
     let kafka = std::sync::Arc::new(tributary::mock::MockKafka::start(1).unwrap());
     let (topic, group) = (format!("killed-{}", unique()), format!("g-{}", unique()));
     kafka.create_topic(&topic, PARTITIONS).unwrap();
-    sql(&db.url, &orders_table(kind, "orders"));
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), kafka.bootstrap_servers(), &group, &topic, &db.url);
     let log = dir.path().join("tributary.log");
+
+    // Without its table the projection cannot work: the start fails, exit 2, naming key and fix.
+    let out = Command::new(env!("CARGO_BIN_EXE_tributary")).args(["run", "--config"]).arg(&config).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("projection.orders.table") && said.contains("does not exist"), "{said}");
+    sql(&db.url, &orders_table(kind, "orders"));
 
     // check-config reads the projection as written, before anything runs.
     let out = Command::new(env!("CARGO_BIN_EXE_tributary")).args(["check-config", "--config"]).arg(&config).output().unwrap();

@@ -113,6 +113,14 @@ struct ReasonCount {
     n: i64,
 }
 
+#[derive(diesel::QueryableByName)]
+struct LabelCount {
+    #[diesel(sql_type = Text)]
+    label: String,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
 /// Counts for reports (demo summary): rows, dead letters by reason, committed progress.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -264,6 +272,12 @@ impl Database {
             Ok::<_, StoreError>((rows, dead_letters))
         })?;
         Ok(Totals { rows, dead_letters, committed: self.committed(group)? })
+    }
+
+    /// The rows of a report query selecting `label` (text) and `n` (a count), e.g. a projection's
+    /// table by status for the demo's summary.
+    pub fn grouped_counts(&self, query: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        with_conn!(self, c => Ok(diesel::sql_query(query).load::<LabelCount>(c)?.into_iter().map(|r| (r.label, r.n)).collect()))
     }
 
     /// Committed progress of `group`: the sum of its `next_offset`s (one cheap query).
