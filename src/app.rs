@@ -180,7 +180,12 @@ impl Application {
         let health_opts = HealthOptions {
             version: version(),
             group_id: settings.kafka.group_id.clone(),
-            config_summary: settings.redacted(),
+            config_summary: {
+                // The projections as checked against their tables: each column's actual type.
+                let mut summary = settings.redacted();
+                summary["projections"] = crate::config::projection_summary(&plan)["projections"].clone();
+                summary
+            },
             stall_after: Duration::from_secs(settings.health.stall_after_secs),
             restart_reader_after: (settings.health.restart_reader_after_secs > 0)
                 .then(|| Duration::from_secs(settings.health.restart_reader_after_secs)),

@@ -658,7 +658,7 @@ pub fn health_url(bind: &str) -> String {
 }
 
 mod projections;
-pub use projections::spec_error;
+pub use projections::{spec_error, summary as projection_summary};
 
 #[cfg(test)]
 mod tests;

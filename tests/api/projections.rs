@@ -414,6 +414,12 @@ fn one_stream_fans_out_by_type_to_two_tables_and_the_archive(kind: Kind) {
     assert_eq!(count(&db.url, "SELECT count(*) AS n FROM audit"), n, "the audit table takes every message");
     assert_eq!(count(&db.url, "SELECT count(*) AS n FROM audit WHERE type = 'com.example.misc'"), 100);
     assert_eq!(count(&db.url, "SELECT count(*) AS n FROM events"), n, "and the archive too");
+    // /status lists the projections as checked against their tables.
+    let (_, status) = get_json(running.port, "/status");
+    let listed = &status["config"]["projections"];
+    assert_eq!(listed.as_array().map(Vec::len), Some(3), "{status}");
+    let amount = listed[1]["columns"].as_array().unwrap().iter().find(|c| c["column"] == "amount").cloned().unwrap();
+    assert_eq!(amount["type"], "numeric", "the table's own type: {listed}");
     // Each order's row has its last change's version (versions rise with i).
     let last: BTreeMap<i64, i64> = (0..300i64).filter(|i| i % 3 == 0).map(|i| (i % 50, i)).collect();
     let rows = query_pairs(&db.url, "SELECT CAST(order_id AS TEXT) AS a, CAST(version AS TEXT) AS b FROM orders");
