@@ -12,7 +12,8 @@ use tributary::mock::MockKafka;
 
 const PARTITIONS: i32 = 4;
 
-fn start(config: &std::path::Path, log: &std::path::Path) -> Child {
+/// The binary, `run --config`, its log appended to `log`.
+pub(crate) fn start(config: &std::path::Path, log: &std::path::Path) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     Command::new(env!("CARGO_BIN_EXE_tributary"))
         .args(["run", "--config"])

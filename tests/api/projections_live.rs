@@ -1,10 +1,11 @@
 //! Projections under faults: the real binary killed with -9 again and again, and members joining
 //! and leaving, while the order stream arrives — the table still ends as the model.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::common::*;
+use crate::crash::start;
 use crate::projections::{assert_orders, orders_stream, orders_table, send_all, PARTITIONS};
 use tributary::app;
 
@@ -58,18 +59,6 @@ format = "json"
     );
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn start(config: &std::path::Path, log: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env_remove("TRIBUTARY_TEST_DATABASE_URL")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start tributary")
 }
 
 fn kill_dash_nine_again_and_again_during_a_projected_ingest_leaves_the_table_as_the_model(kind: Kind) {

@@ -242,8 +242,8 @@ impl Database {
     pub fn prepare_projections(&self, plan: &mut Plan) -> Result<(), project::SetupError> {
         let unavailable = |source: StoreError| project::SetupError::Store { projection: String::new(), source };
         match self {
-            Database::Postgres(p) => project::prepare_postgres(&mut *checkout(p).map_err(unavailable)?, &mut plan.projections),
-            Database::Sqlite(p) => project::prepare_sqlite(&mut *checkout(p).map_err(unavailable)?, &mut plan.projections),
+            Database::Postgres(p) => project::prepare(&mut *checkout(p).map_err(unavailable)?, &mut plan.projections),
+            Database::Sqlite(p) => project::prepare(&mut *checkout(p).map_err(unavailable)?, &mut plan.projections),
         }
     }
 

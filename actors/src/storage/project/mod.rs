@@ -258,5 +258,23 @@ pub enum SetupError {
 #[cfg(test)]
 mod tests;
 
-pub(crate) use postgres::prepare as prepare_postgres;
-pub(crate) use sqlite::prepare as prepare_sqlite;
+/// What start-up checks need from a backend's catalog.
+pub(crate) trait Catalog {
+    /// The table's columns and unique keys; `None`: there is no such table.
+    fn table_info(&mut self, p: &Projection) -> Result<Option<TableInfo>, StoreError>;
+    /// `CREATE TABLE IF NOT EXISTS` from the declared types (see [`create_table_sql`]).
+    fn create_table(&mut self, p: &Projection) -> Result<(), StoreError>;
+}
+
+/// Create the tables asked for, then check every projection against its table.
+pub(crate) fn prepare<C: Catalog>(conn: &mut C, projections: &mut [Projection]) -> Result<(), SetupError> {
+    for p in projections.iter_mut() {
+        let store = |source: StoreError| SetupError::Store { projection: p.name.clone(), source };
+        if p.create_table {
+            conn.create_table(p).map_err(store)?;
+        }
+        let info = conn.table_info(p).map_err(store)?;
+        complete(p, info.as_ref())?;
+    }
+    Ok(())
+}

@@ -9,7 +9,7 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 
-use super::{complete, create_table_sql, groups, Counts, Group, ProjectStore, SetupError, TableInfo};
+use super::{create_table_sql, groups, Catalog, Counts, Group, ProjectStore, TableInfo};
 use crate::messages::PartitionKey;
 use crate::project::{quote_ident, Cell, Mode, Op, Plan, Projection, SqlType};
 use crate::storage::StoreError;
@@ -95,17 +95,15 @@ fn table_info(conn: &mut PgConnection, p: &Projection) -> Result<Option<TableInf
     }))
 }
 
-/// Create the tables asked for, then check every projection against its table.
-pub(crate) fn prepare(conn: &mut PgConnection, projections: &mut [Projection]) -> Result<(), SetupError> {
-    for p in projections.iter_mut() {
-        let store = |source: StoreError| SetupError::Store { projection: p.name.clone(), source };
-        if p.create_table {
-            diesel::sql_query(create_table_sql(p, |t| t.name().to_string())).execute(conn).map_err(|e| store(e.into()))?;
-        }
-        let info = table_info(conn, p).map_err(store)?;
-        complete(p, info.as_ref())?;
+impl Catalog for PgConnection {
+    fn table_info(&mut self, p: &Projection) -> Result<Option<TableInfo>, StoreError> {
+        table_info(self, p)
     }
-    Ok(())
+
+    fn create_table(&mut self, p: &Projection) -> Result<(), StoreError> {
+        diesel::sql_query(create_table_sql(p, |t| t.name().to_string())).execute(self)?;
+        Ok(())
+    }
 }
 
 fn run_group(conn: &mut PgConnection, p: &Projection, g: &Group<'_>, counts: &mut Counts) -> Result<(), StoreError> {

@@ -10,7 +10,7 @@ use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{BigInt, Binary, Double, Integer, Nullable, Text};
 use diesel::sqlite::Sqlite;
 
-use super::{complete, create_table_sql, Counts, ProjectStore, SetupError, TableInfo};
+use super::{create_table_sql, Catalog, Counts, ProjectStore, TableInfo};
 use crate::messages::PartitionKey;
 use crate::project::{quote_ident, Cell, Mode, Op, Plan, Projection, SqlType};
 use crate::storage::StoreError;
@@ -80,17 +80,15 @@ fn table_info(conn: &mut SqliteConnection, p: &Projection) -> Result<Option<Tabl
     }))
 }
 
-/// Create the tables asked for, then check every projection against its table.
-pub(crate) fn prepare(conn: &mut SqliteConnection, projections: &mut [Projection]) -> Result<(), SetupError> {
-    for p in projections.iter_mut() {
-        let store = |source: StoreError| SetupError::Store { projection: p.name.clone(), source };
-        if p.create_table {
-            diesel::sql_query(create_table_sql(p, |t| t.sqlite_decl().to_string())).execute(conn).map_err(|e| store(e.into()))?;
-        }
-        let info = table_info(conn, p).map_err(store)?;
-        complete(p, info.as_ref())?;
+impl Catalog for SqliteConnection {
+    fn table_info(&mut self, p: &Projection) -> Result<Option<TableInfo>, StoreError> {
+        table_info(self, p)
     }
-    Ok(())
+
+    fn create_table(&mut self, p: &Projection) -> Result<(), StoreError> {
+        diesel::sql_query(create_table_sql(p, |t| t.sqlite_decl().to_string())).execute(self)?;
+        Ok(())
+    }
 }
 
 type Query<'a> = BoxedSqlQuery<'a, Sqlite, SqlQuery>;
