@@ -18,3 +18,15 @@ fi
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add rustfmt clippy
 fi
+# The console's browser test (tests/api/console.rs): Debian's Chromium, driven by Node's
+# playwright-core from tests/console (pinned in its package-lock.json; it never downloads a browser).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing: chromium"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+console="$(dirname "$0")/../tests/console"
+if [ ! -d "$console/node_modules/playwright-core" ]; then
+  (cd "$console" && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -270,8 +270,13 @@ impl Application {
 
         let port = listener.local_addr().map_err(|e| AppError::Other(e.to_string()))?.port();
         let state = ApiState { health, reader: reader.clone(), parser, writer, redriver, admin_token: settings.http.admin_token.clone() };
-        let server = crate::wire::serve(listener, 2, move || App::new().app_data(web::Data::new(state.clone())).configure(routes))
-            .map_err(|source| AppError::Bind { addr: addr.to_string(), source })?;
+        let console = Arc::new(crate::console::Console::new(settings.http.admin_token.is_some()));
+        crate::console::start_sampler(console.clone(), state.health.clone());
+        let console = web::Data::new(console);
+        let server = crate::wire::serve(listener, 2, move || {
+            App::new().app_data(web::Data::new(state.clone())).app_data(console.clone()).configure(routes)
+        })
+        .map_err(|source| AppError::Bind { addr: addr.to_string(), source })?;
         slog::info!(log, "tributary started"; "version" => version(), "http" => format!("{}:{port}", addr.ip()));
         Ok(Self { port, server, reader, reader_arbiter, log })
     }

@@ -299,7 +299,12 @@ where
 /// Register the routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use actix_web::http::Method;
-    cfg.service(only("/health", Method::GET, health))
+    cfg.service(only("/", Method::GET, crate::console::index))
+        .service(only("/console.js", Method::GET, crate::console::script))
+        .service(only("/console.css", Method::GET, crate::console::style))
+        .service(only("/console/snapshot", Method::GET, crate::console::snapshot))
+        .service(only("/favicon.ico", Method::GET, crate::console::no_icon))
+        .service(only("/health", Method::GET, health))
         .service(only("/ready", Method::GET, ready))
         .service(only("/status", Method::GET, status))
         .service(only("/actors", Method::GET, actors))

@@ -5,6 +5,7 @@
 mod common;
 
 mod admin;
+mod console;
 mod crash;
 mod demo;
 mod deploy;
