@@ -30,3 +30,8 @@ console="$(dirname "$0")/../tests/console"
 if [ ! -d "$console/node_modules/playwright-core" ]; then
   (cd "$console" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# The fuzz run of the HTTP API from its OpenAPI document (tests/api/openapi.rs).
+if ! command -v schemathesis >/dev/null 2>&1; then
+  echo "installing: schemathesis"
+  python3 -m pip install -q --disable-pip-version-check schemathesis==4.32.5
+fi

@@ -74,6 +74,14 @@ async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     })
 }
 
+/// The OpenAPI 3 document of every endpoint (kept true by tests/api/openapi.rs: every route is
+/// in it, and a schemathesis run checks the answers against it).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
+}
+
 /// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
 /// (RFC 7235), the token is not.
 fn bearer_token(value: &str) -> Option<&str> {
@@ -304,6 +312,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(only("/console.css", Method::GET, crate::console::style))
         .service(only("/console/snapshot", Method::GET, crate::console::snapshot))
         .service(only("/favicon.ico", Method::GET, crate::console::no_icon))
+        .service(only("/openapi.json", Method::GET, openapi))
         .service(only("/health", Method::GET, health))
         .service(only("/ready", Method::GET, ready))
         .service(only("/status", Method::GET, status))

@@ -11,6 +11,7 @@ mod demo;
 mod deploy;
 mod faults;
 mod hardening;
+mod openapi;
 mod pipeline;
 mod projections;
 mod projections_live;
