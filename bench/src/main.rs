@@ -5,13 +5,16 @@
 //! buffers, multi-row inserts into SQLite in large transactions — and then tributary itself end
 //! to end (the release binary as a subprocess: Kafka → committed rows and offsets) on both
 //! backends, with its RSS and CPU, `/health` latency under load, and commit latency at a fixed
-//! offered rate. It prints ratios against the raw limits and ends with one JSON line.
+//! offered rate. It prints ratios against the raw limits and ends with one JSON line. The
+//! projection phases (`project`) do the same for an upsert projection into a table of one row
+//! per key.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use std::time::{Duration, Instant};
 
+mod project;
 mod service;
 mod soak;
 
@@ -72,6 +75,12 @@ struct Args {
     /// Events of the soak phase (a topic of its own, one run per database).
     #[arg(long, default_value_t = 3_000_000)]
     soak_events: usize,
+    /// Events of the projection phases (a topic of its own), readings of `--proj-keys` devices.
+    #[arg(long, default_value_t = 1_000_000)]
+    proj_events: usize,
+    /// Devices (Kafka keys, rows of the projected table) of the projection phases.
+    #[arg(long, default_value_t = 100_000)]
+    proj_keys: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -82,13 +91,25 @@ enum Phase {
     SqliteRaw,
     Pg,
     Sqlite,
+    ProjPg,
+    ProjSqlite,
     Latency,
     Soak,
 }
 
 impl Phase {
-    const ALL: [Phase; 8] =
-        [Phase::Produce, Phase::Consume, Phase::PgCopy, Phase::SqliteRaw, Phase::Pg, Phase::Sqlite, Phase::Latency, Phase::Soak];
+    const ALL: [Phase; 10] = [
+        Phase::Produce,
+        Phase::Consume,
+        Phase::PgCopy,
+        Phase::SqliteRaw,
+        Phase::Pg,
+        Phase::Sqlite,
+        Phase::ProjPg,
+        Phase::ProjSqlite,
+        Phase::Latency,
+        Phase::Soak,
+    ];
 }
 
 impl std::fmt::Display for Phase {
@@ -125,6 +146,18 @@ fn event(i: usize) -> Event {
 }
 
 pub(crate) fn produce(brokers: &str, topic: &str, partitions: i32, from: usize, n: usize, rate: Option<u64>) -> f64 {
+    produce_records(brokers, topic, from, n, rate, |i| (event(i), (i % partitions as usize) as i32))
+}
+
+/// Produce records `from..from + n` (each with its partition) at `rate`, or flat out.
+pub(crate) fn produce_records(
+    brokers: &str,
+    topic: &str,
+    from: usize,
+    n: usize,
+    rate: Option<u64>,
+    make: impl Fn(usize) -> (Event, i32),
+) -> f64 {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
@@ -145,12 +178,12 @@ pub(crate) fn produce(brokers: &str, topic: &str, partitions: i32, from: usize, 
                 std::thread::sleep(wait);
             }
         }
-        let (key, payload, headers) = event(i);
+        let ((key, payload, headers), partition) = make(i);
         let mut h = OwnedHeaders::new_with_capacity(headers.len());
         for (k, v) in &headers {
             h = h.insert(rdkafka::message::Header { key: k, value: Some(v) });
         }
-        let mut record = BaseRecord::to(topic).key(&key).payload(&payload).headers(h).partition((i % partitions as usize) as i32);
+        let mut record = BaseRecord::to(topic).key(&key).payload(&payload).headers(h).partition(partition);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -418,12 +451,15 @@ fn main() {
         if mock.is_some() { "mock cluster".to_string() } else { format!("brokers {brokers}") }
     );
 
-    let produce_rate = (args.topic.is_none()).then(|| {
-        create_topic(mock.as_ref(), &brokers, &topic, partitions);
-        let rate = produce(&brokers, &topic, partitions, 0, n, None);
-        eprintln!("  produced            {rate:>12.0} events/s");
-        rate
-    });
+    // The main topic only when a phase reads it (the raw limits read prepared rows; the latency,
+    // soak and projection phases produce topics of their own).
+    let produce_rate =
+        (args.topic.is_none() && [Phase::Produce, Phase::Consume, Phase::Pg, Phase::Sqlite].into_iter().any(run)).then(|| {
+            create_topic(mock.as_ref(), &brokers, &topic, partitions);
+            let rate = produce(&brokers, &topic, partitions, 0, n, None);
+            eprintln!("  produced            {rate:>12.0} events/s");
+            rate
+        });
     let consume = run(Phase::Consume).then(|| {
         let rate = raw_consume(&brokers, &topic, partitions, n);
         eprintln!("  raw consume         {rate:>12.0} events/s");
@@ -443,7 +479,7 @@ fn main() {
         let mut e2e = |_| {
             let db = TempPg::create(&args.database_url);
             quiesce(&args.database_url);
-            end_to_end(&bin, &brokers, &topic, &db.url, n, true)
+            end_to_end(&bin, &brokers, &topic, &db.url, n, true, None)
         };
         alternate(runs, run(Phase::PgCopy).then_some(&mut raw as _), run(Phase::Pg).then_some(&mut e2e as _))
     };
@@ -474,13 +510,26 @@ fn main() {
         };
         let mut e2e = |k| {
             let path = dir.path().join(format!("e2e-{k}.db"));
-            let run = end_to_end(&bin, &brokers, &topic, &format!("sqlite://{}", path.display()), n, false);
+            let run = end_to_end(&bin, &brokers, &topic, &format!("sqlite://{}", path.display()), n, false, None);
             remove(&path);
             run
         };
         alternate(runs, run(Phase::SqliteRaw).then_some(&mut raw as _), run(Phase::Sqlite).then_some(&mut e2e as _))
     };
     report(&sq, runs, n, Labels { db: "SQLite", raw: "raw SQLite insert", e2e: "tributary → SQLite", ratio: "SQLite ÷ raw insert" }, None);
+    let proj = project::run(&project::Setup {
+        bin: &bin,
+        mock: mock.as_ref(),
+        brokers: &brokers,
+        admin: &args.database_url,
+        partitions: args.partitions.unwrap_or(if mock.is_some() { ((args.proj_events * 420) / 4_500_000).max(4) as i32 } else { 8 }),
+        runs,
+        events: args.proj_events,
+        keys: args.proj_keys,
+        dir: dir.path(),
+        pg: run(Phase::ProjPg),
+        sqlite: run(Phase::ProjSqlite),
+    });
     let latency = run(Phase::Latency).then(|| {
         let db = TempPg::create(&args.database_url);
         quiesce(&args.database_url);
@@ -547,7 +596,7 @@ fn main() {
     let pg_e2e = pg.e2e.as_ref().map(|(e, _)| e);
     let sq_e2e = sq.e2e.as_ref().map(|(e, _)| e);
     let health = pg_e2e.and_then(|p| p.health);
-    let summary = json!({
+    let mut summary = json!({
         "events": n,
         "partitions": partitions,
         "runs": runs,
@@ -584,6 +633,9 @@ fn main() {
         "sqlite_soak_wal_peak_mib": soaks.as_ref().and_then(|s| s.2.as_ref()).and_then(|q| q.wal_peak_mib).map(r1),
         "sqlite_soak_rss_steady_mib": soaks.as_ref().and_then(|s| s.2.as_ref()).map(|q| r1(q.rss_steady_mib)),
     });
+    if let Some(fields) = summary.as_object_mut() {
+        fields.extend(project::summary(proj.as_ref()));
+    }
     println!("{summary}");
 }
 

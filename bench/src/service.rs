@@ -2,7 +2,7 @@
 //! (Kafka → committed rows) and its commit latency at a fixed offered rate.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,7 +33,9 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn start(bin: &PathBuf, brokers: &str, topic: &str, group: &str, url: &str) -> Service {
+    /// Start the binary, with `--config FILE` when given (the environment still names the
+    /// brokers, group, topic, database and listener, over the file).
+    pub fn start(bin: &PathBuf, brokers: &str, topic: &str, group: &str, url: &str, config: Option<&Path>) -> Service {
         use std::os::unix::process::CommandExt as _;
         let port = free_port();
         let mut cmd = Command::new(bin);
@@ -52,8 +54,11 @@ impl Service {
                 Ok(())
             });
         }
+        cmd.arg("run");
+        if let Some(config) = config {
+            cmd.arg("--config").arg(config);
+        }
         let child = cmd
-            .arg("run")
             .env("TRIBUTARY_KAFKA__BROKERS", brokers)
             .env("TRIBUTARY_KAFKA__GROUP_ID", group)
             .env("TRIBUTARY_KAFKA__TOPICS", topic)
@@ -72,9 +77,9 @@ impl Service {
     /// Returns the service, a connection for reading its progress, and the progress then. Only
     /// the progress is polled (one indexed row per partition); counting `events` would load the
     /// database being measured.
-    pub fn started(bin: &PathBuf, brokers: &str, topic: &str, group: &str, url: &str) -> (Service, Database, i64) {
+    pub fn started(bin: &PathBuf, brokers: &str, topic: &str, group: &str, url: &str, config: Option<&Path>) -> (Service, Database, i64) {
         let db = progress_db(url);
-        let svc = Service::start(bin, brokers, topic, group, url);
+        let svc = Service::start(bin, brokers, topic, group, url, config);
         svc.wait_ready();
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut floor = 0;
@@ -156,10 +161,11 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
 }
 
-/// Start the service, wait until it is ready, time until all `n` offsets are committed.
-pub fn end_to_end(bin: &PathBuf, brokers: &str, topic: &str, url: &str, n: usize, probe_health: bool) -> E2e {
+/// Start the service (with `config`, if any), wait until it is ready, time until all `n`
+/// offsets are committed.
+pub fn end_to_end(bin: &PathBuf, brokers: &str, topic: &str, url: &str, n: usize, probe_health: bool, config: Option<&Path>) -> E2e {
     let group = format!("bench-{}-{}", std::process::id(), chrono::Utc::now().timestamp_micros());
-    let (svc, db, floor) = Service::started(bin, brokers, topic, &group, url);
+    let (svc, db, floor) = Service::started(bin, brokers, topic, &group, url, config);
     let cpu0 = svc.cpu_seconds();
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
@@ -219,7 +225,7 @@ pub fn commit_latency(bin: &PathBuf, mock: Option<&MockKafka>, brokers: &str, ur
     let topic = format!("bench-latency-{}", chrono::Utc::now().timestamp_micros());
     create_topic(mock, brokers, &topic, 4);
     let group = format!("bench-latency-{}", std::process::id());
-    let svc = Service::start(bin, brokers, &topic, &group, url);
+    let svc = Service::start(bin, brokers, &topic, &group, url, None);
     svc.wait_ready();
     let n = (rate * seconds) as usize;
     produce(brokers, &topic, 4, 0, n, Some(rate));

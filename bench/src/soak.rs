@@ -30,7 +30,7 @@ fn file_mib(path: &Path) -> f64 {
 /// Ingest the `n` events of `topic` into `url`; `wal` is the SQLite WAL file to watch.
 pub fn soak(bin: &PathBuf, brokers: &str, topic: &str, url: &str, n: usize, wal: Option<&Path>) -> Soak {
     let group = format!("bench-soak-{}-{}", std::process::id(), chrono::Utc::now().timestamp_micros());
-    let (svc, db, floor) = Service::started(bin, brokers, topic, &group, url);
+    let (svc, db, floor) = Service::started(bin, brokers, topic, &group, url, None);
     let n = n as i64;
     let bounds = [n / 3, 2 * n / 3, n];
     let mut marks: Vec<(i64, Instant)> = vec![(floor, Instant::now())];
