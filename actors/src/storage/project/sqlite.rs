@@ -3,7 +3,7 @@
 //! CONFLICT (key) DO NOTHING` (never `INSERT OR REPLACE`, which deletes the row and its other
 //! columns). Changes counts tell inserted from updated from unchanged.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
@@ -155,61 +155,68 @@ impl QueryFragment<Sqlite> for Statement<'_> {
 
 impl RunQueryDsl<SqliteConnection> for Statement<'_> {}
 
-fn run(conn: &mut SqliteConnection, sql: String, cells: &[&Cell]) -> Result<u64, StoreError> {
-    Ok(Statement { sql: &sql, binds: cells.iter().map(|c| Bind::of(c)).collect() }.execute(conn)? as u64)
+/// One (projection, kind, columns present)'s statements, built once per apply: each statement's
+/// text and the columns whose values it binds, in order.
+struct Shape {
+    /// A delete's; else the guarded `UPDATE` (none when only key columns are present).
+    first: Option<(String, Vec<usize>)>,
+    /// The `INSERT` (`… ON CONFLICT (key) DO NOTHING` in upsert mode); none for deletes and updates.
+    insert: Option<(String, Vec<usize>)>,
 }
 
-fn apply_one(conn: &mut SqliteConnection, p: &Projection, op: &Op, counts: &mut Counts) -> Result<(), StoreError> {
+fn shape(p: &Projection, delete: bool, present: &[bool]) -> Shape {
     let table = p.table.quoted();
     let name = |i: usize| quote_ident(&p.columns[i].name);
-    let cell = |i: usize| op.cells[i].as_ref().unwrap_or(&Cell::Null);
-    let key_where = p.key.iter().map(|&k| format!("{} = {BIND}", name(k))).collect::<Vec<_>>().join(" AND ");
-    let key_cells: Vec<&Cell> = p.key.iter().map(|&k| cell(k)).collect();
+    let list = |of: &[usize], f: &dyn Fn(usize) -> String, sep: &str| of.iter().map(|&i| f(i)).collect::<Vec<_>>().join(sep);
+    let key_where = list(&p.key, &|k| format!("{} = {BIND}", name(k)), " AND ");
+    if delete {
+        return Shape { first: Some((format!("DELETE FROM {table} WHERE {key_where}"), p.key.clone())), insert: None };
+    }
+    let cols: Vec<usize> = (0..p.columns.len()).filter(|&i| present[i]).collect();
+    let sets: Vec<usize> = cols.iter().copied().filter(|i| !p.key.contains(i)).collect();
+    let update = (p.mode != Mode::Insert && !sets.is_empty()).then(|| {
+        let mut binds: Vec<usize> = sets.iter().chain(&p.key).copied().collect();
+        let guard = p.newer_wins.map_or(String::new(), |v| {
+            binds.push(v);
+            format!(" AND ({0} IS NULL OR {BIND} > {0})", name(v))
+        });
+        (format!("UPDATE {table} SET {} WHERE {key_where}{guard}", list(&sets, &|i| format!("{} = {BIND}", name(i)), ", ")), binds)
+    });
+    let insert = (p.mode != Mode::Update).then(|| {
+        let tail = if p.mode == Mode::Upsert { format!(" ON CONFLICT ({}) DO NOTHING", list(&p.key, &name, ", ")) } else { String::new() };
+        if cols.is_empty() {
+            return (format!("INSERT INTO {table} DEFAULT VALUES"), Vec::new());
+        }
+        let marks = vec![BIND.to_string(); cols.len()].join(", ");
+        (format!("INSERT INTO {table} ({}) VALUES ({marks}){tail}", list(&cols, &name, ", ")), cols.clone())
+    });
+    Shape { first: update, insert }
+}
+
+fn apply_one(conn: &mut SqliteConnection, p: &Projection, op: &Op, sh: &Shape, counts: &mut Counts) -> Result<(), StoreError> {
+    let run = |conn: &mut SqliteConnection, (sql, cols): &(String, Vec<usize>)| -> Result<u64, StoreError> {
+        let binds = cols.iter().map(|&i| op.cells[i].as_ref().map_or(Bind::Null, Bind::of)).collect();
+        Ok(Statement { sql, binds }.execute(conn)? as u64)
+    };
+    let changed = |conn: &mut SqliteConnection, s: &Option<(String, Vec<usize>)>| s.as_ref().map_or(Ok(0), |s| run(conn, s));
     if op.delete {
-        let d = run(conn, format!("DELETE FROM {table} WHERE {key_where}"), &key_cells)?;
+        let d = changed(conn, &sh.first)?;
         counts.deleted += d;
         counts.unchanged += 1 - d.min(1);
         return Ok(());
     }
-    let present: Vec<usize> = (0..p.columns.len()).filter(|&i| op.cells[i].is_some()).collect();
-    let sets: Vec<usize> = present.iter().copied().filter(|i| !p.key.contains(i)).collect();
-    let insert = |conn: &mut SqliteConnection, tail: &str| -> Result<u64, StoreError> {
-        if present.is_empty() {
-            return run(conn, format!("INSERT INTO {table} DEFAULT VALUES"), &[]);
-        }
-        let names = present.iter().map(|&i| name(i)).collect::<Vec<_>>().join(", ");
-        let marks = vec![BIND.to_string(); present.len()].join(", ");
-        let cells: Vec<&Cell> = present.iter().map(|&i| cell(i)).collect();
-        run(conn, format!("INSERT INTO {table} ({names}) VALUES ({marks}){tail}"), &cells)
-    };
-    let update = |conn: &mut SqliteConnection| -> Result<u64, StoreError> {
-        if sets.is_empty() {
-            return Ok(0);
-        }
-        let set = sets.iter().map(|&i| format!("{} = {BIND}", name(i))).collect::<Vec<_>>().join(", ");
-        let mut cells: Vec<&Cell> = sets.iter().map(|&i| cell(i)).chain(key_cells.iter().copied()).collect();
-        let guard = match p.newer_wins {
-            Some(v) => {
-                cells.push(cell(v));
-                format!(" AND ({0} IS NULL OR {BIND} > {0})", name(v))
-            }
-            None => String::new(),
-        };
-        run(conn, format!("UPDATE {table} SET {set} WHERE {key_where}{guard}"), &cells)
-    };
     match p.mode {
-        Mode::Insert => counts.inserted += insert(conn, "")?,
+        Mode::Insert => counts.inserted += changed(conn, &sh.insert)?,
         Mode::Update => {
-            let u = update(conn)?;
+            let u = changed(conn, &sh.first)?;
             counts.updated += u;
             counts.unchanged += 1 - u.min(1);
         }
         Mode::Upsert => {
-            if update(conn)? == 1 {
+            if changed(conn, &sh.first)? == 1 {
                 counts.updated += 1;
             } else {
-                let keys = p.key.iter().map(|&k| name(k)).collect::<Vec<_>>().join(", ");
-                let i = insert(conn, &format!(" ON CONFLICT ({keys}) DO NOTHING"))?;
+                let i = changed(conn, &sh.insert)?;
                 counts.inserted += i;
                 counts.unchanged += 1 - i.min(1);
             }
@@ -220,9 +227,14 @@ fn apply_one(conn: &mut SqliteConnection, p: &Projection, op: &Op, counts: &mut 
 
 impl ProjectStore for SqliteConnection {
     fn apply_ops(&mut self, plan: &Plan, messages: &[&[Op]], counts: &mut [Counts]) -> Result<(), StoreError> {
+        let mut shapes: HashMap<(u16, bool, Vec<bool>), Shape> = HashMap::new();
         for op in messages.iter().flat_map(|ops| ops.iter()) {
             let at = op.projection as usize;
-            apply_one(self, &plan.projections[at], op, &mut counts[at])?;
+            let p = &plan.projections[at];
+            let present: Vec<bool> = op.cells.iter().map(Option::is_some).collect();
+            let sh =
+                shapes.entry((op.projection, op.delete, present)).or_insert_with_key(|(_, delete, present)| shape(p, *delete, present));
+            apply_one(self, p, op, sh, &mut counts[at])?;
         }
         Ok(())
     }
