@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 
+use serde::Deserializer as _;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::coerce::Raw;
@@ -67,22 +69,20 @@ fn not_a_source(from: &str) -> String {
     )
 }
 
-/// What one message offers its sources; parsed JSON (data, key, headers) is parsed once, on
-/// first use.
+/// What one message offers its sources. The headers' JSON is parsed once, on first use; data
+/// and key are only skimmed per pointer (see [`pointer`]).
 pub struct Input<'a> {
     pub topic: &'a str,
     pub partition: i32,
     pub record: &'a RawMessage,
     /// `None` for a tombstone.
     pub row: Option<&'a EventRow>,
-    data: Option<Option<Value>>,
-    key: Option<Option<Value>>,
     headers: Option<Option<Value>>,
 }
 
 impl<'a> Input<'a> {
     pub fn new(topic: &'a str, partition: i32, record: &'a RawMessage, row: Option<&'a EventRow>) -> Self {
-        Self { topic, partition, record, row, data: None, key: None, headers: None }
+        Self { topic, partition, record, row, headers: None }
     }
 
     /// The value of `source`, or `None` when the message does not have it (absent).
@@ -100,15 +100,10 @@ impl<'a> Input<'a> {
                 Some(value.map_or(Raw::Null, Raw::Bytes))
             }
             Source::KeyPointer(p) => {
-                let record = self.record;
-                let key = self.key.get_or_insert_with(|| record.key().and_then(|k| serde_json::from_slice(k).ok()));
-                key.as_ref()?.pointer(p).map(|v| Raw::Json(Cow::Borrowed(v)))
+                let key = std::str::from_utf8(self.record.key()?).ok()?;
+                pointer(key, p).map(|v| Raw::Json(Cow::Owned(v)))
             }
-            Source::Data(p) => {
-                let row = self.row?;
-                let data = self.data.get_or_insert_with(|| row.data().and_then(|d| serde_json::from_str(d).ok()));
-                data.as_ref()?.pointer(p).map(|v| Raw::Json(Cow::Borrowed(v)))
-            }
+            Source::Data(p) => pointer(self.row?.data()?, p).map(|v| Raw::Json(Cow::Owned(v))),
             Source::Attribute(name) => {
                 let row = self.row?;
                 match name.as_str() {
@@ -128,5 +123,102 @@ impl<'a> Input<'a> {
                 }
             }
         }
+    }
+}
+
+/// The value at `pointer` (RFC 6901; empty: the whole) in the JSON text `json`, parsed alone;
+/// `None` when the pointer names nothing (or the text is not JSON). The members on the way are
+/// skimmed as borrowed raw values, so a message costs no tree of everything it carries; of a name
+/// repeated in an object the last counts, as in the parser.
+pub fn pointer(json: &str, pointer: &str) -> Option<Value> {
+    let mut at: &RawValue = serde_json::from_str(json).ok()?;
+    for token in pointer.split('/').skip(1) {
+        let token: Cow<'_, str> =
+            if token.contains('~') { Cow::Owned(token.replace("~1", "/").replace("~0", "~")) } else { Cow::Borrowed(token) };
+        let mut de = serde_json::Deserializer::from_str(at.get());
+        at = match at.get().trim_start().as_bytes().first()? {
+            b'{' => de.deserialize_map(Member(&token)).ok()??,
+            b'[' => {
+                // RFC 6901: digits without a leading zero ("0" itself excepted).
+                let ok = !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit()) && (token == "0" || !token.starts_with('0'));
+                de.deserialize_seq(Element(if ok { token.parse().ok()? } else { return None })).ok()??
+            }
+            _ => return None,
+        };
+    }
+    serde_json::from_str(at.get()).ok()
+}
+
+/// A visitor taking one member of an object as a raw value, skipping the others.
+struct Member<'t>(&'t str);
+
+impl<'de> serde::de::Visitor<'de> for Member<'_> {
+    type Value = Option<&'de RawValue>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
+            if name == self.0 {
+                found = Some(map.next_value::<&'de RawValue>()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A visitor taking the `n`-th element of an array as a raw value.
+struct Element(usize);
+
+impl<'de> serde::de::Visitor<'de> for Element {
+    type Value = Option<&'de RawValue>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        let mut i = 0;
+        while found.is_none() {
+            if i == self.0 {
+                found = seq.next_element::<&'de RawValue>()?;
+                if found.is_none() {
+                    return Ok(None);
+                }
+            } else if seq.next_element::<serde::de::IgnoredAny>()?.is_none() {
+                return Ok(None);
+            }
+            i += 1;
+        }
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(found)
+    }
+}
+
+/// An object's member name: borrowed from the text unless it holds escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
     }
 }

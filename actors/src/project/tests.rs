@@ -186,3 +186,19 @@ fn every_source_reads_its_part_of_the_message() {
     assert_eq!(by["h"].as_deref(), Some("hv"));
     assert_eq!(by["c"].as_deref(), Some("eu-1"));
 }
+
+#[test]
+fn a_pointer_reads_one_value_out_of_the_text() {
+    use super::source::pointer;
+    let doc = r#"{"a": {"b": [10, {"c~d/e": "x"}, null]}, "n": 1, "n": 2, "esc\u0061ped": true, "arr": []}"#;
+    assert_eq!(pointer(doc, ""), serde_json::from_str(doc).ok(), "the whole");
+    assert_eq!(pointer(doc, "/a/b/0"), Some(json!(10)));
+    assert_eq!(pointer(doc, "/a/b/1/c~0d~1e"), Some(json!("x")), "~0 and ~1 escapes");
+    assert_eq!(pointer(doc, "/a/b/2"), Some(Value::Null), "an explicit null is a value");
+    assert_eq!(pointer(doc, "/n"), Some(json!(2)), "the last of a repeated name");
+    assert_eq!(pointer(doc, "/escaped"), Some(json!(true)), "a name written with escapes");
+    for absent in ["/a/b/3", "/a/b/01", "/a/b/x", "/arr/0", "/nope", "/n/0", "/a/b/-"] {
+        assert_eq!(pointer(doc, absent), None, "{absent}");
+    }
+    assert_eq!(pointer("not json", "/a"), None);
+}
