@@ -143,3 +143,8 @@ impl Metrics {
 pub fn label(k: &str, v: impl Into<String>) -> Labels {
     vec![(k.to_string(), v.into())]
 }
+
+/// A projection's label set: `projection` and one more (`reason`, `outcome`).
+pub fn projection_label(projection: &str, k: &str, v: &str) -> Labels {
+    vec![("projection".to_string(), projection.to_string()), (k.to_string(), v.to_string())]
+}

@@ -9,10 +9,9 @@ use actix::prelude::*;
 
 use crate::health::HealthReporter;
 use crate::lifecycle::{catch_panic, ActorFailed, ActorName, ActorRestartRequested, ActorStarted, Restart};
-use crate::messages::{DeadLetter, Kept, ParsedBatch, Projected, RawBatch, RawMessage, Reason};
+use crate::messages::{Kept, ParsedBatch, Projected, RawBatch};
 use crate::metrics::{label, Metrics};
-use crate::parse::{dead_letter, parse_message, ParseOptions, Parsed, Refusal};
-use crate::project::Unrouted;
+use crate::parse::{route_message, ParseOptions, Routed};
 
 /// Parse one batch.
 #[derive(Message)]
@@ -40,53 +39,27 @@ impl Parser {
 
 /// The pure part: parse every message of a batch, and route it to the projections.
 pub fn parse_batch(batch: RawBatch, opts: &ParseOptions) -> ParsedBatch {
-    let plan = &*opts.plan;
-    let archive = plan.events.enabled;
-    let mut rows = Vec::with_capacity(if archive { batch.messages.len() } else { 0 });
+    let mut rows = Vec::with_capacity(if opts.plan.events.enabled { batch.messages.len() } else { 0 });
     let mut dead_letters = Vec::new();
     let mut projected = Vec::new();
     let mut unrouted = 0;
     let mut oldest: Option<i64> = None;
     let message_count = batch.messages.len();
     let (topic, partition) = (batch.partition.topic.as_str(), batch.partition.partition);
-    let not_taken = |m: &RawMessage, dead_letters: &mut Vec<DeadLetter>, unrouted: &mut usize| match plan.events.unrouted {
-        Unrouted::Skip => *unrouted += 1,
-        Unrouted::DeadLetter => dead_letters.push(dead_letter(m, Refusal::new(Reason::Unrouted, crate::project::UNROUTED))),
-    };
     for m in batch.messages {
         if let Some(ts) = m.timestamp_ms {
             oldest = Some(oldest.map_or(ts, |o| o.min(ts)));
         }
-        if !plan.is_empty() && m.payload().is_none() {
-            match plan.route_tombstone(topic, partition, &m) {
-                Ok(ops) if !ops.is_empty() => {
-                    projected.push(Projected { offset: m.offset, ops, record: Kept::Own(m) });
-                    continue;
-                }
-                Ok(_) if !archive => {
-                    not_taken(&m, &mut dead_letters, &mut unrouted);
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    dead_letters.push(DeadLetter { projection: Some(e.projection), ..dead_letter(&m, e.refusal) });
-                    continue;
-                }
+        let offset = m.offset;
+        match route_message(m, topic, partition, opts) {
+            Routed::Row { row, ops } if ops.is_empty() => rows.push(row),
+            Routed::Row { row, ops } => {
+                projected.push(Projected { offset, ops, record: Kept::Row(rows.len()) });
+                rows.push(row);
             }
-        }
-        match parse_message(m, opts) {
-            Parsed::Row(r) if plan.is_empty() => rows.push(r),
-            Parsed::Row(r) => match plan.route(topic, partition, &r) {
-                Err(e) => dead_letters.push(DeadLetter { projection: Some(e.projection), ..dead_letter(&r.original, e.refusal) }),
-                Ok(ops) if ops.is_empty() && archive => rows.push(r),
-                Ok(ops) if ops.is_empty() => not_taken(&r.original, &mut dead_letters, &mut unrouted),
-                Ok(ops) if archive => {
-                    projected.push(Projected { offset: r.offset, ops, record: Kept::Row(rows.len()) });
-                    rows.push(r);
-                }
-                Ok(ops) => projected.push(Projected { offset: r.offset, ops, record: Kept::Own(r.original) }),
-            },
-            Parsed::Dead(d) => dead_letters.push(d),
+            Routed::Projected { ops, record } => projected.push(Projected { offset, ops, record: Kept::Own(record) }),
+            Routed::Skipped => unrouted += 1,
+            Routed::Dead(d) => dead_letters.push(d),
         }
     }
     ParsedBatch {

@@ -18,7 +18,7 @@ use crate::breaker::{Breaker, Transition};
 use crate::health::{BreakerChanged, DbStatus, HealthReporter};
 use crate::lifecycle::{catch_panic, ActorFailed, ActorName, ActorRestartRequested, ActorStarted, Ping, Restart};
 use crate::messages::{CommitOutcome, Committed, ParsedBatch, PartitionKey};
-use crate::metrics::{label, Metrics};
+use crate::metrics::{label, projection_label, Metrics};
 use crate::storage::sqlite::{Checkpointer, Rewind, WAL_PASS_BYTES, WAL_REWIND_BYTES};
 use crate::storage::{Backend, Database, StoreError};
 
@@ -172,9 +172,7 @@ impl DbWriter {
                     for d in batch.dead_letters.iter().chain(rejected) {
                         m.dead_letters.get_or_create(&label("reason", d.reason.code())).inc();
                         if let Some(p) = d.projection.and_then(|p| self.opts.plan.projections.get(p as usize)) {
-                            let labels =
-                                vec![("projection".to_string(), p.name.clone()), ("reason".to_string(), d.reason.code().to_string())];
-                            m.projection_dead_letters.get_or_create(&labels).inc();
+                            m.projection_dead_letters.get_or_create(&projection_label(&p.name, "reason", d.reason.code())).inc();
                         }
                     }
                     if batch.unrouted > 0 {
@@ -197,8 +195,7 @@ impl DbWriter {
         for (p, c) in self.opts.plan.projections.iter().zip(&result.projections) {
             for (outcome, n) in [("inserted", c.inserted), ("updated", c.updated), ("deleted", c.deleted), ("unchanged", c.unchanged)] {
                 if n > 0 {
-                    let labels = vec![("projection".to_string(), p.name.clone()), ("outcome".to_string(), outcome.to_string())];
-                    m.projection_rows.get_or_create(&labels).inc_by(n);
+                    m.projection_rows.get_or_create(&projection_label(&p.name, "outcome", outcome)).inc_by(n);
                 }
             }
         }

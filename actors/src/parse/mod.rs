@@ -21,9 +21,11 @@ pub use crate::messages::Reason;
 use crate::messages::{DeadLetter, EventRow, RawMessage, RowText, RowTextBuilder};
 
 mod headers;
+mod route;
 
 pub use headers::headers_json;
 use headers::{headers_capacity, json_string, write_headers_json};
+pub use route::{route_message, Routed};
 
 /// Which formats the parser accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

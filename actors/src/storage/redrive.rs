@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 use super::commit::{insert_refusing, GroupStore, RowRef};
 use super::project::{apply_refusing, ProjectStore};
 use super::{Database, StoreError};
-use crate::messages::{DeadLetter, EventRow, PartitionKey, RawMessage};
-use crate::parse::{dead_letter, parse_message, ParseOptions, Parsed, Reason, Refusal};
-use crate::project::{Op, Plan, Unrouted, UNROUTED};
+use crate::messages::{EventRow, PartitionKey, RawMessage};
+use crate::parse::{route_message, ParseOptions, Reason, Routed};
+use crate::project::{Op, Plan};
 
 /// Default number of dead letters one redrive selects.
 pub const DEFAULT_LIMIT: u32 = 1000;
@@ -203,58 +203,23 @@ struct StillFailing {
 /// The pure part: re-parse every candidate and route it through the projections (as the
 /// parser does an ingested message). What now passes, grouped by partition, and what still fails.
 fn reparse(candidates: Vec<Candidate>, opts: &ParseOptions) -> (Reparsed, Vec<StillFailing>) {
-    let plan = &*opts.plan;
     let mut rows = Reparsed::new();
     let mut failing = Vec::new();
-    for c in candidates {
-        let offset = c.msg.offset;
-        let fails = |c: Candidate, d: DeadLetter| StillFailing {
-            changed: d.reason.code() != c.reason || d.detail != c.detail,
-            old_reason: c.reason,
-            topic: c.topic,
-            partition: c.partition,
-            offset,
-            reason: d.reason.code().to_string(),
-            detail: d.detail,
+    for Candidate { topic, partition, msg, reason, detail } in candidates {
+        let offset = msg.offset;
+        let passed = match route_message(msg, &topic, partition, opts) {
+            Routed::Row { row, ops } => Passed { offset, row: Some(row), ops },
+            Routed::Projected { ops, .. } => Passed { offset, row: None, ops },
+            // Unrouted and skipped, as an ingested message would be: done.
+            Routed::Skipped => Passed { offset, row: None, ops: Vec::new() },
+            Routed::Dead(d) => {
+                let changed = d.reason.code() != reason || d.detail != detail;
+                let new_reason = d.reason.code().to_string();
+                failing.push(StillFailing { topic, partition, offset, old_reason: reason, reason: new_reason, detail: d.detail, changed });
+                continue;
+            }
         };
-        let routed = |row: Option<EventRow>, ops: Vec<Op>| Passed { offset, row: row.filter(|_| plan.events.enabled), ops };
-        if !plan.is_empty() && c.msg.payload().is_none() {
-            match plan.route_tombstone(&c.topic, c.partition, &c.msg) {
-                Ok(ops) if !ops.is_empty() => {
-                    rows.entry((c.topic, c.partition)).or_default().push((routed(None, ops), c.reason));
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    let d = dead_letter(&c.msg, e.refusal);
-                    failing.push(fails(c, d));
-                    continue;
-                }
-            }
-        }
-        let Candidate { topic, partition, msg, reason, detail } = c;
-        match parse_message(msg, opts) {
-            Parsed::Row(row) => {
-                let ops = if plan.is_empty() { Ok(Vec::new()) } else { plan.route(&topic, partition, &row) };
-                let c = |msg| Candidate { topic: topic.clone(), partition, msg, reason: reason.clone(), detail: detail.clone() };
-                match ops {
-                    Err(e) => {
-                        let d = dead_letter(&row.original, e.refusal);
-                        failing.push(fails(c(row.original), d));
-                    }
-                    Ok(ops) if ops.is_empty() && !plan.events.enabled && plan.events.unrouted == Unrouted::DeadLetter => {
-                        let d = dead_letter(&row.original, Refusal::new(Reason::Unrouted, UNROUTED));
-                        failing.push(fails(c(row.original), d));
-                    }
-                    // Unrouted and skipped, as an ingested message would be: done.
-                    Ok(ops) => rows.entry((topic, partition)).or_default().push((routed(Some(row), ops), reason)),
-                }
-            }
-            Parsed::Dead(d) => {
-                let c = Candidate { topic, partition, msg: RawMessage::new(offset, None, None, None, []), reason, detail };
-                failing.push(fails(c, d));
-            }
-        }
+        rows.entry((topic, partition)).or_default().push((passed, reason));
     }
     (rows, failing)
 }

@@ -1,0 +1,57 @@
+//! One record through the parser and the projections: what the `Parser` does with an ingested
+//! message and what a redrive does with a dead letter, written once so the two cannot drift.
+
+use super::{dead_letter, parse_message, ParseOptions, Parsed, Refusal};
+use crate::messages::{DeadLetter, EventRow, RawMessage, Reason};
+use crate::project::{Op, Unrouted, UNROUTED};
+
+/// Where one record goes.
+#[derive(Debug)]
+pub enum Routed {
+    /// Archived in `events` (the archive is on), and projected by `ops` (maybe none).
+    Row {
+        row: EventRow,
+        ops: Vec<Op>,
+    },
+    /// Projected only (the archive is off, or a tombstone a projection deletes by): the record is
+    /// kept for the dead letter, should the table refuse it.
+    Projected {
+        ops: Vec<Op>,
+        record: RawMessage,
+    },
+    /// No projection takes it and the archive is off: counted, not written (`unrouted = "skip"`).
+    Skipped,
+    Dead(DeadLetter),
+}
+
+/// Parse one record of `topic`/`partition` and route it through `opts.plan`.
+pub fn route_message(msg: RawMessage, topic: &str, partition: i32, opts: &ParseOptions) -> Routed {
+    let plan = &*opts.plan;
+    let archive = plan.events.enabled;
+    let refused = |record: &RawMessage, e: crate::project::RouteError| {
+        Routed::Dead(DeadLetter { projection: Some(e.projection), ..dead_letter(record, e.refusal) })
+    };
+    let not_taken = |record: &RawMessage| match plan.events.unrouted {
+        Unrouted::Skip => Routed::Skipped,
+        Unrouted::DeadLetter => Routed::Dead(dead_letter(record, Refusal::new(Reason::Unrouted, UNROUTED))),
+    };
+    if !plan.is_empty() && msg.payload().is_none() {
+        match plan.route_tombstone(topic, partition, &msg) {
+            Ok(ops) if !ops.is_empty() => return Routed::Projected { ops, record: msg },
+            Ok(_) if !archive => return not_taken(&msg),
+            // Archived as the parser archives any tombstone.
+            Ok(_) => {}
+            Err(e) => return refused(&msg, e),
+        }
+    }
+    match parse_message(msg, opts) {
+        Parsed::Row(row) if plan.is_empty() => Routed::Row { row, ops: Vec::new() },
+        Parsed::Row(row) => match plan.route(topic, partition, &row) {
+            Err(e) => refused(&row.original, e),
+            Ok(ops) if archive => Routed::Row { row, ops },
+            Ok(ops) if ops.is_empty() => not_taken(&row.original),
+            Ok(ops) => Routed::Projected { ops, record: row.original },
+        },
+        Parsed::Dead(d) => Routed::Dead(d),
+    }
+}
