@@ -163,6 +163,13 @@ pub struct RawBatch {
     pub seq: u64,
 }
 
+impl RawBatch {
+    /// The records' [`RawMessage::weight`]s.
+    pub fn weight(&self) -> usize {
+        self.messages.iter().map(RawMessage::weight).sum()
+    }
+}
+
 /// A row for the `events` table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRow {
@@ -480,12 +487,15 @@ impl ParsedBatch {
         }
     }
 
-    /// Approximate bytes the batch writes: each row's record ([`RawMessage::weight`]) and each
-    /// dead letter's payload and headers.
+    /// Approximate bytes the batch holds: each row's record ([`RawMessage::weight`]), each
+    /// projected message's ops and coerced cells, and each dead letter's payload and headers.
     pub fn weight(&self) -> usize {
-        let own = self.projected.iter().map(|p| match &p.record {
-            Kept::Own(m) => m.weight(),
-            Kept::Row(_) => 32,
+        let own = self.projected.iter().map(|p| {
+            let ops: usize = p.ops.iter().map(crate::project::Op::weight).sum();
+            ops + match &p.record {
+                Kept::Own(m) => m.weight(),
+                Kept::Row(_) => 32,
+            }
         });
         let rows = self.rows.iter().map(|r| r.original.weight()).chain(own);
         let dead = self.dead_letters.iter().map(|d| d.payload.as_ref().map_or(0, Vec::len) + d.headers.len() + 64);

@@ -181,6 +181,17 @@ pub enum Cell {
 }
 
 impl Cell {
+    /// Bytes the cell holds on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Cell::Text(s) | Cell::Numeric(s) | Cell::Uuid(s) | Cell::Json(s) => s.capacity(),
+            Cell::Bytes(b) => b.capacity(),
+            _ => 0,
+        }
+    }
+}
+
+impl Cell {
     /// The value as text, the way both backends parse it (PostgreSQL casts it from text, SQLite
     /// stores timestamps, UUIDs, decimals and JSON as text). `None` for NULL.
     pub fn to_text(&self) -> Option<Cow<'_, str>> {

@@ -421,6 +421,15 @@ pub struct Op {
     pub cells: Vec<Option<Cell>>,
 }
 
+impl Op {
+    /// Bytes the op holds, its cells' text included.
+    pub fn weight(&self) -> usize {
+        std::mem::size_of::<Op>()
+            + self.cells.capacity() * std::mem::size_of::<Option<Cell>>()
+            + self.cells.iter().flatten().map(Cell::heap_bytes).sum::<usize>()
+    }
+}
+
 /// A refused message: the projection it failed in, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteError {

@@ -69,8 +69,12 @@ fn not_a_source(from: &str) -> String {
     )
 }
 
-/// What one message offers its sources. The headers' JSON is parsed once, on first use; data
-/// and key are only skimmed per pointer (see [`pointer`]).
+/// An object's members, names and values borrowed from its text, in order.
+type Members<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
+
+/// What one message offers its sources. The headers' JSON is parsed once, on first use; the
+/// data's top-level members are skimmed once, on first use, and each pointer then skims only the
+/// member it starts with (see [`pointer`]).
 pub struct Input<'a> {
     pub topic: &'a str,
     pub partition: i32,
@@ -78,11 +82,29 @@ pub struct Input<'a> {
     /// `None` for a tombstone.
     pub row: Option<&'a EventRow>,
     headers: Option<Option<Value>>,
+    /// The data's members when it is an object (`None` inside: it is not).
+    members: Option<Option<Members<'a>>>,
 }
 
 impl<'a> Input<'a> {
     pub fn new(topic: &'a str, partition: i32, record: &'a RawMessage, row: Option<&'a EventRow>) -> Self {
-        Self { topic, partition, record, row, headers: None }
+        Self { topic, partition, record, row, headers: None, members: None }
+    }
+
+    /// The value at data pointer `p`: its first token looked up in the data's members (the last
+    /// of a repeated name, as in the parser), the rest skimmed out of that member.
+    fn data(&mut self, p: &str) -> Option<Value> {
+        let data = self.row?.data()?;
+        let Some(tokens) = p.strip_prefix('/') else { return pointer(data, p) };
+        // An array, or not JSON: no members to look up.
+        let Some(members) = self.members.get_or_insert_with(|| members(data)) else { return pointer(data, p) };
+        let (first, rest) = match tokens.split_once('/') {
+            Some((first, rest)) => (first, Some(rest)),
+            None => (tokens, None),
+        };
+        let first = unescape(first);
+        let (_, at) = members.iter().rev().find(|(name, _)| *name == first)?;
+        descend(at, rest.into_iter().flat_map(|r| r.split('/')))
     }
 
     /// The value of `source`, or `None` when the message does not have it (absent).
@@ -103,7 +125,7 @@ impl<'a> Input<'a> {
                 let key = std::str::from_utf8(self.record.key()?).ok()?;
                 pointer(key, p).map(|v| Raw::Json(Cow::Owned(v)))
             }
-            Source::Data(p) => pointer(self.row?.data()?, p).map(|v| Raw::Json(Cow::Owned(v))),
+            Source::Data(p) => self.data(p).map(|v| Raw::Json(Cow::Owned(v))),
             Source::Attribute(name) => {
                 let row = self.row?;
                 match name.as_str() {
@@ -131,10 +153,41 @@ impl<'a> Input<'a> {
 /// skimmed as borrowed raw values, so a message costs no tree of everything it carries; of a name
 /// repeated in an object the last counts, as in the parser.
 pub fn pointer(json: &str, pointer: &str) -> Option<Value> {
-    let mut at: &RawValue = serde_json::from_str(json).ok()?;
-    for token in pointer.split('/').skip(1) {
-        let token: Cow<'_, str> =
-            if token.contains('~') { Cow::Owned(token.replace("~1", "/").replace("~0", "~")) } else { Cow::Borrowed(token) };
+    descend(serde_json::from_str(json).ok()?, pointer.split('/').skip(1))
+}
+
+/// RFC 6901's escapes: `~1` is `/`, `~0` is `~`.
+fn unescape(token: &str) -> Cow<'_, str> {
+    if token.contains('~') {
+        Cow::Owned(token.replace("~1", "/").replace("~0", "~"))
+    } else {
+        Cow::Borrowed(token)
+    }
+}
+
+/// An object's members as borrowed raw values, in order; `None` when `json` is not an object.
+fn members(json: &str) -> Option<Members<'_>> {
+    struct All;
+    impl<'de> serde::de::Visitor<'de> for All {
+        type Value = Members<'de>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut all = Vec::with_capacity(map.size_hint().unwrap_or(8));
+            while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
+                all.push((name, map.next_value::<&'de RawValue>()?));
+            }
+            Ok(all)
+        }
+    }
+    serde_json::Deserializer::from_str(json).deserialize_map(All).ok()
+}
+
+/// The value `tokens` lead to from `at`, parsed alone.
+fn descend<'t>(mut at: &RawValue, tokens: impl Iterator<Item = &'t str>) -> Option<Value> {
+    for token in tokens {
+        let token = unescape(token);
         let mut de = serde_json::Deserializer::from_str(at.get());
         at = match at.get().trim_start().as_bytes().first()? {
             b'{' => de.deserialize_map(Member(&token)).ok()??,

@@ -3,7 +3,7 @@ use std::borrow::Cow;
 use serde_json::{json, Value};
 
 use super::coerce::{coerce, Cell, Raw, SqlType};
-use super::source::Source;
+use super::source::{Input, Source};
 use super::*;
 use crate::messages::{RawMessage, Reason};
 use crate::parse::{parse_message, ParseOptions, Parsed};
@@ -187,18 +187,110 @@ fn every_source_reads_its_part_of_the_message() {
     assert_eq!(by["c"].as_deref(), Some("eu-1"));
 }
 
+/// A data column's value read as a projection reads it: off a parsed message, through the
+/// cache of the data's top-level members.
+fn data_at(doc: &str, ptr: &str) -> Option<Value> {
+    let m = RawMessage::new(0, None, None, Some(doc.as_bytes()), std::iter::empty::<(&[u8], Option<&[u8]>)>());
+    let Parsed::Row(row) = parse_message(m, &ParseOptions::default()) else { panic!("{doc} should parse") };
+    let mut input = Input::new("t", 0, &row.original, Some(&row));
+    let got = input.get(&Source::Data(ptr.to_string())).map(|raw| match raw {
+        Raw::Json(v) => v.into_owned(),
+        other => panic!("a data pointer gives JSON, not {other:?}"),
+    });
+    // A second read of the same message goes through the cached members.
+    let again = input.get(&Source::Data(ptr.to_string())).map(|raw| match raw {
+        Raw::Json(v) => v.into_owned(),
+        _ => unreachable!(),
+    });
+    assert_eq!(got, again, "{ptr}: a second read");
+    got
+}
+
 #[test]
 fn a_pointer_reads_one_value_out_of_the_text() {
     use super::source::pointer;
-    let doc = r#"{"a": {"b": [10, {"c~d/e": "x"}, null]}, "n": 1, "n": 2, "esc\u0061ped": true, "arr": []}"#;
-    assert_eq!(pointer(doc, ""), serde_json::from_str(doc).ok(), "the whole");
-    assert_eq!(pointer(doc, "/a/b/0"), Some(json!(10)));
-    assert_eq!(pointer(doc, "/a/b/1/c~0d~1e"), Some(json!("x")), "~0 and ~1 escapes");
-    assert_eq!(pointer(doc, "/a/b/2"), Some(Value::Null), "an explicit null is a value");
-    assert_eq!(pointer(doc, "/n"), Some(json!(2)), "the last of a repeated name");
-    assert_eq!(pointer(doc, "/escaped"), Some(json!(true)), "a name written with escapes");
-    for absent in ["/a/b/3", "/a/b/01", "/a/b/x", "/arr/0", "/nope", "/n/0", "/a/b/-"] {
+    let doc = r#"{"a": {"b": [10, {"c~d/e": "x"}, null], "": {"": 5}}, "n": 1, "n": 2, "esc\u0061ped": true, "arr": [], "a/b": 3, "": 4}"#;
+    let want: [(&str, Option<Value>); 10] = [
+        ("", serde_json::from_str(doc).ok()),
+        ("/a/b/0", Some(json!(10))),
+        ("/a/b/1/c~0d~1e", Some(json!("x"))),
+        ("/a/b/2", Some(Value::Null)),
+        ("/n", Some(json!(2))),
+        ("/escaped", Some(json!(true))),
+        ("/a~1b", Some(json!(3))),
+        ("/", Some(json!(4))),
+        ("/a/", Some(json!({"": 5}))),
+        ("/a//", Some(json!(5))),
+    ];
+    for (ptr, want) in want {
+        assert_eq!(pointer(doc, ptr), want, "pointer {ptr:?}");
+        assert_eq!(data_at(doc, ptr), want, "data column {ptr:?}");
+    }
+    for absent in ["/a/b/3", "/a/b/01", "/a/b/x", "/arr/0", "/nope", "/n/0", "/a/b/-", "/a/b/"] {
         assert_eq!(pointer(doc, absent), None, "{absent}");
+        assert_eq!(data_at(doc, absent), None, "data column {absent}");
     }
     assert_eq!(pointer("not json", "/a"), None);
+}
+
+proptest::proptest! {
+    /// Any pointer into any object reads what serde_json's own `Value::pointer` reads.
+    #[test]
+    fn a_data_pointer_reads_what_serde_json_reads(doc in json_object(), path in proptest::collection::vec(token(), 0..4)) {
+        let ptr: String = path.iter().map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1"))).collect();
+        let text = doc.to_string();
+        proptest::prop_assert_eq!(data_at(&text, &ptr), doc.pointer(&ptr).cloned(), "{} at {:?}", text, ptr);
+    }
+}
+
+/// Names and indices a generated pointer may use: some are in the generated documents.
+fn token() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::strategy::Strategy;
+    proptest::sample::select(vec!["a", "b", "", "a/b", "~", "0", "1", "01", "-"]).prop_map(str::to_string)
+}
+
+fn json_object() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i32>().prop_map(Value::from),
+        "[a-z~/]{0,3}".prop_map(Value::from)
+    ];
+    let name = proptest::sample::select(vec!["a", "b", "", "a/b", "~", "0", "1"]).prop_map(str::to_string);
+    let tree = leaf.prop_recursive(3, 24, 4, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            proptest::collection::btree_map(name.clone(), inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    let name = proptest::sample::select(vec!["a", "b", "", "a/b", "~", "0", "1"]).prop_map(str::to_string);
+    proptest::collection::btree_map(name, tree, 0..5).prop_map(|m| Value::Object(m.into_iter().collect()))
+}
+
+/// The in-flight budget holds batches as parsed: a projected batch weighs its ops and their
+/// cells' text beside the records, so a batch that grows when parsed reserves more.
+#[test]
+fn a_parsed_batch_weighs_its_ops_and_their_text() {
+    use crate::messages::{Fence, PartitionKey, RawBatch};
+    let mut p = plan(vec![with(json!({"name": "a"}))]);
+    p.events.enabled = false;
+    let opts = ParseOptions { plan: std::sync::Arc::new(p), ..ParseOptions::default() };
+    let status = "s".repeat(300);
+    let messages: Vec<RawMessage> = (0..10)
+        .map(|i| record(i, Some(format!(r#"{{"id":{i}}}"#).as_bytes()), Some(format!(r#"{{"status":"{status}","v":{i}}}"#).as_bytes())))
+        .collect();
+    let raw = RawBatch {
+        partition: PartitionKey { topic: "t".into(), partition: 0 },
+        fence: Fence::NoProgress,
+        next_offset: 10,
+        messages,
+        seq: 1,
+    };
+    let read = raw.weight();
+    let parsed = crate::parser::parse_batch(raw, &opts);
+    assert_eq!(parsed.projected.len(), 10);
+    let ops: usize = parsed.projected.iter().flat_map(|p| &p.ops).map(Op::weight).sum();
+    assert!(ops >= 10 * (300 + 3 * std::mem::size_of::<Option<Cell>>()), "ops weigh their cells and text: {ops}");
+    assert_eq!(parsed.weight(), read + ops, "the records as read, and the ops");
 }

@@ -33,10 +33,14 @@ pub(super) async fn pipeline(
     let mut parsed = rx
         .map(|(raw, permit)| {
             let parser = parser.clone();
-            async move { (parser.send(ParseBatch(raw)).await, permit) }
+            let read = raw.weight();
+            async move { (parser.send(ParseBatch(raw)).await, permit, read) }
         })
         .buffered(PARSE_AHEAD);
-    while let Some((parse_result, permit)) = parsed.next().await {
+    while let Some((parse_result, permit, read)) = parsed.next().await {
+        if let Ok(Ok(batch)) = &parse_result {
+            part.growth_percent.store(batch.weight().saturating_mul(100) / read.max(1), Ordering::Relaxed);
+        }
         // After a failure every later batch of the partition would break the chain: skip them
         // until the poll thread has reloaded the progress.
         if !part.resync.load(Ordering::SeqCst) {

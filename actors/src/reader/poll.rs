@@ -134,7 +134,7 @@ impl PollLoop {
                     break;
                 }
                 // Approximate (a batch is cut at max_bytes), enough to bound memory.
-                let kib = (p.batcher.pending_bytes().min(limits.max_bytes) / 1024).clamp(1, s.budget_kib());
+                let kib = (p.shared.reserve_bytes(p.batcher.pending_bytes().min(limits.max_bytes)) / 1024).clamp(1, s.budget_kib());
                 let (Ok(batch_permit), Ok(byte_permit)) =
                     (s.permits.clone().try_acquire_owned(), s.byte_permits.clone().try_acquire_many_owned(kib as u32))
                 else {

@@ -49,6 +49,17 @@ pub(super) struct PartitionShared {
     pub(super) in_flight: AtomicUsize,
     /// Set when a batch failed or was fenced: the partition must reload its progress.
     pub(super) resync: AtomicBool,
+    /// How much larger the partition's last batch was parsed than read, in percent (0: none
+    /// parsed yet): a batch reserves its read bytes grown by this much, so the in-flight budget
+    /// bounds what batches hold once parsed (projections' coerced cells beside the records).
+    pub(super) growth_percent: AtomicUsize,
+}
+
+impl PartitionShared {
+    /// The byte budget a batch of `read` bytes reserves.
+    pub(super) fn reserve_bytes(&self, read: usize) -> usize {
+        read.saturating_mul(self.growth_percent.load(Ordering::Relaxed).max(100)) / 100
+    }
 }
 
 /// What a batch holds while in flight: its share of the count and byte budgets.

@@ -116,15 +116,32 @@ impl<'a> Bind<'a> {
     }
 }
 
-/// Marks a bind's place in a statement's text: names were checked to hold no NUL.
+/// Marks a bind's place in a statement's text while it is built: names were checked to hold no NUL.
 const BIND: char = '\0';
+
+/// A statement's text cut at its binds, once per shape: Diesel walks a statement more than once
+/// per execution (for the cache key, then for the binds), and searching the text each time cost
+/// the writer a tenth of its time.
+struct Sql {
+    pieces: Vec<String>,
+    /// The column whose value goes into each bind, in order.
+    cols: Vec<usize>,
+}
+
+impl Sql {
+    fn new(text: &str, cols: Vec<usize>) -> Self {
+        let pieces: Vec<String> = text.split(BIND).map(str::to_string).collect();
+        debug_assert_eq!(pieces.len(), cols.len() + 1, "one column per bind in {text}");
+        Self { pieces, cols }
+    }
+}
 
 /// One statement and its binds. Not marked unsafe to cache (as `sql_query` is), so Diesel
 /// prepares it once per connection for its text and bind types and afterwards only binds and
 /// steps it: a projection has few shapes, and preparing each op anew halved what SQLite did.
 struct Statement<'a> {
-    /// SQL with a [`BIND`] where each value goes.
-    sql: &'a str,
+    /// The text around the binds: one piece more than there are binds.
+    pieces: &'a [String],
     binds: Vec<Bind<'a>>,
 }
 
@@ -136,7 +153,7 @@ impl QueryId for Statement<'_> {
 impl QueryFragment<Sqlite> for Statement<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
         let mut binds = self.binds.iter();
-        for (i, piece) in self.sql.split(BIND).enumerate() {
+        for (i, piece) in self.pieces.iter().enumerate() {
             if i > 0 {
                 match binds.next() {
                     Some(Bind::Null) | None => out.push_bind_param::<Nullable<Text>, Option<String>>(&None)?,
@@ -159,9 +176,9 @@ impl RunQueryDsl<SqliteConnection> for Statement<'_> {}
 /// text and the columns whose values it binds, in order.
 struct Shape {
     /// A delete's; else the guarded `UPDATE` (none when only key columns are present).
-    first: Option<(String, Vec<usize>)>,
+    first: Option<Sql>,
     /// The `INSERT` (`… ON CONFLICT (key) DO NOTHING` in upsert mode); none for deletes and updates.
-    insert: Option<(String, Vec<usize>)>,
+    insert: Option<Sql>,
 }
 
 fn shape(p: &Projection, delete: bool, present: &[bool]) -> Shape {
@@ -170,7 +187,7 @@ fn shape(p: &Projection, delete: bool, present: &[bool]) -> Shape {
     let list = |of: &[usize], f: &dyn Fn(usize) -> String, sep: &str| of.iter().map(|&i| f(i)).collect::<Vec<_>>().join(sep);
     let key_where = list(&p.key, &|k| format!("{} = {BIND}", name(k)), " AND ");
     if delete {
-        return Shape { first: Some((format!("DELETE FROM {table} WHERE {key_where}"), p.key.clone())), insert: None };
+        return Shape { first: Some(Sql::new(&format!("DELETE FROM {table} WHERE {key_where}"), p.key.clone())), insert: None };
     }
     let cols: Vec<usize> = (0..p.columns.len()).filter(|&i| present[i]).collect();
     let sets: Vec<usize> = cols.iter().copied().filter(|i| !p.key.contains(i)).collect();
@@ -180,25 +197,43 @@ fn shape(p: &Projection, delete: bool, present: &[bool]) -> Shape {
             binds.push(v);
             format!(" AND ({0} IS NULL OR {BIND} > {0})", name(v))
         });
-        (format!("UPDATE {table} SET {} WHERE {key_where}{guard}", list(&sets, &|i| format!("{} = {BIND}", name(i)), ", ")), binds)
+        Sql::new(&format!("UPDATE {table} SET {} WHERE {key_where}{guard}", list(&sets, &|i| format!("{} = {BIND}", name(i)), ", ")), binds)
     });
     let insert = (p.mode != Mode::Update).then(|| {
         let tail = if p.mode == Mode::Upsert { format!(" ON CONFLICT ({}) DO NOTHING", list(&p.key, &name, ", ")) } else { String::new() };
         if cols.is_empty() {
-            return (format!("INSERT INTO {table} DEFAULT VALUES"), Vec::new());
+            return Sql::new(&format!("INSERT INTO {table} DEFAULT VALUES"), Vec::new());
         }
         let marks = vec![BIND.to_string(); cols.len()].join(", ");
-        (format!("INSERT INTO {table} ({}) VALUES ({marks}){tail}", list(&cols, &name, ", ")), cols.clone())
+        Sql::new(&format!("INSERT INTO {table} ({}) VALUES ({marks}){tail}", list(&cols, &name, ", ")), cols.clone())
     });
     Shape { first: update, insert }
 }
 
+/// Which of an op's columns are present: a bit each, without an allocation for the common
+/// table of up to 128 mapped columns.
+#[derive(PartialEq, Eq, Hash)]
+enum Present {
+    Bits(u128),
+    Wide(Vec<bool>),
+}
+
+impl Present {
+    fn of(cells: &[Option<Cell>]) -> Self {
+        if cells.len() <= 128 {
+            Present::Bits(cells.iter().enumerate().fold(0, |bits, (i, c)| bits | (u128::from(c.is_some()) << i)))
+        } else {
+            Present::Wide(cells.iter().map(Option::is_some).collect())
+        }
+    }
+}
+
 fn apply_one(conn: &mut SqliteConnection, p: &Projection, op: &Op, sh: &Shape, counts: &mut Counts) -> Result<(), StoreError> {
-    let run = |conn: &mut SqliteConnection, (sql, cols): &(String, Vec<usize>)| -> Result<u64, StoreError> {
-        let binds = cols.iter().map(|&i| op.cells[i].as_ref().map_or(Bind::Null, Bind::of)).collect();
-        Ok(Statement { sql, binds }.execute(conn)? as u64)
+    let run = |conn: &mut SqliteConnection, sql: &Sql| -> Result<u64, StoreError> {
+        let binds = sql.cols.iter().map(|&i| op.cells[i].as_ref().map_or(Bind::Null, Bind::of)).collect();
+        Ok(Statement { pieces: &sql.pieces, binds }.execute(conn)? as u64)
     };
-    let changed = |conn: &mut SqliteConnection, s: &Option<(String, Vec<usize>)>| s.as_ref().map_or(Ok(0), |s| run(conn, s));
+    let changed = |conn: &mut SqliteConnection, s: &Option<Sql>| s.as_ref().map_or(Ok(0), |s| run(conn, s));
     if op.delete {
         let d = changed(conn, &sh.first)?;
         counts.deleted += d;
@@ -227,13 +262,15 @@ fn apply_one(conn: &mut SqliteConnection, p: &Projection, op: &Op, sh: &Shape, c
 
 impl ProjectStore for SqliteConnection {
     fn apply_ops(&mut self, plan: &Plan, messages: &[&[Op]], counts: &mut [Counts]) -> Result<(), StoreError> {
-        let mut shapes: HashMap<(u16, bool, Vec<bool>), Shape> = HashMap::new();
+        let mut shapes: HashMap<(u16, bool, Present), Shape> = HashMap::new();
         for op in messages.iter().flat_map(|ops| ops.iter()) {
             let at = op.projection as usize;
             let p = &plan.projections[at];
-            let present: Vec<bool> = op.cells.iter().map(Option::is_some).collect();
-            let sh =
-                shapes.entry((op.projection, op.delete, present)).or_insert_with_key(|(_, delete, present)| shape(p, *delete, present));
+            let key = (op.projection, op.delete, Present::of(&op.cells));
+            let sh = shapes.entry(key).or_insert_with(|| {
+                let present: Vec<bool> = op.cells.iter().map(Option::is_some).collect();
+                shape(p, op.delete, &present)
+            });
             apply_one(self, p, op, sh, &mut counts[at])?;
         }
         Ok(())
