@@ -41,7 +41,7 @@ impl Parser {
 pub fn parse_batch(batch: RawBatch, opts: &ParseOptions) -> ParsedBatch {
     let mut rows = Vec::with_capacity(if opts.plan.events.enabled { batch.messages.len() } else { 0 });
     let mut dead_letters = Vec::new();
-    let mut projected = Vec::new();
+    let mut projected = Vec::with_capacity(if opts.plan.is_empty() { 0 } else { batch.messages.len() });
     let mut unrouted = 0;
     let mut oldest: Option<i64> = None;
     let message_count = batch.messages.len();
@@ -62,6 +62,8 @@ pub fn parse_batch(batch: RawBatch, opts: &ParseOptions) -> ParsedBatch {
             Routed::Dead(d) => dead_letters.push(d),
         }
     }
+    // Batches wait in flight: no room held for the messages no projection took.
+    projected.shrink_to_fit();
     ParsedBatch {
         message_count,
         partition: batch.partition,

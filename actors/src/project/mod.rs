@@ -453,24 +453,28 @@ impl Plan {
     pub fn route(&self, topic: &str, partition: i32, row: &EventRow) -> Result<Vec<Op>, RouteError> {
         let mut input = Input::new(topic, partition, &row.original, Some(row));
         let ty = row.event_type();
-        let mut ops = Vec::new();
+        // Sized to fit: a batch in flight holds one of these per message (a `Vec` grown from
+        // empty would hold room for four ops).
+        let mut ops = Vec::with_capacity(self.projections.len());
         for (i, p) in self.projections.iter().enumerate() {
             if let Some(delete) = p.takes(topic, ty) {
                 let cells = p.cells(&mut input, delete).map_err(|refusal| RouteError { projection: i as u16, refusal })?;
                 ops.push(Op { projection: i as u16, delete, cells });
             }
         }
+        ops.shrink_to_fit();
         Ok(ops)
     }
 
     /// The deletes a tombstone (a record whose value is null) makes.
     pub fn route_tombstone(&self, topic: &str, partition: i32, record: &RawMessage) -> Result<Vec<Op>, RouteError> {
         let mut input = Input::new(topic, partition, record, None);
-        let mut ops = Vec::new();
+        let mut ops = Vec::with_capacity(self.projections.len());
         for (i, p) in self.projections.iter().enumerate().filter(|(_, p)| p.delete_on_tombstone && p.takes_topic(topic)) {
             let cells = p.cells(&mut input, true).map_err(|refusal| RouteError { projection: i as u16, refusal })?;
             ops.push(Op { projection: i as u16, delete: true, cells });
         }
+        ops.shrink_to_fit();
         Ok(ops)
     }
 }
