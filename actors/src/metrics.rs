@@ -140,6 +140,17 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Count what a projection's statements did (a commit's or a redrive's).
+    pub fn count_projection_rows(&self, projection: &str, c: &crate::storage::project::Counts) {
+        for (outcome, n) in [("inserted", c.inserted), ("updated", c.updated), ("deleted", c.deleted), ("unchanged", c.unchanged)] {
+            if n > 0 {
+                self.projection_rows.get_or_create(&projection_label(projection, "outcome", outcome)).inc_by(n);
+            }
+        }
+    }
+}
+
 pub fn label(k: &str, v: impl Into<String>) -> Labels {
     vec![(k.to_string(), v.into())]
 }

@@ -105,6 +105,9 @@ impl Handler<Redrive> for Redriver {
                             self.metrics.dead_letters_redriven.get_or_create(&label("reason", reason.clone())).inc_by(counts.redriven);
                         }
                     }
+                    for (projection, counts) in &r.projections {
+                        self.metrics.count_projection_rows(projection, counts);
+                    }
                 }
                 slog::info!(self.log, "dead letters redriven";
                     "dry_run" => r.dry_run, "selected" => r.selected, "redriven" => r.redriven, "still_failing" => r.still_failing,

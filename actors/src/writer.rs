@@ -193,11 +193,7 @@ impl DbWriter {
             replies.push(Committed { partition: batch.partition.clone(), next_offset: batch.next_offset, seq: batch.seq, outcome });
         }
         for (p, c) in self.opts.plan.projections.iter().zip(&result.projections) {
-            for (outcome, n) in [("inserted", c.inserted), ("updated", c.updated), ("deleted", c.deleted), ("unchanged", c.unchanged)] {
-                if n > 0 {
-                    m.projection_rows.get_or_create(&projection_label(&p.name, "outcome", outcome)).inc_by(n);
-                }
-            }
+            m.count_projection_rows(&p.name, c);
         }
         if committed_any {
             m.db_write_seconds.observe(elapsed);

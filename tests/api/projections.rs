@@ -557,6 +557,12 @@ fn a_redriven_dead_letter_goes_through_the_projections(kind: Kind) {
     assert_eq!(status, 200, "{body}");
     let report: Value = serde_json::from_str(&body).unwrap();
     assert_eq!((report["redriven"].as_i64(), report["still_failing"].as_i64()), (Some(10), Some(0)), "{report}");
+    assert_eq!(report["projections"], json!({"orders": {"inserted": 10, "updated": 0, "deleted": 0, "unchanged": 0}}), "{report}");
+    let (_, metrics) = http_with("GET", relaxed.port, "/metrics", &[], b"");
+    assert!(
+        metrics.lines().any(|l| l == "tributary_projection_rows_total{projection=\"orders\",outcome=\"inserted\"} 10"),
+        "the redrive's rows are counted: {metrics}"
+    );
     assert_eq!(count(&db.url, "SELECT count(*) AS n FROM orders"), 20);
     assert_eq!(count(&db.url, "SELECT count(*) AS n FROM orders WHERE customer IS NULL"), 10);
     assert_eq!(count(&db.url, "SELECT count(*) AS n FROM events"), 20);

@@ -141,7 +141,7 @@ fn redrive_ingests_dead_letters_that_now_parse_exactly_once(kind: Kind) {
         assert_eq!(status, 200, "{report}");
         assert_eq!(
             report,
-            json!({"selected": 40, "redriven": 20, "still_failing": 20, "dry_run": false, "next": null,
+            json!({"selected": 40, "redriven": 20, "still_failing": 20, "dry_run": false, "next": null, "projections": {},
                    "by_reason": {"oversize": {"selected": 40, "redriven": 20, "still_failing": 20}}})
         );
         assert_eq!(count(&url, &format!("SELECT count(*) AS n FROM events WHERE topic = '{topic}' AND event_id LIKE 'big-%'")), BIG as i64);

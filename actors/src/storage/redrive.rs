@@ -17,7 +17,7 @@ use diesel::sql_types::{Array, BigInt, Binary, Integer, Nullable, Text};
 use serde::{Deserialize, Serialize};
 
 use super::commit::{insert_refusing, GroupStore, RowRef};
-use super::project::{apply_refusing, ProjectStore};
+use super::project::{apply_refusing, Counts, ProjectStore};
 use super::{Database, StoreError};
 use crate::messages::{EventRow, PartitionKey, RawMessage};
 use crate::parse::{route_message, ParseOptions, Reason, Routed};
@@ -148,6 +148,10 @@ pub struct RedriveReport {
     /// The last dead letter selected when the call took as many as its limit (there may be
     /// more: pass it as `after`); `None` when the selection is exhausted.
     pub next: Option<String>,
+    /// What the redriven messages did to each projection's table, by projection name (those
+    /// that changed or were offered anything; none on a dry run).
+    #[serde(default)]
+    pub projections: BTreeMap<String, Counts>,
 }
 
 impl RedriveReport {
@@ -369,7 +373,11 @@ fn redrive_with<S: RedriveStore + ProjectStore>(
     let mut buf = Vec::new();
     for ((topic, partition), passed) in rows {
         let key = PartitionKey { topic: topic.clone(), partition };
-        let ok = if filter.dry_run { vec![true; passed.len()] } else { write_passed(conn, &opts.plan, &key, &passed, &mut buf)? };
+        let ok = if filter.dry_run {
+            vec![true; passed.len()]
+        } else {
+            write_passed(conn, &opts.plan, &key, &passed, &mut buf, &mut report.projections)?
+        };
         let mut done = Vec::new();
         for ((p, reason), ok) in passed.iter().zip(ok) {
             report.count(reason, ok);
@@ -399,6 +407,7 @@ fn write_passed<S: GroupStore + ProjectStore>(
     partition: &PartitionKey,
     passed: &[(Passed, String)],
     buf: &mut Vec<u8>,
+    counts: &mut BTreeMap<String, Counts>,
 ) -> Result<Vec<bool>, StoreError> {
     let mut ok = vec![true; passed.len()];
     let archived: Vec<usize> = (0..passed.len()).filter(|&i| passed[i].0.row.is_some()).collect();
@@ -408,7 +417,10 @@ fn write_passed<S: GroupStore + ProjectStore>(
     }
     let projected: Vec<usize> = (0..passed.len()).filter(|&i| ok[i] && !passed[i].0.ops.is_empty()).collect();
     let ops: Vec<&[Op]> = projected.iter().map(|&i| passed[i].0.ops.as_slice()).collect();
-    let (refused, _) = apply_refusing(conn, plan, &ops)?;
+    let (refused, by_projection) = apply_refusing(conn, plan, &ops)?;
+    for (p, c) in plan.projections.iter().zip(&by_projection).filter(|(_, c)| **c != Counts::default()) {
+        counts.entry(p.name.clone()).or_default().add(c);
+    }
     let mut unarchive = Vec::new();
     for (u, ..) in refused {
         let i = projected[u];

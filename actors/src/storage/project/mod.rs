@@ -18,7 +18,7 @@ use crate::messages::PartitionKey;
 use crate::project::{Mode, Op, Plan, Projection, SpecError, SqlType};
 
 /// What a projection's statements did to its table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub inserted: u64,
     pub updated: u64,
@@ -28,7 +28,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, o: &Counts) {
+    pub(crate) fn add(&mut self, o: &Counts) {
         self.inserted += o.inserted;
         self.updated += o.updated;
         self.deleted += o.deleted;
