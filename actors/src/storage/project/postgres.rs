@@ -106,8 +106,16 @@ impl Catalog for PgConnection {
     }
 }
 
-fn run_group(conn: &mut PgConnection, p: &Projection, g: &Group<'_>, counts: &mut Counts) -> Result<(), StoreError> {
-    let n = g.ops.len() as u64;
+/// Ops one set statement carries at most: a bigger group takes several, so the statement's
+/// arrays (and the buffers libpq keeps grown to its largest message, per connection) stay small
+/// (docs/benchmarks.md, session 15). Small in unit tests, so their few keys take several.
+#[cfg(not(test))]
+const STATEMENT_OPS: usize = 1000;
+#[cfg(test)]
+const STATEMENT_OPS: usize = 2;
+
+fn run_group(conn: &mut PgConnection, p: &Projection, g: &Group<'_>, ops: &[&Op], counts: &mut Counts) -> Result<(), StoreError> {
+    let n = ops.len() as u64;
     let cols: Vec<usize> = (0..p.columns.len()).filter(|&i| g.shape[i]).collect();
     let name = |i: usize| quote_ident(&p.columns[i].name);
     let val = |i: usize| format!("s.c{i}::{}", p.columns[i].table_type);
@@ -132,7 +140,7 @@ fn run_group(conn: &mut PgConnection, p: &Projection, g: &Group<'_>, counts: &mu
     let bound = |sql: String| {
         let mut q = diesel::sql_query(sql).into_boxed::<Pg>();
         for &i in &cols {
-            let column: Vec<Option<String>> = g.ops.iter().map(|op| op.cells[i].as_ref().and_then(text_of)).collect();
+            let column: Vec<Option<String>> = ops.iter().map(|op| op.cells[i].as_ref().and_then(text_of)).collect();
             q = q.bind::<Array<Nullable<Text>>, _>(column);
         }
         q
@@ -184,7 +192,9 @@ fn run_group(conn: &mut PgConnection, p: &Projection, g: &Group<'_>, counts: &mu
 impl ProjectStore for PgConnection {
     fn apply_ops(&mut self, plan: &Plan, messages: &[&[Op]], counts: &mut [Counts]) -> Result<(), StoreError> {
         for g in groups(plan, messages) {
-            run_group(self, &plan.projections[g.projection], &g, &mut counts[g.projection])?;
+            for ops in g.ops.chunks(STATEMENT_OPS) {
+                run_group(self, &plan.projections[g.projection], &g, ops, &mut counts[g.projection])?;
+            }
         }
         Ok(())
     }
