@@ -138,9 +138,7 @@ impl Metrics {
         );
         (m, r)
     }
-}
 
-impl Metrics {
     /// Count what a projection's statements did (a commit's or a redrive's).
     pub fn count_projection_rows(&self, projection: &str, c: &crate::storage::project::Counts) {
         for (outcome, n) in [("inserted", c.inserted), ("updated", c.updated), ("deleted", c.deleted), ("unchanged", c.unchanged)] {
