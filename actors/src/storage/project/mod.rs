@@ -257,6 +257,8 @@ pub enum SetupError {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod types_pg;
 
 /// What start-up checks need from a backend's catalog.
 pub(crate) trait Catalog {

@@ -179,8 +179,8 @@ fn sqlite() -> SqliteConnection {
 
 /// A database of its own on `TRIBUTARY_TEST_DATABASE_URL`, dropped at the end (`None` without
 /// the variable, unless `TRIBUTARY_TEST_REQUIRE_DB=1` makes that a failure).
-struct Pg {
-    conn: PgConnection,
+pub(super) struct Pg {
+    pub(super) conn: PgConnection,
     admin: String,
     name: String,
 }
@@ -193,7 +193,7 @@ impl Drop for Pg {
     }
 }
 
-fn postgres() -> Option<Pg> {
+pub(super) fn postgres() -> Option<Pg> {
     let Ok(admin) = std::env::var("TRIBUTARY_TEST_DATABASE_URL") else {
         assert!(
             std::env::var("TRIBUTARY_TEST_REQUIRE_DB").as_deref() != Ok("1"),
