@@ -174,8 +174,11 @@ pub struct Column {
     pub declared: Option<SqlType>,
     /// What values are coerced to: the declared type, else the table's.
     pub ty: SqlType,
-    /// The table's own type, as its catalog writes it (PostgreSQL casts the staged text to it).
+    /// The table's own type, as its catalog writes it (PostgreSQL casts each value to it).
     pub table_type: String,
+    /// What tributary makes of the table's type; `None` for one it does not know (an enum, a
+    /// domain, an extension's type), or before the table was read.
+    pub table_kind: Option<SqlType>,
     pub required: bool,
 }
 
@@ -254,6 +257,7 @@ impl Projection {
                 declared: ty,
                 ty: ty.unwrap_or(SqlType::Text),
                 table_type: String::new(),
+                table_kind: None,
                 required,
             });
         }

@@ -216,6 +216,7 @@ pub(crate) fn complete(p: &mut Projection, info: Option<&TableInfo>) -> Result<(
         }
         c.ty = c.declared.or(*known).unwrap_or(SqlType::Text);
         c.table_type = table_type.clone();
+        c.table_kind = *known;
     }
     let deletes = p.delete_on_tombstone || !p.spec.delete_types.is_empty();
     if p.mode != Mode::Insert || deletes {

@@ -51,8 +51,9 @@ struct Exists {
 }
 
 /// One column's values for a set statement, as one array parameter: in PostgreSQL's binary
-/// form where every cell has one binary-sendable type, so neither side formats or parses text
-/// per value (docs/benchmarks.md, session 16); as text otherwise.
+/// form where every cell has one binary-sendable type of the column's own kind, so neither side
+/// formats or parses text per value (docs/benchmarks.md, session 16); as text otherwise, which
+/// keeps the text a text column gets, numeric's every digit and the casts of unknown types.
 enum Column<'a> {
     Int(Vec<Option<i64>>),
     Float(Vec<Option<f64>>),
@@ -78,7 +79,7 @@ fn text_of(c: &Cell) -> Option<Cow<'_, str>> {
 }
 
 impl<'a> Column<'a> {
-    fn of(ops: &[&'a Op], i: usize) -> Self {
+    fn of(ops: &[&'a Op], i: usize, column: Option<SqlType>) -> Self {
         let cells = || ops.iter().map(move |op| op.cells[i].as_ref().filter(|c| !matches!(c, Cell::Null)));
         // Every cell of the column as the variant's value, or `None` when one is of another type.
         macro_rules! typed {
@@ -93,7 +94,20 @@ impl<'a> Column<'a> {
                     .map(Column::$variant)
             };
         }
-        let typed_column = match cells().flatten().next() {
+        use SqlType as T;
+        let first = cells().flatten().next();
+        // Binary only where the server's cast from the binary type equals its cast from our text.
+        let binary = match (first, column) {
+            (Some(Cell::Int(_)), Some(T::SmallInt | T::Integer | T::BigInt | T::Numeric))
+            | (Some(Cell::Float(_)), Some(T::Double))
+            | (Some(Cell::Bool(_)), Some(T::Boolean))
+            | (Some(Cell::Timestamptz(_)), Some(T::Timestamptz))
+            | (Some(Cell::Timestamp(_)), Some(T::Timestamp))
+            | (Some(Cell::Date(_)), Some(T::Date))
+            | (Some(Cell::Bytes(_)), Some(T::Bytea)) => first,
+            _ => None,
+        };
+        let typed_column = match binary {
             Some(Cell::Int(_)) => typed!(Int, v => *v),
             Some(Cell::Float(_)) => typed!(Float, v => *v),
             Some(Cell::Bool(_)) => typed!(Bool, v => *v),
@@ -204,7 +218,7 @@ fn run_group(conn: &mut PgConnection, p: &Projection, g: &Group<'_>, ops: &[&Op]
         counts.inserted += n;
         return Ok(());
     }
-    let columns: Vec<Column<'_>> = cols.iter().map(|&i| Column::of(ops, i)).collect();
+    let columns: Vec<Column<'_>> = cols.iter().map(|&i| Column::of(ops, i, p.columns[i].table_kind)).collect();
     let unnest = format!(
         "unnest({}) AS s({})",
         columns.iter().enumerate().map(|(k, c)| format!("${}::{}", k + 1, c.array_type())).collect::<Vec<_>>().join(", "),

@@ -60,6 +60,7 @@ fn plan(mode: Mode, newer: bool) -> Plan {
     for c in &mut p.columns {
         c.ty = c.declared.unwrap_or(crate::project::SqlType::Text);
         c.table_type = if c.name == "b" { "text".into() } else { "bigint".into() };
+        c.table_kind = Some(if c.name == "b" { crate::project::SqlType::Text } else { crate::project::SqlType::BigInt });
     }
     Plan { projections: vec![p], events: EventsSpec::default() }
 }
