@@ -262,9 +262,16 @@ pub fn orders_stream(keys: i64, rounds: usize, seed: u64) -> (Vec<Msg>, Expected
                 };
                 let payload = cloudevent("com.example.order.updated", id, data);
                 out.push(Msg { partition: p, key: key.into_bytes(), payload: Some(payload) });
-                if let Some(reason) = reason {
-                    dead.insert((p, offset), reason);
-                    continue;
+                // The table refuses a value only on a row the message would write: a new one, or
+                // one whose version it beats; an older one leaves the row as it is.
+                let applies = model.get(&k).is_none_or(|row| row.version.is_none_or(|rv| version > rv));
+                match reason {
+                    Some("database_rejected") if !applies => continue,
+                    Some(reason) => {
+                        dead.insert((p, offset), reason);
+                        continue;
+                    }
+                    None => {}
                 }
                 match model.get_mut(&k) {
                     None => {

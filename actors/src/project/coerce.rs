@@ -114,7 +114,11 @@ impl SqlType {
             SqlType::BigInt
         } else if d.contains("char") || d.contains("clob") || d.contains("text") {
             SqlType::Text
-        } else if d.contains("blob") || d.is_empty() {
+        } else if d.is_empty() {
+            // No declared type keeps any value as given: values without a `type` go as text, and
+            // a declared one as its own (an untyped column is no blob to decode text into).
+            SqlType::Text
+        } else if d.contains("blob") {
             SqlType::Bytea
         } else if d.contains("real") || d.contains("floa") || d.contains("doub") {
             SqlType::Double
@@ -208,10 +212,17 @@ impl Cell {
         })
     }
 
-    /// Bytes that identify the value among the others of a key (same type per column).
+    /// Bytes that identify the value among the others of a key (same type per column): values
+    /// the database holds equal are one key here too (`1.50` and `1.5e0`, `-0` and `0`), so
+    /// no statement of a batch's round meets one row twice.
     pub fn identity(&self, out: &mut Vec<u8>) {
         match self {
             Cell::Bytes(b) => out.extend_from_slice(b),
+            Cell::Numeric(s) => match canonical_decimal(s) {
+                Some(c) => out.extend_from_slice(c.as_bytes()),
+                None => out.extend_from_slice(s.as_bytes()),
+            },
+            Cell::Float(f) if *f == 0.0 => out.push(b'0'),
             other => out.extend_from_slice(other.to_text().as_deref().unwrap_or("\u{0}null").as_bytes()),
         }
         out.push(0xff);
@@ -298,7 +309,8 @@ fn int_of(raw: &Raw<'_>, min: i64, max: i64) -> Result<Cell, CoerceError> {
         Raw::Time(t) => t.timestamp_millis(),
         Raw::Json(v) if v.is_number() => match (v.as_i64(), v.as_f64()) {
             (Some(i), _) => i,
-            (None, Some(f)) if f.fract() == 0.0 && f >= i64::MIN as f64 && f <= i64::MAX as f64 => f as i64,
+            // i64::MAX as f64 is 2^63, one past the range (`as` would clamp it to i64::MAX).
+            (None, Some(f)) if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 => f as i64,
             _ => return Err(format!("{v} is not an integer in range")),
         },
         _ => match textual(raw) {
@@ -344,6 +356,28 @@ fn is_decimal(s: &str) -> bool {
             let e = e.strip_prefix(['-', '+']).unwrap_or(e);
             !e.is_empty() && digits(e)
         })
+}
+
+/// A decimal's value as one text whatever its spelling: sign, significant digits, exponent
+/// (`-1.50` and `-15e-1` are both `-15e-1`, every zero is `0`); `None` for an exponent too
+/// large to add up.
+fn canonical_decimal(s: &str) -> Option<String> {
+    let (negative, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let (mantissa, exp) = s.split_once(['e', 'E']).unwrap_or((s, "0"));
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let mut exp: i128 = exp.parse().ok()?;
+    exp = exp.checked_sub(i128::try_from(frac.len()).ok()?)?;
+    let digits = format!("{int}{frac}");
+    let digits = digits.trim_start_matches('0');
+    let significant = digits.trim_end_matches('0');
+    if significant.is_empty() {
+        return Some("0".into());
+    }
+    exp = exp.checked_add(i128::try_from(digits.len() - significant.len()).ok()?)?;
+    Some(format!("{}{significant}e{exp}", if negative { "-" } else { "" }))
 }
 
 fn numeric_of(raw: &Raw<'_>) -> Result<Cell, CoerceError> {

@@ -174,7 +174,8 @@ pub struct Column {
     pub declared: Option<SqlType>,
     /// What values are coerced to: the declared type, else the table's.
     pub ty: SqlType,
-    /// The table's own type, as its catalog writes it (PostgreSQL casts each value to it).
+    /// The table's own type without its modifier (PostgreSQL casts each value to it, and the
+    /// write to the column applies the modifier); empty before the table was read.
     pub table_type: String,
     /// What tributary makes of the table's type; `None` for one it does not know (an enum, a
     /// domain, an extension's type), or before the table was read.

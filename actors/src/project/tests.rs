@@ -52,6 +52,32 @@ fn coercion_turns_what_a_message_carries_into_the_column_type() {
     assert_eq!(coerce(&j(Value::Null), SqlType::BigInt), Ok(Cell::Null), "null is NULL whatever the type");
     assert_eq!(coerce(&Raw::Text(Cow::Borrowed(" 7 ")), SqlType::BigInt), Ok(Cell::Int(7)));
     assert!(coerce(&Raw::Bytes(b"\xff"), SqlType::Text).is_err(), "bytes that are not UTF-8");
+    assert!(coerce(&j(json!(9_223_372_036_854_775_808.0)), SqlType::BigInt).is_err(), "2^63 is past i64::MAX, not clamped to it");
+    assert_eq!(coerce(&j(json!(-9_223_372_036_854_775_808.0)), SqlType::BigInt), Ok(Cell::Int(i64::MIN)));
+    assert_eq!(SqlType::of_sqlite(""), SqlType::Text, "an untyped SQLite column takes values as given");
+    assert_eq!(SqlType::of_sqlite("BLOB"), SqlType::Bytea);
+}
+
+#[test]
+fn a_key_the_database_holds_equal_is_one_key_whatever_its_spelling() {
+    let id = |c: Cell| {
+        let mut out = Vec::new();
+        c.identity(&mut out);
+        out
+    };
+    let n = |s: &str| id(Cell::Numeric(s.into()));
+    for same in ["1.5", "1.50", "+1.500E0", "15e-1", "0.15e1", "001.5"] {
+        assert_eq!(n(same), n("1.5"), "{same}");
+    }
+    for zero in ["0", "-0", "0.000", "0e5", "-0.0E-3"] {
+        assert_eq!(n(zero), n("0"), "{zero}");
+    }
+    assert_eq!(n("150"), n("1.5e2"));
+    assert_ne!(n("10"), n("1"));
+    assert_ne!(n("-1.5"), n("1.5"));
+    assert_ne!(n("1.5"), n("1.05"));
+    assert_eq!(id(Cell::Float(-0.0)), id(Cell::Float(0.0)));
+    assert_ne!(id(Cell::Float(1.0)), id(Cell::Float(-1.0)));
 }
 
 #[test]

@@ -162,11 +162,24 @@ pub(crate) fn groups<'a>(plan: &Plan, messages: &[&'a [Op]]) -> Vec<Group<'a>> {
     out.into_iter().map(|(_, g)| g).collect()
 }
 
+/// One column of a table, as its catalog tells it.
+#[derive(Debug, Clone, Default)]
+pub struct ColumnInfo {
+    pub name: String,
+    /// The type as the catalog writes it (`character varying(20)`).
+    pub formatted: String,
+    /// The type without its modifier (`character varying`), which values are cast to, so that
+    /// writing them to the column applies the modifier as an `INSERT` does: an over-long text is
+    /// refused (22001), where a cast to `varchar(20)` would cut it short.
+    pub cast: String,
+    /// What tributary makes of the type; `None` for one it does not know.
+    pub kind: Option<SqlType>,
+}
+
 /// A table's columns and unique keys, as its catalog tells them.
 #[derive(Debug, Clone, Default)]
 pub struct TableInfo {
-    /// (name, type as the catalog writes it, what tributary makes of that type).
-    pub columns: Vec<(String, String, Option<SqlType>)>,
+    pub columns: Vec<ColumnInfo>,
     /// The column sets of the primary key and every unique, non-partial index on plain columns.
     pub unique: Vec<BTreeSet<String>>,
     /// SQLite compares names without case.
@@ -195,8 +208,8 @@ pub(crate) fn complete(p: &mut Projection, info: Option<&TableInfo>) -> Result<(
         ));
     };
     for c in &mut p.columns {
-        let found = info.columns.iter().find(|(n, _, _)| info.norm(n) == info.norm(&c.name));
-        let Some((_, table_type, known)) = found else {
+        let found = info.columns.iter().find(|col| info.norm(&col.name) == info.norm(&c.name));
+        let Some(ColumnInfo { formatted: table_type, cast, kind: known, .. }) = found else {
             return Err(SpecError::new(
                 &p.name,
                 &format!("columns.{}", c.name),
@@ -215,7 +228,7 @@ pub(crate) fn complete(p: &mut Projection, info: Option<&TableInfo>) -> Result<(
             }
         }
         c.ty = c.declared.or(*known).unwrap_or(SqlType::Text);
-        c.table_type = table_type.clone();
+        c.table_type = cast.clone();
         c.table_kind = *known;
     }
     let deletes = p.delete_on_tombstone || !p.spec.delete_types.is_empty();
@@ -257,9 +270,9 @@ pub enum SetupError {
 }
 
 #[cfg(test)]
-mod tests;
+mod postgres_tests;
 #[cfg(test)]
-mod types_pg;
+mod tests;
 
 /// What start-up checks need from a backend's catalog.
 pub(crate) trait Catalog {

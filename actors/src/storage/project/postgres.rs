@@ -1,7 +1,7 @@
 //! PostgreSQL: a group of ops is one set statement over `unnest` of arrays (one per column
 //! present, sent in binary where the values allow), each value cast to the column's own type —
-//! `INSERT … ON CONFLICT (key) DO UPDATE`, `UPDATE … FROM`, `DELETE … USING` — so a group costs
-//! one round trip whatever its size.
+//! `INSERT … SELECT`, `UPDATE … FROM`, `DELETE … USING`, an upsert both of the first two in one
+//! statement — so a group costs one round trip whatever its size.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -13,7 +13,7 @@ use diesel::prelude::*;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Array, BigInt, Binary, Bool, Date, Double, Integer, Nullable, Text, Timestamp, Timestamptz};
 
-use super::{create_table_sql, groups, Catalog, Counts, Group, ProjectStore, TableInfo};
+use super::{create_table_sql, groups, Catalog, ColumnInfo, Counts, Group, ProjectStore, TableInfo};
 use crate::messages::PartitionKey;
 use crate::project::{quote_ident, Cell, Mode, Op, Plan, Projection, SqlType};
 use crate::storage::StoreError;
@@ -32,6 +32,8 @@ struct CatalogColumn {
     name: String,
     #[diesel(sql_type = Text)]
     formatted: String,
+    #[diesel(sql_type = Text)]
+    base: String,
     #[diesel(sql_type = Text)]
     typname: String,
 }
@@ -155,16 +157,21 @@ fn table_info(conn: &mut PgConnection, p: &Projection) -> Result<Option<TableInf
         return Ok(None);
     }
     let columns = diesel::sql_query(
-        "SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS formatted, t.typname::text AS typname \
+        "SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS formatted, \
+         format_type(a.atttypid, NULL) AS base, t.typname::text AS typname \
          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
          WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
     )
     .bind::<Text, _>(&name)
     .load::<CatalogColumn>(conn)?;
     let index = diesel::sql_query(
+        // The key columns only (an index's INCLUDE columns follow its first indnkeyatts), of
+        // indexes ON CONFLICT and a statement's own checks can use: valid, and not deferred.
         "SELECT i.indexrelid::bigint AS id, a.attname::text AS name FROM pg_index i \
-         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
-         WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL",
+         CROSS JOIN generate_series(0, i.indnkeyatts - 1) AS k(n) \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[k.n] \
+         WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indimmediate AND i.indisvalid \
+         AND i.indpred IS NULL AND i.indexprs IS NULL",
     )
     .bind::<Text, _>(&name)
     .load::<IndexColumn>(conn)?;
@@ -178,7 +185,10 @@ fn table_info(conn: &mut PgConnection, p: &Projection) -> Result<Option<TableInf
         }
     }
     Ok(Some(TableInfo {
-        columns: columns.into_iter().map(|c| (c.name, c.formatted, SqlType::of_postgres(&c.typname))).collect(),
+        columns: columns
+            .into_iter()
+            .map(|c| ColumnInfo { kind: SqlType::of_postgres(&c.typname), name: c.name, formatted: c.formatted, cast: c.base })
+            .collect(),
         unique: unique.into_iter().map(|(_, s)| s).collect(),
         fold_case: false,
     }))
@@ -236,32 +246,36 @@ fn run_group(conn: &mut PgConnection, p: &Projection, g: &Group<'_>, ops: &[&Op]
     }
     let names = list(&name, &cols, ", ");
     let values = list(&val, &cols, ", ");
+    // The guarded change of the rows `from` names (each present column but the key's).
+    let update = |from: &str| {
+        let set = list(&|i| format!("{} = {}", name(i), val(i)), &sets, ", ");
+        let guard = p.newer_wins.map(|v| format!(" AND {}", newer(&val(v)).unwrap_or_default())).unwrap_or_default();
+        format!("UPDATE {table} AS t SET {set} FROM {from} WHERE {key_match}{guard}")
+    };
     match p.mode {
         Mode::Insert => {
             counts.inserted += bound(format!("INSERT INTO {table} ({names}) SELECT {values} FROM {unnest}")).execute(conn)? as u64;
         }
         Mode::Update if sets.is_empty() => counts.unchanged += n,
         Mode::Update => {
-            let set = list(&|i| format!("{} = {}", name(i), val(i)), &sets, ", ");
-            let guard = p.newer_wins.map(|v| format!(" AND {}", newer(&val(v)).unwrap_or_default())).unwrap_or_default();
-            let u = bound(format!("UPDATE {table} AS t SET {set} FROM {unnest} WHERE {key_match}{guard}")).execute(conn)? as u64;
+            let u = bound(update(&unnest)).execute(conn)? as u64;
             counts.updated += u;
             counts.unchanged += n - u;
         }
         Mode::Upsert => {
-            let keys = list(&name, &p.key, ", ");
-            let action = if sets.is_empty() {
-                "NOTHING".to_string()
-            } else {
-                let set = list(&|i| format!("{0} = EXCLUDED.{0}", name(i)), &sets, ", ");
-                let guard = p.newer_wins.map(|v| format!(" WHERE {}", newer(&format!("EXCLUDED.{}", name(v))).unwrap_or_default()));
-                format!("UPDATE SET {set}{}", guard.unwrap_or_default())
-            };
-            // xmax is 0 on a row this statement inserted, the locking transaction's id on one it updated.
+            // The rows that exist are changed, the others inserted: an op never proposes a row
+            // for a key that has one, which PostgreSQL would check (NOT NULL, CHECK) before
+            // seeing the conflict — a partial change without a NOT NULL column, or an older
+            // version's refused value, would be refused instead of applied or skipped. The two
+            // parts see the same snapshot and touch different keys (a group has each key once).
+            // A key inserted meanwhile by another transaction fails the insert (23505), and the
+            // message, retried on its own, then finds its row.
+            let changed = if sets.is_empty() { String::new() } else { format!("u AS ({} RETURNING 1), ", update("s")) };
             let sql = format!(
-                "WITH w AS (INSERT INTO {table} AS t ({names}) SELECT {values} FROM {unnest} ON CONFLICT ({keys}) DO {action} \
-                 RETURNING (t.xmax = 0) AS ins) \
-                 SELECT count(*) FILTER (WHERE ins) AS inserted, count(*) FILTER (WHERE NOT ins) AS updated FROM w"
+                "WITH s AS (SELECT * FROM {unnest}), {changed}\
+                 i AS (INSERT INTO {table} ({names}) SELECT {values} FROM s WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE {key_match}) RETURNING 1) \
+                 SELECT (SELECT count(*) FROM i) AS inserted, {} AS updated",
+                if sets.is_empty() { "0::bigint" } else { "(SELECT count(*) FROM u)" }
             );
             let c = bound(sql).get_result::<Changed>(conn)?;
             counts.inserted += c.inserted as u64;

@@ -1,6 +1,6 @@
 //! SQLite: each op is one or two statements with typed binds, in offset order — an `UPDATE` of
-//! the key's row (guarded by `newer_wins`), then, when it changed nothing, an `INSERT … ON
-//! CONFLICT (key) DO NOTHING` (never `INSERT OR REPLACE`, which deletes the row and its other
+//! the key's row (guarded by `newer_wins`), then, when it changed nothing, an `INSERT … SELECT …
+//! WHERE NOT EXISTS` the key's row (never `INSERT OR REPLACE`, which deletes the row and its other
 //! columns). Changes counts tell inserted from updated from unchanged.
 
 use std::collections::{BTreeSet, HashMap};
@@ -11,7 +11,7 @@ use diesel::sql_types::{BigInt, Binary, Double, Integer, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel::QueryResult;
 
-use super::{create_table_sql, Catalog, Counts, ProjectStore, TableInfo};
+use super::{create_table_sql, Catalog, ColumnInfo, Counts, ProjectStore, TableInfo};
 use crate::messages::PartitionKey;
 use crate::project::{quote_ident, Cell, Mode, Op, Plan, Projection, SqlType};
 use crate::storage::StoreError;
@@ -75,7 +75,10 @@ fn table_info(conn: &mut SqliteConnection, p: &Projection) -> Result<Option<Tabl
         unique.push(pk);
     }
     Ok(Some(TableInfo {
-        columns: columns.into_iter().map(|c| (c.name, c.decl.clone(), Some(SqlType::of_sqlite(&c.decl)))).collect(),
+        columns: columns
+            .into_iter()
+            .map(|c| ColumnInfo { kind: Some(SqlType::of_sqlite(&c.decl)), name: c.name, cast: c.decl.clone(), formatted: c.decl })
+            .collect(),
         unique,
         fold_case: true,
     }))
@@ -177,7 +180,7 @@ impl RunQueryDsl<SqliteConnection> for Statement<'_> {}
 struct Shape {
     /// A delete's; else the guarded `UPDATE` (none when only key columns are present).
     first: Option<Sql>,
-    /// The `INSERT` (`… ON CONFLICT (key) DO NOTHING` in upsert mode); none for deletes and updates.
+    /// The `INSERT` (in upsert mode only where the key has no row); none for deletes and updates.
     insert: Option<Sql>,
 }
 
@@ -200,12 +203,20 @@ fn shape(p: &Projection, delete: bool, present: &[bool]) -> Shape {
         Sql::new(&format!("UPDATE {table} SET {} WHERE {key_where}{guard}", list(&sets, &|i| format!("{} = {BIND}", name(i)), ", ")), binds)
     });
     let insert = (p.mode != Mode::Update).then(|| {
-        let tail = if p.mode == Mode::Upsert { format!(" ON CONFLICT ({}) DO NOTHING", list(&p.key, &name, ", ")) } else { String::new() };
         if cols.is_empty() {
             return Sql::new(&format!("INSERT INTO {table} DEFAULT VALUES"), Vec::new());
         }
-        let marks = vec![BIND.to_string(); cols.len()].join(", ");
-        Sql::new(&format!("INSERT INTO {table} ({}) VALUES ({marks}){tail}", list(&cols, &name, ", ")), cols.clone())
+        let (names, marks) = (list(&cols, &name, ", "), vec![BIND.to_string(); cols.len()].join(", "));
+        if p.mode == Mode::Upsert {
+            // Only where the key has no row: one the guard left alone is not proposed again
+            // (SQLite, like PostgreSQL, checks NOT NULL and CHECK before a conflict).
+            let binds = cols.iter().chain(&p.key).copied().collect();
+            return Sql::new(
+                &format!("INSERT INTO {table} ({names}) SELECT {marks} WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {key_where})"),
+                binds,
+            );
+        }
+        Sql::new(&format!("INSERT INTO {table} ({names}) VALUES ({marks})"), cols.clone())
     });
     Shape { first: update, insert }
 }

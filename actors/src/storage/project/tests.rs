@@ -108,21 +108,25 @@ fn model(steps: &[Step], mode: Mode, newer: bool) -> (BTreeMap<i64, Row>, Vec<us
                 None => c.unchanged += 1,
             },
             Step::Change(k, a, b, v) => {
+                // The table's CHECK (a >= 0) and NOT NULL b (no DEFAULT), on the row a message
+                // would leave: a new one, or the changed one where the message wins.
                 let negative = matches!(a, Field::Val(x) if *x < 0);
-                let exists = t.contains_key(k);
+                let refused_row = |r: Option<&Row>| {
+                    negative || matches!(b, Field::Null) || (matches!(b, Field::Absent) && r.is_none_or(|r| r.b.is_none()))
+                };
                 let wins = t.get(k).is_some_and(|r| !newer || r.v.is_none_or(|rv| *v > rv));
-                match mode {
-                    // The CHECK is on the row an INSERT proposes: refused whether or not it conflicts.
-                    Mode::Insert | Mode::Upsert if negative => refused.push(i),
-                    Mode::Insert if exists => refused.push(i),
-                    Mode::Update if negative && wins => refused.push(i),
-                    Mode::Insert | Mode::Upsert if !exists => {
+                match (mode, t.get(k)) {
+                    (Mode::Insert | Mode::Upsert, None) if refused_row(None) => refused.push(i),
+                    (Mode::Insert | Mode::Upsert, None) => {
                         let mut r = Row { a: None, b: None, v: None };
                         set(&mut r, a, b, *v);
                         t.insert(*k, r);
                         c.inserted += 1;
                     }
-                    _ if wins => {
+                    // Insert mode: the key's row exists (23505).
+                    (Mode::Insert, Some(_)) => refused.push(i),
+                    (_, Some(r)) if wins && refused_row(Some(r)) => refused.push(i),
+                    (_, Some(_)) if wins => {
                         set(t.get_mut(k).unwrap(), a, b, *v);
                         c.updated += 1;
                     }
@@ -174,7 +178,9 @@ const SELECT: &str = "SELECT k, a, b, v FROM t";
 fn sqlite() -> SqliteConnection {
     crate::storage::configure_library();
     let mut c = SqliteConnection::establish(":memory:").unwrap();
-    diesel::sql_query("CREATE TABLE t (k INTEGER PRIMARY KEY, a INTEGER CHECK (a >= 0), b TEXT, v INTEGER)").execute(&mut c).unwrap();
+    diesel::sql_query("CREATE TABLE t (k INTEGER PRIMARY KEY, a INTEGER CHECK (a >= 0), b TEXT NOT NULL, v INTEGER)")
+        .execute(&mut c)
+        .unwrap();
     c
 }
 
@@ -206,7 +212,9 @@ pub(super) fn postgres() -> Option<Pg> {
     diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut PgConnection::establish(&admin).unwrap()).unwrap();
     let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
     let mut conn = PgConnection::establish(&format!("{base}/{name}")).unwrap();
-    diesel::sql_query("CREATE TABLE t (k bigint PRIMARY KEY, a bigint CHECK (a >= 0), b text, v bigint)").execute(&mut conn).unwrap();
+    diesel::sql_query("CREATE TABLE t (k bigint PRIMARY KEY, a bigint CHECK (a >= 0), b text NOT NULL, v bigint)")
+        .execute(&mut conn)
+        .unwrap();
     Some(Pg { conn, admin, name })
 }
 

@@ -1,5 +1,6 @@
-//! Every type a projection writes reaches PostgreSQL as the value it was: binary arrays where
-//! a column's cells share a type, text where they do not, each cast to the column's own type.
+//! PostgreSQL specifics: every type a projection writes reaches the table as the value it was
+//! (binary arrays where a value is of the column's kind, text otherwise, each cast to the
+//! column's type), and the catalog checks see only keys an upsert can rely on.
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use diesel::prelude::*;
@@ -27,6 +28,7 @@ const COLUMNS: &[(&str, &str, &str)] = &[
     ("jb", "jsonb", "jsonb"),
     ("by", "bytea", "bytea"),
     ("t", "text", "text"),
+    ("vc", "text", "character varying(5)"),
     // Written to a column of another type: the value the server casts from our text, so a text
     // column keeps the text tributary writes (as on SQLite), numeric every digit of a double,
     // and a type tributary does not know (an enum) the cast from text.
@@ -86,6 +88,7 @@ fn every_type_reaches_postgres_as_it_was() {
             ("jb", Cell::Json("{\"b\":1,\"a\":2}".into())),
             ("by", Cell::Bytes(vec![0, 1, 0xfe, 0xff])),
             ("t", Cell::Text("naïve ' \" \\ ,{} NULL".into())),
+            ("vc", Cell::Text("abcde".into())),
             ("tz_as_date", Cell::Timestamptz(Utc.with_ymd_and_hms(2024, 3, 1, 23, 30, 0).unwrap())),
             ("i_as_num", Cell::Int(5)),
             ("f_as_num", Cell::Float(0.1 + 0.2)),
@@ -118,10 +121,12 @@ fn every_type_reaches_postgres_as_it_was() {
         // A column whose cells differ in type goes as text (here i8: text beside the integers).
         op(vec![("id", Cell::Int(6)), ("i8", Cell::Text("42".into())), ("by", Cell::Null)]),
         op(vec![("id", Cell::Int(7)), ("i8", Cell::Int(43)), ("by", Cell::Bytes(vec![0xab]))]),
+        // Longer than varchar(5): refused (22001) as an INSERT would, not cut short.
+        op(vec![("id", Cell::Int(8)), ("vc", Cell::Text("abcdefgh".into()))]),
     ];
     let messages: Vec<&[Op]> = ops.iter().map(std::slice::from_ref).collect();
     let (refused, counts) = pg.conn.transaction(|c| apply_refusing(c, &plan, &messages)).expect("applied");
-    assert_eq!(refused.iter().map(|r| (r.0, r.2.as_str())).collect::<Vec<_>>(), vec![(4, "22003")]);
+    assert_eq!(refused.iter().map(|r| (r.0, r.2.as_str())).collect::<Vec<_>>(), vec![(4, "22003"), (7, "22001")]);
     assert_eq!((counts[0].inserted, counts[0].updated), (5, 1));
 
     let list: Vec<String> = COLUMNS.iter().map(|(c, _, _)| format!("{c}::text")).collect();
@@ -142,7 +147,7 @@ fn every_type_reaches_postgres_as_it_was() {
         (1, text(&["-7", "123456", "9223372036854775778", "12345.678900", "1.5", "0.1", "false",
             "2024-02-29 23:59:58.123456+00", "2024-02-29 23:59:58.5", "2024-02-29",
             "6f1c2b8e-0d3a-4c5e-9f7a-1b2c3d4e5f60", "{\"a\": [1, 2]}", "{\"a\": 2, \"b\": 1}", "\\x0001feff",
-            "naïve ' \" \\ ,{} NULL", "2024-03-01", "5", "0.30000000000000004", "-42",
+            "naïve ' \" \\ ,{} NULL", "abcde", "2024-03-01", "5", "0.30000000000000004", "-42",
             "2024-03-01T12:00:00.500000Z", "100000000000000000000", "2"])),
         (2, nulls.clone()),
         (3, nulls.clone()),
@@ -150,4 +155,28 @@ fn every_type_reaches_postgres_as_it_was() {
         (7, some_nulls("43", Some("\\xab"))),
     ];
     assert_eq!(got, want);
+}
+
+#[test]
+fn an_upsert_key_is_the_key_columns_of_a_valid_immediate_unique_index() {
+    let Some(mut pg) = postgres() else { return };
+    for ddl in [
+        "CREATE TABLE inc (id bigint, x bigint, PRIMARY KEY (id) INCLUDE (x))",
+        "CREATE TABLE deferred (id bigint, x bigint, CONSTRAINT u UNIQUE (id) DEFERRABLE INITIALLY DEFERRED)",
+    ] {
+        diesel::sql_query(ddl).execute(&mut pg.conn).unwrap();
+    }
+    let mut check = |table: &str, key: &[&str]| {
+        let spec: ProjectionSpec = serde_json::from_value(json!({"name": "p", "table": table, "mode": "upsert", "key": key,
+            "columns": {"id": {"from": "/id", "type": "bigint"}, "x": {"from": "/x", "type": "bigint"}}}))
+        .unwrap();
+        match prepare(&mut pg.conn, &mut [Projection::from_spec(&spec).unwrap()]) {
+            Ok(()) => Ok(()),
+            Err(super::SetupError::Spec(e)) => Err(e.key),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(check("inc", &["id"]), Ok(()), "INCLUDE columns are not part of the key");
+    assert_eq!(check("inc", &["id", "x"]), Err("key".into()), "nor do they make one");
+    assert_eq!(check("deferred", &["id"]), Err("key".into()), "a deferred unique constraint is checked at commit, too late");
 }
