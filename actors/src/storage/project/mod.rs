@@ -5,6 +5,7 @@
 //! mode) is isolated by message, like the `events` rows: the ops of a range of messages run in a
 //! savepoint; a refused range is split and its halves applied in order, down to the one message
 //! that caused it, which becomes a dead letter. Counts are taken only from savepoints that held.
+//! A range refused in the fast pass ([`Pass`]) is first applied again exactly.
 
 mod postgres;
 mod sqlite;
@@ -36,11 +37,22 @@ impl Counts {
     }
 }
 
+/// Which statements apply a range of messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// The fastest statements that end as one by one whenever the database takes them
+    /// (PostgreSQL's `INSERT … ON CONFLICT DO UPDATE`); a refusal may be the statement's own
+    /// (a row it proposes for a key that has one), so a refused range is tried again exactly.
+    Fast,
+    /// Statements that refuse only what a message, applied on its own, would be refused.
+    Exact,
+}
+
 /// What applying projections needs from a backend, besides the group commit's statements.
 pub trait ProjectStore: GroupStore {
     /// Apply the ops of `messages` (each one message's, in offset order), counting into
     /// `counts` (by projection); `Rejected` when the database refuses any of them.
-    fn apply_ops(&mut self, plan: &Plan, messages: &[&[Op]], counts: &mut [Counts]) -> Result<(), StoreError>;
+    fn apply_ops(&mut self, plan: &Plan, messages: &[&[Op]], pass: Pass, counts: &mut [Counts]) -> Result<(), StoreError>;
     /// Remove the `events` rows of messages the projections refused (they become dead letters).
     fn delete_events(&mut self, rows: &[(&PartitionKey, i64)]) -> Result<(), StoreError>;
 }
@@ -58,7 +70,7 @@ pub(crate) fn apply_refusing<S: ProjectStore>(
     let mut counts = vec![Counts::default(); plan.projections.len()];
     let mut refused = Vec::new();
     if !messages.is_empty() {
-        isolate(s, plan, messages, 0..messages.len(), &mut counts, &mut refused)?;
+        isolate(s, plan, messages, 0..messages.len(), Pass::Fast, &mut counts, &mut refused)?;
     }
     Ok((refused, counts))
 }
@@ -68,18 +80,20 @@ fn isolate<S: ProjectStore>(
     plan: &Plan,
     messages: &[&[Op]],
     range: Range<usize>,
+    pass: Pass,
     counts: &mut [Counts],
     refused: &mut Vec<Refused>,
 ) -> Result<(), StoreError> {
     let attempt = s.in_savepoint(|s| {
         let mut c = vec![Counts::default(); counts.len()];
-        s.apply_ops(plan, &messages[range.clone()], &mut c).map(|()| c)
+        s.apply_ops(plan, &messages[range.clone()], pass, &mut c).map(|()| c)
     });
     match attempt {
         Ok(c) => {
             counts.iter_mut().zip(&c).for_each(|(a, b)| a.add(b));
             Ok(())
         }
+        Err(StoreError::Rejected { .. }) if pass == Pass::Fast => isolate(s, plan, messages, range, Pass::Exact, counts, refused),
         Err(StoreError::Rejected { sqlstate, message }) => {
             if range.len() == 1 {
                 let projection = culprit(s, plan, messages[range.start])?.unwrap_or(messages[range.start][0].projection);
@@ -88,8 +102,8 @@ fn isolate<S: ProjectStore>(
             }
             // In order: the first half's effects are what the second half's messages see.
             let mid = range.start + range.len() / 2;
-            isolate(s, plan, messages, range.start..mid, counts, refused)?;
-            isolate(s, plan, messages, mid..range.end, counts, refused)
+            isolate(s, plan, messages, range.start..mid, pass, counts, refused)?;
+            isolate(s, plan, messages, mid..range.end, pass, counts, refused)
         }
         Err(e) => Err(e),
     }
@@ -104,7 +118,7 @@ fn culprit<S: ProjectStore>(s: &mut S, plan: &Plan, ops: &[Op]) -> Result<Option
     for k in 0..ops.len() {
         let mut c = vec![Counts::default(); plan.projections.len()];
         let tried = s.in_savepoint(|s| {
-            s.apply_ops(plan, &[&ops[..=k]], &mut c)?;
+            s.apply_ops(plan, &[&ops[..=k]], Pass::Exact, &mut c)?;
             // Rolled back whatever happened: only the answer is wanted.
             Err::<(), _>(StoreError::Rejected { sqlstate: String::new(), message: String::new() })
         });

@@ -1,7 +1,8 @@
 //! PostgreSQL: a group of ops is one set statement over `unnest` of arrays (one per column
 //! present, sent in binary where the values allow), each value cast to the column's own type —
-//! `INSERT … SELECT`, `UPDATE … FROM`, `DELETE … USING`, an upsert both of the first two in one
-//! statement — so a group costs one round trip whatever its size.
+//! `INSERT … SELECT`, `UPDATE … FROM`, `DELETE … USING`; an upsert `INSERT … ON CONFLICT DO
+//! UPDATE` in the fast pass and both of the first two in one statement in the exact one — so a
+//! group costs one round trip whatever its size.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -13,9 +14,10 @@ use diesel::prelude::*;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Array, BigInt, Binary, Bool, Date, Double, Integer, Nullable, Text, Timestamp, Timestamptz};
 
-use super::{create_table_sql, groups, Catalog, ColumnInfo, Counts, Group, ProjectStore, TableInfo};
+use super::{create_table_sql, groups, Catalog, ColumnInfo, Counts, Group, Pass, ProjectStore, TableInfo};
 use crate::messages::PartitionKey;
 use crate::project::{quote_ident, Cell, Mode, Op, Plan, Projection, SqlType};
+use crate::storage::error::{Code, Failure};
 use crate::storage::StoreError;
 
 #[derive(QueryableByName)]
@@ -213,7 +215,14 @@ const STATEMENT_OPS: usize = 1000;
 #[cfg(test)]
 const STATEMENT_OPS: usize = 2;
 
-fn run_group(conn: &mut PgConnection, p: &Projection, g: &Group<'_>, ops: &[&Op], counts: &mut Counts) -> Result<(), StoreError> {
+fn run_group(
+    conn: &mut PgConnection,
+    p: &Projection,
+    g: &Group<'_>,
+    ops: &[&Op],
+    pass: Pass,
+    counts: &mut Counts,
+) -> Result<(), StoreError> {
     let n = ops.len() as u64;
     let cols: Vec<usize> = (0..p.columns.len()).filter(|&i| g.shape[i]).collect();
     let name = |i: usize| quote_ident(&p.columns[i].name);
@@ -262,14 +271,39 @@ fn run_group(conn: &mut PgConnection, p: &Projection, g: &Group<'_>, ops: &[&Op]
             counts.updated += u;
             counts.unchanged += n - u;
         }
+        Mode::Upsert if pass == Pass::Fast => {
+            let keys = list(&name, &p.key, ", ");
+            let action = if sets.is_empty() {
+                "NOTHING".to_string()
+            } else {
+                let set = list(&|i| format!("{0} = EXCLUDED.{0}", name(i)), &sets, ", ");
+                let guard = p.newer_wins.map(|v| format!(" WHERE {}", newer(&format!("EXCLUDED.{}", name(v))).unwrap_or_default()));
+                format!("UPDATE SET {set}{}", guard.unwrap_or_default())
+            };
+            // xmax is 0 on a row this statement inserted, the locking transaction's id on one it updated.
+            let sql = format!(
+                "WITH w AS (INSERT INTO {table} AS t ({names}) SELECT {values} FROM {unnest} ON CONFLICT ({keys}) DO {action} \
+                 RETURNING (t.xmax = 0) AS ins) \
+                 SELECT count(*) FILTER (WHERE ins) AS inserted, count(*) FILTER (WHERE NOT ins) AS updated FROM w"
+            );
+            // Two spellings of a key that only the column's type holds equal meet one row twice
+            // (21000): the exact pass applies them.
+            let c = bound(sql).get_result::<Changed>(conn).map_err(|e| match StoreError::from(e) {
+                StoreError::Fatal(Failure::Statement { code: Code::SqlState(s), source }) if &s == b"21000" => {
+                    StoreError::Rejected { sqlstate: "21000".into(), message: source.to_string() }
+                }
+                other => other,
+            })?;
+            counts.inserted += c.inserted as u64;
+            counts.updated += c.updated as u64;
+            counts.unchanged += n - (c.inserted + c.updated) as u64;
+        }
         Mode::Upsert => {
             // The rows that exist are changed, the others inserted: an op never proposes a row
-            // for a key that has one, which PostgreSQL would check (NOT NULL, CHECK) before
-            // seeing the conflict — a partial change without a NOT NULL column, or an older
-            // version's refused value, would be refused instead of applied or skipped. The two
-            // parts see the same snapshot and touch different keys (a group has each key once).
-            // A key inserted meanwhile by another transaction fails the insert (23505), and the
-            // message, retried on its own, then finds its row.
+            // for a key that has one, which PostgreSQL checks (NOT NULL, CHECK) before it sees
+            // the conflict. The two parts see the same snapshot and touch different keys (a group
+            // has each key once). A key inserted meanwhile by another transaction fails the
+            // insert (23505), and the message, retried on its own, then finds its row.
             let changed = if sets.is_empty() { String::new() } else { format!("u AS ({} RETURNING 1), ", update("s")) };
             let sql = format!(
                 "WITH s AS (SELECT * FROM {unnest}), {changed}\
@@ -287,10 +321,10 @@ fn run_group(conn: &mut PgConnection, p: &Projection, g: &Group<'_>, ops: &[&Op]
 }
 
 impl ProjectStore for PgConnection {
-    fn apply_ops(&mut self, plan: &Plan, messages: &[&[Op]], counts: &mut [Counts]) -> Result<(), StoreError> {
+    fn apply_ops(&mut self, plan: &Plan, messages: &[&[Op]], pass: Pass, counts: &mut [Counts]) -> Result<(), StoreError> {
         for g in groups(plan, messages) {
             for ops in g.ops.chunks(STATEMENT_OPS) {
-                run_group(self, &plan.projections[g.projection], &g, ops, &mut counts[g.projection])?;
+                run_group(self, &plan.projections[g.projection], &g, ops, pass, &mut counts[g.projection])?;
             }
         }
         Ok(())

@@ -1,17 +1,17 @@
 //! SQLite: each op is one or two statements with typed binds, in offset order — an `UPDATE` of
-//! the key's row (guarded by `newer_wins`), then, when it changed nothing, an `INSERT … SELECT …
-//! WHERE NOT EXISTS` the key's row (never `INSERT OR REPLACE`, which deletes the row and its other
-//! columns). Changes counts tell inserted from updated from unchanged.
+//! the key's row (guarded by `newer_wins`), then, when it changed nothing and the key has no row,
+//! an `INSERT` (never `INSERT OR REPLACE`, which deletes the row and its other columns). Changes
+//! counts tell inserted from updated from unchanged.
 
 use std::collections::{BTreeSet, HashMap};
 
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Binary, Double, Integer, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel::QueryResult;
 
-use super::{create_table_sql, Catalog, ColumnInfo, Counts, ProjectStore, TableInfo};
+use super::{create_table_sql, Catalog, ColumnInfo, Counts, Pass, ProjectStore, TableInfo};
 use crate::messages::PartitionKey;
 use crate::project::{quote_ident, Cell, Mode, Op, Plan, Projection, SqlType};
 use crate::storage::StoreError;
@@ -175,11 +175,18 @@ impl QueryFragment<Sqlite> for Statement<'_> {
 
 impl RunQueryDsl<SqliteConnection> for Statement<'_> {}
 
+/// A `SELECT 1 …` (whether a key has a row) reads its rows as integers.
+impl Query for Statement<'_> {
+    type SqlType = Integer;
+}
+
 /// One (projection, kind, columns present)'s statements, built once per apply: each statement's
 /// text and the columns whose values it binds, in order.
 struct Shape {
     /// A delete's; else the guarded `UPDATE` (none when only key columns are present).
     first: Option<Sql>,
+    /// Whether the key has a row, asked in upsert mode when the `UPDATE` changed nothing.
+    exists: Option<Sql>,
     /// The `INSERT` (in upsert mode only where the key has no row); none for deletes and updates.
     insert: Option<Sql>,
 }
@@ -190,7 +197,11 @@ fn shape(p: &Projection, delete: bool, present: &[bool]) -> Shape {
     let list = |of: &[usize], f: &dyn Fn(usize) -> String, sep: &str| of.iter().map(|&i| f(i)).collect::<Vec<_>>().join(sep);
     let key_where = list(&p.key, &|k| format!("{} = {BIND}", name(k)), " AND ");
     if delete {
-        return Shape { first: Some(Sql::new(&format!("DELETE FROM {table} WHERE {key_where}"), p.key.clone())), insert: None };
+        return Shape {
+            first: Some(Sql::new(&format!("DELETE FROM {table} WHERE {key_where}"), p.key.clone())),
+            exists: None,
+            insert: None,
+        };
     }
     let cols: Vec<usize> = (0..p.columns.len()).filter(|&i| present[i]).collect();
     let sets: Vec<usize> = cols.iter().copied().filter(|i| !p.key.contains(i)).collect();
@@ -207,18 +218,15 @@ fn shape(p: &Projection, delete: bool, present: &[bool]) -> Shape {
             return Sql::new(&format!("INSERT INTO {table} DEFAULT VALUES"), Vec::new());
         }
         let (names, marks) = (list(&cols, &name, ", "), vec![BIND.to_string(); cols.len()].join(", "));
-        if p.mode == Mode::Upsert {
-            // Only where the key has no row: one the guard left alone is not proposed again
-            // (SQLite, like PostgreSQL, checks NOT NULL and CHECK before a conflict).
-            let binds = cols.iter().chain(&p.key).copied().collect();
-            return Sql::new(
-                &format!("INSERT INTO {table} ({names}) SELECT {marks} WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {key_where})"),
-                binds,
-            );
-        }
         Sql::new(&format!("INSERT INTO {table} ({names}) VALUES ({marks})"), cols.clone())
     });
-    Shape { first: update, insert }
+    // In upsert mode an UPDATE that changed nothing leaves a question only where a row can hold
+    // it back (`newer_wins`) or there was nothing to set: does the key have a row? If so the
+    // message is `unchanged` — never proposed as an insert, which SQLite, like PostgreSQL, checks
+    // (NOT NULL, CHECK) before it sees the conflict.
+    let exists = (p.mode == Mode::Upsert && (p.newer_wins.is_some() || update.is_none()))
+        .then(|| Sql::new(&format!("SELECT 1 FROM {table} WHERE {key_where}"), p.key.clone()));
+    Shape { first: update, exists, insert }
 }
 
 /// Which of an op's columns are present: a bit each, without an allocation for the common
@@ -239,11 +247,13 @@ impl Present {
     }
 }
 
+/// `sql` with `op`'s values bound.
+fn statement<'a>(sql: &'a Sql, op: &'a Op) -> Statement<'a> {
+    Statement { pieces: &sql.pieces, binds: sql.cols.iter().map(|&i| op.cells[i].as_ref().map_or(Bind::Null, Bind::of)).collect() }
+}
+
 fn apply_one(conn: &mut SqliteConnection, p: &Projection, op: &Op, sh: &Shape, counts: &mut Counts) -> Result<(), StoreError> {
-    let run = |conn: &mut SqliteConnection, sql: &Sql| -> Result<u64, StoreError> {
-        let binds = sql.cols.iter().map(|&i| op.cells[i].as_ref().map_or(Bind::Null, Bind::of)).collect();
-        Ok(Statement { pieces: &sql.pieces, binds }.execute(conn)? as u64)
-    };
+    let run = |conn: &mut SqliteConnection, sql: &Sql| -> Result<u64, StoreError> { Ok(statement(sql, op).execute(conn)? as u64) };
     let changed = |conn: &mut SqliteConnection, s: &Option<Sql>| s.as_ref().map_or(Ok(0), |s| run(conn, s));
     if op.delete {
         let d = changed(conn, &sh.first)?;
@@ -261,10 +271,14 @@ fn apply_one(conn: &mut SqliteConnection, p: &Projection, op: &Op, sh: &Shape, c
         Mode::Upsert => {
             if changed(conn, &sh.first)? == 1 {
                 counts.updated += 1;
+            } else if let Some(exists) = &sh.exists {
+                if statement(exists, op).get_results::<i32>(conn)?.is_empty() {
+                    counts.inserted += changed(conn, &sh.insert)?;
+                } else {
+                    counts.unchanged += 1;
+                }
             } else {
-                let i = changed(conn, &sh.insert)?;
-                counts.inserted += i;
-                counts.unchanged += 1 - i.min(1);
+                counts.inserted += changed(conn, &sh.insert)?;
             }
         }
     }
@@ -272,7 +286,8 @@ fn apply_one(conn: &mut SqliteConnection, p: &Projection, op: &Op, sh: &Shape, c
 }
 
 impl ProjectStore for SqliteConnection {
-    fn apply_ops(&mut self, plan: &Plan, messages: &[&[Op]], counts: &mut [Counts]) -> Result<(), StoreError> {
+    /// One pass: each op's statements are exact already.
+    fn apply_ops(&mut self, plan: &Plan, messages: &[&[Op]], _pass: Pass, counts: &mut [Counts]) -> Result<(), StoreError> {
         let mut shapes: HashMap<(u16, bool, Present), Shape> = HashMap::new();
         for op in messages.iter().flat_map(|ops| ops.iter()) {
             let at = op.projection as usize;
