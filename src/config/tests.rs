@@ -320,3 +320,37 @@ proptest::proptest! {
         }
     }
 }
+
+/// The configuration with `toml` as its file, and the projections checked on their own.
+fn plan_of(toml: &str) -> Result<tributary_actors::project::Plan, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tributary.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut o = base();
+    o.insert("kafka.topics".into(), json!(["shop.orders", "shop.payments"]));
+    Settings::load(Some(&path), &o)?.plan()
+}
+
+#[test]
+fn projections_that_cannot_work_together_are_refused_naming_the_key() {
+    let orders = |extra: &str| {
+        format!("[[projection]]\nname = \"orders\"\ntable = \"orders\"\n{extra}\n[projection.columns]\nid = {{ from = \"/id\", type = \"bigint\" }}\n")
+    };
+    let ok =
+        plan_of(&format!("{}{}", orders("topics = [\"shop.*\"]"), orders("").replace("name = \"orders\"", "name = \"audit\""))).unwrap();
+    assert_eq!(ok.projections.len(), 2);
+    let key = |toml: &str| plan_of(toml).map(|_| String::new()).unwrap_or_else(|e| e.key);
+    assert_eq!(key(&format!("{}{}", orders(""), orders(""))), "projection.orders.name", "a name twice");
+    assert_eq!(key(&orders("topics = [\"billing.*\"]")), "projection.orders.topics", "a glob no subscribed topic matches");
+    assert_eq!(key("[events]\nenabled = false\n"), "events.enabled", "nothing would be written");
+    assert_eq!(key(&format!("[events]\nenabled = false\n{}", orders(""))), "");
+}
+
+#[test]
+fn a_mistyped_column_table_says_which_field() {
+    let e = plan_of("[[projection]]\nname = \"orders\"\ntable = \"orders\"\n[projection.columns]\nid = { form = \"/id\" }\n").unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("form") && text.contains("from"), "{text}");
+    let e = plan_of("[[projection]]\nname = \"orders\"\ntable = \"orders\"\n[projection.columns]\nid = 5\n").unwrap_err();
+    assert!(e.to_string().contains("a source such as"), "{e}");
+}

@@ -90,11 +90,32 @@ pub struct ProjectionSpec {
 
 /// `column = "source"` or `column = { from = "source", type = "...", required = bool }` or
 /// `column = { value = ... }`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ColumnSpec {
     From(String),
     Full(FullColumn),
+}
+
+/// By hand, not `untagged`: a table's own error (`unknown field "form", expected one of from,
+/// value, type, required`) reaches the user instead of "did not match any variant".
+impl<'de> Deserialize<'de> for ColumnSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Spec;
+        impl<'de> serde::de::Visitor<'de> for Spec {
+            type Value = ColumnSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a source such as \"/status\", or a table such as { from = \"/amount\", type = \"bigint\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ColumnSpec, E> {
+                Ok(ColumnSpec::From(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<ColumnSpec, A::Error> {
+                FullColumn::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(ColumnSpec::Full)
+            }
+        }
+        d.deserialize_any(Spec)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

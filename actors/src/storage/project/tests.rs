@@ -85,9 +85,14 @@ fn op(s: &Step) -> Op {
     }
 }
 
+/// A row the table holds before the steps (k, a, b), without a version: older than any message.
+const SEED: (i64, i64, &str) = (1, 0, "seed");
+const SEED_SQL: &str = "INSERT INTO t (k, a, b, v) VALUES (1, 0, 'seed', NULL)";
+
 /// One by one: the table, the steps refused, and the counts.
 fn model(steps: &[Step], mode: Mode, newer: bool) -> (BTreeMap<i64, Row>, Vec<usize>, Counts) {
-    let (mut t, mut refused, mut c) = (BTreeMap::<i64, Row>::new(), Vec::new(), Counts::default());
+    let mut t = BTreeMap::from([(SEED.0, Row { a: Some(SEED.1), b: Some(SEED.2.into()), v: None })]);
+    let (mut refused, mut c) = (Vec::new(), Counts::default());
     let set = |r: &mut Row, a: &Field<i64>, b: &Field<String>, v: i64| {
         match a {
             Field::Absent => {}
@@ -181,6 +186,7 @@ fn sqlite() -> SqliteConnection {
     diesel::sql_query("CREATE TABLE t (k INTEGER PRIMARY KEY, a INTEGER CHECK (a >= 0), b TEXT NOT NULL, v INTEGER)")
         .execute(&mut c)
         .unwrap();
+    diesel::sql_query(SEED_SQL).execute(&mut c).unwrap();
     c
 }
 
@@ -215,6 +221,7 @@ pub(super) fn postgres() -> Option<Pg> {
     diesel::sql_query("CREATE TABLE t (k bigint PRIMARY KEY, a bigint CHECK (a >= 0), b text NOT NULL, v bigint)")
         .execute(&mut conn)
         .unwrap();
+    diesel::sql_query(SEED_SQL).execute(&mut conn).unwrap();
     Some(Pg { conn, admin, name })
 }
 
