@@ -378,7 +378,10 @@ fn one_stream_fans_out_by_type_to_two_tables_and_the_archive(kind: Kind) {
     let Some(db) = test_db_of(kind) else { return };
     let kafka = tributary::mock::MockKafka::start(1).unwrap();
     let (topic, group) = (format!("shop-{}", unique()), format!("g-{}", unique()));
+    // A second subscribed topic the payments projection's `shop-*` does not match.
+    let ledger = format!("ledger-{}", unique());
     kafka.create_topic(&topic, 2).unwrap();
+    kafka.create_topic(&ledger, 1).unwrap();
     sql(&db.url, &orders_table(kind, "orders"));
     let (audit, payments) = match kind {
         Kind::Postgres => (
@@ -403,8 +406,14 @@ fn one_stream_fans_out_by_type_to_two_tables_and_the_archive(kind: Kind) {
         kafka.send(&topic, Some((i % 2) as i32), Some(key.as_bytes()), Some(&cloudevent(ty, i as usize, data)), &[]).unwrap();
         n += 1;
     }
+    for i in 0..30i64 {
+        let data = json!({"payment": format!("ledger{i}"), "order": i, "amount": "1.00", "paid": "true"});
+        kafka.send(&ledger, Some(0), None, Some(&cloudevent("com.example.payment.settled", 1000 + i as usize, data)), &[]).unwrap();
+        n += 1;
+    }
     kafka.flush().unwrap();
     let mut s = settings(&kafka, &topic, &group, &db.url);
+    s.kafka.topics = vec![topic.clone(), ledger.clone()];
     s.projections = specs(json!([
         orders_spec("orders"),
         {"name": "payments", "table": "payments", "topics": ["shop-*"], "types": ["com.example.payment.*"], "mode": "upsert",
@@ -412,14 +421,21 @@ fn one_stream_fans_out_by_type_to_two_tables_and_the_archive(kind: Kind) {
         {"name": "audit", "table": "audit", "columns": {"topic": "kafka.topic", "kafka_offset": "kafka.offset", "type": "ce.type", "doc": {"from": "/", "type": "jsonb"}}},
     ]));
     let running = app::spawn(s, log()).unwrap();
-    wait_until("every offset committed", Duration::from_secs(60), || committed_total(&db.url, &group) == n);
+    // Both topics' progress (`committed_total` keys partitions of one topic).
+    let committed = format!("SELECT CAST(COALESCE(SUM(next_offset), 0) AS BIGINT) AS n FROM consumer_offsets WHERE group_id = '{group}'");
+    wait_until("every offset committed", Duration::from_secs(60), || count(&db.url, &committed) == n);
     let dead = query_pairs(&db.url, "SELECT reason AS a, detail AS b FROM dead_letters");
     assert!(dead.is_empty(), "{dead:?}");
     assert_eq!(count(&db.url, "SELECT count(*) AS n FROM orders"), 50);
-    assert_eq!(count(&db.url, "SELECT count(*) AS n FROM payments"), 100);
+    assert_eq!(count(&db.url, "SELECT count(*) AS n FROM payments"), 100, "payments of shop-* only, none of the ledger topic");
     assert_eq!(count(&db.url, "SELECT count(*) AS n FROM payments WHERE amount = 12.5 AND paid"), 100, "coerced from text");
     assert_eq!(count(&db.url, "SELECT count(*) AS n FROM audit"), n, "the audit table takes every message");
     assert_eq!(count(&db.url, "SELECT count(*) AS n FROM audit WHERE type = 'com.example.misc'"), 100);
+    assert_eq!(
+        count(&db.url, &format!("SELECT count(*) AS n FROM audit WHERE topic = '{ledger}'")),
+        30,
+        "a projection without topics takes every one"
+    );
     assert_eq!(count(&db.url, "SELECT count(*) AS n FROM events"), n, "and the archive too");
     // /status lists the projections as checked against their tables.
     let (_, status) = get_json(running.port, "/status");
