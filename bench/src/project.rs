@@ -177,33 +177,48 @@ fn encode(batch: &[usize], keys: usize, at_micros: i64) -> Vec<u8> {
     buf
 }
 
-/// The raw PostgreSQL limit: per batch, one transaction of `COPY` into the staging table and
-/// one set upsert from it, on one connection, from buffers encoded before the clock starts.
-fn raw_pg(url: &str, batches: &[Vec<usize>], n: usize, keys: usize) -> f64 {
+/// One hand-written PostgreSQL write of the readings, timed: `setup` statements on a fresh
+/// connection, `prepared` batches built before the clock starts, each written by `write` in a
+/// transaction of its own, and the table checked afterwards.
+fn timed_pg<T>(
+    url: &str,
+    n: usize,
+    keys: usize,
+    what: &str,
+    setup: &[&str],
+    prepared: Vec<T>,
+    write: impl Fn(&mut diesel::PgConnection, &T) -> QueryResult<usize>,
+) -> f64 {
     let db = open(url);
     let Database::Postgres(pool) = &db else { unreachable!() };
     let mut conn = pool.get().expect("connection");
-    diesel::sql_query(PG_TABLE).execute(&mut conn).expect("create readings");
-    diesel::sql_query(PG_STAGING).execute(&mut conn).expect("create the staging table");
+    for sql in setup {
+        diesel::sql_query(*sql).execute(&mut conn).expect(sql);
+    }
+    let started = Instant::now();
+    for batch in &prepared {
+        conn.transaction(|c| write(c, batch)).unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    verify(what, &read_back(&mut *conn), n, keys);
+    rate
+}
+
+/// The raw PostgreSQL limit: per batch, one transaction of `COPY` into the staging table and
+/// one set upsert from it, on one connection, from buffers encoded before the clock starts.
+fn raw_pg(url: &str, batches: &[Vec<usize>], n: usize, keys: usize) -> f64 {
     let at = chrono::Utc::now().timestamp_micros();
     let buffers: Vec<Vec<u8>> = batches.iter().map(|b| encode(b, keys, at)).collect();
     use readings_in::dsl as s;
-    let started = Instant::now();
-    for buf in &buffers {
-        conn.transaction::<_, diesel::result::Error, _>(|c| {
-            diesel::copy_from(readings_in::table)
-                .from_raw_data((s::device_id, s::seq, s::temperature, s::site, s::updated_at), |w| {
-                    w.write_all(buf).map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))
-                })
-                .with_format(CopyFormat::Binary)
-                .execute(c)?;
-            diesel::sql_query(PG_UPSERT).execute(c)
-        })
-        .expect("raw COPY and upsert");
-    }
-    let rate = n as f64 / started.elapsed().as_secs_f64();
-    verify("raw PostgreSQL upsert", &read_back(&mut *conn), n, keys);
-    rate
+    timed_pg(url, n, keys, "raw PostgreSQL upsert", &[PG_TABLE, PG_STAGING], buffers, |c, buf| {
+        diesel::copy_from(readings_in::table)
+            .from_raw_data((s::device_id, s::seq, s::temperature, s::site, s::updated_at), |w| {
+                w.write_all(buf).map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))
+            })
+            .with_format(CopyFormat::Binary)
+            .execute(c)?;
+        diesel::sql_query(PG_UPSERT).execute(c)
+    })
 }
 
 /// The same upsert with the rows as binary arrays (`unnest`), the service's way: one statement per
@@ -222,10 +237,6 @@ type Columns = (Vec<i64>, Vec<i64>, Vec<f64>, Vec<String>, Vec<chrono::DateTime<
 /// two, so the service's choice of `unnest` is measured against `COPY` in every run.
 fn raw_pg_unnest(url: &str, batches: &[Vec<usize>], n: usize, keys: usize) -> f64 {
     use diesel::sql_types::{Array, BigInt, Double, Text, Timestamptz};
-    let db = open(url);
-    let Database::Postgres(pool) = &db else { unreachable!() };
-    let mut conn = pool.get().expect("connection");
-    diesel::sql_query(PG_TABLE).execute(&mut conn).expect("create readings");
     let at = chrono::Utc::now();
     let columns: Vec<Columns> = batches
         .iter()
@@ -240,22 +251,15 @@ fn raw_pg_unnest(url: &str, batches: &[Vec<usize>], n: usize, keys: usize) -> f6
             )
         })
         .collect();
-    let started = Instant::now();
-    for (d, s, v, w, u) in &columns {
-        conn.transaction::<_, diesel::result::Error, _>(|c| {
-            diesel::sql_query(PG_UNNEST_UPSERT)
-                .bind::<Array<BigInt>, _>(d)
-                .bind::<Array<BigInt>, _>(s)
-                .bind::<Array<Double>, _>(v)
-                .bind::<Array<Text>, _>(w)
-                .bind::<Array<Timestamptz>, _>(u)
-                .execute(c)
-        })
-        .expect("raw unnest upsert");
-    }
-    let rate = n as f64 / started.elapsed().as_secs_f64();
-    verify("raw PostgreSQL unnest upsert", &read_back(&mut *conn), n, keys);
-    rate
+    timed_pg(url, n, keys, "raw PostgreSQL unnest upsert", &[PG_TABLE], columns, |c, (d, s, v, w, u)| {
+        diesel::sql_query(PG_UNNEST_UPSERT)
+            .bind::<Array<BigInt>, _>(d)
+            .bind::<Array<BigInt>, _>(s)
+            .bind::<Array<Double>, _>(v)
+            .bind::<Array<Text>, _>(w)
+            .bind::<Array<Timestamptz>, _>(u)
+            .execute(c)
+    })
 }
 
 /// One reading as one upsert whose SQL never changes: its query id is static, so Diesel

@@ -50,6 +50,9 @@ pub enum Pass {
 
 /// What applying projections needs from a backend, besides the group commit's statements.
 pub trait ProjectStore: GroupStore {
+    /// The pass a range is first applied with: [`Pass::Fast`] only where its statements differ
+    /// from the exact ones, so a backend without a fast pass never applies a refused range twice.
+    const FIRST_PASS: Pass;
     /// Apply the ops of `messages` (each one message's, in offset order), counting into
     /// `counts` (by projection); `Rejected` when the database refuses any of them.
     fn apply_ops(&mut self, plan: &Plan, messages: &[&[Op]], pass: Pass, counts: &mut [Counts]) -> Result<(), StoreError>;
@@ -70,7 +73,7 @@ pub(crate) fn apply_refusing<S: ProjectStore>(
     let mut counts = vec![Counts::default(); plan.projections.len()];
     let mut refused = Vec::new();
     if !messages.is_empty() {
-        isolate(s, plan, messages, 0..messages.len(), Pass::Fast, &mut counts, &mut refused)?;
+        isolate(s, plan, messages, 0..messages.len(), S::FIRST_PASS, &mut counts, &mut refused)?;
     }
     Ok((refused, counts))
 }

@@ -99,26 +99,15 @@ impl<'a> Column<'a> {
             };
         }
         use SqlType as T;
-        let first = cells().flatten().next();
         // Binary only where the server's cast from the binary type equals its cast from our text.
-        let binary = match (first, column) {
-            (Some(Cell::Int(_)), Some(T::SmallInt | T::Integer | T::BigInt | T::Numeric))
-            | (Some(Cell::Float(_)), Some(T::Double))
-            | (Some(Cell::Bool(_)), Some(T::Boolean))
-            | (Some(Cell::Timestamptz(_)), Some(T::Timestamptz))
-            | (Some(Cell::Timestamp(_)), Some(T::Timestamp))
-            | (Some(Cell::Date(_)), Some(T::Date))
-            | (Some(Cell::Bytes(_)), Some(T::Bytea)) => first,
-            _ => None,
-        };
-        let typed_column = match binary {
-            Some(Cell::Int(_)) => typed!(Int, v => *v),
-            Some(Cell::Float(_)) => typed!(Float, v => *v),
-            Some(Cell::Bool(_)) => typed!(Bool, v => *v),
-            Some(Cell::Timestamptz(_)) => typed!(Timestamptz, v => *v),
-            Some(Cell::Timestamp(_)) => typed!(Timestamp, v => *v),
-            Some(Cell::Date(_)) => typed!(Date, v => *v),
-            Some(Cell::Bytes(_)) => typed!(Bytes, v => v.as_slice()),
+        let typed_column = match (cells().flatten().next(), column) {
+            (Some(Cell::Int(_)), Some(T::SmallInt | T::Integer | T::BigInt | T::Numeric)) => typed!(Int, v => *v),
+            (Some(Cell::Float(_)), Some(T::Double)) => typed!(Float, v => *v),
+            (Some(Cell::Bool(_)), Some(T::Boolean)) => typed!(Bool, v => *v),
+            (Some(Cell::Timestamptz(_)), Some(T::Timestamptz)) => typed!(Timestamptz, v => *v),
+            (Some(Cell::Timestamp(_)), Some(T::Timestamp)) => typed!(Timestamp, v => *v),
+            (Some(Cell::Date(_)), Some(T::Date)) => typed!(Date, v => *v),
+            (Some(Cell::Bytes(_)), Some(T::Bytea)) => typed!(Bytes, v => v.as_slice()),
             _ => None,
         };
         typed_column.unwrap_or_else(|| Column::Text(cells().map(|c| c.and_then(text_of)).collect()))
@@ -321,6 +310,8 @@ fn run_group(
 }
 
 impl ProjectStore for PgConnection {
+    const FIRST_PASS: Pass = Pass::Fast;
+
     fn apply_ops(&mut self, plan: &Plan, messages: &[&[Op]], pass: Pass, counts: &mut [Counts]) -> Result<(), StoreError> {
         for g in groups(plan, messages) {
             for ops in g.ops.chunks(STATEMENT_OPS) {

@@ -286,7 +286,9 @@ fn apply_one(conn: &mut SqliteConnection, p: &Projection, op: &Op, sh: &Shape, c
 }
 
 impl ProjectStore for SqliteConnection {
-    /// One pass: each op's statements are exact already.
+    /// Each op's statements are exact already: a refused range is not worth a second try.
+    const FIRST_PASS: Pass = Pass::Exact;
+
     fn apply_ops(&mut self, plan: &Plan, messages: &[&[Op]], _pass: Pass, counts: &mut [Counts]) -> Result<(), StoreError> {
         let mut shapes: HashMap<(u16, bool, Present), Shape> = HashMap::new();
         for op in messages.iter().flat_map(|ops| ops.iter()) {
