@@ -161,7 +161,8 @@ impl Application {
             let mut plan = settings.plan()?;
             if !plan.is_empty() {
                 let db = db.clone();
-                plan = actix_web::rt::task::spawn_blocking(move || db.prepare_projections(&mut plan).map(|()| plan))
+                let warnings;
+                (plan, warnings) = actix_web::rt::task::spawn_blocking(move || db.prepare_projections(&mut plan).map(|w| (plan, w)))
                     .await
                     .map_err(|e| AppError::Other(format!("projection set-up task failed: {e}")))?
                     .map_err(|e| match e {
@@ -170,6 +171,9 @@ impl Application {
                             AppError::Other(format!("projection {projection:?}: cannot read or create its table: {source}"))
                         }
                     })?;
+                for w in warnings {
+                    slog::warn!(log, "{}", w);
+                }
                 for p in &plan.projections {
                     slog::info!(log, "projection ready"; "projection" => &p.name, "table" => p.table.to_string(), "mode" => format!("{:?}", p.mode).to_lowercase());
                 }

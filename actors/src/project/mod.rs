@@ -7,8 +7,13 @@
 //! table could not take is a dead letter before any SQL. The writer applies the ops
 //! (`storage::project`) in the batch's transaction, as if one by one in offset order.
 
+mod array;
 pub mod coerce;
+mod decimal;
+pub mod instant;
+mod json;
 pub mod source;
+mod sql_type;
 
 use std::collections::BTreeMap;
 
@@ -16,9 +21,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wildmatch::WildMatch;
 
-use coerce::{coerce, quote};
-pub use coerce::{Cell, SqlType};
+use coerce::{coerce, quote, Target};
+pub use coerce::{Cell, KeyForm, SqlType};
+use instant::Unit;
 use source::{Input, Source};
+pub use sql_type::sqlite_numeric_affinity;
 
 use crate::messages::{EventRow, RawMessage, Reason};
 use crate::parse::Refusal;
@@ -129,6 +136,9 @@ pub struct FullColumn {
     pub ty: Option<String>,
     #[serde(default)]
     pub required: bool,
+    /// What an epoch number counts, for a time column.
+    #[serde(default)]
+    pub unit: Option<Unit>,
 }
 
 /// A projection that cannot work: which one, which key, what is wrong, how to fix it.
@@ -201,7 +211,20 @@ pub struct Column {
     /// What tributary makes of the table's type; `None` for one it does not know (an enum, a
     /// domain, an extension's type), or before the table was read.
     pub table_kind: Option<SqlType>,
+    /// For a PostgreSQL array column, the type its elements are coerced to.
+    pub element: Option<SqlType>,
     pub required: bool,
+    /// What an epoch number counts (a time column only).
+    pub unit: Option<Unit>,
+    /// How the table compares this column's values (a key column's rounds).
+    pub key_form: KeyForm,
+}
+
+impl Column {
+    /// What values are coerced to.
+    pub fn target(&self) -> Target {
+        Target { ty: self.ty, unit: self.unit, element: self.element }
+    }
 }
 
 /// A checked projection.
@@ -220,6 +243,13 @@ pub struct Projection {
     pub create_table: bool,
     pub columns: Vec<Column>,
     pub spec: ProjectionSpec,
+    /// The table as the database identifies it (PostgreSQL: its OID), whatever the spelling;
+    /// the configured name until the table is read.
+    pub table_id: String,
+    /// The columns whose values tell a batch's ops apart (the key's, by name), so the k-th op of
+    /// a row goes to round k; `None`: projections writing this table name rows by different
+    /// columns, so every op of the table is a round of its own, in offset order.
+    pub round_key: Option<Vec<usize>>,
 }
 
 /// Whether `name` matches the glob `pattern` (`*` any run, `?` one character).
@@ -250,14 +280,16 @@ impl Projection {
             if col.is_empty() || col.contains(['"', '\0']) {
                 return Err(err(&key, "is not a column name".into(), "name columns without quotes or NUL"));
             }
-            let (source, ty, required) = match cs {
-                ColumnSpec::From(from) => (Source::parse(from).map_err(|p| err(&key, p, "see docs/projections.md#sources"))?, None, false),
+            let (source, ty, required, unit) = match cs {
+                ColumnSpec::From(from) => {
+                    (Source::parse(from).map_err(|p| err(&key, p, "see docs/projections.md#sources"))?, None, false, None)
+                }
                 ColumnSpec::Full(f) => {
                     let source = match (&f.from, &f.value) {
                         (Some(_), Some(_)) => return Err(err(&key, "has both from and value".into(), "keep one of them")),
                         (None, None) => return Err(err(&key, "has neither from nor value".into(), "add from = \"/field\" or value = ...")),
                         (Some(from), None) => Source::parse(from).map_err(|p| err(&key, p, "see docs/projections.md#sources"))?,
-                        (None, Some(v)) => Source::Constant(v.clone()),
+                        (None, Some(v)) => Source::Constant(v.to_string()),
                     };
                     let ty = match &f.ty {
                         None => None,
@@ -270,7 +302,16 @@ impl Projection {
                             )
                         })?),
                     };
-                    (source, ty, f.required)
+                    if let (Some(u), Some(t)) = (f.unit, ty) {
+                        if !t.is_time() {
+                            return Err(err(
+                                &format!("{key}.unit"),
+                                format!("unit = {:?} counts time, and the column's type is {}", u.name(), t.name()),
+                                "remove unit, or declare type = \"timestamptz\", \"timestamp\" or \"date\"",
+                            ));
+                        }
+                    }
+                    (source, ty, f.required, f.unit)
                 }
             };
             columns.push(Column {
@@ -280,7 +321,10 @@ impl Projection {
                 ty: ty.unwrap_or(SqlType::Text),
                 table_type: String::new(),
                 table_kind: None,
+                element: None,
                 required,
+                unit,
+                key_form: KeyForm::Text,
             });
         }
         let position = |key: &str, c: &str| {
@@ -348,8 +392,12 @@ impl Projection {
                 ));
             }
         }
+        let mut round_key = key.clone();
+        round_key.sort_by(|&a, &b| columns[a].name.cmp(&columns[b].name));
         Ok(Projection {
             name: name.to_string(),
+            table_id: table.to_string(),
+            round_key: Some(round_key),
             table,
             topics: globs(&spec.topics),
             types: globs(&spec.types),
@@ -400,7 +448,7 @@ impl Projection {
                 None if is_version => return Err(missing("the newer_wins column's value is missing")),
                 None if c.required => return Err(missing("the required value is missing")),
                 None => None,
-                Some(raw) => Some(coerce(&raw, c.ty).map_err(|why| Refusal {
+                Some(raw) => Some(coerce(&raw, c.target()).map_err(|why| Refusal {
                     reason: Reason::ProjectionType,
                     detail: format!("projection {}: column {} ({}): {why}: {}", self.name, c.name, c.ty.name(), quote(&raw)),
                 })?),

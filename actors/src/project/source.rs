@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use serde::Deserializer as _;
 use serde_json::value::RawValue;
+#[cfg(test)]
 use serde_json::Value;
 
 use super::coerce::Raw;
@@ -25,7 +26,8 @@ pub enum Source {
     /// A JSON pointer into a Kafka key that is JSON.
     KeyPointer(String),
     Header(String),
-    Constant(Value),
+    /// A constant, as its JSON text.
+    Constant(String),
 }
 
 impl Source {
@@ -81,7 +83,7 @@ pub struct Input<'a> {
     pub record: &'a RawMessage,
     /// `None` for a tombstone.
     pub row: Option<&'a EventRow>,
-    headers: Option<Option<Value>>,
+    headers: Option<Option<Members<'a>>>,
     /// The data's members when it is an object (`None` inside: it is not).
     members: Option<Option<Members<'a>>>,
 }
@@ -91,13 +93,13 @@ impl<'a> Input<'a> {
         Self { topic, partition, record, row, headers: None, members: None }
     }
 
-    /// The value at data pointer `p`: its first token looked up in the data's members (the last
-    /// of a repeated name, as in the parser), the rest skimmed out of that member.
-    fn data(&mut self, p: &str) -> Option<Value> {
+    /// The value at data pointer `p`, as its text: its first token looked up in the data's
+    /// members (the last of a repeated name, as in the parser), the rest skimmed out of that member.
+    fn data(&mut self, p: &str) -> Option<&'a str> {
         let data = self.row?.data()?;
-        let Some(tokens) = p.strip_prefix('/') else { return pointer(data, p) };
+        let Some(tokens) = p.strip_prefix('/') else { return pointer_text(data, p) };
         // An array, or not JSON: no members to look up.
-        let Some(members) = self.members.get_or_insert_with(|| members(data)) else { return pointer(data, p) };
+        let Some(members) = self.members.get_or_insert_with(|| members(data)) else { return pointer_text(data, p) };
         let (first, rest) = match tokens.split_once('/') {
             Some((first, rest)) => (first, Some(rest)),
             None => (tokens, None),
@@ -108,10 +110,10 @@ impl<'a> Input<'a> {
     }
 
     /// The value of `source`, or `None` when the message does not have it (absent).
-    pub fn get(&mut self, source: &Source) -> Option<Raw<'_>> {
+    pub fn get<'s>(&'s mut self, source: &'s Source) -> Option<Raw<'s>> {
         let text = |s: Option<&'a str>| s.map(|s| Raw::Text(Cow::Borrowed(s)));
         match source {
-            Source::Constant(v) => Some(Raw::Json(Cow::Owned(v.clone()))),
+            Source::Constant(v) => Some(Raw::Json(Cow::Borrowed(v))),
             Source::KafkaTopic => Some(Raw::Text(Cow::Borrowed(self.topic))),
             Source::KafkaPartition => Some(Raw::Int(self.partition.into())),
             Source::KafkaOffset => Some(Raw::Int(self.record.offset)),
@@ -123,9 +125,9 @@ impl<'a> Input<'a> {
             }
             Source::KeyPointer(p) => {
                 let key = std::str::from_utf8(self.record.key()?).ok()?;
-                pointer(key, p).map(|v| Raw::Json(Cow::Owned(v)))
+                pointer_text(key, p).map(|v| Raw::Json(Cow::Borrowed(v)))
             }
-            Source::Data(p) => self.data(p).map(|v| Raw::Json(Cow::Owned(v))),
+            Source::Data(p) => self.data(p).map(|v| Raw::Json(Cow::Borrowed(v))),
             Source::Attribute(name) => {
                 let row = self.row?;
                 match name.as_str() {
@@ -136,11 +138,14 @@ impl<'a> Input<'a> {
                     "datacontenttype" => text(row.datacontenttype()),
                     "time" => row.time.map(Raw::Time),
                     other => {
-                        let headers = self.headers.get_or_insert_with(|| serde_json::from_str(row.headers()).ok());
-                        let v = headers.as_ref()?.as_object()?.iter().find(|(k, _)| {
-                            k.len() == other.len() + 3 && k[..3].eq_ignore_ascii_case("ce_") && k[3..].eq_ignore_ascii_case(other)
+                        let headers = self.headers.get_or_insert_with(|| members(row.headers()));
+                        let v = headers.as_ref()?.iter().rev().find(|(k, _)| {
+                            k.len() == other.len() + 3
+                                && k.is_char_boundary(3)
+                                && k[..3].eq_ignore_ascii_case("ce_")
+                                && k[3..].eq_ignore_ascii_case(other)
                         });
-                        v.map(|(_, v)| Raw::Json(Cow::Borrowed(v)))
+                        v.map(|(_, v)| Raw::Json(Cow::Borrowed(v.get())))
                     }
                 }
             }
@@ -148,12 +153,19 @@ impl<'a> Input<'a> {
     }
 }
 
-/// The value at `pointer` (RFC 6901; empty: the whole) in the JSON text `json`, parsed alone;
+/// The text of the value at `pointer` (RFC 6901; empty: the whole) in the JSON text `json`;
 /// `None` when the pointer names nothing (or the text is not JSON). The members on the way are
-/// skimmed as borrowed raw values, so a message costs no tree of everything it carries; of a name
-/// repeated in an object the last counts, as in the parser.
-pub fn pointer(json: &str, pointer: &str) -> Option<Value> {
+/// skimmed as borrowed raw values, so a message costs no tree of everything it carries, and the
+/// value is its own text (a number keeps every digit); of a name repeated in an object the last
+/// counts, as in the parser.
+pub fn pointer_text<'j>(json: &'j str, pointer: &str) -> Option<&'j str> {
     descend(serde_json::from_str(json).ok()?, pointer.split('/').skip(1))
+}
+
+/// The value at `pointer` in `json`, parsed (see [`pointer_text`]).
+#[cfg(test)]
+pub fn pointer(json: &str, pointer: &str) -> Option<Value> {
+    serde_json::from_str(pointer_text(json, pointer)?).ok()
 }
 
 /// RFC 6901's escapes: `~1` is `/`, `~0` is `~`.
@@ -184,8 +196,8 @@ fn members(json: &str) -> Option<Members<'_>> {
     serde_json::Deserializer::from_str(json).deserialize_map(All).ok()
 }
 
-/// The value `tokens` lead to from `at`, parsed alone.
-fn descend<'t>(mut at: &RawValue, tokens: impl Iterator<Item = &'t str>) -> Option<Value> {
+/// The text of the value `tokens` lead to from `at`.
+fn descend<'j, 't>(mut at: &'j RawValue, tokens: impl Iterator<Item = &'t str>) -> Option<&'j str> {
     for token in tokens {
         let token = unescape(token);
         let mut de = serde_json::Deserializer::from_str(at.get());
@@ -199,7 +211,7 @@ fn descend<'t>(mut at: &RawValue, tokens: impl Iterator<Item = &'t str>) -> Opti
             _ => return None,
         };
     }
-    serde_json::from_str(at.get()).ok()
+    Some(at.get())
 }
 
 /// A visitor taking one member of an object as a raw value, skipping the others.

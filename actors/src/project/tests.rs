@@ -31,7 +31,7 @@ fn error_key(s: ProjectionSpec) -> String {
 
 #[test]
 fn coercion_turns_what_a_message_carries_into_the_column_type() {
-    let j = |v: Value| Raw::Json(Cow::Owned(v));
+    let j = |v: Value| Raw::Json(Cow::Owned(v.to_string()));
     assert_eq!(coerce(&j(json!("42")), SqlType::BigInt), Ok(Cell::Int(42)));
     assert_eq!(coerce(&j(json!(42.0)), SqlType::Integer), Ok(Cell::Int(42)));
     assert!(coerce(&j(json!(70000)), SqlType::SmallInt).is_err(), "out of range");
@@ -53,16 +53,50 @@ fn coercion_turns_what_a_message_carries_into_the_column_type() {
     assert_eq!(coerce(&Raw::Text(Cow::Borrowed(" 7 ")), SqlType::BigInt), Ok(Cell::Int(7)));
     assert!(coerce(&Raw::Bytes(b"\xff"), SqlType::Text).is_err(), "bytes that are not UTF-8");
     assert!(coerce(&j(json!(9_223_372_036_854_775_808.0)), SqlType::BigInt).is_err(), "2^63 is past i64::MAX, not clamped to it");
-    assert_eq!(coerce(&j(json!(-9_223_372_036_854_775_808.0)), SqlType::BigInt), Ok(Cell::Int(i64::MIN)));
+    assert!(coerce(&j(json!(-9_223_372_036_854_775_808.0)), SqlType::BigInt).is_err(), "the double's text is -9223372036854776000");
     assert_eq!(SqlType::of_sqlite(""), SqlType::Text, "an untyped SQLite column takes values as given");
     assert_eq!(SqlType::of_sqlite("BLOB"), SqlType::Bytea);
+}
+
+/// What a JSON number (or string) in a message becomes in a column: its exact value, or a refusal.
+#[test]
+fn a_number_keeps_every_digit_or_is_refused() {
+    let c = |text: &str, ty: SqlType| coerce(&Raw::Json(Cow::Borrowed(text)), ty);
+    let num = |s: &str| Ok(Cell::Numeric(s.into()));
+    assert_eq!(c("99999999999999999999999.99", SqlType::Numeric), num("99999999999999999999999.99"));
+    assert_eq!(c("12345678901234567890.123456789", SqlType::Numeric), num("12345678901234567890.123456789"));
+    assert_eq!(c("1e400", SqlType::Numeric), num("1e400"));
+    let digits = "9".repeat(1000);
+    assert_eq!(c(&digits, SqlType::Numeric), num(&digits));
+    assert!(c("1e131072", SqlType::Numeric).unwrap_err().contains("131072"), "beyond numeric: refused, not NULL");
+    assert_eq!(c("12345678901234567890123", SqlType::Text), Ok(Cell::Text("12345678901234567890123".into())));
+    assert_eq!(c("12345678901234567890123", SqlType::Jsonb), Ok(Cell::Json("12345678901234567890123".into())));
+    assert_eq!(
+        c(r#"{"n": 1e400, "m": [ 0.10000000000000000001 ]}"#, SqlType::Json),
+        Ok(Cell::Json(r#"{"n":1e400,"m":[0.10000000000000000001]}"#.into()))
+    );
+    assert_eq!(c("9007199254740993.0", SqlType::BigInt), Ok(Cell::Int(9_007_199_254_740_993)));
+    assert_eq!(c("-9223372036854775808", SqlType::BigInt), Ok(Cell::Int(i64::MIN)));
+    assert!(c("-9223372036854775809", SqlType::BigInt).unwrap_err().contains("out of range"));
+    assert!(c("1e400", SqlType::BigInt).unwrap_err().contains("out of range"));
+    assert!(c("1.5", SqlType::Integer).unwrap_err().contains("fraction"));
+    assert_eq!(c("1e3", SqlType::SmallInt), Ok(Cell::Int(1000)));
+    assert_eq!(c("9007199254740993", SqlType::Double), Ok(Cell::Float(9_007_199_254_740_992.0)), "the nearest double");
+    assert_eq!(c("0.1", SqlType::Real), Ok(Cell::Float(f64::from(0.1f32))), "the nearest real");
+    assert_eq!(c("4.9e-324", SqlType::Double), Ok(Cell::Float(4.9e-324)), "a subnormal, as PostgreSQL reads it");
+    for out in ["1e400", "-1e309", "1e-400"] {
+        assert!(c(out, SqlType::Double).unwrap_err().contains("out of range"), "{out}");
+    }
+    assert!(c("1e39", SqlType::Real).unwrap_err().contains("out of range for real"));
+    assert_eq!(c("\"1e3\"", SqlType::BigInt), Ok(Cell::Int(1000)), "a string that is a number");
+    assert_eq!(c("1.0", SqlType::Boolean), Ok(Cell::Bool(true)));
 }
 
 #[test]
 fn a_key_the_database_holds_equal_is_one_key_whatever_its_spelling() {
     let id = |c: Cell| {
         let mut out = Vec::new();
-        c.identity(&mut out);
+        c.identity(KeyForm::Number, &mut out);
         out
     };
     let n = |s: &str| id(Cell::Numeric(s.into()));
@@ -222,7 +256,7 @@ fn data_at(doc: &str, ptr: &str) -> Option<Value> {
     let source = Source::Data(ptr.to_string());
     let mut read = || {
         input.get(&source).map(|raw| match raw {
-            Raw::Json(v) => v.into_owned(),
+            Raw::Json(v) => serde_json::from_str::<Value>(&v).expect("JSON"),
             other => panic!("a data pointer gives JSON, not {other:?}"),
         })
     };

@@ -31,6 +31,19 @@ impl StoreError {
         matches!(self, StoreError::Transient(_))
     }
 
+    /// The SQLSTATE (or SQLite result code) the database gave, if it gave one.
+    pub fn code(&self) -> Option<String> {
+        match self {
+            StoreError::Rejected { sqlstate, .. } => Some(sqlstate.clone()),
+            StoreError::Transient(Failure::Statement { code, .. }) | StoreError::Fatal(Failure::Statement { code, .. }) => match code {
+                Code::SqlState(s) => Some(String::from_utf8_lossy(s).into_owned()),
+                Code::Sqlite(c) => Some(c.to_string()),
+                Code::None => None,
+            },
+            _ => None,
+        }
+    }
+
     /// A fatal error with what was being done and why it failed.
     pub fn fatal(context: &'static str, source: impl Into<BoxError>) -> Self {
         StoreError::Fatal(Failure::Context { context, source: source.into() })

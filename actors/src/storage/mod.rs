@@ -238,8 +238,9 @@ impl Database {
     }
 
     /// Create the tables of projections with `create_table`, then check every projection
-    /// against its table and complete its column types (fails naming projection, key and fix).
-    pub fn prepare_projections(&self, plan: &mut Plan) -> Result<(), project::SetupError> {
+    /// against its table and complete its column types (fails naming projection, key and fix);
+    /// returns the warnings to log.
+    pub fn prepare_projections(&self, plan: &mut Plan) -> Result<Vec<String>, project::SetupError> {
         let unavailable = |source: StoreError| project::SetupError::Store { projection: String::new(), source };
         match self {
             Database::Postgres(p) => project::prepare(&mut *checkout(p).map_err(unavailable)?, &mut plan.projections),

@@ -16,7 +16,7 @@ use std::ops::Range;
 use super::commit::GroupStore;
 use super::StoreError;
 use crate::messages::PartitionKey;
-use crate::project::{Mode, Op, Plan, Projection, SpecError, SqlType};
+use crate::project::{KeyForm, Mode, Op, Plan, Projection, SpecError, SqlType};
 
 /// What a projection's statements did to its table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -153,19 +153,20 @@ pub(crate) fn groups<'a>(plan: &Plan, messages: &[&'a [Op]]) -> Vec<Group<'a>> {
     let mut id = Vec::new();
     for op in messages.iter().flat_map(|ops| ops.iter()) {
         let p = &plan.projections[op.projection as usize];
-        let round = if p.key.is_empty() {
-            0
-        } else {
-            // The table, not the projection: two projections may write one table.
-            id.clear();
-            id.extend_from_slice(p.table.to_string().as_bytes());
-            id.push(0);
-            for &k in &p.key {
-                op.cells[k].as_ref().map_or(&crate::project::Cell::Null, |c| c).identity(&mut id);
+        let round = match &p.round_key {
+            Some(k) if k.is_empty() => 0,
+            by => {
+                // The table as the database names it, not the projection: two may write one table.
+                id.clear();
+                id.extend_from_slice(p.table_id.as_bytes());
+                id.push(0);
+                for &k in by.iter().flatten() {
+                    op.cells[k].as_ref().map_or(&crate::project::Cell::Null, |c| c).identity(p.columns[k].key_form, &mut id);
+                }
+                let n = seen.entry(id.clone()).or_insert(0);
+                *n += 1;
+                *n - 1
             }
-            let n = seen.entry(id.clone()).or_insert(0);
-            *n += 1;
-            *n - 1
         };
         let shape: Vec<bool> = op.cells.iter().map(Option::is_some).collect();
         let at = *index.entry((round, op.projection, op.delete, shape.clone())).or_insert_with(|| {
@@ -185,17 +186,32 @@ pub struct ColumnInfo {
     pub name: String,
     /// The type as the catalog writes it (`character varying(20)`).
     pub formatted: String,
-    /// The type without its modifier (`character varying`), which values are cast to, so that
-    /// writing them to the column applies the modifier as an `INSERT` does: an over-long text is
-    /// refused (22001), where a cast to `varchar(20)` would cut it short.
+    /// The type without its modifier (`"pg_catalog"."varchar"`), which values are cast to, so
+    /// that writing them to the column applies the modifier as an `INSERT` does: an over-long
+    /// text is refused (22001), where a cast to `varchar(20)` would cut it short.
     pub cast: String,
-    /// What tributary makes of the type; `None` for one it does not know.
+    /// What tributary makes of the type (a domain's: its base type's); `None` for one it does
+    /// not know.
     pub kind: Option<SqlType>,
+    /// An array column: what tributary makes of its elements' type (text for one it does not know).
+    pub element: Option<SqlType>,
+    /// An enum column: its values are labels, so only text can be written to it.
+    pub is_enum: bool,
+    /// Why the column cannot be written (`GENERATED ALWAYS`), if it cannot.
+    pub unwritable: Option<String>,
+    /// How the column compares values (a key's rounds).
+    pub key_form: KeyForm,
+    /// SQLite's NUMERIC affinity: a decimal keeps only 15 significant digits there.
+    pub lossy_decimals: bool,
 }
 
 /// A table's columns and unique keys, as its catalog tells them.
 #[derive(Debug, Clone, Default)]
 pub struct TableInfo {
+    /// The table whatever its spelling (PostgreSQL: its OID; SQLite: schema and folded name).
+    pub id: String,
+    /// One of tributary's own tables (`events`, `dead_letters`, `consumer_offsets`, migrations).
+    pub own: bool,
     pub columns: Vec<ColumnInfo>,
     /// The column sets of the primary key and every unique, non-partial index on plain columns.
     pub unique: Vec<BTreeSet<String>>,
@@ -213,8 +229,9 @@ impl TableInfo {
     }
 }
 
-/// Check `p` against its table (`None`: there is none) and fill in each column's types.
-pub(crate) fn complete(p: &mut Projection, info: Option<&TableInfo>) -> Result<(), SpecError> {
+/// Check `p` against its table (`None`: there is none) and fill in each column's types; a
+/// warning for what the start-up should tell but not refuse.
+pub(crate) fn complete(p: &mut Projection, info: Option<&TableInfo>, warnings: &mut Vec<String>) -> Result<(), SpecError> {
     let table = p.table.to_string();
     let err = |key: &str, problem: String, fix: String| SpecError::new(&p.name, key, problem, fix);
     let Some(info) = info else {
@@ -224,29 +241,84 @@ pub(crate) fn complete(p: &mut Projection, info: Option<&TableInfo>) -> Result<(
             "create it (tributary changes no schema), or set create_table = true with a type for every column".into(),
         ));
     };
+    if info.own {
+        return Err(err(
+            "table",
+            format!("{table} is one of tributary's own tables (events, dead_letters, consumer_offsets)"),
+            "write projections to tables of your own".into(),
+        ));
+    }
+    p.table_id = info.id.clone();
     for c in &mut p.columns {
+        let key = format!("columns.{}", c.name);
         let found = info.columns.iter().find(|col| info.norm(&col.name) == info.norm(&c.name));
-        let Some(ColumnInfo { formatted: table_type, cast, kind: known, .. }) = found else {
+        let Some(col) = found else {
             return Err(SpecError::new(
                 &p.name,
-                &format!("columns.{}", c.name),
+                &key,
                 format!("table {table} has no column {:?}", c.name),
                 format!("add it (ALTER TABLE {table} ADD COLUMN ...) or remove it from [projection.columns]"),
             ));
         };
-        if let (Some(declared), Some(column)) = (c.declared, known) {
-            if !declared.writable_to(*column) {
+        let table_type = &col.formatted;
+        if let Some(why) = &col.unwritable {
+            return Err(SpecError::new(
+                &p.name,
+                &key,
+                format!("column {table}.{} is {why}: the database computes it, and refuses a value for it", c.name),
+                "remove it from [projection.columns]".to_string(),
+            ));
+        }
+        let writable = match (c.declared, col.kind, col.element) {
+            (Some(declared), _, Some(element)) => declared.writable_to(element),
+            (Some(declared), Some(column), None) => declared.writable_to(column),
+            (Some(declared), None, None) => !col.is_enum || declared == SqlType::Text,
+            (None, ..) => true,
+        };
+        if !writable {
+            let (what, fix) = match (col.element, col.kind) {
+                (Some(e), _) => {
+                    (format!("an array of {}", e.name()), format!("declare type = {:?} (the elements'), or leave type out", e.name()))
+                }
+                (None, Some(k)) => (table_type.clone(), format!("declare type = {:?}, or leave type out to use the table's", k.name())),
+                (None, None) => (format!("{table_type}, an enum of labels"), "declare type = \"text\", or leave type out".to_string()),
+            };
+            return Err(SpecError::new(
+                &p.name,
+                &format!("{key}.type"),
+                format!("is {:?}, but column {table}.{} is {what}", c.declared.map_or("", SqlType::name), c.name),
+                fix,
+            ));
+        }
+        c.ty = c.declared.or(col.kind).unwrap_or(SqlType::Text);
+        c.table_type = col.cast.clone();
+        c.table_kind = col.kind;
+        c.element = col.element.map(|e| c.declared.unwrap_or(e));
+        c.key_form = col.key_form;
+        if let Some(u) = c.unit {
+            if !c.ty.is_time() || c.element.is_some() {
                 return Err(SpecError::new(
                     &p.name,
-                    &format!("columns.{}.type", c.name),
-                    format!("is {:?}, but column {table}.{} is {table_type}", declared.name(), c.name),
-                    format!("declare type = {:?}, or leave type out to use the table's", column.name()),
+                    &format!("{key}.unit"),
+                    format!("unit = {:?} counts time, and column {table}.{} is {table_type}", u.name(), c.name),
+                    "remove unit from the column".to_string(),
                 ));
             }
         }
-        c.ty = c.declared.or(*known).unwrap_or(SqlType::Text);
-        c.table_type = cast.clone();
-        c.table_kind = *known;
+        if col.lossy_decimals && c.ty == SqlType::Numeric {
+            warnings.push(format!(
+                "projection {:?}: column {table}.{} is declared {table_type:?}, whose NUMERIC affinity keeps only 15 significant \
+                 digits of a decimal (SQLite stores it as a double): declare the column DECIMAL_TEXT (or TEXT) to keep every digit",
+                p.name, c.name
+            ));
+        }
+    }
+    if let Some(v) = p.newer_wins.map(|v| &p.columns[v]).filter(|v| v.ty.is_number() && v.key_form == KeyForm::Text) {
+        return Err(err(
+            "newer_wins",
+            format!("column {table}.{} holds numbers as text, which compares as text (\"9\" > \"10\")", v.name),
+            "make the version column a number column (bigint, double precision; on SQLite INTEGER or REAL)".into(),
+        ));
     }
     let deletes = p.delete_on_tombstone || !p.spec.delete_types.is_empty();
     if p.mode != Mode::Insert || deletes {
@@ -287,6 +359,12 @@ pub enum SetupError {
 }
 
 #[cfg(test)]
+mod exact_props;
+#[cfg(test)]
+mod exact_tests;
+#[cfg(test)]
+mod harness;
+#[cfg(test)]
 mod postgres_tests;
 #[cfg(test)]
 mod tests;
@@ -299,15 +377,37 @@ pub(crate) trait Catalog {
     fn create_table(&mut self, p: &Projection) -> Result<(), StoreError>;
 }
 
-/// Create the tables asked for, then check every projection against its table.
-pub(crate) fn prepare<C: Catalog>(conn: &mut C, projections: &mut [Projection]) -> Result<(), SetupError> {
+/// Create the tables asked for, then check every projection against its table; the warnings
+/// to log.
+pub(crate) fn prepare<C: Catalog>(conn: &mut C, projections: &mut [Projection]) -> Result<Vec<String>, SetupError> {
+    let mut warnings = Vec::new();
     for p in projections.iter_mut() {
         let store = |source: StoreError| SetupError::Store { projection: p.name.clone(), source };
         if p.create_table {
             conn.create_table(p).map_err(store)?;
         }
         let info = conn.table_info(p).map_err(store)?;
-        complete(p, info.as_ref())?;
+        complete(p, info.as_ref(), &mut warnings)?;
     }
-    Ok(())
+    serialize_shared_tables(projections);
+    Ok(warnings)
+}
+
+/// Projections that write one table but name its rows by different columns (or one by none)
+/// cannot tell from their values which ops meet one row: every op of such a table is a round
+/// of its own, so they apply strictly in offset order.
+fn serialize_shared_tables(projections: &mut [Projection]) {
+    let key_names = |p: &Projection| -> Option<BTreeSet<String>> {
+        p.round_key.as_ref().map(|k| k.iter().map(|&i| p.columns[i].name.clone()).collect())
+    };
+    let mut by_table: HashMap<String, Vec<Option<BTreeSet<String>>>> = HashMap::new();
+    for p in projections.iter() {
+        by_table.entry(p.table_id.clone()).or_default().push(key_names(p));
+    }
+    for p in projections.iter_mut() {
+        let keys = &by_table[&p.table_id];
+        if keys.iter().any(|k| k != &keys[0]) {
+            p.round_key = None;
+        }
+    }
 }

@@ -16,7 +16,7 @@ use diesel::sql_types::{Array, BigInt, Binary, Bool, Date, Double, Integer, Null
 
 use super::{create_table_sql, groups, Catalog, ColumnInfo, Counts, Group, Pass, ProjectStore, TableInfo};
 use crate::messages::PartitionKey;
-use crate::project::{quote_ident, Cell, Mode, Op, Plan, Projection, SqlType};
+use crate::project::{quote_ident, Cell, KeyForm, Mode, Op, Plan, Projection, SqlType};
 use crate::storage::error::{Code, Failure};
 use crate::storage::StoreError;
 
@@ -38,6 +38,20 @@ struct CatalogColumn {
     base: String,
     #[diesel(sql_type = Text)]
     typname: String,
+    #[diesel(sql_type = Bool)]
+    is_enum: bool,
+    #[diesel(sql_type = Nullable<Text>)]
+    element: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    unwritable: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct Identity {
+    #[diesel(sql_type = BigInt)]
+    oid: i64,
+    #[diesel(sql_type = Bool)]
+    own: bool,
 }
 
 #[derive(QueryableByName)]
@@ -141,16 +155,31 @@ impl<'a> Column<'a> {
     }
 }
 
+/// tributary's own tables, as its connections resolve them (the migrations create them unqualified).
+const OWN_TABLES: &str = "to_regclass('events'), to_regclass('dead_letters'), to_regclass('consumer_offsets'), \
+     to_regclass('__diesel_schema_migrations')";
+
 fn table_info(conn: &mut PgConnection, p: &Projection) -> Result<Option<TableInfo>, StoreError> {
     let name = p.table.quoted();
     let exists = diesel::sql_query("SELECT to_regclass($1)::text AS t").bind::<Text, _>(&name).get_result::<Exists>(conn)?;
     if exists.t.is_none() {
         return Ok(None);
     }
+    let id =
+        diesel::sql_query(format!("SELECT to_regclass($1)::oid::bigint AS oid, COALESCE(to_regclass($1) IN ({OWN_TABLES}), false) AS own"))
+            .bind::<Text, _>(&name)
+            .get_result::<Identity>(conn)?;
+    // Each value is cast to the column's type by its own name, which carries no modifier
+    // (`format_type(oid, NULL)` says `character`, which SQL reads as char(1), and `bit` bit(1)).
     let columns = diesel::sql_query(
         "SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS formatted, \
-         format_type(a.atttypid, NULL) AS base, t.typname::text AS typname \
-         FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+         format('%I.%I', n.nspname, t.typname) AS base, COALESCE(b.typname, t.typname)::text AS typname, \
+         COALESCE(b.typtype, t.typtype) = 'e' AS is_enum, e.typname::text AS element, \
+         CASE WHEN a.attgenerated <> '' THEN 'GENERATED ALWAYS AS (...) STORED' \
+              WHEN a.attidentity = 'a' THEN 'GENERATED ALWAYS AS IDENTITY' END AS unwritable \
+         FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace n ON n.oid = t.typnamespace \
+         LEFT JOIN pg_type b ON t.typtype = 'd' AND b.oid = t.typbasetype \
+         LEFT JOIN pg_type e ON COALESCE(b.typcategory, t.typcategory) = 'A' AND e.oid = COALESCE(b.typelem, t.typelem) \
          WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
     )
     .bind::<Text, _>(&name)
@@ -175,11 +204,29 @@ fn table_info(conn: &mut PgConnection, p: &Projection) -> Result<Option<TableInf
             None => unique.push((c.id, BTreeSet::from([c.name]))),
         }
     }
+    let column = |c: CatalogColumn| {
+        let kind = SqlType::of_postgres(&c.typname);
+        let key_form = match kind {
+            _ if c.typname == "bpchar" => KeyForm::Padded,
+            Some(k) if k.is_number() => KeyForm::Number,
+            _ => KeyForm::Text,
+        };
+        ColumnInfo {
+            kind: if c.element.is_some() { None } else { kind },
+            element: c.element.map(|e| SqlType::of_postgres(&e).unwrap_or(SqlType::Text)),
+            is_enum: c.is_enum,
+            unwritable: c.unwritable,
+            key_form,
+            lossy_decimals: false,
+            name: c.name,
+            formatted: c.formatted,
+            cast: c.base,
+        }
+    };
     Ok(Some(TableInfo {
-        columns: columns
-            .into_iter()
-            .map(|c| ColumnInfo { kind: SqlType::of_postgres(&c.typname), name: c.name, formatted: c.formatted, cast: c.base })
-            .collect(),
+        id: format!("pg:{}", id.oid),
+        own: id.own,
+        columns: columns.into_iter().map(column).collect(),
         unique: unique.into_iter().map(|(_, s)| s).collect(),
         fold_case: false,
     }))
@@ -203,6 +250,9 @@ impl Catalog for PgConnection {
 const STATEMENT_OPS: usize = 1000;
 #[cfg(test)]
 const STATEMENT_OPS: usize = 2;
+
+/// The exact upsert's rows, by a name no user table has (a CTE's name hides a table's).
+const SRC: &str = "\"tributary rows\"";
 
 fn run_group(
     conn: &mut PgConnection,
@@ -271,9 +321,9 @@ fn run_group(
             };
             // xmax is 0 on a row this statement inserted, the locking transaction's id on one it updated.
             let sql = format!(
-                "WITH w AS (INSERT INTO {table} AS t ({names}) SELECT {values} FROM {unnest} ON CONFLICT ({keys}) DO {action} \
+                "WITH \"tributary written\" AS (INSERT INTO {table} AS t ({names}) SELECT {values} FROM {unnest} ON CONFLICT ({keys}) DO {action} \
                  RETURNING (t.xmax = 0) AS ins) \
-                 SELECT count(*) FILTER (WHERE ins) AS inserted, count(*) FILTER (WHERE NOT ins) AS updated FROM w"
+                 SELECT count(*) FILTER (WHERE ins) AS inserted, count(*) FILTER (WHERE NOT ins) AS updated FROM \"tributary written\""
             );
             // Two spellings of a key that only the column's type holds equal meet one row twice
             // (21000): the exact pass applies them.
@@ -293,12 +343,18 @@ fn run_group(
             // the conflict. The two parts see the same snapshot and touch different keys (a group
             // has each key once). A key inserted meanwhile by another transaction fails the
             // insert (23505), and the message, retried on its own, then finds its row.
-            let changed = if sets.is_empty() { String::new() } else { format!("u AS ({} RETURNING 1), ", update("s")) };
+            // A CTE's name hides a table of that name in the statement: ours cannot be a user's.
+            let changed = if sets.is_empty() {
+                String::new()
+            } else {
+                format!("\"tributary updated\" AS ({} RETURNING 1), ", update(&format!("{SRC} AS s")))
+            };
             let sql = format!(
-                "WITH s AS (SELECT * FROM {unnest}), {changed}\
-                 i AS (INSERT INTO {table} ({names}) SELECT {values} FROM s WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE {key_match}) RETURNING 1) \
-                 SELECT (SELECT count(*) FROM i) AS inserted, {} AS updated",
-                if sets.is_empty() { "0::bigint" } else { "(SELECT count(*) FROM u)" }
+                "WITH {SRC} AS (SELECT * FROM {unnest}), {changed}\
+                 \"tributary inserted\" AS (INSERT INTO {table} ({names}) SELECT {values} FROM {SRC} AS s \
+                 WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE {key_match}) RETURNING 1) \
+                 SELECT (SELECT count(*) FROM \"tributary inserted\") AS inserted, {} AS updated",
+                if sets.is_empty() { "0::bigint" } else { "(SELECT count(*) FROM \"tributary updated\")" }
             );
             let c = bound(sql).get_result::<Changed>(conn)?;
             counts.inserted += c.inserted as u64;

@@ -38,7 +38,7 @@ const COLUMNS: &[(&str, &str, &str)] = &[
     ("i_as_text", "bigint", "text"),
     ("tz_as_text", "timestamptz", "text"),
     ("f_as_text", "double precision", "text"),
-    ("lvl", "bigint", "level"),
+    ("lvl", "text", "level"),
 ];
 
 #[derive(QueryableByName)]
@@ -171,7 +171,7 @@ fn an_upsert_key_is_the_key_columns_of_a_valid_immediate_unique_index() {
             "columns": {"id": {"from": "/id", "type": "bigint"}, "x": {"from": "/x", "type": "bigint"}}}))
         .unwrap();
         match prepare(&mut pg.conn, &mut [Projection::from_spec(&spec).unwrap()]) {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(super::SetupError::Spec(e)) => Err(e.key),
             Err(e) => panic!("{e}"),
         }

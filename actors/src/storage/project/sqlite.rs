@@ -13,7 +13,7 @@ use diesel::QueryResult;
 
 use super::{create_table_sql, Catalog, ColumnInfo, Counts, Pass, ProjectStore, TableInfo};
 use crate::messages::PartitionKey;
-use crate::project::{quote_ident, Cell, Mode, Op, Plan, Projection, SqlType};
+use crate::project::{quote_ident, sqlite_numeric_affinity, Cell, KeyForm, Mode, Op, Plan, Projection, SqlType};
 use crate::storage::StoreError;
 
 #[derive(QueryableByName)]
@@ -25,7 +25,13 @@ struct TableColumn {
     decl: String,
     #[diesel(sql_type = Integer)]
     pk: i32,
+    /// 2 and 3: a generated column (virtual, stored).
+    #[diesel(sql_type = Integer)]
+    hidden: i32,
 }
+
+/// tributary's own tables (the migrations create them in `main`).
+const OWN_TABLES: [&str; 4] = ["events", "dead_letters", "consumer_offsets", "__diesel_schema_migrations"];
 
 #[derive(QueryableByName)]
 struct IndexColumn {
@@ -37,7 +43,7 @@ struct IndexColumn {
 
 fn table_info(conn: &mut SqliteConnection, p: &Projection) -> Result<Option<TableInfo>, StoreError> {
     let schema = p.table.schema.clone().unwrap_or_else(|| "main".into());
-    let columns = diesel::sql_query("SELECT name, type, pk FROM pragma_table_info(?1, ?2)")
+    let columns = diesel::sql_query("SELECT name, type, pk, hidden FROM pragma_table_xinfo(?1, ?2) WHERE hidden <> 1")
         .bind::<Text, _>(&p.table.name)
         .bind::<Text, _>(&schema)
         .load::<TableColumn>(conn)?;
@@ -74,11 +80,28 @@ fn table_info(conn: &mut SqliteConnection, p: &Projection) -> Result<Option<Tabl
     if !pk.is_empty() {
         unique.push(pk);
     }
+    let column = |c: TableColumn| {
+        let kind = SqlType::of_sqlite(&c.decl);
+        let numeric_affinity = sqlite_numeric_affinity(&c.decl);
+        ColumnInfo {
+            kind: Some(kind),
+            element: None,
+            is_enum: false,
+            unwritable: (c.hidden >= 2).then(|| "GENERATED ALWAYS AS (...)".to_string()),
+            // Integer, real and numeric affinities compare numbers by value, the others as stored.
+            key_form: if numeric_affinity { KeyForm::Number } else { KeyForm::Text },
+            lossy_decimals: numeric_affinity,
+            name: c.name,
+            cast: c.decl.clone(),
+            formatted: c.decl,
+        }
+    };
+    let folded = p.table.name.to_ascii_lowercase();
+    let schema = schema.to_ascii_lowercase();
     Ok(Some(TableInfo {
-        columns: columns
-            .into_iter()
-            .map(|c| ColumnInfo { kind: Some(SqlType::of_sqlite(&c.decl)), name: c.name, cast: c.decl.clone(), formatted: c.decl })
-            .collect(),
+        own: schema == "main" && OWN_TABLES.contains(&folded.as_str()),
+        id: format!("sqlite:{schema}.{folded}"),
+        columns: columns.into_iter().map(column).collect(),
         unique,
         fold_case: true,
     }))
