@@ -375,11 +375,78 @@ fn postgres_errors_are_classified_by_sqlstate_whatever_they_say() {
             other => panic!("{code}: {other:?}"),
         }
     }
-    for code in ["42501", "42P01", "3D000"] {
+    for code in ["42501", "28P01", "3D000"] {
         let e = raise(code, "connection timeout");
         assert!(matches!(e, StoreError::Fatal(_)), "{code}: {e:?}");
         assert!(e.to_string().contains(&format!("SQLSTATE {code}")), "the code is in the message: {e}");
     }
+    // Outside the outage classes: bisected, and a message's only if the others pass.
+    for code in ["42P01", "P0001", "428C9"] {
+        let e = raise(code, "connection timeout");
+        assert!(matches!(&e, StoreError::Rejected { sqlstate, .. } if sqlstate == code), "{code}: {e:?}");
+    }
     let e = StoreError::from(c.batch_execute("SELECT 1/0").unwrap_err());
     assert!(matches!(&e, StoreError::Rejected { sqlstate, .. } if sqlstate == "22012"), "{e:?}");
+}
+
+/// A refusal outside the data classes — a trigger's `RAISE EXCEPTION`, SQLSTATE P0001 — is
+/// bisected like one: the message refused while the others commit is a dead letter with its
+/// SQLSTATE. A refusal no message causes — a column renamed away, so that the write is refused
+/// without any row (42703) — dead-letters nothing: the breaker opens with the SQLSTATE in
+/// /ready, and ingestion resumes, exactly once, when the column is back.
+#[test]
+fn a_trigger_refusing_a_row_makes_a_dead_letter_and_a_table_refusing_writes_opens_the_breaker() {
+    let Some(mut f) = Fixture::new(Kind::Postgres, "raise", 2, 1) else { return };
+    let db = tributary_actors::storage::Database::open(&tributary_actors::storage::DatabaseOptions {
+        url: f.db.url.clone(),
+        pool_size: 1,
+        connect_timeout: Duration::from_secs(10),
+        checkpoint_in_background: false,
+    })
+    .unwrap();
+    db.migrate().unwrap();
+    sql(
+        &f.db.url,
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.subject = 'flagged' THEN RAISE EXCEPTION 'refused %', NEW.event_id; END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse();",
+    );
+    for i in 0..6 {
+        let flagged = format!(r#"{{"specversion":"1.0","id":"f-{i}","source":"/s","type":"t","subject":"flagged","data":{{}}}}"#);
+        f.produce_dead(i % 2, flagged.as_bytes(), &[], "database_rejected");
+        f.kafka.flush().unwrap();
+        f.produce(300);
+    }
+    let running = app::spawn(f.settings(), telemetry::discard()).unwrap();
+    let port = running.port;
+    f.assert_all_ingested_exactly_once(Duration::from_secs(120));
+    let states = query_pairs(
+        &f.db.url,
+        "SELECT sqlstate AS a, CAST(count(*) AS TEXT) AS b FROM dead_letters WHERE sqlstate IS NOT NULL GROUP BY sqlstate",
+    );
+    assert_eq!(states, vec![("P0001".to_string(), "6".to_string())], "the flagged rows, by their SQLSTATE");
+    let url = f.db.url.clone();
+    let dead_count = || query_pairs(&url, "SELECT CAST(count(*) AS TEXT) AS a, '' AS b FROM dead_letters")[0].0.clone();
+    let dead_before = dead_count();
+
+    sql(&f.db.url, "ALTER TABLE events RENAME COLUMN subject TO subject_gone");
+    let before = f.committed();
+    f.produce(2_000);
+    stage!("/ready 503, the breaker open naming 42703", Duration::from_secs(60), || {
+        let (status, body) = get_json(port, "/ready");
+        status == 503 && body["reasons"].to_string().contains("breaker_open") && body["reasons"].to_string().contains("42703")
+    });
+    stage!("the writer retries", Duration::from_secs(60), || {
+        metric_sum(&http("GET", port, "/metrics").1, "tributary_db_retries_total") >= 4.0
+    });
+    assert_eq!(f.committed(), before, "nothing commits while the table refuses the write");
+    assert_eq!(dead_count(), dead_before, "and nothing is dead lettered");
+
+    sql(&f.db.url, "ALTER TABLE events RENAME COLUMN subject_gone TO subject");
+    f.assert_all_ingested_exactly_once(Duration::from_secs(120));
+    stage!("/ready 200 again", Duration::from_secs(30), || get_json(port, "/ready").0 == 200);
+    running.stop().unwrap();
 }

@@ -18,7 +18,8 @@ use crate::messages::{CommitOutcome, DeadLetter, EventRow, Fence, Kept, ParsedBa
 use crate::parse::{dead_letter, Reason, Refusal};
 use crate::project::{Op, Plan};
 
-use super::project::{apply_refusing, Counts, ProjectStore};
+use super::error::blames_data;
+use super::project::{apply_refusing, refused_alike, Counts, ProjectStore};
 use super::StoreError;
 
 /// A row to insert and the partition it belongs to.
@@ -148,6 +149,9 @@ pub(super) fn insert_refusing<S: GroupStore>(
     if !rows.is_empty() {
         insert_isolating(s, rows, 0..rows.len(), buf, &mut refused)?;
     }
+    if let Some(e) = refused_alike(rows.len(), refused.iter().map(|r| (&r.1, &r.2))) {
+        return Err(e);
+    }
     Ok(refused)
 }
 
@@ -164,6 +168,10 @@ fn insert_isolating<S: GroupStore>(
         Ok(()) => Ok(()),
         Err(StoreError::Rejected { sqlstate, message }) => {
             if range.len() == 1 {
+                if !blames_data(&sqlstate) {
+                    // No row: what is refused then is the table's fault, not this message's.
+                    s.in_savepoint(|s| s.insert_events(&[], buf)).map_err(StoreError::unwritable)?;
+                }
                 refused.push((range.start, sqlstate, message));
                 return Ok(());
             }

@@ -17,10 +17,16 @@ pub enum StoreError {
     /// shutting down, out of resources, SQLite busy.
     #[error("database unavailable: {0}")]
     Transient(#[source] Failure),
-    /// The database refused the data itself (SQLSTATE classes 22 and 23; SQLite constraint,
-    /// size and type errors): the rows responsible become dead letters.
+    /// The database refused a statement for a reason a message may cause (SQLSTATE classes 22
+    /// and 23, a trigger's `RAISE` (P0001), any code outside the outage classes; SQLite
+    /// constraint, size and type errors): bisected, the message responsible becomes a dead letter.
     #[error("the database refused the data: {message} (SQLSTATE {sqlstate})")]
     Rejected { sqlstate: String, message: String },
+    /// A refusal that is no message's: the statement is refused with no rows at all (a dropped
+    /// table or column, a trigger that refuses every row). Retried like an outage, and the
+    /// breaker it opens names the SQLSTATE.
+    #[error("the database refuses every write: {message} (SQLSTATE {sqlstate})")]
+    Unwritable { sqlstate: String, message: String },
     /// Retrying cannot help: a schema mismatch, missing privileges, a bug.
     #[error("database error: {0}")]
     Fatal(#[source] Failure),
@@ -28,13 +34,22 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Transient(_))
+        matches!(self, StoreError::Transient(_) | StoreError::Unwritable { .. })
+    }
+
+    /// What a refusal at one message becomes when the same statement without any row is refused
+    /// too (`probe`'s error): the table's fault, not the message's.
+    pub fn unwritable(probe: StoreError) -> StoreError {
+        match probe {
+            StoreError::Rejected { sqlstate, message } => StoreError::Unwritable { sqlstate, message },
+            other => other,
+        }
     }
 
     /// The SQLSTATE (or SQLite result code) the database gave, if it gave one.
     pub fn code(&self) -> Option<String> {
         match self {
-            StoreError::Rejected { sqlstate, .. } => Some(sqlstate.clone()),
+            StoreError::Rejected { sqlstate, .. } | StoreError::Unwritable { sqlstate, .. } => Some(sqlstate.clone()),
             StoreError::Transient(Failure::Statement { code, .. }) | StoreError::Fatal(Failure::Statement { code, .. }) => match code {
                 Code::SqlState(s) => Some(String::from_utf8_lossy(s).into_owned()),
                 Code::Sqlite(c) => Some(c.to_string()),
@@ -126,14 +141,23 @@ pub enum Class {
 /// PostgreSQL by SQLSTATE class: connection exception (08), transaction rollback —
 /// serialization failure, deadlock (40), insufficient resources (53), operator intervention —
 /// shutdown, cancel (57), system error (58) and internal error (XX) are worth retrying; a lock
-/// timeout (55P03) too. Data exception (22) and integrity violation (23) refuse the row.
-/// Everything else (42 syntax or privileges, 3D000, 25 …) is fatal.
+/// timeout (55P03) too. Authentication (28), a missing database (3D000), a read-only server
+/// (25006) and a missing privilege (42501) are the environment's: fatal. Everything else may be
+/// a message's doing — a data exception (22), an integrity violation (23), a trigger's `RAISE`
+/// (P0001), a generated column given a value (428C9) — and is bisected: a message refused on its
+/// own while the same statement without rows is taken is the cause (see [`StoreError::unwritable`]).
 pub fn classify_sqlstate(code: &[u8; 5]) -> Class {
     match (&code[..2], code) {
         (b"08" | b"40" | b"53" | b"57" | b"58" | b"XX", _) | (_, b"55P03") => Class::Transient,
-        (b"22" | b"23", _) => Class::Refused(""),
-        _ => Class::Fatal,
+        (b"28" | b"3D", _) | (_, b"25006" | b"42501") => Class::Fatal,
+        _ => Class::Refused(""),
     }
+}
+
+/// Whether a refusal's SQLSTATE names the data (classes 22 and 23), so that no probe is needed
+/// to blame the message.
+pub fn blames_data(sqlstate: &str) -> bool {
+    sqlstate.starts_with("22") || sqlstate.starts_with("23")
 }
 
 /// SQLite by (extended) result code, with the SQLSTATE a refused row's dead letter records.
@@ -244,10 +268,13 @@ mod tests {
             (b"22P02", Class::Refused("")),
             (b"23514", Class::Refused("")),
             (b"42501", Class::Fatal),
-            (b"42P01", Class::Fatal),
+            (b"28P01", Class::Fatal),
             (b"3D000", Class::Fatal),
             (b"25006", Class::Fatal),
-            (b"55000", Class::Fatal),
+            (b"42P01", Class::Refused("")),
+            (b"P0001", Class::Refused("")),
+            (b"428C9", Class::Refused("")),
+            (b"55000", Class::Refused("")),
         ] {
             assert_eq!(classify_sqlstate(code), class, "{}", String::from_utf8_lossy(code));
         }

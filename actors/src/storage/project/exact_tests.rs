@@ -296,3 +296,37 @@ fn json_arrays_fill_array_columns() {
         some(&[r#"{a,"b,\"c\"",NULL,"{x}"} {1,2,3} {{1,2},{3,4}} {"{\"k\": 1}"}"#, "{x,y} {}"])
     );
 }
+
+/// A refusal outside the data classes is bisected like one: a trigger's `RAISE EXCEPTION`
+/// (P0001) on one message makes that message a dead letter; one on every message, or a table
+/// that refuses the statement without any row, is no message's fault and fails the group as an
+/// outage would (the writer retries it and the breaker names the SQLSTATE).
+#[test]
+fn a_refusal_is_a_message_when_the_others_pass_and_the_tables_when_none_does() {
+    let Some(mut db) = Db::postgres() else { return };
+    db.exec("CREATE TABLE gate (closed boolean NOT NULL)");
+    db.exec("INSERT INTO gate VALUES (false)");
+    db.exec("CREATE TABLE tr (id bigint PRIMARY KEY, v text)");
+    db.exec(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.v = 'bad' OR (SELECT closed FROM gate) THEN RAISE EXCEPTION 'refused %', NEW.id; END IF; RETURN NEW; END $$",
+    );
+    db.exec("CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON tr FOR EACH ROW EXECUTE FUNCTION refuse()");
+    let spec = json!({"name": "tr", "table": "tr", "mode": "upsert", "key": ["id"], "columns": {"id": "/id", "v": "/v"}});
+    let (plan, _) = db.plan(&[spec]).expect("the table takes it");
+    let fate = db.run(&plan, &[(None, r#"{"id": 1, "v": "a"}"#), (None, r#"{"id": 2, "v": "bad"}"#), (None, r#"{"id": 3, "v": "c"}"#)]);
+    assert_eq!(fate, vec![None, Some("P0001".to_string()), None]);
+    assert_eq!(db.run(&plan, &[(None, r#"{"id": 4, "v": "bad"}"#)]), vec![Some("P0001".to_string())], "alone in its batch");
+    assert_eq!(db.texts("SELECT v FROM tr ORDER BY id"), some(&["a", "c"]));
+
+    db.exec("UPDATE gate SET closed = true");
+    let all = db.try_run(&plan, &[(None, r#"{"id": 5, "v": "e"}"#), (None, r#"{"id": 6, "v": "f"}"#)]);
+    assert!(matches!(&all, Err(crate::storage::StoreError::Unwritable { sqlstate, .. }) if sqlstate == "P0001"), "{all:?}");
+    assert!(all.unwrap_err().is_transient(), "retried as an outage");
+    db.exec("UPDATE gate SET closed = false");
+
+    db.exec("ALTER TABLE tr DROP COLUMN v");
+    let one = db.try_run(&plan, &[(None, r#"{"id": 7, "v": "g"}"#)]);
+    assert!(matches!(&one, Err(crate::storage::StoreError::Unwritable { sqlstate, .. }) if sqlstate == "42703"), "{one:?}");
+    assert_eq!(db.texts("SELECT CAST(id AS TEXT) AS v FROM tr ORDER BY id"), some(&["1", "3"]), "nothing written");
+}

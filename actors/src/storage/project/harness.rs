@@ -107,6 +107,11 @@ impl Db {
     /// message's fate: `None` applied, or its dead letter's reason code, or SQLSTATE for a
     /// database refusal.
     pub(super) fn run(&mut self, plan: &Plan, messages: &[Msg<'_>]) -> Vec<Option<String>> {
+        self.try_run(plan, messages).expect("the group applies")
+    }
+
+    /// [`Db::run`], or the error that fails the whole group.
+    pub(super) fn try_run(&mut self, plan: &Plan, messages: &[Msg<'_>]) -> Result<Vec<Option<String>>, StoreError> {
         let opts = ParseOptions { plan: std::sync::Arc::new(plan.clone()), ..ParseOptions::default() };
         let mut fate = vec![None; messages.len()];
         let mut routed: Vec<(usize, Vec<Op>)> = Vec::new();
@@ -124,12 +129,11 @@ impl Db {
         let refused = match self {
             Db::Pg(pg) => pg.conn.in_transaction(|c| apply_refusing(c, plan, &ops)),
             Db::Lite(c) => c.in_transaction(|c| apply_refusing(c, plan, &ops)),
-        }
-        .expect("the group applies")
+        }?
         .0;
         for (at, _, sqlstate, _) in refused {
             fate[routed[at].0] = Some(sqlstate);
         }
-        fate
+        Ok(fate)
     }
 }

@@ -14,6 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 
 use super::commit::GroupStore;
+use super::error::blames_data;
 use super::StoreError;
 use crate::messages::PartitionKey;
 use crate::project::{KeyForm, Mode, Op, Plan, Projection, SpecError, SqlType};
@@ -56,6 +57,9 @@ pub trait ProjectStore: GroupStore {
     /// Apply the ops of `messages` (each one message's, in offset order), counting into
     /// `counts` (by projection); `Rejected` when the database refuses any of them.
     fn apply_ops(&mut self, plan: &Plan, messages: &[&[Op]], pass: Pass, counts: &mut [Counts]) -> Result<(), StoreError>;
+    /// Run the statements `ops` (one message's) would run, with no rows: refused, the fault is
+    /// the table's (a dropped column, a trigger refusing all), not the message's.
+    fn probe(&mut self, plan: &Plan, ops: &[Op]) -> Result<(), StoreError>;
     /// Remove the `events` rows of messages the projections refused (they become dead letters).
     fn delete_events(&mut self, rows: &[(&PartitionKey, i64)]) -> Result<(), StoreError>;
 }
@@ -74,6 +78,9 @@ pub(crate) fn apply_refusing<S: ProjectStore>(
     let mut refused = Vec::new();
     if !messages.is_empty() {
         isolate(s, plan, messages, 0..messages.len(), S::FIRST_PASS, &mut counts, &mut refused)?;
+    }
+    if let Some(e) = refused_alike(messages.len(), refused.iter().map(|r| (&r.2, &r.3))) {
+        return Err(e);
     }
     Ok((refused, counts))
 }
@@ -99,6 +106,9 @@ fn isolate<S: ProjectStore>(
         Err(StoreError::Rejected { .. }) if pass == Pass::Fast => isolate(s, plan, messages, range, Pass::Exact, counts, refused),
         Err(StoreError::Rejected { sqlstate, message }) => {
             if range.len() == 1 {
+                if !blames_data(&sqlstate) {
+                    s.in_savepoint(|s| s.probe(plan, messages[range.start])).map_err(StoreError::unwritable)?;
+                }
                 let projection = culprit(s, plan, messages[range.start])?.unwrap_or(messages[range.start][0].projection);
                 refused.push((range.start, projection, sqlstate, message));
                 return Ok(());
@@ -110,6 +120,15 @@ fn isolate<S: ProjectStore>(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Every one of `n` (two or more) messages refused on its own with one SQLSTATE outside the data
+/// classes: no message is the cause (each would fail without the others too, as with a trigger
+/// that refuses every row), so none becomes a dead letter — it is the table's refusal.
+pub(crate) fn refused_alike<'r>(n: usize, refused: impl Iterator<Item = (&'r String, &'r String)> + Clone) -> Option<StoreError> {
+    let (sqlstate, message) = refused.clone().next()?;
+    let alike = n >= 2 && refused.clone().count() == n && !blames_data(sqlstate) && refused.clone().all(|(s, _)| s == sqlstate);
+    alike.then(|| StoreError::Unwritable { sqlstate: sqlstate.clone(), message: message.clone() })
 }
 
 /// Which of one message's ops the database refuses: its ops are tried in order, each after

@@ -17,7 +17,6 @@ use diesel::sql_types::{Array, BigInt, Binary, Bool, Date, Double, Integer, Null
 use super::{create_table_sql, groups, Catalog, ColumnInfo, Counts, Group, Pass, ProjectStore, TableInfo};
 use crate::messages::PartitionKey;
 use crate::project::{quote_ident, Cell, KeyForm, Mode, Op, Plan, Projection, SqlType};
-use crate::storage::error::{Code, Failure};
 use crate::storage::StoreError;
 
 #[derive(QueryableByName)]
@@ -326,13 +325,8 @@ fn run_group(
                  SELECT count(*) FILTER (WHERE ins) AS inserted, count(*) FILTER (WHERE NOT ins) AS updated FROM \"tributary written\""
             );
             // Two spellings of a key that only the column's type holds equal meet one row twice
-            // (21000): the exact pass applies them.
-            let c = bound(sql).get_result::<Changed>(conn).map_err(|e| match StoreError::from(e) {
-                StoreError::Fatal(Failure::Statement { code: Code::SqlState(s), source }) if &s == b"21000" => {
-                    StoreError::Rejected { sqlstate: "21000".into(), message: source.to_string() }
-                }
-                other => other,
-            })?;
+            // (21000, refused like data): the exact pass applies them.
+            let c = bound(sql).get_result::<Changed>(conn)?;
             counts.inserted += c.inserted as u64;
             counts.updated += c.updated as u64;
             counts.unchanged += n - (c.inserted + c.updated) as u64;
@@ -373,6 +367,20 @@ impl ProjectStore for PgConnection {
             for ops in g.ops.chunks(STATEMENT_OPS) {
                 run_group(self, &plan.projections[g.projection], &g, ops, pass, &mut counts[g.projection])?;
             }
+        }
+        Ok(())
+    }
+
+    fn probe(&mut self, plan: &Plan, ops: &[Op]) -> Result<(), StoreError> {
+        for op in ops {
+            let p = &plan.projections[op.projection as usize];
+            let g = Group {
+                projection: op.projection as usize,
+                delete: op.delete,
+                shape: op.cells.iter().map(Option::is_some).collect(),
+                ops: Vec::new(),
+            };
+            run_group(self, p, &g, &[], Pass::Exact, &mut Counts::default())?;
         }
         Ok(())
     }
