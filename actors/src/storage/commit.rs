@@ -5,11 +5,13 @@
 //! that passed go in together, then the dead letters. One transaction per group instead of one
 //! per batch is what lets many partitions ingest at the database's bulk-load rate.
 //!
-//! Rows the database refuses (SQLSTATE classes 22 and 23) are isolated by bisection: the insert
-//! runs inside a savepoint; if it is refused, each half is retried in its own savepoint, down to
-//! single rows. A refused row becomes a dead letter (reason `database_rejected`, with its
-//! SQLSTATE, payload and headers kept whole) and everything else commits. A poison row costs
-//! about 2·log2(n) extra statements and never blocks its partition.
+//! Rows the database refuses (SQLSTATE classes 22 and 23, or any other code outside the outage
+//! classes) are isolated by bisection: the insert runs inside a savepoint; if it is refused, each
+//! half is retried in its own savepoint, down to single rows. A refused row becomes a dead letter
+//! (reason `database_rejected`, with its SQLSTATE, payload and headers kept whole) and everything
+//! else commits. A poison row costs about 2·log2(n) extra statements and never blocks its
+//! partition. A refusal no row causes (outside 22/23: the write is refused without rows, or every
+//! row alike) is the table's: `StoreError::Unwritable`, retried as an outage.
 
 use std::collections::HashSet;
 use std::ops::Range;

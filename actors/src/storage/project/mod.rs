@@ -2,7 +2,8 @@
 //! group's ops inside its transaction, as if one by one in offset order.
 //!
 //! A database refusal (SQLSTATE classes 22/23: CHECK, NOT NULL, FK, a duplicate key in `insert`
-//! mode) is isolated by message, like the `events` rows: the ops of a range of messages run in a
+//! mode; or a trigger's `RAISE`, which a probe without rows tells from the table's own refusal)
+//! is isolated by message, like the `events` rows: the ops of a range of messages run in a
 //! savepoint; a refused range is split and its halves applied in order, down to the one message
 //! that caused it, which becomes a dead letter. Counts are taken only from savepoints that held.
 //! A range refused in the fast pass ([`Pass`]) is first applied again exactly.
