@@ -9,6 +9,7 @@ mod console;
 mod crash;
 mod demo;
 mod deploy;
+mod exact;
 mod faults;
 mod hardening;
 mod openapi;

@@ -566,7 +566,7 @@ pub fn describe(p: &Projection) -> Value {
         "delete_types": p.spec.delete_types,
         "delete_on_tombstone": p.delete_on_tombstone,
         "columns": p.columns.iter().map(|c| serde_json::json!({
-            "column": c.name, "from": source_name(&c.source), "required": c.required,
+            "column": c.name, "from": source_name(&c.source), "required": c.required, "unit": c.unit.map(Unit::name),
             // Before the table is read, an undeclared type is the table's.
             "type": if c.table_type.is_empty() { c.declared.map_or("(the table's)", SqlType::name) } else { c.ty.name() },
         })).collect::<Vec<_>>(),
