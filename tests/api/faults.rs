@@ -17,6 +17,18 @@ macro_rules! stage {
     }};
 }
 
+/// The service's tables, made before it starts, so a test can add triggers and constraints.
+fn migrate(url: &str) {
+    let db = tributary_actors::storage::Database::open(&tributary_actors::storage::DatabaseOptions {
+        url: url.to_string(),
+        pool_size: 1,
+        connect_timeout: Duration::from_secs(10),
+        checkpoint_in_background: false,
+    })
+    .unwrap();
+    db.migrate().unwrap();
+}
+
 #[test]
 fn database_outage_opens_the_breaker_and_ingestion_resumes_by_itself() {
     let Some(mut f) = Fixture::new(Kind::Postgres, "outage", 4, 1) else { return };
@@ -185,14 +197,7 @@ fn a_consumer_stuck_on_a_partition_is_restarted_and_nothing_is_lost() {
 #[test]
 fn rows_the_database_refuses_become_dead_letters_and_the_rest_commit() {
     let Some(mut f) = Fixture::new(Kind::Postgres, "refused", 4, 1) else { return };
-    let db = tributary_actors::storage::Database::open(&tributary_actors::storage::DatabaseOptions {
-        url: f.db.url.clone(),
-        pool_size: 1,
-        connect_timeout: Duration::from_secs(10),
-        checkpoint_in_background: false,
-    })
-    .unwrap();
-    db.migrate().unwrap();
+    migrate(&f.db.url);
     sql(&f.db.url, "ALTER TABLE events ADD CONSTRAINT no_poison_subject CHECK (subject IS DISTINCT FROM 'poison')");
 
     let overflow = br#"{"specversion":"1.0","id":"big","source":"/s","type":"t","data":{"n":1e999999}}"#;
@@ -274,14 +279,7 @@ fn a_stalled_database_makes_the_reader_hold_then_pause_and_nothing_is_lost() {
 /// dead letter with the real SQLSTATE; everything else commits, with no retry and no breaker.
 fn refusals_that_read_like_outages_are_dead_letters_by_their_code(kind: Kind) {
     let Some(mut f) = Fixture::new(kind, "words", 4, 1) else { return };
-    let db = tributary_actors::storage::Database::open(&tributary_actors::storage::DatabaseOptions {
-        url: f.db.url.clone(),
-        pool_size: 1,
-        connect_timeout: Duration::from_secs(10),
-        checkpoint_in_background: false,
-    })
-    .unwrap();
-    db.migrate().unwrap();
+    migrate(&f.db.url);
     let (trigger_state, checks) = match kind {
         Kind::Postgres => {
             sql(
@@ -397,14 +395,7 @@ fn postgres_errors_are_classified_by_sqlstate_whatever_they_say() {
 #[test]
 fn a_trigger_refusing_a_row_makes_a_dead_letter_and_a_table_refusing_writes_opens_the_breaker() {
     let Some(mut f) = Fixture::new(Kind::Postgres, "raise", 2, 1) else { return };
-    let db = tributary_actors::storage::Database::open(&tributary_actors::storage::DatabaseOptions {
-        url: f.db.url.clone(),
-        pool_size: 1,
-        connect_timeout: Duration::from_secs(10),
-        checkpoint_in_background: false,
-    })
-    .unwrap();
-    db.migrate().unwrap();
+    migrate(&f.db.url);
     sql(
         &f.db.url,
         "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
