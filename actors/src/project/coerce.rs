@@ -78,19 +78,39 @@ impl Cell {
     /// `1e0`, `-0`), `char(n)` without trailing blanks; so no statement of a batch's round meets
     /// one row twice, whichever projection wrote the value.
     pub fn identity(&self, form: KeyForm, out: &mut Vec<u8>) {
-        let text = self.to_text();
-        match (self, form, text.as_deref()) {
-            (Cell::Bytes(b), _, _) => out.extend_from_slice(b),
-            (_, _, None) => out.extend_from_slice(b"\0null"),
-            (_, KeyForm::Number, Some(t)) => match Decimal::parse(t) {
-                Some(d) => d.canonical(out),
-                None => out.extend_from_slice(t.as_bytes()),
-            },
-            (_, KeyForm::Padded, Some(t)) => out.extend_from_slice(t.trim_end_matches(' ').as_bytes()),
-            (_, KeyForm::Text, Some(t)) => out.extend_from_slice(t.as_bytes()),
+        match (self, form) {
+            (Cell::Bytes(b), _) => out.extend_from_slice(b),
+            (Cell::Null, _) => out.extend_from_slice(b"\0null"),
+            (Cell::Int(i), KeyForm::Number) => int_canonical(*i, out),
+            (c, form) => {
+                let text = c.to_text().unwrap_or_default();
+                match form {
+                    KeyForm::Number => match Decimal::parse(&text) {
+                        Some(d) => d.canonical(out),
+                        None => out.extend_from_slice(text.as_bytes()),
+                    },
+                    KeyForm::Padded => out.extend_from_slice(text.trim_end_matches(' ').as_bytes()),
+                    KeyForm::Text => out.extend_from_slice(text.as_bytes()),
+                }
+            }
         }
         out.push(0xff);
     }
+}
+
+/// [`Decimal::canonical`] of an integer, without building one (a key's hot path).
+fn int_canonical(i: i64, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    let (mut n, mut exp) = (i.unsigned_abs(), 0u32);
+    if n == 0 {
+        out.push(b'0');
+        return;
+    }
+    while n % 10 == 0 {
+        n /= 10;
+        exp += 1;
+    }
+    let _ = write!(out, "{}{n}e{exp}", if i < 0 { "-" } else { "" });
 }
 
 /// How a key column compares its values.
@@ -242,13 +262,17 @@ fn int_of(v: &Val<'_>, min: i64, max: i64, ty: SqlType) -> Result<Cell, CoerceEr
         Val::Int(i) => *i,
         // A timestamp into a number column: epoch milliseconds, as Kafka keeps it.
         Val::Time(t) => t.timestamp_millis(),
-        _ => {
-            let d = decimal_of(v, "an integer")?;
-            if !d.is_integer() {
-                return Err("it has a fraction, and the column holds integers".into());
+        // Plain integer text, the common case, without building a decimal.
+        _ => match number_text(v).and_then(|s| s.parse::<i64>().ok()) {
+            Some(i) => i,
+            None => {
+                let d = decimal_of(v, "an integer")?;
+                if !d.is_integer() {
+                    return Err("it has a fraction, and the column holds integers".into());
+                }
+                d.to_i64().ok_or_else(|| format!("it is out of range for {} ({min}..={max})", ty.name()))?
             }
-            d.to_i64().ok_or_else(|| format!("it is out of range for {} ({min}..={max})", ty.name()))?
-        }
+        },
     };
     if n < min || n > max {
         return Err(format!("it is out of range for {} ({min}..={max})", ty.name()));
@@ -265,10 +289,11 @@ fn float_of(v: &Val<'_>, real: bool) -> Result<f64, CoerceError> {
         Val::Int(i) => (if real { f64::from(*i as f32) } else { *i as f64 }, *i == 0),
         Val::Time(t) => (t.timestamp_millis() as f64, false),
         _ => {
-            let d = decimal_of(v, "a number")?;
-            let s = number_text(v).unwrap_or_default();
+            let s = number_text(v).ok_or_else(|| not(v, "a number"))?;
             let f = if real { s.parse::<f32>().map(f64::from) } else { s.parse::<f64>() };
-            (f.map_err(|_| format!("{s:?} is not a number"))?, d.is_zero())
+            // Zero only if no digit of the mantissa is (`0.0e5`): else a zero is an underflow.
+            let zero = !s.bytes().take_while(|b| !matches!(b, b'e' | b'E')).any(|b| matches!(b, b'1'..=b'9'));
+            (f.map_err(|_| format!("{s:?} is not a number"))?, zero)
         }
     };
     if !f.is_finite() || (f == 0.0 && !zero) {

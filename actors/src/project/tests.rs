@@ -111,6 +111,11 @@ fn a_key_the_database_holds_equal_is_one_key_whatever_its_spelling() {
     assert_ne!(n("-1.5"), n("1.5"));
     assert_ne!(n("1.5"), n("1.05"));
     assert_eq!(id(Cell::Float(-0.0)), id(Cell::Float(0.0)));
+    // One key whichever type a projection declared it with.
+    for (int, same) in [(10, "1e1"), (10, "10.00"), (-1500, "-1.5e3"), (0, "-0.0"), (i64::MIN, "-9223372036854775808")] {
+        assert_eq!(id(Cell::Int(int)), n(same), "{int} and {same}");
+    }
+    assert_eq!(id(Cell::Int(3)), id(Cell::Float(3.0)));
     assert_ne!(id(Cell::Float(1.0)), id(Cell::Float(-1.0)));
 }
 
