@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::lifecycle::{ActorFailed, ActorName, ActorRestartRequested, ActorStarted, ActorStopped, Ping, Restart};
 use crate::messages::PartitionKey;
-use crate::metrics::{label, Metrics};
+use crate::metrics::{label, partition_label, Metrics};
 
 /// How often the database is probed while idle.
 const DB_PROBE_EVERY: Duration = Duration::from_secs(2);
@@ -485,9 +485,7 @@ impl Handler<Revoked> for HealthReporter {
     type Result = ();
     fn handle(&mut self, msg: Revoked, _: &mut Self::Context) {
         for key in msg.0 {
-            self.metrics
-                .consumer_lag
-                .remove(&vec![("topic".to_string(), key.topic.clone()), ("partition".to_string(), key.partition.to_string())]);
+            self.metrics.consumer_lag.remove(&partition_label(&key));
             self.partitions.remove(&key);
         }
         self.metrics.partitions_assigned.set(self.partitions.len() as i64);
@@ -503,8 +501,7 @@ impl Handler<Progress> for HealthReporter {
         p.last_commit = Some(Utc::now());
         p.progress_at = Some(Instant::now());
         if let Some(lag) = p.lag() {
-            let labels = vec![("topic".to_string(), msg.partition.topic), ("partition".to_string(), msg.partition.partition.to_string())];
-            self.metrics.consumer_lag.get_or_create(&labels).set(lag);
+            self.metrics.consumer_lag.get_or_create(&partition_label(&msg.partition)).set(lag);
         }
     }
 }
@@ -521,11 +518,7 @@ impl Handler<Watermarks> for HealthReporter {
                 p.caught_up = w.caught_up;
                 p.starved = w.starved;
                 if let Some(lag) = p.lag() {
-                    let labels = vec![
-                        ("topic".to_string(), w.partition.topic.clone()),
-                        ("partition".to_string(), w.partition.partition.to_string()),
-                    ];
-                    self.metrics.consumer_lag.get_or_create(&labels).set(lag);
+                    self.metrics.consumer_lag.get_or_create(&partition_label(&w.partition)).set(lag);
                 }
             }
         }

@@ -3,13 +3,37 @@
 //!
 //! Handles are cheap clones of atomics, so the data path updates them without messages.
 
+use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-pub type Labels = Vec<(String, String)>;
+pub type Labels = Vec<(String, LabelValue)>;
+
+/// A label value, escaped as the text exposition requires (`\\`, `\"`, `\n`) when `/metrics`
+/// is rendered. prometheus-client 0.24 writes label values verbatim, so a value holding a quote
+/// or a newline (a topic, a projection name) would end its sample early and forge lines.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LabelValue(pub String);
+
+impl EncodeLabelValue for LabelValue {
+    fn encode(&self, out: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        let mut rest = self.0.as_str();
+        while let Some(at) = rest.find(['\\', '"', '\n']) {
+            out.write_str(&rest[..at])?;
+            out.write_str(match rest.as_bytes()[at] {
+                b'\\' => "\\\\",
+                b'"' => "\\\"",
+                _ => "\\n",
+            })?;
+            rest = &rest[at + 1..];
+        }
+        out.write_str(rest)
+    }
+}
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -150,10 +174,15 @@ impl Metrics {
 }
 
 pub fn label(k: &str, v: impl Into<String>) -> Labels {
-    vec![(k.to_string(), v.into())]
+    vec![(k.to_string(), LabelValue(v.into()))]
 }
 
 /// A projection's label set: `projection` and one more (`reason`, `outcome`).
 pub fn projection_label(projection: &str, k: &str, v: &str) -> Labels {
-    vec![("projection".to_string(), projection.to_string()), (k.to_string(), v.to_string())]
+    vec![("projection".to_string(), LabelValue(projection.to_string())), (k.to_string(), LabelValue(v.to_string()))]
+}
+
+/// A partition's label set: `topic` and `partition`.
+pub fn partition_label(p: &crate::messages::PartitionKey) -> Labels {
+    vec![("topic".to_string(), LabelValue(p.topic.clone())), ("partition".to_string(), LabelValue(p.partition.to_string()))]
 }

@@ -347,6 +347,24 @@ fn projections_that_cannot_work_together_are_refused_naming_the_key() {
 }
 
 #[test]
+fn a_projection_name_that_could_break_metrics_or_logs_is_refused_naming_the_key() {
+    let named = |name: &str| {
+        format!("[[projection]]\nname = {name}\ntable = \"orders\"\n[projection.columns]\nid = {{ from = \"/id\", type = \"bigint\" }}\n")
+    };
+    assert!(plan_of(&named("\"shop.orders-v2\"")).is_ok());
+    for (toml, key) in [
+        (r#""a\"b""#, r#"projection.a\"b.name"#),
+        (r#""a\\b""#, r#"projection.a\\b.name"#),
+        (r#""a\nb""#, r#"projection.a\nb.name"#),
+        (r#""""#, "projection.?.name"),
+    ] {
+        let e = plan_of(&named(toml)).unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+        assert!(!e.to_string().contains('\n') && e.fix.contains("name = \"orders\""), "{e}");
+    }
+}
+
+#[test]
 fn a_mistyped_column_table_says_which_field() {
     let e = plan_of("[[projection]]\nname = \"orders\"\ntable = \"orders\"\n[projection.columns]\nid = { form = \"/id\" }\n").unwrap_err();
     let text = e.to_string();

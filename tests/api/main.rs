@@ -12,6 +12,7 @@ mod deploy;
 mod exact;
 mod faults;
 mod hardening;
+mod metrics;
 mod openapi;
 mod pipeline;
 mod projections;

@@ -252,6 +252,14 @@ pub struct Projection {
     pub round_key: Option<Vec<usize>>,
 }
 
+/// The longest projection name.
+pub const MAX_NAME: usize = 64;
+
+/// A projection name: `[A-Za-z0-9_.-]{1,64}`, safe as a metric label and in a log line as is.
+pub fn is_name(name: &str) -> bool {
+    (1..=MAX_NAME).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 /// Whether `name` matches the glob `pattern` (`*` any run, `?` one character).
 pub fn glob_matches(pattern: &str, name: &str) -> bool {
     WildMatch::new(pattern).matches(name)
@@ -264,11 +272,18 @@ fn globs(list: &[String]) -> Vec<WildMatch> {
 impl Projection {
     /// Check a spec on its own (no database): every error names the key and the fix.
     pub fn from_spec(spec: &ProjectionSpec) -> Result<Projection, SpecError> {
-        let name = spec.name.trim();
-        let err = |key: &str, problem: String, fix: &str| SpecError::new(name, key, problem, fix);
-        if name.is_empty() {
-            return Err(err("name", "is empty".into(), "give every [[projection]] a unique name = \"...\""));
+        let name = spec.name.as_str();
+        if !is_name(name) {
+            // The name labels metrics and log lines: a quote or a newline would forge lines in
+            // both, so the error itself names it escaped.
+            return Err(SpecError::new(
+                &name.escape_debug().to_string(),
+                "name",
+                format!("{name:?} is not a projection name: 1 to {MAX_NAME} of the letters A-Z and a-z, digits, '_', '.' and '-'"),
+                "name it with those only, e.g. name = \"orders\" (it labels logs, metrics and dead letters)",
+            ));
         }
+        let err = |key: &str, problem: String, fix: &str| SpecError::new(name, key, problem, fix);
         let table = TableName::parse(spec.table.trim())
             .ok_or_else(|| err("table", format!("{:?} is not a table name", spec.table), "use table = \"orders\" or \"schema.orders\""))?;
         if spec.columns.is_empty() {

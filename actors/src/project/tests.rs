@@ -154,6 +154,22 @@ fn a_projection_that_cannot_work_is_refused_naming_its_key() {
     assert!(serde_json::from_value::<ProjectionSpec>(json!({"name": "x", "table": "t", "colums": {}})).is_err(), "unknown keys");
 }
 
+/// A name labels metrics and log lines as is: only `[A-Za-z0-9_.-]{1,64}` passes, and the error
+/// names the projection escaped, so the error line itself cannot be split or forged.
+#[test]
+fn a_projection_name_is_letters_digits_underscore_dot_dash_up_to_64() {
+    for good in ["orders", "Orders_v2", "shop.orders-eu", "a", &"x".repeat(64)] {
+        assert_eq!(error_key(with(json!({"name": good}))), "", "{good:?}");
+    }
+    for bad in ["", " orders", "a\"b", "a\\b", "a\nb", "a b", "a}b", "a=b", "é", &"x".repeat(65)] {
+        let e = Projection::from_spec(&with(json!({"name": bad}))).unwrap_err();
+        assert_eq!(e.key, "name", "{bad:?}");
+        assert_eq!(e.projection, bad.escape_debug().to_string());
+        assert!(!e.to_string().contains('\n'), "one line: {e}");
+        assert!(e.fix.contains("name = \"orders\""), "{e}");
+    }
+}
+
 fn record(offset: i64, key: Option<&[u8]>, payload: Option<&[u8]>) -> RawMessage {
     RawMessage::new(offset, Some(1_767_000_000_000), key, payload, std::iter::empty::<(&[u8], Option<&[u8]>)>())
 }
