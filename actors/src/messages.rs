@@ -453,7 +453,7 @@ pub struct Projected {
 pub enum Kept {
     /// Also archived: the record is `rows[i]`'s.
     Row(usize),
-    /// Not archived (`[events]` off, or a tombstone): kept here.
+    /// Not archived (`[events]` off): kept here.
     Own(RawMessage),
 }
 

@@ -15,6 +15,7 @@ mod hardening;
 mod metrics;
 mod openapi;
 mod pipeline;
+mod projection_edges;
 mod projections;
 mod projections_live;
 mod redrive;

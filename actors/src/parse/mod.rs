@@ -119,14 +119,35 @@ pub fn millis_to_utc(ms: i64) -> Option<DateTime<Utc>> {
 /// A row's parsed `time` and its text columns.
 type RowParts = (Option<DateTime<Utc>>, RowText);
 
-fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<RowParts, Refusal> {
-    let payload = msg.payload().ok_or_else(|| Refusal::new(Reason::EmptyPayload, "record has a null value (tombstone)"))?;
-    if payload.len() > opts.max_message_bytes {
-        return Err(Refusal::new(
-            Reason::Oversize,
-            format!("value is {} bytes, limit parser.max_message_bytes = {}", payload.len(), opts.max_message_bytes),
-        ));
+/// A tombstone (a record whose value is null) a projection takes, as its `events` row when the
+/// archive is on: no data and no attributes, its key and every header kept. So every offset
+/// that is not a dead letter has its row, tombstones too.
+pub fn tombstone_row(msg: RawMessage) -> Parsed {
+    let text = check_headers(&msg).map(|()| {
+        RowTextBuilder::new(&msg, headers_capacity(&msg, 0))
+            .push(None)
+            .push(None)
+            .push(None)
+            .push(None)
+            .push(None)
+            .push(None)
+            .push_with(|out| write_headers_json(out, msg.headers(), &[]))
+            .finish()
+    });
+    match text {
+        Ok(text) => Parsed::Row(EventRow {
+            offset: msg.offset,
+            time: None,
+            kafka_timestamp: msg.timestamp_ms.and_then(millis_to_utc),
+            text,
+            original: msg,
+        }),
+        Err(refusal) => Parsed::Dead(dead_letter(&msg, refusal)),
     }
+}
+
+/// Headers a row can hold: librdkafka read them, and every name is UTF-8.
+fn check_headers(msg: &RawMessage) -> Result<(), Refusal> {
     if msg.headers_unreadable() {
         return Err(Refusal::new(
             Reason::UnreadableHeaders,
@@ -139,6 +160,18 @@ fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<RowParts, Refusal>
             format!("the name of header {i} (counting from 0) is not UTF-8: {:?}", String::from_utf8_lossy(name)),
         ));
     }
+    Ok(())
+}
+
+fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<RowParts, Refusal> {
+    let payload = msg.payload().ok_or_else(|| Refusal::new(Reason::EmptyPayload, "record has a null value (tombstone)"))?;
+    if payload.len() > opts.max_message_bytes {
+        return Err(Refusal::new(
+            Reason::Oversize,
+            format!("value is {} bytes, limit parser.max_message_bytes = {}", payload.len(), opts.max_message_bytes),
+        ));
+    }
+    check_headers(msg)?;
     let known = KnownHeaders::of(msg);
     let content_type = header_text(known.content_type)?;
     if opts.format != Format::Json && known.is_binary_mode() {

@@ -1,7 +1,7 @@
 //! One record through the parser and the projections: what the `Parser` does with an ingested
 //! message and what a redrive does with a dead letter, written once so the two cannot drift.
 
-use super::{dead_letter, parse_message, ParseOptions, Parsed, Refusal};
+use super::{dead_letter, parse_message, tombstone_row, ParseOptions, Parsed, Refusal};
 use crate::messages::{DeadLetter, EventRow, RawMessage, Reason};
 use crate::project::{Op, Unrouted, UNROUTED};
 
@@ -13,8 +13,8 @@ pub enum Routed {
         row: EventRow,
         ops: Vec<Op>,
     },
-    /// Projected only (the archive is off, or a tombstone a projection deletes by): the record is
-    /// kept for the dead letter, should the table refuse it.
+    /// Projected only (the archive is off): the record is kept for the dead letter, should the
+    /// table refuse it.
     Projected {
         ops: Vec<Op>,
         record: RawMessage,
@@ -37,10 +37,17 @@ pub fn route_message(msg: RawMessage, topic: &str, partition: i32, opts: &ParseO
     };
     if !plan.is_empty() && msg.payload().is_none() {
         match plan.route_tombstone(topic, partition, &msg) {
-            Ok(ops) if !ops.is_empty() => return Routed::Projected { ops, record: msg },
-            Ok(_) if !archive => return not_taken(&msg),
-            // Archived as the parser archives any tombstone.
-            Ok(_) => {}
+            Ok(ops) if ops.is_empty() && !archive => return not_taken(&msg),
+            // Nothing takes it: an `empty_payload` dead letter, as the parser makes any tombstone.
+            Ok(ops) if ops.is_empty() => {}
+            Ok(ops) if !archive => return Routed::Projected { ops, record: msg },
+            // Taken and archived: its offset is an `events` row like any message a projection takes.
+            Ok(ops) => {
+                return match tombstone_row(msg) {
+                    Parsed::Row(row) => Routed::Row { row, ops },
+                    Parsed::Dead(d) => Routed::Dead(d),
+                }
+            }
             Err(e) => return refused(&msg, e),
         }
     }

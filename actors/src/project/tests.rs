@@ -239,6 +239,36 @@ fn a_tombstone_deletes_in_the_projections_that_ask_for_it() {
     assert_eq!(e.refusal.reason, Reason::ProjectionMissing);
 }
 
+/// With the archive on, a tombstone a projection takes is archived beside its deletes (no data,
+/// its key and headers kept), so its offset is a row like any other; one nothing takes stays an
+/// `empty_payload` dead letter; with the archive off it is projected only.
+#[test]
+fn a_tombstone_a_projection_takes_is_archived_with_its_key_and_headers() {
+    use crate::parse::{route_message, Routed};
+    let mut p = plan(vec![with(json!({"name": "a", "topics": ["t"], "delete_on_tombstone": true}))]);
+    let key = br#"{"id":4}"#;
+    let tombstone = |offset| {
+        let headers: [(&[u8], Option<&[u8]>); 2] = [(b"trace", Some(b"t-1")), (b"gone", None)];
+        RawMessage::new(offset, Some(1_767_000_000_000), Some(key), None, headers)
+    };
+    let opts = |p: &Plan| ParseOptions { plan: std::sync::Arc::new(p.clone()), ..ParseOptions::default() };
+    match route_message(tombstone(3), "t", 0, &opts(&p)) {
+        Routed::Row { row, ops } => {
+            assert_eq!(ops, vec![Op { projection: 0, delete: true, cells: vec![Some(Cell::Int(4)), None, None] }]);
+            assert_eq!((row.offset, row.data(), row.key(), row.event_type()), (3, None, Some(&key[..]), None));
+            assert_eq!(row.headers(), r#"{"trace":"t-1","gone":null}"#);
+            assert!(row.kafka_timestamp.is_some());
+        }
+        other => panic!("archived and projected: {other:?}"),
+    }
+    match route_message(tombstone(4), "u", 0, &opts(&p)) {
+        Routed::Dead(d) => assert_eq!((d.reason, d.key.as_deref(), d.payload), (Reason::EmptyPayload, Some(&key[..]), None)),
+        other => panic!("no projection takes topic u: {other:?}"),
+    }
+    p.events.enabled = false;
+    assert!(matches!(route_message(tombstone(5), "t", 0, &opts(&p)), Routed::Projected { .. }));
+}
+
 #[test]
 fn every_source_reads_its_part_of_the_message() {
     let s = spec(json!({"name": "all", "table": "t", "columns": {

@@ -1,0 +1,167 @@
+//! Projections at their edges (issue 33): tombstones in the archive.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tributary::app;
+use tributary_actors::project::ProjectionSpec;
+
+use crate::common::*;
+use crate::projections::{orders_spec, orders_table};
+
+on_both_backends!(with_the_archive_on_every_offset_is_an_event_or_a_dead_letter_tombstones_too);
+
+const TOKEN: &str = "test-admin-token-0123456789";
+
+fn log() -> slog::Logger {
+    tributary::telemetry::discard()
+}
+
+fn specs(v: Value) -> Vec<ProjectionSpec> {
+    serde_json::from_value(v).expect("projection specs")
+}
+
+/// `(topic, partition, offset)` as text: one row's place.
+fn place(t: &str, p: i32, o: i64) -> String {
+    format!("{t}/{p}/{o}")
+}
+
+/// What the model says each offset ends as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum End {
+    /// An `events` row; for a tombstone, its key and its `trace` header (its data is null).
+    Event {
+        tombstone: Option<(String, String)>,
+    },
+    Dead(&'static str),
+}
+
+/// The rows of `events` with null data: place → "key trace".
+fn tombstone_rows(kind: Kind, url: &str) -> BTreeMap<String, String> {
+    let (key, trace) = match kind {
+        Kind::Postgres => ("convert_from(key, 'UTF8')", "(headers->>'trace')"),
+        Kind::Sqlite => ("CAST(key AS TEXT)", "json_extract(headers, '$.trace')"),
+    };
+    let q = format!(
+        "SELECT topic || '/' || CAST(partition AS TEXT) || '/' || CAST(\"offset\" AS TEXT) AS a, {key} || ' ' || {trace} AS b \
+         FROM events WHERE data IS NULL"
+    );
+    query_pairs(url, &q).into_iter().collect()
+}
+
+/// Every place in `events` and in the dead letters still live (not redriven): place → reason or "event".
+fn places(url: &str) -> BTreeMap<String, String> {
+    let q = "SELECT topic || '/' || CAST(partition AS TEXT) || '/' || CAST(\"offset\" AS TEXT) AS a, 'event' AS b FROM events \
+             UNION ALL SELECT topic || '/' || CAST(partition AS TEXT) || '/' || CAST(\"offset\" AS TEXT) AS a, reason AS b \
+             FROM dead_letters WHERE redriven_at IS NULL";
+    let rows = query_pairs(url, q);
+    let n = rows.len();
+    let map: BTreeMap<String, String> = rows.into_iter().collect();
+    assert_eq!(map.len(), n, "no offset is both an event and a live dead letter, nor either twice");
+    map
+}
+
+/// With `[events] enabled = true`, a tombstone the orders projection takes deletes its row AND is
+/// archived (null data, its key and headers kept); one on a topic no projection takes stays an
+/// `empty_payload` dead letter. Every offset is exactly one of the two. A redrive of those dead
+/// letters under a projection that now takes their topic archives them the same way.
+fn with_the_archive_on_every_offset_is_an_event_or_a_dead_letter_tombstones_too(kind: Kind) {
+    let Some(db) = test_db_of(kind) else { return };
+    let kafka = tributary::mock::MockKafka::start(1).unwrap();
+    let (taken, passed, group) = (format!("taken-{}", unique()), format!("passed-{}", unique()), format!("g-{}", unique()));
+    kafka.create_topic(&taken, 2).unwrap();
+    kafka.create_topic(&passed, 1).unwrap();
+    sql(&db.url, &orders_table(kind, "orders"));
+
+    // The model: what each offset ends as, and the table (order → version).
+    let (mut ends, mut table) = (BTreeMap::new(), BTreeMap::<i64, i64>::new());
+    let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let n = 160i64;
+    for i in 0..n {
+        // Keys of the passed topic are apart from the taken topic's, so deleting them later
+        // (the redrive) leaves the table as it is.
+        let (topic, p, k) = if i % 4 == 3 { (&passed, 0, 100 + i % 10) } else { (&taken, (i % 2) as i32, i % 10) };
+        let offset = next.entry((topic.clone(), p)).or_insert(0);
+        let at = place(topic, p, *offset);
+        *offset += 1;
+        let key = json!({"order_id": k}).to_string();
+        let trace = format!("t{i}");
+        if i % 5 == 0 {
+            kafka.send(topic, Some(p), Some(key.as_bytes()), None, &[("trace", trace.as_bytes())]).unwrap();
+            if topic == &taken {
+                table.remove(&k);
+                ends.insert(at, End::Event { tombstone: Some((key, trace)) });
+            } else {
+                ends.insert(at, End::Dead("empty_payload"));
+            }
+            continue;
+        }
+        let body = json!({"specversion": "1.0", "id": format!("e{i}"), "source": "/shop", "type": "com.example.order.updated",
+                          "data": {"version": i, "status": "paid"}});
+        kafka.send(topic, Some(p), Some(key.as_bytes()), Some(body.to_string().as_bytes()), &[("trace", trace.as_bytes())]).unwrap();
+        if topic == &taken {
+            table.insert(k, i);
+        }
+        ends.insert(at, End::Event { tombstone: None });
+    }
+    kafka.flush().unwrap();
+
+    let start = |topics: Vec<&String>| {
+        let mut s = settings(&kafka, &taken, &group, &db.url);
+        s.kafka.topics = vec![taken.clone(), passed.clone()];
+        let mut spec = orders_spec("orders");
+        spec["topics"] = json!(topics);
+        s.projections = specs(json!([spec]));
+        s.http.admin_token = Some(TOKEN.to_string().into());
+        app::spawn(s, log()).unwrap()
+    };
+    let running = start(vec![&taken]);
+    let committed = format!("SELECT CAST(COALESCE(SUM(next_offset), 0) AS BIGINT) AS n FROM consumer_offsets WHERE group_id = '{group}'");
+    wait_until("every offset committed", Duration::from_secs(60), || count(&db.url, &committed) == n);
+
+    let want: BTreeMap<String, String> = ends
+        .iter()
+        .map(|(at, end)| {
+            (
+                at.clone(),
+                match end {
+                    End::Event { .. } => "event".to_string(),
+                    End::Dead(r) => r.to_string(),
+                },
+            )
+        })
+        .collect();
+    assert_eq!(places(&db.url), want, "every offset is one events row or one dead letter");
+    let tombstones: BTreeMap<String, String> = ends
+        .iter()
+        .filter_map(|(at, end)| match end {
+            End::Event { tombstone: Some((key, trace)) } => Some((at.clone(), format!("{key} {trace}"))),
+            _ => None,
+        })
+        .collect();
+    assert!(tombstones.len() >= 20, "{tombstones:?}");
+    assert_eq!(tombstone_rows(kind, &db.url), tombstones, "archived tombstones: null data, their key and headers");
+    let rows = query_pairs(&db.url, "SELECT CAST(order_id AS TEXT) AS a, CAST(version AS TEXT) AS b FROM orders");
+    let got: BTreeMap<i64, i64> = rows.iter().map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap())).collect();
+    assert_eq!(got, table, "the deletes applied");
+    running.stop().unwrap();
+
+    // The projection now takes the passed topic too: its tombstones, redriven, are archived
+    // and offered as deletes (of keys the table never had).
+    let running = start(vec![&taken, &passed]);
+    let auth = format!("Bearer {TOKEN}");
+    let (status, body) =
+        http_with("POST", running.port, "/dead-letters/redrive", &[("Authorization", &auth)], br#"{"reason": "empty_payload"}"#);
+    assert_eq!(status, 200, "{body}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    let redriven = ends.values().filter(|e| matches!(e, End::Dead(_))).count() as i64;
+    assert_eq!((report["redriven"].as_i64(), report["still_failing"].as_i64()), (Some(redriven), Some(0)), "{report}");
+    assert_eq!(report["projections"]["orders"]["unchanged"].as_i64(), Some(redriven), "{report}");
+    let now = places(&db.url);
+    assert_eq!(now.len() as i64, n, "still one place per offset");
+    assert!(now.values().all(|v| v == "event"), "{now:?}");
+    assert_eq!(tombstone_rows(kind, &db.url).len() as i64, tombstones.len() as i64 + redriven);
+    assert_eq!(count(&db.url, "SELECT count(*) AS n FROM orders") as usize, table.len());
+    running.stop().unwrap();
+}
