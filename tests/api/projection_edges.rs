@@ -1,6 +1,8 @@
-//! Projections at their edges (issue 33): tombstones in the archive.
+//! Projections at their edges (issue 33): tombstones in the archive, and start-up errors that
+//! say what to do — a table named in the wrong case, a schema missing.
 
 use std::collections::BTreeMap;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -10,7 +12,11 @@ use tributary_actors::project::ProjectionSpec;
 use crate::common::*;
 use crate::projections::{orders_spec, orders_table};
 
-on_both_backends!(with_the_archive_on_every_offset_is_an_event_or_a_dead_letter_tombstones_too);
+on_both_backends!(
+    with_the_archive_on_every_offset_is_an_event_or_a_dead_letter_tombstones_too,
+    a_table_named_in_another_case_is_found_or_named_in_the_error,
+    a_schema_that_does_not_exist_is_a_configuration_error_naming_the_fix
+);
 
 const TOKEN: &str = "test-admin-token-0123456789";
 
@@ -164,4 +170,59 @@ fn with_the_archive_on_every_offset_is_an_event_or_a_dead_letter_tombstones_too(
     assert_eq!(tombstone_rows(kind, &db.url).len() as i64, tombstones.len() as i64 + redriven);
     assert_eq!(count(&db.url, "SELECT count(*) AS n FROM orders") as usize, table.len());
     running.stop().unwrap();
+}
+
+/// PostgreSQL's names are case-sensitive as tributary quotes them: a table created as "Orders"
+/// is not `orders`, and the error names the one that exists. SQLite compares names without case.
+fn a_table_named_in_another_case_is_found_or_named_in_the_error(kind: Kind) {
+    let Some(db) = test_db_of(kind) else { return };
+    let kafka = tributary::mock::MockKafka::start(1).unwrap();
+    let (topic, group) = (format!("case-{}", unique()), format!("g-{}", unique()));
+    kafka.create_topic(&topic, 1).unwrap();
+    sql(&db.url, &orders_table(kind, "\"Orders\""));
+    let start = |table: &str| {
+        let mut s = settings(&kafka, &topic, &group, &db.url);
+        s.projections = specs(json!([orders_spec(table)]));
+        app::spawn(s, log())
+    };
+    match kind {
+        Kind::Postgres => {
+            let e = start("orders").err().expect("no table orders").to_string();
+            assert!(e.contains("projection.orders.table") && e.contains("does not exist") && e.contains(r#"table = "Orders""#), "{e}");
+            sql(&db.url, &format!("CREATE SCHEMA shop; {}", orders_table(kind, "shop.\"Items\"")));
+            let e = start("Shop.items").err().expect("no table Shop.items").to_string();
+            assert!(e.contains(r#"table = "shop.Items""#), "{e}");
+            let e = start("nothing").err().expect("no table nothing").to_string();
+            assert!(e.contains("does not exist") && !e.contains("another case"), "{e}");
+            start("Orders").expect("the name as created").stop().unwrap();
+        }
+        Kind::Sqlite => start("orders").expect("SQLite finds \"Orders\" as orders").stop().unwrap(),
+    }
+}
+
+/// A table in a schema that does not exist — created with `create_table` or not — fails the
+/// start with exit code 2, naming `projection.<name>.table` and the fix.
+fn a_schema_that_does_not_exist_is_a_configuration_error_naming_the_fix(kind: Kind) {
+    let Some(db) = test_db_of(kind) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    for create_table in [true, false] {
+        let config = dir.path().join("tributary.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[kafka]\nbrokers = \"127.0.0.1:9\"\ntopics = [\"orders\"]\n[database]\nurl = \"{}\"\n[http]\nbind = \"127.0.0.1:0\"\n\
+                 [[projection]]\nname = \"made\"\ntable = \"nope.made\"\nmode = \"upsert\"\nkey = [\"id\"]\ncreate_table = {create_table}\n\
+                 [projection.columns]\nid = {{ from = \"/id\", type = \"bigint\" }}\n",
+                db.url
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_tributary")).args(["run", "--config"]).arg(&config).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "create_table = {create_table}: {said}");
+        assert!(said.contains("projection.made.table"), "create_table = {create_table}: {said}");
+        if create_table || kind == Kind::Sqlite {
+            assert!(said.contains("schema") && said.contains("CREATE SCHEMA"), "create_table = {create_table}: {said}");
+        }
+    }
 }

@@ -8,6 +8,7 @@
 //! that caused it, which becomes a dead letter. Counts are taken only from savepoints that held.
 //! A range refused in the fast pass ([`Pass`]) is first applied again exactly.
 
+mod lookup;
 mod postgres;
 mod sqlite;
 
@@ -19,6 +20,7 @@ use super::error::blames_data;
 use super::StoreError;
 use crate::messages::PartitionKey;
 use crate::project::{KeyForm, Mode, Op, Plan, Projection, SpecError, SqlType};
+use lookup::Lookup;
 
 /// What a projection's statements did to its table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -249,18 +251,39 @@ impl TableInfo {
     }
 }
 
-/// Check `p` against its table (`None`: there is none) and fill in each column's types; a
-/// warning for what the start-up should tell but not refuse.
-pub(crate) fn complete(p: &mut Projection, info: Option<&TableInfo>, warnings: &mut Vec<String>) -> Result<(), SpecError> {
+/// The table `p` names does not exist; `other_case`: tables whose names differ only in case.
+fn missing_table(p: &Projection, other_case: &[String]) -> SpecError {
+    let mut fix = String::new();
+    if !other_case.is_empty() {
+        // PostgreSQL folds unquoted names to lower case when a table is created; tributary quotes
+        // the name as configured, so `Orders` and `orders` are two names.
+        let names: Vec<String> = other_case.iter().map(|t| format!("table = {t:?}")).collect();
+        fix = format!("names are case-sensitive, and {} exists in another case: write {}; or ", other_case.join(", "), names.join(" or "));
+    }
+    fix.push_str("create it (tributary changes no schema), or set create_table = true with a type for every column");
+    SpecError::new(&p.name, "table", format!("table {} does not exist", p.table), fix)
+}
+
+/// The table's schema does not exist (`create_table` creates only the table).
+fn missing_schema(p: &Projection) -> SpecError {
+    let schema = p.table.schema.as_deref().unwrap_or_default();
+    SpecError::new(
+        &p.name,
+        "table",
+        format!("schema {schema:?} of table {} does not exist", p.table),
+        format!(
+            "create the schema first (PostgreSQL: CREATE SCHEMA {}; tributary creates only a table, with create_table = true), \
+             or name a table in a schema that exists (SQLite: main, temp or an attached database)",
+            crate::project::quote_ident(schema)
+        ),
+    )
+}
+
+/// Check `p` against its table and fill in each column's types; a warning for what the start-up
+/// should tell but not refuse.
+pub(crate) fn complete(p: &mut Projection, info: &TableInfo, warnings: &mut Vec<String>) -> Result<(), SpecError> {
     let table = p.table.to_string();
     let err = |key: &str, problem: String, fix: String| SpecError::new(&p.name, key, problem, fix);
-    let Some(info) = info else {
-        return Err(err(
-            "table",
-            format!("table {table} does not exist"),
-            "create it (tributary changes no schema), or set create_table = true with a type for every column".into(),
-        ));
-    };
     if info.own {
         return Err(err(
             "table",
@@ -399,15 +422,29 @@ pub(crate) trait Catalog {
 
 /// Create the tables asked for, then check every projection against its table; the warnings
 /// to log.
-pub(crate) fn prepare<C: Catalog>(conn: &mut C, projections: &mut [Projection]) -> Result<Vec<String>, SetupError> {
+pub(crate) fn prepare<C: Catalog + Lookup>(conn: &mut C, projections: &mut [Projection]) -> Result<Vec<String>, SetupError> {
     let mut warnings = Vec::new();
     for p in projections.iter_mut() {
         let store = |source: StoreError| SetupError::Store { projection: p.name.clone(), source };
+        // A missing schema is the configuration's to fix, told by the backend's code or catalog.
+        let failed = |conn: &mut C, e: StoreError| match conn.schema_missing(&p.table, &e) {
+            Ok(true) => SetupError::Spec(missing_schema(p)),
+            Ok(false) => store(e),
+            Err(lookup) => store(lookup),
+        };
         if p.create_table {
-            conn.create_table(p).map_err(store)?;
+            if let Err(e) = conn.create_table(p) {
+                return Err(failed(conn, e));
+            }
         }
-        let info = conn.table_info(p).map_err(store)?;
-        complete(p, info.as_ref(), &mut warnings)?;
+        let info = match conn.table_info(p) {
+            Ok(info) => info,
+            Err(e) => return Err(failed(conn, e)),
+        };
+        match info {
+            Some(info) => complete(p, &info, &mut warnings)?,
+            None => return Err(missing_table(p, &conn.other_case(&p.table).map_err(store)?).into()),
+        }
     }
     serialize_shared_tables(projections);
     Ok(warnings)
