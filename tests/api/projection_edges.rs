@@ -1,5 +1,5 @@
-//! Projections at their edges (issue 33): tombstones in the archive, and start-up errors that
-//! say what to do — a table named in the wrong case, a schema missing.
+//! Projections at their edges (issue 33): tombstones in the archive, NUL characters without it,
+//! and start-up errors that say what to do — a table named in the wrong case, a schema missing.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -7,15 +7,16 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tributary::app;
-use tributary_actors::project::ProjectionSpec;
+use tributary_actors::project::{EventsSpec, ProjectionSpec, Unrouted};
 
 use crate::common::*;
 use crate::projections::{orders_spec, orders_table};
 
 on_both_backends!(
     with_the_archive_on_every_offset_is_an_event_or_a_dead_letter_tombstones_too,
+    without_the_archive_only_a_nul_a_projection_writes_is_refused,
     a_table_named_in_another_case_is_found_or_named_in_the_error,
-    a_schema_that_does_not_exist_is_a_configuration_error_naming_the_fix
+    a_schema_that_does_not_exist_is_a_configuration_error_naming_the_fix,
 );
 
 const TOKEN: &str = "test-admin-token-0123456789";
@@ -169,6 +170,65 @@ fn with_the_archive_on_every_offset_is_an_event_or_a_dead_letter_tombstones_too(
     assert!(now.values().all(|v| v == "event"), "{now:?}");
     assert_eq!(tombstone_rows(kind, &db.url).len() as i64, tombstones.len() as i64 + redriven);
     assert_eq!(count(&db.url, "SELECT count(*) AS n FROM orders") as usize, table.len());
+    running.stop().unwrap();
+}
+
+/// With the archive off, a NUL in a field no projection reads is nothing to refuse: the message
+/// applies. A NUL a projection writes is refused where the backend's INSERT would refuse it —
+/// PostgreSQL's text (22021) and jsonb (22P05) — as a `nul_character` dead letter naming the
+/// projection and column; SQLite's TEXT keeps it whole.
+fn without_the_archive_only_a_nul_a_projection_writes_is_refused(kind: Kind) {
+    let Some(db) = test_db_of(kind) else { return };
+    let kafka = tributary::mock::MockKafka::start(1).unwrap();
+    let (topic, group) = (format!("nul-{}", unique()), format!("g-{}", unique()));
+    kafka.create_topic(&topic, 1).unwrap();
+    let (names, docs) = match kind {
+        Kind::Postgres => ("CREATE TABLE names (id bigint PRIMARY KEY, name text)", "CREATE TABLE docs (id bigint PRIMARY KEY, doc jsonb)"),
+        Kind::Sqlite => ("CREATE TABLE names (id INTEGER PRIMARY KEY, name TEXT)", "CREATE TABLE docs (id INTEGER PRIMARY KEY, doc TEXT)"),
+    };
+    sql(&db.url, names);
+    sql(&db.url, docs);
+    let messages = [
+        r#"{"id": 1, "name": "a", "other": "x\u0000y", "doc": {"k": "v"}}"#,
+        r#"{"id": 2, "name": "a\u0000b", "doc": {"k": "v"}}"#,
+        r#"{"id": 3, "name": "c", "doc": {"k": "x\u0000"}}"#,
+        r#"{"id": 4, "name": "d", "doc": {"k": "v"}}"#,
+    ];
+    for m in messages {
+        kafka.send(&topic, Some(0), None, Some(m.as_bytes()), &[]).unwrap();
+    }
+    kafka.flush().unwrap();
+    let mut s = settings(&kafka, &topic, &group, &db.url);
+    s.events = EventsSpec { enabled: false, unrouted: Unrouted::DeadLetter };
+    s.projections = specs(json!([
+        {"name": "names", "table": "names", "mode": "upsert", "key": ["id"], "columns": {"id": {"from": "/id", "type": "bigint"}, "name": "/name"}},
+        {"name": "docs", "table": "docs", "mode": "upsert", "key": ["id"], "columns": {"id": {"from": "/id", "type": "bigint"}, "doc": {"from": "/doc", "type": "jsonb"}}},
+    ]));
+    let running = app::spawn(s, log()).unwrap();
+    wait_until("every offset committed", Duration::from_secs(60), || committed_total(&db.url, &group) == 4);
+    let ids = |table: &str| query_pairs(&db.url, &format!("SELECT CAST(id AS TEXT) AS a, '' AS b FROM {table} ORDER BY id"));
+    let ids = |table: &str| ids(table).into_iter().map(|(a, _)| a.parse::<i64>().unwrap()).collect::<Vec<_>>();
+    let dead =
+        query_pairs(&db.url, "SELECT CAST(\"offset\" AS TEXT) || ' ' || reason AS a, detail AS b FROM dead_letters ORDER BY \"offset\"");
+    match kind {
+        Kind::Postgres => {
+            assert_eq!((ids("names"), ids("docs")), (vec![1, 4], vec![1, 4]));
+            let reasons: Vec<&str> = dead.iter().map(|(a, _)| a.as_str()).collect();
+            assert_eq!(reasons, ["1 nul_character", "2 nul_character"], "{dead:?}");
+            assert!(dead[0].1.contains("projection names: column name (text)"), "{dead:?}");
+            assert!(dead[1].1.contains("projection docs: column doc (jsonb)"), "{dead:?}");
+        }
+        Kind::Sqlite => {
+            assert!(dead.is_empty(), "{dead:?}");
+            assert_eq!((ids("names"), ids("docs")), (vec![1, 2, 3, 4], vec![1, 2, 3, 4]));
+            let kept = query_pairs(&db.url, "SELECT hex(name) AS a, '' AS b FROM names WHERE id = 2");
+            assert_eq!(kept[0].0, "610062", "the NUL is kept, not cut");
+        }
+    }
+    let (_, metrics) = http("GET", running.port, "/metrics");
+    let refused =
+        metrics.lines().filter(|l| l.starts_with("tributary_projection_dead_letters_total{") && l.contains("nul_character")).count();
+    assert_eq!(refused, if kind == Kind::Postgres { 2 } else { 0 }, "{metrics}");
     running.stop().unwrap();
 }
 

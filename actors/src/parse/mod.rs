@@ -7,8 +7,9 @@
 //! - CloudEvents binary mode: `ce_*` headers carry the attributes, the value is the data;
 //! - plain JSON: any JSON object, stored whole in `data`.
 //!
-//! Anything PostgreSQL would refuse later (NUL characters in text or JSON) is refused here, so a
-//! batch's rows are known-good before the database sees them.
+//! Anything PostgreSQL would refuse later (NUL characters in text or JSON) is refused here while
+//! the archive is on, so a batch's rows are known-good before the database sees them; without
+//! it, the projections check the values they write (`project::Nul`).
 
 use std::borrow::Cow;
 
@@ -50,6 +51,15 @@ pub struct ParseOptions {
     pub max_depth: usize,
     /// The projections and `[events]` (the default: no projection, the archive on).
     pub plan: std::sync::Arc<crate::project::Plan>,
+}
+
+impl ParseOptions {
+    /// Whether a NUL anywhere in a record refuses it: while the archive stores the whole record
+    /// (PostgreSQL's text and jsonb cannot hold one). Without the archive only what is written
+    /// counts: each projection's column checks the values it takes (`project::Nul`).
+    fn refuses_nul(&self) -> bool {
+        self.plan.events.enabled
+    }
 }
 
 impl Default for ParseOptions {
@@ -178,7 +188,7 @@ fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<RowParts, Refusal>
         return parse_binary(msg, &known, payload, content_type, opts);
     }
     let text = std::str::from_utf8(payload).map_err(|e| Refusal::new(Reason::InvalidUtf8, format!("value is not UTF-8: {e}")))?;
-    scan_json(text.as_bytes(), opts.max_depth)?;
+    scan_json(text.as_bytes(), opts.max_depth, opts.refuses_nul())?;
     if !text.trim_start().starts_with('{') {
         validate_json(text)?;
         let kind = text.trim_start().chars().next().map_or("nothing", kind_of_first);
@@ -302,21 +312,26 @@ fn validate_json(text: &str) -> Result<(), Refusal> {
     serde_json::from_str::<serde::de::IgnoredAny>(text).map(|_| ()).map_err(invalid_json)
 }
 
-/// Before parsing: container nesting deeper than `max_depth`, and `\u0000` escapes (NUL, which
-/// PostgreSQL cannot store in text or jsonb). Syntax is checked by the parser afterwards; this
-/// only has to be right for valid JSON. Most texts are cleared without the byte-by-byte scan:
-/// at most `max_depth` brackets in all cannot nest deeper, and
+/// Before parsing: container nesting deeper than `max_depth`, and with `refuse_nul` `\u0000`
+/// escapes (NUL, which PostgreSQL cannot store in text or jsonb). Syntax is checked by the parser
+/// afterwards; this only has to be right for valid JSON. Most texts are cleared without the
+/// byte-by-byte scan: at most `max_depth` brackets in all cannot nest deeper, and
 /// without the six bytes `\u0000` anywhere there is no NUL escape.
-fn scan_json(text: &[u8], max_depth: usize) -> Result<(), Refusal> {
+fn scan_json(text: &[u8], max_depth: usize, refuse_nul: bool) -> Result<(), Refusal> {
     let brackets = memchr::memchr2_iter(b'{', b'[', text).count();
-    let nul_escape = memchr::memchr_iter(b'\\', text).any(|i| text.get(i + 1..i + 6) == Some(b"u0000".as_slice()));
+    let nul_escape = refuse_nul && memchr::memchr_iter(b'\\', text).any(|i| text.get(i + 1..i + 6) == Some(b"u0000".as_slice()));
     if brackets <= max_depth && !nul_escape {
         return Ok(());
     }
-    scan_json_bytes(text, max_depth)
+    scan_json_bytes(text, max_depth, refuse_nul)
 }
 
-fn scan_json_bytes(text: &[u8], max_depth: usize) -> Result<(), Refusal> {
+/// Whether valid JSON text holds a `\u0000` escape (a NUL once parsed).
+pub(crate) fn has_nul_escape(json: &str) -> bool {
+    scan_json(json.as_bytes(), usize::MAX, true).is_err()
+}
+
+fn scan_json_bytes(text: &[u8], max_depth: usize, refuse_nul: bool) -> Result<(), Refusal> {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut i = 0;
@@ -325,7 +340,7 @@ fn scan_json_bytes(text: &[u8], max_depth: usize) -> Result<(), Refusal> {
         if in_string {
             match b {
                 b'\\' => {
-                    if text.get(i + 1) == Some(&b'u') && text.get(i + 2..i + 6) == Some(b"0000".as_slice()) {
+                    if refuse_nul && text.get(i + 1) == Some(&b'u') && text.get(i + 2..i + 6) == Some(b"0000".as_slice()) {
                         return Err(Refusal::new(
                             Reason::NulCharacter,
                             "a JSON string contains a NUL character (\\u0000), which PostgreSQL cannot store",
@@ -478,7 +493,7 @@ fn parse_binary(
         ("header ce_subject", subject),
         ("header content-type", content_type),
     ] {
-        if let Some(v) = value {
+        if let Some(v) = value.filter(|_| opts.refuses_nul()) {
             check_nul(v, place)?;
         }
     }
@@ -486,7 +501,7 @@ fn parse_binary(
         None
     } else if content_type.is_none_or(is_json_content_type) {
         let text = std::str::from_utf8(payload).map_err(|e| Refusal::new(Reason::InvalidUtf8, format!("value is not UTF-8: {e}")))?;
-        scan_json(text.as_bytes(), opts.max_depth)?;
+        scan_json(text.as_bytes(), opts.max_depth, opts.refuses_nul())?;
         validate_json(text)?;
         Some(Cow::Borrowed(text))
     } else {

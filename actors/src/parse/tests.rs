@@ -213,10 +213,16 @@ proptest::proptest! {
             0..40,
         ),
         max_depth in 0usize..6,
+        refuse_nul in proptest::bool::ANY,
     ) {
         let text = parts.concat();
         let reason = |r: Result<(), Refusal>| r.err().map(|e| e.reason);
-        proptest::prop_assert_eq!(reason(scan_json(text.as_bytes(), max_depth)), reason(scan_json_bytes(text.as_bytes(), max_depth)), "{}", text);
+        proptest::prop_assert_eq!(
+            reason(scan_json(text.as_bytes(), max_depth, refuse_nul)),
+            reason(scan_json_bytes(text.as_bytes(), max_depth, refuse_nul)),
+            "{}",
+            text
+        );
     }
 }
 

@@ -218,12 +218,48 @@ pub struct Column {
     pub unit: Option<Unit>,
     /// How the table compares this column's values (a key column's rounds).
     pub key_form: KeyForm,
+    /// What NUL the column cannot hold (known once the table is read).
+    pub nul: Nul,
 }
 
 impl Column {
     /// What values are coerced to.
     pub fn target(&self) -> Target {
         Target { ty: self.ty, unit: self.unit, element: self.element }
+    }
+}
+
+/// The NUL a column cannot hold, by backend and type: a value holding one is a `nul_character`
+/// dead letter before any SQL, as the database would refuse it (or the message) anyway.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Nul {
+    /// Anything: SQLite's TEXT (a value is bound with its length, NUL included).
+    #[default]
+    Holds,
+    /// No NUL character: PostgreSQL's text types and `json` (22021); a `\u0000` escape in JSON
+    /// text is six characters of text there.
+    NoCharacter,
+    /// No NUL character and no `\u0000` escape in JSON: PostgreSQL's `jsonb` (22P05), and the
+    /// types it casts from text that tributary does not know.
+    NoCharacterNorEscape,
+}
+
+impl Nul {
+    /// PostgreSQL's rule for a column of this kind (`None`: a type tributary does not know).
+    pub fn postgres(kind: Option<SqlType>) -> Nul {
+        match kind {
+            Some(SqlType::Jsonb) | None => Nul::NoCharacterNorEscape,
+            Some(_) => Nul::NoCharacter,
+        }
+    }
+
+    fn refuses(self, cell: &Cell) -> bool {
+        match (self, cell) {
+            (Nul::Holds, _) => false,
+            (_, Cell::Text(s)) => s.contains('\0'),
+            (Nul::NoCharacterNorEscape, Cell::Json(j)) => crate::parse::has_nul_escape(j),
+            _ => false,
+        }
     }
 }
 
@@ -340,6 +376,7 @@ impl Projection {
                 required,
                 unit,
                 key_form: KeyForm::Text,
+                nul: Nul::Holds,
             });
         }
         let position = |key: &str, c: &str| {
@@ -468,6 +505,15 @@ impl Projection {
                     detail: format!("projection {}: column {} ({}): {why}: {}", self.name, c.name, c.ty.name(), quote(&raw)),
                 })?),
             };
+            if cell.as_ref().is_some_and(|cell| c.nul.refuses(cell)) {
+                return Err(Refusal {
+                    reason: Reason::NulCharacter,
+                    detail: format!(
+                        "projection {}: column {} ({}): the value holds a NUL character (\\u0000), which the column cannot store",
+                        self.name, c.name, c.table_type
+                    ),
+                });
+            }
             if (is_key || is_version) && matches!(cell, Some(Cell::Null)) {
                 return Err(missing(if is_key { "the key column's value is null" } else { "the newer_wins column's value is null" }));
             }

@@ -269,6 +269,35 @@ fn a_tombstone_a_projection_takes_is_archived_with_its_key_and_headers() {
     assert!(matches!(route_message(tombstone(5), "t", 0, &opts(&p)), Routed::Projected { .. }));
 }
 
+/// Without the archive a NUL counts only in a value a projection writes, and only where the
+/// column cannot hold it: PostgreSQL's text (a NUL character) and jsonb (a `\u0000` escape too).
+#[test]
+fn a_nul_is_refused_only_in_a_value_written_to_a_column_that_cannot_hold_it() {
+    let spec = with(json!({"name": "a", "columns": {
+        "id": {"from": "key:/id", "type": "bigint"}, "status": "/status", "doc": {"from": "/doc", "type": "jsonb"}}}));
+    let route = |status: Nul, doc: Nul, data: &str| {
+        let mut p = Projection::from_spec(&spec).unwrap();
+        for c in &mut p.columns {
+            c.nul = if c.name == "doc" { doc } else { status };
+        }
+        let plan = Plan { projections: vec![p], events: EventsSpec { enabled: false, unrouted: Unrouted::Skip } };
+        let opts = ParseOptions { plan: std::sync::Arc::new(plan), ..ParseOptions::default() };
+        let Parsed::Row(r) = parse_message(record(1, Some(br#"{"id":1}"#), Some(data.as_bytes())), &opts) else {
+            panic!("{data} should parse without the archive")
+        };
+        opts.plan.route("t", 0, &r).map(|ops| ops[0].cells.clone()).map_err(|e| e.refusal)
+    };
+    let (text, json, jsonb) = (Nul::postgres(Some(SqlType::Text)), Nul::postgres(Some(SqlType::Json)), Nul::postgres(Some(SqlType::Jsonb)));
+    assert!(route(text, jsonb, r#"{"status":"ok","other":"x\u0000"}"#).is_ok(), "a field nobody reads");
+    let e = route(text, jsonb, r#"{"status":"a\u0000b"}"#).unwrap_err();
+    assert_eq!(e.reason, Reason::NulCharacter);
+    assert!(e.detail.starts_with("projection a: column status"), "{}", e.detail);
+    assert_eq!(route(Nul::Holds, Nul::Holds, r#"{"status":"a\u0000b"}"#).unwrap()[2], Some(Cell::Text("a\0b".into())), "SQLite");
+    assert_eq!(route(text, jsonb, r#"{"doc":{"k":"\u0000"}}"#).unwrap_err().reason, Reason::NulCharacter);
+    assert!(route(text, json, r#"{"doc":{"k":"\u0000"}}"#).is_ok(), "json keeps the escape as text");
+    assert!(route(text, jsonb, r#"{"doc":{"k":"\\u0000"}}"#).is_ok(), "an escaped backslash, then text");
+}
+
 #[test]
 fn every_source_reads_its_part_of_the_message() {
     let s = spec(json!({"name": "all", "table": "t", "columns": {

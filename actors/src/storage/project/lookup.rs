@@ -1,6 +1,7 @@
 //! What the start-up checks ask a backend's catalog beyond a table's own entry, for errors that
 //! say what to do: a table whose name differs only in case, and whether a failed `create_table`
-//! (or a look at the table) met a schema that does not exist.
+//! (or a look at the table) met a schema that does not exist; and whether the backend's text
+//! holds a NUL character.
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
@@ -12,6 +13,8 @@ use crate::storage::StoreError;
 const INVALID_SCHEMA_NAME: &[u8; 5] = b"3F000";
 
 pub(crate) trait Lookup {
+    /// Whether text (and JSON, which the backend keeps as text) holds a NUL character.
+    const TEXT_HOLDS_NUL: bool;
     /// Tables that `table` would name if case did not matter, as `table` is configured.
     fn other_case(&mut self, table: &TableName) -> Result<Vec<String>, StoreError>;
     /// Whether `e`, the error of creating or reading `table`, means its schema does not exist.
@@ -31,6 +34,8 @@ struct Count {
 }
 
 impl Lookup for PgConnection {
+    const TEXT_HOLDS_NUL: bool = false;
+
     fn other_case(&mut self, table: &TableName) -> Result<Vec<String>, StoreError> {
         // Without a schema, the ones the search path would find the table in.
         let names = diesel::sql_query(
@@ -53,6 +58,9 @@ impl Lookup for PgConnection {
 }
 
 impl Lookup for SqliteConnection {
+    /// A value is bound with its length, so TEXT keeps it whole.
+    const TEXT_HOLDS_NUL: bool = true;
+
     /// SQLite compares table names without case: a table in another case is the table.
     fn other_case(&mut self, _: &TableName) -> Result<Vec<String>, StoreError> {
         Ok(Vec::new())

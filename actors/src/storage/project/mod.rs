@@ -19,7 +19,7 @@ use super::commit::GroupStore;
 use super::error::blames_data;
 use super::StoreError;
 use crate::messages::PartitionKey;
-use crate::project::{KeyForm, Mode, Op, Plan, Projection, SpecError, SqlType};
+use crate::project::{KeyForm, Mode, Nul, Op, Plan, Projection, SpecError, SqlType};
 use lookup::Lookup;
 
 /// What a projection's statements did to its table.
@@ -279,9 +279,10 @@ fn missing_schema(p: &Projection) -> SpecError {
     )
 }
 
-/// Check `p` against its table and fill in each column's types; a warning for what the start-up
-/// should tell but not refuse.
-pub(crate) fn complete(p: &mut Projection, info: &TableInfo, warnings: &mut Vec<String>) -> Result<(), SpecError> {
+/// Check `p` against its table and fill in each column's types and what NUL it cannot hold
+/// (`holds_nul`: the backend's text holds any); a warning for what the start-up should tell but
+/// not refuse.
+pub(crate) fn complete(p: &mut Projection, info: &TableInfo, holds_nul: bool, warnings: &mut Vec<String>) -> Result<(), SpecError> {
     let table = p.table.to_string();
     let err = |key: &str, problem: String, fix: String| SpecError::new(&p.name, key, problem, fix);
     if info.own {
@@ -348,6 +349,7 @@ pub(crate) fn complete(p: &mut Projection, info: &TableInfo, warnings: &mut Vec<
                 ));
             }
         }
+        c.nul = if holds_nul { Nul::Holds } else { Nul::postgres(col.kind) };
         if col.lossy_decimals && c.ty == SqlType::Numeric {
             warnings.push(format!(
                 "projection {:?}: column {table}.{} is declared {table_type:?}, whose NUMERIC affinity keeps only 15 significant \
@@ -442,7 +444,7 @@ pub(crate) fn prepare<C: Catalog + Lookup>(conn: &mut C, projections: &mut [Proj
             Err(e) => return Err(failed(conn, e)),
         };
         match info {
-            Some(info) => complete(p, &info, &mut warnings)?,
+            Some(info) => complete(p, &info, C::TEXT_HOLDS_NUL, &mut warnings)?,
             None => return Err(missing_table(p, &conn.other_case(&p.table).map_err(store)?).into()),
         }
     }
