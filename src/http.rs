@@ -176,11 +176,13 @@ impl RedriveBody {
             RedriveBody::default()
         } else {
             // An object only: serde would also take a struct from an array of its fields.
-            match serde_json::from_slice::<serde_json::Value>(body) {
+            match serde_json::from_slice::<UniqueKeys>(body).map(|u| u.0) {
                 Ok(v @ serde_json::Value::Object(_)) => {
                     serde_json::from_value(v).map_err(|e| format!("invalid request body: {e}; {SHAPE}"))?
                 }
                 Ok(_) => return Err(SHAPE.to_string()),
+                // Data: valid JSON that names a member twice (serde_json's category, not its words).
+                Err(e) if e.is_data() => return Err(format!("invalid request body: {e}; {SHAPE}")),
                 Err(e) => return Err(format!("the body is not JSON ({e}); {SHAPE}")),
             }
         };
@@ -200,6 +202,61 @@ async fn redrive(state: web::Data<ApiState>, req: HttpRequest, payload: web::Pay
     };
     // The blocking work runs on the redriver's own thread, not on this arbiter.
     stored(state.redriver.send(Redrive(filter)).await, |report| HttpResponse::Ok().json(report))
+}
+
+/// A JSON value whose objects name each member once, at any depth. serde_json keeps the last of
+/// a repeated name, so `{"dry_run": true, "dry_run": false}` would redrive for real; like a
+/// repeated query parameter, it is refused.
+struct UniqueKeys(serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde_json::Value;
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(Value::Null))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(Value::from(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(Value::from(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(Value::from(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(Value::from(v)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
+                let mut items = Vec::new();
+                while let Some(UniqueKeys(v)) = seq.next_element()? {
+                    items.push(v);
+                }
+                Ok(UniqueKeys(Value::Array(items)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+                let mut members = serde_json::Map::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    if members.contains_key(&name) {
+                        return Err(serde::de::Error::custom(format_args!("the member {name:?} appears twice")));
+                    }
+                    let UniqueKeys(v) = map.next_value()?;
+                    members.insert(name, v);
+                }
+                Ok(UniqueKeys(Value::Object(members)))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Which dead letters a request means, as sent: the query of `GET /dead-letters` (unknown
@@ -346,4 +403,25 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
         .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{')))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RedriveBody;
+
+    #[test]
+    fn a_redrive_body_that_names_a_member_twice_is_refused_at_any_depth() {
+        for body in [
+            r#"{"dry_run": true, "dry_run": false}"#,
+            r#"{"limit": 1, "reason": "oversize", "limit": 1000}"#,
+            r#"{"topic": {"a": 1, "a": 2}}"#,
+            r#"{"topic": [{"a": 1}, {"b": 1, "b": 2}]}"#,
+        ] {
+            let e = RedriveBody::parse(body.as_bytes()).unwrap_err();
+            assert!(e.contains("appears twice") && e.starts_with("invalid request body"), "{body}: {e}");
+        }
+        let f = RedriveBody::parse(br#"{"dry_run": true, "limit": 5, "after": null}"#).unwrap();
+        assert!(f.dry_run && f.select.limit == 5);
+        assert!(RedriveBody::parse(br#"{"limit": 5"#).unwrap_err().starts_with("the body is not JSON"));
+    }
 }

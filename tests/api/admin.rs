@@ -50,6 +50,24 @@ fn admin_endpoints_need_the_bearer_token_and_cap_bodies() {
     on.stop().unwrap();
 }
 
+/// A member named twice in an admin body is a 400, as a repeated query parameter is: the last
+/// one must not win (`dry_run` twice would otherwise redrive for real).
+#[test]
+fn an_admin_body_that_names_a_member_twice_is_a_400_with_a_json_error() {
+    let f = Fixture::new(Kind::Sqlite, "twice", 1, 1).unwrap();
+    let running = app::spawn(with_token(f.settings()), telemetry::discard()).unwrap();
+    let auth = format!("Bearer {TOKEN}");
+    for body in [r#"{"dry_run": true, "dry_run": false}"#, r#"{"limit": 1, "limit": 1000}"#] {
+        let (status, text) = http_with("POST", running.port, "/dead-letters/redrive", &[("Authorization", &auth)], body.as_bytes());
+        let answer = json_of(&text);
+        assert_eq!((status, answer["status"].as_i64()), (400, Some(400)), "{body}: {text}");
+        assert!(answer["error"].as_str().is_some_and(|e| e.contains("twice")), "{body}: {text}");
+    }
+    let (status, text) = http_with("POST", running.port, "/dead-letters/redrive", &[("Authorization", &auth)], br#"{"dry_run": true}"#);
+    assert_eq!((status, json_of(&text)["dry_run"].as_bool()), (200, Some(true)), "{text}");
+    running.stop().unwrap();
+}
+
 #[test]
 fn pause_holds_ingestion_and_resume_continues_without_loss() {
     let mut f = Fixture::new(Kind::Sqlite, "pause", 2, 1).unwrap();
