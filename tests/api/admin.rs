@@ -97,7 +97,7 @@ fn actors_restart_on_demand_and_the_pipeline_goes_on() {
     let (port, auth) = (running.port, format!("Bearer {TOKEN}"));
     f.assert_all_ingested_exactly_once(Duration::from_secs(30));
 
-    for name in ["kafka_reader", "parser", "db_writer", "health_reporter"] {
+    for name in ["kafka_reader", "parser", "db_writer", "health_reporter", "redriver"] {
         let (status, body) = http_with("POST", port, &format!("/actors/{name}/restart"), &[("Authorization", &auth)], b"");
         assert_eq!(status, 202, "{name}: {body}");
         wait_until(&format!("{name} restarted and running"), Duration::from_secs(30), || {
