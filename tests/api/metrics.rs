@@ -94,6 +94,11 @@ fn a_running_service_with_projections_serves_metrics_a_strict_reader_accepts() {
     let refused =
         find(&samples, "tributary_projection_dead_letters_total", &[("projection", "shop.orders-v2"), ("reason", "projection_type")]);
     assert_eq!(refused.map(|s| s.value), Some(4.0), "{text}");
-    assert!(find(&samples, "tributary_consumer_lag", &[("topic", &topic), ("partition", "1")]).is_some(), "{text}");
+    // The lag gauge follows the watermarks the reader reports a moment after the commits.
+    wait_until("the lag of partition 1 published, in a scrape a strict reader accepts", Duration::from_secs(30), || {
+        let text = http("GET", running.port, "/metrics").1;
+        let samples = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        find(&samples, "tributary_consumer_lag", &[("topic", &topic), ("partition", "1")]).is_some()
+    });
     running.stop().unwrap();
 }

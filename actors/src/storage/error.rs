@@ -59,16 +59,6 @@ impl StoreError {
         }
     }
 
-    /// The SQLSTATE PostgreSQL gave with a failed statement (not with a refused row's, which
-    /// the error carries as text for its dead letter).
-    pub fn sqlstate(&self) -> Option<&[u8; 5]> {
-        match self {
-            StoreError::Transient(Failure::Statement { code: Code::SqlState(s), .. })
-            | StoreError::Fatal(Failure::Statement { code: Code::SqlState(s), .. }) => Some(s),
-            _ => None,
-        }
-    }
-
     /// A fatal error with what was being done and why it failed.
     pub fn fatal(context: &'static str, source: impl Into<BoxError>) -> Self {
         StoreError::Fatal(Failure::Context { context, source: source.into() })

@@ -10,7 +10,7 @@ use crate::project::TableName;
 use crate::storage::StoreError;
 
 /// PostgreSQL's `invalid_schema_name`: `CREATE TABLE` into a schema that does not exist.
-const INVALID_SCHEMA_NAME: &[u8; 5] = b"3F000";
+const INVALID_SCHEMA_NAME: &str = "3F000";
 
 pub(crate) trait Lookup {
     /// Whether text (and JSON, which the backend keeps as text) holds a NUL character.
@@ -53,7 +53,7 @@ impl Lookup for PgConnection {
     }
 
     fn schema_missing(&mut self, _: &TableName, e: &StoreError) -> Result<bool, StoreError> {
-        Ok(e.sqlstate() == Some(INVALID_SCHEMA_NAME))
+        Ok(e.code().as_deref() == Some(INVALID_SCHEMA_NAME))
     }
 }
 
