@@ -281,8 +281,6 @@ fn a_schema_that_does_not_exist_is_a_configuration_error_naming_the_fix(kind: Ki
         let said = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "create_table = {create_table}: {said}");
         assert!(said.contains("projection.made.table"), "create_table = {create_table}: {said}");
-        if create_table || kind == Kind::Sqlite {
-            assert!(said.contains("schema") && said.contains("CREATE SCHEMA"), "create_table = {create_table}: {said}");
-        }
+        assert!(said.contains("schema") && said.contains("CREATE SCHEMA"), "create_table = {create_table}: {said}");
     }
 }

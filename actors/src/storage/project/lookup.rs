@@ -19,6 +19,8 @@ pub(crate) trait Lookup {
     fn other_case(&mut self, table: &TableName) -> Result<Vec<String>, StoreError>;
     /// Whether `e`, the error of creating or reading `table`, means its schema does not exist.
     fn schema_missing(&mut self, table: &TableName, e: &StoreError) -> Result<bool, StoreError>;
+    /// Whether the schema `table` names (if it names one) does not exist.
+    fn no_such_schema(&mut self, table: &TableName) -> Result<bool, StoreError>;
 }
 
 #[derive(QueryableByName)]
@@ -55,6 +57,14 @@ impl Lookup for PgConnection {
     fn schema_missing(&mut self, _: &TableName, e: &StoreError) -> Result<bool, StoreError> {
         Ok(e.code().as_deref() == Some(INVALID_SCHEMA_NAME))
     }
+
+    fn no_such_schema(&mut self, table: &TableName) -> Result<bool, StoreError> {
+        let Some(schema) = &table.schema else { return Ok(false) };
+        let found = diesel::sql_query("SELECT count(*) AS n FROM pg_namespace WHERE nspname = $1")
+            .bind::<Text, _>(schema)
+            .get_result::<Count>(self)?;
+        Ok(found.n == 0)
+    }
 }
 
 impl Lookup for SqliteConnection {
@@ -69,6 +79,10 @@ impl Lookup for SqliteConnection {
     /// SQLite reports an unknown schema with the generic `SQLITE_ERROR`: the schemas it has
     /// (its attached databases) tell instead.
     fn schema_missing(&mut self, table: &TableName, _: &StoreError) -> Result<bool, StoreError> {
+        self.no_such_schema(table)
+    }
+
+    fn no_such_schema(&mut self, table: &TableName) -> Result<bool, StoreError> {
         let Some(schema) = &table.schema else { return Ok(false) };
         let found = diesel::sql_query("SELECT count(*) AS n FROM pragma_database_list WHERE name = ?1 COLLATE NOCASE")
             .bind::<Text, _>(schema)

@@ -445,7 +445,14 @@ pub(crate) fn prepare<C: Catalog + Lookup>(conn: &mut C, projections: &mut [Proj
         };
         match info {
             Some(info) => complete(p, &info, C::TEXT_HOLDS_NUL, &mut warnings)?,
-            None => return Err(missing_table(p, &conn.other_case(&p.table).map_err(store)?).into()),
+            None => {
+                // A name in another case first: its schema may be the one spelled another way.
+                let other_case = conn.other_case(&p.table).map_err(store)?;
+                if other_case.is_empty() && conn.no_such_schema(&p.table).map_err(store)? {
+                    return Err(missing_schema(p).into());
+                }
+                return Err(missing_table(p, &other_case).into());
+            }
         }
     }
     serialize_shared_tables(projections);
