@@ -136,7 +136,7 @@ impl Metrics {
             m.offsets_skipped.clone(),
         );
         r.register("backpressure_pauses", "Partitions paused because the messages read ahead stayed over budget (the database was slower than Kafka for longer than a moment); each resume re-fetches", m.backpressure_pauses.clone());
-        r.register("stall_restarts", "Kafka reader restarts because partitions stalled (lag above zero, no commit for health.restart_reader_after_secs) while the database answered", m.stall_restarts.clone());
+        r.register("stall_restarts", "Kafka reader restarts because partitions stalled (lag above zero, no commit) or none were assigned, for health.restart_reader_after_secs, while the database answered", m.stall_restarts.clone());
         r.register("consumer_lag", "High watermark minus committed offset, by partition", m.consumer_lag.clone());
         r.register("in_flight_batches", "Batches handed to the parser or writer and not yet committed", m.in_flight_batches.clone());
         r.register("actor_restarts", "Actor restarts by its supervisor, by actor", m.actor_restarts.clone());

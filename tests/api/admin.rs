@@ -104,10 +104,58 @@ fn actors_restart_on_demand_and_the_pipeline_goes_on() {
             let actors = get_json(port, "/actors").1;
             actors[name]["restarts"].as_u64() >= Some(1) && actors[name]["state"] == "running"
         });
+        // Ready again means it: the group has assigned every partition (a restarted reader owns
+        // none until then).
+        wait_until(&format!("ready again after restarting {name}"), Duration::from_secs(30), || {
+            get_json(port, "/ready").0 == 200 && owned_partitions(port) == 2
+        });
     }
     f.produce(1_000);
     f.assert_all_ingested_exactly_once(Duration::from_secs(60));
     let metrics = http("GET", port, "/metrics").1;
     assert!(metrics.contains("tributary_actor_restarts_total{actor=\"kafka_reader\"} 1"), "{metrics}");
+    running.stop().unwrap();
+}
+
+fn has_reason(report: &serde_json::Value, code: &str) -> bool {
+    report["reasons"].as_array().is_some_and(|r| r.iter().any(|r| r.as_str().is_some_and(|r| r.starts_with(code))))
+}
+
+/// After `POST /actors/kafka_reader/restart` the instance is not ready, `not_assigned`, until the
+/// group has assigned the fresh consumer its partitions — never ready while it owns none — and
+/// what was produced meanwhile lands exactly once.
+#[test]
+fn a_restarted_reader_is_not_ready_until_assigned_again_and_loses_nothing() {
+    let mut f = Fixture::new(Kind::Sqlite, "reassign", 4, 1).unwrap();
+    f.produce(2_000);
+    let running = app::spawn(with_token(f.settings()), telemetry::discard()).unwrap();
+    let (port, auth) = (running.port, format!("Bearer {TOKEN}"));
+    f.assert_all_ingested_exactly_once(Duration::from_secs(30));
+    wait_until("ready with every partition", Duration::from_secs(30), || get_json(port, "/ready").0 == 200 && owned_partitions(port) == 4);
+
+    let (status, body) = http_with("POST", port, "/actors/kafka_reader/restart", &[("Authorization", &auth)], b"");
+    assert_eq!(status, 202, "{body}");
+    // The reader tells the health reporter before it answers: no stale `ready` after a restart.
+    let (status, ready) = get_json(port, "/ready");
+    assert_eq!(status, 503, "{ready}");
+    assert!(has_reason(&ready, "not_assigned"), "{ready}");
+    f.produce(2_000);
+    // Each /status is one snapshot of readiness and partitions.
+    let mut snapshots = 0;
+    wait_until("assigned again and ready", Duration::from_secs(60), || {
+        let status = get_json(port, "/status").1;
+        snapshots += 1;
+        let owned = status["partitions"].as_array().map_or(0, Vec::len);
+        if status["ready"] == true {
+            assert_eq!(owned, 4, "ready only with every partition assigned: {status}");
+            return true;
+        }
+        assert!(owned == 4 || has_reason(&status, "not_assigned"), "partitions missing without not_assigned: {status}");
+        false
+    });
+    eprintln!("{snapshots} snapshots until ready");
+    assert_eq!(get_json(port, "/ready").0, 200);
+    f.assert_all_ingested_exactly_once(Duration::from_secs(60));
+    assert_eq!(get_json(port, "/actors").1["kafka_reader"]["restarts"], 1);
     running.stop().unwrap();
 }

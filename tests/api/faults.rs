@@ -190,6 +190,39 @@ fn a_consumer_stuck_on_a_partition_is_restarted_and_nothing_is_lost() {
     running.stop().unwrap();
 }
 
+/// A reader the consumer group never assigns (here every JoinGroup fails) owns no partition, so
+/// there is no lag to see: `/ready` says `not_assigned`, then also `stalled` once that has lasted
+/// `health.stall_after_secs`, and after `health.restart_reader_after_secs` the reader is restarted
+/// like a stuck one. Once the group answers again, ingestion resumes exactly once.
+#[test]
+fn a_reader_the_group_never_assigns_is_reported_stalled_and_restarted() {
+    let mut f = Fixture::new(Kind::Sqlite, "unassigned", 2, 1).unwrap();
+    f.produce(1_000);
+    let mut s = f.settings();
+    s.health.stall_after_secs = 1;
+    s.health.restart_reader_after_secs = 3;
+    f.kafka.cluster().request_errors(
+        rdkafka::types::RDKafkaApiKey::JoinGroup,
+        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS; 100_000],
+    );
+    let running = app::spawn(s, telemetry::discard()).unwrap();
+    let port = running.port;
+    stage!("/ready: not assigned, and stalled", Duration::from_secs(30), || {
+        let reasons = get_json(port, "/ready").1["reasons"].to_string();
+        reasons.contains("not_assigned") && reasons.contains("stalled")
+    });
+    stage!("the watchdog restarts the reader", Duration::from_secs(60), || {
+        metric_sum(&http("GET", port, "/metrics").1, "tributary_stall_restarts_total") >= 1.0
+    });
+    assert_eq!(get_json(port, "/health").0, 200, "a restart on a stall is not a failure");
+    assert_eq!(f.committed(), 0, "never assigned, nothing read");
+
+    f.kafka.cluster().clear_request_errors(rdkafka::types::RDKafkaApiKey::JoinGroup);
+    f.assert_all_ingested_exactly_once(Duration::from_secs(120));
+    stage!("/ready 200 again", Duration::from_secs(30), || get_json(port, "/ready").0 == 200 && owned_partitions(port) == 2);
+    running.stop().unwrap();
+}
+
 /// PostgreSQL refuses values the parser cannot know about: a number beyond `numeric`'s range in
 /// `data` (SQLSTATE 22003) and rows breaking a CHECK constraint an operator added (23514). Each is
 /// bisected out of its transaction as a `database_rejected` dead letter with its SQLSTATE and its

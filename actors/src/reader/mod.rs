@@ -47,7 +47,7 @@ use tokio::sync::Semaphore;
 use crate::backoff::Backoff;
 use crate::batch::BatchLimits;
 use crate::breaker::Breaker;
-use crate::health::HealthReporter;
+use crate::health::{HealthReporter, Joining};
 use crate::lifecycle::{ActorFailed, ActorName, ActorRestartRequested, ActorStarted, ActorStopped, Restart};
 use crate::messages::PartitionKey;
 use crate::metrics::Metrics;
@@ -167,8 +167,8 @@ impl KafkaReader {
             brokers: Mutex::default(),
             log: self.log.clone(),
         });
-        // A new client knows nothing yet of its brokers; what an earlier one found is void.
-        self.health.do_send(crate::health::BrokersUnreachable(None));
+        // Before it subscribes: the health reporter then sees this consumer's assignment after it.
+        self.health.do_send(Joining);
         let mut config = ClientConfig::new();
         for (k, v) in &self.opts.client_config {
             config.set(k, v);

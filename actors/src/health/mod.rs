@@ -4,12 +4,15 @@
 //! progress, watermarks, database reachability); the HTTP server asks it (`GetHealth`,
 //! `GetReadiness`, `GetStatus`, `GetMetrics`, `GetActors`). It owns the metrics registry and
 //! probes the database through the `DbWriter` so readiness reflects the truth even when idle.
+//! What it concludes from what it is told (lag, stalls, restarts, `/ready`'s reasons) is pure
+//! logic in [`verdict`]; the actor keeps the facts current and acts on the verdicts.
 
-use std::collections::{BTreeMap, VecDeque};
+mod verdict;
+
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -18,12 +21,21 @@ use crate::lifecycle::{ActorFailed, ActorName, ActorRestartRequested, ActorStart
 use crate::messages::PartitionKey;
 use crate::metrics::{label, partition_label, Metrics};
 
+pub use verdict::ActorState;
+use verdict::{ActorInfo, Facts, Membership, RestartCause, Stalls};
+
 /// How often the database is probed while idle.
 const DB_PROBE_EVERY: Duration = Duration::from_secs(2);
 /// How often stall detection runs.
 const STALL_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 // ---- messages: what the others report -------------------------------------------------------
+
+/// The reader subscribes with a fresh consumer: it owns nothing until the group assigns it
+/// partitions, and what an earlier consumer found (partitions, unreachable brokers) is void.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Joining;
 
 /// The consumer group handed us partitions, with the database's progress for each.
 #[derive(Message)]
@@ -132,58 +144,15 @@ pub struct HealthOptions {
     pub group_id: String,
     /// Configuration summary, secrets already redacted.
     pub config_summary: Value,
-    /// Lag above zero and no commit for this long ⇒ not ready (`stalled`).
+    /// Lag above zero and no commit, or no partitions assigned, for this long ⇒ not ready
+    /// (`stalled`).
     pub stall_after: Duration,
-    /// Restart the Kafka reader when a partition has had lag and no commit for this long while
-    /// the database kept answering (`None`: never).
+    /// Restart the Kafka reader when a partition has had lag and no commit, or the reader no
+    /// assignment, for this long while the database kept answering (`None`: never).
     pub restart_reader_after: Option<Duration>,
     /// More restarts than this within `restart_window` ⇒ the actor counts as failed.
     pub restart_budget: u32,
     pub restart_window: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActorState {
-    Starting,
-    Running,
-    Restarting,
-    Failed,
-    Stopped,
-}
-
-#[derive(Debug)]
-struct ActorInfo {
-    state: ActorState,
-    restarts: u64,
-    recent: VecDeque<Instant>,
-    last_error: Option<String>,
-}
-
-#[derive(Debug, Default)]
-struct PartitionInfo {
-    next_offset: Option<i64>,
-    high_watermark: Option<i64>,
-    /// Nothing deliverable lies beyond the last commit (see [`Watermark::caught_up`]).
-    caught_up: bool,
-    /// See [`Watermark::starved`].
-    starved: bool,
-    last_commit: Option<DateTime<Utc>>,
-    /// Last commit, or the assignment if none since: the start of a possible stall.
-    progress_at: Option<Instant>,
-}
-
-impl PartitionInfo {
-    fn lag(&self) -> Option<i64> {
-        if self.caught_up {
-            return Some(0);
-        }
-        match (self.high_watermark, self.next_offset) {
-            (Some(hw), Some(n)) => Some((hw - n).max(0)),
-            (Some(hw), None) => Some(hw.max(0)),
-            _ => None,
-        }
-    }
 }
 
 pub struct HealthReporter {
@@ -191,67 +160,52 @@ pub struct HealthReporter {
     started: Instant,
     metrics: Metrics,
     registry: Registry,
-    actors: BTreeMap<ActorName, ActorInfo>,
-    group_joined: bool,
-    partitions: BTreeMap<PartitionKey, PartitionInfo>,
-    db: Option<Result<(), String>>,
+    facts: Facts,
+    /// What stalled at the last check, to log only changes.
+    stalled: Stalls,
     db_probe: Option<Recipient<Ping>>,
     reader: Option<Recipient<Restart>>,
-    /// When a stall last restarted the reader.
-    stall_restart_at: Option<Instant>,
-    /// Since when the database has answered without a failure in between (probe, writes,
-    /// breaker closed); `None` while it fails.
-    db_healthy_since: Option<Instant>,
     /// When the database was last found unreachable, for the INFO line when it is back.
     db_lost_at: Option<Instant>,
-    /// When consumption last resumed (an operator's pause lifted, the reader (re)started): a
-    /// stall is only counted from then.
-    consuming_since: Instant,
-    paused: bool,
-    /// Why no broker answers, while none does.
-    brokers_unreachable: Option<String>,
-    /// Why the database circuit breaker is open, while it is.
-    breaker: Option<String>,
-    stalled: Vec<PartitionKey>,
     log: slog::Logger,
 }
 
 impl HealthReporter {
     pub fn new(opts: HealthOptions, metrics: Metrics, registry: Registry, log: slog::Logger) -> Self {
-        let actors = ActorName::ALL
-            .into_iter()
-            .map(|n| (n, ActorInfo { state: ActorState::Starting, restarts: 0, recent: VecDeque::new(), last_error: None }))
-            .collect();
+        let now = Instant::now();
         Self {
             opts,
-            started: Instant::now(),
+            started: now,
             metrics,
             registry,
-            actors,
-            group_joined: false,
-            partitions: BTreeMap::new(),
-            db: None,
+            facts: Facts::new(now),
+            stalled: Stalls::default(),
             db_probe: None,
             reader: None,
-            stall_restart_at: None,
-            db_healthy_since: None,
             db_lost_at: None,
-            consuming_since: Instant::now(),
-            paused: false,
-            brokers_unreachable: None,
-            breaker: None,
-            stalled: Vec::new(),
             log,
         }
     }
 
     fn actor(&mut self, name: ActorName) -> &mut ActorInfo {
-        self.actors.entry(name).or_insert_with(|| ActorInfo {
-            state: ActorState::Starting,
-            restarts: 0,
-            recent: VecDeque::new(),
-            last_error: None,
-        })
+        self.facts.actors.entry(name).or_default()
+    }
+
+    /// The reader's consumer is gone or going (a restart, a failure): until a fresh one is
+    /// assigned partitions, nothing is read.
+    fn reader_left(&mut self, name: ActorName) {
+        if name == ActorName::KafkaReader {
+            self.facts.membership = Membership::Joining { since: Instant::now() };
+        }
+    }
+
+    /// Partitions no longer this instance's: out of `/status` and the lag metric.
+    fn forget(&mut self, keys: Vec<PartitionKey>) {
+        for key in keys {
+            self.metrics.consumer_lag.remove(&partition_label(&key));
+            self.facts.partitions.remove(&key);
+        }
+        self.metrics.partitions_assigned.set(self.facts.partitions.len() as i64);
     }
 
     fn set_up(&mut self, name: ActorName, up: bool) {
@@ -270,7 +224,7 @@ impl HealthReporter {
 
     /// Logs the changes only: a WARN when the database goes, an INFO when it is back.
     fn set_db(&mut self, status: Result<(), String>) {
-        match (&self.db, &status) {
+        match (&self.facts.db, &status) {
             (Some(Err(_)), Err(_)) | (Some(Ok(())) | None, Ok(())) => {}
             (_, Err(e)) => {
                 self.db_lost_at = Some(Instant::now());
@@ -282,100 +236,57 @@ impl HealthReporter {
             }
         }
         if status.is_ok() {
-            self.db_healthy_since.get_or_insert_with(Instant::now);
+            self.facts.db_healthy_since.get_or_insert_with(Instant::now);
         } else {
-            self.db_healthy_since = None;
+            self.facts.db_healthy_since = None;
         }
-        self.db = Some(status);
+        self.facts.db = Some(status);
     }
 
+    /// Log what starts to stall, and restart the reader when it is stuck (see
+    /// [`Facts::restart_due`]: librdkafka can leave a partition fetching from a broker that is no
+    /// longer its leader, a group can fail to assign a member; a fresh consumer recovers both).
     fn check_stalls(&mut self) {
         let now = Instant::now();
         let stall_after = self.opts.stall_after;
-        let stalled: Vec<PartitionKey> = self
-            .partitions
-            .iter()
-            .filter(|(_, p)| p.lag().unwrap_or(0) > 0 && p.progress_at.is_some_and(|t| now.duration_since(t) >= stall_after))
-            .map(|(k, _)| k.clone())
-            .collect();
-        if !self.paused && !stalled.is_empty() && stalled != self.stalled {
-            let names: Vec<String> = stalled.iter().map(ToString::to_string).collect();
+        let stalls = self.facts.stalls(now, stall_after);
+        if !stalls.partitions.is_empty() && stalls.partitions != self.stalled.partitions {
+            let names: Vec<String> = stalls.partitions.iter().map(ToString::to_string).collect();
             slog::warn!(self.log, "ingestion stalled: lag above zero and no commit"; "partitions" => names.join(","), "stall_after_s" => stall_after.as_secs_f64());
         }
-        self.stalled = if self.paused { Vec::new() } else { stalled };
-        self.restart_reader_if_stalled(now);
-    }
-
-    /// A partition with lag and no commit for `restart_reader_after`, of which the reader holds
-    /// nothing (*starved*: nothing pending, in flight or resynchronising), while the database
-    /// kept answering, the breaker closed and nobody paused consumption: what is stuck is the
-    /// consumer (librdkafka can leave a partition fetching from a broker that is no longer its
-    /// leader after leadership moves, with no error reaching the application). Restart the
-    /// reader: it drains, leaves the group and joins with a fresh consumer. A slow or hung
-    /// database holds batches in flight, so it never counts; nor does an outage (the clock
-    /// starts at the latest of the last commit or assignment, the database's recovery and the
-    /// last resume of consumption). Reassignment restarts the clock, so this repeats at most
-    /// once per `restart_reader_after` while the stall lasts.
-    fn restart_reader_if_stalled(&mut self, now: Instant) {
-        let (Some(after), Some(healthy_since)) = (self.opts.restart_reader_after, self.db_healthy_since) else { return };
-        let reader_running = self.actors.get(&ActorName::KafkaReader).is_some_and(|a| a.state == ActorState::Running);
-        if self.paused || self.breaker.is_some() || !reader_running || self.stall_restart_at.is_some_and(|t| now.duration_since(t) < after)
-        {
-            return;
+        if let (Some(joining), None) = (stalls.joining_for, self.stalled.joining_for) {
+            slog::warn!(self.log, "ingestion stalled: the consumer group has assigned the reader no partitions"; "for_s" => joining.as_secs());
         }
-        let stuck: Vec<String> = self
-            .partitions
-            .iter()
-            .filter(|(_, p)| {
-                p.starved
-                    && p.lag().unwrap_or(0) > 0
-                    && p.progress_at.is_some_and(|t| now.duration_since(t.max(healthy_since).max(self.consuming_since)) >= after)
-            })
-            .map(|(k, _)| k.to_string())
-            .collect();
+        self.stalled = stalls;
+        let Some(after) = self.opts.restart_reader_after else { return };
         let Some(reader) = &self.reader else { return };
-        if stuck.is_empty() {
-            return;
+        match self.facts.restart_due(now, after) {
+            None => return,
+            Some(RestartCause::Starved(partitions)) => {
+                let names: Vec<String> = partitions.iter().map(ToString::to_string).collect();
+                slog::warn!(self.log, "partitions stalled while the database answers: restarting the kafka reader";
+                    "partitions" => names.join(","), "after_s" => after.as_secs_f64());
+            }
+            Some(RestartCause::NeverAssigned(joining)) => {
+                slog::warn!(self.log, "the consumer group assigned the reader nothing while the database answers: restarting the kafka reader";
+                    "for_s" => joining.as_secs(), "after_s" => after.as_secs_f64());
+            }
         }
-        slog::warn!(self.log, "partitions stalled while the database answers: restarting the kafka reader";
-            "partitions" => stuck.join(","), "after_s" => after.as_secs_f64());
         self.metrics.stall_restarts.inc();
-        self.stall_restart_at = Some(now);
+        self.facts.stall_restart_at = Some(now);
         reader.do_send(Restart);
     }
 
     fn readiness(&mut self) -> Report {
         self.check_stalls();
-        let mut reasons = Vec::new();
-        if let Some(e) = &self.brokers_unreachable {
-            reasons.push(format!("brokers_unreachable: {e}"));
-        }
-        if !self.group_joined {
-            reasons.push("not_assigned: the consumer group has not assigned partitions yet".to_string());
-        }
-        match &self.db {
-            None => reasons.push("database_unknown: the database has not been reached yet".to_string()),
-            Some(Err(e)) => reasons.push(format!("database_unreachable: {e}")),
-            Some(Ok(())) => {}
-        }
-        if let Some(reason) = &self.breaker {
-            reasons.push(format!("breaker_open: the database is unavailable ({reason}); consumption is paused until it answers"));
-        }
-        for (name, a) in &self.actors {
-            if a.state != ActorState::Running && *name != ActorName::HealthReporter {
-                reasons.push(format!("actor_not_running: {name} is {:?}", a.state).to_lowercase());
-            }
-        }
-        if !self.stalled.is_empty() {
-            let names: Vec<String> = self.stalled.iter().map(ToString::to_string).collect();
-            reasons.push(format!("stalled: no commit for {:?} with lag above zero on {}", self.opts.stall_after, names.join(", ")));
-        }
+        let reasons = self.facts.reasons(&self.stalled, self.opts.stall_after);
         let ready = reasons.is_empty();
         Report { ok: ready, body: json!({ "ready": ready, "reasons": reasons }) }
     }
 
     fn actors_json(&self) -> Value {
         let m: serde_json::Map<String, Value> = self
+            .facts
             .actors
             .iter()
             .map(|(n, a)| (n.as_str().to_string(), json!({ "state": a.state, "restarts": a.restarts, "last_error": a.last_error })))
@@ -407,7 +318,7 @@ impl Handler<ActorStarted> for HealthReporter {
     type Result = ();
     fn handle(&mut self, msg: ActorStarted, _: &mut Self::Context) {
         if msg.0 == ActorName::KafkaReader {
-            self.consuming_since = Instant::now();
+            self.facts.consuming_since = Instant::now();
         }
         self.actor(msg.0).state = ActorState::Running;
         self.set_up(msg.0, true);
@@ -431,6 +342,7 @@ impl Handler<ActorFailed> for HealthReporter {
         let state = a.state;
         self.metrics.actor_restarts.get_or_create(&label("actor", msg.name.as_str())).inc();
         self.set_up(msg.name, false);
+        self.reader_left(msg.name);
         slog::error!(self.log, "actor failed; its supervisor restarts it"; "actor" => msg.name.as_str(), "error" => msg.error, "state" => format!("{state:?}"));
     }
 }
@@ -443,6 +355,7 @@ impl Handler<ActorRestartRequested> for HealthReporter {
         a.state = ActorState::Restarting;
         self.metrics.actor_restarts.get_or_create(&label("actor", msg.0.as_str())).inc();
         self.set_up(msg.0, false);
+        self.reader_left(msg.0);
         slog::info!(self.log, "actor restart requested"; "actor" => msg.0.as_str());
     }
 }
@@ -463,32 +376,39 @@ impl Handler<ActorStopped> for HealthReporter {
     }
 }
 
+impl Handler<Joining> for HealthReporter {
+    type Result = ();
+    fn handle(&mut self, _: Joining, _: &mut Self::Context) {
+        self.facts.membership = Membership::Joining { since: Instant::now() };
+        self.facts.brokers_unreachable = None;
+        // An old consumer revokes what it held as it leaves, but one whose thread died did not.
+        let keys: Vec<PartitionKey> = self.facts.partitions.keys().cloned().collect();
+        self.forget(keys);
+    }
+}
+
 impl Handler<Assigned> for HealthReporter {
     type Result = ();
     fn handle(&mut self, msg: Assigned, _: &mut Self::Context) {
-        self.group_joined = true;
+        self.facts.membership = Membership::Assigned;
         // An assignment came through the group coordinator: a broker answers.
-        self.brokers_unreachable = None;
+        self.facts.brokers_unreachable = None;
         let now = Instant::now();
         for (key, next) in msg.0 {
-            let p = self.partitions.entry(key).or_default();
+            let p = self.facts.partitions.entry(key).or_default();
             p.next_offset = next;
             p.caught_up = false;
             p.starved = false;
             p.progress_at = Some(now);
         }
-        self.metrics.partitions_assigned.set(self.partitions.len() as i64);
+        self.metrics.partitions_assigned.set(self.facts.partitions.len() as i64);
     }
 }
 
 impl Handler<Revoked> for HealthReporter {
     type Result = ();
     fn handle(&mut self, msg: Revoked, _: &mut Self::Context) {
-        for key in msg.0 {
-            self.metrics.consumer_lag.remove(&partition_label(&key));
-            self.partitions.remove(&key);
-        }
-        self.metrics.partitions_assigned.set(self.partitions.len() as i64);
+        self.forget(msg.0);
     }
 }
 
@@ -496,7 +416,9 @@ impl Handler<Progress> for HealthReporter {
     type Result = ();
     fn handle(&mut self, msg: Progress, _: &mut Self::Context) {
         self.set_db(Ok(()));
-        let p = self.partitions.entry(msg.partition.clone()).or_default();
+        // A batch of a consumer gone since (its revocation timed out) must not bring back a
+        // partition this instance no longer owns.
+        let Some(p) = self.facts.partitions.get_mut(&msg.partition) else { return };
         p.next_offset = Some(msg.next_offset);
         p.last_commit = Some(Utc::now());
         p.progress_at = Some(Instant::now());
@@ -510,7 +432,7 @@ impl Handler<Watermarks> for HealthReporter {
     type Result = ();
     fn handle(&mut self, msg: Watermarks, _: &mut Self::Context) {
         for w in msg.0 {
-            if let Some(p) = self.partitions.get_mut(&w.partition) {
+            if let Some(p) = self.facts.partitions.get_mut(&w.partition) {
                 // An unknown watermark keeps the last one known, but never a `caught_up` of the past.
                 if w.high.is_some() {
                     p.high_watermark = w.high;
@@ -538,7 +460,7 @@ impl Handler<BrokersUnreachable> for HealthReporter {
         if let Some(e) = &msg.0 {
             self.actor(ActorName::KafkaReader).last_error = Some(format!("brokers unreachable: {e}"));
         }
-        self.brokers_unreachable = msg.0;
+        self.facts.brokers_unreachable = msg.0;
     }
 }
 
@@ -548,19 +470,19 @@ impl Handler<BreakerChanged> for HealthReporter {
         if msg.0.is_none() {
             self.set_db(Ok(()));
         } else {
-            self.db_healthy_since = None;
+            self.facts.db_healthy_since = None;
         }
-        self.breaker = msg.0;
+        self.facts.breaker = msg.0;
     }
 }
 
 impl Handler<Paused> for HealthReporter {
     type Result = ();
     fn handle(&mut self, msg: Paused, _: &mut Self::Context) {
-        if self.paused && !msg.0 {
-            self.consuming_since = Instant::now();
+        if self.facts.paused && !msg.0 {
+            self.facts.consuming_since = Instant::now();
         }
-        self.paused = msg.0;
+        self.facts.paused = msg.0;
         self.metrics.paused.set(i64::from(msg.0));
     }
 }
@@ -583,7 +505,7 @@ impl Handler<SetDbProbe> for HealthReporter {
 impl Handler<GetHealth> for HealthReporter {
     type Result = MessageResult<GetHealth>;
     fn handle(&mut self, _: GetHealth, _: &mut Self::Context) -> Self::Result {
-        let failed: Vec<&str> = self.actors.iter().filter(|(_, a)| a.state == ActorState::Failed).map(|(n, _)| n.as_str()).collect();
+        let failed: Vec<&str> = self.facts.actors.iter().filter(|(_, a)| a.state == ActorState::Failed).map(|(n, _)| n.as_str()).collect();
         let ok = failed.is_empty();
         MessageResult(Report {
             ok,
@@ -615,6 +537,7 @@ impl Handler<GetStatus> for HealthReporter {
     fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
         let readiness = self.readiness();
         let partitions: Vec<Value> = self
+            .facts
             .partitions
             .iter()
             .map(|(k, p)| {
@@ -634,9 +557,9 @@ impl Handler<GetStatus> for HealthReporter {
             "group_id": self.opts.group_id,
             "ready": readiness.ok,
             "reasons": readiness.body["reasons"],
-            "paused": self.paused,
-            "breaker": json!({ "open": self.breaker.is_some(), "reason": self.breaker }),
-            "database": match &self.db { None => json!({"reachable": null}), Some(Ok(())) => json!({"reachable": true}), Some(Err(e)) => json!({"reachable": false, "error": e}) },
+            "paused": self.facts.paused,
+            "breaker": json!({ "open": self.facts.breaker.is_some(), "reason": self.facts.breaker }),
+            "database": match &self.facts.db { None => json!({"reachable": null}), Some(Ok(())) => json!({"reachable": true}), Some(Err(e)) => json!({"reachable": false, "error": e}) },
             "actors": self.actors_json(),
             "partitions": partitions,
             "config": self.opts.config_summary,
