@@ -159,3 +159,45 @@ fn a_restarted_reader_is_not_ready_until_assigned_again_and_loses_nothing() {
     assert_eq!(get_json(port, "/actors").1["kafka_reader"]["restarts"], 1);
     running.stop().unwrap();
 }
+
+/// Three restarts of the reader in a row, each as soon as the fresh consumer has started, before
+/// the group has assigned it anything: every consumer leaves the group before the next one
+/// joins (two members of one instance at once kept a broker's group from ever completing),
+/// consumption resumes and everything lands exactly once.
+#[test]
+fn quick_reader_restarts_each_wait_for_the_old_member_to_leave_and_lose_nothing() {
+    let mut f = Fixture::new(Kind::Sqlite, "restarts", 4, 1).unwrap();
+    f.produce(2_000);
+    let log = CapturedLog::default();
+    let (logger, guard) = log.logger("info");
+    let running = app::spawn(with_token(f.settings()), logger).unwrap();
+    let (port, auth) = (running.port, format!("Bearer {TOKEN}"));
+    f.assert_all_ingested_exactly_once(Duration::from_secs(30));
+
+    for restart in 1..=3 {
+        let (status, body) = http_with("POST", port, "/actors/kafka_reader/restart", &[("Authorization", &auth)], b"");
+        assert_eq!(status, 202, "{body}");
+        f.produce(500);
+        wait_until(&format!("consumer {} started", restart + 1), Duration::from_secs(30), || {
+            log.lines("kafka reader started").len() > restart
+        });
+    }
+    wait_until("ready with every partition", Duration::from_secs(60), || get_json(port, "/ready").0 == 200 && owned_partitions(port) == 4);
+    f.assert_all_ingested_exactly_once(Duration::from_secs(60));
+    assert_eq!(get_json(port, "/actors").1["kafka_reader"]["restarts"], 3);
+    running.stop().unwrap();
+    drop(guard);
+
+    // Four consumers, one after the other: each left (the last at the stop) before the next started.
+    let order: Vec<&str> = log
+        .text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|l| match l["msg"].as_str() {
+            Some(m) if m.starts_with("kafka reader started") => Some("started"),
+            Some(m) if m.starts_with("kafka reader stopped; left the consumer group") => Some("left"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, ["started", "left"].repeat(4), "{}", log.text());
+}

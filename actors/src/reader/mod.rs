@@ -19,6 +19,9 @@
 //! not once per partition. If a write fails or is fenced, the partition is re-synchronised: the
 //! thread waits for its in-flight batches, reloads its progress from the database and seeks there.
 //!
+//! A restart (an operator's, a stall's, a failure's) stops the poll thread, which drains and
+//! leaves the group on its own; the fresh consumer subscribes only once it has left.
+//!
 //! Layout, one file per job: [`state`] (what the poll thread and the pipeline tasks share),
 //! [`rebalance`] (the consumer context: assignment from the database's progress, revocation),
 //! [`pipeline`] (one task per partition: parse, then hand to the committer), [`committer`]
@@ -40,6 +43,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures::channel::{mpsc, oneshot};
+use futures::future::{FutureExt, Shared as SharedFuture};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::Semaphore;
@@ -58,6 +62,10 @@ use committer::committer;
 use poll::PollLoop;
 use rebalance::ReaderContext;
 use state::*;
+
+/// How much longer than its drain (`shutdown_timeout`) and revocation (`revoke_timeout`) an old
+/// consumer may take to leave the group (librdkafka's close) before a fresh one joins anyway.
+const LEAVE_GRACE: Duration = Duration::from_secs(10);
 
 // ---- messages -------------------------------------------------------------------------------
 
@@ -118,6 +126,10 @@ pub struct KafkaReader {
     restarts: u32,
     /// The next start follows an operator's restart: no backoff.
     restart_now: bool,
+    /// Resolves once the previous consumer has drained and left the group. Two members of one
+    /// instance at once make the group rebalance around a member about to go, and on some
+    /// brokers it never completes: a fresh consumer joins only after this.
+    leaving: Option<SharedFuture<oneshot::Receiver<()>>>,
     paused: bool,
     shutting_down: bool,
 }
@@ -141,12 +153,41 @@ impl KafkaReader {
             poll: None,
             restarts: 0,
             restart_now: false,
+            leaving: None,
             paused: false,
             shutting_down: false,
         }
     }
 
+    /// Once the previous consumer has left the group (bounded), after `delay`, start a fresh one.
+    fn start_after_leaving(&mut self, ctx: &mut Context<Self>, delay: Duration) {
+        let Some(leaving) = self.leaving.clone() else {
+            return self.start_after(ctx, delay);
+        };
+        let patience = self.opts.shutdown_timeout + self.opts.revoke_timeout + LEAVE_GRACE;
+        let waited = Instant::now();
+        ctx.spawn(actix::clock::timeout(patience, leaving).into_actor(self).map(move |left, act, ctx| {
+            if left.is_err() {
+                slog::warn!(act.log, "the previous kafka consumer has not left the group yet; starting a fresh one anyway";
+                    "waited_s" => waited.elapsed().as_secs());
+            }
+            act.leaving = None;
+            act.start_after(ctx, delay);
+        }));
+    }
+
+    fn start_after(&mut self, ctx: &mut Context<Self>, delay: Duration) {
+        if delay.is_zero() {
+            self.start_consumer(ctx);
+        } else {
+            ctx.run_later(delay, |act, ctx| act.start_consumer(ctx));
+        }
+    }
+
     fn start_consumer(&mut self, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            return;
+        }
         let (commits, commit_queue) = mpsc::unbounded();
         let max_group = self.opts.limits.max_messages;
         Arbiter::current().spawn(committer(commit_queue, self.writer.clone(), max_group, self.opts.concurrent_commits));
@@ -237,19 +278,24 @@ impl Actor for KafkaReader {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if self.restarts == 0 || std::mem::take(&mut self.restart_now) {
-            self.start_consumer(ctx);
+        let delay = if self.restarts == 0 || std::mem::take(&mut self.restart_now) {
+            Duration::ZERO
         } else {
-            let delay = self.opts.restart_backoff.delay(self.restarts - 1, &mut rand::rng());
-            ctx.run_later(delay, |act, ctx| act.start_consumer(ctx));
-        }
+            self.opts.restart_backoff.delay(self.restarts - 1, &mut rand::rng())
+        };
+        self.start_after_leaving(ctx, delay);
         ctx.run_interval(Duration::from_millis(500), |act, ctx| act.watch(ctx));
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
-        // Let the poll thread drain on its own; it needs this arbiter for in-flight batches.
-        if let Some(p) = self.poll.take() {
+        // Let the poll thread drain on its own (it needs this arbiter for in-flight batches); the
+        // next start waits for it. Stopped again before that start, the reader keeps waiting
+        // for the same one.
+        if let Some(mut p) = self.poll.take() {
             p.shared.stop.store(true, Ordering::SeqCst);
+            if let Some(done) = p.done.take() {
+                self.leaving = Some(done.shared());
+            }
         }
         Running::Stop
     }
@@ -269,10 +315,15 @@ impl Handler<Shutdown> for KafkaReader {
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
         self.shutting_down = true;
         let health = self.health.clone();
-        let done = self.poll.as_mut().and_then(|p| {
-            p.shared.stop.store(true, Ordering::SeqCst);
-            p.done.take()
-        });
+        // A consumer still leaving after a restart is waited for as well.
+        let done = self
+            .poll
+            .as_mut()
+            .and_then(|p| {
+                p.shared.stop.store(true, Ordering::SeqCst);
+                p.done.take().map(FutureExt::shared)
+            })
+            .or_else(|| self.leaving.clone());
         Box::pin(async move {
             if let Some(done) = done {
                 let _ = done.await;
@@ -297,7 +348,7 @@ impl Handler<Restart> for KafkaReader {
     type Result = ();
 
     /// Stop (the poll thread drains and leaves the group) and let the supervisor start a fresh
-    /// consumer at once.
+    /// consumer as soon as the old one has left.
     fn handle(&mut self, _: Restart, ctx: &mut Self::Context) {
         if self.shutting_down {
             return;
