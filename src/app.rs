@@ -129,6 +129,13 @@ pub async fn prepare_database(
     }
 }
 
+/// librdkafka's `session.timeout.ms` as configured, else its default (45 s); librdkafka itself
+/// refuses a value it cannot take when the consumer is created.
+fn group_session_timeout(settings: &Settings) -> Duration {
+    let ms = settings.librdkafka_config().get("session.timeout.ms").and_then(|v| v.trim().parse().ok()).unwrap_or(45_000);
+    Duration::from_millis(ms)
+}
+
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
@@ -193,6 +200,7 @@ impl Application {
             stall_after: Duration::from_secs(settings.health.stall_after_secs),
             restart_reader_after: (settings.health.restart_reader_after_secs > 0)
                 .then(|| Duration::from_secs(settings.health.restart_reader_after_secs)),
+            group_session_timeout: group_session_timeout(&settings),
             restart_budget: settings.health.restart_budget,
             restart_window: Duration::from_secs(settings.health.restart_window_secs),
         };

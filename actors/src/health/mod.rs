@@ -148,8 +148,12 @@ pub struct HealthOptions {
     /// (`stalled`).
     pub stall_after: Duration,
     /// Restart the Kafka reader when a partition has had lag and no commit, or the reader no
-    /// assignment, for this long while the database kept answering (`None`: never).
+    /// assignment (then at least twice `group_session_timeout`), for this long while the
+    /// database kept answering (`None`: never).
     pub restart_reader_after: Option<Duration>,
+    /// librdkafka's `session.timeout.ms`: how long the group may wait for a member gone without
+    /// leaving.
+    pub group_session_timeout: Duration,
     /// More restarts than this within `restart_window` ⇒ the actor counts as failed.
     pub restart_budget: u32,
     pub restart_window: Duration,
@@ -260,7 +264,7 @@ impl HealthReporter {
         self.stalled = stalls;
         let Some(after) = self.opts.restart_reader_after else { return };
         let Some(reader) = &self.reader else { return };
-        match self.facts.restart_due(now, after) {
+        match self.facts.restart_due(now, after, self.opts.group_session_timeout) {
             None => return,
             Some(RestartCause::Starved(partitions)) => {
                 let names: Vec<String> = partitions.iter().map(ToString::to_string).collect();

@@ -153,11 +153,17 @@ impl Facts {
 
     /// Whether the reader is stuck and a fresh consumer should replace it: a partition with lag
     /// and no commit for `after` of which the reader holds nothing (*starved*), or no assignment
-    /// for `after` while a broker answers — each only while the database kept answering, the
-    /// breaker closed, nobody paused consumption and the reader runs. The clock starts at the
-    /// latest of the last commit (or assignment, or joining), the database's recovery and the
-    /// last resume, so outages and pauses never count; at most one restart per `after`.
-    pub(super) fn restart_due(&self, now: Instant, after: Duration) -> Option<RestartCause> {
+    /// while a broker answers for `after` but at least twice the group's `session` timeout —
+    /// each only while the database kept answering, the breaker closed, nobody paused
+    /// consumption and the reader runs. The clock starts at the latest of the last commit (or
+    /// assignment, or joining), the database's recovery and the last resume, so outages and
+    /// pauses never count; at most one restart per `after`.
+    ///
+    /// Why the floor: a consumer stopped before its JoinGroup is answered may not know its
+    /// member id and cannot leave, so the group waits for its session to expire, then
+    /// rebalances (the mock cluster: up to a session again). Restarting sooner abandons the join
+    /// in progress and leaves one more such member: the group would never complete.
+    pub(super) fn restart_due(&self, now: Instant, after: Duration, session: Duration) -> Option<RestartCause> {
         let healthy_since = self.db_healthy_since?;
         if self.paused
             || self.breaker.is_some()
@@ -168,8 +174,10 @@ impl Facts {
         }
         let waited = |t: Instant| now.duration_since(t.max(healthy_since).max(self.consuming_since)) >= after;
         if let Membership::Joining { since } = self.membership {
+            let joined_within = after.max(session.saturating_mul(2));
+            let long_enough = now.duration_since(since.max(healthy_since).max(self.consuming_since)) >= joined_within;
             // Without a broker no consumer can join: a fresh one would do no better.
-            return (self.brokers_unreachable.is_none() && waited(since)).then(|| RestartCause::NeverAssigned(now.duration_since(since)));
+            return (self.brokers_unreachable.is_none() && long_enough).then(|| RestartCause::NeverAssigned(now.duration_since(since)));
         }
         let starved: Vec<PartitionKey> = self
             .partitions
@@ -219,6 +227,8 @@ mod tests {
 
     const STALL: Duration = Duration::from_secs(60);
     const RESTART: Duration = Duration::from_secs(120);
+    /// librdkafka's default `session.timeout.ms`: twice this is less than `RESTART`.
+    const SESSION: Duration = Duration::from_secs(45);
 
     fn key(partition: i32) -> PartitionKey {
         PartitionKey { topic: "t".into(), partition }
@@ -244,14 +254,14 @@ mod tests {
         let t0 = Instant::now();
         let f = healthy(t0);
         assert_eq!(codes(&f, t0), ["not_assigned"]);
-        assert_eq!(f.restart_due(t0, RESTART), None);
+        assert_eq!(f.restart_due(t0, RESTART, SESSION), None);
         // No partition, so no lag: the joining time alone says that nothing is read.
         let later = t0 + STALL;
         assert_eq!(f.stalls(later, STALL), Stalls { partitions: vec![], joining_for: Some(STALL) });
         assert_eq!(codes(&f, later), ["not_assigned", "stalled"]);
         assert!(f.reasons(&f.stalls(later, STALL), STALL)[1].contains("no partitions assigned for 60s"));
-        assert_eq!(f.restart_due(later, RESTART), None, "the restart waits longer than the stall");
-        assert_eq!(f.restart_due(t0 + RESTART, RESTART), Some(RestartCause::NeverAssigned(RESTART)));
+        assert_eq!(f.restart_due(later, RESTART, SESSION), None, "the restart waits longer than the stall");
+        assert_eq!(f.restart_due(t0 + RESTART, RESTART, SESSION), Some(RestartCause::NeverAssigned(RESTART)));
     }
 
     #[test]
@@ -262,7 +272,7 @@ mod tests {
         f.membership = Membership::Assigned;
         let later = t0 + RESTART * 10;
         assert!(codes(&f, later).is_empty());
-        assert_eq!(f.restart_due(later, RESTART), None);
+        assert_eq!(f.restart_due(later, RESTART, SESSION), None);
     }
 
     #[test]
@@ -272,7 +282,7 @@ mod tests {
         let restart = |change: &dyn Fn(&mut Facts)| {
             let mut f = healthy(t0);
             change(&mut f);
-            f.restart_due(due, RESTART)
+            f.restart_due(due, RESTART, SESSION)
         };
         assert!(restart(&|_| {}).is_some());
         // Assigning waits for the database's progress: an outage is no consumer fault.
@@ -288,6 +298,24 @@ mod tests {
         // Once per `after`.
         assert_eq!(restart(&|f| f.stall_restart_at = Some(t0 + Duration::from_secs(1))), None);
         assert!(restart(&|f| f.stall_restart_at = Some(t0)).is_some());
+    }
+
+    #[test]
+    fn a_joining_reader_gets_twice_the_session_timeout_at_least() {
+        let t0 = Instant::now();
+        let f = healthy(t0);
+        let (after, session) = (Duration::from_secs(3), Duration::from_secs(6));
+        // A member that could not leave holds the group for a session, and the rebalance after
+        // it may take as long: restarting every 3 s would abandon each join and never settle.
+        assert_eq!(f.restart_due(t0 + Duration::from_secs(11), after, session), None);
+        assert_eq!(f.restart_due(t0 + Duration::from_secs(12), after, session), Some(RestartCause::NeverAssigned(Duration::from_secs(12))));
+        // A starved partition keeps its own threshold.
+        let mut f = healthy(t0);
+        f.membership = Membership::Assigned;
+        let starved =
+            PartitionInfo { next_offset: Some(0), high_watermark: Some(5), starved: true, progress_at: Some(t0), ..Default::default() };
+        f.partitions.insert(key(0), starved);
+        assert_eq!(f.restart_due(t0 + after, after, session), Some(RestartCause::Starved(vec![key(0)])));
     }
 
     #[test]
@@ -312,8 +340,8 @@ mod tests {
         assert_eq!(f.stalls(t0 + STALL, STALL).partitions, [key(0)], "caught up is lag 0 however the offsets stand");
         assert_eq!(codes(&f, t0 + STALL), ["stalled"]);
         // The reader holds batches of it: the database, not the consumer, is slow.
-        assert_eq!(f.restart_due(t0 + RESTART, RESTART), None);
+        assert_eq!(f.restart_due(t0 + RESTART, RESTART, SESSION), None);
         f.partitions.get_mut(&key(0)).unwrap().starved = true;
-        assert_eq!(f.restart_due(t0 + RESTART, RESTART), Some(RestartCause::Starved(vec![key(0)])));
+        assert_eq!(f.restart_due(t0 + RESTART, RESTART, SESSION), Some(RestartCause::Starved(vec![key(0)])));
     }
 }
