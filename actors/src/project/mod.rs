@@ -510,7 +510,9 @@ impl Projection {
                     reason: Reason::NulCharacter,
                     detail: format!(
                         "projection {}: column {} ({}): the value holds a NUL character (\\u0000), which the column cannot store",
-                        self.name, c.name, c.table_type
+                        self.name,
+                        c.name,
+                        c.ty.name()
                     ),
                 });
             }
