@@ -286,7 +286,7 @@ impl Application {
         crate::console::start_sampler(console.clone(), state.health.clone());
         let console = web::Data::new(console);
         let server = crate::wire::serve(listener, 2, move || {
-            App::new().app_data(web::Data::new(state.clone())).app_data(console.clone()).configure(routes)
+            App::new().app_data(web::Data::new(state.clone())).app_data(console.clone()).configure(crate::console::routes).configure(routes)
         })
         .map_err(|source| AppError::Bind { addr: addr.to_string(), source })?;
         slog::info!(log, "tributary started"; "version" => version(), "http" => format!("{}:{port}", addr.ip()));

@@ -9,6 +9,8 @@
 use actix::Addr;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::answer::{error, only};
 use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -35,11 +37,6 @@ pub struct ApiState {
     pub writer: Addr<DbWriter>,
     pub redriver: Addr<Redriver>,
     pub admin_token: Option<SecretString>,
-}
-
-/// The JSON error every answer that is not a success carries (also the start-up answers').
-pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(json!({ "error": message.into(), "status": status.as_u16() }))
 }
 
 /// The actor system did not answer: that is itself the answer to "is it healthy".
@@ -337,39 +334,10 @@ async fn not_found() -> HttpResponse {
     error(StatusCode::NOT_FOUND, "no such endpoint; see docs/http-api.md")
 }
 
-/// A resource answering `GET` (and `HEAD`, which actix answers without the body) or `POST`;
-/// other methods get a JSON 405 naming the allowed ones in `Allow`.
-fn only<F, Args>(path: &str, method: actix_web::http::Method, handler: F) -> actix_web::Resource
-where
-    F: actix_web::Handler<Args> + Clone,
-    Args: actix_web::FromRequest + 'static,
-    F::Output: actix_web::Responder + 'static,
-{
-    let get = method == actix_web::http::Method::GET;
-    let allow = if get { "GET, HEAD".to_string() } else { method.to_string() };
-    let resource = web::resource(path).route(web::method(method).to(handler.clone()));
-    let resource = if get { resource.route(web::head().to(handler)) } else { resource };
-    resource.default_service(web::to(move || {
-        let allow = allow.clone();
-        async move {
-            let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, format!("method not allowed for this endpoint; allowed: {allow}"));
-            if let Ok(value) = header::HeaderValue::from_str(&allow) {
-                resp.headers_mut().insert(header::ALLOW, value);
-            }
-            resp
-        }
-    }))
-}
-
 /// Register the routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use actix_web::http::Method;
-    cfg.service(only("/", Method::GET, crate::console::index))
-        .service(only("/console.js", Method::GET, crate::console::script))
-        .service(only("/console.css", Method::GET, crate::console::style))
-        .service(only("/console/snapshot", Method::GET, crate::console::snapshot))
-        .service(only("/favicon.ico", Method::GET, crate::console::no_icon))
-        .service(only("/openapi.json", Method::GET, openapi))
+    cfg.service(only("/openapi.json", Method::GET, openapi))
         .service(only("/health", Method::GET, health))
         .service(only("/ready", Method::GET, ready))
         .service(only("/status", Method::GET, status))

@@ -30,7 +30,7 @@ async fn answer(req: HttpRequest, waiting: web::Data<Waiting>) -> HttpResponse {
         "/ready" if get => HttpResponse::ServiceUnavailable().json(json!({ "ready": false, "reasons": [waiting.get()] })),
         _ => {
             let message = format!("starting: {}; only /health and /ready answer until then", waiting.get());
-            let mut resp = crate::http::error(StatusCode::SERVICE_UNAVAILABLE, message);
+            let mut resp = crate::answer::error(StatusCode::SERVICE_UNAVAILABLE, message);
             resp.headers_mut().insert(actix_web::http::header::RETRY_AFTER, actix_web::http::header::HeaderValue::from_static("2"));
             resp
         }

@@ -57,7 +57,7 @@ where
 /// A request whose URI makes the request line too long is answered 414 before any route sees it.
 fn uri_limit(req: &ServiceRequest) -> Option<HttpResponse> {
     let line = req.method().as_str().len() + req.uri().to_string().len() + " HTTP/1.1".len() + 1;
-    (line > MAX_REQUEST_LINE).then(|| crate::http::error(StatusCode::URI_TOO_LONG, too_long()))
+    (line > MAX_REQUEST_LINE).then(|| crate::answer::error(StatusCode::URI_TOO_LONG, too_long()))
 }
 
 fn too_long() -> String {

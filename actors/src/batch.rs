@@ -8,7 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::messages::{Fence, PartitionKey, RawBatch, RawMessage};
+use crate::batches::{Fence, RawBatch};
+use crate::records::{PartitionKey, RawMessage};
 
 /// When a batch is cut.
 #[derive(Debug, Clone, Copy)]

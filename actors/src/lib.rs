@@ -1,7 +1,8 @@
 //! tributary's actors and the logic they run.
 //!
 //! Layout:
-//! - [`messages`]: the typed batches that travel the data path.
+//! - [`records`]: records and rows — a Kafka record, its `events` row, its dead letter, a refusal.
+//! - [`batches`]: the batches that travel the data path between the actors.
 //! - [`parse`], [`batch`], [`backoff`], [`storage`]: pure logic and the database, no actors.
 //! - [`reader`] (`KafkaReader`), [`parser`] (`Parser`), [`writer`] (`DbWriter`),
 //!   [`health`] (`HealthReporter`): the four actors, one per file.
@@ -14,15 +15,16 @@
 
 pub mod backoff;
 pub mod batch;
+pub mod batches;
 pub mod breaker;
 pub mod health;
 pub mod lifecycle;
-pub mod messages;
 pub mod metrics;
 pub mod parse;
 pub mod parser;
 pub mod project;
 pub mod reader;
+pub mod records;
 pub mod redact;
 pub mod redrive;
 pub mod storage;

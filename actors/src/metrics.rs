@@ -164,7 +164,7 @@ impl Metrics {
     }
 
     /// Count what a projection's statements did (a commit's or a redrive's).
-    pub fn count_projection_rows(&self, projection: &str, c: &crate::storage::project::Counts) {
+    pub fn count_projection_rows(&self, projection: &str, c: &crate::project::Counts) {
         for (outcome, n) in [("inserted", c.inserted), ("updated", c.updated), ("deleted", c.deleted), ("unchanged", c.unchanged)] {
             if n > 0 {
                 self.projection_rows.get_or_create(&projection_label(projection, "outcome", outcome)).inc_by(n);
@@ -183,6 +183,6 @@ pub fn projection_label(projection: &str, k: &str, v: &str) -> Labels {
 }
 
 /// A partition's label set: `topic` and `partition`.
-pub fn partition_label(p: &crate::messages::PartitionKey) -> Labels {
+pub fn partition_label(p: &crate::records::PartitionKey) -> Labels {
     vec![("topic".to_string(), LabelValue(p.topic.clone())), ("partition".to_string(), LabelValue(p.partition.to_string()))]
 }

@@ -7,11 +7,12 @@
 
 use actix::prelude::*;
 
+use crate::batches::{Kept, ParsedBatch, Projected, RawBatch};
 use crate::health::HealthReporter;
 use crate::lifecycle::{catch_panic, ActorFailed, ActorName, ActorRestartRequested, ActorStarted, Restart};
-use crate::messages::{Kept, ParsedBatch, Projected, RawBatch};
 use crate::metrics::{label, Metrics};
-use crate::parse::{route_message, ParseOptions, Routed};
+use crate::parse::route::{route_message, Routed};
+use crate::parse::ParseOptions;
 
 /// Parse one batch.
 #[derive(Message)]

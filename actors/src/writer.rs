@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::backoff::Backoff;
+use crate::batches::{CommitOutcome, Committed, ParsedBatch};
 use crate::breaker::{Breaker, Transition};
 use crate::health::{BreakerChanged, DbStatus, HealthReporter};
 use crate::lifecycle::{catch_panic, ActorFailed, ActorName, ActorRestartRequested, ActorStarted, Ping, Restart};
-use crate::messages::{CommitOutcome, Committed, ParsedBatch, PartitionKey};
 use crate::metrics::{label, projection_label, Metrics};
+use crate::records::PartitionKey;
 use crate::storage::sqlite::{Checkpointer, Rewind, WAL_PASS_BYTES, WAL_REWIND_BYTES};
 use crate::storage::{Backend, Database, StoreError};
 

@@ -2,8 +2,8 @@
 //! message — it yields exactly one row (valid JSON, storable) or one dead letter (payload kept).
 
 use proptest::prelude::*;
-use tributary_actors::messages::RawMessage;
 use tributary_actors::parse::{parse_message, Format, ParseOptions, Parsed};
+use tributary_actors::records::RawMessage;
 use tributary_actors::storage::redrive::headers_from_json;
 
 /// Header names are bytes: Kafka does not check that they are UTF-8.

@@ -31,9 +31,10 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::json;
 use tributary::mock::MockKafka;
 use tributary_actors::batch::BatchLimits;
-use tributary_actors::messages::{Fence, PartitionKey, RawBatch, RawMessage};
+use tributary_actors::batches::{Fence, RawBatch};
 use tributary_actors::parse::ParseOptions;
 use tributary_actors::parser::parse_batch;
+use tributary_actors::records::{PartitionKey, RawMessage};
 use tributary_actors::storage::raw::{self, RowRef};
 use tributary_actors::storage::{Database, DatabaseOptions};
 
@@ -242,7 +243,7 @@ fn raw_consume(brokers: &str, topic: &str, partitions: i32, n: usize) -> f64 {
 }
 
 /// The generated events as parsed rows, in batches of `batch` per partition.
-fn parsed_batches(n: usize, partitions: i32, batch: usize) -> Vec<(i32, Vec<tributary_actors::messages::EventRow>)> {
+fn parsed_batches(n: usize, partitions: i32, batch: usize) -> Vec<(i32, Vec<tributary_actors::records::EventRow>)> {
     let mut per_partition: BTreeMap<i32, Vec<RawMessage>> = BTreeMap::new();
     for i in 0..n {
         let p = (i % partitions as usize) as i32;
@@ -282,7 +283,7 @@ fn open(url: &str) -> Database {
 
 /// Binary COPY of prepared buffers, one transaction per batch; `mark` gets the rows so far after
 /// each.
-fn raw_pg_copy(url: &str, batches: &[(i32, Vec<tributary_actors::messages::EventRow>)], mark: &mut dyn FnMut(usize)) -> f64 {
+fn raw_pg_copy(url: &str, batches: &[(i32, Vec<tributary_actors::records::EventRow>)], mark: &mut dyn FnMut(usize)) -> f64 {
     use diesel::Connection;
     let db = open(url);
     let Database::Postgres(pool) = &db else { unreachable!() };
@@ -409,7 +410,7 @@ fn median_e2e(mut runs: Vec<E2e>) -> (E2e, Spread) {
 
 /// Multi-row prepared inserts, one immediate transaction per batch; `mark` gets the rows so far
 /// after each.
-fn raw_sqlite_insert(url: &str, batches: &[(i32, Vec<tributary_actors::messages::EventRow>)], mark: &mut dyn FnMut(usize)) -> f64 {
+fn raw_sqlite_insert(url: &str, batches: &[(i32, Vec<tributary_actors::records::EventRow>)], mark: &mut dyn FnMut(usize)) -> f64 {
     let db = open(url);
     let Database::Sqlite(pool) = &db else { unreachable!() };
     let rows: usize = batches.iter().map(|(_, r)| r.len()).sum();

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tributary_actors::messages::EventRow;
+use tributary_actors::records::EventRow;
 
 use crate::service::{percentile, Service};
 

@@ -247,21 +247,6 @@ fn map_of_scalars<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, St
         .collect())
 }
 
-/// A configuration problem: which key, what is wrong, how to fix it.
-#[derive(Debug, thiserror::Error)]
-#[error("configuration error: {key}: {problem}. Fix: {fix}")]
-pub struct ConfigError {
-    pub key: String,
-    pub problem: String,
-    pub fix: String,
-}
-
-impl ConfigError {
-    fn new(key: &str, problem: impl Into<String>, fix: impl Into<String>) -> Self {
-        Self { key: key.to_string(), problem: problem.into(), fix: fix.into() }
-    }
-}
-
 fn env_name(key: &str) -> String {
     format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase())
 }
@@ -657,8 +642,17 @@ pub fn health_url(bind: &str) -> String {
     format!("http://{host}:{port}/health")
 }
 
+mod error;
 mod projections;
+pub use error::ConfigError;
 pub use projections::{spec_error, summary as projection_summary};
+
+impl Settings {
+    /// The projections, checked without the database, and `[events]`.
+    pub fn plan(&self) -> Result<tributary_actors::project::Plan, ConfigError> {
+        projections::plan(&self.events, &self.projections, &self.kafka.topics)
+    }
+}
 
 #[cfg(test)]
 mod tests;

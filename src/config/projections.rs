@@ -1,9 +1,9 @@
 //! `[events]` and `[[projection]]`: checked on their own here (no database), against their
 //! tables at start (`Database::prepare_projections`). Every error names `projection.<name>.<key>`.
 
-use tributary_actors::project::{describe, glob_matches, Plan, Projection, SpecError};
+use tributary_actors::project::{describe, glob_matches, EventsSpec, Plan, Projection, ProjectionSpec, SpecError};
 
-use super::{ConfigError, Settings};
+use super::error::ConfigError;
 
 /// The configuration key a projection's error is about.
 pub fn spec_error(e: SpecError) -> ConfigError {
@@ -11,37 +11,35 @@ pub fn spec_error(e: SpecError) -> ConfigError {
     ConfigError::new(&format!("projection.{name}.{}", e.key), e.problem, e.fix)
 }
 
-impl Settings {
-    /// The projections, checked without the database, and `[events]`.
-    pub fn plan(&self) -> Result<Plan, ConfigError> {
-        let mut projections: Vec<Projection> = Vec::with_capacity(self.projections.len());
-        for spec in &self.projections {
-            let p = Projection::from_spec(spec).map_err(spec_error)?;
-            if projections.iter().any(|q| q.name == p.name) {
-                return Err(ConfigError::new(
-                    &format!("projection.{}.name", p.name),
-                    "names two [[projection]] tables",
-                    "give every projection its own name (it labels logs, metrics and dead letters)",
-                ));
-            }
-            if let Some(g) = spec.topics.iter().find(|g| !self.kafka.topics.iter().any(|t| glob_matches(g, t))) {
-                return Err(ConfigError::new(
-                    &format!("projection.{}.topics", p.name),
-                    format!("{g:?} matches none of kafka.topics {:?}, so the projection would never see a message", self.kafka.topics),
-                    "name a subscribed topic (or a glob matching one), or subscribe to it in kafka.topics",
-                ));
-            }
-            projections.push(p);
-        }
-        if !self.events.enabled && projections.is_empty() {
+/// The projections, checked without the database (each topic glob against `topics`), and `[events]`.
+pub fn plan(events: &EventsSpec, specs: &[ProjectionSpec], topics: &[String]) -> Result<Plan, ConfigError> {
+    let mut projections: Vec<Projection> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let p = Projection::from_spec(spec).map_err(spec_error)?;
+        if projections.iter().any(|q| q.name == p.name) {
             return Err(ConfigError::new(
-                "events.enabled",
-                "is false and no [[projection]] is configured, so nothing would be written",
-                "set [events] enabled = true, or add a [[projection]]",
+                &format!("projection.{}.name", p.name),
+                "names two [[projection]] tables",
+                "give every projection its own name (it labels logs, metrics and dead letters)",
             ));
         }
-        Ok(Plan { projections, events: self.events.clone() })
+        if let Some(g) = spec.topics.iter().find(|g| !topics.iter().any(|t| glob_matches(g, t))) {
+            return Err(ConfigError::new(
+                &format!("projection.{}.topics", p.name),
+                format!("{g:?} matches none of kafka.topics {:?}, so the projection would never see a message", topics),
+                "name a subscribed topic (or a glob matching one), or subscribe to it in kafka.topics",
+            ));
+        }
+        projections.push(p);
     }
+    if !events.enabled && projections.is_empty() {
+        return Err(ConfigError::new(
+            "events.enabled",
+            "is false and no [[projection]] is configured, so nothing would be written",
+            "set [events] enabled = true, or add a [[projection]]",
+        ));
+    }
+    Ok(Plan { projections, events: events.clone() })
 }
 
 /// `[events]` and the projections for `check-config` and `/status`.

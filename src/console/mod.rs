@@ -15,6 +15,8 @@ use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 use tributary_actors::health::{GetMetrics, GetStatus, HealthReporter};
 
+use crate::answer::only;
+
 pub const INDEX: &str = include_str!("index.html");
 pub const SCRIPT: &str = include_str!("console.js");
 pub const STYLE: &str = include_str!("console.css");
@@ -165,6 +167,16 @@ fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
         .body(body)
 }
 
+/// The page's routes: the page, its assets and the snapshot it polls.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    use actix_web::http::Method;
+    cfg.service(only("/", Method::GET, index))
+        .service(only("/console.js", Method::GET, script))
+        .service(only("/console.css", Method::GET, style))
+        .service(only("/console/snapshot", Method::GET, snapshot))
+        .service(only("/favicon.ico", Method::GET, no_icon));
+}
+
 pub async fn index() -> HttpResponse {
     asset("text/html; charset=utf-8", INDEX)
 }
@@ -185,7 +197,7 @@ pub async fn no_icon() -> HttpResponse {
 pub async fn snapshot(console: web::Data<Arc<Console>>) -> HttpResponse {
     let latest = console.latest();
     if latest.is_null() {
-        return crate::http::error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "the console's first sample is not taken yet");
+        return crate::answer::error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "the console's first sample is not taken yet");
     }
     HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(latest)
 }

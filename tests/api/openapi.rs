@@ -12,7 +12,7 @@ const TOKEN: &str = "openapi-admin-token-0123456789";
 
 /// (method, path) of every route `tributary::http::routes` registers, read from its source.
 fn routed() -> BTreeSet<(String, String)> {
-    let source = include_str!("../../src/http.rs");
+    let source = [include_str!("../../src/http.rs"), include_str!("../../src/console/mod.rs")].concat();
     source
         .split("only(\"")
         .skip(1)

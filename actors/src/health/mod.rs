@@ -18,8 +18,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::lifecycle::{ActorFailed, ActorName, ActorRestartRequested, ActorStarted, ActorStopped, Ping, Restart};
-use crate::messages::PartitionKey;
 use crate::metrics::{label, partition_label, Metrics};
+use crate::records::PartitionKey;
 
 pub use verdict::ActorState;
 use verdict::{ActorInfo, Facts, Membership, RestartCause, Stalls};

@@ -3,7 +3,7 @@
 use base64::Engine as _;
 use serde_json::value::RawValue;
 
-use crate::messages::{utf8_string, RawMessage};
+use crate::records::{utf8_string, RawMessage};
 
 /// Room for a row's own text: the headers as JSON (about their packed size) plus `extra`.
 pub(super) fn headers_capacity(msg: &RawMessage, extra: usize) -> usize {

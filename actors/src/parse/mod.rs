@@ -14,19 +14,17 @@
 use std::borrow::Cow;
 
 use base64::Engine as _;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-pub use crate::messages::Reason;
-use crate::messages::{DeadLetter, EventRow, RawMessage, RowText, RowTextBuilder};
+use crate::records::{millis_to_utc, DeadLetter, EventRow, RawMessage, Reason, Refusal, RowText, RowTextBuilder};
 
 mod headers;
-mod route;
+pub mod route;
 
 pub use headers::headers_json;
 use headers::{headers_capacity, json_string, write_headers_json};
-pub use route::{route_message, Routed};
 
 /// Which formats the parser accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -68,19 +66,6 @@ impl Default for ParseOptions {
     }
 }
 
-/// A refusal: the reason code and a human detail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub reason: Reason,
-    pub detail: String,
-}
-
-impl Refusal {
-    pub(crate) fn new(reason: Reason, detail: impl Into<String>) -> Self {
-        Self { reason, detail: detail.into() }
-    }
-}
-
 /// The outcome for one message: exactly one of a row or a dead letter.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parsed {
@@ -119,11 +104,6 @@ pub fn dead_letter(msg: &RawMessage, refusal: Refusal) -> DeadLetter {
         kafka_timestamp: msg.timestamp_ms.and_then(millis_to_utc),
         projection: None,
     }
-}
-
-/// Kafka timestamps are milliseconds since the epoch; out-of-range values are dropped, not fatal.
-pub fn millis_to_utc(ms: i64) -> Option<DateTime<Utc>> {
-    Utc.timestamp_millis_opt(ms).single()
 }
 
 /// A row's parsed `time` and its text columns.
@@ -324,11 +304,6 @@ fn scan_json(text: &[u8], max_depth: usize, refuse_nul: bool) -> Result<(), Refu
         return Ok(());
     }
     scan_json_bytes(text, max_depth, refuse_nul)
-}
-
-/// Whether valid JSON text holds a `\u0000` escape (a NUL once parsed).
-pub(crate) fn has_nul_escape(json: &str) -> bool {
-    scan_json(json.as_bytes(), usize::MAX, true).is_err()
 }
 
 fn scan_json_bytes(text: &[u8], max_depth: usize, refuse_nul: bool) -> Result<(), Refusal> {

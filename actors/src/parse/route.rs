@@ -1,9 +1,10 @@
 //! One record through the parser and the projections: what the `Parser` does with an ingested
 //! message and what a redrive does with a dead letter, written once so the two cannot drift.
 
-use super::{dead_letter, parse_message, tombstone_row, ParseOptions, Parsed, Refusal};
-use crate::messages::{DeadLetter, EventRow, RawMessage, Reason};
+use super::{dead_letter, parse_message, tombstone_row, ParseOptions, Parsed};
 use crate::project::{Op, Unrouted, UNROUTED};
+use crate::records::Refusal;
+use crate::records::{DeadLetter, EventRow, RawMessage, Reason};
 
 /// Where one record goes.
 #[derive(Debug)]

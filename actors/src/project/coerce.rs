@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 
+use super::array;
 use super::decimal::Decimal;
 use super::instant::{self, Unit};
 use super::json::{self, Json};
@@ -145,7 +146,7 @@ impl From<SqlType> for Target {
 }
 
 /// A value seen by what it is, whatever source it came from.
-pub(super) enum Val<'r> {
+enum Val<'r> {
     Null,
     Bool(bool),
     /// A JSON number's exact text.
@@ -161,7 +162,7 @@ pub(super) enum Val<'r> {
     Bytes(&'r [u8]),
 }
 
-pub(super) fn val<'r>(raw: &'r Raw<'_>) -> Result<Val<'r>, CoerceError> {
+fn val<'r>(raw: &'r Raw<'_>) -> Result<Val<'r>, CoerceError> {
     Ok(match raw {
         Raw::Json(text) => match json::view(text).ok_or_else(|| "the value is not JSON".to_string())? {
             Json::Null => Val::Null,
@@ -186,7 +187,16 @@ pub fn coerce(raw: &Raw<'_>, to: impl Into<Target>) -> Result<Cell, CoerceError>
         return Ok(Cell::Null);
     }
     if let Some(element) = to.element {
-        return super::array::literal(&v, element).map(Cell::Text);
+        return match &v {
+            Val::Compound(c) if c.starts_with('[') => {
+                let objects = matches!(element, SqlType::Json | SqlType::Jsonb);
+                array::literal(c, objects, &|item| element_text(item, element)).map(Cell::Text)
+            }
+            // PostgreSQL reads its own `{...}` form.
+            Val::Str(s) => Ok(Cell::Text(s.to_string())),
+            Val::Text(s) => Ok(Cell::Text(s.to_string())),
+            other => Err(not(other, "an array")),
+        };
     }
     match to.ty {
         SqlType::Text => text_of(&v).map(|s| Cell::Text(s.into_owned())),
@@ -206,6 +216,19 @@ pub fn coerce(raw: &Raw<'_>, to: impl Into<Target>) -> Result<Cell, CoerceError>
     }
 }
 
+/// An array element's text as PostgreSQL reads it (`bytea` in its hex form); `None`: NULL.
+fn element_text(item: &str, element: SqlType) -> Result<Option<String>, CoerceError> {
+    let cell = coerce(&Raw::Json(Cow::Borrowed(item)), element).map_err(|e| format!("an element: {e}: {item}"))?;
+    Ok(match &cell {
+        Cell::Null => None,
+        Cell::Bytes(b) => Some(b.iter().fold(String::from("\\x"), |mut s, x| {
+            s.push_str(&format!("{x:02x}"));
+            s
+        })),
+        other => other.to_text().map(Cow::into_owned),
+    })
+}
+
 fn kind(v: &Val<'_>) -> &'static str {
     match v {
         Val::Null => "null",
@@ -221,13 +244,13 @@ fn kind(v: &Val<'_>) -> &'static str {
     }
 }
 
-pub(super) fn not(v: &Val<'_>, what: &str) -> CoerceError {
+fn not(v: &Val<'_>, what: &str) -> CoerceError {
     format!("{} is not {what}", kind(v))
 }
 
 /// The value as text: strings as they are, numbers as sent, objects and arrays as their JSON
 /// (without blanks), bytes only if UTF-8.
-pub(super) fn text_of<'r>(v: &'r Val<'_>) -> Result<Cow<'r, str>, CoerceError> {
+fn text_of<'r>(v: &'r Val<'_>) -> Result<Cow<'r, str>, CoerceError> {
     Ok(match v {
         Val::Null => return Err("null".into()),
         Val::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),

@@ -69,6 +69,12 @@ pub fn compact(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Whether valid JSON text holds a `\u0000` escape (a NUL once parsed): outside strings JSON has
+/// no backslash, and inside one an escape's backslash follows an even run of them.
+pub fn has_nul_escape(json: &str) -> bool {
+    json.match_indices("\\u0000").any(|(at, _)| json[..at].bytes().rev().take_while(|&b| b == b'\\').count() % 2 == 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +87,14 @@ mod tests {
         assert_eq!(view("null"), Some(Json::Null));
         assert_eq!(view("[1]"), Some(Json::Compound("[1]")));
         assert_eq!(view("nope"), None);
+    }
+
+    #[test]
+    fn a_nul_escape_is_told_from_an_escaped_backslash() {
+        assert!(has_nul_escape(r#"{"a": "x\u0000"}"#));
+        assert!(has_nul_escape(r#"["\\\u0000"]"#), "an escaped backslash, then the escape");
+        assert!(!has_nul_escape(r#"["\\u0000"]"#), "an escaped backslash, then text");
+        assert!(!has_nul_escape(r#"{"a": "u0000"}"#));
     }
 
     #[test]

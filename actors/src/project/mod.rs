@@ -27,8 +27,8 @@ use instant::Unit;
 use source::{Input, Source};
 pub use sql_type::sqlite_numeric_affinity;
 
-use crate::messages::{EventRow, RawMessage, Reason};
-use crate::parse::Refusal;
+use crate::records::Refusal;
+use crate::records::{EventRow, RawMessage, Reason};
 
 /// The detail of an `unrouted` dead letter.
 pub const UNROUTED: &str = "no projection takes the message, and [events] enabled = false keeps no archive";
@@ -257,7 +257,7 @@ impl Nul {
         match (self, cell) {
             (Nul::Holds, _) => false,
             (_, Cell::Text(s)) => s.contains('\0'),
-            (Nul::NoCharacterNorEscape, Cell::Json(j)) => crate::parse::has_nul_escape(j),
+            (Nul::NoCharacterNorEscape, Cell::Json(j)) => json::has_nul_escape(j),
             _ => false,
         }
     }
@@ -546,6 +546,25 @@ fn source_name(s: &Source) -> String {
         Source::KeyPointer(p) => format!("key:{p}"),
         Source::Header(h) => format!("header.{h}"),
         Source::Constant(_) => "value".into(),
+    }
+}
+
+/// What a projection's statements did to its table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counts {
+    pub inserted: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    /// Ops that changed nothing: an older version, an `update` or delete of a missing row.
+    pub unchanged: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, o: &Counts) {
+        self.inserted += o.inserted;
+        self.updated += o.updated;
+        self.deleted += o.deleted;
+        self.unchanged += o.unchanged;
     }
 }
 

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::coerce::Raw;
-use crate::messages::{EventRow, RawMessage};
+use crate::records::{EventRow, RawMessage};
 
 /// A column's source (the configuration's `from`, or `value`).
 #[derive(Debug, Clone, PartialEq)]
@@ -117,7 +117,7 @@ impl<'a> Input<'a> {
             Source::KafkaTopic => Some(Raw::Text(Cow::Borrowed(self.topic))),
             Source::KafkaPartition => Some(Raw::Int(self.partition.into())),
             Source::KafkaOffset => Some(Raw::Int(self.record.offset)),
-            Source::KafkaTimestamp => Some(self.record.timestamp_ms.and_then(crate::parse::millis_to_utc).map_or(Raw::Null, Raw::Time)),
+            Source::KafkaTimestamp => Some(self.record.timestamp_ms.and_then(crate::records::millis_to_utc).map_or(Raw::Null, Raw::Time)),
             Source::KafkaKey => Some(self.record.key().map_or(Raw::Null, Raw::Bytes)),
             Source::Header(name) => {
                 let (_, value) = self.record.headers().filter(|(n, _)| *n == name.as_bytes()).last()?;

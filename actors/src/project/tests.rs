@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 use super::coerce::{coerce, Cell, Raw, SqlType};
 use super::source::{Input, Source};
 use super::*;
-use crate::messages::{RawMessage, Reason};
 use crate::parse::{parse_message, ParseOptions, Parsed};
+use crate::records::{RawMessage, Reason};
 
 fn spec(v: Value) -> ProjectionSpec {
     serde_json::from_value(v).expect("spec")
@@ -178,7 +178,7 @@ fn plan(specs: Vec<ProjectionSpec>) -> Plan {
     Plan { projections: specs.iter().map(|s| Projection::from_spec(s).unwrap()).collect(), events: EventsSpec::default() }
 }
 
-fn row(m: RawMessage) -> crate::messages::EventRow {
+fn row(m: RawMessage) -> crate::records::EventRow {
     match parse_message(m, &ParseOptions::default()) {
         Parsed::Row(r) => r,
         Parsed::Dead(d) => panic!("{d:?}"),
@@ -244,7 +244,7 @@ fn a_tombstone_deletes_in_the_projections_that_ask_for_it() {
 /// `empty_payload` dead letter; with the archive off it is projected only.
 #[test]
 fn a_tombstone_a_projection_takes_is_archived_with_its_key_and_headers() {
-    use crate::parse::{route_message, Routed};
+    use crate::parse::route::{route_message, Routed};
     let mut p = plan(vec![with(json!({"name": "a", "topics": ["t"], "delete_on_tombstone": true}))]);
     let key = br#"{"id":4}"#;
     let tombstone = |offset| {
@@ -412,7 +412,8 @@ fn json_object() -> impl proptest::strategy::Strategy<Value = Value> {
 /// cells' text beside the records, so a batch that grows when parsed reserves more.
 #[test]
 fn a_parsed_batch_weighs_its_ops_and_their_text() {
-    use crate::messages::{Fence, PartitionKey, RawBatch};
+    use crate::batches::{Fence, RawBatch};
+    use crate::records::PartitionKey;
     let mut p = plan(vec![with(json!({"name": "a"}))]);
     p.events.enabled = false;
     let opts = ParseOptions { plan: std::sync::Arc::new(p), ..ParseOptions::default() };
@@ -433,4 +434,24 @@ fn a_parsed_batch_weighs_its_ops_and_their_text() {
     let ops: usize = parsed.projected.iter().flat_map(|p| &p.ops).map(Op::weight).sum();
     assert!(ops >= 10 * (300 + 3 * std::mem::size_of::<Option<Cell>>()), "ops weigh their cells and text: {ops}");
     assert_eq!(parsed.weight(), read + ops, "the records as read, and the ops");
+}
+
+fn lit(json: &str, element: SqlType) -> Result<String, String> {
+    coerce(&Raw::Json(json.into()), super::coerce::Target { ty: SqlType::Text, unit: None, element: Some(element) })
+        .map(|c| c.to_text().unwrap().into_owned())
+}
+
+#[test]
+fn a_json_array_becomes_postgres_array_text() {
+    assert_eq!(lit(r#"["a", "b\"c", null, "x,y"]"#, SqlType::Text).unwrap(), r#"{"a","b\"c",NULL,"x,y"}"#);
+    assert_eq!(lit("[[1, 2], [3, 4]]", SqlType::BigInt).unwrap(), r#"{{"1","2"},{"3","4"}}"#);
+    assert_eq!(lit("[]", SqlType::Integer).unwrap(), "{}");
+    assert_eq!(lit(r#"[{"a": 1}]"#, SqlType::Jsonb).unwrap(), r#"{"{\"a\":1}"}"#);
+    assert_eq!(lit(r#""{1,2}""#, SqlType::Integer).unwrap(), "{1,2}", "PostgreSQL's own text passes");
+    assert!(lit("[[1, 2], [3]]", SqlType::BigInt).unwrap_err().contains("rectangular"));
+    assert!(lit("[[1], 2]", SqlType::BigInt).unwrap_err().contains("rectangular"));
+    assert!(lit("[1.5]", SqlType::Integer).unwrap_err().contains("fraction"));
+    assert!(lit(r#"[{"a": 1}]"#, SqlType::Text).unwrap_err().contains("object"));
+    assert!(lit("[[[[[[[1]]]]]]]", SqlType::Integer).unwrap_err().contains("dimensions"));
+    assert!(lit("7", SqlType::Integer).unwrap_err().contains("not an array"));
 }

@@ -7,7 +7,7 @@ use futures::channel::mpsc;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 
-use crate::messages::ParsedBatch;
+use crate::batches::ParsedBatch;
 use crate::writer::{DbWriter, GroupWritten, WriteGroup};
 
 use super::state::*;

@@ -30,12 +30,13 @@
 
 mod brokers;
 mod committer;
+mod options;
 mod pipeline;
 mod poll;
 mod rebalance;
 mod state;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -48,15 +49,14 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::Semaphore;
 
-use crate::backoff::Backoff;
-use crate::batch::BatchLimits;
-use crate::breaker::Breaker;
 use crate::health::{HealthReporter, Joining};
 use crate::lifecycle::{ActorFailed, ActorName, ActorRestartRequested, ActorStarted, ActorStopped, Restart};
-use crate::messages::PartitionKey;
 use crate::metrics::Metrics;
 use crate::parser::Parser;
+use crate::records::PartitionKey;
 use crate::writer::DbWriter;
+
+pub use options::ReaderOptions;
 
 use committer::committer;
 use poll::PollLoop;
@@ -78,34 +78,6 @@ pub struct Shutdown;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SetPaused(pub bool);
-
-// ---- options --------------------------------------------------------------------------------
-
-#[derive(Debug, Clone)]
-pub struct ReaderOptions {
-    /// librdkafka properties (bootstrap.servers, group.id and anything passed through).
-    pub client_config: BTreeMap<String, String>,
-    pub group_id: String,
-    pub topics: Vec<String>,
-    pub limits: BatchLimits,
-    /// Batches handed to parser/writer and not yet committed, across all partitions.
-    pub max_in_flight: usize,
-    /// Bytes of messages in those batches (approximate, by message weight).
-    pub max_in_flight_bytes: usize,
-    /// Transactions the committer runs at once (1 for SQLite, which has one write lock).
-    pub concurrent_commits: usize,
-    /// Bytes of messages read but not yet handed on, across all partitions, before the reader
-    /// pauses fetching.
-    pub pending_budget_bytes: usize,
-    /// How long a revocation waits for the partition's in-flight batches.
-    pub revoke_timeout: Duration,
-    /// How long a shutdown waits for in-flight batches to commit.
-    pub shutdown_timeout: Duration,
-    /// Delay between restarts of a failed reader.
-    pub restart_backoff: Backoff,
-    /// The database circuit breaker: while open, fetching is paused.
-    pub breaker: Breaker,
-}
 
 // ---- the actor --------------------------------------------------------------------------------
 

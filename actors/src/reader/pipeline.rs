@@ -8,12 +8,33 @@ use actix::prelude::*;
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
 
+use crate::batch::PartitionBatcher;
+use crate::batches::{CommitOutcome, Committed, Fence, ParsedBatch, RawBatch};
 use crate::health::{HealthReporter, Progress};
-use crate::messages::{CommitOutcome, Committed, ParsedBatch, PartitionKey, RawBatch};
 use crate::metrics::Metrics;
 use crate::parser::{ParseBatch, Parser};
+use crate::records::PartitionKey;
 
 use super::state::*;
+
+/// A newly assigned partition's state, its pipeline task started on the reader's arbiter.
+pub(super) fn start_partition(s: &Shared, key: PartitionKey, fence: Fence) -> PartitionState {
+    let (tx, rx) = mpsc::unbounded();
+    let shared = Arc::new(PartitionShared::default());
+    let pipeline = pipeline(
+        key.clone(),
+        rx,
+        shared.clone(),
+        s.parser.clone(),
+        s.commits.clone(),
+        s.health.clone(),
+        s.metrics.clone(),
+        s.log.clone(),
+        s.kafka_commits.clone(),
+    );
+    s.arbiter.spawn(pipeline);
+    PartitionState { batcher: PartitionBatcher::new(key, fence), shared, tx, paused: false, last_gap_warning: None }
+}
 
 /// Parses of one partition that may run ahead of its write.
 pub(super) const PARSE_AHEAD: usize = 2;

@@ -11,8 +11,9 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
+use crate::batches::Fence;
 use crate::health::{Paused, Watermark, Watermarks};
-use crate::messages::{Fence, PartitionKey, RawMessage};
+use crate::records::{PartitionKey, RawMessage};
 
 use super::rebalance::{commit_to_kafka, ReaderContext};
 use super::state::*;

@@ -11,8 +11,9 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
+use crate::batches::Fence;
 use crate::health::{Assigned, Revoked};
-use crate::messages::{Fence, PartitionKey};
+use crate::records::PartitionKey;
 
 use super::state::*;
 
@@ -68,7 +69,7 @@ impl ConsumerContext for ReaderContext {
                             slog::error!(s.log, "cannot set start offset"; "partition" => key.to_string(), "error" => e.to_string());
                         }
                         let fence = stored.map_or(Fence::NoProgress, Fence::NextOffset);
-                        parts.insert(key.clone(), s.start_partition(key.clone(), fence));
+                        parts.insert(key.clone(), super::pipeline::start_partition(s, key.clone(), fence));
                         report.push((key.clone(), stored));
                     }
                 }

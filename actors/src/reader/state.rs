@@ -10,14 +10,14 @@ use futures::channel::{mpsc, oneshot};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::batch::PartitionBatcher;
+use crate::batches::{Committed, ParsedBatch, RawBatch};
 use crate::health::HealthReporter;
-use crate::messages::{Committed, Fence, ParsedBatch, PartitionKey, RawBatch};
 use crate::metrics::Metrics;
 use crate::parser::Parser;
+use crate::records::PartitionKey;
 use crate::writer::{DbWriter, LoadOffsets};
 
-use super::pipeline::pipeline;
-use super::ReaderOptions;
+use super::options::ReaderOptions;
 
 /// Why a batch was not committed (its partition then resumes from the database's progress).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -130,24 +130,6 @@ impl Shared {
             std::thread::sleep(self.opts.restart_backoff.delay(attempt, &mut rand::rng()));
             attempt += 1;
         }
-    }
-
-    pub(super) fn start_partition(&self, key: PartitionKey, fence: Fence) -> PartitionState {
-        let (tx, rx) = mpsc::unbounded();
-        let shared = Arc::new(PartitionShared::default());
-        let pipeline = pipeline(
-            key.clone(),
-            rx,
-            shared.clone(),
-            self.parser.clone(),
-            self.commits.clone(),
-            self.health.clone(),
-            self.metrics.clone(),
-            self.log.clone(),
-            self.kafka_commits.clone(),
-        );
-        self.arbiter.spawn(pipeline);
-        PartitionState { batcher: PartitionBatcher::new(key, fence), shared, tx, paused: false, last_gap_warning: None }
     }
 
     /// The in-flight byte budget in KiB.

@@ -16,40 +16,16 @@
 use std::collections::HashSet;
 use std::ops::Range;
 
-use crate::messages::{CommitOutcome, DeadLetter, EventRow, Fence, Kept, ParsedBatch, PartitionKey, RawMessage};
-use crate::parse::{dead_letter, Reason, Refusal};
+use crate::batches::{CommitOutcome, Kept, ParsedBatch};
+use crate::parse::dead_letter;
 use crate::project::{Op, Plan};
+use crate::records::{DeadLetter, PartitionKey, RawMessage};
+use crate::records::{Reason, Refusal};
 
 use super::error::blames_data;
 use super::project::{apply_refusing, refused_alike, Counts, ProjectStore};
+use super::store::{DeadRef, GroupStore, RowRef};
 use super::StoreError;
-
-/// A row to insert and the partition it belongs to.
-#[derive(Clone, Copy)]
-pub struct RowRef<'a> {
-    pub partition: &'a PartitionKey,
-    pub row: &'a EventRow,
-}
-
-/// A dead letter to insert and the partition it belongs to.
-#[derive(Clone, Copy)]
-pub struct DeadRef<'a> {
-    pub partition: &'a PartitionKey,
-    pub dead: &'a DeadLetter,
-}
-
-/// What the group commit needs from a backend.
-pub trait GroupStore {
-    /// Run `f` in a transaction (SQLite: `BEGIN IMMEDIATE`), committing on `Ok`.
-    fn in_transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, StoreError>) -> Result<T, StoreError>;
-    /// Run `f` in a savepoint of the current transaction, rolling back to it on `Err`.
-    fn in_savepoint<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, StoreError>) -> Result<T, StoreError>;
-    /// Move `consumer_offsets` of `key` from `fence` to `next`; false if the fence does not hold.
-    fn advance(&mut self, group: &str, key: &PartitionKey, fence: Fence, next: i64) -> Result<bool, StoreError>;
-    fn current_offset(&mut self, group: &str, key: &PartitionKey) -> Result<Option<i64>, StoreError>;
-    fn insert_events(&mut self, rows: &[RowRef<'_>], buf: &mut Vec<u8>) -> Result<(), StoreError>;
-    fn insert_dead_letters(&mut self, dead: &[DeadRef<'_>], buf: &mut Vec<u8>) -> Result<(), StoreError>;
-}
 
 /// The outcome of each batch of a group, in the group's order.
 #[derive(Debug)]

@@ -16,6 +16,7 @@ pub mod redrive;
 pub mod refusal;
 mod schema;
 pub(crate) mod sqlite;
+pub(crate) mod store;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -24,8 +25,9 @@ use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel::sql_types::{BigInt, Text};
 use diesel::{PgConnection, RunQueryDsl, SqliteConnection};
 
-use crate::messages::{ParsedBatch, PartitionKey};
+use crate::batches::ParsedBatch;
 use crate::project::Plan;
+use crate::records::PartitionKey;
 pub use commit::GroupCommit;
 pub use error::{Failure, StoreError};
 pub use sqlite::configure_library;
@@ -34,9 +36,9 @@ pub use sqlite::configure_library;
 /// not part of the service's interface.
 #[cfg(feature = "bench")]
 pub mod raw {
-    pub use super::commit::RowRef;
     pub use super::postgres::{copy_encoded_events, encode_events};
     pub use super::sqlite::insert_events;
+    pub use super::store::RowRef;
 }
 
 /// Migrations embedded in the binary, per backend.

@@ -6,11 +6,12 @@ use std::cell::RefCell;
 use diesel::pg::CopyFormat;
 use diesel::prelude::*;
 
-use super::commit::{DeadRef, GroupStore, RowRef};
 use super::copy::CopyEncoder;
 use super::schema::pg::{consumer_offsets, dead_letters, events};
+use super::store::{DeadRef, GroupStore, RowRef};
 use super::StoreError;
-use crate::messages::{EventRow, Fence, PartitionKey};
+use crate::batches::Fence;
+use crate::records::{EventRow, PartitionKey};
 
 super::offsets::offset_statements!(PgConnection, diesel::dsl::now);
 

@@ -16,12 +16,15 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Binary, Integer, Nullable, Text};
 use serde::{Deserialize, Serialize};
 
-use super::commit::{insert_refusing, GroupStore, RowRef};
+use super::commit::insert_refusing;
 use super::project::{apply_refusing, Counts, ProjectStore};
+use super::store::{GroupStore, RowRef};
 use super::{Database, StoreError};
-use crate::messages::{EventRow, PartitionKey, RawMessage};
-use crate::parse::{route_message, ParseOptions, Reason, Routed};
+use crate::parse::route::{route_message, Routed};
+use crate::parse::ParseOptions;
 use crate::project::{Op, Plan};
+use crate::records::Reason;
+use crate::records::{EventRow, PartitionKey, RawMessage};
 
 /// Default number of dead letters one redrive selects.
 pub const DEFAULT_LIMIT: u32 = 1000;
@@ -469,7 +472,7 @@ impl From<StoredRow> for Stored {
             headers: r.headers,
             reason: r.reason,
             detail: r.detail,
-            kafka_timestamp: r.kafka_timestamp_ms.and_then(crate::parse::millis_to_utc),
+            kafka_timestamp: r.kafka_timestamp_ms.and_then(crate::records::millis_to_utc),
         }
     }
 }

@@ -7,9 +7,9 @@ use serde_json::Value;
 
 use super::tests::{postgres, Pg};
 use super::{apply_refusing, prepare, GroupStore, SetupError};
-use crate::messages::RawMessage;
 use crate::parse::{parse_message, ParseOptions, Parsed};
 use crate::project::{EventsSpec, Op, Plan, Projection, ProjectionSpec};
+use crate::records::RawMessage;
 use crate::storage::StoreError;
 
 pub(super) enum Db {

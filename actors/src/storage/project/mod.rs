@@ -15,31 +15,13 @@ mod sqlite;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 
-use super::commit::GroupStore;
 use super::error::blames_data;
+use super::store::GroupStore;
 use super::StoreError;
-use crate::messages::PartitionKey;
+pub use crate::project::Counts;
 use crate::project::{KeyForm, Mode, Nul, Op, Plan, Projection, SpecError, SqlType};
+use crate::records::PartitionKey;
 use lookup::Lookup;
-
-/// What a projection's statements did to its table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Counts {
-    pub inserted: u64,
-    pub updated: u64,
-    pub deleted: u64,
-    /// Ops that changed nothing: an older version, an `update` or delete of a missing row.
-    pub unchanged: u64,
-}
-
-impl Counts {
-    pub(crate) fn add(&mut self, o: &Counts) {
-        self.inserted += o.inserted;
-        self.updated += o.updated;
-        self.deleted += o.deleted;
-        self.unchanged += o.unchanged;
-    }
-}
 
 /// Which statements apply a range of messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

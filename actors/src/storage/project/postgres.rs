@@ -15,8 +15,8 @@ use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Array, BigInt, Binary, Bool, Date, Double, Integer, Nullable, Text, Timestamp, Timestamptz};
 
 use super::{create_table_sql, groups, Catalog, ColumnInfo, Counts, Group, Pass, ProjectStore, TableInfo};
-use crate::messages::PartitionKey;
 use crate::project::{quote_ident, Cell, KeyForm, Mode, Op, Plan, Projection, SqlType};
+use crate::records::PartitionKey;
 use crate::storage::StoreError;
 
 #[derive(QueryableByName)]

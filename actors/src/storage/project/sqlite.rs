@@ -12,8 +12,8 @@ use diesel::sqlite::Sqlite;
 use diesel::QueryResult;
 
 use super::{create_table_sql, Catalog, ColumnInfo, Counts, Pass, ProjectStore, TableInfo};
-use crate::messages::PartitionKey;
 use crate::project::{quote_ident, sqlite_numeric_affinity, Cell, KeyForm, Mode, Op, Plan, Projection, SqlType};
+use crate::records::PartitionKey;
 use crate::storage::StoreError;
 
 #[derive(QueryableByName)]

@@ -10,10 +10,11 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::r2d2::CustomizeConnection;
 use diesel::sqlite::{Sqlite, SqliteConnection};
 
-use super::commit::{DeadRef, GroupStore, RowRef};
 use super::schema::sqlite::{consumer_offsets, dead_letters, events};
+use super::store::{DeadRef, GroupStore, RowRef};
 use super::StoreError;
-use crate::messages::{Fence, PartitionKey};
+use crate::batches::Fence;
+use crate::records::PartitionKey;
 
 /// Rows per INSERT statement: full chunks go through [`FullChunk`], prepared once per connection
 /// and reused; only a shorter tail is prepared anew. 13 binds a row stays far below SQLite's

@@ -1,8 +1,8 @@
 use std::time::Duration;
 
 use super::*;
-use crate::messages::{EventRow, RawMessage};
 use crate::parse::{parse_message, ParseOptions, Parsed};
+use crate::records::{EventRow, RawMessage};
 use crate::storage::{Database, DatabaseOptions};
 
 #[test]
