@@ -20,7 +20,8 @@ use crate::health::{BreakerChanged, DbStatus, HealthReporter};
 use crate::lifecycle::{catch_panic, ActorFailed, ActorName, ActorRestartRequested, ActorStarted, Ping, Restart};
 use crate::metrics::{label, projection_label, Metrics};
 use crate::records::PartitionKey;
-use crate::storage::sqlite::{Checkpointer, Rewind, WAL_PASS_BYTES, WAL_REWIND_BYTES};
+use crate::storage::sqlite::{Checkpointer, WAL_PASS_BYTES, WAL_REWIND_BYTES};
+use crate::storage::Rewind;
 use crate::storage::{Backend, Database, StoreError};
 
 /// Commit parsed batches of distinct partitions in one transaction; one answer per batch.

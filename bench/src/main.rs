@@ -285,8 +285,7 @@ fn open(url: &str) -> Database {
 /// each.
 fn raw_pg_copy(url: &str, batches: &[(i32, Vec<tributary_actors::records::EventRow>)], mark: &mut dyn FnMut(usize)) -> f64 {
     use diesel::Connection;
-    let db = open(url);
-    let Database::Postgres(pool) = &db else { unreachable!() };
+    drop(open(url)); // the service's tables, migrated
     let buffers: Vec<Vec<u8>> = batches
         .iter()
         .map(|(p, rows)| {
@@ -296,7 +295,7 @@ fn raw_pg_copy(url: &str, batches: &[(i32, Vec<tributary_actors::records::EventR
         })
         .collect();
     let rows: usize = batches.iter().map(|(_, r)| r.len()).sum();
-    let mut conn = pool.get().expect("connection");
+    let mut conn = raw::postgres_connection(url);
     let started = Instant::now();
     let mut done = 0;
     mark(done);
@@ -411,10 +410,9 @@ fn median_e2e(mut runs: Vec<E2e>) -> (E2e, Spread) {
 /// Multi-row prepared inserts, one immediate transaction per batch; `mark` gets the rows so far
 /// after each.
 fn raw_sqlite_insert(url: &str, batches: &[(i32, Vec<tributary_actors::records::EventRow>)], mark: &mut dyn FnMut(usize)) -> f64 {
-    let db = open(url);
-    let Database::Sqlite(pool) = &db else { unreachable!() };
+    drop(open(url)); // the service's tables, migrated
     let rows: usize = batches.iter().map(|(_, r)| r.len()).sum();
-    let mut conn = pool.get().expect("connection");
+    let mut conn = raw::sqlite_connection(url);
     let started = Instant::now();
     let mut done = 0;
     mark(done);

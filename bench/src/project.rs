@@ -16,7 +16,7 @@ use diesel::sqlite::Sqlite;
 use serde_json::{json, Map, Value};
 use tributary::mock::MockKafka;
 use tributary_actors::batch::BatchLimits;
-use tributary_actors::storage::Database;
+use tributary_actors::storage::raw;
 
 use crate::service::end_to_end;
 use crate::{alternate, create_topic, open, produce_records, quiesce, report, Labels, Measured, TempPg};
@@ -189,9 +189,8 @@ fn timed_pg<T>(
     prepared: Vec<T>,
     write: impl Fn(&mut diesel::PgConnection, &T) -> QueryResult<usize>,
 ) -> f64 {
-    let db = open(url);
-    let Database::Postgres(pool) = &db else { unreachable!() };
-    let mut conn = pool.get().expect("connection");
+    drop(open(url)); // the service's tables, migrated
+    let mut conn = raw::postgres_connection(url);
     for sql in setup {
         diesel::sql_query(*sql).execute(&mut conn).expect(sql);
     }
@@ -200,7 +199,7 @@ fn timed_pg<T>(
         conn.transaction(|c| write(c, batch)).unwrap_or_else(|e| panic!("{what}: {e}"));
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
-    verify(what, &read_back(&mut *conn), n, keys);
+    verify(what, &read_back(&mut conn), n, keys);
     rate
 }
 
@@ -299,9 +298,8 @@ impl RunQueryDsl<SqliteConnection> for Upsert<'_> {}
 /// The raw SQLite limit: a prepared upsert per reading, one immediate transaction per batch,
 /// the readings built before the clock starts.
 fn raw_sqlite(url: &str, batches: &[Vec<usize>], n: usize, keys: usize) -> f64 {
-    let db = open(url);
-    let Database::Sqlite(pool) = &db else { unreachable!() };
-    let mut conn = pool.get().expect("connection");
+    drop(open(url)); // the service's tables, migrated
+    let mut conn = raw::sqlite_connection(url);
     diesel::sql_query(SQLITE_TABLE).execute(&mut conn).expect("create readings");
     // The text the service writes a timestamptz as (fixed digits, so it compares as text).
     let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
@@ -317,7 +315,7 @@ fn raw_sqlite(url: &str, batches: &[Vec<usize>], n: usize, keys: usize) -> f64 {
         .expect("raw upsert");
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
-    verify("raw SQLite upsert", &read_back(&mut *conn), n, keys);
+    verify("raw SQLite upsert", &read_back(&mut conn), n, keys);
     rate
 }
 

@@ -8,8 +8,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text};
 use serde::Serialize;
 
-use super::redrive::{bind_selection, DeadLetterKey, Selection};
-use super::{Database, StoreError};
+use super::redrive::Selection;
 
 /// Default and largest page of `GET /dead-letters`.
 pub const DEFAULT_PAGE: u32 = 100;
@@ -49,7 +48,7 @@ pub struct DeadLetterDetail {
 }
 
 #[derive(QueryableByName)]
-struct Row {
+pub(crate) struct Row {
     #[diesel(sql_type = Text)]
     topic: String,
     #[diesel(sql_type = Integer)]
@@ -71,7 +70,7 @@ struct Row {
 }
 
 #[derive(QueryableByName)]
-struct Whole {
+pub(crate) struct Whole {
     #[diesel(embed)]
     columns: Row,
     #[diesel(sql_type = Nullable<Binary>)]
@@ -105,7 +104,7 @@ impl From<Row> for DeadLetterSummary {
     }
 }
 
-/// The columns of a summary, timestamps as epoch ms (`$ms(col)` per backend).
+/// The columns of a summary, timestamps as epoch ms (`ms(col)`: the backend's expression).
 fn columns(ms: fn(&str) -> String) -> String {
     format!(
         "topic, partition, \"offset\", reason, detail, sqlstate, {} AS failed_at_ms, {} AS redriven_at_ms, \
@@ -115,72 +114,43 @@ fn columns(ms: fn(&str) -> String) -> String {
     )
 }
 
-fn pg_ms(col: &str) -> String {
-    format!("CAST(round(extract(epoch FROM {col}) * 1000) AS BIGINT)")
+/// A page's query (bound with `bind_selection!`): `numbered` placeholders (`$4`, PostgreSQL's)
+/// or SQLite's `?4`, epoch milliseconds by `ms`.
+pub(crate) fn page_sql(f: &Selection, numbered: bool, ms: fn(&str) -> String) -> String {
+    let limit = if numbered { "$4" } else { "?4" };
+    format!("SELECT {} FROM dead_letters WHERE {} ORDER BY topic, partition, \"offset\" LIMIT {limit}", columns(ms), f.conditions(numbered))
 }
 
-fn sqlite_ms(col: &str) -> String {
-    format!("CAST(round(unixepoch({col}, 'subsec') * 1000) AS INTEGER)")
+/// One dead letter's query, bound with its topic, partition and offset; `headers`: the column as text.
+pub(crate) fn whole_sql(numbered: bool, ms: fn(&str) -> String, headers: &str) -> String {
+    let p = |n: u8| if numbered { format!("${n}") } else { format!("?{n}") };
+    format!(
+        "SELECT {}, key, payload, {headers} AS headers, {} AS kafka_timestamp_ms FROM dead_letters \
+         WHERE topic = {} AND partition = {} AND \"offset\" = {}",
+        columns(ms),
+        ms("kafka_timestamp"),
+        p(1),
+        p(2),
+        p(3)
+    )
 }
 
-impl Database {
-    /// A page of dead letters (see the module doc).
-    pub fn list_dead_letters(&self, f: &Selection) -> Result<DeadLetterPage, StoreError> {
-        let order = "ORDER BY topic, partition, \"offset\"";
-        let rows: Vec<Row> = match self {
-            Database::Postgres(pool) => {
-                let query =
-                    diesel::sql_query(format!("SELECT {} FROM dead_letters WHERE {} {order} LIMIT $4", columns(pg_ms), f.conditions(true)));
-                bind_selection!(query, f).load(&mut *pool.get()?)?
-            }
-            Database::Sqlite(pool) => {
-                let query = diesel::sql_query(format!(
-                    "SELECT {} FROM dead_letters WHERE {} {order} LIMIT ?4",
-                    columns(sqlite_ms),
-                    f.conditions(false)
-                ));
-                bind_selection!(query, f).load(&mut *pool.get()?)?
-            }
-        };
-        let items: Vec<DeadLetterSummary> = rows.into_iter().map(DeadLetterSummary::from).collect();
-        let next = f.next(items.len(), items.last().map(|d| (d.topic.as_str(), d.partition, d.offset)));
-        Ok(DeadLetterPage { items, next })
-    }
+/// A page of rows as the API answers it, with the cursor of the next.
+pub(crate) fn page(rows: Vec<Row>, f: &Selection) -> DeadLetterPage {
+    let items: Vec<DeadLetterSummary> = rows.into_iter().map(DeadLetterSummary::from).collect();
+    let next = f.next(items.len(), items.last().map(|d| (d.topic.as_str(), d.partition, d.offset)));
+    DeadLetterPage { items, next }
+}
 
-    /// One dead letter whole, `None` when there is none at `key`.
-    pub fn dead_letter(&self, key: &DeadLetterKey) -> Result<Option<DeadLetterDetail>, StoreError> {
-        let whole = |ms: fn(&str) -> String, headers: &str| {
-            format!(
-                "{}, key, payload, {headers} AS headers, {} AS kafka_timestamp_ms FROM dead_letters",
-                columns(ms),
-                ms("kafka_timestamp")
-            )
-        };
-        let rows: Vec<Whole> = match self {
-            Database::Postgres(pool) => diesel::sql_query(format!(
-                "SELECT {} WHERE topic = $1 AND partition = $2 AND \"offset\" = $3",
-                whole(pg_ms, "headers::text")
-            ))
-            .bind::<Text, _>(&key.topic)
-            .bind::<Integer, _>(key.partition)
-            .bind::<BigInt, _>(key.offset)
-            .load(&mut *pool.get()?)?,
-            Database::Sqlite(pool) => {
-                diesel::sql_query(format!("SELECT {} WHERE topic = ?1 AND partition = ?2 AND \"offset\" = ?3", whole(sqlite_ms, "headers")))
-                    .bind::<Text, _>(&key.topic)
-                    .bind::<Integer, _>(key.partition)
-                    .bind::<BigInt, _>(key.offset)
-                    .load(&mut *pool.get()?)?
-            }
-        };
-        let b64 = |b: Option<Vec<u8>>| b.map(|b| base64::engine::general_purpose::STANDARD.encode(b));
-        Ok(rows.into_iter().next().map(|w| DeadLetterDetail {
-            summary: w.columns.into(),
-            key_base64: b64(w.key),
-            payload_base64: b64(w.payload),
-            // Stored by this service as a JSON object; kept as text if it somehow is not.
-            headers: serde_json::from_str(&w.headers).unwrap_or(serde_json::Value::String(w.headers)),
-            kafka_timestamp: stamp(w.kafka_timestamp_ms),
-        }))
+/// A dead letter whole as the API answers it.
+pub(crate) fn detail(w: Whole) -> DeadLetterDetail {
+    let b64 = |b: Option<Vec<u8>>| b.map(|b| base64::engine::general_purpose::STANDARD.encode(b));
+    DeadLetterDetail {
+        summary: w.columns.into(),
+        key_base64: b64(w.key),
+        payload_base64: b64(w.payload),
+        // Stored by this service as a JSON object; kept as text if it somehow is not.
+        headers: serde_json::from_str(&w.headers).unwrap_or(serde_json::Value::String(w.headers)),
+        kafka_timestamp: stamp(w.kafka_timestamp_ms),
     }
 }

@@ -5,10 +5,12 @@
 //! partition still holds the batch's fence, and rows, dead letters and the new `next_offset`
 //! commit together or not at all.
 
+mod backend;
 pub mod browse;
 pub(crate) mod commit;
 mod copy;
 pub mod error;
+mod kind;
 mod offsets;
 mod postgres;
 pub mod project;
@@ -21,16 +23,23 @@ pub(crate) mod store;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
-use diesel::sql_types::{BigInt, Text};
-use diesel::{PgConnection, RunQueryDsl, SqliteConnection};
+use std::sync::Arc;
+
+use diesel::r2d2::{ConnectionManager, Pool};
+use diesel::{PgConnection, SqliteConnection};
+
+use backend::Store;
 
 use crate::batches::ParsedBatch;
 use crate::project::Plan;
 use crate::records::PartitionKey;
+pub use backend::{Rewind, Totals};
 pub use commit::GroupCommit;
 pub use error::{Failure, StoreError};
+pub use kind::{sqlite_path, Backend};
+pub use postgres::MIGRATIONS as POSTGRES_MIGRATIONS;
 pub use sqlite::configure_library;
+pub use sqlite::MIGRATIONS as SQLITE_MIGRATIONS;
 
 /// The raw statements the benchmark harness measures the service against (`bench` feature):
 /// not part of the service's interface.
@@ -39,11 +48,20 @@ pub mod raw {
     pub use super::postgres::{copy_encoded_events, encode_events};
     pub use super::sqlite::insert_events;
     pub use super::store::RowRef;
-}
 
-/// Migrations embedded in the binary, per backend.
-pub const POSTGRES_MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("../migrations/postgres");
-pub const SQLITE_MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("../migrations/sqlite");
+    /// A PostgreSQL connection of the bench's own.
+    pub fn postgres_connection(url: &str) -> diesel::PgConnection {
+        diesel::Connection::establish(url).expect("connect to PostgreSQL")
+    }
+
+    /// A SQLite connection as the service's pool makes them (WAL, its pragmas).
+    pub fn sqlite_connection(url: &str) -> diesel::SqliteConnection {
+        use diesel::r2d2::CustomizeConnection;
+        let mut c: diesel::SqliteConnection = diesel::Connection::establish(super::sqlite_path(url)).expect("open SQLite");
+        super::sqlite::Pragmas { busy_timeout_ms: 10_000, wal_autocheckpoint: 1000 }.on_acquire(&mut c).expect("pragmas");
+        c
+    }
+}
 
 /// Pool and backend options.
 #[derive(Debug, Clone)]
@@ -57,104 +75,15 @@ pub struct DatabaseOptions {
     pub checkpoint_in_background: bool,
 }
 
-/// Which backend a URL names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
-
-impl Backend {
-    /// `postgres://` / `postgresql://` or `sqlite://PATH` (`sqlite:PATH` also accepted).
-    pub fn of_url(url: &str) -> Option<Backend> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Some(Backend::Postgres)
-        } else if url.starts_with("sqlite:") {
-            Some(Backend::Sqlite)
-        } else {
-            None
-        }
-    }
-}
-
-/// The file path of a `sqlite://` URL.
-pub fn sqlite_path(url: &str) -> &str {
-    url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url)
-}
-
-type PgPool = Pool<ConnectionManager<PgConnection>>;
-type SqlitePool = Pool<ConnectionManager<SqliteConnection>>;
-
-/// The database the writer owns: one pool for one backend.
+/// The database the writer owns: one pool for one backend, behind the one seam every backend
+/// fills (`backend::Conn`).
 #[derive(Clone)]
-pub enum Database {
-    Postgres(PgPool),
-    Sqlite(SqlitePool),
-}
+pub struct Database(Arc<dyn Store>);
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Database::Postgres(p) => write!(f, "Database::Postgres({:?})", p.state()),
-            Database::Sqlite(p) => write!(f, "Database::Sqlite({:?})", p.state()),
-        }
+        write!(f, "Database({:?}, {:?})", self.0.backend(), self.0.pool_state())
     }
-}
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-#[derive(diesel::QueryableByName)]
-struct ReasonCount {
-    #[diesel(sql_type = Text)]
-    reason: String,
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-#[derive(diesel::QueryableByName)]
-struct LabelCount {
-    #[diesel(sql_type = Text)]
-    label: String,
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-/// Counts for reports (demo summary): rows, dead letters by reason, committed progress.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Totals {
-    pub rows: i64,
-    pub dead_letters: Vec<(String, i64)>,
-    pub committed: i64,
-}
-
-fn checkout<C: diesel::r2d2::R2D2Connection + 'static>(
-    pool: &Pool<ConnectionManager<C>>,
-) -> Result<PooledConnection<ConnectionManager<C>>, StoreError> {
-    Ok(pool.get()?)
-}
-
-/// Run the same Diesel code against whichever backend's connection this is.
-macro_rules! with_conn {
-    ($db:expr, $conn:ident => $body:expr) => {
-        match $db {
-            Database::Postgres(pool) => {
-                let mut c = checkout(pool)?;
-                let $conn = &mut *c;
-                let result = $body;
-                result
-            }
-            Database::Sqlite(pool) => {
-                let mut c = checkout(pool)?;
-                let $conn = &mut *c;
-                let result = $body;
-                result
-            }
-        }
-    };
 }
 
 impl Database {
@@ -163,7 +92,7 @@ impl Database {
     /// (it has one write lock anyway) and the file is created if missing.
     pub fn open(opts: &DatabaseOptions) -> Result<Self, StoreError> {
         match Backend::of_url(&opts.url) {
-            Some(Backend::Postgres) => Ok(Database::Postgres(
+            Some(Backend::Postgres) => Ok(Database(Arc::new(
                 Pool::builder()
                     .max_size(opts.pool_size.max(1))
                     .min_idle(Some(0))
@@ -171,14 +100,14 @@ impl Database {
                     // A connection cut during an outage must not come back out of the pool.
                     .test_on_check_out(true)
                     .build_unchecked(ConnectionManager::<PgConnection>::new(&opts.url)),
-            )),
+            ))),
             Some(Backend::Sqlite) => {
                 sqlite::configure_library();
                 let path = sqlite_path(&opts.url);
                 if path.is_empty() {
                     return Err(StoreError::Fatal(Failure::Condition("sqlite URL has no file path (use sqlite://path/to/file.db)".into())));
                 }
-                Ok(Database::Sqlite(
+                Ok(Database(Arc::new(
                     Pool::builder()
                         .max_size(opts.pool_size.max(1))
                         .min_idle(Some(0))
@@ -188,7 +117,7 @@ impl Database {
                             wal_autocheckpoint: if opts.checkpoint_in_background { sqlite::WAL_BACKSTOP_PAGES } else { 1000 },
                         }))
                         .build_unchecked(ConnectionManager::<SqliteConnection>::new(path)),
-                ))
+                )))
             }
             None => Err(StoreError::Fatal(Failure::Condition(
                 format!("unsupported database.url scheme in {:?}", crate::redact::database_url(&opts.url)).into(),
@@ -197,106 +126,81 @@ impl Database {
     }
 
     pub fn backend(&self) -> Backend {
-        match self {
-            Database::Postgres(_) => Backend::Postgres,
-            Database::Sqlite(_) => Backend::Sqlite,
-        }
+        self.0.backend()
     }
 
     /// Run pending embedded migrations; returns the versions applied.
     pub fn migrate(&self) -> Result<Vec<String>, StoreError> {
-        use diesel_migrations::MigrationHarness;
-        let migrations = match self.backend() {
-            Backend::Postgres => POSTGRES_MIGRATIONS,
-            Backend::Sqlite => SQLITE_MIGRATIONS,
-        };
-        with_conn!(self, c => c
-            .run_pending_migrations(migrations)
-            .map(|applied| applied.into_iter().map(|v| v.to_string()).collect())
-            .map_err(|e| StoreError::fatal("migration failed", e)))
+        self.0.migrate()
     }
 
     /// Cheap round trip proving the database answers.
     pub fn ping(&self) -> Result<(), StoreError> {
-        with_conn!(self, c => diesel::sql_query("SELECT 1").execute(c)?);
-        Ok(())
+        self.0.ping()
     }
 
     /// The stored progress of `group` for these partitions (absent: never committed).
     pub fn load_offsets(&self, group: &str, parts: &[PartitionKey]) -> Result<HashMap<PartitionKey, i64>, StoreError> {
-        match self {
-            Database::Postgres(p) => postgres::load_offsets(&mut *checkout(p)?, group, parts),
-            Database::Sqlite(p) => sqlite::load_offsets(&mut *checkout(p)?, group, parts),
-        }
+        self.0.load_offsets(group, parts)
     }
 
     /// Commit batches of distinct partitions in one transaction: fences, rows, dead letters,
     /// progress (see [`commit::commit_group`]).
     pub fn commit_group(&self, group: &str, plan: &Plan, batches: &[ParsedBatch], buf: &mut Vec<u8>) -> Result<GroupCommit, StoreError> {
-        match self {
-            Database::Postgres(p) => commit::commit_group(&mut *checkout(p)?, group, plan, batches, buf),
-            Database::Sqlite(p) => commit::commit_group(&mut *checkout(p)?, group, plan, batches, buf),
-        }
+        self.0.commit_group(group, plan, batches, buf)
     }
 
     /// Create the tables of projections with `create_table`, then check every projection
     /// against its table and complete its column types (fails naming projection, key and fix);
     /// returns the warnings to log.
     pub fn prepare_projections(&self, plan: &mut Plan) -> Result<Vec<String>, project::SetupError> {
-        let unavailable = |source: StoreError| project::SetupError::Store { projection: String::new(), source };
-        match self {
-            Database::Postgres(p) => project::prepare(&mut *checkout(p).map_err(unavailable)?, &mut plan.projections),
-            Database::Sqlite(p) => project::prepare(&mut *checkout(p).map_err(unavailable)?, &mut plan.projections),
-        }
+        self.0.prepare_projections(plan)
     }
 
-    /// SQLite: copy the whole WAL back and let the next transaction start it from the beginning
-    /// (see [`sqlite::Checkpointer`]). PostgreSQL: nothing to do.
-    pub fn restart_wal(&self, busy_timeout: Duration) -> Result<sqlite::Rewind, StoreError> {
-        match self {
-            Database::Postgres(_) => Ok(sqlite::Rewind::Done),
-            Database::Sqlite(p) => sqlite::restart_wal(&mut *checkout(p)?, busy_timeout.as_millis() as u64),
-        }
+    /// What a writer does between commits: SQLite copies the whole WAL back so the next
+    /// transaction starts it from the beginning (see [`sqlite::Checkpointer`]); other backends
+    /// have nothing to do.
+    pub fn restart_wal(&self, busy_timeout: Duration) -> Result<Rewind, StoreError> {
+        self.0.restart_wal(busy_timeout)
     }
 
     /// Rows, dead letters by reason (for `topic`) and committed progress (for `group`).
     pub fn totals(&self, topic: &str, group: &str) -> Result<Totals, StoreError> {
-        let (rows, dead_letters) = with_conn!(self, c => {
-            let rows = diesel::sql_query("SELECT count(*) AS n FROM events WHERE topic = $1")
-                .bind::<Text, _>(topic)
-                .get_result::<Count>(c)?
-                .n;
-            let dead_letters = diesel::sql_query("SELECT reason, count(*) AS n FROM dead_letters WHERE topic = $1 GROUP BY reason ORDER BY reason")
-                .bind::<Text, _>(topic)
-                .load::<ReasonCount>(c)?
-                .into_iter()
-                .map(|r| (r.reason, r.n))
-                .collect();
-            Ok::<_, StoreError>((rows, dead_letters))
-        })?;
-        Ok(Totals { rows, dead_letters, committed: self.committed(group)? })
+        self.0.totals(topic, group)
     }
 
     /// The rows of a report query selecting `label` (text) and `n` (a count), e.g. a projection's
     /// table by status for the demo's summary.
     pub fn grouped_counts(&self, query: &str) -> Result<Vec<(String, i64)>, StoreError> {
-        with_conn!(self, c => Ok(diesel::sql_query(query).load::<LabelCount>(c)?.into_iter().map(|r| (r.label, r.n)).collect()))
+        self.0.grouped_counts(query)
     }
 
     /// Committed progress of `group`: the sum of its `next_offset`s (one cheap query).
     pub fn committed(&self, group: &str) -> Result<i64, StoreError> {
-        with_conn!(self, c => Ok(diesel::sql_query("SELECT CAST(COALESCE(sum(next_offset), 0) AS BIGINT) AS n FROM consumer_offsets WHERE group_id = $1")
-            .bind::<Text, _>(group)
-            .get_result::<Count>(c)?
-            .n))
+        self.0.committed(group)
     }
 
     /// Connections checked out right now.
     pub fn connections_in_use(&self) -> u32 {
-        let s = match self {
-            Database::Postgres(p) => p.state(),
-            Database::Sqlite(p) => p.state(),
-        };
-        s.connections - s.idle_connections
+        self.0.connections_in_use()
+    }
+
+    /// Redrive the dead letters `filter` selects, re-parsed with `opts` (see `redrive`).
+    pub fn redrive(
+        &self,
+        filter: &redrive::RedriveFilter,
+        opts: &crate::parse::ParseOptions,
+    ) -> Result<redrive::RedriveReport, StoreError> {
+        self.0.redrive(filter, opts)
+    }
+
+    /// A page of dead letters (see `browse`).
+    pub fn list_dead_letters(&self, f: &redrive::Selection) -> Result<browse::DeadLetterPage, StoreError> {
+        self.0.list_dead_letters(f)
+    }
+
+    /// One dead letter whole, `None` when there is none at `key`.
+    pub fn dead_letter(&self, key: &redrive::DeadLetterKey) -> Result<Option<browse::DeadLetterDetail>, StoreError> {
+        self.0.dead_letter(key)
     }
 }

@@ -6,12 +6,24 @@ use std::cell::RefCell;
 use diesel::pg::CopyFormat;
 use diesel::prelude::*;
 
+use super::backend::{Conn, Count, LabelCount};
+use super::browse;
 use super::copy::CopyEncoder;
+use super::kind::Backend;
+use super::redrive::{
+    bind_selection, redrive_with, DeadLetterKey, RedriveFilter, RedriveReport, RedriveStore, Selection, StillFailing, Stored, StoredRow,
+};
 use super::schema::pg::{consumer_offsets, dead_letters, events};
 use super::store::{DeadRef, GroupStore, RowRef};
 use super::StoreError;
 use crate::batches::Fence;
+use crate::parse::ParseOptions;
 use crate::records::{EventRow, PartitionKey};
+use diesel::sql_types::{Array, BigInt, Integer, Text};
+use std::collections::HashMap;
+
+/// The migrations embedded in the binary.
+pub const MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("../migrations/postgres");
 
 super::offsets::offset_statements!(PgConnection, diesel::dsl::now);
 
@@ -158,5 +170,90 @@ impl GroupStore for PgConnection {
 
     fn insert_dead_letters(&mut self, dead: &[DeadRef<'_>], buf: &mut Vec<u8>) -> Result<(), StoreError> {
         copy_dead_letters(self, dead, buf).map(drop)
+    }
+}
+
+/// A timestamp column as epoch milliseconds (bigint).
+pub(crate) fn epoch_ms(col: &str) -> String {
+    format!("CAST(round(extract(epoch FROM {col}) * 1000) AS BIGINT)")
+}
+
+impl Conn for PgConnection {
+    const BACKEND: Backend = Backend::Postgres;
+
+    fn migrate(&mut self) -> Result<Vec<String>, StoreError> {
+        use diesel_migrations::MigrationHarness;
+        self.run_pending_migrations(MIGRATIONS)
+            .map(|applied| applied.into_iter().map(|v| v.to_string()).collect())
+            .map_err(|e| StoreError::fatal("migration failed", e))
+    }
+
+    fn load_offsets(&mut self, group: &str, parts: &[PartitionKey]) -> Result<HashMap<PartitionKey, i64>, StoreError> {
+        load_offsets(self, group, parts)
+    }
+
+    fn count(&mut self, sql: &str, text: &str) -> Result<i64, StoreError> {
+        Ok(diesel::sql_query(sql).bind::<Text, _>(text).get_result::<Count>(self)?.n)
+    }
+
+    fn label_counts(&mut self, sql: &str, text: Option<&str>) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows: Vec<LabelCount> = match text {
+            Some(t) => diesel::sql_query(sql).bind::<Text, _>(t).load(self)?,
+            None => diesel::sql_query(sql).load(self)?,
+        };
+        Ok(rows.into_iter().map(|r| (r.label, r.n)).collect())
+    }
+
+    fn redrive(&mut self, filter: &RedriveFilter, opts: &ParseOptions) -> Result<RedriveReport, StoreError> {
+        self.transaction(|c| redrive_with(c, filter, opts))
+    }
+
+    fn dead_letter_rows(&mut self, f: &Selection) -> Result<Vec<browse::Row>, StoreError> {
+        Ok(bind_selection!(diesel::sql_query(browse::page_sql(f, true, epoch_ms)), f).load(self)?)
+    }
+
+    fn dead_letter_whole(&mut self, key: &DeadLetterKey) -> Result<Option<browse::Whole>, StoreError> {
+        Ok(diesel::sql_query(browse::whole_sql(true, epoch_ms, "headers::text"))
+            .bind::<Text, _>(&key.topic)
+            .bind::<Integer, _>(key.partition)
+            .bind::<BigInt, _>(key.offset)
+            .load::<browse::Whole>(self)?
+            .pop())
+    }
+}
+
+impl RedriveStore for PgConnection {
+    fn select_dead_letters(&mut self, filter: &RedriveFilter) -> Result<Vec<Stored>, StoreError> {
+        // SKIP LOCKED: rows another redrive holds are left to it, never waited for and redone.
+        let lock = if filter.dry_run { "" } else { "FOR UPDATE SKIP LOCKED" };
+        let query = diesel::sql_query(format!(
+            "SELECT topic, partition, \"offset\", key, payload, headers::text AS headers, reason, detail, \
+                    {} AS kafka_timestamp_ms \
+             FROM dead_letters WHERE redriven_at IS NULL AND {} ORDER BY topic, partition, \"offset\" LIMIT $4 {lock}",
+            epoch_ms("kafka_timestamp"),
+            filter.select.conditions(true)
+        ));
+        let rows: Vec<StoredRow> = bind_selection!(query, &filter.select).load(self)?;
+        Ok(rows.into_iter().map(Stored::from).collect())
+    }
+
+    fn mark_redriven(&mut self, topic: &str, partition: i32, offsets: &[i64]) -> Result<(), StoreError> {
+        diesel::sql_query("UPDATE dead_letters SET redriven_at = now() WHERE topic = $1 AND partition = $2 AND \"offset\" = ANY($3)")
+            .bind::<Text, _>(topic)
+            .bind::<Integer, _>(partition)
+            .bind::<Array<BigInt>, _>(offsets)
+            .execute(self)?;
+        Ok(())
+    }
+
+    fn set_reason(&mut self, f: &StillFailing) -> Result<(), StoreError> {
+        diesel::sql_query("UPDATE dead_letters SET reason = $4, detail = $5 WHERE topic = $1 AND partition = $2 AND \"offset\" = $3")
+            .bind::<Text, _>(&f.topic)
+            .bind::<Integer, _>(f.partition)
+            .bind::<BigInt, _>(f.offset)
+            .bind::<Text, _>(&f.reason)
+            .bind::<Text, _>(&f.detail)
+            .execute(self)?;
+        Ok(())
     }
 }

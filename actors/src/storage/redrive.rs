@@ -13,13 +13,13 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Binary, Integer, Nullable, Text};
+use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text};
 use serde::{Deserialize, Serialize};
 
 use super::commit::insert_refusing;
 use super::project::{apply_refusing, Counts, ProjectStore};
 use super::store::{GroupStore, RowRef};
-use super::{Database, StoreError};
+use super::StoreError;
 use crate::parse::route::{route_message, Routed};
 use crate::parse::ParseOptions;
 use crate::project::{Op, Plan};
@@ -112,16 +112,16 @@ macro_rules! bind_selection {
         let s: &$crate::storage::redrive::Selection = $s;
         let after = s.after.as_ref();
         $query
-            .bind::<Nullable<Text>, _>(s.reason.as_deref())
-            .bind::<Nullable<Text>, _>(s.topic.as_deref())
-            .bind::<Nullable<Integer>, _>(s.partition)
-            .bind::<BigInt, _>(i64::from(s.limit))
-            .bind::<Nullable<Text>, _>(after.map(|a| a.topic.as_str()))
-            .bind::<Nullable<Integer>, _>(after.map(|a| a.partition))
-            .bind::<Nullable<BigInt>, _>(after.map(|a| a.offset))
+            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(s.reason.as_deref())
+            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(s.topic.as_deref())
+            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Integer>, _>(s.partition)
+            .bind::<diesel::sql_types::BigInt, _>(i64::from(s.limit))
+            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(after.map(|a| a.topic.as_str()))
+            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Integer>, _>(after.map(|a| a.partition))
+            .bind::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>, _>(after.map(|a| a.offset))
     }};
 }
-pub(super) use bind_selection;
+pub(crate) use bind_selection;
 
 /// Which dead letters to redrive (only those not redriven yet).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -196,15 +196,15 @@ struct Candidate {
 }
 
 /// A dead letter that still fails, with what the current settings say about it.
-struct StillFailing {
-    topic: String,
-    partition: i32,
-    offset: i64,
+pub(crate) struct StillFailing {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
     /// The reason stored before this redrive.
-    old_reason: String,
-    reason: String,
-    detail: String,
-    changed: bool,
+    pub(crate) old_reason: String,
+    pub(crate) reason: String,
+    pub(crate) detail: String,
+    pub(crate) changed: bool,
 }
 
 /// The pure part: re-parse every candidate and route it through the projections (as the
@@ -316,20 +316,8 @@ fn candidate(
     }
 }
 
-impl Database {
-    /// Redrive the dead letters `filter` selects, re-parsed with `opts` (see the module doc).
-    pub fn redrive(&self, filter: &RedriveFilter, opts: &ParseOptions) -> Result<RedriveReport, StoreError> {
-        match self {
-            Database::Postgres(pool) => PgConnection::transaction(&mut *pool.get()?, |c| redrive_with(c, filter, opts)),
-            // A dry run writes nothing: no write lock.
-            Database::Sqlite(pool) if filter.dry_run => SqliteConnection::transaction(&mut *pool.get()?, |c| redrive_with(c, filter, opts)),
-            Database::Sqlite(pool) => SqliteConnection::immediate_transaction(&mut *pool.get()?, |c| redrive_with(c, filter, opts)),
-        }
-    }
-}
-
 /// A dead letter as stored.
-struct Stored {
+pub(crate) struct Stored {
     topic: String,
     partition: i32,
     offset: i64,
@@ -342,7 +330,7 @@ struct Stored {
 }
 
 /// What a redrive needs from a backend besides the group commit's inserts.
-trait RedriveStore: GroupStore {
+pub(crate) trait RedriveStore: GroupStore {
     /// The dead letters not yet redriven that `filter` selects, lowest (topic, partition,
     /// offset) first, locked for the transaction unless it is a dry run.
     fn select_dead_letters(&mut self, filter: &RedriveFilter) -> Result<Vec<Stored>, StoreError>;
@@ -352,7 +340,7 @@ trait RedriveStore: GroupStore {
 
 /// The redrive, for either backend: select, re-parse, insert what passes (refused rows stay),
 /// mark it redriven, record what the current settings say of the rest.
-fn redrive_with<S: RedriveStore + ProjectStore>(
+pub(crate) fn redrive_with<S: RedriveStore + ProjectStore>(
     conn: &mut S,
     filter: &RedriveFilter,
     opts: &ParseOptions,
@@ -440,7 +428,7 @@ fn write_passed<S: GroupStore + ProjectStore>(
 
 /// The columns a redrive reads, the Kafka timestamp as epoch milliseconds on both backends.
 #[derive(QueryableByName)]
-struct StoredRow {
+pub(crate) struct StoredRow {
     #[diesel(sql_type = Text)]
     topic: String,
     #[diesel(sql_type = Integer)]
@@ -474,78 +462,6 @@ impl From<StoredRow> for Stored {
             detail: r.detail,
             kafka_timestamp: r.kafka_timestamp_ms.and_then(crate::records::millis_to_utc),
         }
-    }
-}
-
-impl RedriveStore for PgConnection {
-    fn select_dead_letters(&mut self, filter: &RedriveFilter) -> Result<Vec<Stored>, StoreError> {
-        // SKIP LOCKED: rows another redrive holds are left to it, never waited for and redone.
-        let lock = if filter.dry_run { "" } else { "FOR UPDATE SKIP LOCKED" };
-        let query = diesel::sql_query(format!(
-            "SELECT topic, partition, \"offset\", key, payload, headers::text AS headers, reason, detail, \
-                    CAST(round(extract(epoch FROM kafka_timestamp) * 1000) AS BIGINT) AS kafka_timestamp_ms \
-             FROM dead_letters WHERE redriven_at IS NULL AND {} ORDER BY topic, partition, \"offset\" LIMIT $4 {lock}",
-            filter.select.conditions(true)
-        ));
-        let rows: Vec<StoredRow> = bind_selection!(query, &filter.select).load(self)?;
-        Ok(rows.into_iter().map(Stored::from).collect())
-    }
-
-    fn mark_redriven(&mut self, topic: &str, partition: i32, offsets: &[i64]) -> Result<(), StoreError> {
-        diesel::sql_query("UPDATE dead_letters SET redriven_at = now() WHERE topic = $1 AND partition = $2 AND \"offset\" = ANY($3)")
-            .bind::<Text, _>(topic)
-            .bind::<Integer, _>(partition)
-            .bind::<Array<BigInt>, _>(offsets)
-            .execute(self)?;
-        Ok(())
-    }
-
-    fn set_reason(&mut self, f: &StillFailing) -> Result<(), StoreError> {
-        diesel::sql_query("UPDATE dead_letters SET reason = $4, detail = $5 WHERE topic = $1 AND partition = $2 AND \"offset\" = $3")
-            .bind::<Text, _>(&f.topic)
-            .bind::<Integer, _>(f.partition)
-            .bind::<BigInt, _>(f.offset)
-            .bind::<Text, _>(&f.reason)
-            .bind::<Text, _>(&f.detail)
-            .execute(self)?;
-        Ok(())
-    }
-}
-
-impl RedriveStore for SqliteConnection {
-    fn select_dead_letters(&mut self, filter: &RedriveFilter) -> Result<Vec<Stored>, StoreError> {
-        // The transaction is BEGIN IMMEDIATE (or a dry run): nothing else writes meanwhile.
-        let query = diesel::sql_query(format!(
-            "SELECT topic, partition, \"offset\", key, payload, headers, reason, detail, \
-                    CAST(round(unixepoch(kafka_timestamp, 'subsec') * 1000) AS INTEGER) AS kafka_timestamp_ms \
-             FROM dead_letters WHERE redriven_at IS NULL AND {} ORDER BY topic, partition, \"offset\" LIMIT ?4",
-            filter.select.conditions(false)
-        ));
-        let rows: Vec<StoredRow> = bind_selection!(query, &filter.select).load(self)?;
-        Ok(rows.into_iter().map(Stored::from).collect())
-    }
-
-    fn mark_redriven(&mut self, topic: &str, partition: i32, offsets: &[i64]) -> Result<(), StoreError> {
-        use super::schema::sqlite::dead_letters::dsl as dl;
-        let now = super::sqlite::now();
-        for chunk in offsets.chunks(1000) {
-            diesel::update(
-                dl::dead_letters.filter(dl::topic.eq(topic)).filter(dl::partition.eq(partition)).filter(dl::offset.eq_any(chunk)),
-            )
-            .set(dl::redriven_at.eq(Some(&now)))
-            .execute(self)?;
-        }
-        Ok(())
-    }
-
-    fn set_reason(&mut self, f: &StillFailing) -> Result<(), StoreError> {
-        use super::schema::sqlite::dead_letters::dsl as dl;
-        diesel::update(
-            dl::dead_letters.filter(dl::topic.eq(&f.topic)).filter(dl::partition.eq(f.partition)).filter(dl::offset.eq(f.offset)),
-        )
-        .set((dl::reason.eq(&f.reason), dl::detail.eq(&f.detail)))
-        .execute(self)?;
-        Ok(())
     }
 }
 

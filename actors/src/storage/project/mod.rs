@@ -8,7 +8,7 @@
 //! that caused it, which becomes a dead letter. Counts are taken only from savepoints that held.
 //! A range refused in the fast pass ([`Pass`]) is first applied again exactly.
 
-mod lookup;
+pub(crate) mod lookup;
 mod postgres;
 mod sqlite;
 

@@ -10,11 +10,21 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::r2d2::CustomizeConnection;
 use diesel::sqlite::{Sqlite, SqliteConnection};
 
+use super::backend::{Conn, Count, LabelCount, Rewind};
+use super::browse;
+use super::kind::Backend;
+use super::redrive::{
+    bind_selection, redrive_with, DeadLetterKey, RedriveFilter, RedriveReport, RedriveStore, Selection, StillFailing, Stored, StoredRow,
+};
 use super::schema::sqlite::{consumer_offsets, dead_letters, events};
 use super::store::{DeadRef, GroupStore, RowRef};
 use super::StoreError;
 use crate::batches::Fence;
+use crate::parse::ParseOptions;
 use crate::records::PartitionKey;
+use diesel::sql_types::{BigInt, Integer, Text};
+use std::collections::HashMap;
+use std::time::Duration;
 
 /// Rows per INSERT statement: full chunks go through [`FullChunk`], prepared once per connection
 /// and reused; only a shorter tail is prepared anew. 13 binds a row stays far below SQLite's
@@ -182,16 +192,6 @@ impl Checkpointer {
     }
 }
 
-/// What a WAL rewind did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rewind {
-    /// Everything copied back: the next transaction starts the WAL from the beginning.
-    Done,
-    /// A reader (or another checkpoint) was still in the WAL: an expected condition, tried
-    /// again later.
-    InUse,
-}
-
 /// How long a rewind waits for readers to leave the WAL (a `sqlite3` shell, a backup): the
 /// writer waits with it, so briefly; a rewind that gives up is tried again later.
 pub const REWIND_WAIT_MS: u64 = 50;
@@ -326,6 +326,9 @@ struct NewDeadLetter<'a> {
     kafka_timestamp: Option<Stamp>,
 }
 
+/// The migrations embedded in the binary.
+pub const MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("../migrations/sqlite");
+
 super::offsets::offset_statements!(SqliteConnection, now());
 
 /// The current time as SQLite timestamps are written.
@@ -458,6 +461,102 @@ impl GroupStore for SqliteConnection {
                 .collect();
             diesel::insert_into(dead_letters::table).values(&rows).execute(self)?;
         }
+        Ok(())
+    }
+}
+
+/// A timestamp column (RFC 3339 text) as epoch milliseconds (integer).
+pub(crate) fn epoch_ms(col: &str) -> String {
+    format!("CAST(round(unixepoch({col}, 'subsec') * 1000) AS INTEGER)")
+}
+
+impl Conn for SqliteConnection {
+    const BACKEND: Backend = Backend::Sqlite;
+
+    fn migrate(&mut self) -> Result<Vec<String>, StoreError> {
+        use diesel_migrations::MigrationHarness;
+        self.run_pending_migrations(MIGRATIONS)
+            .map(|applied| applied.into_iter().map(|v| v.to_string()).collect())
+            .map_err(|e| StoreError::fatal("migration failed", e))
+    }
+
+    fn load_offsets(&mut self, group: &str, parts: &[PartitionKey]) -> Result<HashMap<PartitionKey, i64>, StoreError> {
+        load_offsets(self, group, parts)
+    }
+
+    fn count(&mut self, sql: &str, text: &str) -> Result<i64, StoreError> {
+        Ok(diesel::sql_query(sql).bind::<Text, _>(text).get_result::<Count>(self)?.n)
+    }
+
+    fn label_counts(&mut self, sql: &str, text: Option<&str>) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows: Vec<LabelCount> = match text {
+            Some(t) => diesel::sql_query(sql).bind::<Text, _>(t).load(self)?,
+            None => diesel::sql_query(sql).load(self)?,
+        };
+        Ok(rows.into_iter().map(|r| (r.label, r.n)).collect())
+    }
+
+    fn redrive(&mut self, filter: &RedriveFilter, opts: &ParseOptions) -> Result<RedriveReport, StoreError> {
+        // A dry run writes nothing: no write lock.
+        if filter.dry_run {
+            self.transaction(|c| redrive_with(c, filter, opts))
+        } else {
+            self.immediate_transaction(|c| redrive_with(c, filter, opts))
+        }
+    }
+
+    fn dead_letter_rows(&mut self, f: &Selection) -> Result<Vec<browse::Row>, StoreError> {
+        Ok(bind_selection!(diesel::sql_query(browse::page_sql(f, false, epoch_ms)), f).load(self)?)
+    }
+
+    fn dead_letter_whole(&mut self, key: &DeadLetterKey) -> Result<Option<browse::Whole>, StoreError> {
+        Ok(diesel::sql_query(browse::whole_sql(false, epoch_ms, "headers"))
+            .bind::<Text, _>(&key.topic)
+            .bind::<Integer, _>(key.partition)
+            .bind::<BigInt, _>(key.offset)
+            .load::<browse::Whole>(self)?
+            .pop())
+    }
+
+    fn restart_wal(&mut self, busy_timeout: Duration) -> Result<Rewind, StoreError> {
+        restart_wal(self, busy_timeout.as_millis() as u64)
+    }
+}
+
+impl RedriveStore for SqliteConnection {
+    fn select_dead_letters(&mut self, filter: &RedriveFilter) -> Result<Vec<Stored>, StoreError> {
+        // The transaction is BEGIN IMMEDIATE (or a dry run): nothing else writes meanwhile.
+        let query = diesel::sql_query(format!(
+            "SELECT topic, partition, \"offset\", key, payload, headers, reason, detail, \
+                    {} AS kafka_timestamp_ms \
+             FROM dead_letters WHERE redriven_at IS NULL AND {} ORDER BY topic, partition, \"offset\" LIMIT ?4",
+            epoch_ms("kafka_timestamp"),
+            filter.select.conditions(false)
+        ));
+        let rows: Vec<StoredRow> = bind_selection!(query, &filter.select).load(self)?;
+        Ok(rows.into_iter().map(Stored::from).collect())
+    }
+
+    fn mark_redriven(&mut self, topic: &str, partition: i32, offsets: &[i64]) -> Result<(), StoreError> {
+        use super::schema::sqlite::dead_letters::dsl as dl;
+        let now = now();
+        for chunk in offsets.chunks(1000) {
+            diesel::update(
+                dl::dead_letters.filter(dl::topic.eq(topic)).filter(dl::partition.eq(partition)).filter(dl::offset.eq_any(chunk)),
+            )
+            .set(dl::redriven_at.eq(Some(&now)))
+            .execute(self)?;
+        }
+        Ok(())
+    }
+
+    fn set_reason(&mut self, f: &StillFailing) -> Result<(), StoreError> {
+        use super::schema::sqlite::dead_letters::dsl as dl;
+        diesel::update(
+            dl::dead_letters.filter(dl::topic.eq(&f.topic)).filter(dl::partition.eq(f.partition)).filter(dl::offset.eq(f.offset)),
+        )
+        .set((dl::reason.eq(&f.reason), dl::detail.eq(&f.detail)))
+        .execute(self)?;
         Ok(())
     }
 }

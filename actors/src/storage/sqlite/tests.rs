@@ -286,12 +286,16 @@ fn the_cached_full_chunk_statement_stores_what_diesels_batch_insert_stores() {
     let path = std::env::temp_dir().join(format!("tributary-chunk-{}-{:?}.db", std::process::id(), std::thread::current().id()));
     let _ = std::fs::remove_file(&path);
     let url = format!("sqlite://{}", path.display());
-    let db =
-        Database::open(&DatabaseOptions { url, pool_size: 1, connect_timeout: Duration::from_secs(5), checkpoint_in_background: false })
-            .unwrap();
+    let db = Database::open(&DatabaseOptions {
+        url: url.clone(),
+        pool_size: 1,
+        connect_timeout: Duration::from_secs(5),
+        checkpoint_in_background: false,
+    })
+    .unwrap();
     db.migrate().unwrap();
-    let Database::Sqlite(pool) = &db else { unreachable!() };
-    let mut conn = pool.get().unwrap();
+    drop(db);
+    let mut conn = SqliteConnection::establish(super::super::sqlite_path(&url)).unwrap();
 
     // Two full chunks and a tail through `insert_events` (topic "a"), and the same rows
     // through Diesel's batch insert of the derived `Insertable` (topic "b").

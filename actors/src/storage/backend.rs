@@ -1,0 +1,174 @@
+//! The seam between the service and a database: a backend's module implements [`Conn`] for its
+//! connection type (with the traits of the group commit, the projections, their catalog checks
+//! and the redrive), and every storage call is written once here over any such connection's
+//! pool ([`Store`]). Another database is another module and a line in `Database::open`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use diesel::r2d2::{ConnectionManager, Pool, PooledConnection, R2D2Connection};
+
+use super::browse::{self, DeadLetterDetail, DeadLetterPage};
+use super::commit::{self, GroupCommit};
+use super::kind::Backend;
+use super::project::lookup::Lookup;
+use super::project::{self, Catalog, ProjectStore, SetupError};
+use super::redrive::{DeadLetterKey, RedriveFilter, RedriveReport, RedriveStore, Selection};
+use super::StoreError;
+use crate::batches::ParsedBatch;
+use crate::parse::ParseOptions;
+use crate::project::Plan;
+use crate::records::PartitionKey;
+
+/// What a WAL rewind did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewind {
+    /// Everything copied back: the next transaction starts the WAL from the beginning.
+    Done,
+    /// A reader (or another checkpoint) was still in the WAL: an expected condition, tried
+    /// again later.
+    InUse,
+}
+
+/// What a database's connection does besides the group commit's, projections' and redrive's
+/// statements (their own traits): the statements whose SQL or transaction differs by backend.
+pub(crate) trait Conn: ProjectStore + Catalog + Lookup + RedriveStore + R2D2Connection + Send + 'static {
+    const BACKEND: Backend;
+    /// Run pending embedded migrations; the versions applied.
+    fn migrate(&mut self) -> Result<Vec<String>, StoreError>;
+    /// The stored progress of `group` for these partitions (absent: never committed).
+    fn load_offsets(&mut self, group: &str, parts: &[PartitionKey]) -> Result<HashMap<PartitionKey, i64>, StoreError>;
+    /// One count (`n`) a query with one text parameter gives.
+    fn count(&mut self, sql: &str, text: &str) -> Result<i64, StoreError>;
+    /// The (`label`, `n`) rows of a query with at most one text parameter.
+    fn label_counts(&mut self, sql: &str, text: Option<&str>) -> Result<Vec<(String, i64)>, StoreError>;
+    /// The redrive in the transaction this backend runs it in (see `storage::redrive`).
+    fn redrive(&mut self, filter: &RedriveFilter, opts: &ParseOptions) -> Result<RedriveReport, StoreError>;
+    /// A page of dead letters' rows (see `storage::browse`).
+    fn dead_letter_rows(&mut self, f: &Selection) -> Result<Vec<browse::Row>, StoreError>;
+    /// One dead letter whole.
+    fn dead_letter_whole(&mut self, key: &DeadLetterKey) -> Result<Option<browse::Whole>, StoreError>;
+    /// Work a writer does between commits: SQLite copies its WAL back; others have none.
+    fn restart_wal(&mut self, _busy_timeout: Duration) -> Result<Rewind, StoreError> {
+        Ok(Rewind::Done)
+    }
+}
+
+/// Every storage call, over one backend's pool (object-safe: `Database` holds one).
+pub(crate) trait Store: Send + Sync {
+    fn backend(&self) -> Backend;
+    fn migrate(&self) -> Result<Vec<String>, StoreError>;
+    fn ping(&self) -> Result<(), StoreError>;
+    fn load_offsets(&self, group: &str, parts: &[PartitionKey]) -> Result<HashMap<PartitionKey, i64>, StoreError>;
+    fn commit_group(&self, group: &str, plan: &Plan, batches: &[ParsedBatch], buf: &mut Vec<u8>) -> Result<GroupCommit, StoreError>;
+    fn prepare_projections(&self, plan: &mut Plan) -> Result<Vec<String>, SetupError>;
+    fn restart_wal(&self, busy_timeout: Duration) -> Result<Rewind, StoreError>;
+    fn totals(&self, topic: &str, group: &str) -> Result<Totals, StoreError>;
+    fn grouped_counts(&self, query: &str) -> Result<Vec<(String, i64)>, StoreError>;
+    fn committed(&self, group: &str) -> Result<i64, StoreError>;
+    fn connections_in_use(&self) -> u32;
+    fn redrive(&self, filter: &RedriveFilter, opts: &ParseOptions) -> Result<RedriveReport, StoreError>;
+    fn list_dead_letters(&self, f: &Selection) -> Result<DeadLetterPage, StoreError>;
+    fn dead_letter(&self, key: &DeadLetterKey) -> Result<Option<DeadLetterDetail>, StoreError>;
+    fn pool_state(&self) -> diesel::r2d2::State;
+}
+
+/// Counts for reports (demo summary): rows, dead letters by reason, committed progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub rows: i64,
+    pub dead_letters: Vec<(String, i64)>,
+    pub committed: i64,
+}
+
+/// A count a query gives (`n`).
+#[derive(diesel::QueryableByName)]
+pub(crate) struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub(crate) n: i64,
+}
+
+/// A labelled count a query gives (`label`, `n`).
+#[derive(diesel::QueryableByName)]
+pub(crate) struct LabelCount {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub(crate) label: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub(crate) n: i64,
+}
+
+const COMMITTED: &str = "SELECT CAST(COALESCE(sum(next_offset), 0) AS BIGINT) AS n FROM consumer_offsets WHERE group_id = $1";
+
+impl<C: Conn> Store for Pool<ConnectionManager<C>> {
+    fn backend(&self) -> Backend {
+        C::BACKEND
+    }
+
+    fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        checkout(self)?.migrate()
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        checkout(self)?.label_counts("SELECT 'up' AS label, CAST(1 AS BIGINT) AS n", None).map(drop)
+    }
+
+    fn load_offsets(&self, group: &str, parts: &[PartitionKey]) -> Result<HashMap<PartitionKey, i64>, StoreError> {
+        checkout(self)?.load_offsets(group, parts)
+    }
+
+    fn commit_group(&self, group: &str, plan: &Plan, batches: &[ParsedBatch], buf: &mut Vec<u8>) -> Result<GroupCommit, StoreError> {
+        commit::commit_group(&mut *checkout(self)?, group, plan, batches, buf)
+    }
+
+    fn prepare_projections(&self, plan: &mut Plan) -> Result<Vec<String>, SetupError> {
+        let unavailable = |source: StoreError| SetupError::Store { projection: String::new(), source };
+        project::prepare(&mut *checkout(self).map_err(unavailable)?, &mut plan.projections)
+    }
+
+    fn restart_wal(&self, busy_timeout: Duration) -> Result<Rewind, StoreError> {
+        checkout(self)?.restart_wal(busy_timeout)
+    }
+
+    fn totals(&self, topic: &str, group: &str) -> Result<Totals, StoreError> {
+        let mut c = checkout(self)?;
+        let rows = c.count("SELECT count(*) AS n FROM events WHERE topic = $1", topic)?;
+        let dead_letters = c.label_counts(
+            "SELECT reason AS label, count(*) AS n FROM dead_letters WHERE topic = $1 GROUP BY reason ORDER BY reason",
+            Some(topic),
+        )?;
+        Ok(Totals { rows, dead_letters, committed: c.count(COMMITTED, group)? })
+    }
+
+    fn grouped_counts(&self, query: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        checkout(self)?.label_counts(query, None)
+    }
+
+    fn committed(&self, group: &str) -> Result<i64, StoreError> {
+        checkout(self)?.count(COMMITTED, group)
+    }
+
+    fn connections_in_use(&self) -> u32 {
+        let s = self.state();
+        s.connections - s.idle_connections
+    }
+
+    fn redrive(&self, filter: &RedriveFilter, opts: &ParseOptions) -> Result<RedriveReport, StoreError> {
+        checkout(self)?.redrive(filter, opts)
+    }
+
+    fn list_dead_letters(&self, f: &Selection) -> Result<DeadLetterPage, StoreError> {
+        Ok(browse::page(checkout(self)?.dead_letter_rows(f)?, f))
+    }
+
+    fn dead_letter(&self, key: &DeadLetterKey) -> Result<Option<DeadLetterDetail>, StoreError> {
+        Ok(checkout(self)?.dead_letter_whole(key)?.map(browse::detail))
+    }
+
+    fn pool_state(&self) -> diesel::r2d2::State {
+        self.state()
+    }
+}
+
+fn checkout<C: R2D2Connection + 'static>(pool: &Pool<ConnectionManager<C>>) -> Result<PooledConnection<ConnectionManager<C>>, StoreError> {
+    Ok(pool.get()?)
+}
