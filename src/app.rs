@@ -83,13 +83,12 @@ pub async fn prepare_database(
     let (mut attempt, mut lines) = (0, tributary_actors::throttle::Throttle::default());
     loop {
         // Asked first: the pool would spend its whole checkout timeout retrying a refusal.
-        let probe = match db.backend() {
-            Backend::Postgres => {
-                let url = url.to_string();
-                let timeout = connect_timeout.max(REFUSAL_PROBE_TIMEOUT);
-                actix_web::rt::task::spawn_blocking(move || refusal::probe(&url, timeout)).await.unwrap_or(Probe::Unknown)
-            }
-            Backend::Sqlite => Probe::Connected,
+        let probe = if db.backend().probes_refusal() {
+            let url = url.to_string();
+            let timeout = connect_timeout.max(REFUSAL_PROBE_TIMEOUT);
+            actix_web::rt::task::spawn_blocking(move || refusal::probe(&url, timeout)).await.unwrap_or(Probe::Unknown)
+        } else {
+            Probe::Connected
         };
         if let Some(refused) = match &probe {
             Probe::Refused(code) => refusal::Refused::of(code),
@@ -226,8 +225,7 @@ impl Application {
                 plan: plan.clone(),
             };
             let (m, h, l) = (metrics.clone(), health.clone(), log.new(slog::o!("actor" => "db_writer")));
-            // SQLite has one write lock: more writer threads would only queue on it.
-            let threads = if backend == Backend::Sqlite { 1 } else { settings.database.pool_size as usize };
+            let threads = backend.writers(settings.database.pool_size);
             SyncArbiter::start(threads, move || DbWriter::new(db.clone(), opts.clone(), m.clone(), h.clone(), l.clone()))
         };
         let parse_opts = ParseOptions {
@@ -258,12 +256,7 @@ impl Application {
             },
             max_in_flight: settings.database.max_in_flight,
             max_in_flight_bytes: settings.database.max_in_flight_bytes,
-            // PostgreSQL overlaps one transaction's commit with the next one's COPY; SQLite has
-            // one write lock, so a second transaction would only wait for it.
-            concurrent_commits: match backend {
-                Backend::Postgres => settings.database.pool_size.clamp(1, 2) as usize,
-                Backend::Sqlite => 1,
-            },
+            concurrent_commits: backend.concurrent_commits(settings.database.pool_size),
             pending_budget_bytes: settings.database.batch_max_bytes.saturating_mul(2),
             revoke_timeout: Duration::from_millis(settings.kafka.revoke_timeout_ms),
             shutdown_timeout: Duration::from_secs(settings.shutdown.timeout_secs),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use tributary_actors::redact::database_url as redact_url;
-use tributary_actors::storage::{sqlite_path, Backend, Database};
+use tributary_actors::storage::{Backend, Database};
 
 use crate::app;
 use crate::config::Settings;
@@ -419,10 +419,7 @@ fn run(args: DemoArgs, prepared: Prepared, log: slog::Logger, bar: ProgressBar, 
     println!("  database           {}  (topic {topic})", redact_url(&url));
     println!();
     println!("Try:");
-    let shell = match Backend::of_url(&url) {
-        Some(Backend::Sqlite) => format!("sqlite3 {}", sqlite_path(&url)),
-        _ => format!("psql {}", redact_url(&url)),
-    };
+    let shell = Backend::of_url(&url).unwrap_or(Backend::Sqlite).shell(&url, &redact_url(&url));
     println!("  {shell} \"SELECT type, count(*) FROM events WHERE topic = '{topic}' GROUP BY type\"");
     println!("  {shell} \"SELECT reason, count(*) FROM dead_letters WHERE topic = '{topic}' GROUP BY reason\"");
     println!("  {shell} \"SELECT status, count(*) FROM orders GROUP BY status\"");

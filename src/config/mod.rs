@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tributary_actors::parse::Format;
 use tributary_actors::project::{EventsSpec, ProjectionSpec};
 use tributary_actors::redact;
-use tributary_actors::storage::{sqlite_path, Backend};
+use tributary_actors::storage::Backend;
 
 /// Environment variable prefix; `__` separates nesting levels.
 pub const ENV_PREFIX: &str = "TRIBUTARY_";
@@ -396,48 +396,10 @@ impl Settings {
                 return Err(ConfigError::new(
                     "database.url",
                     format!("scheme of {} is not supported", redact::database_url(url)),
-                    "use postgres://user:password@host:5432/db or sqlite://path/to/file.db",
+                    format!("use {}", Backend::SCHEMES),
                 ));
             }
-            Some(Backend::Sqlite) if sqlite_path(url).is_empty() => {
-                return Err(ConfigError::new("database.url", "names no SQLite file", "use sqlite://path/to/file.db"));
-            }
-            Some(Backend::Sqlite) => {
-                let path = Path::new(sqlite_path(url));
-                let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                if !dir.is_dir() {
-                    return Err(ConfigError::new(
-                        "database.url",
-                        format!("the SQLite file's directory {} does not exist", dir.display()),
-                        "create the directory, or name a file in one that exists",
-                    ));
-                }
-                if path.is_dir() {
-                    return Err(ConfigError::new(
-                        "database.url",
-                        format!("{} is a directory", path.display()),
-                        "name a file: sqlite://path/to/file.db",
-                    ));
-                }
-            }
-            Some(Backend::Postgres) => {
-                if let Some(port) = url_port(url).filter(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
-                    return Err(ConfigError::new(
-                        "database.url",
-                        format!("port {port:?} is not a port (1 to 65535)"),
-                        "use postgres://user:password@host:5432/db",
-                    ));
-                }
-                // libpq's own parser, which `run` uses: a URL it refuses is refused here, and its
-                // words are not repeated (they quote the offending part, which may be the password).
-                if !tributary_actors::storage::refusal::libpq_parses(url) {
-                    return Err(ConfigError::new(
-                        "database.url",
-                        format!("libpq cannot parse {}", redact::database_url(url)),
-                        "check its syntax; percent-encode reserved characters of the user and password (% as %25, @ as %40, / as %2F)",
-                    ));
-                }
-            }
+            Some(backend) => backend.check_url(url).map_err(|p| ConfigError::new("database.url", p.problem, p.fix))?,
         }
         let d = &self.database;
         let ranges: [(&str, u64, u64, u64); 7] = [
@@ -616,18 +578,6 @@ fn is_host_port(s: &str) -> bool {
     let host_ok =
         !host.is_empty() && !host.contains(char::is_whitespace) && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
     host_ok && port.parse::<u16>().is_ok_and(|p| p > 0)
-}
-
-/// The port of a `postgres://` URL's authority, if it names one (the text after the last `:`
-/// of the host part; libpq's multi-host lists are not checked here).
-fn url_port(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?']).next()?;
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if host_port.contains(',') || host_port.ends_with(']') {
-        return None;
-    }
-    host_port.rsplit_once(':').map(|(_, p)| p)
 }
 
 /// Where a local probe reaches a server bound to `bind`: a wildcard address (`0.0.0.0`, `[::]`)

@@ -36,7 +36,7 @@ use crate::records::PartitionKey;
 pub use backend::{Rewind, Totals};
 pub use commit::GroupCommit;
 pub use error::{Failure, StoreError};
-pub use kind::{sqlite_path, Backend};
+pub use kind::{sqlite_path, Backend, UrlProblem};
 pub use postgres::MIGRATIONS as POSTGRES_MIGRATIONS;
 pub use sqlite::configure_library;
 pub use sqlite::MIGRATIONS as SQLITE_MIGRATIONS;
