@@ -1,3 +1,4 @@
+use super::json::{scan_json, scan_json_bytes};
 use super::*;
 
 fn msg(payload: Option<&[u8]>, headers: &[(&str, &[u8])]) -> RawMessage {

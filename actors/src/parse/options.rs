@@ -1,0 +1,43 @@
+//! What the parser is told: the formats it accepts, its limits, the projections.
+
+use serde::{Deserialize, Serialize};
+
+/// Which formats the parser accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// CloudEvents (binary or structured) when the record says so, else plain JSON.
+    #[default]
+    Auto,
+    /// CloudEvents only: a record that is neither binary nor structured mode is a dead letter.
+    Cloudevents,
+    /// Plain JSON objects; CloudEvents headers and attributes are not interpreted.
+    Json,
+}
+
+/// Limits and mode for parsing.
+#[derive(Debug, Clone)]
+pub struct ParseOptions {
+    pub format: Format,
+    /// Payloads larger than this become `oversize` dead letters.
+    pub max_message_bytes: usize,
+    /// JSON nested deeper than this becomes a `too_deep` dead letter.
+    pub max_depth: usize,
+    /// The projections and `[events]` (the default: no projection, the archive on).
+    pub plan: std::sync::Arc<crate::project::Plan>,
+}
+
+impl ParseOptions {
+    /// Whether a NUL anywhere in a record refuses it: while the archive stores the whole record
+    /// (PostgreSQL's text and jsonb cannot hold one). Without the archive only what is written
+    /// counts: each projection's column checks the values it takes (`project::Nul`).
+    pub(super) fn refuses_nul(&self) -> bool {
+        self.plan.events.enabled
+    }
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        Self { format: Format::Auto, max_message_bytes: 1024 * 1024, max_depth: 64, plan: Default::default() }
+    }
+}
