@@ -66,13 +66,21 @@ pub fn from_epoch(n: &Decimal, unit: Option<Unit>, date: bool) -> Result<DateTim
     }
 }
 
+/// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z as epoch seconds: compared, not
+/// computed into a calendar year for every value.
+const FIRST_SECOND: i64 = -62_135_596_800;
+const LAST_SECOND: i64 = 253_402_300_799;
+
 fn in_years(t: &DateTime<Utc>) -> bool {
-    (1..=9999).contains(&t.year())
+    (FIRST_SECOND..=LAST_SECOND).contains(&t.timestamp())
 }
 
 /// `t` rounded to the microsecond (half up), as both databases store it.
 pub fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     let rem = i64::from(t.nanosecond() % 1000);
+    if rem == 0 {
+        return t;
+    }
     t - chrono::Duration::nanoseconds(rem) + chrono::Duration::nanoseconds(if rem >= 500 { 1000 } else { 0 })
 }
 
@@ -135,6 +143,12 @@ mod tests {
         assert_eq!(at("-719162", Some(Unit::Days), false).unwrap(), "0001-01-01T00:00:00.000000Z");
         assert!(at("-719163", Some(Unit::Days), false).is_err(), "the year 0");
         assert!(at("1e400", None, false).is_err());
+    }
+
+    #[test]
+    fn the_first_and_last_seconds_are_the_years_bounds() {
+        assert_eq!(Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap().timestamp(), FIRST_SECOND);
+        assert_eq!(Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap().timestamp(), LAST_SECOND);
     }
 
     #[test]

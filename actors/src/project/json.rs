@@ -18,16 +18,21 @@ pub enum Json<'a> {
 
 /// What the JSON `text` is (the parser checked it is JSON); `None` if it is not.
 pub fn view(text: &str) -> Option<Json<'_>> {
-    let t = text.trim_matches([' ', '\t', '\n', '\r']);
+    let blank = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    // A raw value out of the parser has no blanks around it: trimmed only if it does.
+    let t = if text.as_bytes().first().is_some_and(blank) || text.as_bytes().last().is_some_and(blank) {
+        text.trim_matches([' ', '\t', '\n', '\r'])
+    } else {
+        text
+    };
     Some(match t.as_bytes().first()? {
         b'n' if t == "null" => Json::Null,
         b't' if t == "true" => Json::Bool(true),
         b'f' if t == "false" => Json::Bool(false),
-        b'"' => Json::Str(match serde_json::from_str::<&str>(t) {
-            Ok(s) => Cow::Borrowed(s),
-            // Escapes: the string must be built.
-            Err(_) => Cow::Owned(serde_json::from_str::<String>(t).ok()?),
-        }),
+        // Valid JSON without a backslash: the text between the quotes is the string.
+        b'"' if t.len() >= 2 && t.ends_with('"') && !t.contains('\\') => Json::Str(Cow::Borrowed(&t[1..t.len() - 1])),
+        // Escapes: the string must be built.
+        b'"' => Json::Str(Cow::Owned(serde_json::from_str::<String>(t).ok()?)),
         b'{' | b'[' => Json::Compound(t),
         b'-' | b'0'..=b'9' => Json::Number(t),
         _ => return None,
