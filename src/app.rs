@@ -11,20 +11,20 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_web::{web, App};
 use secrecy::ExposeSecret;
-use tributary_actors::backoff::Backoff;
-use tributary_actors::batch::BatchLimits;
-use tributary_actors::breaker::Breaker;
-use tributary_actors::health::{HealthOptions, HealthReporter, SetDbProbe, SetReader};
-use tributary_actors::metrics::Metrics;
-use tributary_actors::parse::ParseOptions;
-use tributary_actors::parser::Parser;
-use tributary_actors::reader::{KafkaReader, ReaderOptions, Shutdown};
-use tributary_actors::redrive::Redriver;
-use tributary_actors::storage::error::Failure;
-use tributary_actors::storage::project::SetupError;
-use tributary_actors::storage::refusal::{self, Probe};
-use tributary_actors::storage::{sqlite_path, Backend, Database, DatabaseOptions, StoreError};
-use tributary_actors::writer::{DbWriter, WriterOptions};
+use tributary_actors::Backoff;
+use tributary_actors::BatchLimits;
+use tributary_actors::Breaker;
+use tributary_actors::Failure;
+use tributary_actors::Metrics;
+use tributary_actors::ParseOptions;
+use tributary_actors::Parser;
+use tributary_actors::Redriver;
+use tributary_actors::SetupError;
+use tributary_actors::{refusal, refusal::Probe};
+use tributary_actors::{sqlite_path, Backend, Database, DatabaseOptions, StoreError};
+use tributary_actors::{DbWriter, WriterOptions};
+use tributary_actors::{HealthOptions, HealthReporter, SetDbProbe, SetReader};
+use tributary_actors::{KafkaReader, ReaderOptions, Shutdown};
 
 use crate::config::{ConfigError, Settings};
 use crate::http::{routes, ApiState};
@@ -80,7 +80,7 @@ pub async fn prepare_database(
 ) -> Result<Vec<String>, StoreError> {
     let started = std::time::Instant::now();
     let backoff = Backoff { initial: Duration::from_millis(200), max: Duration::from_secs(5) };
-    let (mut attempt, mut lines) = (0, tributary_actors::throttle::Throttle::default());
+    let (mut attempt, mut lines) = (0, tributary_actors::Throttle::default());
     loop {
         // Asked first: the pool would spend its whole checkout timeout retrying a refusal.
         let probe = if db.backend().probes_refusal() {

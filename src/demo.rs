@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use tributary_actors::redact::database_url as redact_url;
-use tributary_actors::storage::{Backend, Database};
+use tributary_actors::{Backend, Database};
 
 use crate::app;
 use crate::config::Settings;
@@ -73,7 +73,7 @@ pub fn is_malformed(i: usize, bad_ratio: f64) -> bool {
 
 /// The demo's projection: the latest state of each order, in a table it creates. Its version is
 /// the event's time, so a file reused across demos keeps the newest state.
-fn orders_projection() -> tributary_actors::project::ProjectionSpec {
+fn orders_projection() -> tributary_actors::ProjectionSpec {
     serde_json::from_value(json!({
         "name": "orders", "table": "orders", "types": ["com.example.order.*"], "mode": "upsert",
         "key": ["order_id"], "newer_wins": "updated_at", "delete_types": ["com.example.order.cancelled"], "create_table": true,

@@ -15,15 +15,15 @@ use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use subtle::ConstantTimeEq;
-use tributary_actors::health::{GetActors, GetHealth, GetMetrics, GetReadiness, GetStatus, HealthReporter, Report};
-use tributary_actors::lifecycle::{ActorName, Restart};
-use tributary_actors::parser::Parser;
-use tributary_actors::reader::{KafkaReader, SetPaused};
-use tributary_actors::redrive::{GetDeadLetter, ListDeadLetters, Redrive, Redriver};
-use tributary_actors::storage::browse::{DEFAULT_PAGE, MAX_PAGE};
-use tributary_actors::storage::redrive::{DeadLetterKey, RedriveFilter, Selection, DEFAULT_LIMIT, MAX_LIMIT};
-use tributary_actors::storage::StoreError;
-use tributary_actors::writer::DbWriter;
+use tributary_actors::DbWriter;
+use tributary_actors::Parser;
+use tributary_actors::StoreError;
+use tributary_actors::{ActorName, Restart};
+use tributary_actors::{DeadLetterKey, RedriveFilter, Selection, DEFAULT_LIMIT, MAX_LIMIT};
+use tributary_actors::{GetActors, GetHealth, GetMetrics, GetReadiness, GetStatus, HealthReporter, Report};
+use tributary_actors::{GetDeadLetter, ListDeadLetters, Redrive, Redriver};
+use tributary_actors::{KafkaReader, SetPaused};
+use tributary_actors::{DEFAULT_PAGE, MAX_PAGE};
 
 /// Largest request body accepted (admin calls carry little or nothing).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -9,7 +9,7 @@ use tributary::app::{self, Application};
 use tributary::cli::{Cli, Command, Overrides};
 use tributary::config::Settings;
 use tributary::telemetry;
-use tributary_actors::storage::Database;
+use tributary_actors::Database;
 
 mod allocator;
 
@@ -98,7 +98,7 @@ fn healthcheck(url: &str, timeout: u64) -> ExitCode {
 fn main() -> ExitCode {
     allocator::tune_c_malloc();
     // Before any thread can touch SQLite (its settings are not thread-safe to change).
-    tributary_actors::storage::configure_library();
+    tributary_actors::configure_library();
     let cli = Cli::parse();
     match cli.command.as_ref().unwrap_or(&Command::Run(Overrides::default())) {
         Command::Run(o) => load(&cli, o).map_or_else(|c| c, run),

@@ -30,7 +30,7 @@ impl Default for BatchLimits {
 
 /// One partition's pending messages and position.
 #[derive(Debug)]
-pub struct PartitionBatcher {
+pub(crate) struct PartitionBatcher {
     key: PartitionKey,
     fence: Fence,
     /// Offset after the last accepted message; `None` until one arrives when there is no progress.
@@ -42,7 +42,7 @@ pub struct PartitionBatcher {
 
 impl PartitionBatcher {
     /// Start at `fence`: the database's progress for this partition (or none).
-    pub fn new(key: PartitionKey, fence: Fence) -> Self {
+    pub(crate) fn new(key: PartitionKey, fence: Fence) -> Self {
         let position = match fence {
             Fence::NextOffset(n) => Some(n),
             Fence::NoProgress => None,
@@ -50,26 +50,22 @@ impl PartitionBatcher {
         Self { key, fence, position, pending: Vec::new(), pending_bytes: 0, oldest: None }
     }
 
-    pub fn key(&self) -> &PartitionKey {
-        &self.key
-    }
-
     /// The offset after the last accepted message (where fetching must continue), if known.
-    pub fn position(&self) -> Option<i64> {
+    pub(crate) fn position(&self) -> Option<i64> {
         self.position
     }
 
-    pub fn pending_len(&self) -> usize {
+    pub(crate) fn pending_len(&self) -> usize {
         self.pending.len()
     }
 
-    pub fn pending_bytes(&self) -> usize {
+    pub(crate) fn pending_bytes(&self) -> usize {
         self.pending_bytes
     }
 
     /// Accept a message. Returns false (and drops it) when it is behind the position: a
     /// redelivery after a seek, which the chain already covers.
-    pub fn push(&mut self, msg: RawMessage, now: Instant) -> bool {
+    pub(crate) fn push(&mut self, msg: RawMessage, now: Instant) -> bool {
         if self.position.is_some_and(|p| msg.offset < p) {
             return false;
         }
@@ -81,7 +77,7 @@ impl PartitionBatcher {
     }
 
     /// Whether a batch should be cut now.
-    pub fn is_ready(&self, limits: &BatchLimits, now: Instant) -> bool {
+    pub(crate) fn is_ready(&self, limits: &BatchLimits, now: Instant) -> bool {
         !self.pending.is_empty()
             && (self.pending.len() >= limits.max_messages
                 || self.pending_bytes >= limits.max_bytes
@@ -89,12 +85,12 @@ impl PartitionBatcher {
     }
 
     /// When the oldest pending message's linger runs out (nothing pending: never).
-    pub fn linger_deadline(&self, limits: &BatchLimits) -> Option<Instant> {
+    pub(crate) fn linger_deadline(&self, limits: &BatchLimits) -> Option<Instant> {
         self.oldest.map(|t| t + limits.linger)
     }
 
     /// Cut a batch of at most `limits` size if one is due (or `force`, e.g. when draining).
-    pub fn take(&mut self, limits: &BatchLimits, now: Instant, force: bool, seq: u64) -> Option<RawBatch> {
+    pub(crate) fn take(&mut self, limits: &BatchLimits, now: Instant, force: bool, seq: u64) -> Option<RawBatch> {
         if self.pending.is_empty() || !(force || self.is_ready(limits, now)) {
             return None;
         }
@@ -117,7 +113,7 @@ impl PartitionBatcher {
     }
 
     /// Forget pending messages and continue from `fence` (after a seek or a fenced commit).
-    pub fn reset(&mut self, fence: Fence) {
+    pub(crate) fn reset(&mut self, fence: Fence) {
         *self = Self::new(self.key.clone(), fence);
     }
 }

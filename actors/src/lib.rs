@@ -1,4 +1,5 @@
-//! tributary's actors and the logic they run.
+//! tributary's actors and the logic they run. The modules are the crate's own; what the binary,
+//! its tests and the bench use is re-exported here.
 //!
 //! Layout:
 //! - [`records`]: records and rows — a Kafka record, its `events` row, its dead letter, a refusal.
@@ -13,20 +14,47 @@
 //! - [`metrics`]: Prometheus handles shared by the actors.
 //! - [`redact`]: what of a URL or a librdkafka property may be shown; every path uses it.
 
-pub mod backoff;
-pub mod batch;
-pub mod batches;
-pub mod breaker;
-pub mod health;
-pub mod lifecycle;
-pub mod metrics;
-pub mod parse;
-pub mod parser;
-pub mod project;
-pub mod reader;
-pub mod records;
+#![warn(unreachable_pub)]
+
+pub(crate) mod backoff;
+pub(crate) mod batch;
+pub(crate) mod batches;
+pub(crate) mod breaker;
+pub(crate) mod health;
+pub(crate) mod lifecycle;
+pub(crate) mod metrics;
+pub(crate) mod parse;
+pub(crate) mod parser;
+pub(crate) mod project;
+pub(crate) mod reader;
+pub(crate) mod records;
 pub mod redact;
-pub mod redrive;
-pub mod storage;
-pub mod throttle;
-pub mod writer;
+pub(crate) mod redrive;
+pub(crate) mod storage;
+pub(crate) mod throttle;
+pub(crate) mod writer;
+
+// What the binary, the integration tests and the bench use; everything else is the crate's own.
+pub use backoff::Backoff;
+pub use batch::BatchLimits;
+pub use batches::{Fence, RawBatch};
+pub use breaker::Breaker;
+pub use health::{GetActors, GetHealth, GetMetrics, GetReadiness, GetStatus, HealthOptions, HealthReporter, Report, SetDbProbe, SetReader};
+pub use lifecycle::{ActorName, Restart};
+pub use metrics::{label, projection_label, Metrics};
+pub use parse::{Format, ParseOptions};
+pub use parser::{parse_batch, Parser};
+pub use project::{describe, glob_matches, EventsSpec, Plan, Projection, ProjectionSpec, SpecError, Unrouted};
+pub use reader::{KafkaReader, ReaderOptions, SetPaused, Shutdown};
+pub use records::{EventRow, PartitionKey, RawMessage};
+pub use redrive::{GetDeadLetter, ListDeadLetters, Redrive, Redriver};
+pub use storage::browse::{DEFAULT_PAGE, MAX_PAGE};
+pub use storage::error::{Failure, StoreError};
+pub use storage::project::SetupError;
+#[cfg(feature = "bench")]
+pub use storage::raw;
+pub use storage::redrive::{DeadLetterKey, RedriveFilter, Selection, DEFAULT_LIMIT, MAX_LIMIT};
+pub use storage::refusal;
+pub use storage::{configure_library, sqlite_path, Backend, Database, DatabaseOptions};
+pub use throttle::Throttle;
+pub use writer::{DbWriter, WriterOptions};

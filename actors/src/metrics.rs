@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-pub type Labels = Vec<(String, LabelValue)>;
+pub(crate) type Labels = Vec<(String, LabelValue)>;
 
 /// A label value, escaped as the text exposition requires (`\\`, `\"`, `\n`) when `/metrics`
 /// is rendered. prometheus-client 0.24 writes label values verbatim, so a value holding a quote
@@ -183,6 +183,6 @@ pub fn projection_label(projection: &str, k: &str, v: &str) -> Labels {
 }
 
 /// A partition's label set: `topic` and `partition`.
-pub fn partition_label(p: &crate::records::PartitionKey) -> Labels {
+pub(crate) fn partition_label(p: &crate::records::PartitionKey) -> Labels {
     vec![("topic".to_string(), LabelValue(p.topic.clone())), ("partition".to_string(), LabelValue(p.partition.to_string()))]
 }

@@ -235,7 +235,7 @@ impl RowText {
 }
 
 /// Builds a [`RowText`] column by column, in [`Col`] order.
-pub struct RowTextBuilder<'r> {
+pub(crate) struct RowTextBuilder<'r> {
     record: &'r [u8],
     own: Vec<u8>,
     spans: [(u32, u32); COLS],
@@ -246,7 +246,7 @@ pub struct RowTextBuilder<'r> {
 
 impl<'r> RowTextBuilder<'r> {
     /// Columns of a row of `record`; `own_bytes` is a guess of the text that will be written.
-    pub fn new(record: &'r RawMessage, own_bytes: usize) -> Self {
+    pub(crate) fn new(record: &'r RawMessage, own_bytes: usize) -> Self {
         Self { record: record.bytes(), own: Vec::with_capacity(own_bytes), spans: [(0, 0); COLS], nulls: 0, in_record: 0, next: 0 }
     }
 
@@ -261,7 +261,7 @@ impl<'r> RowTextBuilder<'r> {
 
     /// The next column's value: kept by position if it is a slice of the record, else copied.
     /// (By `&mut self`: a builder moved through each call is copied in parts and back whole.)
-    pub fn push(&mut self, value: Option<&str>) -> &mut Self {
+    pub(crate) fn push(&mut self, value: Option<&str>) -> &mut Self {
         let start = self.own.len();
         match value {
             None => self.nulls |= 1 << self.next,
@@ -277,7 +277,7 @@ impl<'r> RowTextBuilder<'r> {
     }
 
     /// The next column, written by `write` (which must write UTF-8).
-    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> &mut Self {
+    pub(crate) fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> &mut Self {
         let start = self.own.len();
         write(&mut self.own);
         self.end_own(start)
@@ -299,7 +299,7 @@ impl<'r> RowTextBuilder<'r> {
         self
     }
 
-    pub fn finish(&mut self) -> RowText {
+    pub(crate) fn finish(&mut self) -> RowText {
         while self.next < COLS {
             self.push(None);
         }
@@ -423,7 +423,7 @@ impl Refusal {
 }
 
 /// Kafka timestamps are milliseconds since the epoch; out-of-range values are dropped, not fatal.
-pub fn millis_to_utc(ms: i64) -> Option<DateTime<Utc>> {
+pub(crate) fn millis_to_utc(ms: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_millis_opt(ms).single()
 }
 

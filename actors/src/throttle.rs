@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// How often a condition that persists is logged again.
-pub const REMINDER_EVERY: Duration = Duration::from_secs(60);
+pub(crate) const REMINDER_EVERY: Duration = Duration::from_secs(60);
 
 /// Lines by kind: the first is logged, the next at most once per [`REMINDER_EVERY`].
 #[derive(Default)]

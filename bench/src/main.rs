@@ -30,13 +30,13 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::json;
 use tributary::mock::MockKafka;
-use tributary_actors::batch::BatchLimits;
-use tributary_actors::batches::{Fence, RawBatch};
-use tributary_actors::parse::ParseOptions;
-use tributary_actors::parser::parse_batch;
-use tributary_actors::records::{PartitionKey, RawMessage};
-use tributary_actors::storage::raw::{self, RowRef};
-use tributary_actors::storage::{Database, DatabaseOptions};
+use tributary_actors::parse_batch;
+use tributary_actors::BatchLimits;
+use tributary_actors::ParseOptions;
+use tributary_actors::{raw, raw::RowRef};
+use tributary_actors::{Database, DatabaseOptions};
+use tributary_actors::{Fence, RawBatch};
+use tributary_actors::{PartitionKey, RawMessage};
 
 #[derive(Debug, Parser)]
 #[command(about = "Measure tributary against the raw limits of Kafka and the database, in one run")]
@@ -243,7 +243,7 @@ fn raw_consume(brokers: &str, topic: &str, partitions: i32, n: usize) -> f64 {
 }
 
 /// The generated events as parsed rows, in batches of `batch` per partition.
-fn parsed_batches(n: usize, partitions: i32, batch: usize) -> Vec<(i32, Vec<tributary_actors::records::EventRow>)> {
+fn parsed_batches(n: usize, partitions: i32, batch: usize) -> Vec<(i32, Vec<tributary_actors::EventRow>)> {
     let mut per_partition: BTreeMap<i32, Vec<RawMessage>> = BTreeMap::new();
     for i in 0..n {
         let p = (i % partitions as usize) as i32;
@@ -283,7 +283,7 @@ fn open(url: &str) -> Database {
 
 /// Binary COPY of prepared buffers, one transaction per batch; `mark` gets the rows so far after
 /// each.
-fn raw_pg_copy(url: &str, batches: &[(i32, Vec<tributary_actors::records::EventRow>)], mark: &mut dyn FnMut(usize)) -> f64 {
+fn raw_pg_copy(url: &str, batches: &[(i32, Vec<tributary_actors::EventRow>)], mark: &mut dyn FnMut(usize)) -> f64 {
     use diesel::Connection;
     drop(open(url)); // the service's tables, migrated
     let buffers: Vec<Vec<u8>> = batches
@@ -300,7 +300,7 @@ fn raw_pg_copy(url: &str, batches: &[(i32, Vec<tributary_actors::records::EventR
     let mut done = 0;
     mark(done);
     for buf in &buffers {
-        let n = conn.transaction::<_, tributary_actors::storage::StoreError, _>(|c| raw::copy_encoded_events(c, buf)).expect("copy");
+        let n = conn.transaction::<_, tributary_actors::StoreError, _>(|c| raw::copy_encoded_events(c, buf)).expect("copy");
         done += n;
         mark(done);
     }
@@ -409,7 +409,7 @@ fn median_e2e(mut runs: Vec<E2e>) -> (E2e, Spread) {
 
 /// Multi-row prepared inserts, one immediate transaction per batch; `mark` gets the rows so far
 /// after each.
-fn raw_sqlite_insert(url: &str, batches: &[(i32, Vec<tributary_actors::records::EventRow>)], mark: &mut dyn FnMut(usize)) -> f64 {
+fn raw_sqlite_insert(url: &str, batches: &[(i32, Vec<tributary_actors::EventRow>)], mark: &mut dyn FnMut(usize)) -> f64 {
     drop(open(url)); // the service's tables, migrated
     let rows: usize = batches.iter().map(|(_, r)| r.len()).sum();
     let mut conn = raw::sqlite_connection(url);
@@ -419,7 +419,7 @@ fn raw_sqlite_insert(url: &str, batches: &[(i32, Vec<tributary_actors::records::
     for (p, batch) in batches {
         let key = PartitionKey { topic: "bench".into(), partition: *p };
         let rows: Vec<RowRef<'_>> = batch.iter().map(|row| RowRef { partition: &key, row }).collect();
-        conn.immediate_transaction::<_, tributary_actors::storage::StoreError, _>(|c| raw::insert_events(c, &rows)).expect("insert");
+        conn.immediate_transaction::<_, tributary_actors::StoreError, _>(|c| raw::insert_events(c, &rows)).expect("insert");
         done += rows.len();
         mark(done);
     }

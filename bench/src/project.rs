@@ -15,8 +15,8 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sqlite::Sqlite;
 use serde_json::{json, Map, Value};
 use tributary::mock::MockKafka;
-use tributary_actors::batch::BatchLimits;
-use tributary_actors::storage::raw;
+use tributary_actors::raw;
+use tributary_actors::BatchLimits;
 
 use crate::service::end_to_end;
 use crate::{alternate, create_topic, open, produce_records, quiesce, report, Labels, Measured, TempPg};

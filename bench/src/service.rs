@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tributary::http::loopback_get;
 use tributary::mock::MockKafka;
-use tributary_actors::storage::{Database, DatabaseOptions};
+use tributary_actors::{Database, DatabaseOptions};
 
 use crate::{create_topic, produce};
 

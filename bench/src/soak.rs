@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tributary_actors::records::EventRow;
+use tributary_actors::EventRow;
 
 use crate::service::{percentile, Service};
 

@@ -14,10 +14,10 @@ use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
-use tributary_actors::parse::Format;
-use tributary_actors::project::{EventsSpec, ProjectionSpec};
 use tributary_actors::redact;
-use tributary_actors::storage::Backend;
+use tributary_actors::Backend;
+use tributary_actors::Format;
+use tributary_actors::{EventsSpec, ProjectionSpec};
 
 /// Environment variable prefix; `__` separates nesting levels.
 pub const ENV_PREFIX: &str = "TRIBUTARY_";
@@ -599,7 +599,7 @@ pub use projections::{spec_error, summary as projection_summary};
 
 impl Settings {
     /// The projections, checked without the database, and `[events]`.
-    pub fn plan(&self) -> Result<tributary_actors::project::Plan, ConfigError> {
+    pub fn plan(&self) -> Result<tributary_actors::Plan, ConfigError> {
         projections::plan(&self.events, &self.projections, &self.kafka.topics)
     }
 }

@@ -1,7 +1,7 @@
 //! `[events]` and `[[projection]]`: checked on their own here (no database), against their
 //! tables at start (`Database::prepare_projections`). Every error names `projection.<name>.<key>`.
 
-use tributary_actors::project::{describe, glob_matches, EventsSpec, Plan, Projection, ProjectionSpec, SpecError};
+use tributary_actors::{describe, glob_matches, EventsSpec, Plan, Projection, ProjectionSpec, SpecError};
 
 use super::error::ConfigError;
 

@@ -1,5 +1,5 @@
 use super::*;
-use tributary_actors::redact::{database_url as redact_database_url, is_secret_property};
+use tributary_actors::{redact::database_url as redact_database_url, redact::is_secret_property};
 
 fn base() -> BTreeMap<String, Value> {
     BTreeMap::from([
@@ -311,7 +311,7 @@ proptest::proptest! {
             Ok(s) => {
                 proptest::prop_assert!(!unknown, "an unknown key was accepted: {o:?}");
                 let _ = (s.linger(), s.bind_addr(), s.librdkafka_config(), s.redacted());
-                let _ = tributary_actors::storage::Database::open(&crate::app::database_options(&s));
+                let _ = tributary_actors::Database::open(&crate::app::database_options(&s));
             }
             Err(e) => {
                 proptest::prop_assert!(!e.key.is_empty(), "{e}");
@@ -322,7 +322,7 @@ proptest::proptest! {
 }
 
 /// The configuration with `toml` as its file, and the projections checked on their own.
-fn plan_of(toml: &str) -> Result<tributary_actors::project::Plan, ConfigError> {
+fn plan_of(toml: &str) -> Result<tributary_actors::Plan, ConfigError> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tributary.toml");
     std::fs::write(&path, toml).unwrap();

@@ -13,7 +13,7 @@ use actix::Addr;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
-use tributary_actors::health::{GetMetrics, GetStatus, HealthReporter};
+use tributary_actors::{GetMetrics, GetStatus, HealthReporter};
 
 use crate::answer::only;
 

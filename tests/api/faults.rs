@@ -19,7 +19,7 @@ macro_rules! stage {
 
 /// The service's tables, made before it starts, so a test can add triggers and constraints.
 fn migrate(url: &str) {
-    let db = tributary_actors::storage::Database::open(&tributary_actors::storage::DatabaseOptions {
+    let db = tributary_actors::Database::open(&tributary_actors::DatabaseOptions {
         url: url.to_string(),
         pool_size: 1,
         connect_timeout: Duration::from_secs(10),
@@ -386,7 +386,7 @@ on_both_backends!(refusals_that_read_like_outages_are_dead_letters_by_their_code
 fn postgres_errors_are_classified_by_sqlstate_whatever_they_say() {
     use diesel::connection::SimpleConnection;
     use diesel::{Connection, PgConnection};
-    use tributary_actors::storage::StoreError;
+    use tributary_actors::StoreError;
     let Some(db) = test_db() else { return };
     let mut c = PgConnection::establish(&db.url).unwrap();
     let mut raise = |code: &str, words: &str| {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tributary::app;
-use tributary_actors::metrics::{label, projection_label, Metrics};
+use tributary_actors::{label, projection_label, Metrics};
 
 use crate::common::exposition::{parse, Sample};
 use crate::common::*;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tributary::app;
-use tributary_actors::project::{EventsSpec, ProjectionSpec, Unrouted};
+use tributary_actors::{EventsSpec, ProjectionSpec, Unrouted};
 
 use crate::common::*;
 use crate::projections::{orders_spec, orders_table};

@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use tributary::app;
 use tributary::config::Settings;
-use tributary_actors::project::{EventsSpec, ProjectionSpec, Unrouted};
+use tributary_actors::{EventsSpec, ProjectionSpec, Unrouted};
 
 use crate::common::*;
 

@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 use tributary::app;
 use tributary::config::Settings;
 use tributary::telemetry;
-use tributary_actors::parse::{Format, ParseOptions};
-use tributary_actors::storage::redrive::{RedriveFilter, Selection};
-use tributary_actors::storage::Database;
+use tributary_actors::Database;
+use tributary_actors::{Format, ParseOptions};
+use tributary_actors::{RedriveFilter, Selection};
 
 const TOKEN: &str = "test-admin-token-0123456789";
 const MIXED: usize = 1_200;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
-use tributary_actors::storage::{Database, DatabaseOptions};
+use tributary_actors::{Database, DatabaseOptions};
 
 const SECRETS: [&str; 4] = ["db-secret-pw", "sasl-secret-pw", "key-secret-pw", "admin-secret-token"];
 

@@ -21,7 +21,7 @@ use crate::lifecycle::{ActorFailed, ActorName, ActorRestartRequested, ActorStart
 use crate::metrics::{label, partition_label, Metrics};
 use crate::records::PartitionKey;
 
-pub use verdict::ActorState;
+pub(crate) use verdict::ActorState;
 use verdict::{ActorInfo, Facts, Membership, RestartCause, Stalls};
 
 /// How often the database is probed while idle.

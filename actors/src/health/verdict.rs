@@ -12,7 +12,7 @@ use crate::records::PartitionKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ActorState {
+pub(crate) enum ActorState {
     Starting,
     Running,
     Restarting,

@@ -17,7 +17,7 @@ pub(super) fn headers_capacity(msg: &RawMessage, extra: usize) -> usize {
 /// value too, for redrive: `{"name_base64": "...", "base64": "..."}` (no `base64` for a null
 /// value). Written directly, without building a tree; a repeated name appears twice and the
 /// database keeps the last.
-pub fn headers_json<'a>(headers: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>) -> String {
+pub(crate) fn headers_json<'a>(headers: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>) -> String {
     let mut out: Vec<u8> = Vec::with_capacity(64);
     write_headers_json(&mut out, headers, &[]);
     utf8_string(out)

@@ -23,22 +23,22 @@ mod headers;
 mod json;
 mod options;
 mod plain;
-pub mod route;
+pub(crate) mod route;
 
-pub use headers::headers_json;
+pub(crate) use headers::headers_json;
 use headers::{headers_capacity, write_headers_json};
 pub use options::{Format, ParseOptions};
 
 /// The outcome for one message: exactly one of a row or a dead letter.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Parsed {
+pub(crate) enum Parsed {
     Row(EventRow),
     Dead(DeadLetter),
 }
 
 /// Parse one message. Never panics, whatever the bytes and headers. A row keeps the message
 /// (moved, not copied) as its original.
-pub fn parse_message(msg: RawMessage, topts: &ParseOptions) -> Parsed {
+pub(crate) fn parse_message(msg: RawMessage, topts: &ParseOptions) -> Parsed {
     match try_parse(&msg, topts) {
         Ok((time, text)) => Parsed::Row(EventRow {
             offset: msg.offset,
@@ -52,7 +52,7 @@ pub fn parse_message(msg: RawMessage, topts: &ParseOptions) -> Parsed {
 }
 
 /// Build the dead letter for a refused message; keeps the payload and headers whole.
-pub fn dead_letter(msg: &RawMessage, refusal: Refusal) -> DeadLetter {
+pub(crate) fn dead_letter(msg: &RawMessage, refusal: Refusal) -> DeadLetter {
     DeadLetter {
         offset: msg.offset,
         key: msg.key().map(<[u8]>::to_vec),
@@ -69,7 +69,7 @@ pub fn dead_letter(msg: &RawMessage, refusal: Refusal) -> DeadLetter {
 /// A tombstone (a record whose value is null) a projection takes, as its `events` row when the
 /// archive is on: no data and no attributes, its key and every header kept. So every offset
 /// that is not a dead letter has its row, tombstones too.
-pub fn tombstone_row(msg: RawMessage) -> Parsed {
+pub(crate) fn tombstone_row(msg: RawMessage) -> Parsed {
     let text = check_headers(&msg).map(|()| {
         RowTextBuilder::new(&msg, headers_capacity(&msg, 0))
             .push(None)
@@ -133,7 +133,7 @@ fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<RowParts, Refusal>
 }
 
 /// Dead-letter details are stored as text: no NUL, bounded length.
-pub fn sanitize_detail(detail: &str) -> String {
+pub(crate) fn sanitize_detail(detail: &str) -> String {
     let mut out: String = detail.replace('\0', "\\0");
     if out.len() > 1000 {
         let mut cut = 1000;
@@ -146,5 +146,7 @@ pub fn sanitize_detail(detail: &str) -> String {
     out
 }
 
+#[cfg(test)]
+mod props;
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@ use crate::records::{DeadLetter, EventRow, RawMessage, Reason};
 
 /// Where one record goes.
 #[derive(Debug)]
-pub enum Routed {
+pub(crate) enum Routed {
     /// Archived in `events` (the archive is on), and projected by `ops` (maybe none).
     Row {
         row: EventRow,
@@ -26,7 +26,7 @@ pub enum Routed {
 }
 
 /// Parse one record of `topic`/`partition` and route it through `opts.plan`.
-pub fn route_message(msg: RawMessage, topic: &str, partition: i32, opts: &ParseOptions) -> Routed {
+pub(crate) fn route_message(msg: RawMessage, topic: &str, partition: i32, opts: &ParseOptions) -> Routed {
     let plan = &*opts.plan;
     let archive = plan.events.enabled;
     let refused = |record: &RawMessage, e: crate::project::RouteError| {

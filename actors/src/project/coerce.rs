@@ -12,11 +12,11 @@ use super::array;
 use super::decimal::Decimal;
 use super::instant::{self, Unit};
 use super::json::{self, Json};
-pub use super::sql_type::SqlType;
+pub(crate) use super::sql_type::SqlType;
 
 /// A source's value before coercion.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Raw<'a> {
+pub(crate) enum Raw<'a> {
     /// A JSON value as its text (valid JSON: out of the message, or a constant's own text).
     Json(Cow<'a, str>),
     Text(Cow<'a, str>),
@@ -127,7 +127,7 @@ pub enum KeyForm {
 }
 
 /// Why a value could not be coerced (the dead letter's detail says it with the value).
-pub type CoerceError = String;
+pub(crate) type CoerceError = String;
 
 /// What a column wants: its type, the unit of an epoch number for a time column, and for an
 /// array column the type of its elements.
@@ -180,7 +180,7 @@ fn val<'r>(raw: &'r Raw<'_>) -> Result<Val<'r>, CoerceError> {
 }
 
 /// Coerce `raw` to what the column wants. JSON `null` and a null source are NULL whatever the type.
-pub fn coerce(raw: &Raw<'_>, to: impl Into<Target>) -> Result<Cell, CoerceError> {
+pub(crate) fn coerce(raw: &Raw<'_>, to: impl Into<Target>) -> Result<Cell, CoerceError> {
     let to = to.into();
     let v = val(raw)?;
     if matches!(v, Val::Null) {
@@ -437,7 +437,7 @@ fn bytes_of(v: &Val<'_>) -> Result<Vec<u8>, CoerceError> {
 }
 
 /// A value as the dead letter's detail quotes it (bounded).
-pub fn quote(raw: &Raw<'_>) -> String {
+pub(crate) fn quote(raw: &Raw<'_>) -> String {
     let s = match raw {
         Raw::Json(v) => json::compact(v).into_owned(),
         Raw::Text(s) => format!("{s:?}"),

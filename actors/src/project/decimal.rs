@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 /// A decimal's value: `(-1)^negative × digits × 10^exp`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decimal {
+pub(crate) struct Decimal {
     pub negative: bool,
     /// The significant digits: no leading or trailing zeros; empty for zero.
     digits: String,
@@ -26,7 +26,7 @@ impl Decimal {
     /// Sign, digits with an optional point, an optional exponent — what JSON writes and both
     /// databases read (`-1.5e3`, `+.5`, `7.`). `None` for anything else, or an exponent too large
     /// to count with.
-    pub fn parse(s: &str) -> Option<Decimal> {
+    pub(crate) fn parse(s: &str) -> Option<Decimal> {
         let (negative, s) = match s.as_bytes().first()? {
             b'-' => (true, &s[1..]),
             b'+' => (false, &s[1..]),
@@ -69,11 +69,11 @@ impl Decimal {
         Some(Decimal { negative, digits, exp })
     }
 
-    pub fn is_zero(&self) -> bool {
+    pub(crate) fn is_zero(&self) -> bool {
         self.digits.is_empty()
     }
 
-    pub fn is_integer(&self) -> bool {
+    pub(crate) fn is_integer(&self) -> bool {
         self.exp >= 0 || self.is_zero()
     }
 
@@ -83,12 +83,12 @@ impl Decimal {
     }
 
     /// Whether `|self| < 10^n`.
-    pub fn below_power_of_ten(&self, n: i64) -> bool {
+    pub(crate) fn below_power_of_ten(&self, n: i64) -> bool {
         self.is_zero() || self.magnitude() <= n
     }
 
     /// The value as an `i64` when it is an integer in range (no rounding, no clamping).
-    pub fn to_i64(&self) -> Option<i64> {
+    pub(crate) fn to_i64(&self) -> Option<i64> {
         if self.is_integer() {
             self.scaled_i64(0)
         } else {
@@ -97,7 +97,7 @@ impl Decimal {
     }
 
     /// `self × 10^shift`, rounded to an integer (half away from zero); `None` beyond `i64`.
-    pub fn scaled_i64(&self, shift: i64) -> Option<i64> {
+    pub(crate) fn scaled_i64(&self, shift: i64) -> Option<i64> {
         if self.is_zero() {
             return Some(0);
         }
@@ -125,7 +125,7 @@ impl Decimal {
     }
 
     /// The value times a small integer, exactly.
-    pub fn times(&self, m: u32) -> Decimal {
+    pub(crate) fn times(&self, m: u32) -> Decimal {
         if self.is_zero() || m == 0 {
             return Decimal { negative: false, digits: String::new(), exp: 0 };
         }
@@ -149,7 +149,7 @@ impl Decimal {
     }
 
     /// Whether PostgreSQL's `numeric` can hold the value (`None`: it can; else why not).
-    pub fn numeric_overflow(&self) -> Option<&'static str> {
+    pub(crate) fn numeric_overflow(&self) -> Option<&'static str> {
         if self.is_zero() {
             None
         } else if self.magnitude() > NUMERIC_INT_DIGITS {
@@ -163,7 +163,7 @@ impl Decimal {
 
     /// One text for one value whatever its spelling (`1.50`, `15e-1` → `15e-1`; every zero `0`):
     /// what tells keys apart.
-    pub fn canonical(&self, out: &mut Vec<u8>) {
+    pub(crate) fn canonical(&self, out: &mut Vec<u8>) {
         if self.is_zero() {
             out.push(b'0');
             return;

@@ -39,7 +39,7 @@ const DAYS_BELOW_DIGITS: i64 = 6;
 
 /// The instant an epoch number names: in `unit`, or by its size (days below 10^6 into a date,
 /// else seconds below 10^11, else milliseconds); rounded to the microsecond.
-pub fn from_epoch(n: &Decimal, unit: Option<Unit>, date: bool) -> Result<DateTime<Utc>, String> {
+pub(crate) fn from_epoch(n: &Decimal, unit: Option<Unit>, date: bool) -> Result<DateTime<Utc>, String> {
     let unit = unit.unwrap_or(if date && n.below_power_of_ten(DAYS_BELOW_DIGITS) {
         Unit::Days
     } else if n.below_power_of_ten(MILLIS_FROM_DIGITS) {
@@ -76,7 +76,7 @@ fn in_years(t: &DateTime<Utc>) -> bool {
 }
 
 /// `t` rounded to the microsecond (half up), as both databases store it.
-pub fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     let rem = i64::from(t.nanosecond() % 1000);
     if rem == 0 {
         return t;
@@ -85,7 +85,7 @@ pub fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// `t` if its year is one both databases write as four digits.
-pub fn checked(t: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+pub(crate) fn checked(t: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     let t = to_micros(t);
     if in_years(&t) {
         Ok(t)
@@ -95,7 +95,7 @@ pub fn checked(t: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
 }
 
 /// ISO-8601 with an offset (RFC 3339, `T` or a space), or without one (taken as UTC).
-pub fn parse_iso(s: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_iso(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
@@ -108,7 +108,7 @@ pub fn parse_iso(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// ISO-8601 without an offset: a date and time, or a date (midnight).
-pub fn parse_naive(s: &str) -> Option<NaiveDateTime> {
+pub(crate) fn parse_naive(s: &str) -> Option<NaiveDateTime> {
     for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
             return Some(t);
@@ -117,7 +117,7 @@ pub fn parse_naive(s: &str) -> Option<NaiveDateTime> {
     parse_date(s).and_then(|d| d.and_hms_opt(0, 0, 0))
 }
 
-pub fn parse_date(s: &str) -> Option<NaiveDate> {
+pub(crate) fn parse_date(s: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
 }
 

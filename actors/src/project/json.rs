@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 /// One JSON value, seen by what it is.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Json<'a> {
+pub(super) enum Json<'a> {
     Null,
     Bool(bool),
     /// The number's text, every digit as sent.
@@ -17,7 +17,7 @@ pub enum Json<'a> {
 }
 
 /// What the JSON `text` is (the parser checked it is JSON); `None` if it is not.
-pub fn view(text: &str) -> Option<Json<'_>> {
+pub(super) fn view(text: &str) -> Option<Json<'_>> {
     let blank = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
     // A raw value out of the parser has no blanks around it: trimmed only if it does.
     let t = if text.as_bytes().first().is_some_and(blank) || text.as_bytes().last().is_some_and(blank) {
@@ -40,7 +40,7 @@ pub fn view(text: &str) -> Option<Json<'_>> {
 }
 
 /// JSON text without the blanks between tokens (strings and numbers untouched).
-pub fn compact(text: &str) -> Cow<'_, str> {
+pub(super) fn compact(text: &str) -> Cow<'_, str> {
     let t = text.trim_matches([' ', '\t', '\n', '\r']);
     let blank = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
     let mut in_string = false;
@@ -76,7 +76,7 @@ pub fn compact(text: &str) -> Cow<'_, str> {
 
 /// Whether valid JSON text holds a `\u0000` escape (a NUL once parsed): outside strings JSON has
 /// no backslash, and inside one an escape's backslash follows an even run of them.
-pub fn has_nul_escape(json: &str) -> bool {
+pub(super) fn has_nul_escape(json: &str) -> bool {
     json.match_indices("\\u0000").any(|(at, _)| json[..at].bytes().rev().take_while(|&b| b == b'\\').count() % 2 == 0)
 }
 

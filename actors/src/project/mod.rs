@@ -8,11 +8,11 @@
 //! (`storage::project`) in the batch's transaction, as if one by one in offset order.
 
 mod array;
-pub mod coerce;
+pub(crate) mod coerce;
 mod decimal;
-pub mod instant;
+pub(crate) mod instant;
 mod json;
-pub mod source;
+pub(crate) mod source;
 mod sql_type;
 
 use std::collections::BTreeMap;
@@ -22,16 +22,16 @@ use serde_json::Value;
 use wildmatch::WildMatch;
 
 use coerce::{coerce, quote, Target};
-pub use coerce::{Cell, KeyForm, SqlType};
+pub(crate) use coerce::{Cell, KeyForm, SqlType};
 use instant::Unit;
 use source::{Input, Source};
-pub use sql_type::sqlite_numeric_affinity;
+pub(crate) use sql_type::sqlite_numeric_affinity;
 
 use crate::records::Refusal;
 use crate::records::{EventRow, RawMessage, Reason};
 
 /// The detail of an `unrouted` dead letter.
-pub const UNROUTED: &str = "no projection takes the message, and [events] enabled = false keeps no archive";
+pub(crate) const UNROUTED: &str = "no projection takes the message, and [events] enabled = false keeps no archive";
 
 /// `[events]`: the generic archive, and what happens to a message no projection takes without it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -193,7 +193,7 @@ impl std::fmt::Display for TableName {
 }
 
 /// An identifier quoted for SQL (both backends): names were checked to hold no `"` or NUL.
-pub fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -289,10 +289,10 @@ pub struct Projection {
 }
 
 /// The longest projection name.
-pub const MAX_NAME: usize = 64;
+pub(crate) const MAX_NAME: usize = 64;
 
 /// A projection name: `[A-Za-z0-9_.-]{1,64}`, safe as a metric label and in a log line as is.
-pub fn is_name(name: &str) -> bool {
+pub(crate) fn is_name(name: &str) -> bool {
     (1..=MAX_NAME).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
@@ -406,7 +406,7 @@ impl Projection {
             ));
         }
         if spec.delete_on_tombstone {
-            if let Some(&c) = key.iter().find(|&&c| !columns[c].source.from_key()) {
+            if let Some(&c) = key.iter().find(|&&c| !columns[c].source.reads_the_key()) {
                 return Err(err(
                     "delete_on_tombstone",
                     format!("a tombstone has only its Kafka key, but key column {:?} comes from elsewhere", columns[c].name),

@@ -59,7 +59,7 @@ impl Source {
     }
 
     /// Whether the value comes from the Kafka key (what a tombstone has).
-    pub fn from_key(&self) -> bool {
+    pub fn reads_the_key(&self) -> bool {
         matches!(self, Source::KafkaKey | Source::KeyPointer(_))
     }
 }
@@ -77,7 +77,7 @@ type Members<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
 /// What one message offers its sources. The headers' JSON is parsed once, on first use; the
 /// data's top-level members are skimmed once, on first use, and each pointer then skims only the
 /// member it starts with (see [`pointer`]).
-pub struct Input<'a> {
+pub(crate) struct Input<'a> {
     pub topic: &'a str,
     pub partition: i32,
     pub record: &'a RawMessage,
@@ -89,7 +89,7 @@ pub struct Input<'a> {
 }
 
 impl<'a> Input<'a> {
-    pub fn new(topic: &'a str, partition: i32, record: &'a RawMessage, row: Option<&'a EventRow>) -> Self {
+    pub(crate) fn new(topic: &'a str, partition: i32, record: &'a RawMessage, row: Option<&'a EventRow>) -> Self {
         Self { topic, partition, record, row, headers: None, members: None }
     }
 
@@ -110,7 +110,7 @@ impl<'a> Input<'a> {
     }
 
     /// The value of `source`, or `None` when the message does not have it (absent).
-    pub fn get<'s>(&'s mut self, source: &'s Source) -> Option<Raw<'s>> {
+    pub(crate) fn get<'s>(&'s mut self, source: &'s Source) -> Option<Raw<'s>> {
         let text = |s: Option<&'a str>| s.map(|s| Raw::Text(Cow::Borrowed(s)));
         match source {
             Source::Constant(v) => Some(Raw::Json(Cow::Borrowed(v))),
@@ -158,13 +158,13 @@ impl<'a> Input<'a> {
 /// skimmed as borrowed raw values, so a message costs no tree of everything it carries, and the
 /// value is its own text (a number keeps every digit); of a name repeated in an object the last
 /// counts, as in the parser.
-pub fn pointer_text<'j>(json: &'j str, pointer: &str) -> Option<&'j str> {
+pub(crate) fn pointer_text<'j>(json: &'j str, pointer: &str) -> Option<&'j str> {
     descend(serde_json::from_str(json).ok()?, pointer.split('/').skip(1))
 }
 
 /// The value at `pointer` in `json`, parsed (see [`pointer_text`]).
 #[cfg(test)]
-pub fn pointer(json: &str, pointer: &str) -> Option<Value> {
+pub(crate) fn pointer(json: &str, pointer: &str) -> Option<Value> {
     serde_json::from_str(pointer_text(json, pointer)?).ok()
 }
 

@@ -3,13 +3,13 @@
 
 /// How `create_table` declares a `numeric` column on SQLite: its name holds TEXT, so SQLite's
 /// affinity keeps a decimal's text, every digit of it.
-pub const NUMERIC_DECL: &str = "DECIMAL_TEXT";
+pub(super) const NUMERIC_DECL: &str = "DECIMAL_TEXT";
 const NUMERIC_DECL_LOWER: &str = "decimal_text";
 
 /// Whether SQLite converts what a column declared `decl` is given into numbers where it can
 /// (INTEGER, REAL or NUMERIC affinity, section 3.1 of its datatype page): such a column compares
 /// numbers by value, and keeps only 15 significant digits of a decimal with a fraction.
-pub fn sqlite_numeric_affinity(decl: &str) -> bool {
+pub(crate) fn sqlite_numeric_affinity(decl: &str) -> bool {
     let d = decl.to_ascii_lowercase();
     let has = |w: &str| d.contains(w);
     has("int") || !(has("char") || has("clob") || has("text") || has("blob") || d.trim().is_empty())

@@ -17,7 +17,7 @@ use crate::records::PartitionKey;
 
 use super::state::*;
 
-pub struct ReaderContext {
+pub(super) struct ReaderContext {
     pub(super) shared: Arc<Shared>,
 }
 

@@ -39,7 +39,7 @@ pub struct GroupCommit {
 
 /// Commit `batches` (of distinct partitions) in one transaction: fences, `events` rows, the
 /// projections' ops (of messages whose row the database took), dead letters.
-pub fn commit_group<S: ProjectStore>(
+pub(crate) fn commit_group<S: ProjectStore>(
     store: &mut S,
     group: &str,
     plan: &Plan,

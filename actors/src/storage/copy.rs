@@ -10,29 +10,29 @@ const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 
 /// Appends binary COPY data to a borrowed buffer (cleared first, capacity kept).
-pub struct CopyEncoder<'b> {
+pub(super) struct CopyEncoder<'b> {
     buf: &'b mut Vec<u8>,
 }
 
 impl<'b> CopyEncoder<'b> {
-    pub fn new(buf: &'b mut Vec<u8>) -> Self {
+    pub(super) fn new(buf: &'b mut Vec<u8>) -> Self {
         buf.clear();
         buf.extend_from_slice(HEADER);
         Self { buf }
     }
 
     /// Continue a stream already started: no header.
-    pub fn resume(buf: &'b mut Vec<u8>) -> Self {
+    pub(super) fn resume(buf: &'b mut Vec<u8>) -> Self {
         buf.clear();
         Self { buf }
     }
 
     /// The bytes so far, for streaming a chunk (no trailer).
-    pub fn written(self) -> &'b [u8] {
+    pub(super) fn written(self) -> &'b [u8] {
         self.buf
     }
 
-    pub fn tuple(&mut self, fields: i16) {
+    pub(super) fn tuple(&mut self, fields: i16) {
         self.buf.extend_from_slice(&fields.to_be_bytes());
     }
 
@@ -40,7 +40,7 @@ impl<'b> CopyEncoder<'b> {
         self.buf.extend_from_slice(&(-1i32).to_be_bytes());
     }
 
-    pub fn bytes(&mut self, v: Option<&[u8]>) {
+    pub(super) fn bytes(&mut self, v: Option<&[u8]>) {
         match v {
             None => self.null(),
             Some(b) => {
@@ -50,21 +50,21 @@ impl<'b> CopyEncoder<'b> {
         }
     }
 
-    pub fn text(&mut self, v: Option<&str>) {
+    pub(super) fn text(&mut self, v: Option<&str>) {
         self.bytes(v.map(str::as_bytes));
     }
 
-    pub fn int4(&mut self, v: i32) {
+    pub(super) fn int4(&mut self, v: i32) {
         self.buf.extend_from_slice(&4i32.to_be_bytes());
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
 
-    pub fn int8(&mut self, v: i64) {
+    pub(super) fn int8(&mut self, v: i64) {
         self.buf.extend_from_slice(&8i32.to_be_bytes());
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
 
-    pub fn timestamptz(&mut self, v: Option<DateTime<Utc>>) {
+    pub(super) fn timestamptz(&mut self, v: Option<DateTime<Utc>>) {
         match v {
             None => self.null(),
             Some(t) => self.int8(t.timestamp_micros() - PG_EPOCH_OFFSET_MICROS),
@@ -72,7 +72,7 @@ impl<'b> CopyEncoder<'b> {
     }
 
     /// jsonb's binary format: a version byte (1) and the JSON text.
-    pub fn jsonb(&mut self, v: Option<&str>) {
+    pub(super) fn jsonb(&mut self, v: Option<&str>) {
         match v {
             None => self.null(),
             Some(s) => {
@@ -83,7 +83,7 @@ impl<'b> CopyEncoder<'b> {
         }
     }
 
-    pub fn finish(self) -> &'b [u8] {
+    pub(super) fn finish(self) -> &'b [u8] {
         self.buf.extend_from_slice(&(-1i16).to_be_bytes());
         self.buf
     }

@@ -65,7 +65,7 @@ impl StoreError {
     }
 }
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The cause under a [`StoreError`].
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +131,7 @@ impl Code {
 
 /// How the retry policy treats an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
+pub(crate) enum Class {
     Transient,
     /// Refused data, with the SQLSTATE the dead letter keeps.
     Refused(&'static str),
@@ -146,7 +146,7 @@ pub enum Class {
 /// a message's doing — a data exception (22), an integrity violation (23), a trigger's `RAISE`
 /// (P0001), a generated column given a value (428C9) — and is bisected: a message refused on its
 /// own while the same statement without rows is taken is the cause (see [`StoreError::unwritable`]).
-pub fn classify_sqlstate(code: &[u8; 5]) -> Class {
+pub(crate) fn classify_sqlstate(code: &[u8; 5]) -> Class {
     match (&code[..2], code) {
         (b"08" | b"40" | b"53" | b"57" | b"58" | b"XX", _) | (_, b"55P03") => Class::Transient,
         (b"28" | b"3D", _) | (_, b"25006" | b"42501") => Class::Fatal,
@@ -156,12 +156,12 @@ pub fn classify_sqlstate(code: &[u8; 5]) -> Class {
 
 /// Whether a refusal's SQLSTATE names the data (classes 22 and 23), so that no probe is needed
 /// to blame the message.
-pub fn blames_data(sqlstate: &str) -> bool {
+pub(crate) fn blames_data(sqlstate: &str) -> bool {
     sqlstate.starts_with("22") || sqlstate.starts_with("23")
 }
 
 /// SQLite by (extended) result code, with the SQLSTATE a refused row's dead letter records.
-pub fn classify_sqlite(code: i32) -> Class {
+pub(crate) fn classify_sqlite(code: i32) -> Class {
     use libsqlite3_sys as ffi;
     match code {
         ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => Class::Refused("23505"),
@@ -190,7 +190,7 @@ pub fn classify_sqlite(code: i32) -> Class {
 
 /// The class of a Diesel error: by code where the database gave one, else by Diesel's kind
 /// (which Diesel sets from the same codes and from the connection's state).
-pub fn classify(e: &DieselError, code: Code) -> Class {
+pub(crate) fn classify(e: &DieselError, code: Code) -> Class {
     match (code, e) {
         // A lost connection first: whatever code came with it, nothing is wrong with the data.
         (_, DieselError::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, _)) => Class::Transient,
@@ -242,7 +242,7 @@ fn error_message(e: &DieselError) -> String {
 }
 
 /// libpq's messages span lines (`\n\tIs the server running…`): one line for logs and reasons.
-pub fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

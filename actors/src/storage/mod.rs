@@ -6,15 +6,15 @@
 //! commit together or not at all.
 
 mod backend;
-pub mod browse;
+pub(crate) mod browse;
 pub(crate) mod commit;
 mod copy;
-pub mod error;
+pub(crate) mod error;
 mod kind;
 mod offsets;
 mod postgres;
-pub mod project;
-pub mod redrive;
+pub(crate) mod project;
+pub(crate) mod redrive;
 pub mod refusal;
 mod schema;
 pub(crate) mod sqlite;
@@ -33,13 +33,11 @@ use backend::Store;
 use crate::batches::ParsedBatch;
 use crate::project::Plan;
 use crate::records::PartitionKey;
-pub use backend::{Rewind, Totals};
-pub use commit::GroupCommit;
-pub use error::{Failure, StoreError};
-pub use kind::{sqlite_path, Backend, UrlProblem};
-pub use postgres::MIGRATIONS as POSTGRES_MIGRATIONS;
+pub(crate) use backend::{Rewind, Totals};
+pub(crate) use commit::GroupCommit;
+pub(crate) use error::{Failure, StoreError};
+pub use kind::{sqlite_path, Backend};
 pub use sqlite::configure_library;
-pub use sqlite::MIGRATIONS as SQLITE_MIGRATIONS;
 
 /// The raw statements the benchmark harness measures the service against (`bench` feature):
 /// not part of the service's interface.

@@ -23,7 +23,7 @@ use diesel::sql_types::{Array, BigInt, Integer, Text};
 use std::collections::HashMap;
 
 /// The migrations embedded in the binary.
-pub const MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("../migrations/postgres");
+pub(super) const MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("../migrations/postgres");
 
 super::offsets::offset_statements!(PgConnection, diesel::dsl::now);
 
@@ -52,7 +52,7 @@ fn copy_chunks<T>(
 }
 
 /// One `events` tuple.
-pub fn encode_event(enc: &mut CopyEncoder<'_>, topic: &str, partition: i32, r: &EventRow) {
+pub(super) fn encode_event(enc: &mut CopyEncoder<'_>, topic: &str, partition: i32, r: &EventRow) {
     enc.tuple(13);
     enc.text(Some(topic));
     enc.int4(partition);
@@ -99,7 +99,7 @@ fn copy_events_with(
 }
 
 /// Rows of several partitions, streamed in chunks.
-pub fn copy_events(conn: &mut PgConnection, rows: &[RowRef<'_>], buf: &mut Vec<u8>) -> Result<usize, StoreError> {
+pub(super) fn copy_events(conn: &mut PgConnection, rows: &[RowRef<'_>], buf: &mut Vec<u8>) -> Result<usize, StoreError> {
     let buf = RefCell::new(buf);
     copy_events_with(conn, |w| copy_chunks(w, rows, &buf, |enc, r| encode_event(enc, &r.partition.topic, r.partition.partition, r.row)))
 }

@@ -173,7 +173,7 @@ impl RedriveReport {
 }
 
 /// Kafka headers in record order, as [`RawMessage`] holds them: names and values as bytes.
-pub type Headers = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+pub(crate) type Headers = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// A dead letter that now passes: its `events` row (when the archive is on) and its
 /// projections' ops (none: the archive only, or skipped as unrouted).
@@ -234,7 +234,7 @@ fn reparse(candidates: Vec<Candidate>, opts: &ParseOptions) -> (Reparsed, Vec<St
 /// The inverse of [`crate::parse::headers_json`]: strings, `null`, `{"base64": …}` values and
 /// `{"name_base64": …}` names back to raw header bytes, in stored order. (PostgreSQL's jsonb
 /// keeps one value per name.)
-pub fn headers_from_json(text: &str) -> Result<Headers, String> {
+pub(crate) fn headers_from_json(text: &str) -> Result<Headers, String> {
     use base64::Engine as _;
     struct Pairs(Vec<(String, serde_json::Value)>);
     impl<'de> Deserialize<'de> for Pairs {

@@ -57,11 +57,11 @@ macro_rules! tables {
 }
 
 /// PostgreSQL: `timestamptz`.
-pub mod pg {
+pub(super) mod pg {
     tables!(Timestamptz);
 }
 
 /// SQLite: timestamps as text.
-pub mod sqlite {
+pub(super) mod sqlite {
     tables!(Text);
 }

@@ -15,13 +15,13 @@ pub struct RowRef<'a> {
 
 /// A dead letter to insert and the partition it belongs to.
 #[derive(Clone, Copy)]
-pub struct DeadRef<'a> {
+pub(crate) struct DeadRef<'a> {
     pub partition: &'a PartitionKey,
     pub dead: &'a DeadLetter,
 }
 
 /// What the group commit needs from a backend.
-pub trait GroupStore {
+pub(crate) trait GroupStore {
     /// Run `f` in a transaction (SQLite: `BEGIN IMMEDIATE`), committing on `Ok`.
     fn in_transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, StoreError>) -> Result<T, StoreError>;
     /// Run `f` in a savepoint of the current transaction, rolling back to it on `Err`.

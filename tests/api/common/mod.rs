@@ -45,7 +45,7 @@ impl Drop for TestDb {
 /// `TRIBUTARY_TEST_DATABASE_URL` and is skipped (`None`) without it, unless
 /// `TRIBUTARY_TEST_REQUIRE_DB=1` (as in CI) turns the skip into a failure.
 pub fn test_db_of(kind: Kind) -> Option<TestDb> {
-    tributary_actors::storage::configure_library();
+    tributary_actors::configure_library();
     match kind {
         Kind::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
@@ -79,7 +79,7 @@ macro_rules! on_conn {
         match $url.strip_prefix("sqlite://") {
             Some(path) => {
                 // As the service does before SQLite's first use (settings are refused afterwards).
-                tributary_actors::storage::configure_library();
+                tributary_actors::configure_library();
                 let mut conn = SqliteConnection::establish(path).expect("open test database");
                 // The service may be checkpointing the WAL as it closes: wait, do not fail.
                 diesel::connection::SimpleConnection::batch_execute(&mut conn, "PRAGMA busy_timeout = 10000").expect("set busy_timeout");

@@ -18,14 +18,14 @@ use std::ops::Range;
 use super::error::blames_data;
 use super::store::GroupStore;
 use super::StoreError;
-pub use crate::project::Counts;
+pub(crate) use crate::project::Counts;
 use crate::project::{KeyForm, Mode, Nul, Op, Plan, Projection, SpecError, SqlType};
 use crate::records::PartitionKey;
 use lookup::Lookup;
 
 /// Which statements apply a range of messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pass {
+pub(crate) enum Pass {
     /// The fastest statements that end as one by one whenever the database takes them
     /// (PostgreSQL's `INSERT … ON CONFLICT DO UPDATE`); a refusal may be the statement's own
     /// (a row it proposes for a key that has one), so a refused range is tried again exactly.
@@ -35,7 +35,7 @@ pub enum Pass {
 }
 
 /// What applying projections needs from a backend, besides the group commit's statements.
-pub trait ProjectStore: GroupStore {
+pub(crate) trait ProjectStore: GroupStore {
     /// The pass a range is first applied with: [`Pass::Fast`] only where its statements differ
     /// from the exact ones, so a backend without a fast pass never applies a refused range twice.
     const FIRST_PASS: Pass;
@@ -186,7 +186,7 @@ pub(crate) fn groups<'a>(plan: &Plan, messages: &[&'a [Op]]) -> Vec<Group<'a>> {
 
 /// One column of a table, as its catalog tells it.
 #[derive(Debug, Clone, Default)]
-pub struct ColumnInfo {
+pub(crate) struct ColumnInfo {
     pub name: String,
     /// The type as the catalog writes it (`character varying(20)`).
     pub formatted: String,
@@ -211,7 +211,7 @@ pub struct ColumnInfo {
 
 /// A table's columns and unique keys, as its catalog tells them.
 #[derive(Debug, Clone, Default)]
-pub struct TableInfo {
+pub(crate) struct TableInfo {
     /// The table whatever its spelling (PostgreSQL: its OID; SQLite: schema and folded name).
     pub id: String,
     /// One of tributary's own tables (`events`, `dead_letters`, `consumer_offsets`, migrations).

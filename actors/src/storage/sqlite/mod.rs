@@ -35,13 +35,13 @@ const ROWS_PER_STATEMENT: usize = 128;
 /// between two transactions). SQLite starts the WAL over only when a write transaction begins
 /// with every frame copied back and no reader in it, which a writer that never pauses leaves to
 /// chance: nothing else bounds the WAL. It stays within a small multiple of this.
-pub const WAL_REWIND_BYTES: usize = 8 << 20;
+pub(crate) const WAL_REWIND_BYTES: usize = 8 << 20;
 
 /// Bytes of records committed between two wake-ups of the [`Checkpointer`]'s thread: every
 /// transaction touches the same B-tree pages (where each partition inserts), so fewer passes
 /// write them back fewer times. A pass also runs before a rewind is due (which then copies back
 /// only one commit's frames, on the writer's thread) and after a quiet second.
-pub const WAL_PASS_BYTES: usize = 3 << 20;
+pub(crate) const WAL_PASS_BYTES: usize = 3 << 20;
 
 /// A [`Checkpointer`] not woken for this long runs a pass anyway (one with nothing to copy
 /// costs next to nothing).
@@ -49,11 +49,11 @@ const IDLE_PASS: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// SQLite's auto-checkpoint threshold on connections whose WAL a [`Checkpointer`] copies back
 /// (SQLite's default is 1,000 pages): rarely reached, it covers a checkpointer that could not start.
-pub const WAL_BACKSTOP_PAGES: u32 = 4000;
+pub(crate) const WAL_BACKSTOP_PAGES: u32 = 4000;
 
 /// Connection set-up applied to every pooled connection.
 #[derive(Debug, Clone, Copy)]
-pub struct Pragmas {
+pub(crate) struct Pragmas {
     pub busy_timeout_ms: u64,
     /// `wal_autocheckpoint` (SQLite's default is 1,000 pages).
     pub wal_autocheckpoint: u32,
@@ -82,7 +82,7 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
 /// PASSIVE checkpoint, which never blocks the writer or readers; every [`WAL_REWIND_BYTES`] the
 /// writer rewinds the WAL (see [`Checkpointer::after_commit`]). Dropping it stops the thread
 /// after the pass under way.
-pub struct Checkpointer {
+pub(crate) struct Checkpointer {
     wake: Option<std::sync::mpsc::SyncSender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// Held through each pass and through the writer's rewind: the rewind never meets a pass
@@ -109,7 +109,13 @@ impl Checkpointer {
     /// Open a connection to `path` and start the thread; it is woken every `pass_bytes` of
     /// records ([`WAL_PASS_BYTES`]) and the WAL is rewound every `rewind_bytes`
     /// ([`WAL_REWIND_BYTES`]).
-    pub fn start(path: &str, busy_timeout_ms: u64, pass_bytes: usize, rewind_bytes: usize, log: slog::Logger) -> Result<Self, StoreError> {
+    pub(crate) fn start(
+        path: &str,
+        busy_timeout_ms: u64,
+        pass_bytes: usize,
+        rewind_bytes: usize,
+        log: slog::Logger,
+    ) -> Result<Self, StoreError> {
         use diesel::connection::SimpleConnection;
         let mut conn = SqliteConnection::establish(path).map_err(|e| StoreError::fatal("sqlite checkpointer", e))?;
         conn.batch_execute(&format!("PRAGMA busy_timeout = {busy_timeout_ms};"))?;
@@ -161,7 +167,11 @@ impl Checkpointer {
     /// rewind the WAL could not have (a reader stayed in it) is tried again after the next
     /// `rewind_bytes`, not after every commit: each try may wait for readers. Returns the
     /// rewind's outcome when one was due.
-    pub fn after_commit(&self, bytes: usize, restart: impl FnOnce() -> Result<Rewind, StoreError>) -> Result<Option<Rewind>, StoreError> {
+    pub(crate) fn after_commit(
+        &self,
+        bytes: usize,
+        restart: impl FnOnce() -> Result<Rewind, StoreError>,
+    ) -> Result<Option<Rewind>, StoreError> {
         let since = self.since_rewind.get().saturating_add(bytes);
         if since >= self.rewind_bytes {
             self.since_rewind.set(0);
@@ -194,12 +204,12 @@ impl Checkpointer {
 
 /// How long a rewind waits for readers to leave the WAL (a `sqlite3` shell, a backup): the
 /// writer waits with it, so briefly; a rewind that gives up is tried again later.
-pub const REWIND_WAIT_MS: u64 = 50;
+pub(crate) const REWIND_WAIT_MS: u64 = 50;
 
 /// Copy the whole WAL back and make the next transaction start it from the beginning, waiting up
 /// to [`REWIND_WAIT_MS`] for readers still in the WAL; then the connection's busy timeout is
 /// `busy_timeout_ms` again.
-pub fn restart_wal(conn: &mut SqliteConnection, busy_timeout_ms: u64) -> Result<Rewind, StoreError> {
+pub(crate) fn restart_wal(conn: &mut SqliteConnection, busy_timeout_ms: u64) -> Result<Rewind, StoreError> {
     use diesel::connection::SimpleConnection;
     conn.batch_execute(&format!("PRAGMA busy_timeout = {REWIND_WAIT_MS};"))?;
     let row = diesel::sql_query("PRAGMA wal_checkpoint(RESTART)").get_result::<CheckpointRow>(conn);
@@ -327,7 +337,7 @@ struct NewDeadLetter<'a> {
 }
 
 /// The migrations embedded in the binary.
-pub const MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("../migrations/sqlite");
+pub(crate) const MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("../migrations/sqlite");
 
 super::offsets::offset_statements!(SqliteConnection, now());
 

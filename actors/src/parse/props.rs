@@ -1,10 +1,10 @@
 //! Property tests: whatever bytes and headers arrive, the parser neither panics nor loses the
 //! message — it yields exactly one row (valid JSON, storable) or one dead letter (payload kept).
 
+use crate::parse::{parse_message, Format, ParseOptions, Parsed};
+use crate::records::RawMessage;
+use crate::storage::redrive::headers_from_json;
 use proptest::prelude::*;
-use tributary_actors::parse::{parse_message, Format, ParseOptions, Parsed};
-use tributary_actors::records::RawMessage;
-use tributary_actors::storage::redrive::headers_from_json;
 
 /// Header names are bytes: Kafka does not check that they are UTF-8.
 fn header() -> impl Strategy<Value = (Vec<u8>, Option<Vec<u8>>)> {
