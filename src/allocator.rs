@@ -1,5 +1,4 @@
-//! Memory: which allocator, tuned how. The figures behind each choice are in
-//! docs/benchmarks.md (sessions 8, 9, 11 and 12).
+//! Memory: which allocator, tuned how (docs/benchmarks.md has the figures behind each choice).
 
 /// mimalloc: less fragmentation across the worker threads than glibc's arenas (RSS), faster
 /// small allocations, and the same allocator in the static musl build.
@@ -66,7 +65,7 @@ const GLIBC_MMAP_THRESHOLD: i32 = 256 * 1024;
 
 /// In the glibc build librdkafka, SQLite and libpq allocate with glibc's malloc: fix its mmap
 /// threshold, unless the user set it (`MALLOC_MMAP_THRESHOLD_`, `GLIBC_TUNABLES`). Without
-/// mimalloc it would also map the pipeline's own large buffers (not measured): not done.
+/// mimalloc glibc serves the pipeline's own buffers too, and the threshold is left alone.
 /// Call before any thread starts.
 pub fn tune_c_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu", feature = "mimalloc"))]

@@ -330,7 +330,7 @@ pub enum Reason {
     NotCloudevent,
     /// librdkafka could not parse the record's header block.
     UnreadableHeaders,
-    /// Set by the writer when the database refused the row (SQLSTATE classes 22/23).
+    /// Set by the writer when the database refused the message's row (its SQLSTATE kept).
     DatabaseRejected,
     /// A value a projection could not coerce to its column's type.
     ProjectionType,
@@ -341,31 +341,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 17] = [
-        Reason::EmptyPayload,
-        Reason::Oversize,
-        Reason::InvalidUtf8,
-        Reason::InvalidJson,
-        Reason::TooDeep,
-        Reason::NotAnObject,
-        Reason::NulCharacter,
-        Reason::MissingAttribute,
-        Reason::InvalidAttribute,
-        Reason::UnsupportedSpecversion,
-        Reason::InvalidTimestamp,
-        Reason::NotCloudevent,
-        Reason::UnreadableHeaders,
-        Reason::DatabaseRejected,
-        Reason::ProjectionType,
-        Reason::ProjectionMissing,
-        Reason::Unrouted,
-    ];
-
-    /// The reason a stored code names (`None`: not one of ours).
-    pub fn from_code(code: &str) -> Option<Reason> {
-        Reason::ALL.into_iter().find(|r| r.code() == code)
-    }
-
+    /// The code `dead_letters.reason` stores.
     pub fn code(self) -> &'static str {
         match self {
             Reason::EmptyPayload => "empty_payload",

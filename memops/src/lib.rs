@@ -7,9 +7,8 @@
 //! `rep movsq` whatever the length, `memmove` is that `memcpy` or a backward `rep movsq`, and
 //! `memcmp` compares one byte at a time. The pipeline copies and compares mostly short byte
 //! strings (event fields, SQL values, Kafka headers and keys, SQLite cells), where a `rep`
-//! instruction's start-up dominates: in a profile of the static binary these three took ~21 %
-//! of the writer's and parsers' samples, and the static binary ingested 15–20 % slower than the
-//! glibc build (docs/benchmarks.md, sessions 11 and 12). Here lengths up to 64 bytes are copied
+//! instruction's start-up dominates, and the static binary would ingest markedly slower than the
+//! glibc build (docs/benchmarks.md has the profiles). Here lengths up to 64 bytes are copied
 //! with two to four overlapping unaligned loads and stores, longer ones 64 bytes a step, from
 //! 1 KiB on with `rep movsb` (fast for long copies on every x86_64 with ERMS, since 2012), a
 //! backward overlapping move 64 bytes a step, and comparisons 8 bytes a step.
@@ -36,10 +35,8 @@ use std::ptr::{read_unaligned as load, write_unaligned as store};
 
 /// Lengths up to this are copied with overlapping loads and stores, without a loop.
 const SMALL: usize = 64;
-/// Lengths from this on are copied forward with `rep movsb`, shorter ones 64 bytes a step. On the
-/// Zen 5 of sessions 11–12 (FSRM), random lengths, ns per copy, `rep movsb` / 64-byte steps:
-/// 65–128 bytes 4.8 / 5.4, 128–400 15.9 / 9.3, 400–1024 18.7 / 15.5, 1024–2048 24.3 / 29.5,
-/// 2048–4096 37.0 / 52.3; without FSRM `rep movsb` starts slower still.
+/// Lengths from this on are copied forward with `rep movsb`, shorter ones 64 bytes a step: below
+/// about 1 KiB the steps are faster, above it `rep movsb` (docs/benchmarks.md has the timings).
 const REP_MOVSB: usize = 1024;
 
 /// Copies `n <= 64` bytes. Every byte is loaded before the first is stored, so the regions may

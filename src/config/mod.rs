@@ -478,15 +478,15 @@ impl Settings {
         let mut c = BTreeMap::new();
         // An ingest service wants history, not only what arrives after it first starts.
         c.insert("auto.offset.reset".to_string(), "earliest".to_string());
-        // Bound librdkafka's prefetch so memory stays small; throughput needs no more (measured
-        // with bench/: the queue refills faster than the database drains it). Queued messages
-        // pin whole fetch responses, so the fetch size is bounded too.
+        // Bound librdkafka's prefetch so memory stays small: the queue refills faster than the
+        // database drains it. Queued messages pin whole fetch responses, so the fetch size is
+        // bounded too.
         c.insert("queued.max.messages.kbytes".to_string(), "1024".to_string());
         c.insert("queued.min.messages".to_string(), "20000".to_string());
         c.insert("fetch.max.bytes".to_string(), "4194304".to_string());
         // When the reader holds (the database is behind) that queue fills up; librdkafka then
-        // postpones the partition's next fetch by this much (default 1 s), which starved the
-        // pipeline once room came back. A small value refetches as soon as the queue drains.
+        // postpones the partition's next fetch by this much (default 1 s), which would starve
+        // the pipeline once room comes back. A small value refetches as soon as the queue drains.
         c.insert("fetch.queue.backoff.ms".to_string(), "10".to_string());
         // A broker answers a fetch as soon as data arrives; this only bounds an idle wait.
         c.insert("fetch.wait.max.ms".to_string(), "100".to_string());

@@ -116,10 +116,8 @@ impl PollLoop {
         let mut parts = s.parts();
         // Over the read-ahead budget nothing more is read, so batches cannot grow: cut now rather
         // than wait for linger — but only the partitions holding the most, down to half the
-        // budget. Cutting every partition at once made batches of budget ÷ partitions (a few
-        // hundred messages with 8), and the per-transaction cost then dominated the database's
-        // work; the partitions left keep growing towards a full batch (their linger still bounds
-        // their wait).
+        // budget, so batches stay large (cutting every partition would make them budget ÷
+        // partitions); the others keep growing towards a full batch, their linger bounding the wait.
         let pressed_from = if force {
             Some(0)
         } else {

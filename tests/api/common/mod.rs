@@ -1,8 +1,6 @@
 //! Shared test support: a fresh PostgreSQL database per test, the mock Kafka cluster, a mixed
 //! message generator, exact accounting checks, and waiting for conditions (never sleeping).
 
-#![allow(dead_code)]
-
 pub mod exposition;
 
 use std::collections::BTreeMap;

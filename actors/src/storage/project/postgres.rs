@@ -69,8 +69,8 @@ struct Exists {
 
 /// One column's values for a set statement, as one array parameter: in PostgreSQL's binary
 /// form where every cell has one binary-sendable type of the column's own kind, so neither side
-/// formats or parses text per value (docs/benchmarks.md, session 16); as text otherwise, which
-/// keeps the text a text column gets, numeric's every digit and the casts of unknown types.
+/// formats or parses text per value; as text otherwise, which keeps the text a text column gets,
+/// numeric's every digit and the casts of unknown types.
 enum Column<'a> {
     Int(Vec<Option<i64>>),
     Float(Vec<Option<f64>>),
@@ -243,8 +243,8 @@ impl Catalog for PgConnection {
 }
 
 /// Ops one set statement carries at most: a bigger group takes several, so the statement's
-/// arrays (and the buffers libpq keeps grown to its largest message, per connection) stay small
-/// (docs/benchmarks.md, session 15). Small in unit tests, so their few keys take several.
+/// arrays (and the buffers libpq keeps grown to its largest message, per connection) stay small.
+/// Small in unit tests, so their few keys take several.
 #[cfg(not(test))]
 const STATEMENT_OPS: usize = 1000;
 #[cfg(test)]

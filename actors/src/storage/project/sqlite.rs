@@ -146,8 +146,7 @@ impl<'a> Bind<'a> {
 const BIND: char = '\0';
 
 /// A statement's text cut at its binds, once per shape: Diesel walks a statement more than once
-/// per execution (for the cache key, then for the binds), and searching the text each time cost
-/// the writer a tenth of its time.
+/// per execution (for the cache key, then for the binds), so the text is not searched each time.
 struct Sql {
     pieces: Vec<String>,
     /// The column whose value goes into each bind, in order.
@@ -164,7 +163,7 @@ impl Sql {
 
 /// One statement and its binds. Not marked unsafe to cache (as `sql_query` is), so Diesel
 /// prepares it once per connection for its text and bind types and afterwards only binds and
-/// steps it: a projection has few shapes, and preparing each op anew halved what SQLite did.
+/// steps it: a projection has few shapes, and an op is never prepared anew.
 struct Statement<'a> {
     /// The text around the binds: one piece more than there are binds.
     pieces: &'a [String],
