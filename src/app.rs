@@ -11,20 +11,11 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_web::{web, App};
 use secrecy::ExposeSecret;
-use tributary_actors::Backoff;
-use tributary_actors::BatchLimits;
-use tributary_actors::Breaker;
-use tributary_actors::Failure;
-use tributary_actors::Metrics;
-use tributary_actors::ParseOptions;
-use tributary_actors::Parser;
-use tributary_actors::Redriver;
-use tributary_actors::SetupError;
-use tributary_actors::{refusal, refusal::Probe};
-use tributary_actors::{sqlite_path, Backend, Database, DatabaseOptions, StoreError};
-use tributary_actors::{DbWriter, WriterOptions};
-use tributary_actors::{HealthOptions, HealthReporter, SetDbProbe, SetReader};
-use tributary_actors::{KafkaReader, ReaderOptions, Shutdown};
+use tributary_actors::{
+    refusal, refusal::Probe, sqlite_path, Backend, Backoff, BatchLimits, Breaker, Database, DatabaseOptions, DbWriter, Failure,
+    HealthOptions, HealthReporter, KafkaReader, Metrics, ParseOptions, Parser, Plan, ReaderOptions, Redriver, SetDbProbe, SetReader,
+    SetupError, Shutdown, StoreError, WriterOptions,
+};
 
 use crate::config::{ConfigError, Settings};
 use crate::http::{routes, ApiState};
@@ -135,6 +126,177 @@ fn group_session_timeout(settings: &Settings) -> Duration {
     Duration::from_millis(ms)
 }
 
+/// The database, migrated (or pinged) before anything else starts; meanwhile HTTP already
+/// answers on `listener` (alive, not ready, and why).
+async fn open_database(settings: &Settings, listener: &TcpListener, log: &slog::Logger) -> Result<Database, AppError> {
+    let db = Database::open(&database_options(settings))?;
+    let waiting = crate::starting::Waiting::default();
+    waiting.set("database_connecting: the first connection is being made".into());
+    let addr = settings.http.bind.clone();
+    let answering = crate::starting::serve(listener, waiting.clone()).map_err(|source| AppError::Bind { addr, source })?;
+    let migrate = settings.database.migrate_on_start;
+    let timeout = Duration::from_millis(settings.database.connect_timeout_ms);
+    let prepared = prepare_database(&db, settings.database.url.expose_secret(), timeout, migrate, None, log, Some(&waiting)).await;
+    answering.stop(false).await;
+    let applied = prepared?;
+    if migrate {
+        slog::info!(log, "database migrations up to date"; "applied" => applied.join(","));
+    }
+    Ok(db)
+}
+
+/// The projections, checked against their tables (created where asked), as the actors share them.
+async fn prepare_projections(settings: &Settings, db: &Database, log: &slog::Logger) -> Result<Arc<Plan>, AppError> {
+    let mut plan = settings.plan()?;
+    if plan.is_empty() {
+        return Ok(Arc::new(plan));
+    }
+    let db = db.clone();
+    let warnings;
+    (plan, warnings) = actix_web::rt::task::spawn_blocking(move || db.prepare_projections(&mut plan).map(|w| (plan, w)))
+        .await
+        .map_err(|e| AppError::Other(format!("projection set-up task failed: {e}")))?
+        .map_err(|e| match e {
+            SetupError::Spec(e) => AppError::Config(crate::config::spec_error(e)),
+            SetupError::Store { projection, source } => {
+                AppError::Other(format!("projection {projection:?}: cannot read or create its table: {source}"))
+            }
+        })?;
+    for w in warnings {
+        slog::warn!(log, "{}", w);
+    }
+    for p in &plan.projections {
+        slog::info!(log, "projection ready"; "projection" => &p.name, "table" => p.table.to_string(), "mode" => format!("{:?}", p.mode).to_lowercase());
+    }
+    Ok(Arc::new(plan))
+}
+
+/// The `HealthReporter`, under its supervisor, owning the metrics registry.
+fn start_health(
+    settings: &Settings,
+    plan: &Plan,
+    metrics: Metrics,
+    registry: prometheus_client::registry::Registry,
+    log: &slog::Logger,
+) -> Addr<HealthReporter> {
+    let opts = HealthOptions {
+        version: version(),
+        group_id: settings.kafka.group_id.clone(),
+        config_summary: {
+            // The projections as checked against their tables: each column's actual type.
+            let mut summary = settings.redacted();
+            summary["projections"] = crate::config::projection_summary(plan)["projections"].clone();
+            summary
+        },
+        stall_after: Duration::from_secs(settings.health.stall_after_secs),
+        restart_reader_after: (settings.health.restart_reader_after_secs > 0)
+            .then(|| Duration::from_secs(settings.health.restart_reader_after_secs)),
+        group_session_timeout: group_session_timeout(settings),
+        restart_budget: settings.health.restart_budget,
+        restart_window: Duration::from_secs(settings.health.restart_window_secs),
+    };
+    let l = log.new(slog::o!("actor" => "health_reporter"));
+    let mut registry = Some(registry);
+    Supervisor::start(move |_| {
+        // The registry moves into the first instance; a supervisor restart keeps the same actor
+        // value, so the factory runs once.
+        let r = registry.take().unwrap_or_default();
+        HealthReporter::new(opts.clone(), metrics.clone(), r, l.clone())
+    })
+}
+
+/// How the writer retries a database that does not answer.
+const WRITER_RETRY: Backoff = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5) };
+/// How long a failed reader waits before it starts again.
+const READER_RESTART: Backoff = Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(30) };
+
+/// The `DbWriter` workers, as many as the backend can commit at once.
+fn start_writer(
+    settings: &Settings,
+    db: Database,
+    plan: &Arc<Plan>,
+    breaker: &Breaker,
+    metrics: &Metrics,
+    health: &Addr<HealthReporter>,
+    log: &slog::Logger,
+) -> Addr<DbWriter> {
+    let backend = db.backend();
+    let opts = WriterOptions {
+        group_id: settings.kafka.group_id.clone(),
+        retry: WRITER_RETRY,
+        breaker: breaker.clone(),
+        sqlite_file: (backend == Backend::Sqlite).then(|| sqlite_path(settings.database.url.expose_secret()).to_string()),
+        busy_timeout: Duration::from_millis(settings.database.connect_timeout_ms),
+        plan: plan.clone(),
+    };
+    let (m, h, l) = (metrics.clone(), health.clone(), log.new(slog::o!("actor" => "db_writer")));
+    SyncArbiter::start(backend.writers(settings.database.pool_size), move || {
+        DbWriter::new(db.clone(), opts.clone(), m.clone(), h.clone(), l.clone())
+    })
+}
+
+/// The `Redriver`, with a one-connection pool of its own: it never competes with the writer.
+fn start_redriver(
+    settings: &Settings,
+    opts: ParseOptions,
+    metrics: &Metrics,
+    health: &Addr<HealthReporter>,
+    log: &slog::Logger,
+) -> Result<Addr<Redriver>, AppError> {
+    let db = Database::open(&DatabaseOptions { pool_size: 1, ..database_options(settings) })?;
+    let (m, h, l) = (metrics.clone(), health.clone(), log.new(slog::o!("actor" => "redriver")));
+    Ok(SyncArbiter::start(1, move || Redriver::new(db.clone(), opts.clone(), m.clone(), h.clone(), l.clone())))
+}
+
+/// The `KafkaReader`, under its supervisor, on an arbiter of its own (with its pipeline tasks,
+/// away from HTTP).
+#[allow(clippy::too_many_arguments)]
+fn start_reader(
+    settings: &Settings,
+    backend: Backend,
+    breaker: Breaker,
+    parser: &Addr<Parser>,
+    writer: &Addr<DbWriter>,
+    health: &Addr<HealthReporter>,
+    metrics: Metrics,
+    log: &slog::Logger,
+) -> (Addr<KafkaReader>, Arbiter) {
+    let opts = ReaderOptions {
+        client_config: settings.librdkafka_config(),
+        group_id: settings.kafka.group_id.clone(),
+        topics: settings.kafka.topics.clone(),
+        limits: BatchLimits {
+            max_messages: settings.database.batch_size,
+            max_bytes: settings.database.batch_max_bytes,
+            linger: settings.linger(),
+        },
+        max_in_flight: settings.database.max_in_flight,
+        max_in_flight_bytes: settings.database.max_in_flight_bytes,
+        concurrent_commits: backend.concurrent_commits(settings.database.pool_size),
+        pending_budget_bytes: settings.database.batch_max_bytes.saturating_mul(2),
+        revoke_timeout: Duration::from_millis(settings.kafka.revoke_timeout_ms),
+        shutdown_timeout: Duration::from_secs(settings.shutdown.timeout_secs),
+        restart_backoff: READER_RESTART,
+        breaker,
+    };
+    let arbiter = Arbiter::new();
+    let (p, w, h, l) = (parser.clone(), writer.clone(), health.clone(), log.new(slog::o!("actor" => "kafka_reader")));
+    let reader = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+        KafkaReader::new(opts.clone(), p.clone(), w.clone(), h.clone(), metrics.clone(), l.clone())
+    });
+    (reader, arbiter)
+}
+
+/// The HTTP server: the console's routes and the API's, on connections of ours (`wire`).
+fn serve_http(settings: &Settings, listener: TcpListener, state: ApiState) -> std::io::Result<actix_web::dev::Server> {
+    let console = Arc::new(crate::console::Console::new(settings.http.admin_token.is_some()));
+    crate::console::start_sampler(console.clone(), state.health.clone());
+    let console = web::Data::new(console);
+    crate::wire::serve(listener, 2, move || {
+        App::new().app_data(web::Data::new(state.clone())).app_data(console.clone()).configure(crate::console::routes).configure(routes)
+    })
+}
+
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
@@ -149,85 +311,13 @@ impl Application {
         // The port first: if it cannot be had, nothing else has started (no actor, no consumer).
         let addr = settings.bind_addr()?;
         let listener = TcpListener::bind(addr).map_err(|source| AppError::Bind { addr: addr.to_string(), source })?;
-        let db = Database::open(&database_options(&settings))?;
-        // While the database is awaited, HTTP already answers (alive, not ready, and why).
-        let waiting = crate::starting::Waiting::default();
-        waiting.set("database_connecting: the first connection is being made".into());
-        let answering =
-            crate::starting::serve(&listener, waiting.clone()).map_err(|source| AppError::Bind { addr: addr.to_string(), source })?;
-        let migrate = settings.database.migrate_on_start;
-        let timeout = Duration::from_millis(settings.database.connect_timeout_ms);
-        let prepared = prepare_database(&db, settings.database.url.expose_secret(), timeout, migrate, None, &log, Some(&waiting)).await;
-        answering.stop(false).await;
-        let applied = prepared?;
-        if migrate {
-            slog::info!(log, "database migrations up to date"; "applied" => applied.join(","));
-        }
-        let plan = {
-            let mut plan = settings.plan()?;
-            if !plan.is_empty() {
-                let db = db.clone();
-                let warnings;
-                (plan, warnings) = actix_web::rt::task::spawn_blocking(move || db.prepare_projections(&mut plan).map(|w| (plan, w)))
-                    .await
-                    .map_err(|e| AppError::Other(format!("projection set-up task failed: {e}")))?
-                    .map_err(|e| match e {
-                        SetupError::Spec(e) => AppError::Config(crate::config::spec_error(e)),
-                        SetupError::Store { projection, source } => {
-                            AppError::Other(format!("projection {projection:?}: cannot read or create its table: {source}"))
-                        }
-                    })?;
-                for w in warnings {
-                    slog::warn!(log, "{}", w);
-                }
-                for p in &plan.projections {
-                    slog::info!(log, "projection ready"; "projection" => &p.name, "table" => p.table.to_string(), "mode" => format!("{:?}", p.mode).to_lowercase());
-                }
-            }
-            Arc::new(plan)
-        };
+        let db = open_database(&settings, &listener, &log).await?;
+        let plan = prepare_projections(&settings, &db, &log).await?;
         let (metrics, registry) = Metrics::new();
-        let health_opts = HealthOptions {
-            version: version(),
-            group_id: settings.kafka.group_id.clone(),
-            config_summary: {
-                // The projections as checked against their tables: each column's actual type.
-                let mut summary = settings.redacted();
-                summary["projections"] = crate::config::projection_summary(&plan)["projections"].clone();
-                summary
-            },
-            stall_after: Duration::from_secs(settings.health.stall_after_secs),
-            restart_reader_after: (settings.health.restart_reader_after_secs > 0)
-                .then(|| Duration::from_secs(settings.health.restart_reader_after_secs)),
-            group_session_timeout: group_session_timeout(&settings),
-            restart_budget: settings.health.restart_budget,
-            restart_window: Duration::from_secs(settings.health.restart_window_secs),
-        };
-        let health = {
-            let (m, l) = (metrics.clone(), log.new(slog::o!("actor" => "health_reporter")));
-            let mut registry = Some(registry);
-            Supervisor::start(move |_| {
-                // The registry moves into the first instance; a supervisor restart keeps the
-                // same actor value, so the factory runs once.
-                let r = registry.take().unwrap_or_default();
-                HealthReporter::new(health_opts.clone(), m.clone(), r, l.clone())
-            })
-        };
+        let health = start_health(&settings, &plan, metrics.clone(), registry, &log);
         let breaker = Breaker::new(settings.database.breaker_threshold);
         let backend = db.backend();
-        let writer = {
-            let opts = WriterOptions {
-                group_id: settings.kafka.group_id.clone(),
-                retry: Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5) },
-                breaker: breaker.clone(),
-                sqlite_file: (backend == Backend::Sqlite).then(|| sqlite_path(settings.database.url.expose_secret()).to_string()),
-                busy_timeout: Duration::from_millis(settings.database.connect_timeout_ms),
-                plan: plan.clone(),
-            };
-            let (m, h, l) = (metrics.clone(), health.clone(), log.new(slog::o!("actor" => "db_writer")));
-            let threads = backend.writers(settings.database.pool_size);
-            SyncArbiter::start(threads, move || DbWriter::new(db.clone(), opts.clone(), m.clone(), h.clone(), l.clone()))
-        };
+        let writer = start_writer(&settings, db, &plan, &breaker, &metrics, &health, &log);
         let parse_opts = ParseOptions {
             format: settings.parser.format,
             max_message_bytes: settings.parser.max_message_bytes,
@@ -238,50 +328,13 @@ impl Application {
             let (opts, m, h) = (parse_opts.clone(), metrics.clone(), health.clone());
             SyncArbiter::start(settings.parser.workers, move || Parser::new(opts.clone(), m.clone(), h.clone()))
         };
-        // Redrive gets a one-connection pool of its own: it never competes with the writer.
-        let redriver = {
-            let db = Database::open(&DatabaseOptions { pool_size: 1, ..database_options(&settings) })?;
-            let (m, h, l) = (metrics.clone(), health.clone(), log.new(slog::o!("actor" => "redriver")));
-            SyncArbiter::start(1, move || Redriver::new(db.clone(), parse_opts.clone(), m.clone(), h.clone(), l.clone()))
-        };
+        let redriver = start_redriver(&settings, parse_opts, &metrics, &health, &log)?;
         health.do_send(SetDbProbe(writer.clone().recipient()));
-        let reader_opts = ReaderOptions {
-            client_config: settings.librdkafka_config(),
-            group_id: settings.kafka.group_id.clone(),
-            topics: settings.kafka.topics.clone(),
-            limits: BatchLimits {
-                max_messages: settings.database.batch_size,
-                max_bytes: settings.database.batch_max_bytes,
-                linger: settings.linger(),
-            },
-            max_in_flight: settings.database.max_in_flight,
-            max_in_flight_bytes: settings.database.max_in_flight_bytes,
-            concurrent_commits: backend.concurrent_commits(settings.database.pool_size),
-            pending_budget_bytes: settings.database.batch_max_bytes.saturating_mul(2),
-            revoke_timeout: Duration::from_millis(settings.kafka.revoke_timeout_ms),
-            shutdown_timeout: Duration::from_secs(settings.shutdown.timeout_secs),
-            restart_backoff: Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(30) },
-            breaker,
-        };
-        // The reader and its pipeline tasks get their own thread, away from HTTP.
-        let reader_arbiter = Arbiter::new();
-        let reader = {
-            let (p, w, h, m, l) = (parser.clone(), writer.clone(), health.clone(), metrics, log.new(slog::o!("actor" => "kafka_reader")));
-            Supervisor::start_in_arbiter(&reader_arbiter.handle(), move |_| {
-                KafkaReader::new(reader_opts.clone(), p.clone(), w.clone(), h.clone(), m.clone(), l.clone())
-            })
-        };
+        let (reader, reader_arbiter) = start_reader(&settings, backend, breaker, &parser, &writer, &health, metrics, &log);
         health.do_send(SetReader(reader.clone().recipient()));
-
-        let port = listener.local_addr().map_err(|e| AppError::Other(e.to_string()))?.port();
         let state = ApiState { health, reader: reader.clone(), parser, writer, redriver, admin_token: settings.http.admin_token.clone() };
-        let console = Arc::new(crate::console::Console::new(settings.http.admin_token.is_some()));
-        crate::console::start_sampler(console.clone(), state.health.clone());
-        let console = web::Data::new(console);
-        let server = crate::wire::serve(listener, 2, move || {
-            App::new().app_data(web::Data::new(state.clone())).app_data(console.clone()).configure(crate::console::routes).configure(routes)
-        })
-        .map_err(|source| AppError::Bind { addr: addr.to_string(), source })?;
+        let port = listener.local_addr().map_err(|e| AppError::Other(e.to_string()))?.port();
+        let server = serve_http(&settings, listener, state).map_err(|source| AppError::Bind { addr: addr.to_string(), source })?;
         slog::info!(log, "tributary started"; "version" => version(), "http" => format!("{}:{port}", addr.ip()));
         Ok(Self { port, server, reader, reader_arbiter, log })
     }

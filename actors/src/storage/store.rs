@@ -8,6 +8,7 @@ use super::StoreError;
 
 /// A row to insert and the partition it belongs to.
 #[derive(Clone, Copy)]
+#[cfg_attr(not(feature = "bench"), allow(unreachable_pub))] // the bench's raw statements (`raw`)
 pub struct RowRef<'a> {
     pub partition: &'a PartitionKey,
     pub row: &'a EventRow,

@@ -418,6 +418,7 @@ impl RunQueryDsl<SqliteConnection> for FullChunk<'_> {}
 
 /// Insert rows into `events`, `ROWS_PER_STATEMENT` rows per statement: full chunks through one
 /// cached prepared statement, the tail through Diesel's batch insert.
+#[cfg_attr(not(feature = "bench"), allow(unreachable_pub))] // the bench's raw statements (`raw`)
 pub fn insert_events(conn: &mut SqliteConnection, rows: &[RowRef<'_>]) -> Result<(), StoreError> {
     let mut chunks = rows.chunks_exact(ROWS_PER_STATEMENT);
     for chunk in &mut chunks {
