@@ -12,9 +12,9 @@ use actix::prelude::*;
 use actix_web::{web, App};
 use secrecy::ExposeSecret;
 use tributary_actors::{
-    refusal, refusal::Probe, sqlite_path, Backend, Backoff, BatchLimits, Breaker, Database, DatabaseOptions, DbWriter, Failure,
-    HealthOptions, HealthReporter, KafkaReader, Metrics, ParseOptions, Parser, Plan, ReaderOptions, Redriver, SetDbProbe, SetReader,
-    SetupError, Shutdown, StoreError, WriterOptions,
+    refusal, refusal::Probe, Backend, Backoff, BatchLimits, Breaker, Database, DatabaseOptions, DbWriter, Failure, HealthOptions,
+    HealthReporter, KafkaReader, Metrics, ParseOptions, Parser, Plan, ReaderOptions, Redriver, SetDbProbe, SetReader, SetupError, Shutdown,
+    StoreError, WriterOptions,
 };
 
 use crate::config::{ConfigError, Settings};
@@ -44,7 +44,7 @@ pub fn database_options(settings: &Settings) -> DatabaseOptions {
         url: settings.database.url.expose_secret().to_string(),
         pool_size: settings.database.pool_size,
         connect_timeout: Duration::from_millis(settings.database.connect_timeout_ms),
-        // The writer runs the checkpointer (see `WriterOptions::sqlite_file`).
+        // The writer's pool: on SQLite its upkeep runs the checkpointer (`Database::upkeep`).
         checkpoint_in_background: true,
     }
 }
@@ -221,14 +221,8 @@ fn start_writer(
     log: &slog::Logger,
 ) -> Addr<DbWriter> {
     let backend = db.backend();
-    let opts = WriterOptions {
-        group_id: settings.kafka.group_id.clone(),
-        retry: WRITER_RETRY,
-        breaker: breaker.clone(),
-        sqlite_file: (backend == Backend::Sqlite).then(|| sqlite_path(settings.database.url.expose_secret()).to_string()),
-        busy_timeout: Duration::from_millis(settings.database.connect_timeout_ms),
-        plan: plan.clone(),
-    };
+    let opts =
+        WriterOptions { group_id: settings.kafka.group_id.clone(), retry: WRITER_RETRY, breaker: breaker.clone(), plan: plan.clone() };
     let (m, h, l) = (metrics.clone(), health.clone(), log.new(slog::o!("actor" => "db_writer")));
     SyncArbiter::start(backend.writers(settings.database.pool_size), move || {
         DbWriter::new(db.clone(), opts.clone(), m.clone(), h.clone(), l.clone())

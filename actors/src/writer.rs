@@ -20,9 +20,7 @@ use crate::health::{BreakerChanged, DbStatus, HealthReporter};
 use crate::lifecycle::{catch_panic, ActorFailed, ActorName, ActorRestartRequested, ActorStarted, Ping, Restart};
 use crate::metrics::{label, projection_label, Metrics};
 use crate::records::PartitionKey;
-use crate::storage::sqlite::{Checkpointer, WAL_PASS_BYTES, WAL_REWIND_BYTES};
-use crate::storage::Rewind;
-use crate::storage::{Backend, Database, StoreError};
+use crate::storage::{Database, StoreError, Upkeep};
 
 /// Commit parsed batches of distinct partitions in one transaction; one answer per batch.
 #[derive(Message)]
@@ -57,11 +55,6 @@ pub struct WriterOptions {
     pub retry: Backoff,
     /// Shared with the reader: open while the database is unavailable.
     pub breaker: Breaker,
-    /// SQLite: the database file, for the [`Checkpointer`] each writer runs (its pool should be
-    /// opened with `checkpoint_in_background`).
-    pub sqlite_file: Option<String>,
-    /// SQLite's busy timeout, for the checkpointer's connection.
-    pub busy_timeout: Duration,
     /// The projections, checked against their tables (the ops in each batch index them).
     pub plan: std::sync::Arc<crate::project::Plan>,
 }
@@ -74,25 +67,14 @@ pub struct DbWriter {
     log: slog::Logger,
     /// Reused COPY buffer: grows to the largest batch and stays.
     buf: Vec<u8>,
-    checkpointer: Option<Checkpointer>,
-    /// Rewinds in a row that found the WAL in use.
-    wal_in_use: u32,
+    /// The backend's work after each commit (SQLite: the WAL's checkpoints and rewinds).
+    upkeep: Option<Box<dyn Upkeep>>,
 }
-
-/// Rewinds in a row that find the WAL in use (each after another 8 MiB of records) before the
-/// writer warns that it grows.
-const WAL_IN_USE_WARN_AFTER: u32 = 8;
 
 impl DbWriter {
     pub fn new(db: Database, opts: WriterOptions, metrics: Metrics, health: Addr<HealthReporter>, log: slog::Logger) -> Self {
-        let checkpointer = opts.sqlite_file.as_deref().filter(|_| db.backend() == Backend::Sqlite).and_then(|path| {
-            Checkpointer::start(path, opts.busy_timeout.as_millis() as u64, WAL_PASS_BYTES, WAL_REWIND_BYTES, log.clone())
-                .map_err(
-                    |e| slog::error!(log, "no background checkpoints: the writer checkpoints the WAL by itself"; "error" => e.to_string()),
-                )
-                .ok()
-        });
-        Self { db, opts, metrics, health, log, buf: Vec::new(), checkpointer, wal_in_use: 0 }
+        let upkeep = db.upkeep(&log);
+        Self { db, opts, metrics, health, log, buf: Vec::new(), upkeep }
     }
 
     /// Run `op` until it succeeds or fails for a non-transient reason; transient failures are
@@ -131,29 +113,8 @@ impl DbWriter {
         let started = Instant::now();
         let group = self.opts.group_id.clone();
         let result = self.with_retries("commit_group", |w| w.db.commit_group(&group, &w.opts.plan, batches, &mut w.buf))?;
-        if let Some(checkpointer) = &self.checkpointer {
-            // Committed already: a rewind that cannot be had is tried again after the next 8 MiB.
-            let bytes = batches.iter().map(ParsedBatch::weight).sum();
-            match checkpointer.after_commit(bytes, || self.db.restart_wal(self.opts.busy_timeout)) {
-                Ok(None) => {}
-                Ok(Some(Rewind::Done)) => {
-                    if self.wal_in_use >= WAL_IN_USE_WARN_AFTER {
-                        slog::info!(self.log, "the sqlite WAL is rewound again"; "tries" => self.wal_in_use);
-                    }
-                    self.wal_in_use = 0;
-                }
-                Ok(Some(Rewind::InUse)) => {
-                    // Expected now and then (a reader, the checkpointer's pass); worth a word only
-                    // when it lasts, as the WAL then grows.
-                    self.wal_in_use += 1;
-                    if self.wal_in_use == WAL_IN_USE_WARN_AFTER {
-                        slog::warn!(self.log, "the sqlite WAL cannot be rewound: a reader stays in it, so it grows until the reader leaves"; "tries" => self.wal_in_use);
-                    } else {
-                        slog::debug!(self.log, "sqlite WAL in use; rewinding later"; "tries" => self.wal_in_use);
-                    }
-                }
-                Err(e) => slog::warn!(self.log, "could not rewind the sqlite WAL; trying again later"; "error" => e.to_string()),
-            }
+        if let Some(upkeep) = &mut self.upkeep {
+            upkeep.after_commit(batches.iter().map(ParsedBatch::weight).sum());
         }
         // A huge one-off record should not pin memory forever.
         if self.buf.capacity() > 4 * 1024 * 1024 {

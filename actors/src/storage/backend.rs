@@ -20,14 +20,22 @@ use crate::parse::ParseOptions;
 use crate::project::Plan;
 use crate::records::PartitionKey;
 
-/// What a WAL rewind did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rewind {
-    /// Everything copied back: the next transaction starts the WAL from the beginning.
-    Done,
-    /// A reader (or another checkpoint) was still in the WAL: an expected condition, tried
-    /// again later.
-    InUse,
+/// Pool and backend options.
+#[derive(Debug, Clone)]
+pub struct DatabaseOptions {
+    pub url: String,
+    pub pool_size: u32,
+    pub connect_timeout: Duration,
+    /// SQLite: the connections' WAL is copied back by a `sqlite::Checkpointer` (the writer's),
+    /// so they checkpoint by themselves only at `sqlite::WAL_BACKSTOP_PAGES` (otherwise at
+    /// SQLite's 1,000). Harmless where none runs (the redriver's pool, `migrate`).
+    pub checkpoint_in_background: bool,
+}
+
+/// Work a writer does after each commit of its own, by backend (SQLite keeps its WAL short).
+pub(crate) trait Upkeep: Send {
+    /// A transaction of `bytes` of records committed.
+    fn after_commit(&mut self, bytes: usize);
 }
 
 /// What a database's connection does besides the group commit's, projections' and redrive's
@@ -48,9 +56,12 @@ pub(crate) trait Conn: ProjectStore + Catalog + Lookup + RedriveStore + R2D2Conn
     fn dead_letter_rows(&mut self, f: &Selection) -> Result<Vec<browse::Row>, StoreError>;
     /// One dead letter whole.
     fn dead_letter_whole(&mut self, key: &DeadLetterKey) -> Result<Option<browse::Whole>, StoreError>;
-    /// Work a writer does between commits: SQLite copies its WAL back; others have none.
-    fn restart_wal(&mut self, _busy_timeout: Duration) -> Result<Rewind, StoreError> {
-        Ok(Rewind::Done)
+    /// The writer's upkeep after its commits over `pool` (opened with `opts`); none by default.
+    fn upkeep(_pool: &Pool<ConnectionManager<Self>>, _opts: &DatabaseOptions, _log: &slog::Logger) -> Option<Box<dyn Upkeep>>
+    where
+        Self: Sized,
+    {
+        None
     }
 }
 
@@ -62,7 +73,7 @@ pub(crate) trait Store: Send + Sync {
     fn load_offsets(&self, group: &str, parts: &[PartitionKey]) -> Result<HashMap<PartitionKey, i64>, StoreError>;
     fn commit_group(&self, group: &str, plan: &Plan, batches: &[ParsedBatch], buf: &mut Vec<u8>) -> Result<GroupCommit, StoreError>;
     fn prepare_projections(&self, plan: &mut Plan) -> Result<Vec<String>, SetupError>;
-    fn restart_wal(&self, busy_timeout: Duration) -> Result<Rewind, StoreError>;
+    fn upkeep(&self, log: &slog::Logger) -> Option<Box<dyn Upkeep>>;
     fn totals(&self, topic: &str, group: &str) -> Result<Totals, StoreError>;
     fn grouped_counts(&self, query: &str) -> Result<Vec<(String, i64)>, StoreError>;
     fn committed(&self, group: &str) -> Result<i64, StoreError>;
@@ -99,38 +110,44 @@ pub(crate) struct LabelCount {
 
 const COMMITTED: &str = "SELECT CAST(COALESCE(sum(next_offset), 0) AS BIGINT) AS n FROM consumer_offsets WHERE group_id = $1";
 
-impl<C: Conn> Store for Pool<ConnectionManager<C>> {
+/// A backend's pool and what it was opened with.
+pub(crate) struct Pooled<C: R2D2Connection + 'static> {
+    pub(crate) pool: Pool<ConnectionManager<C>>,
+    pub(crate) opts: DatabaseOptions,
+}
+
+impl<C: Conn> Store for Pooled<C> {
     fn backend(&self) -> Backend {
         C::BACKEND
     }
 
     fn migrate(&self) -> Result<Vec<String>, StoreError> {
-        checkout(self)?.migrate()
+        checkout(&self.pool)?.migrate()
     }
 
     fn ping(&self) -> Result<(), StoreError> {
-        checkout(self)?.label_counts("SELECT 'up' AS label, CAST(1 AS BIGINT) AS n", None).map(drop)
+        checkout(&self.pool)?.label_counts("SELECT 'up' AS label, CAST(1 AS BIGINT) AS n", None).map(drop)
     }
 
     fn load_offsets(&self, group: &str, parts: &[PartitionKey]) -> Result<HashMap<PartitionKey, i64>, StoreError> {
-        checkout(self)?.load_offsets(group, parts)
+        checkout(&self.pool)?.load_offsets(group, parts)
     }
 
     fn commit_group(&self, group: &str, plan: &Plan, batches: &[ParsedBatch], buf: &mut Vec<u8>) -> Result<GroupCommit, StoreError> {
-        commit::commit_group(&mut *checkout(self)?, group, plan, batches, buf)
+        commit::commit_group(&mut *checkout(&self.pool)?, group, plan, batches, buf)
     }
 
     fn prepare_projections(&self, plan: &mut Plan) -> Result<Vec<String>, SetupError> {
         let unavailable = |source: StoreError| SetupError::Store { projection: String::new(), source };
-        project::prepare(&mut *checkout(self).map_err(unavailable)?, &mut plan.projections)
+        project::prepare(&mut *checkout(&self.pool).map_err(unavailable)?, &mut plan.projections)
     }
 
-    fn restart_wal(&self, busy_timeout: Duration) -> Result<Rewind, StoreError> {
-        checkout(self)?.restart_wal(busy_timeout)
+    fn upkeep(&self, log: &slog::Logger) -> Option<Box<dyn Upkeep>> {
+        C::upkeep(&self.pool, &self.opts, log)
     }
 
     fn totals(&self, topic: &str, group: &str) -> Result<Totals, StoreError> {
-        let mut c = checkout(self)?;
+        let mut c = checkout(&self.pool)?;
         let rows = c.count("SELECT count(*) AS n FROM events WHERE topic = $1", topic)?;
         let dead_letters = c.label_counts(
             "SELECT reason AS label, count(*) AS n FROM dead_letters WHERE topic = $1 GROUP BY reason ORDER BY reason",
@@ -140,32 +157,32 @@ impl<C: Conn> Store for Pool<ConnectionManager<C>> {
     }
 
     fn grouped_counts(&self, query: &str) -> Result<Vec<(String, i64)>, StoreError> {
-        checkout(self)?.label_counts(query, None)
+        checkout(&self.pool)?.label_counts(query, None)
     }
 
     fn committed(&self, group: &str) -> Result<i64, StoreError> {
-        checkout(self)?.count(COMMITTED, group)
+        checkout(&self.pool)?.count(COMMITTED, group)
     }
 
     fn connections_in_use(&self) -> u32 {
-        let s = self.state();
+        let s = self.pool.state();
         s.connections - s.idle_connections
     }
 
     fn redrive(&self, filter: &RedriveFilter, opts: &ParseOptions) -> Result<RedriveReport, StoreError> {
-        checkout(self)?.redrive(filter, opts)
+        checkout(&self.pool)?.redrive(filter, opts)
     }
 
     fn list_dead_letters(&self, f: &Selection) -> Result<DeadLetterPage, StoreError> {
-        Ok(browse::page(checkout(self)?.dead_letter_rows(f)?, f))
+        Ok(browse::page(checkout(&self.pool)?.dead_letter_rows(f)?, f))
     }
 
     fn dead_letter(&self, key: &DeadLetterKey) -> Result<Option<DeadLetterDetail>, StoreError> {
-        Ok(checkout(self)?.dead_letter_whole(key)?.map(browse::detail))
+        Ok(checkout(&self.pool)?.dead_letter_whole(key)?.map(browse::detail))
     }
 
     fn pool_state(&self) -> diesel::r2d2::State {
-        self.state()
+        self.pool.state()
     }
 }
 

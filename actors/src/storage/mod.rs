@@ -21,7 +21,6 @@ pub(crate) mod sqlite;
 pub(crate) mod store;
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use std::sync::Arc;
 
@@ -33,7 +32,8 @@ use backend::Store;
 use crate::batches::ParsedBatch;
 use crate::project::Plan;
 use crate::records::PartitionKey;
-pub(crate) use backend::{Rewind, Totals};
+pub use backend::DatabaseOptions;
+pub(crate) use backend::{Totals, Upkeep};
 pub(crate) use commit::GroupCommit;
 pub(crate) use error::{Failure, StoreError};
 pub use kind::{sqlite_path, Backend};
@@ -61,18 +61,6 @@ pub mod raw {
     }
 }
 
-/// Pool and backend options.
-#[derive(Debug, Clone)]
-pub struct DatabaseOptions {
-    pub url: String,
-    pub pool_size: u32,
-    pub connect_timeout: Duration,
-    /// SQLite: the connections' WAL is copied back by a [`sqlite::Checkpointer`] (the writer's),
-    /// so they checkpoint by themselves only at [`sqlite::WAL_BACKSTOP_PAGES`] (otherwise at
-    /// SQLite's 1,000). Harmless where none runs (the redriver's pool, `migrate`).
-    pub checkpoint_in_background: bool,
-}
-
 /// The database the writer owns: one pool for one backend, behind the one seam every backend
 /// fills (`backend::Conn`).
 #[derive(Clone)]
@@ -90,23 +78,25 @@ impl Database {
     /// (it has one write lock anyway) and the file is created if missing.
     pub fn open(opts: &DatabaseOptions) -> Result<Self, StoreError> {
         match Backend::of_url(&opts.url) {
-            Some(Backend::Postgres) => Ok(Database(Arc::new(
-                Pool::builder()
+            Some(Backend::Postgres) => Ok(Database(Arc::new(backend::Pooled {
+                opts: opts.clone(),
+                pool: Pool::builder()
                     .max_size(opts.pool_size.max(1))
                     .min_idle(Some(0))
                     .connection_timeout(opts.connect_timeout)
                     // A connection cut during an outage must not come back out of the pool.
                     .test_on_check_out(true)
                     .build_unchecked(ConnectionManager::<PgConnection>::new(&opts.url)),
-            ))),
+            }))),
             Some(Backend::Sqlite) => {
                 sqlite::configure_library();
                 let path = sqlite_path(&opts.url);
                 if path.is_empty() {
                     return Err(StoreError::Fatal(Failure::Condition("sqlite URL has no file path (use sqlite://path/to/file.db)".into())));
                 }
-                Ok(Database(Arc::new(
-                    Pool::builder()
+                Ok(Database(Arc::new(backend::Pooled {
+                    opts: opts.clone(),
+                    pool: Pool::builder()
                         .max_size(opts.pool_size.max(1))
                         .min_idle(Some(0))
                         .connection_timeout(opts.connect_timeout)
@@ -115,7 +105,7 @@ impl Database {
                             wal_autocheckpoint: if opts.checkpoint_in_background { sqlite::WAL_BACKSTOP_PAGES } else { 1000 },
                         }))
                         .build_unchecked(ConnectionManager::<SqliteConnection>::new(path)),
-                )))
+                })))
             }
             None => Err(StoreError::Fatal(Failure::Condition(
                 format!("unsupported database.url scheme in {:?}", crate::redact::database_url(&opts.url)).into(),
@@ -155,11 +145,10 @@ impl Database {
         self.0.prepare_projections(plan)
     }
 
-    /// What a writer does between commits: SQLite copies the whole WAL back so the next
-    /// transaction starts it from the beginning (see [`sqlite::Checkpointer`]); other backends
-    /// have nothing to do.
-    pub fn restart_wal(&self, busy_timeout: Duration) -> Result<Rewind, StoreError> {
-        self.0.restart_wal(busy_timeout)
+    /// The upkeep a writer runs after its commits (SQLite: its WAL kept short by a checkpointer
+    /// of the writer's own), if the backend has any.
+    pub(crate) fn upkeep(&self, log: &slog::Logger) -> Option<Box<dyn Upkeep>> {
+        self.0.upkeep(log)
     }
 
     /// Rows, dead letters by reason (for `topic`) and committed progress (for `group`).

@@ -10,7 +10,7 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::r2d2::CustomizeConnection;
 use diesel::sqlite::{Sqlite, SqliteConnection};
 
-use super::backend::{Conn, Count, LabelCount, Rewind};
+use super::backend::{Conn, Count, DatabaseOptions, LabelCount, Upkeep};
 use super::browse;
 use super::kind::Backend;
 use super::redrive::{
@@ -22,9 +22,9 @@ use super::StoreError;
 use crate::batches::Fence;
 use crate::parse::ParseOptions;
 use crate::records::PartitionKey;
+use diesel::r2d2::{ConnectionManager, Pool};
 use diesel::sql_types::{BigInt, Integer, Text};
 use std::collections::HashMap;
-use std::time::Duration;
 
 /// Rows per INSERT statement: full chunks go through [`FullChunk`], prepared once per connection
 /// and reused; only a shorter tail is prepared anew. 13 binds a row stays far below SQLite's
@@ -205,6 +205,16 @@ impl Checkpointer {
 /// How long a rewind waits for readers to leave the WAL (a `sqlite3` shell, a backup): the
 /// writer waits with it, so briefly; a rewind that gives up is tried again later.
 pub(crate) const REWIND_WAIT_MS: u64 = 50;
+
+/// What a WAL rewind did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rewind {
+    /// Everything copied back: the next transaction starts the WAL from the beginning.
+    Done,
+    /// A reader (or another checkpoint) was still in the WAL: an expected condition, tried
+    /// again later.
+    InUse,
+}
 
 /// Copy the whole WAL back and make the next transaction start it from the beginning, waiting up
 /// to [`REWIND_WAIT_MS`] for readers still in the WAL; then the connection's busy timeout is
@@ -476,6 +486,48 @@ impl GroupStore for SqliteConnection {
     }
 }
 
+/// Rewinds in a row that find the WAL in use (each after another 8 MiB of records) before the
+/// writer warns that it grows.
+const WAL_IN_USE_WARN_AFTER: u32 = 8;
+
+/// A writer's upkeep on SQLite: its [`Checkpointer`] copies the WAL back beside it, and every
+/// [`WAL_REWIND_BYTES`] the writer rewinds the WAL between two transactions.
+struct WalKeeper {
+    checkpointer: Checkpointer,
+    pool: Pool<ConnectionManager<SqliteConnection>>,
+    busy_timeout_ms: u64,
+    /// Rewinds in a row that found the WAL in use.
+    in_use: u32,
+    log: slog::Logger,
+}
+
+impl Upkeep for WalKeeper {
+    fn after_commit(&mut self, bytes: usize) {
+        let (pool, busy) = (&self.pool, self.busy_timeout_ms);
+        // Committed already: a rewind that cannot be had is tried again after the next 8 MiB.
+        match self.checkpointer.after_commit(bytes, || restart_wal(&mut *pool.get()?, busy)) {
+            Ok(None) => {}
+            Ok(Some(Rewind::Done)) => {
+                if self.in_use >= WAL_IN_USE_WARN_AFTER {
+                    slog::info!(self.log, "the sqlite WAL is rewound again"; "tries" => self.in_use);
+                }
+                self.in_use = 0;
+            }
+            Ok(Some(Rewind::InUse)) => {
+                // Expected now and then (a reader, the checkpointer's pass); worth a word only
+                // when it lasts, as the WAL then grows.
+                self.in_use += 1;
+                if self.in_use == WAL_IN_USE_WARN_AFTER {
+                    slog::warn!(self.log, "the sqlite WAL cannot be rewound: a reader stays in it, so it grows until the reader leaves"; "tries" => self.in_use);
+                } else {
+                    slog::debug!(self.log, "sqlite WAL in use; rewinding later"; "tries" => self.in_use);
+                }
+            }
+            Err(e) => slog::warn!(self.log, "could not rewind the sqlite WAL; trying again later"; "error" => e.to_string()),
+        }
+    }
+}
+
 /// A timestamp column (RFC 3339 text) as epoch milliseconds (integer).
 pub(crate) fn epoch_ms(col: &str) -> String {
     format!("CAST(round(unixepoch({col}, 'subsec') * 1000) AS INTEGER)")
@@ -529,8 +581,20 @@ impl Conn for SqliteConnection {
             .pop())
     }
 
-    fn restart_wal(&mut self, busy_timeout: Duration) -> Result<Rewind, StoreError> {
-        restart_wal(self, busy_timeout.as_millis() as u64)
+    fn upkeep(pool: &Pool<ConnectionManager<Self>>, opts: &DatabaseOptions, log: &slog::Logger) -> Option<Box<dyn Upkeep>> {
+        if !opts.checkpoint_in_background {
+            return None;
+        }
+        let busy_timeout_ms = opts.connect_timeout.as_millis() as u64;
+        match Checkpointer::start(super::sqlite_path(&opts.url), busy_timeout_ms, WAL_PASS_BYTES, WAL_REWIND_BYTES, log.clone()) {
+            Ok(checkpointer) => {
+                Some(Box::new(WalKeeper { checkpointer, pool: pool.clone(), busy_timeout_ms, in_use: 0, log: log.clone() }))
+            }
+            Err(e) => {
+                slog::error!(log, "no background checkpoints: the writer checkpoints the WAL by itself"; "error" => e.to_string());
+                None
+            }
+        }
     }
 }
 
