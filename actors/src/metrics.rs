@@ -3,12 +3,19 @@
 //!
 //! Handles are cheap clones of atomics, so the data path updates them without messages.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
+
+use crate::batches::{CommitOutcome, ParsedBatch};
+use crate::project::Plan;
+use crate::storage::GroupCommit;
 
 pub(crate) type Labels = Vec<(String, LabelValue)>;
 
@@ -64,12 +71,26 @@ pub struct Metrics {
     pub projection_rows: Family<Labels, Counter>,
     pub projection_dead_letters: Family<Labels, Counter>,
     pub unrouted: Family<Labels, Counter>,
+    families: Arc<[&'static str]>,
+}
+
+/// A registry that keeps the names registered in it.
+struct Registrar {
+    registry: Registry,
+    names: Vec<&'static str>,
+}
+
+impl Registrar {
+    fn register(&mut self, name: &'static str, help: &str, metric: impl Metric) {
+        self.names.push(name);
+        self.registry.register(name, help, metric);
+    }
 }
 
 impl Metrics {
     /// Create the handles and register them in a fresh registry (prefix `tributary_`).
     pub fn new() -> (Self, Registry) {
-        let m = Metrics {
+        let mut m = Metrics {
             messages_consumed: Family::default(),
             rows_written: Family::default(),
             dead_letters: Family::default(),
@@ -97,8 +118,9 @@ impl Metrics {
             projection_rows: Family::default(),
             projection_dead_letters: Family::default(),
             unrouted: Family::default(),
+            families: Arc::default(),
         };
-        let mut r = Registry::with_prefix("tributary");
+        let mut r = Registrar { registry: Registry::with_prefix("tributary"), names: Vec::new() };
         r.register("messages_consumed", "Kafka messages consumed, by topic", m.messages_consumed.clone());
         r.register("rows_written", "Rows committed to the events table, by topic", m.rows_written.clone());
         r.register("dead_letters", "Messages committed as dead letters, by reason", m.dead_letters.clone());
@@ -160,7 +182,54 @@ impl Metrics {
             "Messages no projection took, passed over ([events] enabled = false, unrouted = \"skip\"), by topic",
             m.unrouted.clone(),
         );
-        (m, r)
+        m.families = r.names.into();
+        (m, r.registry)
+    }
+
+    /// Every family's full name (`tributary_…`), as registered: the exposition leaves out a
+    /// family with no sample yet (a labelled counter nothing has counted).
+    pub fn families(&self) -> Vec<String> {
+        self.families.iter().map(|n| format!("tributary_{n}")).collect()
+    }
+
+    /// Count what one committed group did: its batches and rows, dead letters by reason (and by
+    /// projection), rows no projection took, the projections' outcomes, and its timings.
+    pub(crate) fn group_committed(&self, plan: &Plan, batches: &[ParsedBatch], commit: &GroupCommit, took: Duration, pool_in_use: u32) {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let mut committed_any = false;
+        for ((batch, outcome), rejected) in batches.iter().zip(&commit.outcomes).zip(&commit.rejected) {
+            match outcome {
+                CommitOutcome::Committed { rows, .. } => {
+                    committed_any = true;
+                    self.batches_committed.inc();
+                    self.batch_size.observe(batch.message_count as f64);
+                    self.rows_written.get_or_create(&label("topic", batch.partition.topic.clone())).inc_by(*rows as u64);
+                    for d in batch.dead_letters.iter().chain(rejected) {
+                        self.dead_letters.get_or_create(&label("reason", d.reason.code())).inc();
+                        if let Some(p) = d.projection.and_then(|p| plan.projections.get(p as usize)) {
+                            self.projection_dead_letters.get_or_create(&projection_label(&p.name, "reason", d.reason.code())).inc();
+                        }
+                    }
+                    if batch.unrouted > 0 {
+                        self.unrouted.get_or_create(&label("topic", batch.partition.topic.clone())).inc_by(batch.unrouted as u64);
+                    }
+                    if let Some(ts) = batch.oldest_timestamp_ms {
+                        self.commit_latency_seconds.observe(Duration::from_millis((now_ms - ts).max(0) as u64).as_secs_f64());
+                    }
+                }
+                CommitOutcome::Fenced { .. } => {
+                    self.batches_fenced.inc();
+                }
+            }
+        }
+        for (p, c) in plan.projections.iter().zip(&commit.projections) {
+            self.count_projection_rows(&p.name, c);
+        }
+        if committed_any {
+            self.db_write_seconds.observe(took.as_secs_f64());
+            self.transactions_committed.inc();
+        }
+        self.pool_in_use.set(i64::from(pool_in_use));
     }
 
     /// Count what a projection's statements did (a commit's or a redrive's).

@@ -9,7 +9,7 @@
 //! The reply comes only when the batch is durable, fenced, or failed for a non-transient reason.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
 
@@ -18,7 +18,7 @@ use crate::batches::{CommitOutcome, Committed, ParsedBatch};
 use crate::breaker::{Breaker, Transition};
 use crate::health::{BreakerChanged, DbStatus, HealthReporter};
 use crate::lifecycle::{catch_panic, ActorFailed, ActorName, ActorRestartRequested, ActorStarted, Ping, Restart};
-use crate::metrics::{label, projection_label, Metrics};
+use crate::metrics::Metrics;
 use crate::records::PartitionKey;
 use crate::storage::{Database, StoreError, Upkeep};
 
@@ -85,8 +85,7 @@ impl DbWriter {
             match op(self) {
                 Ok(v) => {
                     if self.opts.breaker.record_success() == Transition::Closed {
-                        self.metrics.breaker_open.set(0);
-                        self.health.do_send(BreakerChanged(None));
+                        self.breaker_changed(None);
                         slog::info!(self.log, "database reachable again: circuit breaker closed, ingestion resumes");
                     }
                     return Ok(v);
@@ -96,8 +95,7 @@ impl DbWriter {
                     self.metrics.db_retries.inc();
                     self.health.do_send(DbStatus(Err(e.to_string())));
                     if self.opts.breaker.record_failure() == Transition::Opened {
-                        self.metrics.breaker_open.set(1);
-                        self.health.do_send(BreakerChanged(Some(e.to_string())));
+                        self.breaker_changed(Some(e.to_string()));
                         slog::error!(self.log, "database unavailable: circuit breaker open, consumption paused"; "error" => e.to_string());
                     }
                     slog::warn!(self.log, "transient database error; retrying"; "op" => what, "error" => e.to_string(), "attempt" => attempt + 1, "retry_in_ms" => delay.as_millis() as u64);
@@ -107,6 +105,12 @@ impl DbWriter {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Tell the metrics and the `HealthReporter` that the breaker opened (why) or closed.
+    fn breaker_changed(&self, open: Option<String>) {
+        self.metrics.breaker_open.set(i64::from(open.is_some()));
+        self.health.do_send(BreakerChanged(open));
     }
 
     fn write(&mut self, batches: &[ParsedBatch]) -> Result<Vec<Committed>, StoreError> {
@@ -120,49 +124,21 @@ impl DbWriter {
         if self.buf.capacity() > 4 * 1024 * 1024 {
             self.buf = Vec::new();
         }
-        let m = &self.metrics;
-        let elapsed = started.elapsed().as_secs_f64();
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let mut committed_any = false;
+        self.metrics.group_committed(&self.opts.plan, batches, &result, started.elapsed(), self.db.connections_in_use());
         let mut replies = Vec::with_capacity(batches.len());
         for ((batch, outcome), rejected) in batches.iter().zip(result.outcomes).zip(&result.rejected) {
             match &outcome {
-                CommitOutcome::Committed { rows, .. } => {
-                    committed_any = true;
-                    m.batches_committed.inc();
-                    m.batch_size.observe(batch.message_count as f64);
-                    m.rows_written.get_or_create(&label("topic", batch.partition.topic.clone())).inc_by(*rows as u64);
-                    for d in batch.dead_letters.iter().chain(rejected) {
-                        m.dead_letters.get_or_create(&label("reason", d.reason.code())).inc();
-                        if let Some(p) = d.projection.and_then(|p| self.opts.plan.projections.get(p as usize)) {
-                            m.projection_dead_letters.get_or_create(&projection_label(&p.name, "reason", d.reason.code())).inc();
-                        }
-                    }
-                    if batch.unrouted > 0 {
-                        m.unrouted.get_or_create(&label("topic", batch.partition.topic.clone())).inc_by(batch.unrouted as u64);
-                    }
+                CommitOutcome::Committed { .. } => {
                     for d in rejected {
                         slog::warn!(self.log, "the database refused a row; kept as a dead letter"; "partition" => batch.partition.to_string(), "offset" => d.offset, "sqlstate" => d.sqlstate.as_deref().unwrap_or(""), "detail" => &d.detail);
                     }
-                    if let Some(ts) = batch.oldest_timestamp_ms {
-                        m.commit_latency_seconds.observe(Duration::from_millis((now_ms - ts).max(0) as u64).as_secs_f64());
-                    }
                 }
                 CommitOutcome::Fenced { db_next_offset } => {
-                    m.batches_fenced.inc();
                     slog::warn!(self.log, "batch fenced: another member advanced the partition; dropped"; "partition" => batch.partition.to_string(), "fence" => format!("{:?}", batch.fence), "db_next_offset" => format!("{db_next_offset:?}"));
                 }
             }
             replies.push(Committed { partition: batch.partition.clone(), next_offset: batch.next_offset, seq: batch.seq, outcome });
         }
-        for (p, c) in self.opts.plan.projections.iter().zip(&result.projections) {
-            m.count_projection_rows(&p.name, c);
-        }
-        if committed_any {
-            m.db_write_seconds.observe(elapsed);
-            m.transactions_committed.inc();
-        }
-        m.pool_in_use.set(i64::from(self.db.connections_in_use()));
         Ok(replies)
     }
 
