@@ -28,8 +28,14 @@ pub enum AppError {
     Database(#[from] StoreError),
     #[error("http: cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
-    #[error("{0}")]
-    Other(String),
+    #[error("projection {projection:?}: cannot read or create its table: {source}")]
+    ProjectionTable { projection: String, source: StoreError },
+    #[error("projection set-up task failed: {0}")]
+    SetupTask(#[source] tokio::task::JoinError),
+    #[error("cannot start the application thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("the application thread panicked")]
+    Panicked,
 }
 
 /// The version string: crate version and the git commit it was built from.
@@ -43,7 +49,7 @@ pub fn database_options(settings: &Settings) -> DatabaseOptions {
     DatabaseOptions {
         url: settings.database.url.expose_secret().to_string(),
         pool_size: settings.database.pool_size,
-        connect_timeout: Duration::from_millis(settings.database.connect_timeout_ms),
+        connect_timeout: settings.database.connect_timeout,
         // The writer's pool: on SQLite its upkeep runs the checkpointer (`Database::upkeep`).
         checkpoint_in_background: true,
     }
@@ -135,7 +141,7 @@ async fn open_database(settings: &Settings, listener: &TcpListener, log: &slog::
     let addr = settings.http.bind.clone();
     let answering = crate::starting::serve(listener, waiting.clone()).map_err(|source| AppError::Bind { addr, source })?;
     let migrate = settings.database.migrate_on_start;
-    let timeout = Duration::from_millis(settings.database.connect_timeout_ms);
+    let timeout = settings.database.connect_timeout;
     let prepared = prepare_database(&db, settings.database.url.expose_secret(), timeout, migrate, None, log, Some(&waiting)).await;
     answering.stop(false).await;
     let applied = prepared?;
@@ -155,12 +161,10 @@ async fn prepare_projections(settings: &Settings, db: &Database, log: &slog::Log
     let warnings;
     (plan, warnings) = actix_web::rt::task::spawn_blocking(move || db.prepare_projections(&mut plan).map(|w| (plan, w)))
         .await
-        .map_err(|e| AppError::Other(format!("projection set-up task failed: {e}")))?
+        .map_err(AppError::SetupTask)?
         .map_err(|e| match e {
             SetupError::Spec(e) => AppError::Config(crate::config::spec_error(e)),
-            SetupError::Store { projection, source } => {
-                AppError::Other(format!("projection {projection:?}: cannot read or create its table: {source}"))
-            }
+            SetupError::Store { projection, source } => AppError::ProjectionTable { projection, source },
         })?;
     for w in warnings {
         slog::warn!(log, "{}", w);
@@ -188,12 +192,11 @@ fn start_health(
             summary["projections"] = crate::config::projection_summary(plan)["projections"].clone();
             summary
         },
-        stall_after: Duration::from_secs(settings.health.stall_after_secs),
-        restart_reader_after: (settings.health.restart_reader_after_secs > 0)
-            .then(|| Duration::from_secs(settings.health.restart_reader_after_secs)),
+        stall_after: settings.health.stall_after,
+        restart_reader_after: settings.health.reader_restart_due(),
         group_session_timeout: group_session_timeout(settings),
         restart_budget: settings.health.restart_budget,
-        restart_window: Duration::from_secs(settings.health.restart_window_secs),
+        restart_window: settings.health.restart_window,
     };
     let l = log.new(slog::o!("actor" => "health_reporter"));
     let mut registry = Some(registry);
@@ -262,14 +265,14 @@ fn start_reader(
         limits: BatchLimits {
             max_messages: settings.database.batch_size,
             max_bytes: settings.database.batch_max_bytes,
-            linger: settings.linger(),
+            linger: settings.database.linger,
         },
         max_in_flight: settings.database.max_in_flight,
         max_in_flight_bytes: settings.database.max_in_flight_bytes,
         concurrent_commits: backend.concurrent_commits(settings.database.pool_size),
         pending_budget_bytes: settings.database.batch_max_bytes.saturating_mul(2),
-        revoke_timeout: Duration::from_millis(settings.kafka.revoke_timeout_ms),
-        shutdown_timeout: Duration::from_secs(settings.shutdown.timeout_secs),
+        revoke_timeout: settings.kafka.revoke_timeout,
+        shutdown_timeout: settings.shutdown.timeout,
         restart_backoff: READER_RESTART,
         breaker,
     };
@@ -327,7 +330,7 @@ impl Application {
         let (reader, reader_arbiter) = start_reader(&settings, backend, breaker, &parser, &writer, &health, metrics, &log);
         health.do_send(SetReader(reader.clone().recipient()));
         let state = ApiState { health, reader: reader.clone(), parser, writer, redriver, admin_token: settings.http.admin_token.clone() };
-        let port = listener.local_addr().map_err(|e| AppError::Other(e.to_string()))?.port();
+        let port = listener.local_addr().map_err(|source| AppError::Bind { addr: addr.to_string(), source })?.port();
         let server = serve_http(&settings, listener, state).map_err(|source| AppError::Bind { addr: addr.to_string(), source })?;
         slog::info!(log, "tributary started"; "version" => version(), "http" => format!("{}:{port}", addr.ip()));
         Ok(Self { port, server, reader, reader_arbiter, log })
@@ -379,7 +382,7 @@ impl RunningApp {
         }
         match self.thread.take().map(std::thread::JoinHandle::join) {
             Some(Ok(r)) => r,
-            Some(Err(_)) => Err(AppError::Other("application thread panicked".into())),
+            Some(Err(_)) => Err(AppError::Panicked),
             None => Ok(()),
         }
     }
@@ -402,15 +405,15 @@ pub fn spawn(settings: Settings, log: slog::Logger) -> Result<RunningApp, AppErr
             let result = system.block_on(async move {
                 match Application::build(settings, log).await {
                     Ok(app) => {
-                        let _ = port_tx.send(Ok(app.port()));
+                        let _ = port_tx.send(Some(app.port()));
                         app.run_until_stopped(async move {
                             let _ = stop_rx.await;
                         })
                         .await
                     }
                     Err(e) => {
-                        let msg = e.to_string();
-                        let _ = port_tx.send(Err(msg));
+                        // The error itself comes back through the thread's result.
+                        let _ = port_tx.send(None);
                         Err(e)
                     }
                 }
@@ -419,14 +422,14 @@ pub fn spawn(settings: Settings, log: slog::Logger) -> Result<RunningApp, AppErr
             let _ = system.run();
             result
         })
-        .map_err(|e| AppError::Other(e.to_string()))?;
+        .map_err(AppError::Thread)?;
     match port_rx.recv() {
-        Ok(Ok(port)) => Ok(RunningApp { port, stop: Some(stop_tx), thread: Some(thread) }),
-        Ok(Err(msg)) => {
-            let _ = thread.join();
-            Err(AppError::Other(msg))
-        }
-        Err(_) => Err(AppError::Other("application thread ended before starting".into())),
+        Ok(Some(port)) => Ok(RunningApp { port, stop: Some(stop_tx), thread: Some(thread) }),
+        // The build failed (its error is the thread's result) or the thread died before it told.
+        _ => match thread.join() {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) | Err(_) => Err(AppError::Panicked),
+        },
     }
 }
 

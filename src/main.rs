@@ -62,7 +62,7 @@ fn migrate(settings: Settings) -> ExitCode {
     let result = actix::System::new().block_on(async {
         let db = Database::open(&app::database_options(&settings))?;
         let url = settings.database.url.expose_secret();
-        let timeout = Duration::from_millis(settings.database.connect_timeout_ms);
+        let timeout = settings.database.connect_timeout;
         app::prepare_database(&db, url, timeout, true, Some(app::MIGRATE_PATIENCE), &log, None).await
     });
     match result {

@@ -1,4 +1,5 @@
 use super::*;
+use std::time::Duration;
 use tributary_actors::{redact::database_url as redact_database_url, redact::is_secret_property};
 
 fn base() -> BTreeMap<String, Value> {
@@ -102,7 +103,7 @@ fn librdkafka_values_from_the_environment_are_taken_verbatim() {
         ("TRIBUTARY_KAFKA__BROKERS", "k:9092"),
         ("TRIBUTARY_KAFKA__LIBRDKAFKA__", "ignored"),
     ];
-    let props = librdkafka_env(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let props = kafka::librdkafka_env(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     assert_eq!(props, vec![("sasl_password".to_string(), "007".to_string()), ("client_id".to_string(), "[x]".to_string())]);
     let mut s = Settings::load(None, &base()).unwrap();
     s.kafka.librdkafka.extend(props);
@@ -310,7 +311,7 @@ proptest::proptest! {
         match Settings::load(None, &o) {
             Ok(s) => {
                 proptest::prop_assert!(!unknown, "an unknown key was accepted: {o:?}");
-                let _ = (s.linger(), s.bind_addr(), s.librdkafka_config(), s.redacted());
+                let _ = (s.database.linger, s.bind_addr(), s.librdkafka_config(), s.redacted());
                 let _ = tributary_actors::Database::open(&crate::app::database_options(&s));
             }
             Err(e) => {
@@ -371,4 +372,29 @@ fn a_mistyped_column_table_says_which_field() {
     assert!(text.contains("form") && text.contains("from"), "{text}");
     let e = plan_of("[[projection]]\nname = \"orders\"\ntable = \"orders\"\n[projection.columns]\nid = 5\n").unwrap_err();
     assert!(e.to_string().contains("a source such as"), "{e}");
+}
+
+/// A `*_ms` / `*_secs` key is a `Duration` in the code and the same whole number of its unit in
+/// `check-config`'s output.
+#[test]
+fn durations_keep_their_keys_and_units() {
+    let mut o = base();
+    o.insert("database.linger_ms".into(), json!(7));
+    o.insert("kafka.revoke_timeout_ms".into(), json!(1500));
+    o.insert("health.stall_after_secs".into(), json!(3));
+    o.insert("health.restart_reader_after_secs".into(), json!(0));
+    let s = Settings::load(None, &o).unwrap();
+    assert_eq!(s.database.linger, Duration::from_millis(7));
+    assert_eq!(s.kafka.revoke_timeout, Duration::from_millis(1500));
+    assert_eq!(s.health.stall_after, Duration::from_secs(3));
+    assert_eq!(s.health.reader_restart_due(), None, "0 means never");
+    let r = s.redacted();
+    assert_eq!(r["database"]["linger_ms"], json!(7));
+    assert_eq!(r["database"]["connect_timeout_ms"], json!(5000));
+    assert_eq!(r["kafka"]["revoke_timeout_ms"], json!(1500));
+    assert_eq!(r["health"]["stall_after_secs"], json!(3));
+    assert_eq!(r["health"]["restart_reader_after_secs"], json!(0));
+    assert_eq!(r["health"]["restart_window_secs"], json!(60));
+    assert_eq!(r["shutdown"]["timeout_secs"], json!(30));
+    assert_eq!(Settings::load(None, &base()).unwrap().health.reader_restart_due(), Some(Duration::from_secs(120)));
 }

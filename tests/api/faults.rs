@@ -38,10 +38,10 @@ fn database_outage_opens_the_breaker_and_ingestion_resumes_by_itself() {
     let mut s = f.settings();
     s.database.url = proxy.url_for(&f.db.url).into();
     s.database.batch_size = 200;
-    s.database.connect_timeout_ms = 1000;
-    s.health.stall_after_secs = 1;
+    s.database.connect_timeout = Duration::from_millis(1000);
+    s.health.stall_after = Duration::from_secs(1);
     // The outage outlasts this: a stalled database must never restart the reader.
-    s.health.restart_reader_after_secs = 3;
+    s.health.restart_reader_after = Duration::from_secs(3);
     let log = CapturedLog::default();
     let (logger, guard) = log.logger("info");
     let running = app::spawn(s, logger).unwrap();
@@ -102,7 +102,7 @@ fn broker_down_errors_slow_round_trips_and_leader_changes_lose_and_duplicate_not
     // librdkafka 2.12 can leave a partition fetching from a broker that is no longer its leader
     // after leadership moves (about 1 run in 100; no error reaches the application); the reader
     // restart on a stall recovers it well within this test's waits.
-    s.health.restart_reader_after_secs = 15;
+    s.health.restart_reader_after = Duration::from_secs(15);
     let running = app::spawn(s, telemetry::discard()).unwrap();
     stage!("first batches commit", Duration::from_secs(30), || f.committed() > 0);
     stage!("the first messages are in", Duration::from_secs(60), || f.committed() == f.produced());
@@ -156,8 +156,8 @@ fn a_consumer_stuck_on_a_partition_is_restarted_and_nothing_is_lost() {
     let mut f = Fixture::new(Kind::Sqlite, "stuck", 2, 1).unwrap();
     f.produce(1_000);
     let mut s = f.settings();
-    s.health.stall_after_secs = 1;
-    s.health.restart_reader_after_secs = 3;
+    s.health.stall_after = Duration::from_secs(1);
+    s.health.restart_reader_after = Duration::from_secs(3);
     let running = app::spawn(s, telemetry::discard()).unwrap();
     let port = running.port;
     stage!("the first messages are in", Duration::from_secs(60), || f.committed() == f.produced());
@@ -199,8 +199,8 @@ fn a_reader_the_group_never_assigns_is_reported_stalled_and_restarted() {
     let mut f = Fixture::new(Kind::Sqlite, "unassigned", 2, 1).unwrap();
     f.produce(1_000);
     let mut s = f.settings();
-    s.health.stall_after_secs = 1;
-    s.health.restart_reader_after_secs = 3;
+    s.health.stall_after = Duration::from_secs(1);
+    s.health.restart_reader_after = Duration::from_secs(3);
     f.kafka.cluster().request_errors(
         rdkafka::types::RDKafkaApiKey::JoinGroup,
         &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS; 100_000],
@@ -275,9 +275,9 @@ fn a_stalled_database_makes_the_reader_hold_then_pause_and_nothing_is_lost() {
     s.database.batch_size = 500;
     s.database.batch_max_bytes = 32 * 1024;
     s.database.max_in_flight_bytes = 64 * 1024;
-    s.health.stall_after_secs = 60;
+    s.health.stall_after = Duration::from_secs(60);
     // The lock below outlasts this: a hung database must never restart the reader.
-    s.health.restart_reader_after_secs = 2;
+    s.health.restart_reader_after = Duration::from_secs(2);
     let running = app::spawn(s, telemetry::discard()).unwrap();
     let port = running.port;
     stage!("the first batches commit", Duration::from_secs(30), || f.committed() > 0);
