@@ -23,7 +23,7 @@ use crate::records::{DeadLetter, PartitionKey, RawMessage};
 use crate::records::{Reason, Refusal};
 
 use super::error::blames_data;
-use super::project::{apply_refusing, refused_alike, Counts, ProjectStore};
+use super::project::{apply_refusing, refused_alike, Counts, ProjectStore, Refused};
 use super::store::{DeadRef, GroupStore, RowRef};
 use super::StoreError;
 
@@ -84,8 +84,8 @@ pub(crate) fn commit_group<S: ProjectStore>(
             let (refused, counts) = apply_refusing(s, plan, &ops)?;
             projections = counts;
             let mut archived = Vec::new();
-            for (u, projection, sqlstate, message) in refused {
-                let (b, p) = units[u];
+            for Refused { at, projection, sqlstate, message } in refused {
+                let (b, p) = units[at];
                 let name = &plan.projections[projection as usize].name;
                 let detail = format!("projection {name}: the database refused the row: {message}");
                 rejected[b].push(rejected_record(batches[b].record_of(p), Some(projection), sqlstate, &detail));

@@ -413,8 +413,8 @@ fn write_passed<S: GroupStore + ProjectStore>(
         counts.entry(p.name.clone()).or_default().add(c);
     }
     let mut unarchive = Vec::new();
-    for (u, ..) in refused {
-        let i = projected[u];
+    for r in refused {
+        let i = projected[r.at];
         ok[i] = false;
         if passed[i].0.row.is_some() {
             unarchive.push((partition, passed[i].0.offset));

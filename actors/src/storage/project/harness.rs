@@ -131,8 +131,8 @@ impl Db {
             Db::Lite(c) => c.in_transaction(|c| apply_refusing(c, plan, &ops)),
         }?
         .0;
-        for (at, _, sqlstate, _) in refused {
-            fate[routed[at].0] = Some(sqlstate);
+        for r in refused {
+            fate[routed[r.at].0] = Some(r.sqlstate);
         }
         Ok(fate)
     }

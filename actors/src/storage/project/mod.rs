@@ -49,8 +49,17 @@ pub(crate) trait ProjectStore: GroupStore {
     fn delete_events(&mut self, rows: &[(&PartitionKey, i64)]) -> Result<(), StoreError>;
 }
 
-/// A message the database refused: (index, the projection whose op it refused, SQLSTATE, message).
-pub(crate) type Refused = (usize, u16, String, String);
+/// A message the database refused.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    /// Its index among the messages applied.
+    pub(crate) at: usize,
+    /// The projection whose op the database refused.
+    pub(crate) projection: u16,
+    pub(crate) sqlstate: String,
+    /// The database's message.
+    pub(crate) message: String,
+}
 
 /// Apply `messages`, isolating the ones the database refuses: returns them and the counts, by
 /// projection, of everything applied.
@@ -64,7 +73,7 @@ pub(crate) fn apply_refusing<S: ProjectStore>(
     if !messages.is_empty() {
         isolate(s, plan, messages, 0..messages.len(), S::FIRST_PASS, &mut counts, &mut refused)?;
     }
-    if let Some(e) = refused_alike(messages.len(), refused.iter().map(|r| (&r.2, &r.3))) {
+    if let Some(e) = refused_alike(messages.len(), refused.iter().map(|r| (&r.sqlstate, &r.message))) {
         return Err(e);
     }
     Ok((refused, counts))
@@ -95,7 +104,7 @@ fn isolate<S: ProjectStore>(
                     s.in_savepoint(|s| s.probe(plan, messages[range.start])).map_err(StoreError::unwritable)?;
                 }
                 let projection = culprit(s, plan, messages[range.start])?.unwrap_or(messages[range.start][0].projection);
-                refused.push((range.start, projection, sqlstate, message));
+                refused.push(Refused { at: range.start, projection, sqlstate, message });
                 return Ok(());
             }
             // In order: the first half's effects are what the second half's messages see.

@@ -126,7 +126,7 @@ fn every_type_reaches_postgres_as_it_was() {
     ];
     let messages: Vec<&[Op]> = ops.iter().map(std::slice::from_ref).collect();
     let (refused, counts) = pg.conn.transaction(|c| apply_refusing(c, &plan, &messages)).expect("applied");
-    assert_eq!(refused.iter().map(|r| (r.0, r.2.as_str())).collect::<Vec<_>>(), vec![(4, "22003"), (7, "22001")]);
+    assert_eq!(refused.iter().map(|r| (r.at, r.sqlstate.as_str())).collect::<Vec<_>>(), vec![(4, "22003"), (7, "22001")]);
     assert_eq!((counts[0].inserted, counts[0].updated), (5, 1));
 
     let list: Vec<String> = COLUMNS.iter().map(|(c, _, _)| format!("{c}::text")).collect();

@@ -172,7 +172,7 @@ fn through<C: ProjectStore>(
     let _ = conn.in_transaction(|c| {
         let (refused, counts) = apply_refusing(c, &plan, &messages)?;
         let table = load(c)?.into_iter().map(|r| (r.k, Row { a: r.a, b: r.b, v: r.v })).collect();
-        out = Some((table, refused.into_iter().map(|r| r.0).collect(), counts[0]));
+        out = Some((table, refused.into_iter().map(|r| r.at).collect(), counts[0]));
         Err::<(), _>(StoreError::Rejected { sqlstate: "rollback".into(), message: String::new() })
     });
     out.expect("the steps ran")
