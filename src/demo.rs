@@ -419,7 +419,8 @@ fn run(args: DemoArgs, prepared: Prepared, log: slog::Logger, bar: ProgressBar, 
     println!("  database           {}  (topic {topic})", redact_url(&url));
     println!();
     println!("Try:");
-    let shell = Backend::of_url(&url).unwrap_or(Backend::Sqlite).shell(&url, &redact_url(&url));
+    // The URL was opened above, so it names a backend.
+    let shell = Backend::of_url(&url).map_or_else(|| redact_url(&url), |b| b.shell(&url, &redact_url(&url)));
     println!("  {shell} \"SELECT type, count(*) FROM events WHERE topic = '{topic}' GROUP BY type\"");
     println!("  {shell} \"SELECT reason, count(*) FROM dead_letters WHERE topic = '{topic}' GROUP BY reason\"");
     println!("  {shell} \"SELECT status, count(*) FROM orders GROUP BY status\"");

@@ -71,7 +71,7 @@ impl DatabaseSettings {
                 return Err(ConfigError::new(
                     "database.url",
                     format!("scheme of {} is not supported", redact::database_url(url)),
-                    format!("use {}", Backend::SCHEMES),
+                    format!("use {}", Backend::schemes()),
                 ));
             }
             Some(backend) => backend.check_url(url).map_err(|p| ConfigError::new("database.url", p.problem, p.fix))?,

@@ -1,7 +1,8 @@
 //! The seam between the service and a database: a backend's module implements [`Conn`] for its
 //! connection type (with the traits of the group commit, the projections, their catalog checks
 //! and the redrive), and every storage call is written once here over any such connection's
-//! pool ([`Store`]). Another database is another module and a line in `Database::open`.
+//! pool ([`Store`]). Another database is another module (its `Kind`, see `storage::kind`) and a
+//! line in `storage::BACKENDS`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -10,7 +11,6 @@ use diesel::r2d2::{ConnectionManager, Pool, PooledConnection, R2D2Connection};
 
 use super::browse::{self, DeadLetterDetail, DeadLetterPage};
 use super::commit::{self, GroupCommit};
-use super::kind::Backend;
 use super::project::lookup::Lookup;
 use super::project::{self, Catalog, ProjectStore, SetupError};
 use super::redrive::{DeadLetterKey, RedriveFilter, RedriveReport, RedriveStore, Selection};
@@ -26,7 +26,7 @@ pub struct DatabaseOptions {
     pub url: String,
     pub pool_size: u32,
     pub connect_timeout: Duration,
-    /// SQLite: the connections' WAL is copied back by a `sqlite::Checkpointer` (the writer's),
+    /// SQLite: the connections' WAL is copied back by a checkpointer (`storage/sqlite/wal.rs`) (the writer's),
     /// so they checkpoint by themselves only at `sqlite::WAL_BACKSTOP_PAGES` (otherwise at
     /// SQLite's 1,000). Harmless where none runs (the redriver's pool, `migrate`).
     pub checkpoint_in_background: bool,
@@ -41,7 +41,6 @@ pub(crate) trait Upkeep: Send {
 /// What a database's connection does besides the group commit's, projections' and redrive's
 /// statements (their own traits): the statements whose SQL or transaction differs by backend.
 pub(crate) trait Conn: ProjectStore + Catalog + Lookup + RedriveStore + R2D2Connection + Send + 'static {
-    const BACKEND: Backend;
     /// Run pending embedded migrations; the versions applied.
     fn migrate(&mut self) -> Result<Vec<String>, StoreError>;
     /// The stored progress of `group` for these partitions (absent: never committed).
@@ -67,7 +66,6 @@ pub(crate) trait Conn: ProjectStore + Catalog + Lookup + RedriveStore + R2D2Conn
 
 /// Every storage call, over one backend's pool (object-safe: `Database` holds one).
 pub(crate) trait Store: Send + Sync {
-    fn backend(&self) -> Backend;
     fn migrate(&self) -> Result<Vec<String>, StoreError>;
     fn ping(&self) -> Result<(), StoreError>;
     fn load_offsets(&self, group: &str, parts: &[PartitionKey]) -> Result<HashMap<PartitionKey, i64>, StoreError>;
@@ -117,10 +115,6 @@ pub(crate) struct Pooled<C: R2D2Connection + 'static> {
 }
 
 impl<C: Conn> Store for Pooled<C> {
-    fn backend(&self) -> Backend {
-        C::BACKEND
-    }
-
     fn migrate(&self) -> Result<Vec<String>, StoreError> {
         checkout(&self.pool)?.migrate()
     }

@@ -1,26 +1,77 @@
-//! Which database a `database.url` names, by its scheme, and what differs between them beyond
-//! their statements: the URL's own checks, how many writers and transactions at once, the
-//! refusal probe, the shell an operator opens it with.
+//! Which database a `database.url` names, and what differs between backends beyond their
+//! statements: each backend's module describes itself in one [`Kind`] (its URL schemes and
+//! checks, how it opens its pool, how many writers and transactions at once, the refusal probe,
+//! the shell an operator opens it with). `Backend::of_url` (storage/mod.rs) picks one of them.
 
-use std::path::Path;
+use std::sync::Arc;
 
-/// Which backend a URL names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
+use super::backend::{DatabaseOptions, Store};
+use super::StoreError;
+
+/// What a backend is besides its statements.
+pub(crate) struct Kind {
+    /// For logs and `Debug`.
+    pub(crate) name: &'static str,
+    /// The URL prefixes that name it.
+    pub(crate) prefixes: &'static [&'static str],
+    /// A URL it takes, for an error's fix.
+    pub(crate) example: &'static str,
+    /// The URL's own problems, found before anything connects.
+    pub(crate) check_url: fn(&str) -> Result<(), UrlProblem>,
+    /// Its pool, as `opts` ask.
+    pub(crate) open: fn(&DatabaseOptions) -> Result<Arc<dyn Store>, StoreError>,
+    /// Writer threads for a pool of this size.
+    pub(crate) writers: fn(u32) -> usize,
+    /// Transactions the committer runs at once for a pool of this size.
+    pub(crate) concurrent_commits: fn(u32) -> usize,
+    /// Whether a refused connection's SQLSTATE is asked for before the pool connects.
+    pub(crate) probes_refusal: bool,
+    /// The command an operator queries the database with (the URL, and the URL as it may be shown).
+    pub(crate) shell: fn(&str, &str) -> String,
+}
+
+/// A backend: a handle on its [`Kind`].
+#[derive(Clone, Copy)]
+pub struct Backend(pub(crate) &'static Kind);
+
+impl PartialEq for Backend {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for Backend {}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name)
+    }
 }
 
 impl Backend {
-    /// `postgres://` / `postgresql://` or `sqlite://PATH` (`sqlite:PATH` also accepted).
-    pub fn of_url(url: &str) -> Option<Backend> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Some(Backend::Postgres)
-        } else if url.starts_with("sqlite:") {
-            Some(Backend::Sqlite)
-        } else {
-            None
-        }
+    /// The URL's own problems, found before anything connects.
+    pub fn check_url(self, url: &str) -> Result<(), UrlProblem> {
+        (self.0.check_url)(url)
+    }
+
+    /// Writer threads: as many as the backend can write with at once.
+    pub fn writers(self, pool_size: u32) -> usize {
+        (self.0.writers)(pool_size)
+    }
+
+    /// Transactions the committer runs at once.
+    pub fn concurrent_commits(self, pool_size: u32) -> usize {
+        (self.0.concurrent_commits)(pool_size)
+    }
+
+    /// Whether a refused connection's SQLSTATE is asked for before the pool connects.
+    pub fn probes_refusal(self) -> bool {
+        self.0.probes_refusal
+    }
+
+    /// The command an operator queries the database with, `shown` the URL as it may be shown.
+    pub fn shell(self, url: &str, shown: &str) -> String {
+        (self.0.shell)(url, shown)
     }
 }
 
@@ -31,94 +82,8 @@ pub struct UrlProblem {
     pub fix: String,
 }
 
-fn problem(problem: impl Into<String>, fix: impl Into<String>) -> UrlProblem {
-    UrlProblem { problem: problem.into(), fix: fix.into() }
-}
-
-impl Backend {
-    /// What `database.url` takes, for an error's fix.
-    pub const SCHEMES: &'static str = "postgres://user:password@host:5432/db or sqlite://path/to/file.db";
-
-    /// The URL's own problems, found before anything connects.
-    pub fn check_url(self, url: &str) -> Result<(), UrlProblem> {
-        match self {
-            Backend::Sqlite => {
-                let path = Path::new(sqlite_path(url));
-                if path.as_os_str().is_empty() {
-                    return Err(problem("names no SQLite file", "use sqlite://path/to/file.db"));
-                }
-                let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                if !dir.is_dir() {
-                    return Err(problem(
-                        format!("the SQLite file's directory {} does not exist", dir.display()),
-                        "create the directory, or name a file in one that exists",
-                    ));
-                }
-                if path.is_dir() {
-                    return Err(problem(format!("{} is a directory", path.display()), "name a file: sqlite://path/to/file.db"));
-                }
-            }
-            Backend::Postgres => {
-                if let Some(port) = url_port(url).filter(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
-                    return Err(problem(format!("port {port:?} is not a port (1 to 65535)"), "use postgres://user:password@host:5432/db"));
-                }
-                // libpq's own parser, which `run` uses: a URL it refuses is refused here, and its
-                // words are not repeated (they quote the offending part, which may be the password).
-                if !super::refusal::libpq_parses(url) {
-                    return Err(problem(
-                        format!("libpq cannot parse {}", crate::redact::database_url(url)),
-                        "check its syntax; percent-encode reserved characters of the user and password (% as %25, @ as %40, / as %2F)",
-                    ));
-                }
-            }
-        }
-        Ok(())
+impl UrlProblem {
+    pub(crate) fn new(problem: impl Into<String>, fix: impl Into<String>) -> UrlProblem {
+        UrlProblem { problem: problem.into(), fix: fix.into() }
     }
-
-    /// Writer threads: SQLite has one write lock, so more would only queue on it.
-    pub fn writers(self, pool_size: u32) -> usize {
-        match self {
-            Backend::Postgres => pool_size.max(1) as usize,
-            Backend::Sqlite => 1,
-        }
-    }
-
-    /// Transactions the committer runs at once: PostgreSQL overlaps one transaction's commit
-    /// with the next one's COPY; SQLite has one write lock, so a second would only wait for it.
-    pub fn concurrent_commits(self, pool_size: u32) -> usize {
-        match self {
-            Backend::Postgres => pool_size.clamp(1, 2) as usize,
-            Backend::Sqlite => 1,
-        }
-    }
-
-    /// Whether a refused connection's SQLSTATE is asked for before the pool connects (libpq
-    /// tells it; SQLite opens a file).
-    pub fn probes_refusal(self) -> bool {
-        self == Backend::Postgres
-    }
-
-    /// The command an operator queries the database with, `shown` the URL as it may be shown.
-    pub fn shell(self, url: &str, shown: &str) -> String {
-        match self {
-            Backend::Sqlite => format!("sqlite3 {}", sqlite_path(url)),
-            Backend::Postgres => format!("psql {shown}"),
-        }
-    }
-}
-
-/// The port of a URL's authority, if it names one (not for several hosts or a bare IPv6 address).
-fn url_port(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?']).next()?;
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if host_port.contains(',') || host_port.ends_with(']') {
-        return None;
-    }
-    host_port.rsplit_once(':').map(|(_, p)| p)
-}
-
-/// The file path of a `sqlite://` URL.
-pub fn sqlite_path(url: &str) -> &str {
-    url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url)
 }

@@ -6,10 +6,10 @@ use std::cell::RefCell;
 use diesel::pg::CopyFormat;
 use diesel::prelude::*;
 
-use super::backend::{Conn, Count, LabelCount};
+use super::backend::{Conn, Count, LabelCount, Pooled};
 use super::browse;
 use super::copy::CopyEncoder;
-use super::kind::Backend;
+use super::kind::{Kind, UrlProblem};
 use super::redrive::{
     bind_selection, redrive_with, DeadLetterKey, RedriveFilter, RedriveReport, RedriveStore, Selection, StillFailing, Stored, StoredRow,
 };
@@ -19,8 +19,62 @@ use super::StoreError;
 use crate::batches::Fence;
 use crate::parse::ParseOptions;
 use crate::records::{EventRow, PartitionKey};
+use diesel::r2d2::{ConnectionManager, Pool};
 use diesel::sql_types::{Array, BigInt, Integer, Text};
 use std::collections::HashMap;
+use std::sync::Arc;
+
+/// PostgreSQL as a backend (see `storage::kind`): `postgres://` or `postgresql://` URLs, libpq's own.
+pub(super) const KIND: Kind = Kind {
+    name: "Postgres",
+    prefixes: &["postgres://", "postgresql://"],
+    example: "postgres://user:password@host:5432/db",
+    check_url,
+    open: |opts| {
+        let pool = Pool::builder()
+            .max_size(opts.pool_size.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(opts.connect_timeout)
+            // A connection cut during an outage must not come back out of the pool.
+            .test_on_check_out(true)
+            // Connections are made lazily: a database down at start-up delays ingestion
+            // instead of failing it.
+            .build_unchecked(ConnectionManager::<PgConnection>::new(&opts.url));
+        Ok(Arc::new(Pooled { pool, opts: opts.clone() }))
+    },
+    writers: |pool_size| pool_size.max(1) as usize,
+    // One transaction's commit overlaps the next one's COPY.
+    concurrent_commits: |pool_size| pool_size.clamp(1, 2) as usize,
+    // libpq tells a refused connection's SQLSTATE.
+    probes_refusal: true,
+    shell: |_, shown| format!("psql {shown}"),
+};
+
+fn check_url(url: &str) -> Result<(), UrlProblem> {
+    if let Some(port) = url_port(url).filter(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+        return Err(UrlProblem::new(format!("port {port:?} is not a port (1 to 65535)"), "use postgres://user:password@host:5432/db"));
+    }
+    // libpq's own parser, which `run` uses: a URL it refuses is refused here, and its words are
+    // not repeated (they quote the offending part, which may be the password).
+    if !super::refusal::libpq_parses(url) {
+        return Err(UrlProblem::new(
+            format!("libpq cannot parse {}", crate::redact::database_url(url)),
+            "check its syntax; percent-encode reserved characters of the user and password (% as %25, @ as %40, / as %2F)",
+        ));
+    }
+    Ok(())
+}
+
+/// The port of a URL's authority, if it names one (not for several hosts or a bare IPv6 address).
+fn url_port(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host_port.contains(',') || host_port.ends_with(']') {
+        return None;
+    }
+    host_port.rsplit_once(':').map(|(_, p)| p)
+}
 
 /// The migrations embedded in the binary.
 pub(super) const MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("../migrations/postgres");
@@ -179,8 +233,6 @@ pub(crate) fn epoch_ms(col: &str) -> String {
 }
 
 impl Conn for PgConnection {
-    const BACKEND: Backend = Backend::Postgres;
-
     fn migrate(&mut self) -> Result<Vec<String>, StoreError> {
         use diesel_migrations::MigrationHarness;
         self.run_pending_migrations(MIGRATIONS)

@@ -1,5 +1,9 @@
 use std::time::Duration;
 
+use diesel::r2d2::CustomizeConnection;
+
+use super::kind::*;
+use super::wal::*;
 use super::*;
 use crate::parse::{parse_message, ParseOptions, Parsed};
 use crate::records::{EventRow, RawMessage};
@@ -295,7 +299,7 @@ fn the_cached_full_chunk_statement_stores_what_diesels_batch_insert_stores() {
     .unwrap();
     db.migrate().unwrap();
     drop(db);
-    let mut conn = SqliteConnection::establish(super::super::sqlite_path(&url)).unwrap();
+    let mut conn = SqliteConnection::establish(sqlite_path(&url)).unwrap();
 
     // Two full chunks and a tail through `insert_events` (topic "a"), and the same rows
     // through Diesel's batch insert of the derived `Insertable` (topic "b").
