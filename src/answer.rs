@@ -115,3 +115,35 @@ where
         async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed(allow)) }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_failure_answers_its_status_its_headers_and_the_json_error() {
+        use tributary_actors::Failure;
+        let away = StoreError::Transient(Failure::Condition("connection refused".into()));
+        let refused = StoreError::Fatal(Failure::Condition("permission denied".into()));
+        for (e, status, header) in [
+            (ApiError::BadRequest("no".into()), 400, None),
+            (ApiError::Unauthorized, 401, Some((header::WWW_AUTHENTICATE, "Bearer"))),
+            (ApiError::AdminDisabled, 403, None),
+            (ApiError::MethodNotAllowed("GET, HEAD".into()), 405, Some((header::ALLOW, "GET, HEAD"))),
+            (ApiError::TooLarge(10), 413, None),
+            (ApiError::Store(away), 503, None),
+            (ApiError::Store(refused), 500, None),
+            (ApiError::Starting("database_connecting".into()), 503, Some((header::RETRY_AFTER, "2"))),
+        ] {
+            let answer = e.error_response();
+            assert_eq!(answer.status().as_u16(), status, "{e}");
+            if let Some((name, value)) = header {
+                assert_eq!(answer.headers().get(name).and_then(|v| v.to_str().ok()), Some(value), "{e}");
+            }
+            let body = actix_web::body::to_bytes(answer.into_body());
+            let body = futures::executor::block_on(body).unwrap_or_default();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body, serde_json::json!({ "error": e.to_string(), "status": status }));
+        }
+    }
+}
