@@ -18,7 +18,8 @@ use tributary_actors::{
 };
 
 use crate::config::{ConfigError, Settings};
-use crate::http::{routes, ApiState};
+use crate::http::{ApiState, Document};
+use crate::routes::{AdminToken, Register, Routes};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -284,13 +285,24 @@ fn start_reader(
     (reader, arbiter)
 }
 
+/// Every part that registers routes: what the server serves and `GET /openapi.json` documents.
+pub const API: [Register; 2] = [crate::console::routes, crate::http::routes];
+
 /// The HTTP server: the console's routes and the API's, on connections of ours (`wire`).
 fn serve_http(settings: &Settings, listener: TcpListener, state: ApiState) -> std::io::Result<actix_web::dev::Server> {
     let console = Arc::new(crate::console::Console::new(settings.http.admin_token.is_some()));
     crate::console::start_sampler(console.clone(), state.health.clone());
     let console = web::Data::new(console);
+    let admin = web::Data::new(AdminToken(settings.http.admin_token.clone()));
+    let document = Routes::document(&API).to_json().map_err(std::io::Error::other)?;
+    let document = web::Data::new(Document(document.into()));
     crate::wire::serve(listener, 2, move || {
-        App::new().app_data(web::Data::new(state.clone())).app_data(console.clone()).configure(crate::console::routes).configure(routes)
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .app_data(console.clone())
+            .app_data(admin.clone())
+            .app_data(document.clone())
+            .configure(|cfg| Routes::serve(cfg, &API))
     })
 }
 
@@ -329,7 +341,7 @@ impl Application {
         health.do_send(SetDbProbe(writer.clone().recipient()));
         let (reader, reader_arbiter) = start_reader(&settings, backend, breaker, &parser, &writer, &health, metrics, &log);
         health.do_send(SetReader(reader.clone().recipient()));
-        let state = ApiState { health, reader: reader.clone(), parser, writer, redriver, admin_token: settings.http.admin_token.clone() };
+        let state = ApiState { health, reader: reader.clone(), parser, writer, redriver };
         let port = listener.local_addr().map_err(|source| AppError::Bind { addr: addr.to_string(), source })?.port();
         let server = serve_http(&settings, listener, state).map_err(|source| AppError::Bind { addr: addr.to_string(), source })?;
         slog::info!(log, "tributary started"; "version" => version(), "http" => format!("{}:{port}", addr.ip()));

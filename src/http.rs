@@ -1,32 +1,27 @@
-//! The HTTP API (actix-web): every answer comes from asking the `HealthReporter` actor.
+//! The HTTP API (actix-web): every answer comes from asking the `HealthReporter` actor (or the
+//! `Redriver`, for dead letters).
 //!
 //! JSON everywhere except `/metrics` (Prometheus text). Unknown paths answer 404 and wrong
-//! methods 405, both with a JSON error body. Admin endpoints (`POST /pause`, `/resume`,
-//! `/actors/{name}/restart`, `/dead-letters/redrive`) need `Authorization: Bearer
-//! <http.admin_token>`, compared in constant time; with no token configured they answer 403.
-//! Request bodies are capped.
+//! methods 405, both with a JSON error body ([`ApiError`] maps every failure). Admin endpoints
+//! (`POST /pause`, `/resume`, `/actors/{name}/restart`, `/dead-letters/redrive`, `GET
+//! /dead-letters…`) go through the admin gate of [`crate::routes`]. Request bodies are capped.
+//! Each handler's `#[utoipa::path]` is both its route and its entry in `GET /openapi.json`.
 
 use actix::Addr;
-use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use utoipa::openapi::schema::{OneOfBuilder, Schema};
+use utoipa::openapi::{Ref, RefOr};
 
-use crate::answer::{error, only};
-use futures::StreamExt;
-use secrecy::{ExposeSecret, SecretString};
-use serde_json::json;
-use subtle::ConstantTimeEq;
-use tributary_actors::DbWriter;
-use tributary_actors::Parser;
-use tributary_actors::StoreError;
+use crate::answer::{ApiError, ErrorBody};
+use crate::routes::{Body, Routes};
 use tributary_actors::{ActorName, Restart};
-use tributary_actors::{DeadLetterKey, RedriveFilter, Selection, DEFAULT_LIMIT, MAX_LIMIT};
-use tributary_actors::{GetActors, GetHealth, GetMetrics, GetReadiness, GetStatus, HealthReporter, Report};
+use tributary_actors::{Actors, GetActors, GetHealth, GetMetrics, GetReadiness, GetStatus, Health, HealthReporter, Readiness, Status};
+use tributary_actors::{DbWriter, Parser};
+use tributary_actors::{DeadLetterDetail, DeadLetterKey, DeadLetterPage, RedriveFilter, RedriveReport, Selection};
 use tributary_actors::{GetDeadLetter, ListDeadLetters, Redrive, Redriver};
 use tributary_actors::{KafkaReader, SetPaused};
-use tributary_actors::{DEFAULT_PAGE, MAX_PAGE};
-
-/// Largest request body accepted (admin calls carry little or nothing).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+use tributary_actors::{DEFAULT_LIMIT, DEFAULT_PAGE, MAX_LIMIT, MAX_PAGE};
 
 /// What handlers share.
 #[derive(Clone)]
@@ -36,110 +31,108 @@ pub struct ApiState {
     pub parser: Addr<Parser>,
     pub writer: Addr<DbWriter>,
     pub redriver: Addr<Redriver>,
-    pub admin_token: Option<SecretString>,
 }
 
-/// The actor system did not answer: that is itself the answer to "is it healthy".
-fn unavailable(e: actix::MailboxError) -> HttpResponse {
-    error(StatusCode::SERVICE_UNAVAILABLE, format!("health_reporter did not answer: {e}"))
+/// 200 when `ok`, else 503, with the same body.
+fn verdict<T>(body: T, ok: bool) -> (web::Json<T>, StatusCode) {
+    (web::Json(body), if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE })
 }
 
-fn report(r: Report) -> HttpResponse {
-    let status = if r.ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    HttpResponse::build(status).json(r.body)
+#[utoipa::path(get, path = "/health", operation_id = "health", summary = "liveness", responses(
+    (status = 200, description = "alive", body = Health),
+    (status = 503, description = "an actor exceeded its restart budget, or the actor system does not answer", body = Unhealthy)))]
+async fn health(state: web::Data<ApiState>) -> Result<(web::Json<Health>, StatusCode), ApiError> {
+    let health = state.health.send(GetHealth).await.map_err(ApiError::no_answer("health_reporter"))?;
+    let ok = health.ok();
+    Ok(verdict(health, ok))
 }
 
-async fn health(state: web::Data<ApiState>) -> HttpResponse {
-    state.health.send(GetHealth).await.map_or_else(unavailable, report)
+#[utoipa::path(get, path = "/ready", operation_id = "ready", summary = "readiness, with reasons", responses(
+    (status = 200, description = "ready", body = Readiness),
+    (status = 503, description = "not ready", body = Unready)))]
+async fn ready(state: web::Data<ApiState>) -> Result<(web::Json<Readiness>, StatusCode), ApiError> {
+    let readiness = state.health.send(GetReadiness).await.map_err(ApiError::no_answer("health_reporter"))?;
+    let ok = readiness.ready;
+    Ok(verdict(readiness, ok))
 }
 
-async fn ready(state: web::Data<ApiState>) -> HttpResponse {
-    state.health.send(GetReadiness).await.map_or_else(unavailable, report)
+#[utoipa::path(get, path = "/status", operation_id = "status", responses(
+    (status = 200, description = "status", body = Status),
+    (status = 503, description = "the actor system does not answer", body = ErrorBody)))]
+async fn status(state: web::Data<ApiState>) -> Result<web::Json<Status>, ApiError> {
+    state.health.send(GetStatus).await.map(web::Json).map_err(ApiError::no_answer("health_reporter"))
 }
 
-async fn status(state: web::Data<ApiState>) -> HttpResponse {
-    state.health.send(GetStatus).await.map_or_else(unavailable, |v| HttpResponse::Ok().json(v))
+#[utoipa::path(get, path = "/actors", operation_id = "actors", responses(
+    (status = 200, description = "each actor", body = Actors),
+    (status = 503, description = "the actor system does not answer", body = ErrorBody)))]
+async fn actors(state: web::Data<ApiState>) -> Result<web::Json<Actors>, ApiError> {
+    state.health.send(GetActors).await.map(web::Json).map_err(ApiError::no_answer("health_reporter"))
 }
 
-async fn actors(state: web::Data<ApiState>) -> HttpResponse {
-    state.health.send(GetActors).await.map_or_else(unavailable, |v| HttpResponse::Ok().json(v))
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", responses(
+    (status = 200, description = "Prometheus/OpenMetrics text", body = String, content_type = "application/openmetrics-text"),
+    (status = 503, description = "the actor system does not answer", body = ErrorBody)))]
+async fn metrics(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let text = state.health.send(GetMetrics).await.map_err(ApiError::no_answer("health_reporter"))?;
+    Ok(HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(text))
 }
 
-async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
-    state.health.send(GetMetrics).await.map_or_else(unavailable, |text| {
-        HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(text)
-    })
+/// The OpenAPI document, generated once at start from the routes (see [`crate::routes`]).
+pub struct Document(pub web::Bytes);
+
+#[utoipa::path(get, path = "/openapi.json", operation_id = "openapi", responses(
+    (status = 200, description = "this document", body = Object)))]
+async fn openapi(document: web::Data<Document>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(document.0.clone())
 }
 
-/// The OpenAPI 3 document of every endpoint (kept true by tests/api/openapi.rs: every route is
-/// in it, and a schemathesis run checks the answers against it).
-pub const OPENAPI: &str = include_str!("openapi.json");
-
-async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
+/// `POST /pause`'s and `/resume`'s answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Paused {
+    paused: bool,
 }
 
-/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
-/// (RFC 7235), the token is not.
-fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start_matches(' '))
+async fn set_paused(state: &ApiState, paused: bool) -> Result<web::Json<Paused>, ApiError> {
+    state.reader.send(SetPaused(paused)).await.map_err(ApiError::no_answer("kafka_reader"))?;
+    Ok(web::Json(Paused { paused }))
 }
 
-/// Check the bearer token, then read the (bounded) body.
-async fn admit(state: &ApiState, req: &HttpRequest, mut payload: web::Payload) -> Result<web::Bytes, HttpResponse> {
-    let Some(token) = &state.admin_token else {
-        return Err(error(StatusCode::FORBIDDEN, "admin endpoints are disabled: configure http.admin_token"));
-    };
-    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
-    let ok = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.expose_secret().as_bytes())));
-    if !ok {
-        let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-        return Err(resp);
-    }
-    let too_large = || error(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {MAX_BODY_BYTES} bytes"));
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(too_large());
-    }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}")))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+#[utoipa::path(post, path = "/pause", operation_id = "pause", summary = "stop consuming, keeping group membership", responses(
+    (status = 200, description = "paused", body = Paused),
+    (status = 400, description = "the body cannot be read", body = ErrorBody),
+    (status = 413, description = "the body is too large", body = ErrorBody),
+    (status = 503, description = "the reader does not answer", body = ErrorBody)))]
+async fn pause(state: web::Data<ApiState>, _: Body) -> Result<web::Json<Paused>, ApiError> {
+    set_paused(&state, true).await
 }
 
-async fn set_paused(state: &ApiState, req: HttpRequest, payload: web::Payload, paused: bool) -> HttpResponse {
-    if let Err(resp) = admit(state, &req, payload).await {
-        return resp;
-    }
-    match state.reader.send(SetPaused(paused)).await {
-        Ok(()) => HttpResponse::Ok().json(json!({ "paused": paused })),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("kafka_reader did not answer: {e}")),
-    }
+#[utoipa::path(post, path = "/resume", operation_id = "resume", summary = "consume again", responses(
+    (status = 200, description = "resumed", body = Paused),
+    (status = 400, description = "the body cannot be read", body = ErrorBody),
+    (status = 413, description = "the body is too large", body = ErrorBody),
+    (status = 503, description = "the reader does not answer", body = ErrorBody)))]
+async fn resume(state: web::Data<ApiState>, _: Body) -> Result<web::Json<Paused>, ApiError> {
+    set_paused(&state, false).await
 }
 
-async fn pause(state: web::Data<ApiState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    set_paused(&state, req, payload, true).await
+/// `POST /actors/{name}/restart`'s answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Restarting {
+    restarting: String,
 }
 
-async fn resume(state: web::Data<ApiState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    set_paused(&state, req, payload, false).await
-}
-
-async fn restart(state: web::Data<ApiState>, req: HttpRequest, payload: web::Payload, name: web::Path<String>) -> HttpResponse {
-    if let Err(resp) = admit(&state, &req, payload).await {
-        return resp;
-    }
-    let actor = match name.parse::<ActorName>() {
-        Ok(actor) => actor,
-        Err(unknown) => return error(StatusCode::NOT_FOUND, unknown.to_string()),
-    };
+#[utoipa::path(post, path = "/actors/{name}/restart", operation_id = "restart_actor", summary = "restart an actor under its supervisor",
+    params(("name" = ActorName, Path, description = "the actor")),
+    responses(
+    (status = 202, description = "restarting", body = Restarting),
+    (status = 400, description = "the body cannot be read", body = ErrorBody),
+    (status = 404, description = "no such actor", body = ErrorBody),
+    (status = 413, description = "the body is too large", body = ErrorBody),
+    (status = 503, description = "the actor does not answer", body = ErrorBody)))]
+async fn restart(state: web::Data<ApiState>, name: web::Path<String>, _: Body) -> Result<(web::Json<Restarting>, StatusCode), ApiError> {
+    let name = name.into_inner();
+    let actor = name.parse::<ActorName>().map_err(|unknown| ApiError::NotFound(unknown.to_string()))?;
     let sent = match actor {
         ActorName::KafkaReader => state.reader.send(Restart).await,
         ActorName::Parser => state.parser.send(Restart).await,
@@ -147,20 +140,22 @@ async fn restart(state: web::Data<ApiState>, req: HttpRequest, payload: web::Pay
         ActorName::HealthReporter => state.health.send(Restart).await,
         ActorName::Redriver => state.redriver.send(Restart).await,
     };
-    match sent {
-        Ok(()) => HttpResponse::Accepted().json(json!({ "restarting": name.as_str() })),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("{} did not answer: {e}", name.as_str())),
-    }
+    sent.map_err(ApiError::no_answer(name.as_str()))?;
+    Ok((web::Json(Restarting { restarting: name }), StatusCode::ACCEPTED))
 }
 
 /// The body of `POST /dead-letters/redrive`; every field optional, unknown fields refused.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RedriveRequest, description = "every member at most once (a member named twice, at any depth, is a 400)")]
 struct RedriveBody {
     reason: Option<String>,
     topic: Option<String>,
+    #[schema(minimum = 0)]
     partition: Option<i32>,
+    #[schema(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
+    /// topic/partition/offset
     after: Option<String>,
     #[serde(default)]
     dry_run: bool,
@@ -188,17 +183,20 @@ impl RedriveBody {
     }
 }
 
-async fn redrive(state: web::Data<ApiState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let body = match admit(&state, &req, payload).await {
-        Ok(body) => body,
-        Err(resp) => return resp,
-    };
-    let filter = match RedriveBody::parse(&body) {
-        Ok(f) => f,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
-    };
+#[utoipa::path(post, path = "/dead-letters/redrive", operation_id = "redrive",
+    summary = "re-parse dead letters with the current settings; ingest (and project) those that now pass",
+    request_body(content = Option<RedriveBody>, content_type = "application/json"),
+    responses(
+    (status = 200, description = "what the redrive did", body = RedriveReport),
+    (status = 400, description = "the body is not a redrive request", body = ErrorBody),
+    (status = 413, description = "the body is too large", body = ErrorBody),
+    (status = 500, description = "the database refused", body = ErrorBody),
+    (status = 503, description = "the redriver or the database does not answer", body = ErrorBody)))]
+async fn redrive(state: web::Data<ApiState>, body: Body) -> Result<web::Json<RedriveReport>, ApiError> {
+    let filter = RedriveBody::parse(&body.0).map_err(ApiError::BadRequest)?;
     // The blocking work runs on the redriver's own thread, not on this arbiter.
-    stored(state.redriver.send(Redrive(filter)).await, |report| HttpResponse::Ok().json(report))
+    let report = state.redriver.send(Redrive(filter)).await.map_err(ApiError::no_answer("redriver"))??;
+    Ok(web::Json(report))
 }
 
 /// A JSON value whose objects name each member once, at any depth. serde_json keeps the last of
@@ -258,24 +256,21 @@ impl<'de> serde::Deserialize<'de> for UniqueKeys {
 
 /// Which dead letters a request means, as sent: the query of `GET /dead-letters` (unknown
 /// parameters refused) and the selecting part of a redrive's body.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct SelectionFields {
     reason: Option<String>,
     topic: Option<String>,
+    #[param(minimum = 0)]
     partition: Option<i32>,
+    /// topic/partition/offset, a page's next
     after: Option<String>,
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
 impl SelectionFields {
-    fn from_query(query: &str) -> Result<Selection, String> {
-        web::Query::<SelectionFields>::from_query(query)
-            .map_err(|e| format!("{e}; parameters: reason, topic, partition, after (topic/partition/offset), limit"))?
-            .into_inner()
-            .checked(DEFAULT_PAGE, MAX_PAGE)
-    }
-
     /// Checked: `limit` (else `default`) from 1 to `max`, `after` a cursor.
     fn checked(self, default: u32, max: u32) -> Result<Selection, String> {
         let limit = self.limit.unwrap_or(default);
@@ -287,69 +282,120 @@ impl SelectionFields {
     }
 }
 
-/// What the redriver answered, as HTTP: a database that is away is a 503, anything else a 500.
-fn stored<T>(answer: Result<Result<T, StoreError>, actix::MailboxError>, ok: impl FnOnce(T) -> HttpResponse) -> HttpResponse {
-    match answer {
-        Ok(Ok(v)) => ok(v),
-        Ok(Err(e @ StoreError::Transient(_))) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("redriver did not answer: {e}")),
-    }
-}
-
-/// `GET /dead-letters` (admin: payload sizes and details are user data).
-async fn list_dead_letters(state: web::Data<ApiState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    if let Err(resp) = admit(&state, &req, payload).await {
-        return resp;
-    }
-    match SelectionFields::from_query(req.query_string()) {
-        Ok(filter) => stored(state.redriver.send(ListDeadLetters(filter)).await, |page| HttpResponse::Ok().json(page)),
-        Err(message) => error(StatusCode::BAD_REQUEST, message),
-    }
+/// `GET /dead-letters` (admin: payload sizes and details are user data). The body is read only
+/// to hold it to the cap, as every admin call's is.
+#[utoipa::path(get, path = "/dead-letters", operation_id = "list_dead_letters", summary = "dead letters, lowest (topic, partition, offset) first",
+    params(SelectionFields),
+    responses(
+    (status = 200, description = "a page", body = DeadLetterPage),
+    (status = 400, description = "a query the API does not take", body = ErrorBody),
+    (status = 413, description = "the body is too large", body = ErrorBody),
+    (status = 500, description = "the database refused", body = ErrorBody),
+    (status = 503, description = "the redriver or the database does not answer", body = ErrorBody)))]
+async fn list_dead_letters(
+    state: web::Data<ApiState>,
+    query: web::Query<SelectionFields>,
+    _: Body,
+) -> Result<web::Json<DeadLetterPage>, ApiError> {
+    let selection = query.into_inner().checked(DEFAULT_PAGE, MAX_PAGE).map_err(ApiError::BadRequest)?;
+    let page = state.redriver.send(ListDeadLetters(selection)).await.map_err(ApiError::no_answer("redriver"))??;
+    Ok(web::Json(page))
 }
 
 /// `GET /dead-letters/{topic}/{partition}/{offset}` (admin): one, payload included.
-async fn dead_letter(state: web::Data<ApiState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    if let Err(resp) = admit(&state, &req, payload).await {
-        return resp;
+#[utoipa::path(get, path = "/dead-letters/{topic}/{partition}/{offset}", operation_id = "get_dead_letter",
+    params(
+        ("topic" = String, Path),
+        ("partition" = i32, Path, minimum = 0),
+        ("offset" = i64, Path, minimum = 0)),
+    responses(
+    (status = 200, description = "one dead letter whole", body = DeadLetterDetail),
+    (status = 400, description = "a path that names no dead letter's place", body = ErrorBody),
+    (status = 404, description = "no dead letter there", body = ErrorBody),
+    (status = 413, description = "the body is too large", body = ErrorBody),
+    (status = 500, description = "the database refused", body = ErrorBody),
+    (status = 503, description = "the redriver or the database does not answer", body = ErrorBody)))]
+async fn dead_letter(
+    state: web::Data<ApiState>,
+    place: web::Path<(String, i32, i64)>,
+    _: Body,
+) -> Result<web::Json<DeadLetterDetail>, ApiError> {
+    let (topic, partition, offset) = place.into_inner();
+    // The key's own rules (a topic, no negative numbers), as a redrive's `after` is held to.
+    let text = format!("{topic}/{partition}/{offset}");
+    let key = text.parse::<DeadLetterKey>().map_err(|e| ApiError::BadRequest(format!("{text}: {e}")))?;
+    let found = state.redriver.send(GetDeadLetter(key.clone())).await.map_err(ApiError::no_answer("redriver"))??;
+    found.map(web::Json).ok_or_else(|| ApiError::NotFound(format!("no dead letter at {key}")))
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("no such endpoint; see docs/http-api.md".into()))
+}
+
+/// A 503 of `/health`: the verdict, or the error when the actor system does not answer.
+pub struct Unhealthy;
+
+/// A 503 of `/ready`: the verdict, or the error when the actor system does not answer.
+pub struct Unready;
+
+/// `oneOf` the schema named `verdict` and the error's.
+fn verdict_or_error(verdict: &str) -> RefOr<Schema> {
+    let error = <ErrorBody as utoipa::ToSchema>::name();
+    OneOfBuilder::new().item(Ref::from_schema_name(verdict)).item(Ref::from_schema_name(error)).into()
+}
+
+impl utoipa::PartialSchema for Unhealthy {
+    fn schema() -> RefOr<Schema> {
+        verdict_or_error(&<Health as utoipa::ToSchema>::name())
     }
-    let m = req.match_info();
-    let text = format!(
-        "{}/{}/{}",
-        m.get("topic").unwrap_or_default(),
-        m.get("partition").unwrap_or_default(),
-        m.get("offset").unwrap_or_default()
-    );
-    let key = match text.parse::<DeadLetterKey>() {
-        Ok(key) => key,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("{text}: {e}")),
+}
+
+impl utoipa::ToSchema for Unhealthy {}
+
+impl utoipa::PartialSchema for Unready {
+    fn schema() -> RefOr<Schema> {
+        verdict_or_error(&<Readiness as utoipa::ToSchema>::name())
+    }
+}
+
+impl utoipa::ToSchema for Unready {}
+
+/// The API's routes, each at the path and method its `#[utoipa::path]` documents.
+pub fn routes(r: &mut Routes<'_>) {
+    let query_error = |e: actix_web::error::QueryPayloadError, _: &actix_web::HttpRequest| {
+        ApiError::BadRequest(format!("{e}; parameters: reason, topic, partition, after (topic/partition/offset), limit")).into()
     };
-    stored(state.redriver.send(GetDeadLetter(key.clone())).await, |found| match found {
-        Some(d) => HttpResponse::Ok().json(d),
-        None => error(StatusCode::NOT_FOUND, format!("no dead letter at {key}")),
-    })
-}
-
-async fn not_found() -> HttpResponse {
-    error(StatusCode::NOT_FOUND, "no such endpoint; see docs/http-api.md")
-}
-
-/// Register the routes.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    use actix_web::http::Method;
-    cfg.service(only("/openapi.json", Method::GET, openapi))
-        .service(only("/health", Method::GET, health))
-        .service(only("/ready", Method::GET, ready))
-        .service(only("/status", Method::GET, status))
-        .service(only("/actors", Method::GET, actors))
-        .service(only("/metrics", Method::GET, metrics))
-        .service(only("/pause", Method::POST, pause))
-        .service(only("/resume", Method::POST, resume))
-        .service(only("/actors/{name}/restart", Method::POST, restart))
-        .service(only("/dead-letters/redrive", Method::POST, redrive))
-        .service(only("/dead-letters", Method::GET, list_dead_letters))
-        .service(only("/dead-letters/{topic}/{partition}/{offset}", Method::GET, dead_letter))
-        .default_service(web::to(not_found));
+    r.app_data(web::QueryConfig::default().error_handler(query_error));
+    for schema in [
+        Routes::schema::<Health>,
+        Routes::schema::<Unhealthy>,
+        Routes::schema::<Readiness>,
+        Routes::schema::<Unready>,
+        Routes::schema::<Status>,
+        Routes::schema::<Actors>,
+        Routes::schema::<Paused>,
+        Routes::schema::<Restarting>,
+        Routes::schema::<ActorName>,
+        Routes::schema::<DeadLetterPage>,
+        Routes::schema::<DeadLetterDetail>,
+        Routes::schema::<RedriveBody>,
+        Routes::schema::<RedriveReport>,
+    ] {
+        schema(r);
+    }
+    r.add(__path_openapi, openapi);
+    r.add(__path_health, health);
+    r.add(__path_ready, ready);
+    r.add(__path_status, status);
+    r.add(__path_actors, actors);
+    r.add(__path_metrics, metrics);
+    r.admin(__path_pause, pause);
+    r.admin(__path_resume, resume);
+    r.admin(__path_restart, restart);
+    r.admin(__path_redrive, redrive);
+    r.admin(__path_list_dead_letters, list_dead_letters);
+    r.admin(__path_dead_letter, dead_letter);
+    r.fallback(not_found);
 }
 
 /// A plain `GET` to this service on loopback, for the demo's progress and the benchmark harness

@@ -5,9 +5,10 @@
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse};
-use serde_json::json;
+use actix_web::{web, App, HttpRequest, HttpResponse, ResponseError};
+use tributary_actors::{Health, Readiness};
+
+use crate::answer::ApiError;
 
 /// Why the service is not ready yet, as `/ready` says it.
 #[derive(Clone, Default)]
@@ -26,14 +27,9 @@ impl Waiting {
 async fn answer(req: HttpRequest, waiting: web::Data<Waiting>) -> HttpResponse {
     let get = matches!(req.method().as_str(), "GET" | "HEAD");
     match req.path() {
-        "/health" if get => HttpResponse::Ok().json(json!({ "status": "starting", "failed_actors": [], "actors": {} })),
-        "/ready" if get => HttpResponse::ServiceUnavailable().json(json!({ "ready": false, "reasons": [waiting.get()] })),
-        _ => {
-            let message = format!("starting: {}; only /health and /ready answer until then", waiting.get());
-            let mut resp = crate::answer::error(StatusCode::SERVICE_UNAVAILABLE, message);
-            resp.headers_mut().insert(actix_web::http::header::RETRY_AFTER, actix_web::http::header::HeaderValue::from_static("2"));
-            resp
-        }
+        "/health" if get => HttpResponse::Ok().json(Health::starting()),
+        "/ready" if get => HttpResponse::ServiceUnavailable().json(Readiness { ready: false, reasons: vec![waiting.get()] }),
+        _ => ApiError::Starting(waiting.get()).error_response(),
     }
 }
 

@@ -18,7 +18,6 @@ use actix_web::dev::{AppConfig, Server, ServiceFactory, ServiceRequest, ServiceR
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse};
 use futures::future::Either;
-use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The longest request line (method, URI, version) answered; longer ones get 414.
@@ -57,7 +56,7 @@ where
 /// A request whose URI makes the request line too long is answered 414 before any route sees it.
 fn uri_limit(req: &ServiceRequest) -> Option<HttpResponse> {
     let line = req.method().as_str().len() + req.uri().to_string().len() + " HTTP/1.1".len() + 1;
-    (line > MAX_REQUEST_LINE).then(|| crate::answer::error(StatusCode::URI_TOO_LONG, too_long()))
+    (line > MAX_REQUEST_LINE).then(|| actix_web::ResponseError::error_response(&crate::answer::ApiError::UriTooLong(too_long())))
 }
 
 fn too_long() -> String {
@@ -198,7 +197,7 @@ fn rewrite(head: &str, request: &Request) -> Option<String> {
         ),
         _ => return None,
     };
-    let body = json!({ "error": error, "status": status.as_u16() }).to_string();
+    let body = serde_json::to_string(&crate::answer::ErrorBody { error, status: status.as_u16() }).ok()?;
     let mut out = format!("HTTP/1.1 {} {}\r\n", status.as_u16(), status.canonical_reason().unwrap_or_default());
     for h in lines.filter(|h| !h.split_once(':').is_some_and(|(k, _)| k.eq_ignore_ascii_case("content-length"))) {
         out.push_str(h);

@@ -39,7 +39,8 @@ pub use backoff::Backoff;
 pub use batch::BatchLimits;
 pub use batches::{Fence, RawBatch};
 pub use breaker::Breaker;
-pub use health::{GetActors, GetHealth, GetMetrics, GetReadiness, GetStatus, HealthOptions, HealthReporter, Report, SetDbProbe, SetReader};
+pub use health::{ActorReport, Actors, BreakerState, DatabaseState, Health, Liveness, PartitionStatus, Readiness, Status};
+pub use health::{GetActors, GetHealth, GetMetrics, GetReadiness, GetStatus, HealthOptions, HealthReporter, SetDbProbe, SetReader};
 pub use lifecycle::{ActorName, Restart};
 pub use metrics::{label, projection_label, Metrics};
 pub use parse::{Format, ParseOptions};
@@ -48,12 +49,12 @@ pub use project::{describe, glob_matches, EventsSpec, Plan, Projection, Projecti
 pub use reader::{KafkaReader, ReaderOptions, SetPaused, Shutdown};
 pub use records::{EventRow, PartitionKey, RawMessage};
 pub use redriver::{GetDeadLetter, ListDeadLetters, Redrive, Redriver};
-pub use storage::browse::{DEFAULT_PAGE, MAX_PAGE};
+pub use storage::browse::{DeadLetterDetail, DeadLetterPage, DeadLetterSummary, DEFAULT_PAGE, MAX_PAGE};
 pub use storage::error::{Failure, StoreError};
 pub use storage::project::SetupError;
 #[cfg(feature = "bench")]
 pub use storage::raw;
-pub use storage::redrive::{DeadLetterKey, RedriveFilter, Selection, DEFAULT_LIMIT, MAX_LIMIT};
+pub use storage::redrive::{DeadLetterKey, ReasonCounts, RedriveFilter, RedriveReport, Selection, DEFAULT_LIMIT, MAX_LIMIT};
 pub use storage::refusal;
 pub use storage::{configure_library, sqlite_path, Backend, Database, DatabaseOptions};
 pub use throttle::Throttle;

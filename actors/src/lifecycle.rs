@@ -11,7 +11,7 @@ use actix::prelude::*;
 use serde::Serialize;
 
 /// The supervised actors, by the names `/actors` and `POST /actors/{name}/restart` use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActorName {
     KafkaReader,

@@ -9,13 +9,17 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use actix::Addr;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use serde_json::{json, Value};
-use tributary_actors::{GetMetrics, GetStatus, HealthReporter};
+use serde::Serialize;
+use tributary_actors::{GetMetrics, GetStatus, HealthReporter, Status};
+use utoipa::ToSchema;
 
-use crate::answer::only;
+use crate::answer::{ApiError, ErrorBody};
+use crate::routes::Routes;
 
 pub const INDEX: &str = include_str!("index.html");
 pub const SCRIPT: &str = include_str!("console.js");
@@ -40,10 +44,42 @@ struct Sample {
     latency: Vec<(f64, f64)>,
 }
 
+/// Rates between two samples, for the charts.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Point {
+    /// Milliseconds since the epoch.
+    t: i64,
+    events_per_s: f64,
+    dead_letters_per_s: f64,
+    lag: f64,
+}
+
+/// Commit latency over the last minute of samples (`None` without commits).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Latency {
+    p50: Option<f64>,
+    p99: Option<f64>,
+    window_s: i64,
+}
+
+/// What every open page polls (`GET /console/snapshot`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Snapshot {
+    /// RFC 3339.
+    at: String,
+    sample_every_s: u64,
+    /// An admin token is configured (the page offers the admin actions).
+    admin: bool,
+    status: Status,
+    series: Vec<Point>,
+    commit_latency_ms: Latency,
+    dead_letters_by_reason: BTreeMap<String, f64>,
+}
+
 /// What the sampler keeps: the latest snapshot and the history behind the charts.
 #[derive(Default)]
 pub struct Console {
-    latest: Mutex<Value>,
+    latest: Mutex<Option<Snapshot>>,
     history: Mutex<VecDeque<Sample>>,
     admin: bool,
 }
@@ -90,7 +126,7 @@ impl Console {
     }
 
     /// Take one sample: the status and metrics as the `HealthReporter` gave them.
-    fn record(&self, status: Value, metrics: &str) {
+    fn record(&self, status: Status, metrics: &str) {
         let now = chrono::Utc::now();
         let mut latency: Vec<(f64, f64)> = samples(metrics, "tributary_commit_latency_seconds_bucket")
             .filter_map(|(l, v)| Some((label(l, "le")?.parse::<f64>().ok()?, v)))
@@ -109,36 +145,39 @@ impl Console {
         while history.front().is_some_and(|s| s.at_ms < keep_from) {
             history.pop_front();
         }
-        let series: Vec<Value> = history
+        let series = history
             .iter()
             .zip(history.iter().skip(1))
             .map(|(a, b)| {
                 let secs = ((b.at_ms - a.at_ms) as f64 / 1000.0).max(0.001);
                 // A restarted counter (a new process) is not a negative rate.
-                json!({"t": b.at_ms, "events_per_s": ((b.consumed - a.consumed) / secs).max(0.0),
-                       "dead_letters_per_s": ((b.dead - a.dead) / secs).max(0.0), "lag": b.lag})
+                Point {
+                    t: b.at_ms,
+                    events_per_s: ((b.consumed - a.consumed) / secs).max(0.0),
+                    dead_letters_per_s: ((b.dead - a.dead) / secs).max(0.0),
+                    lag: b.lag,
+                }
             })
             .collect();
         // Commit latency over the last minute of samples.
         let newest = history.back().cloned().unwrap_or_default();
         let minute_ago = history.iter().find(|s| s.at_ms >= newest.at_ms - 60_000).cloned().unwrap_or_default();
         let ms = |q| quantile(&minute_ago.latency, &newest.latency, q).map(|s| (s * 1000.0).round());
-        let by_reason: serde_json::Map<String, Value> = samples(metrics, "tributary_dead_letters_total")
-            .filter_map(|(l, v)| Some((label(l, "reason")?.to_string(), json!(v))))
-            .collect();
-        let snapshot = json!({
-            "at": now.to_rfc3339(),
-            "sample_every_s": SAMPLE_EVERY.as_secs(),
-            "admin": self.admin,
-            "status": status,
-            "series": series,
-            "commit_latency_ms": {"p50": ms(0.5), "p99": ms(0.99), "window_s": (newest.at_ms - minute_ago.at_ms) / 1000},
-            "dead_letters_by_reason": by_reason,
-        });
-        *self.latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = snapshot;
+        let dead_letters_by_reason =
+            samples(metrics, "tributary_dead_letters_total").filter_map(|(l, v)| Some((label(l, "reason")?.to_string(), v))).collect();
+        let snapshot = Snapshot {
+            at: now.to_rfc3339(),
+            sample_every_s: SAMPLE_EVERY.as_secs(),
+            admin: self.admin,
+            status,
+            series,
+            commit_latency_ms: Latency { p50: ms(0.5), p99: ms(0.99), window_s: (newest.at_ms - minute_ago.at_ms) / 1000 },
+            dead_letters_by_reason,
+        };
+        *self.latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(snapshot);
     }
 
-    fn latest(&self) -> Value {
+    fn latest(&self) -> Option<Snapshot> {
         self.latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 }
@@ -168,38 +207,46 @@ fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
 }
 
 /// The page's routes: the page, its assets and the snapshot it polls.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    use actix_web::http::Method;
-    cfg.service(only("/", Method::GET, index))
-        .service(only("/console.js", Method::GET, script))
-        .service(only("/console.css", Method::GET, style))
-        .service(only("/console/snapshot", Method::GET, snapshot))
-        .service(only("/favicon.ico", Method::GET, no_icon));
+pub fn routes(r: &mut Routes<'_>) {
+    r.schema::<Snapshot>();
+    r.add(__path_index, index);
+    r.add(__path_script, script);
+    r.add(__path_style, style);
+    r.add(__path_snapshot, snapshot);
+    r.add(__path_no_icon, no_icon);
 }
 
+#[utoipa::path(get, path = "/", operation_id = "console", summary = "the operator console", responses(
+    (status = 200, description = "the page", body = String, content_type = "text/html")))]
 pub async fn index() -> HttpResponse {
     asset("text/html; charset=utf-8", INDEX)
 }
 
+#[utoipa::path(get, path = "/console.js", operation_id = "console_script", responses(
+    (status = 200, description = "the console's script", body = String, content_type = "text/javascript")))]
 pub async fn script() -> HttpResponse {
     asset("text/javascript; charset=utf-8", SCRIPT)
 }
 
+#[utoipa::path(get, path = "/console.css", operation_id = "console_style", responses(
+    (status = 200, description = "the console's style", body = String, content_type = "text/css")))]
 pub async fn style() -> HttpResponse {
     asset("text/css; charset=utf-8", STYLE)
 }
 
 /// Browsers ask for one; there is none (an answer without a body, not a 404 in their console).
+#[utoipa::path(get, path = "/favicon.ico", operation_id = "favicon", responses((status = 204, description = "there is no icon")))]
 pub async fn no_icon() -> HttpResponse {
     HttpResponse::NoContent().finish()
 }
 
-pub async fn snapshot(console: web::Data<Arc<Console>>) -> HttpResponse {
-    let latest = console.latest();
-    if latest.is_null() {
-        return crate::answer::error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "the console's first sample is not taken yet");
-    }
-    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(latest)
+#[utoipa::path(get, path = "/console/snapshot", operation_id = "console_snapshot", summary = "the console's data, built every 2 s by one sampler",
+    responses(
+    (status = 200, description = "the latest snapshot", body = Snapshot),
+    (status = 503, description = "no sample is taken yet", body = ErrorBody)))]
+pub async fn snapshot(console: web::Data<Arc<Console>>) -> Result<HttpResponse, ApiError> {
+    let latest = console.latest().ok_or_else(|| ApiError::Unavailable("the console's first sample is not taken yet".into()))?;
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(latest))
 }
 
 #[cfg(test)]
@@ -218,9 +265,9 @@ mod tests {
         assert_eq!(quantile(&[], &buckets, 0.9), Some(1.0));
         assert_eq!(quantile(&buckets, &buckets, 0.5), None, "nothing observed between them");
         let c = Console::new(true);
-        c.record(json!({"ready": true}), text);
-        c.record(json!({"ready": true}), &text.replace("} 3", "} 13"));
-        let s = c.latest();
+        c.record(Status::default(), text);
+        c.record(Status::default(), &text.replace("} 3", "} 13"));
+        let s = serde_json::to_value(c.latest()).unwrap();
         assert_eq!(s["dead_letters_by_reason"]["invalid_json"], 13.0);
         assert_eq!(s["series"].as_array().map(Vec::len), Some(1));
         assert!(s["series"][0]["dead_letters_per_s"].as_f64().unwrap() > 0.0);

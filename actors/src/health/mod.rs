@@ -7,6 +7,7 @@
 //! What it concludes from what it is told (lag, stalls, restarts, `/ready`'s reasons) is pure
 //! logic in [`verdict`]; the actor keeps the facts current and acts on the verdicts.
 
+mod answers;
 mod verdict;
 
 use std::time::{Duration, Instant};
@@ -14,13 +15,13 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use chrono::Utc;
 use prometheus_client::registry::Registry;
-use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::lifecycle::{ActorFailed, ActorName, ActorRestartRequested, ActorStarted, ActorStopped, Ping, Restart};
 use crate::metrics::{label, partition_label, Metrics};
 use crate::records::PartitionKey;
 
+pub use answers::{ActorReport, Actors, BreakerState, DatabaseState, Health, Liveness, PartitionStatus, Readiness, Status};
 pub(crate) use verdict::ActorState;
 use verdict::{ActorInfo, Facts, Membership, RestartCause, Stalls};
 
@@ -108,27 +109,20 @@ pub struct SetDbProbe(pub Recipient<Ping>);
 
 // ---- messages: what HTTP asks ---------------------------------------------------------------
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// 200 when true, 503 when false.
-    pub ok: bool,
-    pub body: Value,
-}
-
 #[derive(Message)]
-#[rtype(result = "Report")]
+#[rtype(result = "Health")]
 pub struct GetHealth;
 
 #[derive(Message)]
-#[rtype(result = "Report")]
+#[rtype(result = "Readiness")]
 pub struct GetReadiness;
 
 #[derive(Message)]
-#[rtype(result = "Value")]
+#[rtype(result = "Status")]
 pub struct GetStatus;
 
 #[derive(Message)]
-#[rtype(result = "Value")]
+#[rtype(result = "Actors")]
 pub struct GetActors;
 
 #[derive(Message)]
@@ -281,21 +275,15 @@ impl HealthReporter {
         reader.do_send(Restart);
     }
 
-    fn readiness(&mut self) -> Report {
+    fn readiness(&mut self) -> Readiness {
         self.check_stalls();
         let reasons = self.facts.reasons(&self.stalled, self.opts.stall_after);
-        let ready = reasons.is_empty();
-        Report { ok: ready, body: json!({ "ready": ready, "reasons": reasons }) }
+        Readiness { ready: reasons.is_empty(), reasons }
     }
 
-    fn actors_json(&self) -> Value {
-        let m: serde_json::Map<String, Value> = self
-            .facts
-            .actors
-            .iter()
-            .map(|(n, a)| (n.as_str().to_string(), json!({ "state": a.state, "restarts": a.restarts, "last_error": a.last_error })))
-            .collect();
-        Value::Object(m)
+    fn actors(&self) -> Actors {
+        let report = |a: &ActorInfo| ActorReport { state: a.state, restarts: a.restarts, last_error: a.last_error.clone() };
+        Actors(self.facts.actors.iter().map(|(n, a)| (n.as_str(), report(a))).collect())
     }
 }
 
@@ -509,16 +497,10 @@ impl Handler<SetDbProbe> for HealthReporter {
 impl Handler<GetHealth> for HealthReporter {
     type Result = MessageResult<GetHealth>;
     fn handle(&mut self, _: GetHealth, _: &mut Self::Context) -> Self::Result {
-        let failed: Vec<&str> = self.facts.actors.iter().filter(|(_, a)| a.state == ActorState::Failed).map(|(n, _)| n.as_str()).collect();
-        let ok = failed.is_empty();
-        MessageResult(Report {
-            ok,
-            body: json!({
-                "status": if ok { "ok" } else { "failing" },
-                "failed_actors": failed,
-                "actors": self.actors_json(),
-            }),
-        })
+        let failed: Vec<&'static str> =
+            self.facts.actors.iter().filter(|(_, a)| a.state == ActorState::Failed).map(|(n, _)| n.as_str()).collect();
+        let status = if failed.is_empty() { Liveness::Ok } else { Liveness::Failing };
+        MessageResult(Health { status, failed_actors: failed, actors: self.actors() })
     }
 }
 
@@ -532,7 +514,7 @@ impl Handler<GetReadiness> for HealthReporter {
 impl Handler<GetActors> for HealthReporter {
     type Result = MessageResult<GetActors>;
     fn handle(&mut self, _: GetActors, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.actors_json())
+        MessageResult(self.actors())
     }
 }
 
@@ -540,34 +522,37 @@ impl Handler<GetStatus> for HealthReporter {
     type Result = MessageResult<GetStatus>;
     fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
         let readiness = self.readiness();
-        let partitions: Vec<Value> = self
+        let partitions = self
             .facts
             .partitions
             .iter()
-            .map(|(k, p)| {
-                json!({
-                    "topic": k.topic,
-                    "partition": k.partition,
-                    "next_offset": p.next_offset,
-                    "high_watermark": p.high_watermark,
-                    "lag": p.lag(),
-                    "last_commit": p.last_commit.map(|t| t.to_rfc3339()),
-                })
+            .map(|(k, p)| PartitionStatus {
+                topic: k.topic.clone(),
+                partition: k.partition,
+                next_offset: p.next_offset,
+                high_watermark: p.high_watermark,
+                lag: p.lag(),
+                last_commit: p.last_commit.map(|t| t.to_rfc3339()),
             })
             .collect();
-        MessageResult(json!({
-            "version": self.opts.version,
-            "uptime_seconds": self.started.elapsed().as_secs_f64(),
-            "group_id": self.opts.group_id,
-            "ready": readiness.ok,
-            "reasons": readiness.body["reasons"],
-            "paused": self.facts.paused,
-            "breaker": json!({ "open": self.facts.breaker.is_some(), "reason": self.facts.breaker }),
-            "database": match &self.facts.db { None => json!({"reachable": null}), Some(Ok(())) => json!({"reachable": true}), Some(Err(e)) => json!({"reachable": false, "error": e}) },
-            "actors": self.actors_json(),
-            "partitions": partitions,
-            "config": self.opts.config_summary,
-        }))
+        let database = match &self.facts.db {
+            None => DatabaseState { reachable: None, error: None },
+            Some(Ok(())) => DatabaseState { reachable: Some(true), error: None },
+            Some(Err(e)) => DatabaseState { reachable: Some(false), error: Some(e.clone()) },
+        };
+        MessageResult(Status {
+            version: self.opts.version.clone(),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            group_id: self.opts.group_id.clone(),
+            ready: readiness.ready,
+            reasons: readiness.reasons,
+            paused: self.facts.paused,
+            breaker: BreakerState { open: self.facts.breaker.is_some(), reason: self.facts.breaker.clone() },
+            database,
+            actors: self.actors(),
+            partitions,
+            config: self.opts.config_summary.clone(),
+        })
     }
 }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::lifecycle::ActorName;
 use crate::records::PartitionKey;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum ActorState {
     Starting,

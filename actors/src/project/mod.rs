@@ -550,7 +550,8 @@ fn source_name(s: &Source) -> String {
 }
 
 /// What a projection's statements did to its table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = ProjectionCounts)]
 pub struct Counts {
     pub inserted: u64,
     pub updated: u64,

@@ -15,7 +15,7 @@ pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
 
 /// One dead letter in a list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DeadLetterSummary {
     pub topic: String,
     pub partition: i32,
@@ -30,19 +30,21 @@ pub struct DeadLetterSummary {
 
 /// A page, lowest `(topic, partition, offset)` first; `next` is the cursor for the following
 /// page when this one is full.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DeadLetterPage {
     pub items: Vec<DeadLetterSummary>,
+    /// topic/partition/offset: pass it as `after` for the next page.
     pub next: Option<String>,
 }
 
 /// One dead letter whole: the record's bytes (base64) and its headers as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeadLetterDetail {
     #[serde(flatten)]
     pub summary: DeadLetterSummary,
     pub key_base64: Option<String>,
     pub payload_base64: Option<String>,
+    #[schema(value_type = Object)]
     pub headers: serde_json::Value,
     pub kafka_timestamp: Option<String>,
 }

@@ -132,7 +132,7 @@ pub struct RedriveFilter {
 }
 
 /// Counts for one original reason.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReasonCounts {
     pub selected: u64,
     pub redriven: u64,
@@ -140,7 +140,7 @@ pub struct ReasonCounts {
 }
 
 /// What a redrive did (or, dry run, would do).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RedriveReport {
     pub selected: u64,
     pub redriven: u64,
