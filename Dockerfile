@@ -24,11 +24,12 @@ COPY Cargo.toml Cargo.lock build.rs ./
 COPY actors/Cargo.toml actors/build.rs actors/
 COPY bench/Cargo.toml bench/
 COPY memops/Cargo.toml memops/
+COPY testdb/Cargo.toml testdb/
 # Patched crates ([patch.crates-io]): sources, not placeholders.
 COPY vendor vendor
 COPY scripts/build-static.sh scripts/
-RUN mkdir -p src actors/src bench/src memops/src migrations \
- && echo 'fn main() {}' > src/main.rs && touch src/lib.rs actors/src/lib.rs memops/src/lib.rs \
+RUN mkdir -p src actors/src bench/src memops/src testdb/src migrations \
+ && echo 'fn main() {}' > src/main.rs && touch src/lib.rs actors/src/lib.rs memops/src/lib.rs testdb/src/lib.rs \
  && echo 'fn main() {}' > bench/src/main.rs
 RUN BUILD_GIT_COMMIT=deps scripts/build-static.sh
 
@@ -39,8 +40,9 @@ COPY actors/src actors/src
 COPY src src
 COPY bench/src bench/src
 COPY memops/src memops/src
+COPY testdb/src testdb/src
 ARG GIT_COMMIT=unknown
-RUN touch src/main.rs src/lib.rs actors/src/lib.rs memops/src/lib.rs \
+RUN touch src/main.rs src/lib.rs actors/src/lib.rs memops/src/lib.rs testdb/src/lib.rs \
  && BUILD_GIT_COMMIT=${GIT_COMMIT} scripts/build-static.sh \
  && mkdir -p /out/data /out/etc \
  && cp target/x86_64-unknown-linux-musl/release/tributary /out/tributary \

@@ -37,6 +37,7 @@ use tributary_actors::{raw, raw::RowRef};
 use tributary_actors::{Database, DatabaseOptions};
 use tributary_actors::{Fence, RawBatch};
 use tributary_actors::{PartitionKey, RawMessage};
+use tributary_testdb::TestDb;
 
 #[derive(Debug, Parser)]
 #[command(about = "Measure tributary against the raw limits of Kafka and the database, in one run")]
@@ -471,12 +472,12 @@ fn main() {
 
     let pg = {
         let mut raw = |_| {
-            let db = TempPg::create(&args.database_url);
+            let db = temp_pg(&args.database_url);
             quiesce(&args.database_url);
             raw_pg_copy(&db.url, batches, &mut |_| {})
         };
         let mut e2e = |_| {
-            let db = TempPg::create(&args.database_url);
+            let db = temp_pg(&args.database_url);
             quiesce(&args.database_url);
             end_to_end(&bin, &brokers, &topic, &db.url, n, true, None)
         };
@@ -530,7 +531,7 @@ fn main() {
         sqlite: run(Phase::ProjSqlite),
     });
     let latency = run(Phase::Latency).then(|| {
-        let db = TempPg::create(&args.database_url);
+        let db = temp_pg(&args.database_url);
         quiesce(&args.database_url);
         let (p50, p99) = commit_latency(&bin, mock.as_ref(), &brokers, &db.url, args.latency_rate, args.latency_seconds);
         eprintln!("  commit latency at {} events/s: p50 ≤ {p50:.0} ms, p99 ≤ {p99:.0} ms (histogram bucket bounds)", args.latency_rate);
@@ -548,7 +549,7 @@ fn main() {
         let raw = {
             let batches = soak::interleaved(parsed_batches(n, partitions, BatchLimits::default().max_messages));
             let pg = {
-                let db = TempPg::create(&args.database_url);
+                let db = temp_pg(&args.database_url);
                 quiesce(&args.database_url);
                 let mut thirds = soak::Thirds::new(n);
                 raw_pg_copy(&db.url, &batches, &mut |done| thirds.mark(done));
@@ -578,7 +579,7 @@ fn main() {
             return (n, None, None, raw);
         }
         let pg = {
-            let db = TempPg::create(&args.database_url);
+            let db = temp_pg(&args.database_url);
             quiesce(&args.database_url);
             soak::soak(&bin, &brokers, &topic, &db.url, n, None)
         };
@@ -638,29 +639,7 @@ fn main() {
     println!("{summary}");
 }
 
-/// A PostgreSQL database for one phase, dropped afterwards.
-struct TempPg {
-    url: String,
-    admin: String,
-    name: String,
-}
-
-impl TempPg {
-    fn create(admin: &str) -> TempPg {
-        use diesel::{Connection, RunQueryDsl};
-        let name = format!("tributary_bench_{}_{}", std::process::id(), chrono::Utc::now().timestamp_micros());
-        let mut c = diesel::PgConnection::establish(admin).expect("connect to --database-url");
-        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut c).expect("create bench database");
-        let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
-        TempPg { url: format!("{base}/{name}"), admin: admin.to_string(), name }
-    }
-}
-
-impl Drop for TempPg {
-    fn drop(&mut self) {
-        use diesel::{Connection, RunQueryDsl};
-        if let Ok(mut c) = diesel::PgConnection::establish(&self.admin) {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut c);
-        }
-    }
+/// A PostgreSQL database for one phase on the server `admin` connects to, dropped afterwards.
+fn temp_pg(admin: &str) -> TestDb {
+    TestDb::postgres_on(admin, "tributary_bench")
 }

@@ -19,7 +19,7 @@ use tributary_actors::raw;
 use tributary_actors::BatchLimits;
 
 use crate::service::end_to_end;
-use crate::{alternate, create_topic, open, produce_records, quiesce, report, Labels, Measured, TempPg};
+use crate::{alternate, create_topic, open, produce_records, quiesce, report, temp_pg, Labels, Measured};
 
 /// The projection as an operator writes it: no `events` archive, only the table.
 const CONFIG: &str = r#"
@@ -361,18 +361,18 @@ pub fn run(s: &Setup<'_>) -> Option<Figures> {
     let pg = s.pg.then(|| {
         let mut raw = |_| {
             let copy = {
-                let db = TempPg::create(s.admin);
+                let db = temp_pg(s.admin);
                 quiesce(s.admin);
                 raw_pg(&db.url, &batches, n, keys)
             };
-            let db = TempPg::create(s.admin);
+            let db = temp_pg(s.admin);
             quiesce(s.admin);
             let unnest = raw_pg_unnest(&db.url, &batches, n, keys);
             eprintln!("    raw PG upsert: COPY + staging {copy:.0} rows/s, unnest arrays {unnest:.0} rows/s");
             copy.max(unnest)
         };
         let mut e2e = |_| {
-            let db = TempPg::create(s.admin);
+            let db = temp_pg(s.admin);
             let mut c = diesel::PgConnection::establish(&db.url).expect("connect to the bench database");
             diesel::sql_query(PG_TABLE).execute(&mut c).expect("create readings");
             quiesce(s.admin);

@@ -3,6 +3,8 @@
 
 pub mod exposition;
 
+pub use tributary_testdb::TestDb;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -21,54 +23,20 @@ pub enum Kind {
     Sqlite,
 }
 
-/// A database created for one test and dropped after it.
-pub struct TestDb {
-    pub url: String,
-    admin_url: Option<String>,
-    name: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some(admin) = &self.admin_url {
-            if let Ok(mut c) = PgConnection::establish(admin) {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut c);
-            }
-        }
-    }
-}
-
 /// A fresh database of that kind. SQLite needs nothing; PostgreSQL needs
 /// `TRIBUTARY_TEST_DATABASE_URL` and is skipped (`None`) without it, unless
 /// `TRIBUTARY_TEST_REQUIRE_DB=1` (as in CI) turns the skip into a failure.
 pub fn test_db_of(kind: Kind) -> Option<TestDb> {
     tributary_actors::configure_library();
     match kind {
-        Kind::Sqlite => {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let url = format!("sqlite://{}", dir.path().join("test.db").display());
-            Some(TestDb { url, admin_url: None, name: String::new(), _dir: Some(dir) })
-        }
+        Kind::Sqlite => Some(TestDb::sqlite()),
         Kind::Postgres => test_db(),
     }
 }
 
 /// A fresh PostgreSQL database (see [`test_db_of`]).
 pub fn test_db() -> Option<TestDb> {
-    let Ok(admin_url) = std::env::var("TRIBUTARY_TEST_DATABASE_URL") else {
-        if std::env::var("TRIBUTARY_TEST_REQUIRE_DB").is_ok_and(|v| v == "1") {
-            panic!("TRIBUTARY_TEST_DATABASE_URL is not set but TRIBUTARY_TEST_REQUIRE_DB=1");
-        }
-        eprintln!("SKIPPED: set TRIBUTARY_TEST_DATABASE_URL to run PostgreSQL tests");
-        return None;
-    };
-    let name = format!("tributary_test_{}", unique());
-    let mut c = PgConnection::establish(&admin_url).expect("connect to TRIBUTARY_TEST_DATABASE_URL");
-    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut c).expect("create test database");
-    let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
-    let url = format!("{base}/{name}");
-    Some(TestDb { url, admin_url: Some(admin_url), name, _dir: None })
+    TestDb::postgres("tributary_test")
 }
 
 /// Run the same Diesel code on a connection to `url`, PostgreSQL or SQLite.

@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use proptest::prelude::*;
 use serde_json::json;
+use tributary_testdb::TestDb;
 
 use super::{apply_refusing, groups, Counts, ProjectStore};
 use crate::project::{Cell, EventsSpec, Mode, Op, Plan, Projection, ProjectionSpec};
@@ -190,39 +191,22 @@ fn sqlite() -> SqliteConnection {
     c
 }
 
-/// A database of its own on `TRIBUTARY_TEST_DATABASE_URL`, dropped at the end (`None` without
-/// the variable, unless `TRIBUTARY_TEST_REQUIRE_DB=1` makes that a failure).
+/// A database of its own on `TRIBUTARY_TEST_DATABASE_URL` with the table `t` seeded, dropped at
+/// the end (`None` without the variable, unless `TRIBUTARY_TEST_REQUIRE_DB=1` makes that a failure).
 pub(super) struct Pg {
     pub(super) conn: PgConnection,
-    admin: String,
-    name: String,
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        if let Ok(mut c) = PgConnection::establish(&self.admin) {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut c);
-        }
-    }
+    // Declared after `conn`, so dropped after it: the connection closes before the database goes.
+    _db: TestDb,
 }
 
 pub(super) fn postgres() -> Option<Pg> {
-    let Ok(admin) = std::env::var("TRIBUTARY_TEST_DATABASE_URL") else {
-        assert!(
-            std::env::var("TRIBUTARY_TEST_REQUIRE_DB").as_deref() != Ok("1"),
-            "TRIBUTARY_TEST_REQUIRE_DB=1 needs TRIBUTARY_TEST_DATABASE_URL"
-        );
-        return None;
-    };
-    let name = format!("tributary_props_{}_{:08x}", std::process::id(), rand::random::<u32>());
-    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut PgConnection::establish(&admin).unwrap()).unwrap();
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    let mut conn = PgConnection::establish(&format!("{base}/{name}")).unwrap();
+    let db = TestDb::postgres("tributary_props")?;
+    let mut conn = PgConnection::establish(&db.url).unwrap();
     diesel::sql_query("CREATE TABLE t (k bigint PRIMARY KEY, a bigint CHECK (a >= 0), b text NOT NULL, v bigint)")
         .execute(&mut conn)
         .unwrap();
     diesel::sql_query(SEED_SQL).execute(&mut conn).unwrap();
-    Some(Pg { conn, admin, name })
+    Some(Pg { conn, _db: db })
 }
 
 fn modes() -> impl Strategy<Value = (Mode, bool)> {
