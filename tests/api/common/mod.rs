@@ -1,12 +1,15 @@
-//! Shared test support: a fresh PostgreSQL database per test, the mock Kafka cluster, a mixed
-//! message generator, exact accounting checks, and waiting for conditions (never sleeping).
+//! Shared test support: a fresh database per test, HTTP through a real client, the mock Kafka
+//! cluster, a mixed message generator, exact accounting checks, and waiting for conditions (never
+//! sleeping).
 
+mod client;
 pub mod exposition;
 
+pub use client::{get_json, http, http_with, request};
 pub use tributary_testdb::TestDb;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -289,36 +292,6 @@ pub fn assert_exactly_once(url: &str, topic: &str, group: &str, watermarks: &BTr
             .unwrap());
     let reasons: BTreeMap<String, i64> = reasons.into_iter().map(|r| (r.reason, r.n)).collect();
     assert_eq!(&reasons, dead, "dead letters by reason");
-}
-
-/// A minimal HTTP/1.1 request; returns status and body.
-pub fn http(method: &str, port: u16, path: &str) -> (u16, String) {
-    http_with(method, port, path, &[], b"")
-}
-
-/// An HTTP/1.1 request with extra headers and a body.
-pub fn http_with(method: &str, port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to HTTP port");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    // The server may answer (413, 401) and close before reading a large body.
-    let _ = s.write_all(body);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
-}
-
-pub fn get_json(port: u16, path: &str) -> (u16, Value) {
-    let (status, body) = http("GET", port, path);
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 /// Partitions an instance owns, from its `/status`.
