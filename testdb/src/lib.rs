@@ -60,3 +60,49 @@ impl Drop for TestDb {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use diesel::sql_types::{BigInt, Text};
+    use diesel::QueryableByName;
+
+    use super::*;
+
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+
+    #[test]
+    fn a_postgres_database_is_its_own_and_gone_once_dropped() {
+        let Some(db) = TestDb::postgres("tributary_testdb") else { return };
+        let admin = std::env::var(URL_VAR).unwrap();
+        let name = db.url.rsplit_once('/').unwrap().1.to_string();
+        let count = || {
+            let mut c = PgConnection::establish(&admin).unwrap();
+            diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+                .bind::<Text, _>(&name)
+                .get_result::<N>(&mut c)
+                .unwrap()
+                .n
+        };
+        // Connected and busy while dropped, as a test's service may still be.
+        let mut open = PgConnection::establish(&db.url).unwrap();
+        diesel::sql_query("CREATE TABLE t (k bigint)").execute(&mut open).unwrap();
+        assert_eq!(count(), 1);
+        assert_ne!(TestDb::postgres("tributary_testdb").unwrap().url, db.url, "each call its own database");
+        drop(db);
+        assert_eq!(count(), 0);
+    }
+
+    #[test]
+    fn a_sqlite_file_goes_with_its_directory() {
+        let db = TestDb::sqlite();
+        let path = std::path::PathBuf::from(db.url.strip_prefix("sqlite://").unwrap());
+        assert!(!path.exists(), "nothing is created yet");
+        std::fs::write(&path, b"").unwrap();
+        drop(db);
+        assert!(!path.parent().unwrap().exists());
+    }
+}
