@@ -7,7 +7,6 @@
 //! 5xx and no answer that does not match the document.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -52,22 +51,10 @@ fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
 }
 
 /// A request with the admin token; the status, the `Allow` header and the body.
-fn request(port: u16, method: &str, path: &str) -> (u16, Option<String>, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to HTTP port");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("{method} {path}: {out}"));
-    let allow = head
-        .split("\r\n")
-        .find_map(|h| h.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("allow")).map(|(_, v)| v.trim().to_string()));
-    (status, allow, body.to_string())
+fn admin_request(port: u16, method: &str, path: &str) -> (u16, Option<String>, String) {
+    let a = request(method, port, path, &[("Authorization", &format!("Bearer {TOKEN}"))], b"");
+    let allow = a.header("allow").map(str::to_string);
+    (a.status, allow, a.body)
 }
 
 #[test]
@@ -107,7 +94,7 @@ fn every_documented_operation_answers_and_other_methods_are_405s_naming_the_docu
     let ops = operations(&doc);
     for ((path, method), statuses) in &ops {
         let concrete = path.replace("{name}", "parser").replace("{topic}", "t").replace("{partition}", "0").replace("{offset}", "0");
-        let (status, _, body) = request(port, method, &concrete);
+        let (status, _, body) = admin_request(port, method, &concrete);
         assert!(statuses.contains(&status), "{method} {path}: {status} is not among the documented {statuses:?}: {body}");
     }
     let mut by_path: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
@@ -121,12 +108,12 @@ fn every_documented_operation_answers_and_other_methods_are_405s_naming_the_docu
             allowed.insert("HEAD");
         }
         let other = if methods.contains("GET") { "DELETE" } else { "GET" };
-        let (status, allow, body) = request(port, other, &concrete);
+        let (status, allow, body) = admin_request(port, other, &concrete);
         assert_eq!(status, 405, "{other} {path}: {body}");
         let allow: BTreeSet<String> = allow.unwrap_or_default().split(", ").map(str::to_string).collect();
         assert_eq!(allow, allowed.iter().map(|m| m.to_string()).collect(), "{path}");
     }
-    let (status, _, body) = request(port, "GET", "/not-a-route");
+    let (status, _, body) = admin_request(port, "GET", "/not-a-route");
     assert_eq!(status, 404, "{body}");
     running.stop().unwrap();
 }
