@@ -27,8 +27,11 @@ use std::collections::HashMap;
 mod kind;
 mod wal;
 
+/// The bench's SQLite connections are set up as the pool's.
+#[cfg(feature = "bench")]
+pub(crate) use kind::Pragmas;
+pub(crate) use kind::KIND;
 pub use kind::{configure_library, sqlite_path};
-pub(crate) use kind::{Pragmas, KIND};
 
 /// Rows per INSERT statement: full chunks go through [`FullChunk`], prepared once per connection
 /// and reused; only a shorter tail is prepared anew. 13 binds a row stays far below SQLite's
