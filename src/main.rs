@@ -43,18 +43,33 @@ fn run(settings: Settings) -> ExitCode {
         // dropping the runtime would wait for it: the process exit ends it instead.
         std::mem::forget(system);
     }
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match result {
+        Ok(()) => 0,
         Err(e) => {
             slog::crit!(log, "tributary failed"; "error" => e.to_string());
             // A projection its table cannot take is a configuration error, found at start.
             if matches!(e, app::AppError::Config(_)) {
-                ExitCode::from(2)
+                2
             } else {
-                ExitCode::FAILURE
+                1
             }
         }
-    }
+    };
+    drop(log);
+    drop(_flush_on_exit);
+    leave(code)
+}
+
+/// End the process with `code` once the service has drained and its logs are flushed, without
+/// running the C libraries' exit handlers: OpenSSL's cleanup would free what a pool's or
+/// librdkafka's thread may still be using (glibc has aborted such an exit with a double free).
+/// Nothing is left to save: every commit is durable, and no destructor of ours runs at exit.
+fn leave(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit takes any int and only ends the process.
+    unsafe { libc::_exit(code) }
 }
 
 fn migrate(settings: Settings) -> ExitCode {
