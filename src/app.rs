@@ -144,7 +144,7 @@ async fn open_database(settings: &Settings, listener: &TcpListener, log: &slog::
     let migrate = settings.database.migrate_on_start;
     let timeout = settings.database.connect_timeout;
     let prepared = prepare_database(&db, settings.database.url.expose_secret(), timeout, migrate, None, log, Some(&waiting)).await;
-    answering.stop(false).await;
+    answering.stop(true).await;
     let applied = prepared?;
     if migrate {
         slog::info!(log, "database migrations up to date"; "applied" => applied.join(","));
@@ -296,7 +296,7 @@ fn serve_http(settings: &Settings, listener: TcpListener, state: ApiState) -> st
     let admin = web::Data::new(AdminToken(settings.http.admin_token.clone()));
     let document = Routes::document(&API).to_json().map_err(std::io::Error::other)?;
     let document = web::Data::new(Document(document.into()));
-    crate::wire::serve(listener, 2, move || {
+    crate::wire::serve(listener, 2, 5, move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
             .app_data(console.clone())

@@ -34,8 +34,11 @@ async fn answer(req: HttpRequest, waiting: web::Data<Waiting>) -> HttpResponse {
 }
 
 /// Serve the start-up answers on a clone of `listener` until the returned handle is stopped.
+/// Stopped gracefully, it finishes the answers under way (a probe gets its answer, not a reset)
+/// and waits at most a second for idle connections; later ones wait in the socket's backlog
+/// for the real server.
 pub fn serve(listener: &TcpListener, waiting: Waiting) -> std::io::Result<actix_web::dev::ServerHandle> {
-    let server = crate::wire::serve(listener.try_clone()?, 1, move || {
+    let server = crate::wire::serve(listener.try_clone()?, 1, 1, move || {
         App::new().app_data(web::Data::new(waiting.clone())).default_service(web::to(answer))
     })?;
     let handle = server.handle();

@@ -25,8 +25,9 @@ pub const MAX_REQUEST_LINE: usize = 8 * 1024;
 
 /// An HTTP/1.1 server of `workers` threads on `listener` serving `app`, with JSON bodies on the
 /// codec's own errors and 414 for an over-long request line. No signal handling: the caller
-/// stops it through its handle.
-pub fn serve<F, T>(listener: TcpListener, workers: usize, app: F) -> io::Result<Server>
+/// stops it through its handle; a graceful stop lets open connections finish for up to
+/// `drain_secs`.
+pub fn serve<F, T>(listener: TcpListener, workers: usize, drain_secs: u64, app: F) -> io::Result<Server>
 where
     F: Fn() -> App<T> + Send + Clone + 'static,
     T: ServiceFactory<ServiceRequest, Config = (), Response = ServiceResponse<BoxBody>, Error = actix_web::Error, InitError = ()> + 'static,
@@ -49,7 +50,7 @@ where
         })?
         .workers(workers)
         .disable_signals()
-        .shutdown_timeout(5)
+        .shutdown_timeout(drain_secs)
         .run())
 }
 
