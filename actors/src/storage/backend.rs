@@ -106,6 +106,44 @@ pub(crate) struct LabelCount {
     pub(crate) n: i64,
 }
 
+/// The [`Conn`] methods whose statements are the same text on every backend, for each backend's
+/// `impl Conn` to expand (Diesel's types differ per backend). `MIGRATIONS` and `load_offsets`
+/// (`offsets::offset_statements!`) must be that backend's, in scope.
+macro_rules! conn_statements {
+    () => {
+        fn migrate(&mut self) -> Result<Vec<String>, $crate::storage::StoreError> {
+            use diesel_migrations::MigrationHarness;
+            self.run_pending_migrations(MIGRATIONS)
+                .map(|applied| applied.into_iter().map(|v| v.to_string()).collect())
+                .map_err(|e| $crate::storage::StoreError::fatal("migration failed", e))
+        }
+
+        fn load_offsets(
+            &mut self,
+            group: &str,
+            parts: &[$crate::records::PartitionKey],
+        ) -> Result<std::collections::HashMap<$crate::records::PartitionKey, i64>, $crate::storage::StoreError> {
+            load_offsets(self, group, parts)
+        }
+
+        fn count(&mut self, sql: &str, text: &str) -> Result<i64, $crate::storage::StoreError> {
+            use diesel::RunQueryDsl;
+            Ok(diesel::sql_query(sql).bind::<diesel::sql_types::Text, _>(text).get_result::<$crate::storage::backend::Count>(self)?.n)
+        }
+
+        fn label_counts(&mut self, sql: &str, text: Option<&str>) -> Result<Vec<(String, i64)>, $crate::storage::StoreError> {
+            use diesel::RunQueryDsl;
+            let rows: Vec<$crate::storage::backend::LabelCount> = match text {
+                Some(t) => diesel::sql_query(sql).bind::<diesel::sql_types::Text, _>(t).load(self)?,
+                None => diesel::sql_query(sql).load(self)?,
+            };
+            Ok(rows.into_iter().map(|r| (r.label, r.n)).collect())
+        }
+    };
+}
+
+pub(super) use conn_statements;
+
 const COMMITTED: &str = "SELECT CAST(COALESCE(sum(next_offset), 0) AS BIGINT) AS n FROM consumer_offsets WHERE group_id = $1";
 
 /// A backend's pool and what it was opened with.

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use diesel::pg::CopyFormat;
 use diesel::prelude::*;
 
-use super::backend::{Conn, Count, LabelCount, Pooled};
+use super::backend::{Conn, Pooled};
 use super::browse;
 use super::copy::CopyEncoder;
 use super::kind::{Kind, UrlProblem};
@@ -21,7 +21,6 @@ use crate::parse::ParseOptions;
 use crate::records::{EventRow, PartitionKey};
 use diesel::r2d2::{ConnectionManager, Pool};
 use diesel::sql_types::{Array, BigInt, Integer, Text};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// PostgreSQL as a backend (see `storage::kind`): `postgres://` or `postgresql://` URLs, libpq's own.
@@ -233,28 +232,7 @@ pub(crate) fn epoch_ms(col: &str) -> String {
 }
 
 impl Conn for PgConnection {
-    fn migrate(&mut self) -> Result<Vec<String>, StoreError> {
-        use diesel_migrations::MigrationHarness;
-        self.run_pending_migrations(MIGRATIONS)
-            .map(|applied| applied.into_iter().map(|v| v.to_string()).collect())
-            .map_err(|e| StoreError::fatal("migration failed", e))
-    }
-
-    fn load_offsets(&mut self, group: &str, parts: &[PartitionKey]) -> Result<HashMap<PartitionKey, i64>, StoreError> {
-        load_offsets(self, group, parts)
-    }
-
-    fn count(&mut self, sql: &str, text: &str) -> Result<i64, StoreError> {
-        Ok(diesel::sql_query(sql).bind::<Text, _>(text).get_result::<Count>(self)?.n)
-    }
-
-    fn label_counts(&mut self, sql: &str, text: Option<&str>) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows: Vec<LabelCount> = match text {
-            Some(t) => diesel::sql_query(sql).bind::<Text, _>(t).load(self)?,
-            None => diesel::sql_query(sql).load(self)?,
-        };
-        Ok(rows.into_iter().map(|r| (r.label, r.n)).collect())
-    }
+    super::backend::conn_statements!();
 
     fn redrive(&mut self, filter: &RedriveFilter, opts: &ParseOptions) -> Result<RedriveReport, StoreError> {
         self.transaction(|c| redrive_with(c, filter, opts))

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sqlite::{Sqlite, SqliteConnection};
 
-use super::backend::{Conn, Count, DatabaseOptions, LabelCount, Upkeep};
+use super::backend::{Conn, DatabaseOptions, Upkeep};
 use super::browse;
 use super::redrive::{
     bind_selection, redrive_with, DeadLetterKey, RedriveFilter, RedriveReport, RedriveStore, Selection, StillFailing, Stored, StoredRow,
@@ -22,7 +22,6 @@ use crate::parse::ParseOptions;
 use crate::records::PartitionKey;
 use diesel::r2d2::{ConnectionManager, Pool};
 use diesel::sql_types::{BigInt, Integer, Text};
-use std::collections::HashMap;
 
 mod kind;
 mod wal;
@@ -272,28 +271,7 @@ pub(crate) fn epoch_ms(col: &str) -> String {
 }
 
 impl Conn for SqliteConnection {
-    fn migrate(&mut self) -> Result<Vec<String>, StoreError> {
-        use diesel_migrations::MigrationHarness;
-        self.run_pending_migrations(MIGRATIONS)
-            .map(|applied| applied.into_iter().map(|v| v.to_string()).collect())
-            .map_err(|e| StoreError::fatal("migration failed", e))
-    }
-
-    fn load_offsets(&mut self, group: &str, parts: &[PartitionKey]) -> Result<HashMap<PartitionKey, i64>, StoreError> {
-        load_offsets(self, group, parts)
-    }
-
-    fn count(&mut self, sql: &str, text: &str) -> Result<i64, StoreError> {
-        Ok(diesel::sql_query(sql).bind::<Text, _>(text).get_result::<Count>(self)?.n)
-    }
-
-    fn label_counts(&mut self, sql: &str, text: Option<&str>) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows: Vec<LabelCount> = match text {
-            Some(t) => diesel::sql_query(sql).bind::<Text, _>(t).load(self)?,
-            None => diesel::sql_query(sql).load(self)?,
-        };
-        Ok(rows.into_iter().map(|r| (r.label, r.n)).collect())
-    }
+    super::backend::conn_statements!();
 
     fn redrive(&mut self, filter: &RedriveFilter, opts: &ParseOptions) -> Result<RedriveReport, StoreError> {
         // A dry run writes nothing: no write lock.
