@@ -146,6 +146,11 @@ pub(super) use conn_statements;
 
 const COMMITTED: &str = "SELECT CAST(COALESCE(sum(next_offset), 0) AS BIGINT) AS n FROM consumer_offsets WHERE group_id = $1";
 
+/// A pool as `opts` size it, its connections made on demand (none opened ahead).
+pub(crate) fn pool_builder<M: diesel::r2d2::ManageConnection>(opts: &DatabaseOptions) -> diesel::r2d2::Builder<M> {
+    Pool::builder().max_size(opts.pool_size.max(1)).min_idle(Some(0)).connection_timeout(opts.connect_timeout)
+}
+
 /// A backend's pool and what it was opened with.
 pub(crate) struct Pooled<C: R2D2Connection + 'static> {
     pub(crate) pool: Pool<ConnectionManager<C>>,

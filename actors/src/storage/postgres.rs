@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use diesel::pg::CopyFormat;
 use diesel::prelude::*;
 
-use super::backend::{Conn, Pooled};
+use super::backend::{pool_builder, Conn, Pooled};
 use super::browse;
 use super::copy::CopyEncoder;
 use super::kind::{Kind, UrlProblem};
@@ -19,7 +19,7 @@ use super::StoreError;
 use crate::batches::Fence;
 use crate::parse::ParseOptions;
 use crate::records::{EventRow, PartitionKey};
-use diesel::r2d2::{ConnectionManager, Pool};
+use diesel::r2d2::ConnectionManager;
 use diesel::sql_types::{Array, BigInt, Integer, Text};
 use std::sync::Arc;
 
@@ -30,10 +30,7 @@ pub(super) const KIND: Kind = Kind {
     example: "postgres://user:password@host:5432/db",
     check_url,
     open: |opts| {
-        let pool = Pool::builder()
-            .max_size(opts.pool_size.max(1))
-            .min_idle(Some(0))
-            .connection_timeout(opts.connect_timeout)
+        let pool = pool_builder(opts)
             // A connection cut during an outage must not come back out of the pool.
             .test_on_check_out(true)
             // Connections are made lazily: a database down at start-up delays ingestion

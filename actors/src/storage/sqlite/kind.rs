@@ -3,10 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::r2d2::{ConnectionManager, CustomizeConnection};
 use diesel::SqliteConnection;
 
-use crate::storage::backend::Pooled;
+use crate::storage::backend::{pool_builder, Pooled};
 use crate::storage::error::{Failure, StoreError};
 use crate::storage::kind::{Kind, UrlProblem};
 
@@ -26,10 +26,7 @@ pub(crate) const KIND: Kind = Kind {
         if path.is_empty() {
             return Err(StoreError::Fatal(Failure::Condition("sqlite URL has no file path (use sqlite://path/to/file.db)".into())));
         }
-        let pool = Pool::builder()
-            .max_size(opts.pool_size.max(1))
-            .min_idle(Some(0))
-            .connection_timeout(opts.connect_timeout)
+        let pool = pool_builder(opts)
             .connection_customizer(Box::new(Pragmas {
                 busy_timeout_ms: opts.connect_timeout.as_millis() as u64,
                 wal_autocheckpoint: if opts.checkpoint_in_background { WAL_BACKSTOP_PAGES } else { 1000 },
