@@ -41,6 +41,11 @@ pub(super) mod duration {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// The whole milliseconds of a `*_ms` key's `Duration` (read from a `u64` of them).
+    pub(crate) fn ms(d: Duration) -> u64 {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// Read only: the sections with `*_ms` keys are written out by hand (they hold secrets).
     pub(crate) mod millis {
         use super::*;

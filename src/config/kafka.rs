@@ -107,7 +107,7 @@ impl KafkaSettings {
                 ));
             }
         }
-        within("kafka.revoke_timeout_ms", u64::try_from(self.revoke_timeout.as_millis()).unwrap_or(u64::MAX), 1, 3_600_000)
+        within("kafka.revoke_timeout_ms", duration::ms(self.revoke_timeout), 1, 3_600_000)
     }
 
     /// librdkafka properties: pass-through plus `bootstrap.servers` from `kafka.brokers`.

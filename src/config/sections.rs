@@ -10,11 +10,6 @@ use tributary_actors::{redact, Backend, Format};
 
 use super::error::{duration, set_it, within, ConfigError};
 
-/// Whole milliseconds of `d`, for range checks.
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
@@ -79,12 +74,12 @@ impl DatabaseSettings {
         within("database.pool_size", u64::from(self.pool_size), 1, 256)?;
         within("database.batch_size", self.batch_size as u64, 1, 1_000_000)?;
         within("database.batch_max_bytes", self.batch_max_bytes as u64, 1024, 1 << 30)?;
-        within("database.linger_ms", ms(self.linger), 0, 60_000)?;
+        within("database.linger_ms", duration::ms(self.linger), 0, 60_000)?;
         within("database.max_in_flight", self.max_in_flight as u64, 1, 4096)?;
         within("database.max_in_flight_bytes", self.max_in_flight_bytes as u64, 64 * 1024, 1 << 34)?;
         within("database.breaker_threshold", u64::from(self.breaker_threshold), 1, 1000)?;
         // r2d2 refuses a zero connection timeout (it panics); an hour is already absurd.
-        within("database.connect_timeout_ms", ms(self.connect_timeout), 1, 3_600_000)
+        within("database.connect_timeout_ms", duration::ms(self.connect_timeout), 1, 3_600_000)
     }
 }
 
