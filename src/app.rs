@@ -13,8 +13,8 @@ use actix_web::{web, App};
 use secrecy::ExposeSecret;
 use tributary_actors::{
     refusal, refusal::Probe, Backend, Backoff, BatchLimits, Breaker, Database, DatabaseOptions, DbWriter, Failure, HealthOptions,
-    HealthReporter, KafkaReader, Metrics, ParseOptions, Parser, Plan, ReaderOptions, Redriver, SetDbProbe, SetReader, SetupError, Shutdown,
-    StoreError, WriterOptions,
+    HealthReporter, KafkaReader, Metrics, ParseOptions, Parser, Plan, ReaderOptions, Redriver, Registry, RegistryHealth, Schemas,
+    SetDbProbe, SetReader, SetupError, Shutdown, StoreError, WriterOptions,
 };
 
 use crate::config::{ConfigError, Settings};
@@ -177,11 +177,21 @@ async fn prepare_projections(settings: &Settings, db: &Database, log: &slog::Log
 }
 
 /// The `HealthReporter`, under its supervisor, owning the metrics registry.
+/// The schema registry's client and the schemas compiled from it, when `[schema_registry]` has a
+/// URL; its TLS files are read here, so a bad one fails the start.
+fn schemas(settings: &Settings, metrics: &Metrics, log: &slog::Logger) -> Result<Option<Arc<Schemas>>, AppError> {
+    let Some(opts) = settings.schema_registry.options() else { return Ok(None) };
+    let registry = Registry::new(opts, metrics.registry.clone(), log.new(slog::o!("part" => "schema_registry")))
+        .map_err(|e| ConfigError::new("schema_registry", e, "correct the certificate and key files under [schema_registry]"))?;
+    Ok(Some(Arc::new(Schemas::new(Arc::new(registry)))))
+}
+
 fn start_health(
     settings: &Settings,
     plan: &Plan,
     metrics: Metrics,
     registry: prometheus_client::registry::Registry,
+    schema_registry: Option<Arc<RegistryHealth>>,
     log: &slog::Logger,
 ) -> Addr<HealthReporter> {
     let opts = HealthOptions {
@@ -198,6 +208,7 @@ fn start_health(
         group_session_timeout: group_session_timeout(settings),
         restart_budget: settings.health.restart_budget,
         restart_window: settings.health.restart_window,
+        schema_registry,
     };
     let l = log.new(slog::o!("actor" => "health_reporter"));
     let mut registry = Some(registry);
@@ -323,7 +334,8 @@ impl Application {
         let db = open_database(&settings, &listener, &log).await?;
         let plan = prepare_projections(&settings, &db, &log).await?;
         let (metrics, registry) = Metrics::new();
-        let health = start_health(&settings, &plan, metrics.clone(), registry, &log);
+        let schemas = schemas(&settings, &metrics, &log)?;
+        let health = start_health(&settings, &plan, metrics.clone(), registry, schemas.as_ref().map(|s| s.registry().health()), &log);
         let breaker = Breaker::new(settings.database.breaker_threshold);
         let backend = db.backend();
         let writer = start_writer(&settings, db, &plan, &breaker, &metrics, &health, &log);
@@ -332,6 +344,7 @@ impl Application {
             max_message_bytes: settings.parser.max_message_bytes,
             max_depth: settings.parser.max_depth,
             plan: plan.clone(),
+            schemas,
         };
         let parser = {
             let (opts, m, h) = (parse_opts.clone(), metrics.clone(), health.clone());

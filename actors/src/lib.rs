@@ -13,6 +13,7 @@
 //! - [`breaker`]: the database circuit breaker shared by writer and reader.
 //! - [`metrics`]: Prometheus handles shared by the actors.
 //! - [`redact`]: what of a URL or a librdkafka property may be shown; every path uses it.
+//! - [`registry`]: the schema registry's client and health (the parser's framed formats).
 
 #![warn(unreachable_pub)]
 
@@ -30,6 +31,7 @@ pub(crate) mod reader;
 pub(crate) mod records;
 pub mod redact;
 pub(crate) mod redriver;
+pub(crate) mod registry;
 pub(crate) mod storage;
 pub(crate) mod throttle;
 pub(crate) mod writer;
@@ -43,12 +45,13 @@ pub use health::{ActorReport, Actors, BreakerState, DatabaseState, Health, Liven
 pub use health::{GetActors, GetHealth, GetMetrics, GetReadiness, GetStatus, HealthOptions, HealthReporter, SetDbProbe, SetReader};
 pub use lifecycle::{ActorName, Restart};
 pub use metrics::{label, projection_label, Metrics};
-pub use parse::{Format, ParseOptions};
+pub use parse::{Format, ParseOptions, Schemas};
 pub use parser::{parse_batch, Parser};
 pub use project::{describe, glob_matches, EventsSpec, Plan, Projection, ProjectionSpec, SpecError, Unrouted};
 pub use reader::{KafkaReader, ReaderOptions, SetPaused, Shutdown};
 pub use records::{EventRow, PartitionKey, RawMessage};
 pub use redriver::{GetDeadLetter, ListDeadLetters, Redrive, Redriver};
+pub use registry::{Registry, RegistryHealth, RegistryMetrics, RegistryOptions};
 pub use storage::browse::{DeadLetterDetail, DeadLetterPage, DeadLetterSummary, DEFAULT_PAGE, MAX_PAGE};
 pub use storage::error::{Failure, StoreError};
 pub use storage::project::SetupError;

@@ -15,6 +15,7 @@ use prometheus_client::registry::{Metric, Registry};
 
 use crate::batches::{CommitOutcome, ParsedBatch};
 use crate::project::Plan;
+use crate::registry::RegistryMetrics;
 use crate::storage::GroupCommit;
 
 pub(crate) type Labels = Vec<(String, LabelValue)>;
@@ -71,6 +72,8 @@ pub struct Metrics {
     pub projection_rows: Family<Labels, Counter>,
     pub projection_dead_letters: Family<Labels, Counter>,
     pub unrouted: Family<Labels, Counter>,
+    /// The schema registry's requests and schemas, framed values that did not decode.
+    pub registry: RegistryMetrics,
     families: Arc<[&'static str]>,
 }
 
@@ -118,6 +121,7 @@ impl Metrics {
             projection_rows: Family::default(),
             projection_dead_letters: Family::default(),
             unrouted: Family::default(),
+            registry: RegistryMetrics::new(),
             families: Arc::default(),
         };
         let mut r = Registrar { registry: Registry::with_prefix("tributary"), names: Vec::new() };
@@ -181,6 +185,18 @@ impl Metrics {
             "unrouted",
             "Messages no projection took, passed over ([events] enabled = false, unrouted = \"skip\"), by topic",
             m.unrouted.clone(),
+        );
+        r.register(
+            "schema_registry_requests",
+            "Schema registry requests, by outcome (ok; not_found: the registry does not know the id; error: unavailable, retried)",
+            m.registry.requests.clone(),
+        );
+        r.register("schema_registry_request_duration_seconds", "Time of one schema registry request", m.registry.request_seconds.clone());
+        r.register("schemas_cached", "Compiled schemas held by id ([schema_registry] cache_capacity)", m.registry.schemas_cached.clone());
+        r.register(
+            "decode_failures",
+            "Framed records whose datum did not decode with its schema, by format (avro, protobuf, json_schema)",
+            m.registry.decode_failures.clone(),
         );
         m.families = r.names.into();
         (m, r.registry)

@@ -338,6 +338,14 @@ pub enum Reason {
     ProjectionMissing,
     /// No projection takes the message, `[events]` is off and `unrouted = "dead_letter"`.
     Unrouted,
+    /// `parser.format` names a schema-registry format and the value is not framed.
+    NotFramed,
+    /// The registry does not know the value's schema id (redrivable once it is restored).
+    SchemaNotFound,
+    /// The datum does not decode with its schema, by format.
+    InvalidAvro,
+    InvalidProtobuf,
+    InvalidJsonSchema,
 }
 
 impl Reason {
@@ -361,6 +369,11 @@ impl Reason {
             Reason::ProjectionType => "projection_type",
             Reason::ProjectionMissing => "projection_missing",
             Reason::Unrouted => "unrouted",
+            Reason::NotFramed => "not_framed",
+            Reason::SchemaNotFound => "schema_not_found",
+            Reason::InvalidAvro => "invalid_avro",
+            Reason::InvalidProtobuf => "invalid_protobuf",
+            Reason::InvalidJsonSchema => "invalid_json_schema",
         }
     }
 }

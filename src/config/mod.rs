@@ -1,7 +1,7 @@
 //! Configuration: typed settings, layered defaults < TOML < `TRIBUTARY_*` env < CLI flags.
 //!
 //! Everything is validated once at start; a bad value fails with the key, what is wrong and how
-//! to fix it. Secrets (database URL password, admin token, librdkafka passwords) are wrapped so
+//! to fix it. Secrets (database URL password, admin token, librdkafka and registry passwords) are wrapped so
 //! they never reach logs, `/status` or `check-config` output.
 
 use std::collections::BTreeMap;
@@ -19,11 +19,13 @@ use tributary_actors::{EventsSpec, ProjectionSpec};
 mod error;
 mod kafka;
 mod projections;
+mod registry;
 mod sections;
 
 pub use error::{ConfigError, ENV_PREFIX};
 pub use kafka::KafkaSettings;
 pub use projections::{spec_error, summary as projection_summary};
+pub use registry::SchemaRegistrySettings;
 pub use sections::{DatabaseSettings, HealthSettings, HttpSettings, LogFormat, LogSettings, ParserSettings, ShutdownSettings};
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -36,6 +38,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub health: HealthSettings,
     pub shutdown: ShutdownSettings,
+    pub schema_registry: SchemaRegistrySettings,
     pub events: EventsSpec,
     #[serde(rename = "projection")]
     pub projections: Vec<ProjectionSpec>,
@@ -125,6 +128,7 @@ impl Settings {
         self.kafka.check()?;
         self.database.check()?;
         self.parser.check()?;
+        self.schema_registry.check(self.parser.format.name(), self.parser.format.is_framed())?;
         self.http.check()?;
         self.log.check()?;
         self.health.check()?;
@@ -167,6 +171,7 @@ impl Settings {
                 "breaker_threshold": self.database.breaker_threshold,
             },
             "parser": self.parser,
+            "schema_registry": self.schema_registry.redacted(),
             "http": {
                 "bind": self.http.bind,
                 "admin_token": self.http.admin_token.as_ref().map(|_| "[REDACTED]"),
@@ -182,7 +187,11 @@ impl Settings {
 
 /// Keys whose values are secrets (or may hold one: a database URL's password).
 fn is_secret_key(key: &str) -> bool {
-    key == "database.url" || key == "http.admin_token" || (key.starts_with("kafka.librdkafka") && redact::is_secret_property(key))
+    key == "database.url"
+        || key == "http.admin_token"
+        || key == "schema_registry.url"
+        || key == "schema_registry.password"
+        || (key.starts_with("kafka.librdkafka") && redact::is_secret_property(key))
 }
 
 /// Where a local probe reaches a server bound to `bind`: a wildcard address (`0.0.0.0`, `[::]`)

@@ -151,6 +151,8 @@ pub struct HealthOptions {
     /// More restarts than this within `restart_window` ⇒ the actor counts as failed.
     pub restart_budget: u32,
     pub restart_window: Duration,
+    /// Whether the schema registry answers (`[schema_registry]`; none without one).
+    pub schema_registry: Option<std::sync::Arc<crate::registry::RegistryHealth>>,
 }
 
 pub struct HealthReporter {
@@ -245,6 +247,10 @@ impl HealthReporter {
     /// [`Facts::restart_due`]: librdkafka can leave a partition fetching from a broker that is no
     /// longer its leader, a group can fail to assign a member; a fresh consumer recovers both).
     fn check_stalls(&mut self) {
+        if let Some(registry) = &self.opts.schema_registry {
+            self.facts.registry_unavailable = registry.unavailable();
+            self.facts.registry_recovered_at = registry.recovered_at();
+        }
         let now = Instant::now();
         let stall_after = self.opts.stall_after;
         let stalls = self.facts.stalls(now, stall_after);

@@ -110,6 +110,11 @@ pub(super) struct Facts {
     pub(super) breaker: Option<String>,
     /// When a stall last restarted the reader.
     pub(super) stall_restart_at: Option<Instant>,
+    /// Why the schema registry does not answer, while it does not (records that need a schema
+    /// not yet held wait).
+    pub(super) registry_unavailable: Option<String>,
+    /// When the registry last answered again after an outage.
+    pub(super) registry_recovered_at: Option<Instant>,
 }
 
 impl Facts {
@@ -125,6 +130,8 @@ impl Facts {
             brokers_unreachable: None,
             breaker: None,
             stall_restart_at: None,
+            registry_unavailable: None,
+            registry_recovered_at: None,
         }
     }
 
@@ -167,11 +174,14 @@ impl Facts {
         let healthy_since = self.db_healthy_since?;
         if self.paused
             || self.breaker.is_some()
+            || self.registry_unavailable.is_some()
             || !self.reader_running()
             || self.stall_restart_at.is_some_and(|t| now.duration_since(t) < after)
         {
             return None;
         }
+        // The clock starts once every service the pipeline waits on answers again.
+        let healthy_since = self.registry_recovered_at.map_or(healthy_since, |r| r.max(healthy_since));
         let waited = |t: Instant| now.duration_since(t.max(healthy_since).max(self.consuming_since)) >= after;
         if let Membership::Joining { since } = self.membership {
             let joined_within = after.max(session.saturating_mul(2));
@@ -201,6 +211,9 @@ impl Facts {
             None => reasons.push("database_unknown: the database has not been reached yet".to_string()),
             Some(Err(e)) => reasons.push(format!("database_unreachable: {e}")),
             Some(Ok(())) => {}
+        }
+        if let Some(e) = &self.registry_unavailable {
+            reasons.push(format!("schema_registry_unreachable: {e}"));
         }
         if let Some(reason) = &self.breaker {
             reasons.push(format!("breaker_open: the database is unavailable ({reason}); consumption is paused until it answers"));
@@ -289,6 +302,9 @@ mod tests {
         assert_eq!(restart(&|f| f.db_healthy_since = None), None);
         assert_eq!(restart(&|f| f.db_healthy_since = Some(t0 + Duration::from_secs(1))), None);
         assert_eq!(restart(&|f| f.breaker = Some("down".into())), None);
+        // Records wait for a schema: an outage of the registry is no consumer fault either.
+        assert_eq!(restart(&|f| f.registry_unavailable = Some("connection refused".into())), None);
+        assert_eq!(restart(&|f| f.registry_recovered_at = Some(t0 + Duration::from_secs(1))), None);
         assert_eq!(restart(&|f| f.brokers_unreachable = Some("all brokers down".into())), None);
         assert_eq!(restart(&|f| f.paused = true), None);
         // Restarting already (its old consumer leaves first) or failed past its budget.

@@ -101,6 +101,10 @@ fn parse_binary(record: &Record<'_>) -> Result<RowParts, Refusal> {
     }
     let data: Option<Cow<'_, str>> = if payload.is_empty() {
         None
+    } else if let Some(decoded) = super::framed::data(record) {
+        Some(Cow::Borrowed(decoded?))
+    } else if opts.format.is_framed() {
+        return Err(super::framed::not_framed(record));
     } else if content_type.is_none_or(is_json_content_type) {
         let text = std::str::from_utf8(payload).map_err(|e| Refusal::new(Reason::InvalidUtf8, format!("value is not UTF-8: {e}")))?;
         scan_json(text.as_bytes(), opts.max_depth, opts.refuses_nul())?;

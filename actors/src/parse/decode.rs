@@ -28,6 +28,8 @@ pub(super) struct Record<'m> {
     pub(super) content_type: Option<&'m str>,
     pub(super) opts: &'m ParseOptions,
     object: OnceCell<Result<(&'m str, Object<'m>), Refusal>>,
+    /// The framed value decoded (`framed::data`): none when it is not framed.
+    pub(super) framed: OnceCell<Option<Result<String, Refusal>>>,
 }
 
 impl<'m> Record<'m> {
@@ -38,7 +40,7 @@ impl<'m> Record<'m> {
         content_type: Option<&'m str>,
         opts: &'m ParseOptions,
     ) -> Self {
-        Record { msg, payload, known, content_type, opts, object: OnceCell::new() }
+        Record { msg, payload, known, content_type, opts, object: OnceCell::new(), framed: OnceCell::new() }
     }
 
     /// The value as JSON text and its object's top-level members: UTF-8, within the depth

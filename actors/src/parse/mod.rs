@@ -8,7 +8,10 @@
 //! - CloudEvents 1.0 structured mode (`cloudevents.rs`): a JSON object with `specversion`, `id`,
 //!   `source`, `type` (content type `application/cloudevents+json`, or any JSON object with
 //!   `specversion`);
-//! - plain JSON (`plain.rs`): any JSON object, stored whole in `data`.
+//! - plain JSON (`plain.rs`): any JSON object, stored whole in `data`;
+//! - the schema registry's wire format (`framed/`): a magic byte 0 and a schema id, the datum
+//!   decoded by the registry's schema (Avro: `avro/`; JSON Schema) to JSON, stored in `data`. A
+//!   binary-mode CloudEvent's data may be framed too.
 //!
 //! Anything PostgreSQL would refuse later (NUL characters in text or JSON) is refused here while
 //! the archive is on, so a batch's rows are known-good before the database sees them; without
@@ -17,14 +20,17 @@
 use crate::records::{millis_to_utc, DeadLetter, EventRow, RawMessage, Reason, Refusal, RowTextBuilder};
 use decode::{header_text, Decoder, KnownHeaders, Record, RowParts};
 
+mod avro;
 mod cloudevents;
 mod decode;
+mod framed;
 mod headers;
 mod json;
 mod options;
 mod plain;
 pub(crate) mod route;
 
+pub use framed::Schemas;
 pub(crate) use headers::headers_json;
 use headers::{headers_capacity, write_headers_json};
 pub use options::{Format, ParseOptions};
@@ -124,9 +130,10 @@ fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<RowParts, Refusal>
     let record = Record::new(msg, payload, known, content_type, opts);
     // The first decoder the record is for decides; the last of each format's always is.
     let decoders: &[&dyn Decoder] = match opts.format {
-        Format::Auto => &[&cloudevents::Binary, &cloudevents::Structured, &plain::Plain],
+        Format::Auto => &[&cloudevents::Binary, &framed::Framed, &cloudevents::Structured, &plain::Plain],
         Format::Cloudevents => &[&cloudevents::Binary, &cloudevents::Structured, &cloudevents::NotOne],
         Format::Json => &[&plain::Plain],
+        Format::Avro | Format::Protobuf | Format::JsonSchema => &[&cloudevents::Binary, &framed::Framed, &framed::NotFramed],
     };
     // The last decoder of every list takes any record.
     decoders.iter().find_map(|d| d.decode(&record)).unwrap_or_else(|| Err(Refusal::new(Reason::InvalidJson, "no decoder took the record")))

@@ -13,6 +13,31 @@ pub enum Format {
     Cloudevents,
     /// Plain JSON objects; CloudEvents headers and attributes are not interpreted.
     Json,
+    /// Values in the schema registry's wire format only (decoded by the registry's schema type,
+    /// whichever of these is named); anything else is a `not_framed` dead letter.
+    Avro,
+    Protobuf,
+    #[serde(rename = "json_schema")]
+    JsonSchema,
+}
+
+impl Format {
+    /// The name `parser.format` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Auto => "auto",
+            Format::Cloudevents => "cloudevents",
+            Format::Json => "json",
+            Format::Avro => "avro",
+            Format::Protobuf => "protobuf",
+            Format::JsonSchema => "json_schema",
+        }
+    }
+
+    /// Whether the format is one of the schema registry's: values must be framed.
+    pub fn is_framed(self) -> bool {
+        matches!(self, Format::Avro | Format::Protobuf | Format::JsonSchema)
+    }
 }
 
 /// Limits and mode for parsing.
@@ -25,6 +50,9 @@ pub struct ParseOptions {
     pub max_depth: usize,
     /// The projections and `[events]` (the default: no projection, the archive on).
     pub plan: std::sync::Arc<crate::project::Plan>,
+    /// The schema registry's schemas by id (`[schema_registry]`); without it framed values are
+    /// not decoded.
+    pub schemas: Option<std::sync::Arc<super::framed::Schemas>>,
 }
 
 impl ParseOptions {
@@ -38,6 +66,6 @@ impl ParseOptions {
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        Self { format: Format::Auto, max_message_bytes: 1024 * 1024, max_depth: 64, plan: Default::default() }
+        Self { format: Format::Auto, max_message_bytes: 1024 * 1024, max_depth: 64, plan: Default::default(), schemas: None }
     }
 }

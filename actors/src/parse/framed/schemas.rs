@@ -1,0 +1,118 @@
+//! Compiled schemas by id, for the process: ids are immutable in a registry, so an entry never
+//! goes stale. Each id is fetched and compiled once, however many workers need it at once (the
+//! others wait for the first); the number held is bounded.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::parse::avro;
+use crate::records::Reason;
+use crate::registry::{RawSchema, Registry};
+
+/// What an id stands for.
+#[derive(Debug)]
+pub(crate) enum Entry {
+    Avro(avro::Compiled),
+    /// JSON Schema: the payload is JSON (validation against the schema is not done).
+    Json,
+    /// The registry does not know the id (or a schema it references). Kept briefly only: the
+    /// schema may be restored, and a redrive should then find it.
+    NotFound {
+        detail: String,
+        at: Instant,
+    },
+    /// The registry's schema does not compile, or is of a type this build cannot decode: every
+    /// record framed with the id is refused with `reason`.
+    Unusable {
+        reason: Reason,
+        detail: String,
+    },
+}
+
+/// How long an unknown id is remembered before the registry is asked again.
+const NOT_FOUND_FOR: Duration = Duration::from_secs(5);
+
+type Slot = Arc<OnceLock<Arc<Entry>>>;
+
+/// The registry and the schemas compiled from it.
+pub struct Schemas {
+    registry: Arc<Registry>,
+    slots: Mutex<HashMap<u32, Slot>>,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for Schemas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schemas").field("capacity", &self.capacity).finish_non_exhaustive()
+    }
+}
+
+impl Schemas {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        let capacity = registry.opts.cache_capacity.max(1);
+        Self { registry, slots: Mutex::default(), capacity }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The entry for `id`: cached, or fetched (waiting through a registry outage) and compiled.
+    pub(crate) fn get(&self, id: u32) -> Arc<Entry> {
+        loop {
+            let slot = {
+                let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                if !slots.contains_key(&id) && slots.len() >= self.capacity {
+                    // Any other entry makes room: what is evicted is fetched again if needed.
+                    if let Some(victim) = slots.keys().next().copied() {
+                        slots.remove(&victim);
+                    }
+                }
+                let slot = slots.entry(id).or_default().clone();
+                self.registry.metrics.schemas_cached.set(slots.len() as i64);
+                slot
+            };
+            let entry = slot.get_or_init(|| Arc::new(self.load(id))).clone();
+            if let Entry::NotFound { at, .. } = &*entry {
+                if at.elapsed() >= NOT_FOUND_FOR {
+                    let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                    if slots.get(&id).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                        slots.remove(&id);
+                    }
+                    continue;
+                }
+            }
+            return entry;
+        }
+    }
+
+    /// Count a datum that did not decode with its schema.
+    pub(crate) fn failed(&self, format: &'static str) {
+        self.registry.metrics.decode_failed(format);
+    }
+
+    fn load(&self, id: u32) -> Entry {
+        match self.registry.fetch(id) {
+            Err(detail) => Entry::NotFound { detail, at: Instant::now() },
+            Ok(raw) => compile(id, raw),
+        }
+    }
+}
+
+fn compile(id: u32, raw: RawSchema) -> Entry {
+    match raw.schema_type.as_str() {
+        "AVRO" => {
+            let references: Vec<String> = raw.references.into_iter().map(|(_, text)| text).collect();
+            avro::compile(&raw.schema, &references).map_or_else(
+                |e| Entry::Unusable { reason: Reason::InvalidAvro, detail: format!("schema {id} is not a usable Avro schema: {e}") },
+                Entry::Avro,
+            )
+        }
+        "JSON" => Entry::Json,
+        other => Entry::Unusable {
+            reason: Reason::SchemaNotFound,
+            detail: format!("schema {id} has schemaType {other:?}, which this build does not decode (AVRO, JSON)"),
+        },
+    }
+}
