@@ -341,6 +341,7 @@ impl Application {
         let writer = start_writer(&settings, db, &plan, &breaker, &metrics, &health, &log);
         let parse_opts = ParseOptions {
             format: settings.parser.format,
+            key_format: settings.parser.key_format,
             max_message_bytes: settings.parser.max_message_bytes,
             max_depth: settings.parser.max_depth,
             plan: plan.clone(),

@@ -128,7 +128,8 @@ impl Settings {
         self.kafka.check()?;
         self.database.check()?;
         self.parser.check()?;
-        self.schema_registry.check(self.parser.format.name(), self.parser.format.is_framed())?;
+        let framed = [("parser.format", self.parser.format), ("parser.key_format", self.parser.key_format)];
+        self.schema_registry.check(framed.into_iter().find(|(_, f)| f.is_framed()))?;
         self.http.check()?;
         self.log.check()?;
         self.health.check()?;

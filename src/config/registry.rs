@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::Deserialize;
-use tributary_actors::{Backoff, RegistryOptions};
+use tributary_actors::{Backoff, Format, RegistryOptions};
 
 use super::error::{duration, set_it, within, ConfigError};
 
@@ -54,28 +54,28 @@ impl Default for SchemaRegistrySettings {
 }
 
 impl SchemaRegistrySettings {
-    /// Check the section; `framed`: `parser.format` names a framed format, which needs a registry.
-    pub(super) fn check(&mut self, format: &str, framed: bool) -> Result<(), ConfigError> {
+    /// Check the section; `framed`: the key that names a framed format, which needs a registry.
+    pub(super) fn check(&mut self, framed: Option<(&str, Format)>) -> Result<(), ConfigError> {
         if self.url.as_deref().is_some_and(|u| u.trim().is_empty()) {
             self.url = None;
         }
-        match &self.url {
-            None if framed => {
+        match (&self.url, framed) {
+            (None, Some((key, format))) => {
                 return Err(ConfigError::new(
-                    "parser.format",
-                    format!("{format} values are decoded by schemas kept in a schema registry, and none is configured"),
+                    key,
+                    format!("{} is decoded by schemas kept in a schema registry, and none is configured", format.name()),
                     set_it("schema_registry.url", "\"http://registry:8081\""),
                 ))
             }
-            None => return Ok(()),
-            Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+            (None, None) => return Ok(()),
+            (Some(url), _) if !(url.starts_with("http://") || url.starts_with("https://")) => {
                 return Err(ConfigError::new(
                     "schema_registry.url",
                     format!("{} is not an http:// or https:// URL", tributary_actors::redact::database_url(url)),
                     set_it("schema_registry.url", "\"http://registry:8081\""),
                 ))
             }
-            Some(_) => {}
+            (Some(_), _) => {}
         }
         if self.password.is_some() && self.username.is_none() {
             return Err(ConfigError::new(

@@ -87,6 +87,9 @@ impl DatabaseSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct ParserSettings {
     pub format: Format,
+    /// How keys are read by `key:` pointers: `auto` decodes a framed key, `json` reads every key
+    /// as it is, `avro` / `protobuf` / `json_schema` refuse a key that is not framed.
+    pub key_format: Format,
     pub max_message_bytes: usize,
     pub max_depth: usize,
     /// Parser threads.
@@ -95,12 +98,19 @@ pub struct ParserSettings {
 
 impl Default for ParserSettings {
     fn default() -> Self {
-        Self { format: Format::Auto, max_message_bytes: 1024 * 1024, max_depth: 64, workers: 2 }
+        Self { format: Format::Auto, key_format: Format::Auto, max_message_bytes: 1024 * 1024, max_depth: 64, workers: 2 }
     }
 }
 
 impl ParserSettings {
     pub(super) fn check(&self) -> Result<(), ConfigError> {
+        if self.key_format == Format::Cloudevents {
+            return Err(ConfigError::new(
+                "parser.key_format",
+                "a key is never a CloudEvent",
+                "use auto, json, avro, protobuf or json_schema",
+            ));
+        }
         within("parser.workers", self.workers as u64, 1, 256)?;
         within("parser.max_message_bytes", self.max_message_bytes as u64, 1, 1 << 30)?;
         // serde_json refuses nesting beyond 128 by itself.

@@ -10,7 +10,7 @@
 //!   `specversion`);
 //! - plain JSON (`plain.rs`): any JSON object, stored whole in `data`;
 //! - the schema registry's wire format (`framed/`): a magic byte 0 and a schema id, the datum
-//!   decoded by the registry's schema (Avro: `avro/`; JSON Schema) to JSON, stored in `data`. A
+//!   decoded by the registry's schema (Avro: `avro/`; Protobuf: `protobuf/`; JSON Schema) to JSON, stored in `data`. A
 //!   binary-mode CloudEvent's data may be framed too.
 //!
 //! Anything PostgreSQL would refuse later (NUL characters in text or JSON) is refused here while
@@ -28,6 +28,7 @@ mod headers;
 mod json;
 mod options;
 mod plain;
+mod protobuf;
 pub(crate) mod route;
 
 pub use framed::Schemas;

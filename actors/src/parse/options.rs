@@ -44,6 +44,9 @@ impl Format {
 #[derive(Debug, Clone)]
 pub struct ParseOptions {
     pub format: Format,
+    /// How keys are read for `key:` pointers: `Auto` decodes a framed key; a framed format
+    /// refuses a key that is not framed; `Json` reads every key as it is.
+    pub key_format: Format,
     /// Payloads larger than this become `oversize` dead letters.
     pub max_message_bytes: usize,
     /// JSON nested deeper than this becomes a `too_deep` dead letter.
@@ -66,6 +69,13 @@ impl ParseOptions {
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        Self { format: Format::Auto, max_message_bytes: 1024 * 1024, max_depth: 64, plan: Default::default(), schemas: None }
+        Self {
+            format: Format::Auto,
+            key_format: Format::Auto,
+            max_message_bytes: 1024 * 1024,
+            max_depth: 64,
+            plan: Default::default(),
+            schemas: None,
+        }
     }
 }

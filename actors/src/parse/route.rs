@@ -36,8 +36,13 @@ pub(crate) fn route_message(msg: RawMessage, topic: &str, partition: i32, opts: 
         Unrouted::Skip => Routed::Skipped,
         Unrouted::DeadLetter => Routed::Dead(dead_letter(record, Refusal::new(Reason::Unrouted, UNROUTED))),
     };
+    let key = match super::framed::key(&msg, opts) {
+        Ok(key) => key,
+        Err(refusal) => return Routed::Dead(dead_letter(&msg, refusal)),
+    };
+    let key = key.as_deref();
     if !plan.is_empty() && msg.payload().is_none() {
-        match plan.route_tombstone(topic, partition, &msg) {
+        match plan.route_tombstone_keyed(topic, partition, &msg, key) {
             Ok(ops) if ops.is_empty() && !archive => return not_taken(&msg),
             // Nothing takes it: an `empty_payload` dead letter, as the parser makes any tombstone.
             Ok(ops) if ops.is_empty() => {}
@@ -54,7 +59,7 @@ pub(crate) fn route_message(msg: RawMessage, topic: &str, partition: i32, opts: 
     }
     match parse_message(msg, opts) {
         Parsed::Row(row) if plan.is_empty() => Routed::Row { row, ops: Vec::new() },
-        Parsed::Row(row) => match plan.route(topic, partition, &row) {
+        Parsed::Row(row) => match plan.route_keyed(topic, partition, &row, key) {
             Err(e) => refused(&row.original, e),
             Ok(ops) if archive => Routed::Row { row, ops },
             Ok(ops) if ops.is_empty() => not_taken(&row.original),

@@ -606,9 +606,21 @@ impl Plan {
         self.projections.is_empty()
     }
 
+    /// Whether any projection reads into the key (`key:/pointer`): only then is a framed key
+    /// decoded.
+    pub(crate) fn reads_key_pointers(&self) -> bool {
+        self.projections.iter().any(|p| p.columns.iter().any(|c| matches!(c.source, Source::KeyPointer(_))))
+    }
+
     /// The ops of a parsed message, in projection order (empty: no projection takes it).
     pub fn route(&self, topic: &str, partition: i32, row: &EventRow) -> Result<Vec<Op>, RouteError> {
-        let mut input = Input::new(topic, partition, &row.original, Some(row));
+        self.route_keyed(topic, partition, row, None)
+    }
+
+    /// [`Plan::route`], `key:` pointers reading `key` (the record's key decoded from the
+    /// registry's wire format, as JSON text) in place of the key's own bytes.
+    pub(crate) fn route_keyed(&self, topic: &str, partition: i32, row: &EventRow, key: Option<&str>) -> Result<Vec<Op>, RouteError> {
+        let mut input = Input::new(topic, partition, &row.original, Some(row)).with_key(key);
         let ty = row.event_type();
         // Sized to fit: a batch in flight holds one of these per message (a `Vec` grown from
         // empty would hold room for four ops).
@@ -625,7 +637,18 @@ impl Plan {
 
     /// The deletes a tombstone (a record whose value is null) makes.
     pub fn route_tombstone(&self, topic: &str, partition: i32, record: &RawMessage) -> Result<Vec<Op>, RouteError> {
-        let mut input = Input::new(topic, partition, record, None);
+        self.route_tombstone_keyed(topic, partition, record, None)
+    }
+
+    /// [`Plan::route_tombstone`] with a decoded key, as [`Plan::route_keyed`].
+    pub(crate) fn route_tombstone_keyed(
+        &self,
+        topic: &str,
+        partition: i32,
+        record: &RawMessage,
+        key: Option<&str>,
+    ) -> Result<Vec<Op>, RouteError> {
+        let mut input = Input::new(topic, partition, record, None).with_key(key);
         let mut ops = Vec::with_capacity(self.projections.len());
         for (i, p) in self.projections.iter().enumerate().filter(|(_, p)| p.delete_on_tombstone && p.takes_topic(topic)) {
             let cells = p.cells(&mut input, true).map_err(|refusal| RouteError { projection: i as u16, refusal })?;

@@ -86,11 +86,17 @@ pub(crate) struct Input<'a> {
     headers: Option<Option<Members<'a>>>,
     /// The data's members when it is an object (`None` inside: it is not).
     members: Option<Option<Members<'a>>>,
+    /// The key decoded from the registry's wire format (JSON text), read by `key:` pointers.
+    key: Option<&'a str>,
 }
 
 impl<'a> Input<'a> {
     pub(crate) fn new(topic: &'a str, partition: i32, record: &'a RawMessage, row: Option<&'a EventRow>) -> Self {
-        Self { topic, partition, record, row, headers: None, members: None }
+        Self { topic, partition, record, row, headers: None, members: None, key: None }
+    }
+
+    pub(crate) fn with_key(self, key: Option<&'a str>) -> Self {
+        Self { key, ..self }
     }
 
     /// The value at data pointer `p`, as its text: its first token looked up in the data's
@@ -124,7 +130,10 @@ impl<'a> Input<'a> {
                 Some(value.map_or(Raw::Null, Raw::Bytes))
             }
             Source::KeyPointer(p) => {
-                let key = std::str::from_utf8(self.record.key()?).ok()?;
+                let key = match self.key {
+                    Some(decoded) => decoded,
+                    None => std::str::from_utf8(self.record.key()?).ok()?,
+                };
                 pointer_text(key, p).map(|v| Raw::Json(Cow::Borrowed(v)))
             }
             Source::Data(p) => self.data(p).map(|v| Raw::Json(Cow::Borrowed(v))),

@@ -8,7 +8,8 @@ use super::avro;
 use super::decode::{Decoder, Record, RowParts};
 use super::headers::{headers_capacity, write_headers_json};
 use super::json::{scan_json, validate_json};
-use crate::records::{Reason, Refusal, RowTextBuilder};
+use super::options::{Format, ParseOptions};
+use crate::records::{RawMessage, Reason, Refusal, RowTextBuilder};
 
 use schemas::Entry;
 pub use schemas::Schemas;
@@ -27,13 +28,38 @@ pub(super) fn data<'r>(record: &'r Record<'_>) -> Option<Result<&'r str, Refusal
     let decoded = record.framed.get_or_init(|| {
         let schemas = record.opts.schemas.as_deref()?;
         let (id, datum) = frame(record.payload)?;
-        Some(decode(schemas, id, datum, record))
+        Some(decode(schemas, id, datum, record.opts))
     });
     decoded.as_ref().map(|r| r.as_deref().map_err(Clone::clone))
 }
 
-fn decode(schemas: &Schemas, id: u32, datum: &[u8], record: &Record<'_>) -> Result<String, Refusal> {
-    let opts = record.opts;
+/// The record's key decoded from the registry's wire format (JSON text), for `key:` pointers:
+/// when `parser.key_format` names a framed format (then a key that is not framed is refused), or
+/// is `auto` and a projection reads into the key. `None`: the key is read as it is.
+pub(crate) fn key(msg: &RawMessage, opts: &ParseOptions) -> Result<Option<String>, Refusal> {
+    let explicit = opts.key_format.is_framed();
+    let (Some(key), Some(schemas)) = (msg.key(), opts.schemas.as_deref()) else { return Ok(None) };
+    let wanted = explicit || (opts.key_format == Format::Auto && opts.plan.reads_key_pointers());
+    if !wanted {
+        return Ok(None);
+    }
+    match frame(key) {
+        Some((id, datum)) => {
+            decode(schemas, id, datum, opts).map(Some).map_err(|r| Refusal { detail: format!("the key: {}", r.detail), ..r })
+        }
+        None if explicit => Err(Refusal::new(
+            Reason::NotFramed,
+            format!(
+                "parser.key_format = {}, but the key is not in the schema registry's wire format (magic byte 0, a 4-byte schema id): {}",
+                opts.key_format.name(),
+                describe_start(key)
+            ),
+        )),
+        None => Ok(None),
+    }
+}
+
+fn decode(schemas: &Schemas, id: u32, datum: &[u8], opts: &ParseOptions) -> Result<String, Refusal> {
     let entry = schemas.get(id);
     let mut out = String::with_capacity(datum.len() * 2 + 16);
     match &*entry {
@@ -43,6 +69,12 @@ fn decode(schemas: &Schemas, id: u32, datum: &[u8], record: &Record<'_>) -> Resu
             if let Err(e) = avro::decode(schema, datum, opts.max_depth, &mut out) {
                 schemas.failed("avro");
                 return Err(Refusal::new(Reason::InvalidAvro, format!("the datum does not decode with schema {id}: {e}")));
+            }
+        }
+        Entry::Protobuf(schema) => {
+            if let Err(e) = schema.decode(datum, &mut out) {
+                schemas.failed("protobuf");
+                return Err(Refusal::new(Reason::InvalidProtobuf, format!("the datum does not decode with schema {id}: {e}")));
             }
         }
         Entry::Json => {
@@ -95,27 +127,22 @@ impl Decoder for NotFramed {
 
 /// Why a record of a framed format is refused when its value is not framed.
 pub(super) fn not_framed(record: &Record<'_>) -> Refusal {
-    let p = record.payload;
-    let first = p.first().map_or_else(|| "it is empty".to_string(), |b| format!("its first byte is 0x{b:02x}, {} bytes in all", p.len()));
     Refusal::new(
         Reason::NotFramed,
         format!(
-            "parser.format = {}, but the value is not in the schema registry's wire format (magic byte 0, a 4-byte schema id): {first}",
-            record.opts.format.name()
+            "parser.format = {}, but the value is not in the schema registry's wire format (magic byte 0, a 4-byte schema id): {}",
+            record.opts.format.name(),
+            describe_start(record.payload)
         ),
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::frame;
-
-    #[test]
-    fn a_frame_is_magic_zero_and_a_big_endian_id_then_the_datum() {
-        assert_eq!(frame(&[0, 0, 0, 1, 2, 9, 9]), Some((258, &[9u8, 9][..])));
-        assert_eq!(frame(&[0, 0, 0, 0, 7]), Some((7, &[][..])));
-        assert_eq!(frame(&[0, 0, 0, 7]), None, "shorter than a frame");
-        assert_eq!(frame(b"{\"a\":1}"), None);
-        assert_eq!(frame(&[1, 0, 0, 0, 7]), None, "magic byte 1 is a GUID frame, not read");
+fn describe_start(bytes: &[u8]) -> String {
+    match bytes.first() {
+        None => "it is empty".to_string(),
+        Some(b) => format!("its first byte is 0x{b:02x}, {} bytes in all", bytes.len()),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::parse::avro;
+use crate::parse::protobuf::ProtoSchema;
 use crate::records::Reason;
 use crate::registry::{RawSchema, Registry};
 
@@ -14,6 +15,7 @@ use crate::registry::{RawSchema, Registry};
 #[derive(Debug)]
 pub(crate) enum Entry {
     Avro(avro::Compiled),
+    Protobuf(ProtoSchema),
     /// JSON Schema: the payload is JSON (validation against the schema is not done).
     Json,
     /// The registry does not know the id (or a schema it references). Kept briefly only: the
@@ -100,6 +102,34 @@ impl Schemas {
     }
 }
 
+#[cfg(test)]
+impl Schemas {
+    /// Schemas held without a round trip, before any record needs them; the registry behind
+    /// them is never asked (its address takes no connection).
+    pub(crate) fn preloaded(entries: Vec<(u32, RawSchema)>) -> Self {
+        let opts = crate::registry::RegistryOptions {
+            url: "http://127.0.0.1:9".into(),
+            username: None,
+            password: None,
+            ca_location: None,
+            certificate_location: None,
+            key_location: None,
+            timeout: Duration::from_millis(1),
+            cache_capacity: 100,
+            retry: Default::default(),
+        };
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        let registry = Registry::new(opts, crate::registry::RegistryMetrics::new(), log).expect("no TLS files");
+        let schemas = Self::new(Arc::new(registry));
+        for (id, raw) in entries {
+            let slot: Slot = Arc::default();
+            let _ = slot.set(Arc::new(compile(id, raw)));
+            schemas.slots.lock().unwrap_or_else(|e| e.into_inner()).insert(id, slot);
+        }
+        schemas
+    }
+}
+
 fn compile(id: u32, raw: RawSchema) -> Entry {
     match raw.schema_type.as_str() {
         "AVRO" => {
@@ -109,10 +139,14 @@ fn compile(id: u32, raw: RawSchema) -> Entry {
                 Entry::Avro,
             )
         }
+        "PROTOBUF" => ProtoSchema::compile(&raw.schema, &raw.references).map_or_else(
+            |e| Entry::Unusable { reason: Reason::InvalidProtobuf, detail: format!("schema {id} is not a usable Protobuf schema: {e}") },
+            Entry::Protobuf,
+        ),
         "JSON" => Entry::Json,
         other => Entry::Unusable {
             reason: Reason::SchemaNotFound,
-            detail: format!("schema {id} has schemaType {other:?}, which this build does not decode (AVRO, JSON)"),
+            detail: format!("schema {id} has schemaType {other:?}; tributary decodes AVRO, PROTOBUF and JSON"),
         },
     }
 }
