@@ -41,7 +41,7 @@ pub use backoff::Backoff;
 pub use batch::BatchLimits;
 pub use batches::{Fence, RawBatch};
 pub use breaker::Breaker;
-pub use health::{ActorReport, Actors, BreakerState, DatabaseState, Health, Liveness, PartitionStatus, Readiness, Status};
+pub use health::{ActorReport, Actors, BreakerState, DatabaseState, Health, Liveness, PartitionStatus, Readiness, RegistryState, Status};
 pub use health::{GetActors, GetHealth, GetMetrics, GetReadiness, GetStatus, HealthOptions, HealthReporter, SetDbProbe, SetReader};
 pub use lifecycle::{ActorName, Restart};
 pub use metrics::{label, projection_label, Metrics};

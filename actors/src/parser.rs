@@ -47,6 +47,9 @@ pub fn parse_batch(batch: RawBatch, opts: &ParseOptions) -> ParsedBatch {
     let mut oldest: Option<i64> = None;
     let message_count = batch.messages.len();
     let (topic, partition) = (batch.partition.topic.as_str(), batch.partition.partition);
+    if let Some(schemas) = &opts.schemas {
+        crate::parse::saw_schema_ids(schemas, topic, batch.messages.iter().map(|m| m.payload()));
+    }
     for m in batch.messages {
         if let Some(ts) = m.timestamp_ms {
             oldest = Some(oldest.map_or(ts, |o| o.min(ts)));

@@ -75,6 +75,18 @@ pub struct DatabaseState {
     pub(crate) error: Option<String>,
 }
 
+/// The schema registry in `/status` (`null` without `[schema_registry]`).
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct RegistryState {
+    /// Userinfo redacted.
+    pub(crate) url: String,
+    pub(crate) reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+    /// The schema ids values were framed with, by topic.
+    pub(crate) schema_ids: std::collections::BTreeMap<String, Vec<u32>>,
+}
+
 /// One assigned partition in `/status`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = Partition)]
@@ -99,6 +111,7 @@ pub struct Status {
     pub(crate) paused: bool,
     pub(crate) breaker: BreakerState,
     pub(crate) database: DatabaseState,
+    pub(crate) schema_registry: Option<RegistryState>,
     pub(crate) actors: Actors,
     pub(crate) partitions: Vec<PartitionStatus>,
     /// The effective configuration, secrets redacted, with the projections as checked against

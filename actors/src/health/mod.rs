@@ -21,7 +21,7 @@ use crate::lifecycle::{ActorFailed, ActorName, ActorRestartRequested, ActorStart
 use crate::metrics::{label, partition_label, Metrics};
 use crate::records::PartitionKey;
 
-pub use answers::{ActorReport, Actors, BreakerState, DatabaseState, Health, Liveness, PartitionStatus, Readiness, Status};
+pub use answers::{ActorReport, Actors, BreakerState, DatabaseState, Health, Liveness, PartitionStatus, Readiness, RegistryState, Status};
 pub(crate) use verdict::ActorState;
 use verdict::{ActorInfo, Facts, Membership, RestartCause, Stalls};
 
@@ -555,6 +555,10 @@ impl Handler<GetStatus> for HealthReporter {
             paused: self.facts.paused,
             breaker: BreakerState { open: self.facts.breaker.is_some(), reason: self.facts.breaker.clone() },
             database,
+            schema_registry: self.opts.schema_registry.as_ref().map(|r| {
+                let error = r.unavailable();
+                RegistryState { url: r.url().to_string(), reachable: error.is_none(), error, schema_ids: r.schema_ids() }
+            }),
             actors: self.actors(),
             partitions,
             config: self.opts.config_summary.clone(),

@@ -31,6 +31,7 @@ mod plain;
 mod protobuf;
 pub(crate) mod route;
 
+pub(crate) use framed::saw as saw_schema_ids;
 pub use framed::Schemas;
 pub(crate) use headers::headers_json;
 use headers::{headers_capacity, write_headers_json};

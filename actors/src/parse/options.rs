@@ -55,7 +55,7 @@ pub struct ParseOptions {
     pub plan: std::sync::Arc<crate::project::Plan>,
     /// The schema registry's schemas by id (`[schema_registry]`); without it framed values are
     /// not decoded.
-    pub schemas: Option<std::sync::Arc<super::framed::Schemas>>,
+    pub schemas: Option<std::sync::Arc<super::framed::schemas::Schemas>>,
 }
 
 impl ParseOptions {

@@ -6,6 +6,7 @@
 mod client;
 mod options;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,9 +48,14 @@ impl RegistryMetrics {
     }
 }
 
-/// Whether the registry answers, as `/ready` and the stall watchdog read it.
+/// Whether the registry answers, as `/ready` and the stall watchdog read it, and what `/status`
+/// shows of it.
 #[derive(Debug, Default)]
 pub struct RegistryHealth {
+    /// The URL for display (userinfo redacted).
+    url: String,
+    /// Schema ids seen per topic (bounded).
+    seen: Mutex<BTreeMap<String, BTreeSet<u32>>>,
     unavailable: Mutex<Option<(String, Instant)>>,
     /// When the registry last answered after being unavailable.
     recovered_at: Mutex<Option<Instant>>,
@@ -65,7 +71,37 @@ impl RegistryHealth {
     pub fn recovered_at(&self) -> Option<Instant> {
         *lock(&self.recovered_at)
     }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Schema ids seen per topic, for `/status`.
+    pub fn schema_ids(&self) -> BTreeMap<String, Vec<u32>> {
+        lock(&self.seen).iter().map(|(t, ids)| (t.clone(), ids.iter().copied().collect())).collect()
+    }
+
+    /// Note the ids a batch of `topic` was framed with (once per batch, not per record).
+    pub(crate) fn saw(&self, topic: &str, ids: &[u32]) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut seen = lock(&self.seen);
+        if !seen.contains_key(topic) && seen.len() >= MAX_TOPICS_SHOWN {
+            return;
+        }
+        let known = seen.entry(topic.to_string()).or_default();
+        for id in ids {
+            if known.len() < MAX_IDS_SHOWN {
+                known.insert(*id);
+            }
+        }
+    }
 }
+
+/// `/status` shows this many topics' ids, this many ids each, at most.
+const MAX_TOPICS_SHOWN: usize = 1000;
+const MAX_IDS_SHOWN: usize = 100;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -76,7 +112,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Registry {
     client: client::Client,
     pub(crate) opts: RegistryOptions,
-    health: Arc<RegistryHealth>,
+    pub(crate) health: Arc<RegistryHealth>,
     pub(crate) metrics: RegistryMetrics,
     log: slog::Logger,
 }
@@ -84,7 +120,8 @@ pub struct Registry {
 impl Registry {
     /// Fails on unreadable TLS files (a configuration error, for the start to report).
     pub fn new(opts: RegistryOptions, metrics: RegistryMetrics, log: slog::Logger) -> Result<Self, String> {
-        Ok(Self { client: client::Client::new(&opts)?, opts, health: Arc::default(), metrics, log })
+        let health = Arc::new(RegistryHealth { url: crate::redact::database_url(&opts.url), ..RegistryHealth::default() });
+        Ok(Self { client: client::Client::new(&opts)?, opts, health, metrics, log })
     }
 
     pub fn health(&self) -> Arc<RegistryHealth> {

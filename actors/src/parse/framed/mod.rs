@@ -2,7 +2,7 @@
 //! datum encoded by that schema, which the registry keeps. The datum is decoded by the schema's
 //! type to the JSON text the rest of tributary works on (docs/formats.md has the mapping).
 
-mod schemas;
+pub(crate) mod schemas;
 
 use super::avro;
 use super::decode::{Decoder, Record, RowParts};
@@ -20,6 +20,18 @@ pub(crate) fn frame(payload: &[u8]) -> Option<(u32, &[u8])> {
         [0, a, b, c, d, datum @ ..] => Some((u32::from_be_bytes([*a, *b, *c, *d]), datum)),
         _ => None,
     }
+}
+
+/// Note the schema ids a batch of `topic` is framed with (for `/status`): once per batch.
+pub(crate) fn saw<'p>(schemas: &Schemas, topic: &str, payloads: impl Iterator<Item = Option<&'p [u8]>>) {
+    let mut ids: Vec<u32> = Vec::new();
+    for (id, _) in payloads.flatten().filter_map(frame) {
+        // A batch holds few ids, usually one: a scan beats a set.
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    schemas.registry().health.saw(topic, &ids);
 }
 
 /// The record's value decoded as JSON text, when it is framed and a registry is configured;
