@@ -45,7 +45,7 @@ pub use health::{ActorReport, Actors, BreakerState, DatabaseState, Health, Liven
 pub use health::{GetActors, GetHealth, GetMetrics, GetReadiness, GetStatus, HealthOptions, HealthReporter, SetDbProbe, SetReader};
 pub use lifecycle::{ActorName, Restart};
 pub use metrics::{label, projection_label, Metrics};
-pub use parse::{Format, ParseOptions, Schemas};
+pub use parse::{Format, Inspected, ParseOptions, Schemas};
 pub use parser::{parse_batch, Parser};
 pub use project::{describe, glob_matches, EventsSpec, Plan, Projection, ProjectionSpec, SpecError, Unrouted};
 pub use reader::{KafkaReader, ReaderOptions, SetPaused, Shutdown};

@@ -7,6 +7,7 @@
 //! rules live in [`crate::storage::redrive`].
 
 use actix::prelude::*;
+use base64::Engine as _;
 
 use crate::health::HealthReporter;
 use crate::lifecycle::{catch_panic, ActorFailed, ActorName, ActorRestartRequested, ActorStarted, Restart};
@@ -48,7 +49,16 @@ impl Handler<GetDeadLetter> for Redriver {
     type Result = Result<Option<DeadLetterDetail>, StoreError>;
 
     fn handle(&mut self, msg: GetDeadLetter, _: &mut Self::Context) -> Self::Result {
-        catch_panic(|| self.db.dead_letter(&msg.0)).unwrap_or_else(|e| Err(read_failed("reading a dead letter", e)))
+        let opts = &self.opts;
+        catch_panic(|| {
+            let mut detail = self.db.dead_letter(&msg.0)?;
+            if let Some(d) = detail.as_mut() {
+                let payload = d.payload_base64.as_deref().and_then(|p| base64::engine::general_purpose::STANDARD.decode(p).ok());
+                d.decoded = payload.and_then(|p| crate::parse::inspect_framed(&p, opts));
+            }
+            Ok(detail)
+        })
+        .unwrap_or_else(|e| Err(read_failed("reading a dead letter", e)))
     }
 }
 

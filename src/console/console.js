@@ -179,8 +179,16 @@
   }
 
   let payload = null;
+  let decoded = null;
   function showPayload() {
     const view = $("dl-view").value;
+    if (view === "decoded") {
+      if (!decoded) { text($("dl-payload"), "(not in the schema registry's wire format, or no registry configured)"); return; }
+      const head = "schema " + decoded.schema_id + (decoded.schema_type ? " (" + decoded.schema_type + ")" : "") +
+        (decoded.subjects.length ? ", registered as " + decoded.subjects.join(", ") : "");
+      text($("dl-payload"), head + "\n\n" + (decoded.error ? "does not decode: " + decoded.error : JSON.stringify(decoded.value, null, 2)));
+      return;
+    }
     if (payload == null) { text($("dl-payload"), "(no payload)"); return; }
     const bytes = Uint8Array.from(atob(payload), (c) => c.charCodeAt(0));
     if (view === "hex") {
@@ -211,9 +219,10 @@
     text($("dl-sqlstate"), d.sqlstate || "–");
     text($("dl-headers"), JSON.stringify(d.headers, null, 2));
     payload = d.payload_base64;
+    decoded = d.decoded || null;
     let json = false;
     try { JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(payload || ""), (c) => c.charCodeAt(0)))); json = true; } catch (_) { json = false; }
-    $("dl-view").value = json ? "json" : "text";
+    $("dl-view").value = decoded ? "decoded" : json ? "json" : "text";
     showPayload();
     $("dl-one-h").scrollIntoView({ block: "nearest" });
   }

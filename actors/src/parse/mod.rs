@@ -31,7 +31,9 @@ mod plain;
 mod protobuf;
 pub(crate) mod route;
 
+pub(crate) use framed::inspect as inspect_framed;
 pub(crate) use framed::saw as saw_schema_ids;
+pub use framed::Inspected;
 pub use framed::Schemas;
 pub(crate) use headers::headers_json;
 use headers::{headers_capacity, write_headers_json};

@@ -121,6 +121,19 @@ impl Client {
         Ok(RawSchema { schema_type: body.schema_type.unwrap_or_else(|| "AVRO".into()), schema: body.schema, references })
     }
 
+    /// The subjects (and versions) a schema id is registered under.
+    pub(crate) fn subjects(&self, id: u32, observe: Observe<'_>) -> Result<Vec<String>, FetchError> {
+        #[derive(Deserialize)]
+        struct Version {
+            subject: String,
+            version: i64,
+        }
+        let text = self.get_text(&format!("/schemas/ids/{id}/versions"), observe)?;
+        let versions: Vec<Version> =
+            serde_json::from_str(&text).map_err(|e| FetchError::Unavailable(format!("the answer is not a list of versions: {e}")))?;
+        Ok(versions.into_iter().map(|v| format!("{} (version {})", v.subject, v.version)).collect())
+    }
+
     /// Fetch `refs` depth first, so a reference's own references come before it.
     fn resolve(&self, refs: &[Reference], out: &mut Vec<(String, String)>, observe: Observe<'_>) -> Result<(), FetchError> {
         for r in refs {
@@ -145,6 +158,12 @@ impl Client {
     }
 
     fn get(&self, path: &str, observe: Observe<'_>) -> Result<SchemaBody, FetchError> {
+        let text = self.get_text(path, observe)?;
+        serde_json::from_str::<SchemaBody>(&text)
+            .map_err(|e| FetchError::Unavailable(format!("GET {path}: the answer is not a schema: {e}")))
+    }
+
+    fn get_text(&self, path: &str, observe: Observe<'_>) -> Result<String, FetchError> {
         let started = Instant::now();
         let mut request =
             self.agent.get(format!("{}{path}", self.base)).header("Accept", "application/vnd.schemaregistry.v1+json, application/json");
@@ -157,8 +176,7 @@ impl Client {
                 let status = response.status().as_u16();
                 let body = response.body_mut().with_config().limit(MAX_BODY).read_to_string();
                 match (status, body) {
-                    (200, Ok(text)) => serde_json::from_str::<SchemaBody>(&text)
-                        .map_err(|e| FetchError::Unavailable(format!("GET {path}: the answer is not a schema: {e}"))),
+                    (200, Ok(text)) => Ok(text),
                     (404, _) => Err(FetchError::NotFound(format!("GET {path}: 404"))),
                     (status, Ok(text)) => Err(FetchError::Unavailable(format!("GET {path}: HTTP {status}: {}", first_line(&text)))),
                     (status, Err(e)) => Err(FetchError::Unavailable(format!("GET {path}: HTTP {status}: {e}"))),

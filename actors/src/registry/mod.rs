@@ -128,12 +128,22 @@ impl Registry {
         self.health.clone()
     }
 
+    fn observe(&self, outcome: &'static str, took: Duration) {
+        self.metrics.requests.get_or_create(&vec![("outcome", outcome)]).inc();
+        self.metrics.request_seconds.observe(took.as_secs_f64());
+    }
+
+    /// One attempt at the schema with this id and the subjects it is registered under, for
+    /// showing a dead letter: no waiting, an outage is an error to show.
+    pub(crate) fn fetch_once(&self, id: u32) -> Result<(RawSchema, Vec<String>), FetchError> {
+        let observe = |outcome: &'static str, took: Duration| self.observe(outcome, took);
+        let schema = self.client.schema(id, &observe)?;
+        Ok((schema, self.client.subjects(id, &observe).unwrap_or_default()))
+    }
+
     /// The schema with this id, waiting through outages; `Err`: the registry does not know it.
     pub(crate) fn fetch(&self, id: u32) -> Result<RawSchema, String> {
-        let observe = |outcome: &'static str, took: Duration| {
-            self.metrics.requests.get_or_create(&vec![("outcome", outcome)]).inc();
-            self.metrics.request_seconds.observe(took.as_secs_f64());
-        };
+        let observe = |outcome: &'static str, took: Duration| self.observe(outcome, took);
         let mut attempt = 0;
         loop {
             match self.client.schema(id, &observe) {

@@ -47,6 +47,10 @@ pub struct DeadLetterDetail {
     #[schema(value_type = Object)]
     pub headers: serde_json::Value,
     pub kafka_timestamp: Option<String>,
+    /// A payload in the schema registry's wire format, decoded with the registry's schema now
+    /// (only with `[schema_registry]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decoded: Option<crate::parse::Inspected>,
 }
 
 #[derive(QueryableByName)]
@@ -154,5 +158,6 @@ pub(crate) fn detail(w: Whole) -> DeadLetterDetail {
         // Stored by this service as a JSON object; kept as text if it somehow is not.
         headers: serde_json::from_str(&w.headers).unwrap_or(serde_json::Value::String(w.headers)),
         kafka_timestamp: stamp(w.kafka_timestamp_ms),
+        decoded: None,
     }
 }

@@ -72,9 +72,12 @@ pub(crate) fn key(msg: &RawMessage, opts: &ParseOptions) -> Result<Option<String
 }
 
 fn decode(schemas: &Schemas, id: u32, datum: &[u8], opts: &ParseOptions) -> Result<String, Refusal> {
-    let entry = schemas.get(id);
+    decode_entry(schemas, &schemas.get(id), id, datum, opts)
+}
+
+fn decode_entry(schemas: &Schemas, entry: &Entry, id: u32, datum: &[u8], opts: &ParseOptions) -> Result<String, Refusal> {
     let mut out = String::with_capacity(datum.len() * 2 + 16);
-    match &*entry {
+    match entry {
         Entry::NotFound { detail, .. } => return Err(Refusal::new(Reason::SchemaNotFound, format!("schema id {id}: {detail}"))),
         Entry::Unusable { reason, detail } => return Err(Refusal::new(*reason, detail.clone())),
         Entry::Avro(schema) => {
@@ -104,6 +107,43 @@ fn decode(schemas: &Schemas, id: u32, datum: &[u8], opts: &ParseOptions) -> Resu
     // The limits and the NUL rule every JSON value meets.
     scan_json(out.as_bytes(), opts.max_depth, opts.refuses_nul())?;
     Ok(out)
+}
+
+/// A framed payload as an operator sees it in a dead letter: its schema, and the value decoded
+/// with it now, or why not.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Inspected {
+    pub schema_id: u32,
+    /// `AVRO`, `PROTOBUF` or `JSON`; none when the registry has no usable schema for the id.
+    pub schema_type: Option<String>,
+    /// The subjects and versions the id is registered under.
+    pub subjects: Vec<String>,
+    /// The value decoded, as JSON.
+    #[schema(value_type = Object)]
+    pub value: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+/// Decode a dead letter's framed payload for display; `None` when it is not framed or no
+/// registry is configured.
+pub(crate) fn inspect(payload: &[u8], opts: &ParseOptions) -> Option<Inspected> {
+    let schemas = opts.schemas.as_deref()?;
+    let (id, datum) = frame(payload)?;
+    let (entry, subjects) = schemas.peek(id);
+    let schema_type = match &*entry {
+        Entry::Avro(_) => Some("AVRO"),
+        Entry::Protobuf(_) => Some("PROTOBUF"),
+        Entry::Json => Some("JSON"),
+        Entry::NotFound { .. } | Entry::Unusable { .. } => None,
+    };
+    let decoded = decode_entry(schemas, &entry, id, datum, opts).and_then(|text| {
+        serde_json::from_str(&text).map_err(|e| Refusal::new(Reason::InvalidJson, format!("the decoded value is not JSON: {e}")))
+    });
+    let (value, error) = match decoded {
+        Ok(v) => (Some(v), None),
+        Err(r) => (None, Some(format!("{}: {}", r.reason.code(), r.detail))),
+    };
+    Some(Inspected { schema_id: id, schema_type: schema_type.map(str::to_string), subjects, value, error })
 }
 
 /// A framed record: its decoded value stored whole in `data`, no attributes.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::parse::avro;
 use crate::parse::protobuf::ProtoSchema;
 use crate::records::Reason;
-use crate::registry::{RawSchema, Registry};
+use crate::registry::{FetchError, RawSchema, Registry};
 
 /// What an id stands for.
 #[derive(Debug)]
@@ -86,6 +86,21 @@ impl Schemas {
                 }
             }
             return entry;
+        }
+    }
+
+    /// For showing a dead letter: the entry held for `id`, or one attempt at the registry
+    /// (compiled, not kept), with the subjects it is registered under; no waiting.
+    pub(crate) fn peek(&self, id: u32) -> (Arc<Entry>, Vec<String>) {
+        let held = self.slots.lock().unwrap_or_else(|e| e.into_inner()).get(&id).and_then(|s| s.get().cloned());
+        match self.registry.fetch_once(id) {
+            Ok((raw, subjects)) => (held.unwrap_or_else(|| Arc::new(compile(id, raw))), subjects),
+            Err(_) if held.is_some() => (held.unwrap_or_else(|| Arc::new(Entry::Json)), Vec::new()),
+            Err(FetchError::NotFound(detail)) => (Arc::new(Entry::NotFound { detail, at: Instant::now() }), Vec::new()),
+            Err(FetchError::Unavailable(e)) => (
+                Arc::new(Entry::Unusable { reason: Reason::SchemaNotFound, detail: format!("the schema registry is unavailable: {e}") }),
+                Vec::new(),
+            ),
         }
     }
 
