@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tributary_actors::{Backoff, Format, RegistryOptions};
 
@@ -13,8 +13,9 @@ use super::error::{duration, set_it, within, ConfigError};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SchemaRegistrySettings {
-    /// The REST API's base URL; none: framed values are not decoded.
-    pub url: Option<String>,
+    /// The REST API's base URL; none: framed values are not decoded. A secret: it may carry
+    /// credentials.
+    pub url: Option<SecretString>,
     /// HTTP basic auth (Confluent Cloud: the API key and secret).
     pub username: Option<String>,
     pub password: Option<SecretString>,
@@ -56,10 +57,10 @@ impl Default for SchemaRegistrySettings {
 impl SchemaRegistrySettings {
     /// Check the section; `framed`: the key that names a framed format, which needs a registry.
     pub(super) fn check(&mut self, framed: Option<(&str, Format)>) -> Result<(), ConfigError> {
-        if self.url.as_deref().is_some_and(|u| u.trim().is_empty()) {
+        if self.url.as_ref().is_some_and(|u| u.expose_secret().trim().is_empty()) {
             self.url = None;
         }
-        match (&self.url, framed) {
+        match (self.url.as_ref().map(|u| u.expose_secret()), framed) {
             (None, Some((key, format))) => {
                 return Err(ConfigError::new(
                     key,
@@ -100,7 +101,7 @@ impl SchemaRegistrySettings {
     /// The client's options, when a registry is configured.
     pub fn options(&self) -> Option<RegistryOptions> {
         Some(RegistryOptions {
-            url: self.url.clone()?,
+            url: self.url.as_ref()?.expose_secret().to_string(),
             username: self.username.clone(),
             password: self.password.clone(),
             ca_location: self.ca_location.clone(),
@@ -115,7 +116,7 @@ impl SchemaRegistrySettings {
     /// For `check-config` and `/status`: the URL's userinfo and the password redacted.
     pub(super) fn redacted(&self) -> serde_json::Value {
         serde_json::json!({
-            "url": self.url.as_deref().map(tributary_actors::redact::database_url),
+            "url": self.url.as_ref().map(|u| tributary_actors::redact::database_url(u.expose_secret())),
             "username": self.username,
             "password": self.password.as_ref().map(|_| tributary_actors::redact::REDACTED),
             "ca_location": self.ca_location,

@@ -398,3 +398,50 @@ fn durations_keep_their_keys_and_units() {
     assert_eq!(r["shutdown"]["timeout_secs"], json!(30));
     assert_eq!(Settings::load(None, &base()).unwrap().health.reader_restart_due(), Some(Duration::from_secs(120)));
 }
+
+#[test]
+fn the_schema_registry_section_is_checked_and_its_secrets_redacted() {
+    let load = |pairs: &[(&str, Value)]| {
+        let mut o = base();
+        for (k, v) in pairs {
+            o.insert(k.to_string(), v.clone());
+        }
+        Settings::load(None, &o)
+    };
+    // A framed format without a registry: the key that asked for it, and how to set one.
+    for key in ["parser.format", "parser.key_format"] {
+        for format in ["avro", "protobuf", "json_schema"] {
+            let e = load(&[(key, json!(format))]).unwrap_err();
+            assert_eq!(e.key, key);
+            assert!(e.fix.contains("TRIBUTARY_SCHEMA_REGISTRY__URL"), "{e}");
+        }
+    }
+    assert_eq!(load(&[("parser.key_format", json!("cloudevents"))]).unwrap_err().key, "parser.key_format");
+    let url = ("schema_registry.url", json!("https://key:s3cret-url@registry.example:8081"));
+    assert_eq!(load(&[("schema_registry.url", json!("registry:8081"))]).unwrap_err().key, "schema_registry.url");
+    assert_eq!(load(&[url.clone(), ("schema_registry.password", json!("pw"))]).unwrap_err().key, "schema_registry.password");
+    let e = load(&[url.clone(), ("schema_registry.key_location", json!("/k.pem"))]).unwrap_err();
+    assert_eq!(e.key, "schema_registry.certificate_location");
+    assert_eq!(load(&[url.clone(), ("schema_registry.timeout_ms", json!(0))]).unwrap_err().key, "schema_registry.timeout_ms");
+    let e = load(&[url.clone(), ("schema_registry.retry_backoff_ms", json!(500)), ("schema_registry.retry_backoff_max_ms", json!(100))]);
+    assert_eq!(e.unwrap_err().key, "schema_registry.retry_backoff_max_ms");
+    // A wrong type never quotes a secret.
+    let e = load(&[url.clone(), ("schema_registry.username", json!("u")), ("schema_registry.password", json!(["s3cret-pw"]))]).unwrap_err();
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+
+    let s = load(&[
+        url,
+        ("parser.format", json!("avro")),
+        ("schema_registry.username", json!("key")),
+        ("schema_registry.password", json!("s3cret-pw")),
+    ])
+    .unwrap();
+    for text in [s.redacted().to_string(), format!("{s:?}")] {
+        assert!(!text.contains("s3cret"), "a secret survived: {text}");
+    }
+    let shown = &s.redacted()["schema_registry"];
+    assert_eq!(shown["url"], json!("https://key:[REDACTED]@registry.example:8081"));
+    assert_eq!((shown["username"].clone(), shown["timeout_ms"].clone()), (json!("key"), json!(10000)));
+    let opts = s.schema_registry.options().expect("a registry");
+    assert_eq!((opts.timeout, opts.cache_capacity), (std::time::Duration::from_secs(10), 1000));
+}

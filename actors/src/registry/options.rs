@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use crate::backoff::Backoff;
 
 /// `[schema_registry]`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RegistryOptions {
     /// The REST API's base URL.
     pub url: String,
@@ -26,4 +26,16 @@ pub struct RegistryOptions {
     pub cache_capacity: usize,
     /// Between attempts while the registry is unavailable.
     pub retry: Backoff,
+}
+
+impl std::fmt::Debug for RegistryOptions {
+    /// The URL may carry credentials: shown redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryOptions")
+            .field("url", &crate::redact::database_url(&self.url))
+            .field("username", &self.username)
+            .field("timeout", &self.timeout)
+            .field("cache_capacity", &self.cache_capacity)
+            .finish_non_exhaustive()
+    }
 }
