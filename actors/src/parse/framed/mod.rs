@@ -6,10 +6,9 @@ pub(crate) mod schemas;
 
 use super::avro;
 use super::decode::{Decoder, Record, RowParts};
-use super::headers::{headers_capacity, write_headers_json};
 use super::json::{scan_json, validate_json};
 use super::options::{Format, ParseOptions};
-use crate::records::{RawMessage, Reason, Refusal, RowTextBuilder};
+use crate::records::{RawMessage, Reason, Refusal};
 
 use schemas::Entry;
 pub use schemas::Schemas;
@@ -151,20 +150,7 @@ pub(super) struct Framed;
 
 impl Decoder for Framed {
     fn decode(&self, record: &Record<'_>) -> Option<Result<RowParts, Refusal>> {
-        let data = data(record)?;
-        Some(data.map(|text| {
-            let msg = record.msg;
-            let text = RowTextBuilder::new(msg, headers_capacity(msg, text.len()))
-                .push(None)
-                .push(None)
-                .push(None)
-                .push(None)
-                .push(record.content_type)
-                .push(Some(text))
-                .push_with(|out| write_headers_json(out, msg.headers(), &[]))
-                .finish();
-            (None, text)
-        }))
+        Some(data(record)?.map(|text| super::plain::data_row(record, text, text.len())))
     }
 }
 
