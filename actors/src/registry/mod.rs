@@ -14,7 +14,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
-
 pub(crate) use client::{FetchError, RawSchema};
 pub use options::RegistryOptions;
 
