@@ -19,4 +19,5 @@ mod projection_edges;
 mod projections;
 mod projections_live;
 mod redrive;
+mod registry;
 mod security;
