@@ -20,4 +20,5 @@ mod projections;
 mod projections_live;
 mod redrive;
 mod registry;
+mod registry_faults;
 mod security;
