@@ -30,6 +30,11 @@ console="$(dirname "$0")/../tests/console"
 if [ ! -d "$console/node_modules/playwright-core" ]; then
   (cd "$console" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# The schema registry tests' framed values, made by Confluent's own serializers (tests/registry/).
+if ! python3 -c "import confluent_kafka" >/dev/null 2>&1; then
+  echo "installing: confluent-kafka (its schema registry serializers make the registry tests' framed values)"
+  python3 -m pip install -q --disable-pip-version-check "confluent-kafka[avro,protobuf,json]==2.12.1"
+fi
 # The fuzz run of the HTTP API from its OpenAPI document (tests/api/openapi.rs).
 if ! command -v schemathesis >/dev/null 2>&1; then
   echo "installing: schemathesis"

@@ -19,4 +19,6 @@ mod projection_edges;
 mod projections;
 mod projections_live;
 mod redrive;
+mod registry;
+mod registry_faults;
 mod security;

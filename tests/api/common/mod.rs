@@ -4,6 +4,7 @@
 
 mod client;
 pub mod exposition;
+pub mod registry;
 
 pub use client::{get_json, http, http_with, request};
 pub use tributary_testdb::TestDb;
@@ -413,6 +414,12 @@ impl Fixture {
         let (w, d) = produce_mixed(&self.kafka, &self.topic, self.partitions, self.produced, n);
         add(&mut self.watermarks, w);
         add(&mut self.dead, d);
+        self.produced += n;
+    }
+
+    /// Account for `n` records sent to partition `p` some other way than [`Fixture::produce`].
+    pub fn sent(&mut self, p: i32, n: usize) {
+        *self.watermarks.entry(p).or_insert(0) += n as i64;
         self.produced += n;
     }
 
