@@ -188,7 +188,7 @@ pub fn thing(i: i64) -> (Value, Value) {
 /// Settings for one instance decoding framed values with the registry at `url`.
 pub fn registry_settings(f: &Fixture, url: &str) -> Settings {
     let mut s = f.settings();
-    s.schema_registry.url = Some(url.to_string());
+    s.schema_registry.url = Some(url.to_string().into());
     s.schema_registry.retry_backoff = Duration::from_millis(50);
     s.schema_registry.retry_backoff_max = Duration::from_millis(500);
     s
