@@ -7,13 +7,14 @@
 //! backends, with its RSS and CPU, `/health` latency under load, and commit latency at a fixed
 //! offered rate. It prints ratios against the raw limits and ends with one JSON line. The
 //! projection phases (`project`) do the same for an upsert projection into a table of one row
-//! per key.
+//! per key, and the `avro` phase runs the same events Avro-encoded with a registry on loopback.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use std::time::{Duration, Instant};
 
+mod avro;
 mod project;
 mod service;
 mod soak;
@@ -95,12 +96,13 @@ enum Phase {
     Sqlite,
     ProjPg,
     ProjSqlite,
+    Avro,
     Latency,
     Soak,
 }
 
 impl Phase {
-    const ALL: [Phase; 10] = [
+    const ALL: [Phase; 11] = [
         Phase::Produce,
         Phase::Consume,
         Phase::PgCopy,
@@ -109,6 +111,7 @@ impl Phase {
         Phase::Sqlite,
         Phase::ProjPg,
         Phase::ProjSqlite,
+        Phase::Avro,
         Phase::Latency,
         Phase::Soak,
     ];
@@ -470,6 +473,8 @@ fn main() {
     let batches = (run(Phase::PgCopy) || run(Phase::SqliteRaw)).then(|| parsed_batches(n, partitions, BatchLimits::default().max_messages));
     let batches = batches.as_deref().unwrap_or_default();
 
+    // The Avro runs follow the JSON runs, one after each (its own loop without the `pg` phase).
+    let mut avro = run(Phase::Avro).then(|| avro::Phase::new(&bin, mock.as_ref(), &brokers, &args.database_url, partitions, n, dir.path()));
     let pg = {
         let mut raw = |_| {
             let db = temp_pg(&args.database_url);
@@ -479,10 +484,18 @@ fn main() {
         let mut e2e = |_| {
             let db = temp_pg(&args.database_url);
             quiesce(&args.database_url);
-            end_to_end(&bin, &brokers, &topic, &db.url, n, true, None)
+            let json = end_to_end(&bin, &brokers, &topic, &db.url, n, true, None);
+            drop(db);
+            if let Some(a) = avro.as_mut() {
+                a.measure(Some(json.per_s));
+            }
+            json
         };
         alternate(runs, run(Phase::PgCopy).then_some(&mut raw as _), run(Phase::Pg).then_some(&mut e2e as _))
     };
+    if let Some(a) = avro.as_mut().filter(|_| !run(Phase::Pg)) {
+        (0..runs).for_each(|_| a.measure(None));
+    }
     let of_consume = pg.e2e.as_ref().map(|(e, _)| consume.map_or("-".to_string(), |c| format!("{:.0}%", 100.0 * e.per_s / c)));
     report(
         &pg,
@@ -495,6 +508,7 @@ fn main() {
         let (rps, p99) = e.health.unwrap_or((f64::NAN, f64::NAN));
         eprintln!("  /health under load  {rps:.0} req/s, p99 {p99:.2} ms");
     }
+    let avro = avro.and_then(|a| a.finish(runs));
 
     let sq = {
         let remove = |path: &std::path::Path| {
@@ -635,6 +649,7 @@ fn main() {
     });
     if let Some(fields) = summary.as_object_mut() {
         fields.extend(project::summary(proj.as_ref()));
+        fields.extend(avro::summary(avro.as_ref()));
     }
     println!("{summary}");
 }
