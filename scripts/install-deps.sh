@@ -35,6 +35,12 @@ if ! python3 -c "import confluent_kafka" >/dev/null 2>&1; then
   echo "installing: confluent-kafka (its schema registry serializers make the registry tests' framed values)"
   python3 -m pip install -q --disable-pip-version-check "confluent-kafka[avro,protobuf,json]==2.12.1"
 fi
+# The Protobuf tests' message classes, generated at test time from tests/registry/proto (its
+# protoc, 35.1, writes code for protobuf 7.x: confluent-kafka's protobuf 7.36.2 runs it).
+if ! python3 -c "import grpc_tools.protoc" >/dev/null 2>&1; then
+  echo "installing: grpcio-tools (generates the Protobuf tests' message classes)"
+  python3 -m pip install -q --disable-pip-version-check grpcio-tools==1.85.4
+fi
 # The fuzz run of the HTTP API from its OpenAPI document (tests/api/openapi.rs).
 if ! command -v schemathesis >/dev/null 2>&1; then
   echo "installing: schemathesis"

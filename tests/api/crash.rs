@@ -126,16 +126,16 @@ impl Drop for Producer {
 }
 
 /// Where a test's service reads and writes.
-struct Endpoints<'a> {
-    brokers: &'a str,
-    group: &'a str,
-    topic: &'a str,
-    url: &'a str,
+pub(crate) struct Endpoints<'a> {
+    pub(crate) brokers: &'a str,
+    pub(crate) group: &'a str,
+    pub(crate) topic: &'a str,
+    pub(crate) url: &'a str,
 }
 
 /// Write the service's configuration into `dir`: `librdkafka` and `database` are lines for
 /// those sections, `extra` further sections.
-fn write_config(dir: &std::path::Path, at: &Endpoints<'_>, librdkafka: &str, database: &str, extra: &str) -> std::path::PathBuf {
+pub(crate) fn write_config(dir: &std::path::Path, at: &Endpoints<'_>, librdkafka: &str, database: &str, extra: &str) -> std::path::PathBuf {
     let config = dir.join("tributary.toml");
     std::fs::write(
         &config,
@@ -283,7 +283,7 @@ impl World {
 }
 
 /// How many instances have logged their start into `log` (all instances of a test append to it).
-fn started_count(log: &std::path::Path) -> usize {
+pub(crate) fn started_count(log: &std::path::Path) -> usize {
     std::fs::read_to_string(log).unwrap_or_default().matches("kafka reader started").count()
 }
 
@@ -293,13 +293,13 @@ fn last_lines(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-fn sigterm(child: &Child) {
+pub(crate) fn sigterm(child: &Child) {
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success(), "kill -TERM");
 }
 
 /// Wait (bounded) for the child to exit; returns the exit status and how long it took.
-fn wait_exit(child: &mut Child, timeout: Duration) -> (std::process::ExitStatus, Duration) {
+pub(crate) fn wait_exit(child: &mut Child, timeout: Duration) -> (std::process::ExitStatus, Duration) {
     let started = std::time::Instant::now();
     let mut exit = None;
     wait_until("the process exits", timeout, || {

@@ -21,4 +21,7 @@ mod projections_live;
 mod redrive;
 mod registry;
 mod registry_faults;
+mod registry_kill;
+mod registry_more;
+mod registry_protobuf;
 mod security;

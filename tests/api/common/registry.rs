@@ -2,7 +2,8 @@
 //! HTTP/1.1 server on `127.0.0.1:0` keeping schemas in memory and serving the REST subset that
 //! Confluent's clients use — `POST /subjects/{s}/versions` (register), `POST /subjects/{s}`
 //! (look up), `GET /schemas/ids/{id}`, `GET /subjects`, `GET /subjects/{s}/versions`,
-//! `GET /subjects/{s}/versions/{v|latest}`, `GET /schemas/types`, `GET /config` — with optional
+//! `GET /subjects/{s}/versions/{v|latest}`, `GET /schemas/ids/{id}/versions`, `GET /schemas/types`,
+//! `GET /config` — Protobuf schemas stored as .proto text, as Confluent's registry does — with optional
 //! HTTP basic auth, and the controls the tests need: an outage of either kind ([`Down`]), an id
 //! forgotten and restored, and a count of requests per path. Also: [`produce_framed`], the wire
 //! bytes Confluent's own Python serializers make against it (tests/registry/produce.py).
@@ -207,7 +208,10 @@ fn read_request(conn: &TcpStream) -> std::io::Result<Option<Request>> {
 fn serve(mut conn: TcpStream, state: &Mutex<State>, mode: &AtomicU8, authorization: Option<&str>) -> std::io::Result<()> {
     conn.set_nonblocking(false)?;
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let Some(req) = read_request(&conn)? else { return Ok(()) };
+    let Some(mut req) = read_request(&conn)? else { return Ok(()) };
+    if req.method == "POST" {
+        req.body = canonical_protobuf(&req.body);
+    }
     *state.lock().unwrap().requests.entry(format!("{} {}", req.method, req.path)).or_insert(0) += 1;
     let (status, body) = if mode.load(Ordering::SeqCst) != UP {
         (503, json!({"error_code": 50301, "message": "the test registry is down"}))
@@ -246,6 +250,26 @@ fn schema_json(s: &Stored, mut out: Value) -> Value {
         out["references"] = s.references.clone();
     }
     out
+}
+
+/// A registration or look-up body whose Protobuf schema is stored as Confluent's registry stores
+/// it: base64 of a FileDescriptorProto (what Confluent's Python serializer sends) as .proto text
+/// (tests/registry/proto_text.py). Other bodies as sent.
+fn canonical_protobuf(body: &[u8]) -> Vec<u8> {
+    let Ok(mut v) = serde_json::from_slice::<Value>(body) else { return body.to_vec() };
+    let Some(schema) = v["schema"].as_str().filter(|_| v["schemaType"] == "PROTOBUF") else { return body.to_vec() };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/registry/proto_text.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs tests/registry/proto_text.py");
+    child.stdin.take().unwrap().write_all(schema.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "proto_text.py failed");
+    v["schema"] = json!(String::from_utf8(out.stdout).unwrap());
+    v.to_string().into_bytes()
 }
 
 /// A path segment percent-decoded.
@@ -287,6 +311,20 @@ fn route(state: &mut State, req: &Request) -> (u16, Value) {
                 Some(s) if !state.forgotten.contains(&id) => (200, schema_json(s, json!({}))),
                 _ => not_found(40403, "Schema not found"),
             }
+        }
+        ("GET", ["schemas", "ids", id, "versions"]) => {
+            let id: u32 = id.parse().unwrap_or(0);
+            if id == 0 || id as usize > state.schemas.len() || state.forgotten.contains(&id) {
+                return not_found(40403, "Schema not found");
+            }
+            let under: Vec<Value> = state
+                .subjects
+                .iter()
+                .flat_map(|(s, ids)| {
+                    ids.iter().enumerate().filter(|(_, i)| **i == id).map(move |(v, _)| json!({"subject": s, "version": v + 1}))
+                })
+                .collect();
+            (200, json!(under))
         }
         ("GET", ["subjects", subject, "versions"]) => match state.subjects.get(*subject) {
             Some(v) => (200, json!((1..=v.len()).collect::<Vec<_>>())),
@@ -336,11 +374,24 @@ pub fn produce_framed(url: &str, topic: &str, messages: &[Value]) -> Vec<Vec<u8>
 
 /// [`produce_framed`] with HTTP basic auth (username, password).
 pub fn produce_framed_as(url: &str, auth: Option<(&str, &str)>, topic: &str, messages: &[Value]) -> Vec<Vec<u8>> {
+    let mut extra = json!({});
+    if let Some((username, password)) = auth {
+        extra["username"] = json!(username);
+        extra["password"] = json!(password);
+    }
+    produce_framed_with(url, topic, extra, messages)
+}
+
+/// The .proto files of the Protobuf tests (`"proto_dir"` of [`produce_framed_with`]).
+pub const PROTO_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/registry/proto");
+
+/// [`produce_framed`] with more of produce.py's spec: `extra`'s members (`"register"`,
+/// `"proto_dir"`, `"username"`, ...) are added to it.
+pub fn produce_framed_with(url: &str, topic: &str, extra: Value, messages: &[Value]) -> Vec<Vec<u8>> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/registry/produce.py");
     let mut spec = json!({"url": url, "topic": topic, "messages": messages});
-    if let Some((username, password)) = auth {
-        spec["username"] = json!(username);
-        spec["password"] = json!(password);
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        spec[k] = v;
     }
     let mut child = std::process::Command::new("python3")
         .arg(script)

@@ -61,7 +61,7 @@ pub(crate) fn key(msg: &RawMessage, opts: &ParseOptions) -> Result<Option<String
         None if explicit => Err(Refusal::new(
             Reason::NotFramed,
             format!(
-                "parser.key_format = {}, but the key is not in the schema registry's wire format (magic byte 0, a 4-byte schema id): {}",
+                "the key: parser.key_format = {}, but the key is not in the schema registry's wire format (magic byte 0, a 4-byte schema id): {}",
                 opts.key_format.name(),
                 describe_start(key)
             ),

@@ -94,7 +94,11 @@ impl Schemas {
     pub(crate) fn peek(&self, id: u32) -> (Arc<Entry>, Vec<String>) {
         let held = self.slots.lock().unwrap_or_else(|e| e.into_inner()).get(&id).and_then(|s| s.get().cloned());
         match self.registry.fetch_once(id) {
-            Ok((raw, subjects)) => (held.unwrap_or_else(|| Arc::new(compile(id, raw))), subjects),
+            // A 404 held (the registry answers now: the schema was restored) is not shown.
+            Ok((raw, subjects)) => match held {
+                Some(entry) if !matches!(*entry, Entry::NotFound { .. }) => (entry, subjects),
+                _ => (Arc::new(compile(id, raw)), subjects),
+            },
             Err(_) if held.is_some() => (held.unwrap_or_else(|| Arc::new(Entry::Json)), Vec::new()),
             Err(FetchError::NotFound(detail)) => (Arc::new(Entry::NotFound { detail, at: Instant::now() }), Vec::new()),
             Err(FetchError::Unavailable(e)) => (
