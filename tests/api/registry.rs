@@ -335,6 +335,12 @@ fn two_writer_schemas_on_one_topic_both_decode_each_fetched_once() {
     assert_eq!(metric(&metrics, "tributary_schema_registry_requests_total", "{outcome=\"ok\"}"), 2.0, "{metrics}");
     assert_eq!(metric(&metrics, "tributary_schema_registry_requests_total", "{outcome=\"error\"}"), 0.0, "{metrics}");
     assert_eq!(metric(&metrics, "tributary_schemas_cached", ""), 2.0, "{metrics}");
+    // /status names the registry, that it answers, and the ids the topic's values were framed with.
+    let (_, status) = get_json(running.port, "/status");
+    let shown = &status["schema_registry"];
+    assert_eq!((shown["url"].as_str(), shown["reachable"].as_bool()), (Some(registry.url.as_str()), Some(true)), "{status}");
+    let want_ids: Vec<u32> = ids.iter().copied().collect();
+    assert_eq!(shown["schema_ids"][&f.topic], json!(want_ids), "{status}");
     for id in &ids {
         assert_eq!(registry.requests(&format!("GET /schemas/ids/{id}")), 1, "{:?}", registry.all_requests());
     }
