@@ -67,29 +67,11 @@ impl Client {
     pub(crate) fn new(o: &RegistryOptions) -> Result<Self, String> {
         let mut tls = TlsConfig::builder().provider(TlsProvider::NativeTls);
         if let Some(path) = &o.ca_location {
-            let pem = read(path, "schema_registry.ca_location")?;
-            let certs = ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
-                    Ok(_) => None,
-                    Err(e) => Some(Err(e)),
-                })
-                .collect::<Result<Vec<Certificate<'static>>, _>>()
-                .map_err(|e| format!("schema_registry.ca_location {}: {e}", path.display()))?;
-            if certs.is_empty() {
-                return Err(format!("schema_registry.ca_location {}: no PEM certificate in it", path.display()));
-            }
-            tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+            tls = tls.root_certs(RootCerts::new_with_certs(&certificates(path, "schema_registry.ca_location")?));
         }
         match (&o.certificate_location, &o.key_location) {
             (Some(cert), Some(key)) => {
-                let pem = read(cert, "schema_registry.certificate_location")?;
-                let chain = ureq::tls::parse_pem(&pem)
-                    .filter_map(|item| match item {
-                        Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>();
+                let chain = certificates(cert, "schema_registry.certificate_location")?;
                 let key_pem = read(key, "schema_registry.key_location")?;
                 let key = PrivateKey::from_pem(&key_pem).map_err(|e| format!("schema_registry.key_location {}: {e}", key.display()))?;
                 tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
@@ -196,6 +178,23 @@ impl Client {
 /// An answer larger than this is an error: one odd answer cannot take the process's memory.
 const MAX_BODY: u64 = 16 * 1024 * 1024;
 
+/// The PEM certificates of the file `key` names: at least one, every one readable.
+fn certificates(path: &std::path::Path, key: &str) -> Result<Vec<Certificate<'static>>, String> {
+    let pem = read(path, key)?;
+    let certs = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{key} {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{key} {}: no PEM certificate in it", path.display()));
+    }
+    Ok(certs)
+}
+
 fn read(path: &std::path::Path, key: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{key} {}: {e}", path.display()))
 }
@@ -213,4 +212,36 @@ fn encode(subject: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(ca: Option<&std::path::Path>, cert: Option<&std::path::Path>, key: Option<&std::path::Path>) -> RegistryOptions {
+        RegistryOptions {
+            url: "https://registry:8081".into(),
+            username: None,
+            password: None,
+            ca_location: ca.map(Into::into),
+            certificate_location: cert.map(Into::into),
+            key_location: key.map(Into::into),
+            timeout: Duration::from_secs(1),
+            cache_capacity: 1,
+            retry: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_ca_or_client_certificate_file_without_a_certificate_fails_naming_its_key() {
+        let empty = std::env::temp_dir().join(format!("tributary-no-pem-{}.pem", std::process::id()));
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let error = |o: RegistryOptions| Client::new(&o).err().unwrap_or_default();
+        assert!(error(options(Some(&empty), None, None)).starts_with("schema_registry.ca_location"));
+        // The chain is read before the key: its own file is named.
+        assert!(error(options(None, Some(&empty), Some(&empty))).starts_with("schema_registry.certificate_location"));
+        let missing = std::path::Path::new("/nonexistent/ca.pem");
+        assert!(error(options(Some(missing), None, None)).contains("/nonexistent/ca.pem"));
+        let _ = std::fs::remove_file(&empty);
+    }
 }
