@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tributary::app;
 use tributary_actors::Format;
 
-use crate::common::registry::{framed, produce_framed, produce_framed_with, schema_id, SchemaRegistry};
+use crate::common::registry::{framed, produce_framed, produce_framed_with, schema_id, Down, SchemaRegistry};
 use crate::common::*;
 use crate::registry::{events_data, registry_settings};
 
@@ -246,5 +246,18 @@ fn a_dead_letters_detail_shows_its_framed_payload_decoded_and_where_decoding_fai
     assert!(error.starts_with("invalid_avro") && error.contains("at /label: needs 7 bytes, 5 left"), "{cut}");
     let subject = format!("{}-value (version 2)", f.topic);
     assert!(decoded["subjects"].as_array().unwrap().iter().any(|s| s == &json!(subject)), "{cut}");
+    running.stop().unwrap();
+
+    // A fresh instance holds no schema; with the registry down the view says so, under no
+    // dead-letter reason (an outage is not the record's fault).
+    registry.down(Down::Http503);
+    let mut s = registry_settings(&f, &registry.url);
+    s.http.admin_token = Some(TOKEN.to_string().into());
+    let running = app::spawn(s, tributary::telemetry::discard()).unwrap();
+    let cut = dead_letter(running.port, &f.topic, 1);
+    let decoded = &cut["decoded"];
+    assert_eq!(decoded["schema_id"].as_u64(), Some(tag_id as u64), "{cut}");
+    assert!(decoded["schema_type"].is_null() && decoded["value"].is_null(), "{cut}");
+    assert!(decoded["error"].as_str().unwrap_or_default().starts_with("the schema registry is unavailable: "), "{cut}");
     running.stop().unwrap();
 }

@@ -133,12 +133,15 @@ impl Registry {
         self.metrics.request_seconds.observe(took.as_secs_f64());
     }
 
-    /// One attempt at the schema with this id and the subjects it is registered under, for
-    /// showing a dead letter: no waiting, an outage is an error to show.
-    pub(crate) fn fetch_once(&self, id: u32) -> Result<(RawSchema, Vec<String>), FetchError> {
-        let observe = |outcome: &'static str, took: Duration| self.observe(outcome, took);
-        let schema = self.client.schema(id, &observe)?;
-        Ok((schema, self.client.subjects(id, &observe).unwrap_or_default()))
+    /// One attempt at the schema with this id, for showing a dead letter: no waiting, an outage
+    /// is an error to show.
+    pub(crate) fn fetch_once(&self, id: u32) -> Result<RawSchema, FetchError> {
+        self.client.schema(id, &|outcome, took| self.observe(outcome, took))
+    }
+
+    /// The subjects (and versions) the id is registered under, one attempt; none if it fails.
+    pub(crate) fn subjects(&self, id: u32) -> Vec<String> {
+        self.client.subjects(id, &|outcome, took| self.observe(outcome, took)).unwrap_or_default()
     }
 
     /// The schema with this id, waiting through outages; `Err`: the registry does not know it.

@@ -50,11 +50,10 @@ pub(super) fn data<'r>(record: &'r Record<'_>) -> Option<Result<&'r str, Refusal
 pub(crate) fn key(msg: &RawMessage, opts: &ParseOptions) -> Result<Option<String>, Refusal> {
     let explicit = opts.key_format.is_framed();
     let (Some(key), Some(schemas)) = (msg.key(), opts.schemas.as_deref()) else { return Ok(None) };
-    let wanted = explicit || (opts.key_format == Format::Auto && opts.plan.reads_key_pointers());
-    if !wanted {
-        return Ok(None);
-    }
+    // The frame's bytes first: the projections' columns are looked through only for a framed key.
+    let wanted = || explicit || (opts.key_format == Format::Auto && opts.plan.reads_key_pointers());
     match frame(key) {
+        Some(_) if !wanted() => Ok(None),
         Some((id, datum)) => {
             decode(schemas, id, datum, opts).map(Some).map_err(|r| Refusal { detail: format!("the key: {}", r.detail), ..r })
         }
@@ -128,13 +127,19 @@ pub struct Inspected {
 pub(crate) fn inspect(payload: &[u8], opts: &ParseOptions) -> Option<Inspected> {
     let schemas = opts.schemas.as_deref()?;
     let (id, datum) = frame(payload)?;
-    let (entry, subjects) = schemas.peek(id);
+    let entry = match schemas.peek(id) {
+        Ok(entry) => entry,
+        // An outage is no refusal of the record: said as it is, not under a reason code.
+        Err(e) => return Some(Inspected { schema_id: id, schema_type: None, subjects: Vec::new(), value: None, error: Some(e) }),
+    };
     let schema_type = match &*entry {
         Entry::Avro(_) => Some("AVRO"),
         Entry::Protobuf(_) => Some("PROTOBUF"),
         Entry::Json => Some("JSON"),
         Entry::NotFound { .. } | Entry::Unusable { .. } => None,
     };
+    // A 404 for the schema is one for its subjects too.
+    let subjects = if matches!(*entry, Entry::NotFound { .. }) { Vec::new() } else { schemas.registry().subjects(id) };
     let decoded = decode_entry(schemas, &entry, id, datum, opts).and_then(|text| {
         serde_json::from_str(&text).map_err(|e| Refusal::new(Reason::InvalidJson, format!("the decoded value is not JSON: {e}")))
     });

@@ -65,15 +65,22 @@ impl Schemas {
         loop {
             let slot = {
                 let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-                if !slots.contains_key(&id) && slots.len() >= self.capacity {
-                    // Any other entry makes room: what is evicted is fetched again if needed.
-                    if let Some(victim) = slots.keys().next().copied() {
-                        slots.remove(&victim);
+                match slots.get(&id) {
+                    Some(slot) => slot.clone(),
+                    None => {
+                        if slots.len() >= self.capacity {
+                            // Any other entry makes room: what is evicted is fetched again if needed.
+                            if let Some(victim) = slots.keys().next().copied() {
+                                slots.remove(&victim);
+                            }
+                        }
+                        let slot = Slot::default();
+                        slots.insert(id, slot.clone());
+                        // Set as the map changes, not on each record's lookup.
+                        self.registry.metrics.schemas_cached.set(slots.len() as i64);
+                        slot
                     }
                 }
-                let slot = slots.entry(id).or_default().clone();
-                self.registry.metrics.schemas_cached.set(slots.len() as i64);
-                slot
             };
             let entry = slot.get_or_init(|| Arc::new(self.load(id))).clone();
             if let Entry::NotFound { at, .. } = &*entry {
@@ -81,6 +88,7 @@ impl Schemas {
                     let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
                     if slots.get(&id).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
                         slots.remove(&id);
+                        self.registry.metrics.schemas_cached.set(slots.len() as i64);
                     }
                     continue;
                 }
@@ -89,22 +97,18 @@ impl Schemas {
         }
     }
 
-    /// For showing a dead letter: the entry held for `id`, or one attempt at the registry
-    /// (compiled, not kept), with the subjects it is registered under; no waiting.
-    pub(crate) fn peek(&self, id: u32) -> (Arc<Entry>, Vec<String>) {
+    /// For showing a dead letter, without waiting: the entry held for `id`, else one attempt at
+    /// the registry (compiled, not kept). A 404 held is asked again: the schema may have been
+    /// restored since. `Err`: the registry is unavailable and nothing is held.
+    pub(crate) fn peek(&self, id: u32) -> Result<Arc<Entry>, String> {
         let held = self.slots.lock().unwrap_or_else(|e| e.into_inner()).get(&id).and_then(|s| s.get().cloned());
+        if let Some(entry) = held.as_ref().filter(|e| !matches!(***e, Entry::NotFound { .. })) {
+            return Ok(entry.clone());
+        }
         match self.registry.fetch_once(id) {
-            // A 404 held (the registry answers now: the schema was restored) is not shown.
-            Ok((raw, subjects)) => match held {
-                Some(entry) if !matches!(*entry, Entry::NotFound { .. }) => (entry, subjects),
-                _ => (Arc::new(compile(id, raw)), subjects),
-            },
-            Err(_) if held.is_some() => (held.unwrap_or_else(|| Arc::new(Entry::Json)), Vec::new()),
-            Err(FetchError::NotFound(detail)) => (Arc::new(Entry::NotFound { detail, at: Instant::now() }), Vec::new()),
-            Err(FetchError::Unavailable(e)) => (
-                Arc::new(Entry::Unusable { reason: Reason::SchemaNotFound, detail: format!("the schema registry is unavailable: {e}") }),
-                Vec::new(),
-            ),
+            Ok(raw) => Ok(Arc::new(compile(id, raw))),
+            Err(FetchError::NotFound(detail)) => Ok(Arc::new(Entry::NotFound { detail, at: Instant::now() })),
+            Err(FetchError::Unavailable(e)) => held.ok_or_else(|| format!("the schema registry is unavailable: {e}")),
         }
     }
 
