@@ -176,7 +176,6 @@ async fn prepare_projections(settings: &Settings, db: &Database, log: &slog::Log
     Ok(Arc::new(plan))
 }
 
-/// The `HealthReporter`, under its supervisor, owning the metrics registry.
 /// The schema registry's client and the schemas compiled from it, when `[schema_registry]` has a
 /// URL; its TLS files are read here, so a bad one fails the start.
 fn schemas(settings: &Settings, metrics: &Metrics, log: &slog::Logger) -> Result<Option<Arc<Schemas>>, AppError> {
@@ -186,6 +185,7 @@ fn schemas(settings: &Settings, metrics: &Metrics, log: &slog::Logger) -> Result
     Ok(Some(Arc::new(Schemas::new(Arc::new(registry)))))
 }
 
+/// The `HealthReporter`, under its supervisor, owning the metrics registry.
 fn start_health(
     settings: &Settings,
     plan: &Plan,

@@ -1,8 +1,9 @@
 //! Configuration: typed settings, layered defaults < TOML < `TRIBUTARY_*` env < CLI flags.
 //!
 //! Everything is validated once at start; a bad value fails with the key, what is wrong and how
-//! to fix it. Secrets (database URL password, admin token, librdkafka and registry passwords) are wrapped so
-//! they never reach logs, `/status` or `check-config` output.
+//! to fix it. Secrets (database URL password, admin token, librdkafka passwords, the schema
+//! registry's URL and password) are wrapped so they never reach logs, `/status` or `check-config`
+//! output.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
