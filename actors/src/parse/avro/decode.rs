@@ -113,12 +113,12 @@ impl Decoder<'_, '_> {
             }
             Node::Float => {
                 let b = self.take(4)?;
-                float(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])), f32_text(b), out);
+                float(f32::from_le_bytes([b[0], b[1], b[2], b[3]]), out);
             }
             Node::Double => {
                 let b = self.take(8)?;
                 let v = f64::from_le_bytes(b.try_into().map_err(|_| "double")?);
-                float(v, serde_json::Number::from_f64(v).map(|n| n.to_string()), out);
+                float(v, out);
             }
             Node::Bytes(l) => {
                 let n = self.len()?;
@@ -242,18 +242,14 @@ fn json_str(s: &str, out: &mut String) {
 }
 
 /// A float's shortest text as its own type prints it (`0.1f32` → `0.1`, not `0.100000001…`).
-fn f32_text(b: &[u8]) -> Option<String> {
-    let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    v.is_finite().then(|| serde_json::to_string(&v).ok()).flatten()
-}
-
 /// JSON has no NaN or infinities: they are written as the strings Avro's JSON encoding and
 /// JavaScript use.
-fn float(v: f64, text: Option<String>, out: &mut String) {
-    match text {
-        Some(t) if v.is_finite() => out.push_str(&t),
-        _ if v.is_nan() => out.push_str("\"NaN\""),
-        _ if v > 0.0 => out.push_str("\"Infinity\""),
+fn float<F: Into<f64> + Copy + serde::Serialize>(v: F, out: &mut String) {
+    let wide: f64 = v.into();
+    match serde_json::to_string(&v) {
+        Ok(text) if wide.is_finite() => out.push_str(&text),
+        _ if wide.is_nan() => out.push_str("\"NaN\""),
+        _ if wide > 0.0 => out.push_str("\"Infinity\""),
         _ => out.push_str("\"-Infinity\""),
     }
 }
