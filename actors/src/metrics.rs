@@ -71,6 +71,10 @@ pub struct Metrics {
     /// Rows of the projections' tables, by projection and outcome (inserted, updated, deleted, unchanged).
     pub projection_rows: Family<Labels, Counter>,
     pub projection_dead_letters: Family<Labels, Counter>,
+    /// Change-topic messages a projection passed over, by projection and what they were.
+    pub projection_skipped: Family<Labels, Counter>,
+    pub projection_truncates: Family<Labels, Counter>,
+    pub projection_ignored_fields: Family<Labels, Counter>,
     pub unrouted: Family<Labels, Counter>,
     /// The schema registry's requests and schemas, framed values that did not decode.
     pub registry: RegistryMetrics,
@@ -120,6 +124,9 @@ impl Metrics {
             partitions_assigned: Gauge::default(),
             projection_rows: Family::default(),
             projection_dead_letters: Family::default(),
+            projection_skipped: Family::default(),
+            projection_truncates: Family::default(),
+            projection_ignored_fields: Family::default(),
             unrouted: Family::default(),
             registry: RegistryMetrics::new(),
             families: Arc::default(),
@@ -180,6 +187,21 @@ impl Metrics {
             "projection_dead_letters",
             "Messages a projection refused (a value it could not coerce, a missing key or required value, a row the table refused), by projection and reason",
             m.projection_dead_letters.clone(),
+        );
+        r.register(
+            "projection_skipped",
+            "Messages on a debezium projection's topics that change no row, passed over, by projection and what (tombstone: Debezium's after a delete; truncate: with truncate = false; not_a_row: a heartbeat, schema change, transaction metadata or logical decoding message)",
+            m.projection_skipped.clone(),
+        );
+        r.register(
+            "projection_truncates",
+            "Change events' truncates applied (every row of the table deleted), by projection",
+            m.projection_truncates.clone(),
+        );
+        r.register(
+            "projection_ignored_fields",
+            "Fields of change events' row images that the projection's table has no column for, passed over, by projection",
+            m.projection_ignored_fields.clone(),
         );
         r.register(
             "unrouted",
@@ -255,6 +277,18 @@ impl Metrics {
                 self.projection_rows.get_or_create(&projection_label(projection, "outcome", outcome)).inc_by(n);
             }
         }
+        for (what, n) in c.skips() {
+            if n > 0 {
+                self.projection_skipped.get_or_create(&projection_label(projection, "what", what.name())).inc_by(n);
+            }
+        }
+        let only = |n: u64, family: &Family<Labels, Counter>| {
+            if n > 0 {
+                family.get_or_create(&label("projection", projection)).inc_by(n);
+            }
+        };
+        only(c.truncates, &self.projection_truncates);
+        only(c.ignored_fields, &self.projection_ignored_fields);
     }
 }
 

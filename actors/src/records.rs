@@ -346,6 +346,8 @@ pub enum Reason {
     InvalidAvro,
     InvalidProtobuf,
     InvalidJsonSchema,
+    /// A message on a debezium projection's topic that is not a change event.
+    NotAChangeEvent,
 }
 
 impl Reason {
@@ -374,6 +376,7 @@ impl Reason {
             Reason::InvalidAvro => "invalid_avro",
             Reason::InvalidProtobuf => "invalid_protobuf",
             Reason::InvalidJsonSchema => "invalid_json_schema",
+            Reason::NotAChangeEvent => "not_a_change_event",
         }
     }
 }

@@ -69,12 +69,14 @@ pub struct DbWriter {
     buf: Vec<u8>,
     /// The backend's work after each commit (SQLite: the WAL's checkpoints and rewinds).
     upkeep: Option<Box<dyn Upkeep>>,
+    /// Row-image fields a projection's table lacks, told once each.
+    ignored_told: std::collections::HashSet<(u16, String)>,
 }
 
 impl DbWriter {
     pub fn new(db: Database, opts: WriterOptions, metrics: Metrics, health: Addr<HealthReporter>, log: slog::Logger) -> Self {
         let upkeep = db.upkeep(&log);
-        Self { db, opts, metrics, health, log, buf: Vec::new(), upkeep }
+        Self { db, opts, metrics, health, log, buf: Vec::new(), upkeep, ignored_told: Default::default() }
     }
 
     /// Run `op` until it succeeds or fails for a non-transient reason; transient failures are
@@ -113,6 +115,20 @@ impl DbWriter {
         self.health.do_send(BreakerChanged(open));
     }
 
+    /// Log, once per projection and field, a change's field its table has no column for.
+    fn tell_ignored_fields(&mut self, batches: &[ParsedBatch]) {
+        let ops = batches.iter().flat_map(|b| b.projected.iter()).flat_map(|p| p.ops.iter());
+        for op in ops.filter(|op| op.ignored.is_some()) {
+            for field in op.ignored.iter().flat_map(|f| f.iter()) {
+                if self.ignored_told.len() < 10_000 && self.ignored_told.insert((op.projection, field.clone())) {
+                    let p = &self.opts.plan.projections[op.projection as usize];
+                    slog::warn!(self.log, "a change event's field has no column in the table; ignored (counted in tributary_projection_ignored_fields_total)";
+                        "projection" => &p.name, "table" => p.table.to_string(), "field" => field);
+                }
+            }
+        }
+    }
+
     fn write(&mut self, batches: &[ParsedBatch]) -> Result<Vec<Committed>, StoreError> {
         let started = Instant::now();
         let group = self.opts.group_id.clone();
@@ -125,6 +141,7 @@ impl DbWriter {
             self.buf = Vec::new();
         }
         self.metrics.group_committed(&self.opts.plan, batches, &result, started.elapsed(), self.db.connections_in_use());
+        self.tell_ignored_fields(batches);
         let mut replies = Vec::with_capacity(batches.len());
         for ((batch, outcome), rejected) in batches.iter().zip(result.outcomes).zip(&result.rejected) {
             match &outcome {

@@ -21,6 +21,7 @@ use crate::records::{millis_to_utc, DeadLetter, EventRow, RawMessage, Reason, Re
 use decode::{header_text, Decoder, KnownHeaders, Record, RowParts};
 
 mod avro;
+mod cdc;
 mod cloudevents;
 mod decode;
 mod framed;

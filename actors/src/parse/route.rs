@@ -59,12 +59,22 @@ pub(crate) fn route_message(msg: RawMessage, topic: &str, partition: i32, opts: 
     }
     match parse_message(msg, opts) {
         Parsed::Row(row) if plan.is_empty() => Routed::Row { row, ops: Vec::new() },
-        Parsed::Row(row) => match plan.route_keyed(topic, partition, &row, key) {
-            Err(e) => refused(&row.original, e),
-            Ok(ops) if archive => Routed::Row { row, ops },
-            Ok(ops) if ops.is_empty() => not_taken(&row.original),
-            Ok(ops) => Routed::Projected { ops, record: row.original },
-        },
+        Parsed::Row(row) => {
+            let routed = {
+                // A change event's envelope is read once, for every projection of changes.
+                let event = plan.reads_changes(topic).then(|| {
+                    let key = key.or_else(|| std::str::from_utf8(row.original.key()?).ok());
+                    row.data().map(|data| super::cdc::read(data, key))
+                });
+                plan.route_keyed(topic, partition, &row, key, event.flatten().as_ref())
+            };
+            match routed {
+                Err(e) => refused(&row.original, e),
+                Ok(ops) if archive => Routed::Row { row, ops },
+                Ok(ops) if ops.is_empty() => not_taken(&row.original),
+                Ok(ops) => Routed::Projected { ops, record: row.original },
+            }
+        }
         Parsed::Dead(d) => Routed::Dead(d),
     }
 }

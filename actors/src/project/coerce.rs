@@ -137,11 +137,13 @@ pub struct Target {
     pub unit: Option<Unit>,
     /// `Some`: a PostgreSQL array column, whose elements are coerced to this type.
     pub element: Option<SqlType>,
+    /// `Some`: a decimal comes as base64 bytes of its unscaled value, with this scale.
+    pub scale: Option<u32>,
 }
 
 impl From<SqlType> for Target {
     fn from(ty: SqlType) -> Self {
-        Target { ty, unit: None, element: None }
+        Target { ty, unit: None, element: None, scale: None }
     }
 }
 
@@ -203,7 +205,13 @@ pub(crate) fn coerce(raw: &Raw<'_>, to: impl Into<Target>) -> Result<Cell, Coerc
         SqlType::SmallInt => int_of(&v, i16::MIN.into(), i16::MAX.into(), to.ty),
         SqlType::Integer => int_of(&v, i32::MIN.into(), i32::MAX.into(), to.ty),
         SqlType::BigInt => int_of(&v, i64::MIN, i64::MAX, to.ty),
-        SqlType::Numeric => numeric_of(&v),
+        SqlType::Numeric => match (to.scale, &v) {
+            (Some(scale), Val::Str(s)) => {
+                let b = base64::engine::general_purpose::STANDARD.decode(s.as_bytes()).map_err(|_| format!("{s:?} is not base64"))?;
+                Ok(Cell::Numeric(super::decimal::unscaled_decimal(&b, scale)))
+            }
+            _ => numeric_of(&v),
+        },
         SqlType::Real => float_of(&v, true).map(Cell::Float),
         SqlType::Double => float_of(&v, false).map(Cell::Float),
         SqlType::Boolean => bool_of(&v),

@@ -8,23 +8,30 @@
 //! (`storage::project`) in the batch's transaction, as if one by one in offset order.
 
 mod array;
+pub(crate) mod cdc;
 pub(crate) mod coerce;
 mod decimal;
 pub(crate) mod instant;
 mod json;
+mod outcome;
+mod replica;
 pub(crate) mod source;
+mod spec;
 mod sql_type;
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wildmatch::WildMatch;
 
 use coerce::{coerce, quote, Target};
 pub(crate) use coerce::{Cell, KeyForm, SqlType};
+pub(crate) use decimal::unscaled_decimal;
 use instant::Unit;
+pub(crate) use outcome::Counts;
 use source::{Input, Source};
+use spec::ColumnSpec;
+pub(crate) use spec::Envelope;
+pub(crate) use spec::Mode;
+pub use spec::{EventsSpec, ProjectionSpec, SpecError, Unrouted};
 pub(crate) use sql_type::sqlite_numeric_affinity;
 
 use crate::records::Refusal;
@@ -32,130 +39,6 @@ use crate::records::{EventRow, RawMessage, Reason};
 
 /// The detail of an `unrouted` dead letter.
 pub(crate) const UNROUTED: &str = "no projection takes the message, and [events] enabled = false keeps no archive";
-
-/// `[events]`: the generic archive, and what happens to a message no projection takes without it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EventsSpec {
-    pub enabled: bool,
-    pub unrouted: Unrouted,
-}
-
-impl Default for EventsSpec {
-    fn default() -> Self {
-        Self { enabled: true, unrouted: Unrouted::Skip }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Unrouted {
-    /// Counted (`tributary_unrouted_total`) and passed over.
-    #[default]
-    Skip,
-    /// A dead letter with reason `unrouted`.
-    DeadLetter,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// A new row; a key that exists is refused by the table.
-    #[default]
-    Insert,
-    /// Insert, or change the row of the key.
-    Upsert,
-    /// Change the row of the key if there is one, else nothing.
-    Update,
-}
-
-/// One `[[projection]]` as configured.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProjectionSpec {
-    pub name: String,
-    pub table: String,
-    #[serde(default)]
-    pub topics: Vec<String>,
-    #[serde(default)]
-    pub types: Vec<String>,
-    #[serde(default)]
-    pub mode: Mode,
-    #[serde(default)]
-    pub key: Vec<String>,
-    #[serde(default)]
-    pub newer_wins: Option<String>,
-    #[serde(default)]
-    pub delete_types: Vec<String>,
-    #[serde(default)]
-    pub delete_on_tombstone: bool,
-    #[serde(default)]
-    pub create_table: bool,
-    #[serde(default)]
-    pub columns: BTreeMap<String, ColumnSpec>,
-}
-
-/// `column = "source"` or `column = { from = "source", type = "...", required = bool }` or
-/// `column = { value = ... }`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum ColumnSpec {
-    From(String),
-    Full(FullColumn),
-}
-
-/// By hand, not `untagged`: a table's own error (`unknown field "form", expected one of from,
-/// value, type, required`) reaches the user instead of "did not match any variant".
-impl<'de> Deserialize<'de> for ColumnSpec {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Spec;
-        impl<'de> serde::de::Visitor<'de> for Spec {
-            type Value = ColumnSpec;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a source such as \"/status\", or a table such as { from = \"/amount\", type = \"bigint\" }")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ColumnSpec, E> {
-                Ok(ColumnSpec::From(v.to_string()))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<ColumnSpec, A::Error> {
-                FullColumn::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(ColumnSpec::Full)
-            }
-        }
-        d.deserialize_any(Spec)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FullColumn {
-    #[serde(default)]
-    pub from: Option<String>,
-    #[serde(default)]
-    pub value: Option<Value>,
-    #[serde(default, rename = "type")]
-    pub ty: Option<String>,
-    #[serde(default)]
-    pub required: bool,
-    /// What an epoch number counts, for a time column.
-    #[serde(default)]
-    pub unit: Option<Unit>,
-}
-
-/// A projection that cannot work: which one, which key, what is wrong, how to fix it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("projection {projection:?}: {key}: {problem}. Fix: {fix}")]
-pub struct SpecError {
-    pub projection: String,
-    pub key: String,
-    pub problem: String,
-    pub fix: String,
-}
-
-impl SpecError {
-    pub fn new(projection: &str, key: &str, problem: impl Into<String>, fix: impl Into<String>) -> Self {
-        Self { projection: projection.to_string(), key: key.to_string(), problem: problem.into(), fix: fix.into() }
-    }
-}
 
 /// `table` or `schema.table`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,6 +99,8 @@ pub struct Column {
     pub required: bool,
     /// What an epoch number counts (a time column only).
     pub unit: Option<Unit>,
+    /// A decimal sent as base64 bytes of its unscaled value has this scale (`numeric` only).
+    pub scale: Option<u32>,
     /// How the table compares this column's values (a key column's rounds).
     pub key_form: KeyForm,
     /// What NUL the column cannot hold (known once the table is read).
@@ -225,7 +110,7 @@ pub struct Column {
 impl Column {
     /// What values are coerced to.
     pub fn target(&self) -> Target {
-        Target { ty: self.ty, unit: self.unit, element: self.element }
+        Target { ty: self.ty, unit: self.unit, element: self.element, scale: self.scale }
     }
 }
 
@@ -286,6 +171,20 @@ pub struct Projection {
     /// a row goes to round k; `None`: projections writing this table name rows by different
     /// columns, so every op of the table is a round of its own, in offset order.
     pub round_key: Option<Vec<usize>>,
+    pub envelope: Envelope,
+    /// With `envelope = "debezium"`: apply op `t` (else skip it).
+    pub truncate: bool,
+    /// The row image's fields map to the table's columns of the same name: set until the table
+    /// is read ([`Projection::adopt_table`]), then the table's column names (folded where the
+    /// backend folds them), to tell the fields it lacks.
+    pub map_all: Option<std::collections::HashSet<String>>,
+    /// Names fold to lower case (SQLite).
+    pub fold_case: bool,
+    /// `key` and `newer_wins` wait for the table (its primary key, its columns).
+    pub deferred: bool,
+    /// The JSON texts that mean "unchanged, not sent" (Debezium's placeholder, as text, base64
+    /// and hex bytes, and an array of one).
+    pub placeholders: Vec<String>,
 }
 
 /// The longest projection name.
@@ -305,6 +204,82 @@ fn globs(list: &[String]) -> Vec<WildMatch> {
     list.iter().map(|g| WildMatch::new(g)).collect()
 }
 
+/// One configured column, checked.
+fn column(projection: &str, col: &str, cs: &ColumnSpec, cdc: bool) -> Result<Column, SpecError> {
+    let err = |key: &str, problem: String, fix: &str| SpecError::new(projection, key, problem, fix);
+    let key = format!("columns.{col}");
+    if col.is_empty() || col.contains(['"', '\0']) {
+        return Err(err(&key, "is not a column name".into(), "name columns without quotes or NUL"));
+    }
+    let source = |from: &str| {
+        let s = Source::parse(from).map_err(|p| err(&key, p, "see docs/projections.md#sources"))?;
+        if matches!(s, Source::Debezium(_)) && !cdc {
+            return Err(err(
+                &key,
+                format!("{from:?} reads a change event's envelope"),
+                "set envelope = \"debezium\", or use another source",
+            ));
+        }
+        Ok(s)
+    };
+    let (source, ty, required, unit, scale) = match cs {
+        ColumnSpec::From(from) => (source(from)?, None, false, None, None),
+        ColumnSpec::Full(f) => {
+            let source = match (&f.from, &f.value) {
+                (Some(_), Some(_)) => return Err(err(&key, "has both from and value".into(), "keep one of them")),
+                (None, None) => return Err(err(&key, "has neither from nor value".into(), "add from = \"/field\" or value = ...")),
+                (Some(from), None) => source(from)?,
+                (None, Some(v)) => Source::Constant(v.to_string()),
+            };
+            let ty = match &f.ty {
+                None => None,
+                Some(t) => Some(SqlType::parse(t).ok_or_else(|| {
+                    err(
+                        &format!("{key}.type"),
+                        format!("{t:?} is not a type tributary writes"),
+                        "use one of text, smallint, integer, bigint, numeric, real, double precision, boolean, timestamptz, \
+                         timestamp, date, uuid, json, jsonb, bytea — or leave type out to use the table's",
+                    )
+                })?),
+            };
+            if let (Some(u), Some(t)) = (f.unit, ty) {
+                if !t.is_time() {
+                    return Err(err(
+                        &format!("{key}.unit"),
+                        format!("unit = {:?} counts time, and the column's type is {}", u.name(), t.name()),
+                        "remove unit, or declare type = \"timestamptz\", \"timestamp\" or \"date\"",
+                    ));
+                }
+            }
+            if f.scale.is_some() && ty != Some(SqlType::Numeric) {
+                return Err(err(
+                    &format!("{key}.scale"),
+                    "reads a decimal sent as base64 bytes, for a numeric column".into(),
+                    "declare type = \"numeric\" with it, or remove scale",
+                ));
+            }
+            if f.scale.is_some_and(|s| s > 1000) {
+                return Err(err(&format!("{key}.scale"), "is over 1000".into(), "use the source column's scale"));
+            }
+            (source, ty, f.required, f.unit, f.scale)
+        }
+    };
+    Ok(Column {
+        name: col.to_string(),
+        source,
+        declared: ty,
+        ty: ty.unwrap_or(SqlType::Text),
+        table_type: String::new(),
+        table_kind: None,
+        element: None,
+        required,
+        unit,
+        scale,
+        key_form: KeyForm::Text,
+        nul: Nul::Holds,
+    })
+}
+
 impl Projection {
     /// Check a spec on its own (no database): every error names the key and the fix.
     pub fn from_spec(spec: &ProjectionSpec) -> Result<Projection, SpecError> {
@@ -320,65 +295,55 @@ impl Projection {
             ));
         }
         let err = |key: &str, problem: String, fix: &str| SpecError::new(name, key, problem, fix);
+        let cdc = spec.envelope == Envelope::Debezium;
+        if cdc {
+            cdc::check_spec(spec)?;
+        } else if let Some(key) = cdc::cdc_only_key(spec) {
+            return Err(err(key, "applies to change events only".into(), "set envelope = \"debezium\", or remove it"));
+        }
         let table = TableName::parse(spec.table.trim())
             .ok_or_else(|| err("table", format!("{:?} is not a table name", spec.table), "use table = \"orders\" or \"schema.orders\""))?;
-        if spec.columns.is_empty() {
+        let map_all = cdc && (spec.columns.is_empty() || spec.map_all_fields);
+        if spec.columns.is_empty() && !cdc {
             return Err(err("columns", "maps no column".into(), "add [projection.columns] with column = \"/json/pointer\" lines"));
         }
         let mut columns = Vec::with_capacity(spec.columns.len());
         for (col, cs) in &spec.columns {
-            let key = format!("columns.{col}");
-            if col.is_empty() || col.contains(['"', '\0']) {
-                return Err(err(&key, "is not a column name".into(), "name columns without quotes or NUL"));
-            }
-            let (source, ty, required, unit) = match cs {
-                ColumnSpec::From(from) => {
-                    (Source::parse(from).map_err(|p| err(&key, p, "see docs/projections.md#sources"))?, None, false, None)
-                }
-                ColumnSpec::Full(f) => {
-                    let source = match (&f.from, &f.value) {
-                        (Some(_), Some(_)) => return Err(err(&key, "has both from and value".into(), "keep one of them")),
-                        (None, None) => return Err(err(&key, "has neither from nor value".into(), "add from = \"/field\" or value = ...")),
-                        (Some(from), None) => Source::parse(from).map_err(|p| err(&key, p, "see docs/projections.md#sources"))?,
-                        (None, Some(v)) => Source::Constant(v.to_string()),
-                    };
-                    let ty = match &f.ty {
-                        None => None,
-                        Some(t) => Some(SqlType::parse(t).ok_or_else(|| {
-                            err(
-                                &format!("{key}.type"),
-                                format!("{t:?} is not a type tributary writes"),
-                                "use one of text, smallint, integer, bigint, numeric, real, double precision, boolean, timestamptz, \
-                                 timestamp, date, uuid, json, jsonb, bytea — or leave type out to use the table's",
-                            )
-                        })?),
-                    };
-                    if let (Some(u), Some(t)) = (f.unit, ty) {
-                        if !t.is_time() {
-                            return Err(err(
-                                &format!("{key}.unit"),
-                                format!("unit = {:?} counts time, and the column's type is {}", u.name(), t.name()),
-                                "remove unit, or declare type = \"timestamptz\", \"timestamp\" or \"date\"",
-                            ));
-                        }
-                    }
-                    (source, ty, f.required, f.unit)
-                }
-            };
-            columns.push(Column {
-                name: col.clone(),
-                source,
-                declared: ty,
-                ty: ty.unwrap_or(SqlType::Text),
-                table_type: String::new(),
-                table_kind: None,
-                element: None,
-                required,
-                unit,
-                key_form: KeyForm::Text,
-                nul: Nul::Holds,
-            });
+            columns.push(column(name, col, cs, cdc)?);
         }
+        let mut p = Projection {
+            name: name.to_string(),
+            table_id: table.to_string(),
+            round_key: None,
+            table,
+            topics: globs(&spec.topics),
+            types: globs(&spec.types),
+            delete_types: globs(&spec.delete_types),
+            mode: spec.mode.unwrap_or(if cdc { Mode::Upsert } else { Mode::Insert }),
+            key: Vec::new(),
+            newer_wins: None,
+            delete_on_tombstone: spec.delete_on_tombstone,
+            create_table: spec.create_table,
+            columns,
+            spec: spec.clone(),
+            envelope: spec.envelope,
+            truncate: spec.truncate,
+            map_all: map_all.then(Default::default),
+            fold_case: false,
+            deferred: map_all || (cdc && spec.key.is_empty()),
+            placeholders: if cdc { cdc::placeholders(&spec.unavailable_value_placeholder) } else { Vec::new() },
+        };
+        if !p.deferred {
+            p.resolve(&spec.key)?;
+        }
+        Ok(p)
+    }
+
+    /// Find the key and version columns among the mapped ones (`key`: their names), and check
+    /// what needs them.
+    pub(crate) fn resolve(&mut self, key_names: &[String]) -> Result<(), SpecError> {
+        let (name, spec, columns) = (self.name.as_str(), &self.spec, &self.columns);
+        let err = |key: &str, problem: String, fix: &str| SpecError::new(name, key, problem, fix);
         let position = |key: &str, c: &str| {
             columns.iter().position(|x| x.name == c).ok_or_else(|| {
                 err(
@@ -388,22 +353,23 @@ impl Projection {
                 )
             })
         };
-        let mut key = Vec::with_capacity(spec.key.len());
-        for k in &spec.key {
+        let mut key = Vec::with_capacity(key_names.len());
+        for k in key_names {
             let at = position("key", k)?;
             if key.contains(&at) {
                 return Err(err("key", format!("names {k:?} twice"), "name each key column once"));
             }
             key.push(at);
         }
-        let deletes = !spec.delete_types.is_empty() || spec.delete_on_tombstone;
-        if key.is_empty() && (spec.mode != Mode::Insert || deletes) {
-            let why = if spec.mode != Mode::Insert { format!("mode = \"{}\"", mode_name(spec.mode)) } else { "deletes".to_string() };
-            return Err(err(
-                "key",
-                format!("is empty, and {why} needs the columns that identify a row"),
-                "set key = [\"id\"] (mapped columns)",
-            ));
+        let deletes = !spec.delete_types.is_empty() || spec.delete_on_tombstone || self.envelope == Envelope::Debezium;
+        if key.is_empty() && (self.mode != Mode::Insert || deletes) {
+            let why = if self.mode != Mode::Insert { format!("mode = \"{}\"", mode_name(self.mode)) } else { "deletes".to_string() };
+            let fix = if self.envelope == Envelope::Debezium {
+                "give the table a primary key (the source table's), or set key = [\"id\"] (mapped columns)"
+            } else {
+                "set key = [\"id\"] (mapped columns)"
+            };
+            return Err(err("key", format!("is empty, and {why} needs the columns that identify a row"), fix));
         }
         if spec.delete_on_tombstone {
             if let Some(&c) = key.iter().find(|&&c| !columns[c].source.reads_the_key()) {
@@ -417,7 +383,7 @@ impl Projection {
         let newer_wins = match &spec.newer_wins {
             None => None,
             Some(c) => {
-                if spec.mode == Mode::Insert {
+                if self.mode == Mode::Insert {
                     return Err(err(
                         "newer_wins",
                         "applies to changes, and mode = \"insert\" changes no row".into(),
@@ -446,22 +412,11 @@ impl Projection {
         }
         let mut round_key = key.clone();
         round_key.sort_by(|&a, &b| columns[a].name.cmp(&columns[b].name));
-        Ok(Projection {
-            name: name.to_string(),
-            table_id: table.to_string(),
-            round_key: Some(round_key),
-            table,
-            topics: globs(&spec.topics),
-            types: globs(&spec.types),
-            delete_types: globs(&spec.delete_types),
-            mode: spec.mode,
-            key,
-            newer_wins,
-            delete_on_tombstone: spec.delete_on_tombstone,
-            create_table: spec.create_table,
-            columns,
-            spec: spec.clone(),
-        })
+        self.key = key;
+        self.newer_wins = newer_wins;
+        self.round_key = Some(round_key);
+        self.deferred = false;
+        Ok(())
     }
 
     fn takes_topic(&self, topic: &str) -> bool {
@@ -481,7 +436,7 @@ impl Projection {
     }
 
     /// The cells of one op: every column (a change) or the key's (a delete), coerced.
-    fn cells(&self, input: &mut Input<'_>, delete: bool) -> Result<Vec<Option<Cell>>, Refusal> {
+    pub(crate) fn cells(&self, input: &mut Input<'_>, delete: bool) -> Result<Vec<Option<Cell>>, Refusal> {
         let mut cells = Vec::with_capacity(self.columns.len());
         for (i, c) in self.columns.iter().enumerate() {
             let is_key = self.key.contains(&i);
@@ -495,7 +450,8 @@ impl Projection {
                 reason: Reason::ProjectionMissing,
                 detail: format!("projection {}: column {}: {what} ({})", self.name, c.name, source_name(&c.source)),
             };
-            let cell = match input.get(&c.source) {
+            let got = input.get(&c.source).filter(|raw| !self.unavailable(raw));
+            let cell = match got {
                 None if is_key => return Err(missing("the key column's value is missing")),
                 None if is_version => return Err(missing("the newer_wins column's value is missing")),
                 None if c.required => return Err(missing("the required value is missing")),
@@ -525,6 +481,16 @@ impl Projection {
     }
 }
 
+impl Projection {
+    /// Debezium's placeholder for a value it was not sent: the column is left as it is.
+    fn unavailable(&self, raw: &coerce::Raw<'_>) -> bool {
+        match raw {
+            coerce::Raw::Json(text) if !self.placeholders.is_empty() => self.placeholders.iter().any(|p| p == text.trim()),
+            _ => false,
+        }
+    }
+}
+
 fn mode_name(m: Mode) -> &'static str {
     match m {
         Mode::Insert => "insert",
@@ -546,44 +512,50 @@ fn source_name(s: &Source) -> String {
         Source::KeyPointer(p) => format!("key:{p}"),
         Source::Header(h) => format!("header.{h}"),
         Source::Constant(_) => "value".into(),
+        Source::Debezium(f) => f.name(),
     }
 }
 
-/// What a projection's statements did to its table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[schema(as = ProjectionCounts)]
-pub struct Counts {
-    pub inserted: u64,
-    pub updated: u64,
-    pub deleted: u64,
-    /// Ops that changed nothing: an older version, an `update` or delete of a missing row.
-    pub unchanged: u64,
-}
-
-impl Counts {
-    pub fn add(&mut self, o: &Counts) {
-        self.inserted += o.inserted;
-        self.updated += o.updated;
-        self.deleted += o.deleted;
-        self.unchanged += o.unchanged;
-    }
-}
-
-/// One projection's part of one message: a change (insert, upsert or update, by its mode) or a
-/// delete of the key's row. `cells[i]` is column `i`'s value; `None`: absent from the message.
+/// One projection's part of one message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Op {
     pub projection: u16,
-    pub delete: bool,
+    pub kind: OpKind,
+    /// `cells[i]` is column `i`'s value; `None`: absent from the message (a change: the column
+    /// is left as it is). Empty for a truncate or a skip.
     pub cells: Vec<Option<Cell>>,
+    /// Fields of a change's row image the table has no column for (counted, told once).
+    pub ignored: Option<Box<[String]>>,
+}
+
+/// What an op does to its projection's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    /// Insert, upsert or update, by the projection's mode.
+    Change,
+    /// Delete the key's row.
+    Delete,
+    /// Delete every row (a change event's truncate, with `truncate = true`).
+    Truncate,
+    /// Nothing to write; counted.
+    Skip(cdc::Skip),
 }
 
 impl Op {
+    pub fn new(projection: u16, kind: OpKind, cells: Vec<Option<Cell>>) -> Op {
+        Op { projection, kind, cells, ignored: None }
+    }
+
+    pub fn is_delete(&self) -> bool {
+        self.kind == OpKind::Delete
+    }
+
     /// Bytes the op holds, its cells' text included.
     pub fn weight(&self) -> usize {
         std::mem::size_of::<Op>()
             + self.cells.capacity() * std::mem::size_of::<Option<Cell>>()
             + self.cells.iter().flatten().map(Cell::heap_bytes).sum::<usize>()
+            + self.ignored.iter().flat_map(|i| i.iter()).map(|f| f.capacity() + std::mem::size_of::<String>()).sum::<usize>()
     }
 }
 
@@ -614,21 +586,41 @@ impl Plan {
 
     /// The ops of a parsed message, in projection order (empty: no projection takes it).
     pub fn route(&self, topic: &str, partition: i32, row: &EventRow) -> Result<Vec<Op>, RouteError> {
-        self.route_keyed(topic, partition, row, None)
+        self.route_keyed(topic, partition, row, None, None)
+    }
+
+    /// Whether a projection of change events takes messages of `topic` (then the parser reads
+    /// each one's envelope, once, for [`Plan::route_keyed`]).
+    pub(crate) fn reads_changes(&self, topic: &str) -> bool {
+        self.projections.iter().any(|p| p.envelope == Envelope::Debezium && p.takes_topic(topic))
     }
 
     /// [`Plan::route`], `key:` pointers reading `key` (the record's key decoded from the
-    /// registry's wire format, as JSON text) in place of the key's own bytes.
-    pub(crate) fn route_keyed(&self, topic: &str, partition: i32, row: &EventRow, key: Option<&str>) -> Result<Vec<Op>, RouteError> {
+    /// registry's wire format, as JSON text) in place of the key's own bytes, and projections
+    /// of change events reading `event` (the message's envelope, read when
+    /// [`Plan::reads_changes`]).
+    pub(crate) fn route_keyed(
+        &self,
+        topic: &str,
+        partition: i32,
+        row: &EventRow,
+        key: Option<&str>,
+        event: Option<&cdc::Event<'_>>,
+    ) -> Result<Vec<Op>, RouteError> {
         let mut input = Input::new(topic, partition, &row.original, Some(row)).with_key(key);
         let ty = row.event_type();
         // Sized to fit: a batch in flight holds one of these per message (a `Vec` grown from
         // empty would hold room for four ops).
         let mut ops = Vec::with_capacity(self.projections.len());
         for (i, p) in self.projections.iter().enumerate() {
-            if let Some(delete) = p.takes(topic, ty) {
-                let cells = p.cells(&mut input, delete).map_err(|refusal| RouteError { projection: i as u16, refusal })?;
-                ops.push(Op { projection: i as u16, delete, cells });
+            let refused = |refusal| RouteError { projection: i as u16, refusal };
+            if p.envelope == Envelope::Debezium {
+                if p.takes_topic(topic) {
+                    ops.push(p.change_op(i as u16, &input, event).map_err(refused)?);
+                }
+            } else if let Some(delete) = p.takes(topic, ty) {
+                let cells = p.cells(&mut input, delete).map_err(refused)?;
+                ops.push(Op::new(i as u16, if delete { OpKind::Delete } else { OpKind::Change }, cells));
             }
         }
         ops.shrink_to_fit();
@@ -650,9 +642,14 @@ impl Plan {
     ) -> Result<Vec<Op>, RouteError> {
         let mut input = Input::new(topic, partition, record, None).with_key(key);
         let mut ops = Vec::with_capacity(self.projections.len());
-        for (i, p) in self.projections.iter().enumerate().filter(|(_, p)| p.delete_on_tombstone && p.takes_topic(topic)) {
-            let cells = p.cells(&mut input, true).map_err(|refusal| RouteError { projection: i as u16, refusal })?;
-            ops.push(Op { projection: i as u16, delete: true, cells });
+        for (i, p) in self.projections.iter().enumerate().filter(|(_, p)| p.takes_topic(topic)) {
+            if p.envelope == Envelope::Debezium {
+                // Debezium's tombstone follows a delete, for log compaction: the delete did the work.
+                ops.push(Op::new(i as u16, OpKind::Skip(cdc::Skip::Tombstone), Vec::new()));
+            } else if p.delete_on_tombstone {
+                let cells = p.cells(&mut input, true).map_err(|refusal| RouteError { projection: i as u16, refusal })?;
+                ops.push(Op::new(i as u16, OpKind::Delete, cells));
+            }
         }
         ops.shrink_to_fit();
         Ok(ops)

@@ -7,6 +7,7 @@ use serde_json::value::RawValue;
 #[cfg(test)]
 use serde_json::Value;
 
+use super::cdc::{self, Change, Field};
 use super::coerce::Raw;
 use crate::records::{EventRow, RawMessage};
 
@@ -28,6 +29,8 @@ pub enum Source {
     Header(String),
     /// A constant, as its JSON text.
     Constant(String),
+    /// A field of a Debezium change event's envelope (`debezium.op`, `debezium.source.lsn`).
+    Debezium(Field),
 }
 
 impl Source {
@@ -51,6 +54,7 @@ impl Source {
                 return Err(format!("{from:?}: kafka.* is one of kafka.topic, kafka.partition, kafka.offset, kafka.timestamp, kafka.key"))
             }
             _ if from.starts_with("key:") => Source::KeyPointer(pointer(&from[4..])?),
+            _ if from.starts_with("debezium.") => Source::Debezium(Field::parse(&from[9..])?),
             _ if from.starts_with("ce.") && from.len() > 3 => Source::Attribute(from[3..].to_string()),
             _ if from.starts_with("header.") && from.len() > 7 => Source::Header(from[7..].to_string()),
             _ if from.starts_with('/') || from.is_empty() => Source::Data(pointer(from)?),
@@ -67,12 +71,12 @@ impl Source {
 fn not_a_source(from: &str) -> String {
     format!(
         "{from:?} is not a source: use a JSON pointer (\"/status\"), ce.<attribute>, kafka.topic|partition|offset|timestamp|key, \
-         key:/pointer, header.<name>, or {{ value = ... }}"
+         key:/pointer, header.<name>, debezium.<field> (envelope = \"debezium\"), or {{ value = ... }}"
     )
 }
 
 /// An object's members, names and values borrowed from its text, in order.
-type Members<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
+pub(crate) type Members<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
 
 /// What one message offers its sources. The headers' JSON is parsed once, on first use; the
 /// data's top-level members are skimmed once, on first use, and each pointer then skims only the
@@ -88,11 +92,43 @@ pub(crate) struct Input<'a> {
     members: Option<Option<Members<'a>>>,
     /// The key decoded from the registry's wire format (JSON text), read by `key:` pointers.
     key: Option<&'a str>,
+    /// A change event's row image: what data pointers read in place of the data, and where
+    /// they look next when the image lacks the field (the change's key, or `before`).
+    image: Option<(&'a str, Option<&'a str>)>,
+    change: Option<&'a Change<'a>>,
 }
 
 impl<'a> Input<'a> {
     pub(crate) fn new(topic: &'a str, partition: i32, record: &'a RawMessage, row: Option<&'a EventRow>) -> Self {
-        Self { topic, partition, record, row, headers: None, members: None, key: None }
+        Self { topic, partition, record, row, headers: None, members: None, key: None, image: None, change: None }
+    }
+
+    /// An input of the same message whose data pointers read `image` (then `fallback`), and
+    /// `debezium.*` sources `change`.
+    pub(crate) fn for_change<'b>(&self, change: &'b Change<'b>, image: &'b str, fallback: Option<&'b str>) -> Input<'b>
+    where
+        'a: 'b,
+    {
+        Input {
+            topic: self.topic,
+            partition: self.partition,
+            record: self.record,
+            row: self.row,
+            headers: None,
+            members: None,
+            key: self.key,
+            image: Some((image, fallback)),
+            change: Some(change),
+        }
+    }
+
+    /// The names of the row image's fields (empty: no image, or not an object).
+    pub(crate) fn image_fields(&mut self) -> impl Iterator<Item = &str> {
+        let members = match self.image {
+            Some((image, _)) => self.members.get_or_insert_with(|| members(image)).as_deref(),
+            None => None,
+        };
+        members.unwrap_or_default().iter().map(|(name, _)| name.as_ref())
     }
 
     pub(crate) fn with_key(self, key: Option<&'a str>) -> Self {
@@ -102,7 +138,15 @@ impl<'a> Input<'a> {
     /// The value at data pointer `p`, as its text: its first token looked up in the data's
     /// members (the last of a repeated name, as in the parser), the rest skimmed out of that member.
     fn data(&mut self, p: &str) -> Option<&'a str> {
+        if let Some((image, fallback)) = self.image {
+            return self.member(image, p).or_else(|| fallback.and_then(|f| pointer_text(f, p)));
+        }
         let data = self.row?.data()?;
+        self.member(data, p)
+    }
+
+    /// [`Input::data`] in `data`, the text whose members `self.members` caches.
+    fn member(&mut self, data: &'a str, p: &str) -> Option<&'a str> {
         let Some(tokens) = p.strip_prefix('/') else { return pointer_text(data, p) };
         // An array, or not JSON: no members to look up.
         let Some(members) = self.members.get_or_insert_with(|| members(data)) else { return pointer_text(data, p) };
@@ -137,6 +181,16 @@ impl<'a> Input<'a> {
                 pointer_text(key, p).map(|v| Raw::Json(Cow::Borrowed(v)))
             }
             Source::Data(p) => self.data(p).map(|v| Raw::Json(Cow::Borrowed(v))),
+            Source::Debezium(field) => {
+                let change = self.change?;
+                let json = |s: &'a Option<Cow<'a, str>>| s.as_deref().map(|s| Raw::Json(Cow::Borrowed(s)));
+                match field {
+                    Field::Op => Some(Raw::Text(Cow::Borrowed(change.op.letter()))),
+                    Field::TsMs => json(&change.ts_ms),
+                    Field::Source(f) => pointer_text(change.source.as_deref()?, &format!("/{f}")).map(|v| Raw::Json(Cow::Borrowed(v))),
+                    Field::Position => cdc::position(change.source.as_deref()?).map(|p| Raw::Text(Cow::Owned(p))),
+                }
+            }
             Source::Attribute(name) => {
                 let row = self.row?;
                 match name.as_str() {
@@ -187,7 +241,7 @@ fn unescape(token: &str) -> Cow<'_, str> {
 }
 
 /// An object's members as borrowed raw values, in order; `None` when `json` is not an object.
-fn members(json: &str) -> Option<Members<'_>> {
+pub(crate) fn members(json: &str) -> Option<Members<'_>> {
     struct All;
     impl<'de> serde::de::Visitor<'de> for All {
         type Value = Members<'de>;

@@ -195,7 +195,7 @@ fn a_message_goes_to_every_projection_its_topic_and_type_match() {
     let ce = |ty: &str| format!(r#"{{"specversion":"1.0","id":"1","source":"/s","type":"{ty}","data":{{"status":"paid","v":"3"}}}}"#);
     let routed = |topic: &str, ty: &str| -> Vec<(u16, bool)> {
         let r = row(record(5, Some(br#"{"id":9}"#), Some(ce(ty).as_bytes())));
-        p.route(topic, 0, &r).unwrap().into_iter().map(|op| (op.projection, op.delete)).collect()
+        p.route(topic, 0, &r).unwrap().into_iter().map(|op| (op.projection, op.is_delete())).collect()
     };
     assert_eq!(routed("shop.eu", "order.placed"), vec![(0, false), (2, false)]);
     assert_eq!(routed("shop.eu", "order.cancelled"), vec![(0, true), (2, false)]);
@@ -234,7 +234,7 @@ fn a_message_a_projection_cannot_take_is_refused_with_the_column_and_value() {
 fn a_tombstone_deletes_in_the_projections_that_ask_for_it() {
     let p = plan(vec![with(json!({"name": "a", "delete_on_tombstone": true})), with(json!({"name": "b"}))]);
     let ops = p.route_tombstone("t", 0, &record(3, Some(br#"{"id":4}"#), None)).unwrap();
-    assert_eq!(ops, vec![Op { projection: 0, delete: true, cells: vec![Some(Cell::Int(4)), None, None] }]);
+    assert_eq!(ops, vec![Op::new(0, OpKind::Delete, vec![Some(Cell::Int(4)), None, None])]);
     let e = p.route_tombstone("t", 0, &record(3, None, None)).unwrap_err();
     assert_eq!(e.refusal.reason, Reason::ProjectionMissing);
 }
@@ -254,7 +254,7 @@ fn a_tombstone_a_projection_takes_is_archived_with_its_key_and_headers() {
     let opts = |p: &Plan| ParseOptions { plan: std::sync::Arc::new(p.clone()), ..ParseOptions::default() };
     match route_message(tombstone(3), "t", 0, &opts(&p)) {
         Routed::Row { row, ops } => {
-            assert_eq!(ops, vec![Op { projection: 0, delete: true, cells: vec![Some(Cell::Int(4)), None, None] }]);
+            assert_eq!(ops, vec![Op::new(0, OpKind::Delete, vec![Some(Cell::Int(4)), None, None])]);
             assert_eq!((row.offset, row.data(), row.key(), row.event_type()), (3, None, Some(&key[..]), None));
             assert_eq!(row.headers(), r#"{"trace":"t-1","gone":null}"#);
             assert!(row.kafka_timestamp.is_some());
@@ -437,7 +437,7 @@ fn a_parsed_batch_weighs_its_ops_and_their_text() {
 }
 
 fn lit(json: &str, element: SqlType) -> Result<String, String> {
-    coerce(&Raw::Json(json.into()), super::coerce::Target { ty: SqlType::Text, unit: None, element: Some(element) })
+    coerce(&Raw::Json(json.into()), super::coerce::Target { ty: SqlType::Text, unit: None, element: Some(element), scale: None })
         .map(|c| c.to_text().unwrap().into_owned())
 }
 

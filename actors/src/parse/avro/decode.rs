@@ -254,7 +254,7 @@ fn float<F: Into<f64> + Copy + serde::Serialize>(v: F, out: &mut String) {
     }
 }
 
-fn int_value(v: i64, l: Logical, out: &mut String) -> Step {
+pub(crate) fn int_value(v: i64, l: Logical, out: &mut String) -> Result<(), String> {
     let time = |nanos_per: i64, digits: usize, out: &mut String| -> Step {
         let nanos =
             v.checked_mul(nanos_per).filter(|n| (0..86_400_000_000_000).contains(n)).ok_or_else(|| format!("time {v} out of a day"))?;
@@ -319,60 +319,11 @@ fn bytes_value(b: &[u8], l: Logical, out: &mut String) -> Step {
     Ok(())
 }
 
-/// A two's-complement big-endian unscaled value and its scale as an exact decimal string.
+/// A two's-complement big-endian unscaled value and its scale as an exact decimal, quoted.
 pub(crate) fn decimal(b: &[u8], scale: u32, out: &mut String) {
-    let negative = b.first().is_some_and(|x| x & 0x80 != 0);
-    // The magnitude, big-endian: the bytes themselves, or their two's complement.
-    let mut mag: Vec<u8> = b.to_vec();
-    if negative {
-        for x in mag.iter_mut() {
-            *x = !*x;
-        }
-        for x in mag.iter_mut().rev() {
-            let (v, carry) = x.overflowing_add(1);
-            *x = v;
-            if !carry {
-                break;
-            }
-        }
-    }
-    let digits = magnitude_digits(&mag);
-    let scale = scale as usize;
-    let digits = if digits.len() <= scale { format!("{}{digits}", "0".repeat(scale + 1 - digits.len())) } else { digits };
-    let (int, frac) = digits.split_at(digits.len() - scale);
     out.push('"');
-    if negative && digits.bytes().any(|d| d != b'0') {
-        out.push('-');
-    }
-    out.push_str(int);
-    if scale > 0 {
-        out.push('.');
-        out.push_str(frac);
-    }
+    out.push_str(&crate::project::unscaled_decimal(b, scale));
     out.push('"');
-}
-
-/// The decimal digits of a big-endian unsigned magnitude (repeated division by 10⁹).
-fn magnitude_digits(mag: &[u8]) -> String {
-    let mut limbs: Vec<u32> = mag.iter().map(|b| u32::from(*b)).collect();
-    let mut chunks = Vec::new();
-    while limbs.iter().any(|l| *l != 0) {
-        // Base-256 digits divided by 10⁹, most significant first.
-        let mut rem: u64 = 0;
-        for l in limbs.iter_mut() {
-            let cur = (rem << 8) | u64::from(*l);
-            *l = (cur / 1_000_000_000) as u32;
-            rem = cur % 1_000_000_000;
-        }
-        chunks.push(rem as u32);
-        let zeros = limbs.iter().take_while(|l| **l == 0).count();
-        limbs.drain(..zeros);
-    }
-    let mut s = chunks.pop().map_or_else(|| "0".to_string(), |c| c.to_string());
-    for c in chunks.iter().rev() {
-        let _ = write!(s, "{c:09}");
-    }
-    s
 }
 
 #[cfg(test)]

@@ -7,4 +7,6 @@ mod decode;
 mod schema;
 
 pub(crate) use decode::decode;
+pub(crate) use decode::{decimal, int_value};
+pub(crate) use schema::Logical;
 pub(crate) use schema::{compile, Compiled};

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 /// What a value of a node means beyond its encoding (the Avro logical types, and Connect's and
 /// Debezium's names for the same things).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Logical {
+pub(crate) enum Logical {
     Plain,
     /// Days since 1970-01-01 (`int`).
     Date,

@@ -19,7 +19,7 @@ use super::error::blames_data;
 use super::store::GroupStore;
 use super::StoreError;
 pub(crate) use crate::project::Counts;
-use crate::project::{KeyForm, Mode, Nul, Op, Plan, Projection, SpecError, SqlType};
+use crate::project::{KeyForm, Mode, Nul, Op, OpKind, Plan, Projection, SpecError, SqlType};
 use crate::records::PartitionKey;
 use lookup::Lookup;
 
@@ -148,6 +148,56 @@ fn culprit<S: ProjectStore>(s: &mut S, plan: &Plan, ops: &[Op]) -> Result<Option
     Ok(None)
 }
 
+/// One step of applying a range of messages, in order.
+pub(crate) enum Step<'a> {
+    /// Ops the set statements apply (changes and deletes), as slices of messages' ops.
+    Run(Vec<&'a [Op]>),
+    /// Delete every row of the op's table: what came before applies first, what follows after.
+    Truncate(&'a Op),
+}
+
+/// `messages` cut at each truncate; skips and ignored fields counted into `counts` (by
+/// projection), not applied.
+pub(crate) fn steps<'a>(messages: &[&'a [Op]], counts: &mut [Counts]) -> Vec<Step<'a>> {
+    let mut out = Vec::new();
+    let mut run: Vec<&'a [Op]> = Vec::with_capacity(messages.len());
+    for &ops in messages {
+        let mut from = 0;
+        for (i, op) in ops.iter().enumerate() {
+            let c = &mut counts[op.projection as usize];
+            c.ignored_fields += op.ignored.as_ref().map_or(0, |f| f.len() as u64);
+            match op.kind {
+                OpKind::Change | OpKind::Delete => continue,
+                OpKind::Skip(why) => c.skipped(why),
+                OpKind::Truncate => {}
+            }
+            if from < i {
+                run.push(&ops[from..i]);
+            }
+            from = i + 1;
+            if op.kind == OpKind::Truncate {
+                if !run.is_empty() {
+                    out.push(Step::Run(std::mem::take(&mut run)));
+                }
+                out.push(Step::Truncate(op));
+            }
+        }
+        if from < ops.len() {
+            run.push(&ops[from..]);
+        }
+    }
+    if !run.is_empty() {
+        out.push(Step::Run(run));
+    }
+    out
+}
+
+/// `DELETE FROM` the truncated table (not `TRUNCATE`: that takes the table's strongest lock and
+/// is not MVCC-safe on PostgreSQL, and a replica is read while it is written).
+pub(crate) fn truncate_sql(p: &Projection) -> String {
+    format!("DELETE FROM {}", p.table.quoted())
+}
+
 /// Ops that one statement may apply together: one projection, one kind, one set of columns
 /// present, and no key twice (the k-th op of a key in a range is in round k, rounds in order),
 /// so a set statement gives what one by one would.
@@ -182,8 +232,8 @@ pub(crate) fn groups<'a>(plan: &Plan, messages: &[&'a [Op]]) -> Vec<Group<'a>> {
             }
         };
         let shape: Vec<bool> = op.cells.iter().map(Option::is_some).collect();
-        let at = *index.entry((round, op.projection, op.delete, shape.clone())).or_insert_with(|| {
-            out.push((round, Group { projection: op.projection as usize, delete: op.delete, shape, ops: Vec::new() }));
+        let at = *index.entry((round, op.projection, op.is_delete(), shape.clone())).or_insert_with(|| {
+            out.push((round, Group { projection: op.projection as usize, delete: op.is_delete(), shape, ops: Vec::new() }));
             out.len() - 1
         });
         out[at].1.ops.push(op);
@@ -228,6 +278,8 @@ pub(crate) struct TableInfo {
     pub columns: Vec<ColumnInfo>,
     /// The column sets of the primary key and every unique, non-partial index on plain columns.
     pub unique: Vec<BTreeSet<String>>,
+    /// The primary key's columns, in its order (empty: none).
+    pub primary: Vec<String>,
     /// SQLite compares names without case.
     pub fold_case: bool,
 }
@@ -275,15 +327,18 @@ fn missing_schema(p: &Projection) -> SpecError {
 /// not refuse.
 pub(crate) fn complete(p: &mut Projection, info: &TableInfo, holds_nul: bool, warnings: &mut Vec<String>) -> Result<(), SpecError> {
     let table = p.table.to_string();
-    let err = |key: &str, problem: String, fix: String| SpecError::new(&p.name, key, problem, fix);
     if info.own {
-        return Err(err(
+        return Err(SpecError::new(
+            &p.name,
             "table",
             format!("{table} is one of tributary's own tables (events, dead_letters, consumer_offsets)"),
-            "write projections to tables of your own".into(),
+            "write projections to tables of your own",
         ));
     }
     p.table_id = info.id.clone();
+    // A projection of change events takes its columns and key from the table.
+    p.adopt_table(info.columns.iter().map(|c| (c.name.as_str(), c.unwritable.is_none())), &info.primary, info.fold_case)?;
+    let err = |key: &str, problem: String, fix: String| SpecError::new(&p.name, key, problem, fix);
     for c in &mut p.columns {
         let key = format!("columns.{}", c.name);
         let found = info.columns.iter().find(|col| info.norm(&col.name) == info.norm(&c.name));
@@ -356,7 +411,7 @@ pub(crate) fn complete(p: &mut Projection, info: &TableInfo, holds_nul: bool, wa
             "make the version column a number column (bigint, double precision; on SQLite INTEGER or REAL)".into(),
         ));
     }
-    let deletes = p.delete_on_tombstone || !p.spec.delete_types.is_empty();
+    let deletes = p.delete_on_tombstone || !p.spec.delete_types.is_empty() || p.envelope != crate::project::Envelope::None;
     if p.mode != Mode::Insert || deletes {
         let key: BTreeSet<String> = p.key.iter().map(|&k| info.norm(&p.columns[k].name)).collect();
         let covered = info.unique.iter().any(|u| u.iter().map(|n| info.norm(n)).collect::<BTreeSet<_>>() == key);

@@ -14,8 +14,8 @@ use diesel::prelude::*;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Array, BigInt, Binary, Bool, Date, Double, Integer, Nullable, Text, Timestamp, Timestamptz};
 
-use super::{create_table_sql, groups, Catalog, ColumnInfo, Counts, Group, Pass, ProjectStore, TableInfo};
-use crate::project::{quote_ident, Cell, KeyForm, Mode, Op, Plan, Projection, SqlType};
+use super::{create_table_sql, groups, steps, truncate_sql, Catalog, ColumnInfo, Counts, Group, Pass, ProjectStore, Step, TableInfo};
+use crate::project::{quote_ident, Cell, KeyForm, Mode, Op, OpKind, Plan, Projection, SqlType};
 use crate::records::PartitionKey;
 use crate::storage::StoreError;
 
@@ -59,6 +59,8 @@ struct IndexColumn {
     id: i64,
     #[diesel(sql_type = Text)]
     name: String,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    is_primary: bool,
 }
 
 #[derive(QueryableByName)]
@@ -186,15 +188,16 @@ fn table_info(conn: &mut PgConnection, p: &Projection) -> Result<Option<TableInf
     let index = diesel::sql_query(
         // The key columns only (an index's INCLUDE columns follow its first indnkeyatts), of
         // indexes ON CONFLICT and a statement's own checks can use: valid, and not deferred.
-        "SELECT i.indexrelid::bigint AS id, a.attname::text AS name FROM pg_index i \
+        "SELECT i.indexrelid::bigint AS id, a.attname::text AS name, i.indisprimary AS is_primary FROM pg_index i \
          CROSS JOIN generate_series(0, i.indnkeyatts - 1) AS k(n) \
          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[k.n] \
          WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indimmediate AND i.indisvalid \
-         AND i.indpred IS NULL AND i.indexprs IS NULL",
+         AND i.indpred IS NULL AND i.indexprs IS NULL ORDER BY i.indexrelid, k.n",
     )
     .bind::<Text, _>(&name)
     .load::<IndexColumn>(conn)?;
     let mut unique: Vec<(i64, BTreeSet<String>)> = Vec::new();
+    let primary: Vec<String> = index.iter().filter(|c| c.is_primary).map(|c| c.name.clone()).collect();
     for c in index {
         match unique.iter_mut().find(|(id, _)| *id == c.id) {
             Some((_, set)) => {
@@ -227,6 +230,7 @@ fn table_info(conn: &mut PgConnection, p: &Projection) -> Result<Option<TableInf
         own: id.own,
         columns: columns.into_iter().map(column).collect(),
         unique: unique.into_iter().map(|(_, s)| s).collect(),
+        primary,
         fold_case: false,
     }))
 }
@@ -363,20 +367,31 @@ impl ProjectStore for PgConnection {
     const FIRST_PASS: Pass = Pass::Fast;
 
     fn apply_ops(&mut self, plan: &Plan, messages: &[&[Op]], pass: Pass, counts: &mut [Counts]) -> Result<(), StoreError> {
-        for g in groups(plan, messages) {
-            for ops in g.ops.chunks(STATEMENT_OPS) {
-                run_group(self, &plan.projections[g.projection], &g, ops, pass, &mut counts[g.projection])?;
+        for step in steps(messages, counts) {
+            match step {
+                Step::Run(messages) => {
+                    for g in groups(plan, &messages) {
+                        for ops in g.ops.chunks(STATEMENT_OPS) {
+                            run_group(self, &plan.projections[g.projection], &g, ops, pass, &mut counts[g.projection])?;
+                        }
+                    }
+                }
+                Step::Truncate(op) => {
+                    let at = op.projection as usize;
+                    counts[at].deleted += diesel::sql_query(truncate_sql(&plan.projections[at])).execute(self)? as u64;
+                    counts[at].truncates += 1;
+                }
             }
         }
         Ok(())
     }
 
     fn probe(&mut self, plan: &Plan, ops: &[Op]) -> Result<(), StoreError> {
-        for op in ops {
+        for op in ops.iter().filter(|op| matches!(op.kind, OpKind::Change | OpKind::Delete)) {
             let p = &plan.projections[op.projection as usize];
             let g = Group {
                 projection: op.projection as usize,
-                delete: op.delete,
+                delete: op.is_delete(),
                 shape: op.cells.iter().map(Option::is_some).collect(),
                 ops: Vec::new(),
             };

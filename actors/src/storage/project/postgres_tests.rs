@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::tests::postgres;
 use super::{apply_refusing, prepare};
-use crate::project::{Cell, EventsSpec, Op, Plan, Projection, ProjectionSpec};
+use crate::project::{Cell, EventsSpec, Op, OpKind, Plan, Projection, ProjectionSpec};
 
 /// (column, declared type, column's type in the table).
 const COLUMNS: &[(&str, &str, &str)] = &[
@@ -101,7 +101,7 @@ fn every_type_reaches_postgres_as_it_was() {
     let op = |cells: Vec<(&str, Cell)>| {
         let mut row = vec![None; p.columns.len()];
         cells.into_iter().for_each(|(name, c)| row[at(p, name)] = Some(c));
-        Op { projection: 0, delete: false, cells: row }
+        Op::new(0, OpKind::Change, row)
     };
     let all_null = |id: i64| {
         let mut cells = vec![("id", Cell::Int(id))];

@@ -11,7 +11,7 @@ use diesel::sql_types::{BigInt, Binary, Double, Integer, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel::QueryResult;
 
-use super::{create_table_sql, Catalog, ColumnInfo, Counts, Pass, ProjectStore, TableInfo};
+use super::{create_table_sql, steps, truncate_sql, Catalog, ColumnInfo, Counts, Pass, ProjectStore, Step, TableInfo};
 use crate::project::{quote_ident, sqlite_numeric_affinity, Cell, KeyForm, Mode, Op, Plan, Projection, SqlType};
 use crate::records::PartitionKey;
 use crate::storage::StoreError;
@@ -76,7 +76,10 @@ fn table_info(conn: &mut SqliteConnection, p: &Projection) -> Result<Option<Tabl
         }
     }
     let mut unique: Vec<BTreeSet<String>> = unique.into_iter().filter_map(|(_, s)| s).collect();
-    let pk: BTreeSet<String> = columns.iter().filter(|c| c.pk > 0).map(|c| c.name.clone()).collect();
+    let mut primary: Vec<(i32, String)> = columns.iter().filter(|c| c.pk > 0).map(|c| (c.pk, c.name.clone())).collect();
+    primary.sort();
+    let primary: Vec<String> = primary.into_iter().map(|(_, name)| name).collect();
+    let pk: BTreeSet<String> = primary.iter().cloned().collect();
     if !pk.is_empty() {
         unique.push(pk);
     }
@@ -103,6 +106,7 @@ fn table_info(conn: &mut SqliteConnection, p: &Projection) -> Result<Option<Tabl
         id: format!("sqlite:{schema}.{folded}"),
         columns: columns.into_iter().map(column).collect(),
         unique,
+        primary,
         fold_case: true,
     }))
 }
@@ -277,7 +281,7 @@ fn statement<'a>(sql: &'a Sql, op: &'a Op) -> Statement<'a> {
 fn apply_one(conn: &mut SqliteConnection, p: &Projection, op: &Op, sh: &Shape, counts: &mut Counts) -> Result<(), StoreError> {
     let run = |conn: &mut SqliteConnection, sql: &Sql| -> Result<u64, StoreError> { Ok(statement(sql, op).execute(conn)? as u64) };
     let changed = |conn: &mut SqliteConnection, s: &Option<Sql>| s.as_ref().map_or(Ok(0), |s| run(conn, s));
-    if op.delete {
+    if op.is_delete() {
         let d = changed(conn, &sh.first)?;
         counts.deleted += d;
         counts.unchanged += 1 - d.min(1);
@@ -313,15 +317,26 @@ impl ProjectStore for SqliteConnection {
 
     fn apply_ops(&mut self, plan: &Plan, messages: &[&[Op]], _pass: Pass, counts: &mut [Counts]) -> Result<(), StoreError> {
         let mut shapes: HashMap<(u16, bool, Present), Shape> = HashMap::new();
-        for op in messages.iter().flat_map(|ops| ops.iter()) {
-            let at = op.projection as usize;
-            let p = &plan.projections[at];
-            let key = (op.projection, op.delete, Present::of(&op.cells));
-            let sh = shapes.entry(key).or_insert_with(|| {
-                let present: Vec<bool> = op.cells.iter().map(Option::is_some).collect();
-                shape(p, op.delete, &present)
-            });
-            apply_one(self, p, op, sh, &mut counts[at])?;
+        for step in steps(messages, counts) {
+            let run = match step {
+                Step::Run(run) => run,
+                Step::Truncate(op) => {
+                    let at = op.projection as usize;
+                    counts[at].deleted += diesel::sql_query(truncate_sql(&plan.projections[at])).execute(self)? as u64;
+                    counts[at].truncates += 1;
+                    continue;
+                }
+            };
+            for op in run.iter().flat_map(|ops| ops.iter()) {
+                let at = op.projection as usize;
+                let p = &plan.projections[at];
+                let key = (op.projection, op.is_delete(), Present::of(&op.cells));
+                let sh = shapes.entry(key).or_insert_with(|| {
+                    let present: Vec<bool> = op.cells.iter().map(Option::is_some).collect();
+                    shape(p, op.is_delete(), &present)
+                });
+                apply_one(self, p, op, sh, &mut counts[at])?;
+            }
         }
         Ok(())
     }

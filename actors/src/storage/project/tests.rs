@@ -10,7 +10,7 @@ use serde_json::json;
 use tributary_testdb::TestDb;
 
 use super::{apply_refusing, groups, Counts, ProjectStore};
-use crate::project::{Cell, EventsSpec, Mode, Op, Plan, Projection, ProjectionSpec};
+use crate::project::{Cell, EventsSpec, Mode, Op, OpKind, Plan, Projection, ProjectionSpec};
 use crate::storage::StoreError;
 
 #[derive(Debug, Clone)]
@@ -77,12 +77,10 @@ fn cell<T: Clone>(f: &Field<T>, to: impl Fn(T) -> Cell) -> Option<Cell> {
 /// Columns in the spec's (sorted) order: a, b, k, v.
 fn op(s: &Step) -> Op {
     match s {
-        Step::Delete(k) => Op { projection: 0, delete: true, cells: vec![None, None, Some(Cell::Int(*k)), None] },
-        Step::Change(k, a, b, v) => Op {
-            projection: 0,
-            delete: false,
-            cells: vec![cell(a, Cell::Int), cell(b, Cell::Text), Some(Cell::Int(*k)), Some(Cell::Int(*v))],
-        },
+        Step::Delete(k) => Op::new(0, OpKind::Delete, vec![None, None, Some(Cell::Int(*k)), None]),
+        Step::Change(k, a, b, v) => {
+            Op::new(0, OpKind::Change, vec![cell(a, Cell::Int), cell(b, Cell::Text), Some(Cell::Int(*k)), Some(Cell::Int(*v))])
+        }
     }
 }
 

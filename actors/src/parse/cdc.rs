@@ -1,0 +1,331 @@
+//! Reading a Debezium change event's envelope, for the projections with `envelope = "debezium"`.
+//!
+//! A value is the envelope itself (the JSON converter with `schemas.enable=false`, or an
+//! Avro/Protobuf value the registry's schema decoded already), or Kafka Connect's JSON wrapper
+//! `{"schema": …, "payload": …}`, told apart per message; keys alike. With a Connect schema, the
+//! logical types of the row images and the key (`io.debezium.time.MicroTimestamp`, Connect's
+//! `Decimal`, …) are decoded as the Avro decoder decodes them, so one column gets the same
+//! value whichever converter the connector ran.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use base64::Engine as _;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::avro::{self, Logical};
+use crate::project::cdc::{Change, ChangeOp, Event};
+use crate::project::source::members;
+
+/// The members of an envelope tributary reads (the others are skipped unread).
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    schema: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    payload: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    op: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    before: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    after: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    source: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    ts_ms: Option<&'a RawValue>,
+}
+
+/// Read the change event in `data` (the message's data, JSON text), its key in `key` (JSON
+/// text, when the Kafka key is JSON or was decoded from the registry's wire format).
+pub(crate) fn read<'a>(data: &'a str, key: Option<&'a str>) -> Event<'a> {
+    if !data.trim_start().starts_with('{') {
+        // Else serde would read the fields of an array, by position.
+        return Event::Invalid("the value is not a JSON object, so not a change event's envelope".into());
+    }
+    let env: Envelope<'a> = match serde_json::from_str(data) {
+        Ok(env) => env,
+        Err(e) => return Event::Invalid(format!("the value is not a change event's envelope: {e}")),
+    };
+    let key = key.and_then(read_key);
+    match (&env.op, env.payload) {
+        // Kafka Connect's JSON wrapper: the envelope is the payload, described by the schema.
+        (None, Some(payload)) => {
+            let conv = match env.schema.map(|s| compiled(s.get())).transpose() {
+                Ok(conv) => conv,
+                Err(e) => return Event::Invalid(format!("the Connect schema of the value: {e}")),
+            };
+            match payload.get() {
+                "null" => Event::NotARow("a null payload (a tombstone in Connect's wrapper)"),
+                text => match serde_json::from_str::<Envelope<'a>>(text) {
+                    Ok(inner) => change(inner, text, conv.as_deref(), key),
+                    Err(e) => Event::Invalid(format!("the payload is not a change event's envelope: {e}")),
+                },
+            }
+        }
+        _ => change(env, data, None, key),
+    }
+}
+
+/// The key's fields as a JSON object's text, out of Connect's wrapper when it is in one.
+fn read_key(key: &str) -> Option<Cow<'_, str>> {
+    #[derive(Deserialize)]
+    struct Wrapper<'a> {
+        #[serde(borrow)]
+        schema: Option<&'a RawValue>,
+        #[serde(borrow)]
+        payload: Option<&'a RawValue>,
+    }
+    let key = key.trim();
+    if !key.starts_with('{') {
+        return None;
+    }
+    let wrapped = members(key).is_some_and(|m| m.len() == 2 && m.iter().all(|(n, _)| n == "schema" || n == "payload"));
+    if !wrapped {
+        return Some(Cow::Borrowed(key));
+    }
+    let w: Wrapper<'_> = serde_json::from_str(key).ok()?;
+    let payload = w.payload?;
+    if !payload.get().starts_with('{') {
+        return None;
+    }
+    let conv = w.schema.and_then(|s| compiled(s.get()).ok());
+    match conv.as_deref() {
+        Some(Compiled { value, .. }) => convert(payload, value).ok(),
+        None => Some(Cow::Borrowed(payload.get())),
+    }
+}
+
+/// A change from an envelope (`text`: its JSON, for what is not a row's change).
+fn change<'a>(env: Envelope<'a>, text: &'a str, conv: Option<&Compiled>, key: Option<Cow<'a, str>>) -> Event<'a> {
+    let Some(op) = env.op.as_deref() else { return not_a_row(text) };
+    let Some(op) = ChangeOp::parse(op) else {
+        return Event::Invalid(format!("op {op:?} is not one of c, r, u, d, t, m"));
+    };
+    let image = |raw: Option<&'a RawValue>, conv: Option<&Conv>, which: &str| -> Result<Option<Cow<'a, str>>, String> {
+        let Some(raw) = raw else { return Ok(None) };
+        if !raw.get().starts_with('{') {
+            return Err(format!("{which} is not an object"));
+        }
+        convert(raw, conv.unwrap_or(&Conv::Plain)).map(Some).map_err(|e| format!("{which}: {e}"))
+    };
+    let images =
+        image(env.before, conv.map(|c| &c.before), "before").and_then(|b| Ok((b, image(env.after, conv.map(|c| &c.after), "after")?)));
+    match images {
+        Ok((before, after)) => Event::Change(Change {
+            op,
+            before,
+            after,
+            source: env.source.map(|s| Cow::Borrowed(s.get())),
+            ts_ms: env.ts_ms.map(|t| Cow::Borrowed(t.get())),
+            key,
+        }),
+        Err(e) => Event::Invalid(e),
+    }
+}
+
+/// An envelope without `op`: a heartbeat, a schema change or transaction metadata, else not a
+/// change event at all.
+fn not_a_row(text: &str) -> Event<'_> {
+    let Some(members) = members(text) else { return Event::Invalid("the value is not a JSON object".into()) };
+    let has = |name: &str| members.iter().any(|(n, _)| n == name);
+    let text_of = |name: &str| members.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.get());
+    if has("ddl") || has("tableChanges") || (has("databaseName") && has("source")) {
+        Event::NotARow("a schema change")
+    } else if matches!(text_of("status"), Some("\"BEGIN\"" | "\"END\"")) && has("id") {
+        Event::NotARow("transaction metadata")
+    } else if !members.is_empty() && members.iter().all(|(n, _)| n == "ts_ms") {
+        Event::NotARow("a heartbeat")
+    } else {
+        Event::Invalid("the value has no op: it is not a Debezium change event".into())
+    }
+}
+
+/// What a Connect schema says about a value: how to decode its logical types.
+#[derive(Debug, Clone, PartialEq)]
+enum Conv {
+    /// As sent.
+    Plain,
+    /// The fields that need decoding (the others are copied).
+    Struct(HashMap<String, Conv>),
+    Array(Box<Conv>),
+    /// An integer counting days, time of day or time since the epoch.
+    Int(Logical),
+    /// Connect's `Decimal`: base64 of the unscaled value's two's complement.
+    Decimal(u32),
+    /// Debezium's `VariableScaleDecimal`: `{"scale": s, "value": base64}`.
+    VariableScale,
+    /// Debezium's `Json`: a string holding JSON text, written as that JSON.
+    Json,
+}
+
+/// A value's schema compiled: the envelope's row images (or a key's value).
+#[derive(Debug)]
+struct Compiled {
+    before: Conv,
+    after: Conv,
+    /// The schema as a whole (a key's).
+    value: Conv,
+}
+
+thread_local! {
+    /// Schemas by their text: a connector sends one schema text per table version, so a worker
+    /// compiles each once (and the cache stays small: it is emptied past 64).
+    static SCHEMAS: RefCell<HashMap<Box<str>, Rc<Compiled>>> = RefCell::new(HashMap::new());
+}
+
+fn compiled(text: &str) -> Result<Rc<Compiled>, String> {
+    if let Some(c) = SCHEMAS.with(|s| s.borrow().get(text).cloned()) {
+        return Ok(c);
+    }
+    let schema: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let field = |name: &str| {
+        schema.get("fields").and_then(Value::as_array).and_then(|f| f.iter().find(|f| f.get("field").and_then(Value::as_str) == Some(name)))
+    };
+    let c = Rc::new(Compiled {
+        before: field("before").map_or(Conv::Plain, conv),
+        after: field("after").map_or(Conv::Plain, conv),
+        value: conv(&schema),
+    });
+    SCHEMAS.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() >= 64 {
+            s.clear();
+        }
+        s.insert(text.into(), c.clone());
+    });
+    Ok(c)
+}
+
+/// The logical types of Kafka Connect and Debezium that count in integers.
+fn int_logical(name: &str, ty: &str) -> Option<Logical> {
+    Some(match (name, ty) {
+        ("org.apache.kafka.connect.data.Date" | "io.debezium.time.Date", "int32") => Logical::Date,
+        ("org.apache.kafka.connect.data.Time" | "io.debezium.time.Time", "int32") => Logical::TimeMillis,
+        ("io.debezium.time.MicroTime", "int64") => Logical::TimeMicros,
+        ("io.debezium.time.NanoTime", "int64") => Logical::TimeNanos,
+        ("org.apache.kafka.connect.data.Timestamp" | "io.debezium.time.Timestamp", "int64") => Logical::TimestampMillis,
+        ("io.debezium.time.MicroTimestamp", "int64") => Logical::TimestampMicros,
+        ("io.debezium.time.NanoTimestamp", "int64") => Logical::TimestampNanos,
+        _ => return None,
+    })
+}
+
+fn conv(schema: &Value) -> Conv {
+    let name = schema.get("name").and_then(Value::as_str).unwrap_or_default();
+    let ty = schema.get("type").and_then(Value::as_str).unwrap_or_default();
+    match (name, ty) {
+        ("org.apache.kafka.connect.data.Decimal", "bytes") => {
+            let scale = schema.get("parameters").and_then(|p| p.get("scale"));
+            let scale = scale.and_then(|s| s.as_str().and_then(|s| s.parse().ok()).or(s.as_u64().and_then(|s| u32::try_from(s).ok())));
+            scale.filter(|s| *s <= 1000).map_or(Conv::Plain, Conv::Decimal)
+        }
+        ("io.debezium.data.VariableScaleDecimal", "struct") => Conv::VariableScale,
+        ("io.debezium.data.Json", "string") => Conv::Json,
+        (_, "struct") => {
+            let fields = schema.get("fields").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            let special: HashMap<String, Conv> = fields
+                .iter()
+                .filter_map(|f| Some((f.get("field")?.as_str()?.to_string(), conv(f))))
+                .filter(|(_, c)| *c != Conv::Plain)
+                .collect();
+            if special.is_empty() {
+                Conv::Plain
+            } else {
+                Conv::Struct(special)
+            }
+        }
+        (_, "array") => match schema.get("items").map(conv) {
+            Some(Conv::Plain) | None => Conv::Plain,
+            Some(items) => Conv::Array(Box::new(items)),
+        },
+        _ => int_logical(name, ty).map_or(Conv::Plain, Conv::Int),
+    }
+}
+
+/// `raw` with its logical types decoded by `conv` (borrowed when nothing needs decoding).
+fn convert<'a>(raw: &'a RawValue, conv: &Conv) -> Result<Cow<'a, str>, String> {
+    let text = raw.get();
+    if *conv == Conv::Plain || text == "null" {
+        return Ok(Cow::Borrowed(text));
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    write(raw, conv, &mut out)?;
+    Ok(Cow::Owned(out))
+}
+
+fn write(raw: &RawValue, conv: &Conv, out: &mut String) -> Result<(), String> {
+    let text = raw.get();
+    if text == "null" {
+        out.push_str(text);
+        return Ok(());
+    }
+    let string = || serde_json::from_str::<String>(text).map_err(|_| format!("{text} is not a string"));
+    match conv {
+        Conv::Plain => out.push_str(text),
+        Conv::Int(l) => {
+            let v: i64 = text.parse().map_err(|_| format!("{text} is not an integer"))?;
+            avro::int_value(v, *l, out)?;
+        }
+        // `decimal.format = NUMERIC` sends a number: exact as sent.
+        Conv::Decimal(_) if !text.starts_with('"') => out.push_str(text),
+        Conv::Decimal(scale) => avro::decimal(&base64_of(&string()?)?, *scale, out),
+        Conv::VariableScale => {
+            #[derive(Deserialize)]
+            struct Vsd {
+                scale: u32,
+                value: String,
+            }
+            let v: Vsd = serde_json::from_str(text).map_err(|e| format!("a VariableScaleDecimal: {e}"))?;
+            avro::decimal(&base64_of(&v.value)?, v.scale, out);
+        }
+        Conv::Json => {
+            let s = string()?;
+            // JSON text stays JSON; anything else stays the string it is.
+            match serde_json::from_str::<IgnoredAny>(&s) {
+                Ok(_) => out.push_str(s.trim()),
+                Err(_) => out.push_str(text),
+            }
+        }
+        Conv::Array(item) => {
+            let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|_| format!("{text} is not an array"))?;
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write(v, item, out)?;
+            }
+            out.push(']');
+        }
+        Conv::Struct(fields) => {
+            let members = members(text).ok_or_else(|| format!("{text} is not an object"))?;
+            out.push('{');
+            for (i, (name, v)) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(name.to_string()).to_string());
+                out.push(':');
+                match fields.get(name.as_ref()) {
+                    Some(c) => write(v, c, out).map_err(|e| format!("field {name:?}: {e}"))?,
+                    None => out.push_str(v.get()),
+                }
+            }
+            out.push('}');
+        }
+    }
+    Ok(())
+}
+
+fn base64_of(s: &str) -> Result<Vec<u8>, String> {
+    base64::engine::general_purpose::STANDARD.decode(s.as_bytes()).map_err(|_| format!("{s:?} is not base64"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,147 @@
+use serde_json::{json, Value};
+
+use super::read;
+use crate::project::cdc::{ChangeOp, Event};
+
+/// A Connect field schema.
+fn field(name: &str, ty: &str, logical: Option<&str>) -> Value {
+    let mut f = json!({"type": ty, "optional": true, "field": name});
+    if let Some(l) = logical {
+        f["name"] = json!(l);
+    }
+    f
+}
+
+/// A value wrapped as the JSON converter writes it with `schemas.enable=true`.
+fn wrapped(row_fields: Vec<Value>, payload: Value) -> String {
+    let row = json!({"type": "struct", "fields": row_fields, "optional": true, "name": "db.public.t.Value"});
+    let mut before = row.clone();
+    before["field"] = json!("before");
+    let mut after = row;
+    after["field"] = json!("after");
+    json!({
+        "schema": {"type": "struct", "name": "db.public.t.Envelope", "fields": [
+            before, after,
+            {"type": "struct", "fields": [], "optional": false, "name": "io.debezium.connector.postgresql.Source", "field": "source"},
+            {"type": "string", "optional": false, "field": "op"},
+            {"type": "int64", "optional": true, "field": "ts_ms"}]},
+        "payload": payload,
+    })
+    .to_string()
+}
+
+fn change(text: &str, key: Option<&str>) -> crate::project::cdc::Change<'static> {
+    let text: &'static str = Box::leak(text.to_string().into_boxed_str());
+    let key: Option<&'static str> = key.map(|k| &*Box::leak(k.to_string().into_boxed_str()));
+    match read(text, key) {
+        Event::Change(c) => c,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn image(s: Option<&str>) -> Value {
+    serde_json::from_str(s.expect("an image")).unwrap()
+}
+
+#[test]
+fn the_payload_alone_is_read_as_sent() {
+    let v = json!({"before": null, "after": {"id": 1, "name": "Anne"}, "source": {"connector": "postgresql", "lsn": 33},
+                   "op": "c", "ts_ms": 1559033904863i64})
+    .to_string();
+    let c = change(&v, Some(r#"{"id": 1}"#));
+    assert_eq!(c.op, ChangeOp::Create);
+    assert_eq!(c.before, None);
+    assert_eq!(image(c.after.as_deref()), json!({"id": 1, "name": "Anne"}));
+    assert!(matches!(c.after, Some(std::borrow::Cow::Borrowed(_))), "nothing to decode: borrowed");
+    assert_eq!(c.ts_ms.as_deref(), Some("1559033904863"));
+    assert_eq!(c.key.as_deref(), Some(r#"{"id": 1}"#));
+}
+
+#[test]
+fn connect_logical_types_decode_exactly_in_the_wrapper() {
+    let fields = vec![
+        field("id", "int32", None),
+        field("born", "int32", Some("io.debezium.time.Date")),
+        field("old", "int32", Some("org.apache.kafka.connect.data.Date")),
+        field("at", "int64", Some("io.debezium.time.MicroTimestamp")),
+        field("at_ns", "int64", Some("io.debezium.time.NanoTimestamp")),
+        field("at_ms", "int64", Some("org.apache.kafka.connect.data.Timestamp")),
+        field("t", "int64", Some("io.debezium.time.MicroTime")),
+        field("t_ms", "int32", Some("io.debezium.time.Time")),
+        json!({"type": "bytes", "optional": true, "field": "price", "name": "org.apache.kafka.connect.data.Decimal",
+               "parameters": {"scale": "2", "connect.decimal.precision": "10"}}),
+        json!({"type": "struct", "optional": true, "field": "vsd", "name": "io.debezium.data.VariableScaleDecimal",
+               "fields": [{"type": "int32", "field": "scale"}, {"type": "bytes", "field": "value"}]}),
+        field("doc", "string", Some("io.debezium.data.Json")),
+        field("zoned", "string", Some("io.debezium.time.ZonedTimestamp")),
+        json!({"type": "array", "optional": true, "field": "days", "items": {"type": "int32", "name": "io.debezium.time.Date"}}),
+    ];
+    let payload = json!({
+        "before": null,
+        "after": {"id": 7, "born": -1, "old": 19_782, "at": 1_700_000_000_123_456i64, "at_ns": 1_700_000_000_123_456_789i64,
+                  "at_ms": 86_400_001, "t": 45_296_000_001i64, "t_ms": 1_000, "price": "AOI=", "vsd": {"scale": 3, "value": "/w=="},
+                  "doc": "{\"a\": [1, 2.50]}", "zoned": "2024-01-02T03:04:05.123456Z", "days": [0, null, 1]},
+        "source": {"connector": "postgresql"}, "op": "r", "ts_ms": 1,
+    });
+    let c = change(&wrapped(fields, payload), None);
+    assert_eq!(c.op, ChangeOp::Read);
+    assert_eq!(
+        image(c.after.as_deref()),
+        json!({"id": 7, "born": "1969-12-31", "old": "2024-02-29", "at": "2023-11-14T22:13:20.123456Z",
+               "at_ns": "2023-11-14T22:13:20.123456789Z", "at_ms": "1970-01-02T00:00:00.001Z", "t": "12:34:56.000001",
+               "t_ms": "00:00:01.000", "price": "2.26", "vsd": "-0.001", "doc": {"a": [1, 2.50]},
+               "zoned": "2024-01-02T03:04:05.123456Z", "days": ["1970-01-01", null, "1970-01-02"]})
+    );
+    // The decimal's digits as sent: 2.50 stays 2.50 inside the JSON document.
+    assert!(c.after.as_deref().unwrap().contains("2.50"));
+}
+
+#[test]
+fn decimals_sent_as_numbers_and_keys_in_the_wrapper() {
+    let fields = vec![json!({"type": "bytes", "optional": true, "field": "price", "name": "org.apache.kafka.connect.data.Decimal",
+                              "parameters": {"scale": "2"}})];
+    let v = wrapped(fields, json!({"before": {"price": 12.5}, "after": null, "op": "d", "ts_ms": 1})).replace("12.5", "12.30");
+    let key = json!({"schema": {"type": "struct", "fields": [field("day", "int32", Some("io.debezium.time.Date"))]},
+                     "payload": {"day": 1}})
+    .to_string();
+    let c = change(&v, Some(&key));
+    assert_eq!(c.op, ChangeOp::Delete);
+    assert!(c.before.as_deref().unwrap().contains("12.30"), "decimal.format = NUMERIC: as sent");
+    assert_eq!(image(c.key.as_deref()), json!({"day": "1970-01-02"}));
+    assert_eq!(change(&v, Some("\"not an object\"")).key, None);
+}
+
+#[test]
+fn what_is_not_a_row_change_is_told_from_what_is_not_a_change_event() {
+    let not_a_row = |v: Value| match read(Box::leak(v.to_string().into_boxed_str()), None) {
+        Event::NotARow(what) => what,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(not_a_row(json!({"ts_ms": 1})), "a heartbeat");
+    assert_eq!(not_a_row(json!({"schema": {"type": "struct"}, "payload": {"ts_ms": 1}})), "a heartbeat");
+    assert_eq!(
+        not_a_row(json!({"source": {}, "databaseName": "inventory", "ddl": "ALTER TABLE t ADD c int", "tableChanges": []})),
+        "a schema change"
+    );
+    assert_eq!(not_a_row(json!({"status": "BEGIN", "id": "571:53195829", "ts_ms": 1, "event_count": null})), "transaction metadata");
+    let invalid = |v: &str| match read(Box::leak(v.to_string().into_boxed_str()), None) {
+        Event::Invalid(why) => why,
+        other => panic!("{other:?}"),
+    };
+    assert!(invalid(r#"{"id": 1, "name": "x"}"#).contains("no op"));
+    assert!(invalid(r#"{"op": "x", "after": {}}"#).contains("not one of"));
+    assert!(invalid(r#"{"op": "c", "after": [1]}"#).contains("after is not an object"));
+    assert!(invalid(r#"{"op": "c", "op": "u"}"#).contains("envelope"), "a repeated member");
+    assert!(invalid("[1]").contains("envelope"));
+    let bad = wrapped(vec![field("d", "int32", Some("io.debezium.time.Date"))], json!({"op": "c", "after": {"d": "soon"}}));
+    assert!(invalid(&bad).contains("field \"d\""), "{}", invalid(&bad));
+    let far = wrapped(vec![field("d", "int32", Some("io.debezium.time.Date"))], json!({"op": "c", "after": {"d": 2_147_483_647}}));
+    assert!(invalid(&far).contains("out of range"), "{}", invalid(&far));
+}
+
+#[test]
+fn truncates_and_messages_read_without_images() {
+    let c = change(r#"{"op": "t", "before": null, "after": null, "source": {"table": "t"}, "ts_ms": 5}"#, None);
+    assert_eq!((c.op, c.before, c.after), (ChangeOp::Truncate, None, None));
+    assert_eq!(change(r#"{"op": "m", "message": {"prefix": "p"}}"#, None).op, ChangeOp::Message);
+}
