@@ -5,6 +5,8 @@
 mod common;
 
 mod admin;
+mod cdc;
+mod cdc_stream;
 mod console;
 mod crash;
 mod demo;

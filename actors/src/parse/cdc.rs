@@ -42,8 +42,9 @@ struct Envelope<'a> {
 }
 
 /// Read the change event in `data` (the message's data, JSON text), its key in `key` (JSON
-/// text, when the Kafka key is JSON or was decoded from the registry's wire format).
-pub(crate) fn read<'a>(data: &'a str, key: Option<&'a str>) -> Event<'a> {
+/// text, when the Kafka key is JSON or was decoded from the registry's wire format); `typed`:
+/// the data was decoded by a registry schema.
+pub(crate) fn read<'a>(data: &'a str, key: Option<&'a str>, typed: bool) -> Event<'a> {
     if !data.trim_start().starts_with('{') {
         // Else serde would read the fields of an array, by position.
         return Event::Invalid("the value is not a JSON object, so not a change event's envelope".into());
@@ -63,12 +64,12 @@ pub(crate) fn read<'a>(data: &'a str, key: Option<&'a str>) -> Event<'a> {
             match payload.get() {
                 "null" => Event::NotARow("a null payload (a tombstone in Connect's wrapper)"),
                 text => match serde_json::from_str::<Envelope<'a>>(text) {
-                    Ok(inner) => change(inner, text, conv.as_deref(), key),
+                    Ok(inner) => change(inner, text, conv.as_deref(), key, conv.is_some()),
                     Err(e) => Event::Invalid(format!("the payload is not a change event's envelope: {e}")),
                 },
             }
         }
-        _ => change(env, data, None, key),
+        _ => change(env, data, None, key, typed),
     }
 }
 
@@ -102,7 +103,7 @@ fn read_key(key: &str) -> Option<Cow<'_, str>> {
 }
 
 /// A change from an envelope (`text`: its JSON, for what is not a row's change).
-fn change<'a>(env: Envelope<'a>, text: &'a str, conv: Option<&Compiled>, key: Option<Cow<'a, str>>) -> Event<'a> {
+fn change<'a>(env: Envelope<'a>, text: &'a str, conv: Option<&Compiled>, key: Option<Cow<'a, str>>, typed: bool) -> Event<'a> {
     let Some(op) = env.op.as_deref() else { return not_a_row(text) };
     let Some(op) = ChangeOp::parse(op) else {
         return Event::Invalid(format!("op {op:?} is not one of c, r, u, d, t, m"));
@@ -124,6 +125,7 @@ fn change<'a>(env: Envelope<'a>, text: &'a str, conv: Option<&Compiled>, key: Op
             source: env.source.map(|s| Cow::Borrowed(s.get())),
             ts_ms: env.ts_ms.map(|t| Cow::Borrowed(t.get())),
             key,
+            typed,
         }),
         Err(e) => Event::Invalid(e),
     }

@@ -64,7 +64,8 @@ pub(crate) fn route_message(msg: RawMessage, topic: &str, partition: i32, opts: 
                 // A change event's envelope is read once, for every projection of changes.
                 let event = plan.reads_changes(topic).then(|| {
                     let key = key.or_else(|| std::str::from_utf8(row.original.key()?).ok());
-                    row.data().map(|data| super::cdc::read(data, key))
+                    let typed = row.original.payload().and_then(super::framed::frame).is_some();
+                    row.data().map(|data| super::cdc::read(data, key, typed))
                 });
                 plan.route_keyed(topic, partition, &row, key, event.flatten().as_ref())
             };

@@ -61,6 +61,9 @@ pub(crate) struct Change<'a> {
     pub ts_ms: Option<Cow<'a, str>>,
     /// The Kafka key's fields (the source table's primary key), as a JSON object's text.
     pub key: Option<Cow<'a, str>>,
+    /// A schema came with it (Connect's wrapper, or the registry's): its logical types are
+    /// decoded already, so a column's `unit` and `scale` do not apply.
+    pub typed: bool,
 }
 
 /// A message on a change topic that is not a row's change, skipped (counted) by the projection.

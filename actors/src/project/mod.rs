@@ -450,13 +450,14 @@ impl Projection {
                 reason: Reason::ProjectionMissing,
                 detail: format!("projection {}: column {}: {what} ({})", self.name, c.name, source_name(&c.source)),
             };
+            let target = if input.typed() { Target { unit: None, scale: None, ..c.target() } } else { c.target() };
             let got = input.get(&c.source).filter(|raw| !self.unavailable(raw));
             let cell = match got {
                 None if is_key => return Err(missing("the key column's value is missing")),
                 None if is_version => return Err(missing("the newer_wins column's value is missing")),
                 None if c.required => return Err(missing("the required value is missing")),
                 None => None,
-                Some(raw) => Some(coerce(&raw, c.target()).map_err(|why| Refusal {
+                Some(raw) => Some(coerce(&raw, target).map_err(|why| Refusal {
                     reason: Reason::ProjectionType,
                     detail: format!("projection {}: column {} ({}): {why}: {}", self.name, c.name, c.ty.name(), quote(&raw)),
                 })?),

@@ -122,6 +122,11 @@ impl<'a> Input<'a> {
         }
     }
 
+    /// A change event whose schema decoded its values: `unit` and `scale` do not apply.
+    pub(crate) fn typed(&self) -> bool {
+        self.change.is_some_and(|c| c.typed)
+    }
+
     /// The names of the row image's fields (empty: no image, or not an object).
     pub(crate) fn image_fields(&mut self) -> impl Iterator<Item = &str> {
         let members = match self.image {

@@ -263,10 +263,9 @@ pub(crate) fn int_value(v: i64, l: Logical, out: &mut String) -> Result<(), Stri
         let _ = write!(out, "\"{}\"", t.format(fraction(digits)));
         Ok(())
     };
-    let stamp = |nanos: Option<i64>, digits: usize, zone: &str, out: &mut String| -> Step {
-        let n = nanos.ok_or_else(|| format!("timestamp {v} out of range"))?;
-        let t = DateTime::from_timestamp(n.div_euclid(1_000_000_000), n.rem_euclid(1_000_000_000) as u32)
-            .ok_or_else(|| format!("timestamp {v} out of range"))?;
+    // From its own unit: through nanoseconds, an i64 would reach only the years 1677 to 2262.
+    let stamp = |t: Option<DateTime<chrono::Utc>>, digits: usize, zone: &str, out: &mut String| -> Step {
+        let t = t.ok_or_else(|| format!("timestamp {v} out of range"))?;
         let _ = write!(out, "\"{}{zone}\"", t.naive_utc().format(&format!("%Y-%m-%dT{}", fraction(digits))));
         Ok(())
     };
@@ -281,12 +280,12 @@ pub(crate) fn int_value(v: i64, l: Logical, out: &mut String) -> Result<(), Stri
         Logical::TimeMillis => time(1_000_000, 3, out),
         Logical::TimeMicros => time(1_000, 6, out),
         Logical::TimeNanos => time(1, 9, out),
-        Logical::TimestampMillis => stamp(v.checked_mul(1_000_000), 3, "Z", out),
-        Logical::TimestampMicros => stamp(v.checked_mul(1_000), 6, "Z", out),
-        Logical::TimestampNanos => stamp(Some(v), 9, "Z", out),
-        Logical::LocalTimestampMillis => stamp(v.checked_mul(1_000_000), 3, "", out),
-        Logical::LocalTimestampMicros => stamp(v.checked_mul(1_000), 6, "", out),
-        Logical::LocalTimestampNanos => stamp(Some(v), 9, "", out),
+        Logical::TimestampMillis => stamp(DateTime::from_timestamp_millis(v), 3, "Z", out),
+        Logical::TimestampMicros => stamp(DateTime::from_timestamp_micros(v), 6, "Z", out),
+        Logical::TimestampNanos => stamp(Some(DateTime::from_timestamp_nanos(v)), 9, "Z", out),
+        Logical::LocalTimestampMillis => stamp(DateTime::from_timestamp_millis(v), 3, "", out),
+        Logical::LocalTimestampMicros => stamp(DateTime::from_timestamp_micros(v), 6, "", out),
+        Logical::LocalTimestampNanos => stamp(Some(DateTime::from_timestamp_nanos(v)), 9, "", out),
         _ => {
             let _ = write!(out, "{v}");
             Ok(())

@@ -33,7 +33,7 @@ fn wrapped(row_fields: Vec<Value>, payload: Value) -> String {
 fn change(text: &str, key: Option<&str>) -> crate::project::cdc::Change<'static> {
     let text: &'static str = Box::leak(text.to_string().into_boxed_str());
     let key: Option<&'static str> = key.map(|k| &*Box::leak(k.to_string().into_boxed_str()));
-    match read(text, key) {
+    match read(text, key, false) {
         Event::Change(c) => c,
         other => panic!("{other:?}"),
     }
@@ -55,6 +55,7 @@ fn the_payload_alone_is_read_as_sent() {
     assert!(matches!(c.after, Some(std::borrow::Cow::Borrowed(_))), "nothing to decode: borrowed");
     assert_eq!(c.ts_ms.as_deref(), Some("1559033904863"));
     assert_eq!(c.key.as_deref(), Some(r#"{"id": 1}"#));
+    assert!(!c.typed, "no schema: a column's unit and scale say what numbers mean");
 }
 
 #[test]
@@ -66,6 +67,8 @@ fn connect_logical_types_decode_exactly_in_the_wrapper() {
         field("at", "int64", Some("io.debezium.time.MicroTimestamp")),
         field("at_ns", "int64", Some("io.debezium.time.NanoTimestamp")),
         field("at_ms", "int64", Some("org.apache.kafka.connect.data.Timestamp")),
+        field("far", "int64", Some("io.debezium.time.MicroTimestamp")),
+        field("early", "int64", Some("io.debezium.time.Timestamp")),
         field("t", "int64", Some("io.debezium.time.MicroTime")),
         field("t_ms", "int32", Some("io.debezium.time.Time")),
         json!({"type": "bytes", "optional": true, "field": "price", "name": "org.apache.kafka.connect.data.Decimal",
@@ -79,16 +82,18 @@ fn connect_logical_types_decode_exactly_in_the_wrapper() {
     let payload = json!({
         "before": null,
         "after": {"id": 7, "born": -1, "old": 19_782, "at": 1_700_000_000_123_456i64, "at_ns": 1_700_000_000_123_456_789i64,
-                  "at_ms": 86_400_001, "t": 45_296_000_001i64, "t_ms": 1_000, "price": "AOI=", "vsd": {"scale": 3, "value": "/w=="},
+                  "at_ms": 86_400_001, "far": 32_503_680_000_000_001i64, "early": -62_135_596_800_000i64, "t": 45_296_000_001i64, "t_ms": 1_000, "price": "AOI=", "vsd": {"scale": 3, "value": "/w=="},
                   "doc": "{\"a\": [1, 2.50]}", "zoned": "2024-01-02T03:04:05.123456Z", "days": [0, null, 1]},
         "source": {"connector": "postgresql"}, "op": "r", "ts_ms": 1,
     });
     let c = change(&wrapped(fields, payload), None);
     assert_eq!(c.op, ChangeOp::Read);
+    assert!(c.typed, "the schema decoded the values");
     assert_eq!(
         image(c.after.as_deref()),
         json!({"id": 7, "born": "1969-12-31", "old": "2024-02-29", "at": "2023-11-14T22:13:20.123456Z",
-               "at_ns": "2023-11-14T22:13:20.123456789Z", "at_ms": "1970-01-02T00:00:00.001Z", "t": "12:34:56.000001",
+               "at_ns": "2023-11-14T22:13:20.123456789Z", "at_ms": "1970-01-02T00:00:00.001Z",
+               "far": "3000-01-01T00:00:00.000001Z", "early": "0001-01-01T00:00:00.000Z", "t": "12:34:56.000001",
                "t_ms": "00:00:01.000", "price": "2.26", "vsd": "-0.001", "doc": {"a": [1, 2.50]},
                "zoned": "2024-01-02T03:04:05.123456Z", "days": ["1970-01-01", null, "1970-01-02"]})
     );
@@ -113,7 +118,7 @@ fn decimals_sent_as_numbers_and_keys_in_the_wrapper() {
 
 #[test]
 fn what_is_not_a_row_change_is_told_from_what_is_not_a_change_event() {
-    let not_a_row = |v: Value| match read(Box::leak(v.to_string().into_boxed_str()), None) {
+    let not_a_row = |v: Value| match read(Box::leak(v.to_string().into_boxed_str()), None, false) {
         Event::NotARow(what) => what,
         other => panic!("{other:?}"),
     };
@@ -124,7 +129,7 @@ fn what_is_not_a_row_change_is_told_from_what_is_not_a_change_event() {
         "a schema change"
     );
     assert_eq!(not_a_row(json!({"status": "BEGIN", "id": "571:53195829", "ts_ms": 1, "event_count": null})), "transaction metadata");
-    let invalid = |v: &str| match read(Box::leak(v.to_string().into_boxed_str()), None) {
+    let invalid = |v: &str| match read(Box::leak(v.to_string().into_boxed_str()), None, false) {
         Event::Invalid(why) => why,
         other => panic!("{other:?}"),
     };
