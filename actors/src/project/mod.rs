@@ -669,6 +669,9 @@ pub fn describe(p: &Projection) -> Value {
         "newer_wins": p.spec.newer_wins,
         "delete_types": p.spec.delete_types,
         "delete_on_tombstone": p.delete_on_tombstone,
+        "envelope": p.envelope,
+        "truncate": p.truncate,
+        "map_all_fields": p.map_all.is_some(),
         "columns": p.columns.iter().map(|c| serde_json::json!({
             "column": c.name, "from": source_name(&c.source), "required": c.required, "unit": c.unit.map(Unit::name),
             // Before the table is read, an undeclared type is the table's.

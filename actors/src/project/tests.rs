@@ -455,3 +455,30 @@ fn a_json_array_becomes_postgres_array_text() {
     assert!(lit("[[[[[[[1]]]]]]]", SqlType::Integer).unwrap_err().contains("dimensions"));
     assert!(lit("7", SqlType::Integer).unwrap_err().contains("not an array"));
 }
+
+#[test]
+fn a_debezium_projection_is_checked_at_start_naming_key_and_fix() {
+    let cdc = |patch: Value| {
+        let mut b = json!({"name": "replica", "table": "customers", "envelope": "debezium"});
+        for (k, v) in patch.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        error_key(spec(b))
+    };
+    assert_eq!(cdc(json!({})), "", "no columns and no key: both come from the table");
+    let p = Projection::from_spec(&spec(json!({"name": "r", "table": "t", "envelope": "debezium"}))).unwrap();
+    assert_eq!((p.mode, p.deferred, p.map_all.is_some()), (Mode::Upsert, true, true));
+    assert_eq!(cdc(json!({"table": "${source.table}"})), "table", "templates are not built yet");
+    assert_eq!(cdc(json!({"schema_evolution": "add_columns"})), "schema_evolution");
+    assert_eq!(cdc(json!({"create_table": true})), "create_table", "a table from the events' schema");
+    assert_eq!(cdc(json!({"types": ["x"]})), "types");
+    assert_eq!(cdc(json!({"delete_on_tombstone": true})), "delete_on_tombstone");
+    assert_eq!(cdc(json!({"columns": {"v": {"from": "debezium.after"}}})), "columns.v");
+    assert_eq!(cdc(json!({"columns": {"n": {"from": "/n", "type": "bigint", "scale": 2}}})), "columns.n.scale");
+    assert_eq!(error_key(with(json!({"truncate": true}))), "truncate", "only change events truncate");
+    assert_eq!(error_key(with(json!({"columns": {"id": "key:/id", "op": "debezium.op"}}))), "columns.op");
+    let listed = Projection::from_spec(&spec(json!({"name": "r", "table": "t", "envelope": "debezium", "key": ["id"],
+        "columns": {"id": "/id", "lsn": {"from": "debezium.source.lsn", "type": "bigint"}}})))
+    .unwrap();
+    assert!(!listed.deferred && listed.map_all.is_none(), "listed columns and a key: checked at once");
+}
