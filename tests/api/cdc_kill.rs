@@ -34,9 +34,12 @@ struct Offsets {
     top: i64,
 }
 
+/// By (topic, partition).
+type ByPartition<T> = BTreeMap<(String, i32), T>;
+
 /// (topic, partition) → (rows in `events` ∪ `dead_letters`, distinct offsets, max offset + 1),
 /// and the committed progress of each.
-fn stored(url: &str) -> (BTreeMap<(String, i32), (i64, i64, i64)>, BTreeMap<(String, i32), i64>) {
+fn stored(url: &str) -> (ByPartition<(i64, i64, i64)>, ByPartition<i64>) {
     let rows: Vec<Offsets> = on_conn!(url, c => diesel::sql_query(
         "SELECT topic, partition, count(*) AS rows, count(DISTINCT \"offset\") AS distinct_offsets, max(\"offset\") + 1 AS top \
          FROM (SELECT topic, partition, \"offset\" FROM events UNION ALL SELECT topic, partition, \"offset\" FROM dead_letters) t \
@@ -66,7 +69,7 @@ fn kill_dash_nine_and_rebalances_during_a_change_stream_end_as_the_model_exactly
         sql(&db.url, t);
     }
     let stream = cdc_stream::generate(23, 40);
-    let mut watermarks: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let mut watermarks: ByPartition<i64> = BTreeMap::new();
     for m in &stream.msgs {
         *watermarks.entry((m.topic.to_string(), m.partition)).or_insert(0) += 1;
     }
@@ -159,7 +162,7 @@ truncate = true
     wait_until("the last instance started", Duration::from_secs(60), || started_count(&log) > starts);
     assert_replica(&db.url, &stream);
     let (rows, progress) = stored(&db.url);
-    let want: BTreeMap<(String, i32), (i64, i64, i64)> = watermarks.iter().map(|(k, hw)| (k.clone(), (*hw, *hw, *hw))).collect();
+    let want: ByPartition<(i64, i64, i64)> = watermarks.iter().map(|(k, hw)| (k.clone(), (*hw, *hw, *hw))).collect();
     assert_eq!(rows, want, "per topic and partition (rows, distinct offsets, max + 1): every offset exactly once");
     assert_eq!(progress, watermarks, "consumer_offsets equal the high watermarks");
     assert_eq!(count(&db.url, "SELECT count(*) AS n FROM dead_letters WHERE reason = 'not_a_change_event'"), stream.dead as i64);
