@@ -6,6 +6,7 @@ mod common;
 
 mod admin;
 mod cdc;
+mod cdc_avro;
 mod cdc_kill;
 mod cdc_stream;
 mod console;

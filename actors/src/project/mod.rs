@@ -579,10 +579,12 @@ impl Plan {
         self.projections.is_empty()
     }
 
-    /// Whether any projection reads into the key (`key:/pointer`): only then is a framed key
-    /// decoded.
+    /// Whether any projection reads into the key (`key:/pointer`, or a change event's key that
+    /// names the row a delete removes): only then is a framed key decoded.
     pub(crate) fn reads_key_pointers(&self) -> bool {
-        self.projections.iter().any(|p| p.columns.iter().any(|c| matches!(c.source, Source::KeyPointer(_))))
+        self.projections
+            .iter()
+            .any(|p| p.envelope == Envelope::Debezium || p.columns.iter().any(|c| matches!(c.source, Source::KeyPointer(_))))
     }
 
     /// The ops of a parsed message, in projection order (empty: no projection takes it).
