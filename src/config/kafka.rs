@@ -76,6 +76,13 @@ impl KafkaSettings {
         if self.topics.is_empty() || self.topics.iter().any(|t| t.trim().is_empty()) {
             return Err(ConfigError::new("kafka.topics", "names no topic", set_it("kafka.topics", "[\"events\"]")));
         }
+        if let Some((t, e)) = self.topics.iter().find_map(|t| subscription(t).and_then(Result::err).map(|e| (t, e))) {
+            return Err(ConfigError::new(
+                "kafka.topics",
+                format!("{t:?} starts with ^, so it is a regex subscription, and it does not compile: {e}"),
+                "fix the regex (librdkafka's syntax: ^prefix\\..* for every topic of a prefix), or name the topic without ^",
+            ));
+        }
         for reserved in ["group.id", "enable.auto.commit", "enable.auto.offset.store"] {
             if self.librdkafka.contains_key(reserved) {
                 return Err(ConfigError::new(
@@ -209,4 +216,10 @@ fn is_host_port(s: &str) -> bool {
     let host_ok =
         !host.is_empty() && !host.contains(char::is_whitespace) && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
     host_ok && port.parse::<u16>().is_ok_and(|p| p > 0)
+}
+
+/// A `kafka.topics` entry that is a regex subscription (librdkafka's: it starts with `^`),
+/// compiled; `None` for a topic's name.
+pub fn subscription(topic: &str) -> Option<Result<regex::Regex, regex::Error>> {
+    topic.starts_with('^').then(|| regex::Regex::new(topic))
 }

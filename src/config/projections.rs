@@ -23,11 +23,11 @@ pub fn plan(events: &EventsSpec, specs: &[ProjectionSpec], topics: &[String]) ->
                 "give every projection its own name (it labels logs, metrics and dead letters)",
             ));
         }
-        if let Some(g) = spec.topics.iter().find(|g| !topics.iter().any(|t| glob_matches(g, t))) {
+        if let Some(g) = spec.topics.iter().find(|g| !topics.iter().any(|t| subscribes(t, g))) {
             return Err(ConfigError::new(
                 &format!("projection.{}.topics", p.name),
                 format!("{g:?} matches none of kafka.topics {:?}, so the projection would never see a message", topics),
-                "name a subscribed topic (or a glob matching one), or subscribe to it in kafka.topics",
+                "name a subscribed topic (or a glob matching one, or one a ^regex subscription takes), or subscribe to it in kafka.topics",
             ));
         }
         projections.push(p);
@@ -40,6 +40,18 @@ pub fn plan(events: &EventsSpec, specs: &[ProjectionSpec], topics: &[String]) ->
         ));
     }
     Ok(Plan { projections, events: events.clone() })
+}
+
+/// Whether the `kafka.topics` entry `t` takes topics the glob `g` names: a name the glob
+/// matches, or a regex subscription that matches the glob's shortest and a longer instance (`*`
+/// as nothing and as `x`, `?` as `x`) — a glob cannot be proved inside a regex, so this catches
+/// the misspelt prefix, not every mismatch.
+fn subscribes(t: &str, g: &str) -> bool {
+    match super::kafka::subscription(t) {
+        Some(Ok(re)) => [g.replace('*', "").replace('?', "x"), g.replace(['*', '?'], "x")].iter().any(|s| re.is_match(s)),
+        Some(Err(_)) => false,
+        None => glob_matches(g, t),
+    }
 }
 
 /// `[events]` and the projections for `check-config` and `/status`.

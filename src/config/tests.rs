@@ -445,3 +445,29 @@ fn the_schema_registry_section_is_checked_and_its_secrets_redacted() {
     let opts = s.schema_registry.options().expect("a registry");
     assert_eq!((opts.timeout, opts.cache_capacity), (std::time::Duration::from_secs(10), 1000));
 }
+
+#[test]
+fn a_regex_subscription_is_compiled_at_start_and_checked_against_projection_globs() {
+    let mut o = base();
+    o.insert("kafka.topics".into(), json!(["^dbserver1\\.inventory\\..*", "audit"]));
+    assert_eq!(Settings::load(None, &o).unwrap().kafka.topics[0], "^dbserver1\\.inventory\\..*");
+    o.insert("kafka.topics".into(), json!(["^dbserver1.(inventory"]));
+    let e = Settings::load(None, &o).unwrap_err();
+    assert_eq!(e.key, "kafka.topics");
+    assert!(e.problem.contains("regex subscription"), "{e}");
+    let plan = |topics: Value, glob: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tributary.toml");
+        std::fs::write(
+            &path,
+            format!("[[projection]]\nname = \"c\"\ntable = \"c\"\ntopics = [\"{glob}\"]\nenvelope = \"debezium\"\n"),
+        )
+        .unwrap();
+        let mut o = base();
+        o.insert("kafka.topics".into(), topics);
+        Settings::load(Some(&path), &o).and_then(|s| s.plan()).map(|_| String::new()).unwrap_or_else(|e| e.key)
+    };
+    assert_eq!(plan(json!(["^dbserver1\\.inventory\\..*"]), "dbserver1.inventory.*"), "");
+    assert_eq!(plan(json!(["^dbserver1\\.inventory\\..*"]), "dbserver1.inventory.customers"), "");
+    assert_eq!(plan(json!(["^dbserver1\\.inventory\\..*"]), "dbserver2.*"), "projection.c.topics", "a prefix the regex does not take");
+}
