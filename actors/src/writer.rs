@@ -69,8 +69,8 @@ pub struct DbWriter {
     buf: Vec<u8>,
     /// The backend's work after each commit (SQLite: the WAL's checkpoints and rewinds).
     upkeep: Option<Box<dyn Upkeep>>,
-    /// Row-image fields a projection's table lacks, told once each.
-    ignored_told: std::collections::HashSet<(u16, String)>,
+    /// Row-image fields a projection's table lacks, told once each (by projection).
+    ignored_told: std::collections::HashMap<u16, std::collections::HashSet<String>>,
 }
 
 impl DbWriter {
@@ -119,8 +119,10 @@ impl DbWriter {
     fn tell_ignored_fields(&mut self, batches: &[ParsedBatch]) {
         let ops = batches.iter().flat_map(|b| b.projected.iter()).flat_map(|p| p.ops.iter());
         for op in ops.filter(|op| op.ignored.is_some()) {
+            let told = self.ignored_told.entry(op.projection).or_default();
             for field in op.ignored.iter().flat_map(|f| f.iter()) {
-                if self.ignored_told.len() < 10_000 && self.ignored_told.insert((op.projection, field.clone())) {
+                if told.len() < 1_000 && !told.contains(field.as_str()) {
+                    told.insert(field.clone());
                     let p = &self.opts.plan.projections[op.projection as usize];
                     slog::warn!(self.log, "a change event's field has no column in the table; ignored (counted in tributary_projection_ignored_fields_total)";
                         "projection" => &p.name, "table" => p.table.to_string(), "field" => field);

@@ -458,11 +458,8 @@ fn a_regex_subscription_is_compiled_at_start_and_checked_against_projection_glob
     let plan = |topics: Value, glob: &str| {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tributary.toml");
-        std::fs::write(
-            &path,
-            format!("[[projection]]\nname = \"c\"\ntable = \"c\"\ntopics = [\"{glob}\"]\nenvelope = \"debezium\"\n"),
-        )
-        .unwrap();
+        std::fs::write(&path, format!("[[projection]]\nname = \"c\"\ntable = \"c\"\ntopics = [\"{glob}\"]\nenvelope = \"debezium\"\n"))
+            .unwrap();
         let mut o = base();
         o.insert("kafka.topics".into(), topics);
         Settings::load(Some(&path), &o).and_then(|s| s.plan()).map(|_| String::new()).unwrap_or_else(|e| e.key)

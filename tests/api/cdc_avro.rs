@@ -23,7 +23,8 @@ fn envelope() -> String {
                 "connect.name": "org.apache.kafka.connect.data.Decimal", "logicalType": "decimal"}], "default": null},
             {"name": "born", "type": ["null", {"type": "int", "connect.version": 1, "connect.name": "io.debezium.time.Date"}], "default": null},
             {"name": "seen", "type": ["null", {"type": "long", "connect.version": 1, "connect.name": "io.debezium.time.MicroTimestamp"}], "default": null},
-            {"name": "notes", "type": ["null", "string"], "default": null}],
+            {"name": "notes", "type": ["null", "string"], "default": null},
+            {"name": "doc", "type": ["null", {"type": "string", "connect.version": 1, "connect.name": "io.debezium.data.Json"}], "default": null}],
             "connect.name": "dbserver1.inventory.customers.Value"}], "default": null},
         {"name": "after", "type": ["null", "Value"], "default": null},
         {"name": "source", "type": {"type": "record", "name": "Source", "namespace": "io.debezium.connector.postgresql", "fields": [
@@ -41,7 +42,7 @@ const KEY: &str =
 
 /// A customer's row as the serializer takes it (the decimal tagged for Python).
 fn row(id: i64, name: &str, cents: &str, born: i64, seen: i64, notes: &str) -> Value {
-    json!({"id": id, "name": name, "balance": {"$decimal": cents}, "born": born, "seen": seen, "notes": notes})
+    json!({"id": id, "name": name, "balance": {"$decimal": cents}, "born": born, "seen": seen, "notes": notes, "doc": "{\"tags\": [1, 2.50]}"})
 }
 
 fn change(op: &str, lsn: i64, before: Value, after: Value) -> Value {
@@ -62,11 +63,11 @@ fn avro_change_events_through_the_registry_make_the_replica() {
     sql(
         &f.db.url,
         "CREATE TABLE customers (id integer PRIMARY KEY, name text NOT NULL, balance numeric(12,2), born date, seen timestamp(6), \
-         notes text, src_position numeric(40,0))",
+         notes text, doc jsonb, src_position numeric(40,0))",
     );
     let (a, b) = (row(1, "Anne", "-12.30", -1, 1_700_000_000_123_456, "long notes"), row(2, "Bob", "0.05", 19_782, 0, "b"));
     let a2 = json!({"id": 1, "name": "Anne Marie", "balance": {"$decimal": "99999.99"}, "born": -1, "seen": 253_402_300_799_999_999i64,
-                    "notes": "__debezium_unavailable_value"});
+                    "notes": "__debezium_unavailable_value", "doc": "{\"tier\": \"gold\"}"});
     let messages = vec![
         key(1),
         change("r", 10, Value::Null, a.clone()),
@@ -96,7 +97,7 @@ fn avro_change_events_through_the_registry_make_the_replica() {
 
     let rows: BTreeMap<String, String> = query_pairs(
         &f.db.url,
-        "SELECT CAST(id AS TEXT) AS a, concat_ws('|', name, balance, born, to_char(seen, 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), notes, src_position) AS b \
+        "SELECT CAST(id AS TEXT) AS a, concat_ws('|', name, balance, born, to_char(seen, 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), notes, doc->>'tier', src_position) AS b \
          FROM customers",
     )
     .into_iter()
@@ -106,9 +107,9 @@ fn avro_change_events_through_the_registry_make_the_replica() {
         rows,
         BTreeMap::from([(
             "1".to_string(),
-            format!("Anne Marie|99999.99|1969-12-31|9999-12-31T23:59:59.999999|long notes|{}", position.trim_start_matches('0'))
+            format!("Anne Marie|99999.99|1969-12-31|9999-12-31T23:59:59.999999|long notes|gold|{}", position.trim_start_matches('0'))
         )]),
-        "the update's values exactly, its TOASTed notes left as they were, the delete applied"
+        "the update's values exactly (io.debezium.data.Json as a document), its TOASTed notes left as they were, the delete applied"
     );
     running.stop().unwrap();
 }

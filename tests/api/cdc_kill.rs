@@ -150,7 +150,8 @@ truncate = true
             let mut b = second.take().unwrap();
             sigterm(&b);
             let (exit, _) = wait_exit(&mut b, Duration::from_secs(30));
-            assert!(exit.success(), "the second member leaves cleanly: {exit:?}");
+            let text = std::fs::read_to_string(&log_b).unwrap_or_default();
+            assert!(exit.success(), "the second member leaves cleanly: {exit:?}; its log:\n{text}");
         }
     }
     producer.join().unwrap();

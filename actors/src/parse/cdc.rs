@@ -175,14 +175,22 @@ struct Compiled {
     value: Conv,
 }
 
+/// The schema texts a worker keeps compiled, at most: by count (two per table, key and value,
+/// for a database of 500 tables) and by their bytes.
+const CACHED_SCHEMAS: usize = 1024;
+const CACHED_BYTES: usize = 16 << 20;
+
+/// Compiled schemas by their text, and the texts' bytes.
+type Cache = (HashMap<Box<str>, Rc<Compiled>>, usize);
+
 thread_local! {
     /// Schemas by their text: a connector sends one schema text per table version, so a worker
-    /// compiles each once (and the cache stays small: it is emptied past 64).
-    static SCHEMAS: RefCell<HashMap<Box<str>, Rc<Compiled>>> = RefCell::new(HashMap::new());
+    /// compiles each once; past the bounds the cache starts over.
+    static SCHEMAS: RefCell<Cache> = RefCell::new((HashMap::new(), 0));
 }
 
 fn compiled(text: &str) -> Result<Rc<Compiled>, String> {
-    if let Some(c) = SCHEMAS.with(|s| s.borrow().get(text).cloned()) {
+    if let Some(c) = SCHEMAS.with(|s| s.borrow().0.get(text).cloned()) {
         return Ok(c);
     }
     let schema: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
@@ -195,11 +203,13 @@ fn compiled(text: &str) -> Result<Rc<Compiled>, String> {
         value: conv(&schema),
     });
     SCHEMAS.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() >= 64 {
-            s.clear();
+        let (map, bytes) = &mut *s.borrow_mut();
+        if map.len() >= CACHED_SCHEMAS || *bytes + text.len() > CACHED_BYTES {
+            map.clear();
+            *bytes = 0;
         }
-        s.insert(text.into(), c.clone());
+        *bytes += text.len();
+        map.insert(text.into(), c.clone());
     });
     Ok(c)
 }
@@ -225,7 +235,7 @@ fn conv(schema: &Value) -> Conv {
         ("org.apache.kafka.connect.data.Decimal", "bytes") => {
             let scale = schema.get("parameters").and_then(|p| p.get("scale"));
             let scale = scale.and_then(|s| s.as_str().and_then(|s| s.parse().ok()).or(s.as_u64().and_then(|s| u32::try_from(s).ok())));
-            scale.filter(|s| *s <= 1000).map_or(Conv::Plain, Conv::Decimal)
+            scale.filter(|s| *s <= crate::project::MAX_SCALE).map_or(Conv::Plain, Conv::Decimal)
         }
         ("io.debezium.data.VariableScaleDecimal", "struct") => Conv::VariableScale,
         ("io.debezium.data.Json", "string") => Conv::Json,
@@ -270,13 +280,20 @@ fn write(raw: &RawValue, conv: &Conv, out: &mut String) -> Result<(), String> {
     let string = || serde_json::from_str::<String>(text).map_err(|_| format!("{text} is not a string"));
     match conv {
         Conv::Plain => out.push_str(text),
+        // A string where the schema says a number: a placeholder for a value Debezium was not
+        // sent, left for the projection to tell (or refuse as the column's type).
+        Conv::Int(_) if text.starts_with('"') => out.push_str(text),
         Conv::Int(l) => {
             let v: i64 = text.parse().map_err(|_| format!("{text} is not an integer"))?;
             avro::int_value(v, *l, out)?;
         }
-        // `decimal.format = NUMERIC` sends a number: exact as sent.
-        Conv::Decimal(_) if !text.starts_with('"') => out.push_str(text),
-        Conv::Decimal(scale) => avro::decimal(&base64_of(&string()?)?, *scale, out),
+        // `decimal.format = NUMERIC` sends a number: exact as sent. A string that is not base64
+        // (Debezium's placeholder for a value it was not sent) stays as sent too.
+        Conv::Decimal(scale) => match base64_of(&string().unwrap_or_default()) {
+            Ok(bytes) if text.starts_with('"') => avro::decimal(&bytes, *scale, out)?,
+            _ => out.push_str(text),
+        },
+        Conv::VariableScale if !text.starts_with('{') => out.push_str(text),
         Conv::VariableScale => {
             #[derive(Deserialize)]
             struct Vsd {
@@ -284,7 +301,7 @@ fn write(raw: &RawValue, conv: &Conv, out: &mut String) -> Result<(), String> {
                 value: String,
             }
             let v: Vsd = serde_json::from_str(text).map_err(|e| format!("a VariableScaleDecimal: {e}"))?;
-            avro::decimal(&base64_of(&v.value)?, v.scale, out);
+            avro::decimal(&base64_of(&v.value)?, v.scale, out)?;
         }
         Conv::Json => {
             let s = string()?;

@@ -64,7 +64,7 @@ pub(crate) fn route_message(msg: RawMessage, topic: &str, partition: i32, opts: 
                 // A change event's envelope is read once, for every projection of changes.
                 let event = plan.reads_changes(topic).then(|| {
                     let key = key.or_else(|| std::str::from_utf8(row.original.key()?).ok());
-                    let typed = row.original.payload().and_then(super::framed::frame).is_some();
+                    let typed = super::framed::avro_decoded(row.original.payload(), opts);
                     row.data().map(|data| super::cdc::read(data, key, typed))
                 });
                 plan.route_keyed(topic, partition, &row, key, event.flatten().as_ref())

@@ -153,6 +153,9 @@ pub(super) fn check_spec(spec: &ProjectionSpec) -> Result<(), SpecError> {
             "set schema_evolution = \"none\" (the default)",
         );
     }
+    if spec.create_table && spec.key.is_empty() {
+        return err("create_table", "needs key: the primary key of the table it creates", "set key = [\"id\"] (listed columns)");
+    }
     if spec.create_table && (spec.columns.is_empty() || spec.map_all_fields) {
         return err(
             "create_table",
@@ -169,8 +172,13 @@ pub(super) fn check_spec(spec: &ProjectionSpec) -> Result<(), SpecError> {
             return err(key, "does not apply to change events: their op says what to do", "remove it");
         }
     }
-    if spec.unavailable_value_placeholder.is_empty() {
-        return err("unavailable_value_placeholder", "is empty", "leave it out (Debezium's default), or set the connector's");
+    let p = &spec.unavailable_value_placeholder;
+    if p.is_empty() || p.strip_prefix("hex:").is_some_and(|h| hex_octets(h).is_none_or(|b| b.is_empty())) {
+        return err(
+            "unavailable_value_placeholder",
+            "is empty, or a hex: form without octets",
+            "leave it out (Debezium's default), or set the connector's unavailable.value.placeholder",
+        );
     }
     Ok(())
 }
@@ -188,18 +196,28 @@ pub(super) fn cdc_only_key(spec: &ProjectionSpec) -> Option<&'static str> {
 }
 
 /// The JSON texts Debezium writes for a value it does not have (a TOASTed column it was not
-/// sent): the placeholder as a string; its bytes (the `hex:` form's octets, else its UTF-8) as
-/// base64 and as hex, for a binary column; and an array holding one of those.
-pub(super) fn placeholders(placeholder: &str) -> Vec<String> {
+/// sent): for any column, the placeholder as a string and an array holding it; for a binary
+/// column only, its bytes (the `hex:` form's octets, else its UTF-8) as base64 and as hex, and
+/// arrays of those (text that happens to spell them is a value elsewhere).
+pub(super) fn placeholders(placeholder: &str) -> Placeholders {
     let bytes = match placeholder.strip_prefix("hex:").and_then(hex_octets) {
         Some(b) => b,
         None => placeholder.as_bytes().to_vec(),
     };
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let texts = [placeholder.to_string(), base64::engine::general_purpose::STANDARD.encode(&bytes), hex];
-    let strings: Vec<String> = texts.iter().map(|t| serde_json::Value::String(t.clone()).to_string()).collect();
-    let arrays: Vec<String> = strings.iter().map(|s| format!("[{s}]")).collect();
-    strings.into_iter().chain(arrays).collect()
+    let forms = |texts: &[String]| -> Vec<String> {
+        let strings: Vec<String> = texts.iter().map(|t| serde_json::Value::String(t.clone()).to_string()).collect();
+        let arrays: Vec<String> = strings.iter().map(|s| format!("[{s}]")).collect();
+        strings.into_iter().chain(arrays).collect()
+    };
+    Placeholders { text: forms(&[placeholder.to_string()]), bytes: forms(&[base64::engine::general_purpose::STANDARD.encode(&bytes), hex]) }
+}
+
+/// Debezium's placeholder's JSON texts: for every column, and for binary columns only.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Placeholders {
+    pub(crate) text: Vec<String>,
+    pub(crate) bytes: Vec<String>,
 }
 
 fn hex_octets(h: &str) -> Option<Vec<u8>> {
@@ -244,12 +262,13 @@ pub(crate) fn position(source: &str) -> Option<String> {
     match s.connector.as_deref()? {
         "postgresql" => {
             let lsn = number(s.lsn)?;
-            let last = s
-                .sequence
-                .and_then(|s| serde_json::from_str::<Vec<Option<String>>>(&s).ok())
-                .and_then(|v| v.first().cloned().flatten())
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(0);
+            // Without `sequence` the LSN alone would not be in commit order: no position. A null
+            // last commit (none yet, as in a first snapshot) orders first.
+            let sequence = serde_json::from_str::<Vec<Option<String>>>(&s.sequence?).ok()?;
+            let last = match sequence.first()? {
+                Some(last) => last.parse::<u64>().ok()?,
+                None => 0,
+            };
             Some(format!("{last:0PART$}{lsn:0PART$}"))
         }
         "mysql" | "mariadb" => {
@@ -285,16 +304,17 @@ mod tests {
         assert!(my("mysql-bin.000010", 4, 0) > my("mysql-bin.000009", 99_999_999, 5), "files by number, not by name");
         assert_eq!(position(r#"{"connector":"sqlserver","change_lsn":"x"}"#), None);
         assert_eq!(position(r#"{"connector":"postgresql"}"#), None, "no lsn");
+        assert_eq!(position(r#"{"connector":"postgresql","lsn":7}"#), None, "no sequence: the LSN alone is not commit order");
     }
 
     #[test]
     fn placeholders_are_the_text_its_bytes_and_arrays_of_them() {
         let p = placeholders("__debezium_unavailable_value");
-        assert!(p.contains(&"\"__debezium_unavailable_value\"".to_string()));
-        assert!(p.contains(&"\"X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ==\"".to_string()), "{p:?}");
-        assert!(p.contains(&"[\"__debezium_unavailable_value\"]".to_string()));
+        assert_eq!(p.text, ["\"__debezium_unavailable_value\"", "[\"__debezium_unavailable_value\"]"]);
+        assert!(p.bytes.contains(&"\"X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ==\"".to_string()), "{p:?}");
         let h = placeholders("hex:00ff");
-        assert!(h.contains(&"\"AP8=\"".to_string()) && h.contains(&"\"00ff\"".to_string()), "{h:?}");
+        assert!(h.bytes.contains(&"\"AP8=\"".to_string()) && h.bytes.contains(&"\"00ff\"".to_string()), "{h:?}");
+        assert!(!h.text.contains(&"\"00ff\"".to_string()), "a text column's \"00ff\" is a value");
     }
 
     #[test]

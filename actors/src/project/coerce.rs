@@ -208,7 +208,9 @@ pub(crate) fn coerce(raw: &Raw<'_>, to: impl Into<Target>) -> Result<Cell, Coerc
         SqlType::Numeric => match (to.scale, &v) {
             (Some(scale), Val::Str(s)) => {
                 let b = base64::engine::general_purpose::STANDARD.decode(s.as_bytes()).map_err(|_| format!("{s:?} is not base64"))?;
-                Ok(Cell::Numeric(super::decimal::unscaled_decimal(&b, scale)))
+                super::decimal::unscaled_decimal(&b, scale)
+                    .map(Cell::Numeric)
+                    .ok_or_else(|| format!("the decimal's {} bytes are more than {}", b.len(), super::decimal::MAX_UNSCALED_BYTES))
             }
             _ => numeric_of(&v),
         },

@@ -178,9 +178,19 @@ impl Decimal {
     }
 }
 
+/// The most bytes of an unscaled value read (about 1,200 digits, beyond any SQL numeric's
+/// precision): the conversion is quadratic in the length, and a message must not cost minutes.
+pub(crate) const MAX_UNSCALED_BYTES: usize = 512;
+/// The largest scale read (PostgreSQL's numeric keeps 16,383 digits after the point; a scale of
+/// billions would be a string of billions of zeros).
+pub(crate) const MAX_SCALE: u32 = 1000;
+
 /// A two's-complement big-endian unscaled value and its scale as an exact decimal string
-/// (Avro's and Kafka Connect's `Decimal`).
-pub(crate) fn unscaled_decimal(b: &[u8], scale: u32) -> String {
+/// (Avro's and Kafka Connect's `Decimal`); `None` beyond [`MAX_UNSCALED_BYTES`] or [`MAX_SCALE`].
+pub(crate) fn unscaled_decimal(b: &[u8], scale: u32) -> Option<String> {
+    if b.len() > MAX_UNSCALED_BYTES || scale > MAX_SCALE {
+        return None;
+    }
     let mut out = String::new();
     let negative = b.first().is_some_and(|x| x & 0x80 != 0);
     // The magnitude, big-endian: the bytes themselves, or their two's complement.
@@ -209,7 +219,7 @@ pub(crate) fn unscaled_decimal(b: &[u8], scale: u32) -> String {
         out.push('.');
         out.push_str(frac);
     }
-    out
+    Some(out)
 }
 
 /// The decimal digits of a big-endian unsigned magnitude (repeated division by 10⁹).

@@ -24,7 +24,7 @@ use wildmatch::WildMatch;
 
 use coerce::{coerce, quote, Target};
 pub(crate) use coerce::{Cell, KeyForm, SqlType};
-pub(crate) use decimal::unscaled_decimal;
+pub(crate) use decimal::{unscaled_decimal, MAX_SCALE};
 use instant::Unit;
 pub(crate) use outcome::Counts;
 use source::{Input, Source};
@@ -182,9 +182,8 @@ pub struct Projection {
     pub fold_case: bool,
     /// `key` and `newer_wins` wait for the table (its primary key, its columns).
     pub deferred: bool,
-    /// The JSON texts that mean "unchanged, not sent" (Debezium's placeholder, as text, base64
-    /// and hex bytes, and an array of one).
-    pub placeholders: Vec<String>,
+    /// The JSON texts that mean "unchanged, not sent" (Debezium's placeholder).
+    pub(crate) placeholders: cdc::Placeholders,
 }
 
 /// The longest projection name.
@@ -331,7 +330,7 @@ impl Projection {
             map_all: map_all.then(Default::default),
             fold_case: false,
             deferred: map_all || (cdc && spec.key.is_empty()),
-            placeholders: if cdc { cdc::placeholders(&spec.unavailable_value_placeholder) } else { Vec::new() },
+            placeholders: if cdc { cdc::placeholders(&spec.unavailable_value_placeholder) } else { Default::default() },
         };
         if !p.deferred {
             p.resolve(&spec.key)?;
@@ -451,7 +450,7 @@ impl Projection {
                 detail: format!("projection {}: column {}: {what} ({})", self.name, c.name, source_name(&c.source)),
             };
             let target = if input.typed() { Target { unit: None, scale: None, ..c.target() } } else { c.target() };
-            let got = input.get(&c.source).filter(|raw| !self.unavailable(raw));
+            let got = input.get(&c.source).filter(|raw| !self.unavailable(raw, c));
             let cell = match got {
                 None if is_key => return Err(missing("the key column's value is missing")),
                 None if is_version => return Err(missing("the newer_wins column's value is missing")),
@@ -484,11 +483,11 @@ impl Projection {
 
 impl Projection {
     /// Debezium's placeholder for a value it was not sent: the column is left as it is.
-    fn unavailable(&self, raw: &coerce::Raw<'_>) -> bool {
-        match raw {
-            coerce::Raw::Json(text) if !self.placeholders.is_empty() => self.placeholders.iter().any(|p| p == text.trim()),
-            _ => false,
-        }
+    fn unavailable(&self, raw: &coerce::Raw<'_>, c: &Column) -> bool {
+        let coerce::Raw::Json(text) = raw else { return false };
+        let (text, p) = (text.trim(), &self.placeholders);
+        let binary = c.ty == SqlType::Bytea || c.element == Some(SqlType::Bytea);
+        p.text.iter().any(|t| t == text) || (binary && p.bytes.iter().any(|t| t == text))
     }
 }
 

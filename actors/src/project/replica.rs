@@ -50,8 +50,9 @@ impl Projection {
         let table = self.map_all.as_ref().filter(|t| !t.is_empty())?;
         let mut ignored = Vec::new();
         for name in input.image_fields() {
-            let known = if self.fold_case { table.contains(&name.to_ascii_lowercase()) } else { table.contains(name) };
-            if !known {
+            // As spelt: a field whose name differs from its column's only in case is not read
+            // (pointers match exactly), so it is told and counted, never silently lost.
+            if !table.contains(name) {
                 ignored.push(name.to_string());
             }
         }
@@ -72,7 +73,7 @@ impl Projection {
         if let Some(mut all) = self.map_all.take() {
             all.clear();
             for (name, writable) in columns {
-                all.insert(norm(name));
+                all.insert(name.to_string());
                 if writable && !self.columns.iter().any(|c| norm(&c.name) == norm(name)) {
                     self.columns.push(image_column(name));
                 }

@@ -107,15 +107,19 @@ pub(crate) struct LabelCount {
 }
 
 /// The [`Conn`] methods whose statements are the same text on every backend, for each backend's
-/// `impl Conn` to expand (Diesel's types differ per backend). `MIGRATIONS` and `load_offsets`
-/// (`offsets::offset_statements!`) must be that backend's, in scope.
+/// `impl Conn` to expand (Diesel's types differ per backend). `MIGRATIONS`, `migration_lock` and
+/// `load_offsets` (`offsets::offset_statements!`) must be that backend's, in scope.
 macro_rules! conn_statements {
     () => {
         fn migrate(&mut self) -> Result<Vec<String>, $crate::storage::StoreError> {
             use diesel_migrations::MigrationHarness;
-            self.run_pending_migrations(MIGRATIONS)
-                .map(|applied| applied.into_iter().map(|v| v.to_string()).collect())
-                .map_err(|e| $crate::storage::StoreError::fatal("migration failed", e))
+            // Under the backend's lock: members starting together on a new database would
+            // otherwise both find a migration pending and race to create its tables.
+            migration_lock(self, |c| {
+                c.run_pending_migrations(MIGRATIONS)
+                    .map(|applied| applied.into_iter().map(|v| v.to_string()).collect())
+                    .map_err(|e| $crate::storage::StoreError::fatal("migration failed", e))
+            })
         }
 
         fn load_offsets(

@@ -75,6 +75,20 @@ fn url_port(url: &str) -> Option<&str> {
 /// The migrations embedded in the binary.
 pub(super) const MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("../migrations/postgres");
 
+/// The advisory lock members take around migrations ("tributa" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0074_7269_6275_7461;
+
+/// `f` while this session holds the migration lock: a second member waits, then finds nothing
+/// pending.
+fn migration_lock<T>(c: &mut PgConnection, f: impl FnOnce(&mut PgConnection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK).execute(c)?;
+    let done = f(c);
+    let unlocked = diesel::sql_query("SELECT pg_advisory_unlock($1)").bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK).execute(c);
+    let done = done?;
+    unlocked?;
+    Ok(done)
+}
+
 super::offsets::offset_statements!(PgConnection, diesel::dsl::now);
 
 /// Tuples encoded per chunk of a streamed `COPY`: the buffer stays small, whatever the group.

@@ -129,11 +129,17 @@ impl Decoder<'_, '_> {
                 let b = self.take(*n)?;
                 bytes_value(b, *l, out)?;
             }
-            Node::String => {
+            node @ (Node::String | Node::JsonText) => {
+                let document = matches!(node, Node::JsonText);
                 let n = self.len()?;
                 let b = self.take(n)?;
                 let s = std::str::from_utf8(b).map_err(|e| format!("string is not UTF-8: {e}"))?;
-                json_str(s, out);
+                // A document stays the document; text that is not JSON stays the string it is.
+                if document && serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok() {
+                    out.push_str(s.trim());
+                } else {
+                    json_str(s, out);
+                }
             }
             Node::Enum(symbols) => {
                 let i = self.int()?;
@@ -231,8 +237,7 @@ impl Decoder<'_, '_> {
             }
         }
         let scale = scale.and_then(|s| u32::try_from(s).ok()).ok_or("VariableScaleDecimal without a scale of 0 or more")?;
-        decimal(&unscaled.unwrap_or_default(), scale, out);
-        Ok(())
+        decimal(&unscaled.unwrap_or_default(), scale, out)
     }
 }
 
@@ -304,7 +309,7 @@ fn fraction(digits: usize) -> &'static str {
 
 fn bytes_value(b: &[u8], l: Logical, out: &mut String) -> Step {
     match l {
-        Logical::Decimal { scale } => decimal(b, scale, out),
+        Logical::Decimal { scale } => decimal(b, scale, out)?,
         Logical::Duration => {
             let part = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
             let _ = write!(out, "{{\"months\":{},\"days\":{},\"millis\":{}}}", part(0), part(4), part(8));
@@ -319,10 +324,13 @@ fn bytes_value(b: &[u8], l: Logical, out: &mut String) -> Step {
 }
 
 /// A two's-complement big-endian unscaled value and its scale as an exact decimal, quoted.
-pub(crate) fn decimal(b: &[u8], scale: u32, out: &mut String) {
+pub(crate) fn decimal(b: &[u8], scale: u32, out: &mut String) -> Result<(), String> {
+    let d = crate::project::unscaled_decimal(b, scale)
+        .ok_or_else(|| format!("a decimal of {} bytes at scale {scale} is beyond what tributary reads (512 bytes, scale 1000)", b.len()))?;
     out.push('"');
-    out.push_str(&crate::project::unscaled_decimal(b, scale));
+    out.push_str(&d);
     out.push('"');
+    Ok(())
 }
 
 #[cfg(test)]

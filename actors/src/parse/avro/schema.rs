@@ -47,6 +47,9 @@ pub(super) enum Node {
     Double,
     Bytes(Logical),
     String,
+    /// Debezium's `io.debezium.data.Json`: a string holding a JSON document, written as that
+    /// document (as the Connect JSON wrapper's is).
+    JsonText,
     /// Field names already written as JSON strings, with their node.
     Record(Vec<(String, usize)>, Logical),
     /// Symbols already written as JSON strings.
@@ -121,6 +124,7 @@ impl Compiler {
             "float" => Node::Float,
             "double" => Node::Double,
             "bytes" => Node::Bytes(logical(attrs, name)),
+            "string" if connect_name(attrs) == Some("io.debezium.data.Json") => Node::JsonText,
             "string" => Node::String,
             _ => {
                 let full = full_name(name, None, namespace);

@@ -21,6 +21,13 @@ pub(crate) fn frame(payload: &[u8]) -> Option<(u32, &[u8])> {
     }
 }
 
+/// Whether `payload` was decoded by an Avro schema (whose Connect logical types the decoder
+/// turns into their values); JSON Schema and Protobuf data stay as the connector wrote them.
+pub(crate) fn avro_decoded(payload: Option<&[u8]>, opts: &ParseOptions) -> bool {
+    let (Some((id, _)), Some(schemas)) = (payload.and_then(frame), opts.schemas.as_deref()) else { return false };
+    matches!(*schemas.get(id), Entry::Avro(_))
+}
+
 /// Note the schema ids a batch of `topic` is framed with (for `/status`): once per batch.
 pub(crate) fn saw<'p>(schemas: &Schemas, topic: &str, payloads: impl Iterator<Item = Option<&'p [u8]>>) {
     let mut ids: Vec<u32> = Vec::new();

@@ -128,6 +128,13 @@ struct NewDeadLetter<'a> {
 /// The migrations embedded in the binary.
 pub(crate) const MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("../migrations/sqlite");
 
+/// `f` inside an immediate transaction (the file's write lock, taken first): a second process
+/// waits on it (busy timeout), then finds nothing pending. Each migration's own transaction
+/// nests as a savepoint.
+fn migration_lock<T>(c: &mut SqliteConnection, f: impl FnOnce(&mut SqliteConnection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    c.immediate_transaction(f)
+}
+
 super::offsets::offset_statements!(SqliteConnection, now());
 
 /// The current time as SQLite timestamps are written.

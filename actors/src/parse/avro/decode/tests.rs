@@ -58,9 +58,12 @@ fn records_unions_enums_arrays_and_maps_become_plain_json() {
 fn decimals_of_any_size_and_sign_are_exact_strings() {
     let dec = |bytes: &[u8], scale: u32| {
         let mut out = String::new();
-        decimal(bytes, scale, &mut out);
+        decimal(bytes, scale, &mut out).unwrap();
         out
     };
+    let mut out = String::new();
+    assert!(decimal(&[1; 513], 0, &mut out).is_err(), "beyond 512 bytes: refused, not minutes of CPU");
+    assert!(decimal(&[1], 1001, &mut out).is_err(), "a scale beyond 1000");
     assert_eq!(dec(&[0x30, 0x39], 2), "\"123.45\"");
     assert_eq!(dec(&[0xcf, 0xc7], 2), "\"-123.45\"");
     assert_eq!(dec(&[0x05], 3), "\"0.005\"");
