@@ -10,7 +10,7 @@ use diesel::sql_types::{Nullable, Text};
 use serde_json::{json, Value};
 use tributary::app;
 
-use crate::cdc_stream::{self, Table, CUSTOMERS, ITEMS, ORDERS};
+use crate::cdc_stream::{self, Table, CUSTOMERS};
 use crate::common::*;
 
 on_both_backends!(a_generated_change_stream_ends_as_the_model, the_events_debeziums_documentation_shows_apply_as_it_says,);
@@ -111,12 +111,7 @@ fn a_generated_change_stream_ends_as_the_model(kind: Kind) {
     let Some(db) = test_db_of(kind) else { return };
     let kafka = tributary::mock::MockKafka::start(1).unwrap();
     let group = format!("g-{}", unique());
-    kafka.create_topic(CUSTOMERS, 2).unwrap();
-    kafka.create_topic(ORDERS, 1).unwrap();
-    kafka.create_topic(ITEMS, 1).unwrap();
-    for t in cdc_stream::tables(kind) {
-        sql(&db.url, t);
-    }
+    cdc_stream::create(&kafka, kind, &db.url);
     let stream = cdc_stream::generate(11, 12);
     assert!(stream.customers.len() > 50 && stream.items.len() > 20 && stream.ignored_fields > 10, "the stream has rows");
     for m in &stream.msgs {

@@ -62,12 +62,7 @@ fn kill_dash_nine_and_rebalances_during_a_change_stream_end_as_the_model_exactly
     let Some(db) = test_db_of(kind) else { return };
     let kafka = Arc::new(MockKafka::start(1).unwrap());
     let group = format!("g-{}", unique());
-    kafka.create_topic(CUSTOMERS, 2).unwrap();
-    kafka.create_topic(ORDERS, 1).unwrap();
-    kafka.create_topic(ITEMS, 1).unwrap();
-    for t in cdc_stream::tables(kind) {
-        sql(&db.url, t);
-    }
+    cdc_stream::create(&kafka, kind, &db.url);
     let stream = cdc_stream::generate(23, 40);
     let mut watermarks: ByPartition<i64> = BTreeMap::new();
     for m in &stream.msgs {

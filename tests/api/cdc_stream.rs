@@ -42,7 +42,17 @@ pub const CUSTOMERS: &str = "db.public.customers";
 pub const ORDERS: &str = "db.public.orders";
 pub const ITEMS: &str = "db.public.items";
 
-pub fn tables(kind: Kind) -> [&'static str; 3] {
+/// The three topics in `kafka` and the three replica tables in the database at `url`.
+pub fn create(kafka: &tributary::mock::MockKafka, kind: Kind, url: &str) {
+    kafka.create_topic(CUSTOMERS, 2).unwrap();
+    kafka.create_topic(ORDERS, 1).unwrap();
+    kafka.create_topic(ITEMS, 1).unwrap();
+    for t in tables(kind) {
+        crate::common::sql(url, t);
+    }
+}
+
+fn tables(kind: Kind) -> [&'static str; 3] {
     match kind {
         Kind::Postgres => [
             "CREATE TABLE customers (id integer PRIMARY KEY, name text NOT NULL, balance numeric(12,2), born date, \

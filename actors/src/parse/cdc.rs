@@ -214,18 +214,14 @@ fn compiled(text: &str) -> Result<Rc<Compiled>, String> {
     Ok(c)
 }
 
-/// The logical types of Kafka Connect and Debezium that count in integers.
+/// The logical types of Kafka Connect and Debezium that count in integers (the Avro
+/// converter's, by the Connect type's name).
 fn int_logical(name: &str, ty: &str) -> Option<Logical> {
-    Some(match (name, ty) {
-        ("org.apache.kafka.connect.data.Date" | "io.debezium.time.Date", "int32") => Logical::Date,
-        ("org.apache.kafka.connect.data.Time" | "io.debezium.time.Time", "int32") => Logical::TimeMillis,
-        ("io.debezium.time.MicroTime", "int64") => Logical::TimeMicros,
-        ("io.debezium.time.NanoTime", "int64") => Logical::TimeNanos,
-        ("org.apache.kafka.connect.data.Timestamp" | "io.debezium.time.Timestamp", "int64") => Logical::TimestampMillis,
-        ("io.debezium.time.MicroTimestamp", "int64") => Logical::TimestampMicros,
-        ("io.debezium.time.NanoTimestamp", "int64") => Logical::TimestampNanos,
-        _ => return None,
-    })
+    match ty {
+        "int32" => avro::connect_int_logical(name, false),
+        "int64" => avro::connect_int_logical(name, true),
+        _ => None,
+    }
 }
 
 fn conv(schema: &Value) -> Conv {

@@ -8,5 +8,5 @@ mod schema;
 
 pub(crate) use decode::decode;
 pub(crate) use decode::{decimal, int_value};
-pub(crate) use schema::Logical;
 pub(crate) use schema::{compile, Compiled};
+pub(crate) use schema::{connect_int_logical, Logical};

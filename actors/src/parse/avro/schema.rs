@@ -257,23 +257,34 @@ fn logical(attrs: &Map<String, Value>, base: &str) -> Logical {
     by_logical_type.or_else(|| connect_logical(attrs, base)).unwrap_or(Logical::Plain)
 }
 
+/// Kafka Connect's and Debezium's logical types that count in an `int` (`long = false`: days,
+/// milliseconds of a day) or a `long`; the Connect JSON wrapper's reader uses them too.
+pub(crate) fn connect_int_logical(name: &str, long: bool) -> Option<Logical> {
+    Some(match (name, long) {
+        ("org.apache.kafka.connect.data.Date" | "io.debezium.time.Date", false) => Logical::Date,
+        ("org.apache.kafka.connect.data.Time" | "io.debezium.time.Time", false) => Logical::TimeMillis,
+        ("io.debezium.time.MicroTime", true) => Logical::TimeMicros,
+        ("io.debezium.time.NanoTime", true) => Logical::TimeNanos,
+        ("org.apache.kafka.connect.data.Timestamp" | "io.debezium.time.Timestamp", true) => Logical::TimestampMillis,
+        ("io.debezium.time.MicroTimestamp", true) => Logical::TimestampMicros,
+        ("io.debezium.time.NanoTimestamp", true) => Logical::TimestampNanos,
+        _ => return None,
+    })
+}
+
 /// Kafka Connect's and Debezium's logical names (`connect.name`), for schemas written by their
 /// Avro converter without an Avro `logicalType`.
 fn connect_logical(attrs: &Map<String, Value>, base: &str) -> Option<Logical> {
-    Some(match (connect_name(attrs)?, base) {
-        ("org.apache.kafka.connect.data.Date" | "io.debezium.time.Date", "int") => Logical::Date,
-        ("org.apache.kafka.connect.data.Time" | "io.debezium.time.Time", "int") => Logical::TimeMillis,
-        ("io.debezium.time.MicroTime", "long") => Logical::TimeMicros,
-        ("io.debezium.time.NanoTime", "long") => Logical::TimeNanos,
-        ("org.apache.kafka.connect.data.Timestamp" | "io.debezium.time.Timestamp", "long") => Logical::TimestampMillis,
-        ("io.debezium.time.MicroTimestamp", "long") => Logical::TimestampMicros,
-        ("io.debezium.time.NanoTimestamp", "long") => Logical::TimestampNanos,
-        ("org.apache.kafka.connect.data.Decimal", "bytes") => {
+    let name = connect_name(attrs)?;
+    match base {
+        "int" => connect_int_logical(name, false),
+        "long" => connect_int_logical(name, true),
+        "bytes" if name == "org.apache.kafka.connect.data.Decimal" => {
             let params = attrs.get("connect.parameters")?;
-            Logical::Decimal { scale: scale(params.get("scale"))? }
+            Some(Logical::Decimal { scale: scale(params.get("scale"))? })
         }
-        _ => return None,
-    })
+        _ => None,
+    }
 }
 
 /// A decimal's scale: a number, or (Connect's parameters) a numeric string.
