@@ -25,6 +25,10 @@ enum Step {
     Delete(i64),
     /// key, a (negative: the table's CHECK refuses it), b, version
     Change(i64, Field<i64>, Field<String>, i64),
+    /// A change event's truncate (every row deleted, in order).
+    Truncate,
+    /// A message written nowhere (Debezium's tombstone after a delete), counted.
+    Skip,
 }
 
 fn field<T: std::fmt::Debug + Clone + 'static>(val: impl Strategy<Value = T> + 'static) -> impl Strategy<Value = Field<T>> {
@@ -35,6 +39,8 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         1 => (0..3i64).prop_map(Step::Delete),
         6 => (0..3i64, field(-1..4i64), field("[a-c]"), 0..8i64).prop_map(|(k, a, b, v)| Step::Change(k, a, b, v)),
+        // Rare, as in a change stream: each cuts the range into what comes before and after.
+        1 => prop_oneof![Just(Step::Truncate), Just(Step::Skip)],
     ]
 }
 
@@ -81,6 +87,8 @@ fn op(s: &Step) -> Op {
         Step::Change(k, a, b, v) => {
             Op::new(0, OpKind::Change, vec![cell(a, Cell::Int), cell(b, Cell::Text), Some(Cell::Int(*k)), Some(Cell::Int(*v))])
         }
+        Step::Truncate => Op::new(0, OpKind::Truncate, Vec::new()),
+        Step::Skip => Op::new(0, OpKind::Skip(crate::project::cdc::Skip::Tombstone), Vec::new()),
     }
 }
 
@@ -107,6 +115,12 @@ fn model(steps: &[Step], mode: Mode, newer: bool) -> (BTreeMap<i64, Row>, Vec<us
     };
     for (i, s) in steps.iter().enumerate() {
         match s {
+            Step::Truncate => {
+                c.deleted += t.len() as u64;
+                c.truncates += 1;
+                t.clear();
+            }
+            Step::Skip => c.skipped_tombstones += 1,
             Step::Delete(k) => match t.remove(k) {
                 Some(_) => c.deleted += 1,
                 None => c.unchanged += 1,
