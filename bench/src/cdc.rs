@@ -267,8 +267,9 @@ pub struct Setup<'a> {
     pub events: usize,
     pub keys: usize,
     pub dir: &'a Path,
-    /// The `proj-pg` phase's raw limit (median, rows/s) and partitions, when it ran.
+    /// The `proj-pg` phase's raw limit (median, rows/s), when it ran.
     pub proj_raw: Option<f64>,
+    /// The projection phases' partitions: their raw limit's batches, when measured here.
     pub proj_partitions: i32,
 }
 
