@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 mod avro;
+mod cdc;
 mod project;
 mod service;
 mod soak;
@@ -78,7 +79,8 @@ struct Args {
     /// Events of the soak phase (a topic of its own, one run per database).
     #[arg(long, default_value_t = 3_000_000)]
     soak_events: usize,
-    /// Events of the projection phases (a topic of its own), readings of `--proj-keys` devices.
+    /// Events of the projection phases (a topic of its own), readings of `--proj-keys` devices;
+    /// also the `cdc` phase's change events, over as many keys.
     #[arg(long, default_value_t = 1_000_000)]
     proj_events: usize,
     /// Devices (Kafka keys, rows of the projected table) of the projection phases.
@@ -96,13 +98,14 @@ enum Phase {
     Sqlite,
     ProjPg,
     ProjSqlite,
+    Cdc,
     Avro,
     Latency,
     Soak,
 }
 
 impl Phase {
-    const ALL: [Phase; 11] = [
+    const ALL: [Phase; 12] = [
         Phase::Produce,
         Phase::Consume,
         Phase::PgCopy,
@@ -111,6 +114,7 @@ impl Phase {
         Phase::Sqlite,
         Phase::ProjPg,
         Phase::ProjSqlite,
+        Phase::Cdc,
         Phase::Avro,
         Phase::Latency,
         Phase::Soak,
@@ -531,18 +535,34 @@ fn main() {
         alternate(runs, run(Phase::SqliteRaw).then_some(&mut raw as _), run(Phase::Sqlite).then_some(&mut e2e as _))
     };
     report(&sq, runs, n, Labels { db: "SQLite", raw: "raw SQLite insert", e2e: "tributary → SQLite", ratio: "SQLite ÷ raw insert" }, None);
+    let proj_partitions = args.partitions.unwrap_or(if mock.is_some() { ((args.proj_events * 420) / 4_500_000).max(4) as i32 } else { 8 });
     let proj = project::run(&project::Setup {
         bin: &bin,
         mock: mock.as_ref(),
         brokers: &brokers,
         admin: &args.database_url,
-        partitions: args.partitions.unwrap_or(if mock.is_some() { ((args.proj_events * 420) / 4_500_000).max(4) as i32 } else { 8 }),
+        partitions: proj_partitions,
         runs,
         events: args.proj_events,
         keys: args.proj_keys,
         dir: dir.path(),
         pg: run(Phase::ProjPg),
         sqlite: run(Phase::ProjSqlite),
+    });
+    let cdc = run(Phase::Cdc).then(|| {
+        cdc::run(&cdc::Setup {
+            bin: &bin,
+            mock: mock.as_ref(),
+            brokers: &brokers,
+            admin: &args.database_url,
+            partitions: args.partitions,
+            runs,
+            events: args.proj_events,
+            keys: args.proj_keys,
+            dir: dir.path(),
+            proj_raw: proj.as_ref().and_then(project::Figures::pg_raw),
+            proj_partitions,
+        })
     });
     let latency = run(Phase::Latency).then(|| {
         let db = temp_pg(&args.database_url);
@@ -650,6 +670,7 @@ fn main() {
     if let Some(fields) = summary.as_object_mut() {
         fields.extend(project::summary(proj.as_ref()));
         fields.extend(avro::summary(avro.as_ref()));
+        fields.extend(cdc::summary(cdc.as_ref()));
     }
     println!("{summary}");
 }

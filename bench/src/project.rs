@@ -114,7 +114,7 @@ fn partition(device: i64, partitions: i32) -> i32 {
 }
 
 /// The events' indexes per partition in offset order, in batches of `batch`.
-fn batches(n: usize, keys: usize, partitions: i32, batch: usize) -> Vec<Vec<usize>> {
+pub(crate) fn batches(n: usize, keys: usize, partitions: i32, batch: usize) -> Vec<Vec<usize>> {
     let mut per_partition = vec![Vec::new(); partitions as usize];
     for i in 0..n {
         per_partition[partition((i % keys) as i64, partitions) as usize].push(i);
@@ -319,6 +319,22 @@ fn raw_sqlite(url: &str, batches: &[Vec<usize>], n: usize, keys: usize) -> f64 {
     rate
 }
 
+/// The raw PostgreSQL limit of one run: the faster of `COPY` + staging and `unnest`, each into a
+/// fresh database on the server `admin` connects to (the `cdc` phase measures it too when
+/// `proj-pg` did not run).
+pub(crate) fn raw_pg_limit(admin: &str, batches: &[Vec<usize>], n: usize, keys: usize) -> f64 {
+    let copy = {
+        let db = temp_pg(admin);
+        quiesce(admin);
+        raw_pg(&db.url, batches, n, keys)
+    };
+    let db = temp_pg(admin);
+    quiesce(admin);
+    let unnest = raw_pg_unnest(&db.url, batches, n, keys);
+    eprintln!("    raw PG upsert: COPY + staging {copy:.0} rows/s, unnest arrays {unnest:.0} rows/s");
+    copy.max(unnest)
+}
+
 /// What the projection phases need from the run.
 pub struct Setup<'a> {
     pub bin: &'a PathBuf,
@@ -342,6 +358,13 @@ pub struct Figures {
     sqlite: Option<Measured>,
 }
 
+impl Figures {
+    /// The PostgreSQL raw limit's median (rows/s), when `proj-pg` ran.
+    pub fn pg_raw(&self) -> Option<f64> {
+        self.pg.as_ref()?.raw.as_ref().map(|r| r.median)
+    }
+}
+
 /// Produce the readings, then measure each selected backend, raw and end to end alternating.
 pub fn run(s: &Setup<'_>) -> Option<Figures> {
     if !s.pg && !s.sqlite {
@@ -359,18 +382,7 @@ pub fn run(s: &Setup<'_>) -> Option<Figures> {
     let note = Some(format!("; {keys} devices"));
 
     let pg = s.pg.then(|| {
-        let mut raw = |_| {
-            let copy = {
-                let db = temp_pg(s.admin);
-                quiesce(s.admin);
-                raw_pg(&db.url, &batches, n, keys)
-            };
-            let db = temp_pg(s.admin);
-            quiesce(s.admin);
-            let unnest = raw_pg_unnest(&db.url, &batches, n, keys);
-            eprintln!("    raw PG upsert: COPY + staging {copy:.0} rows/s, unnest arrays {unnest:.0} rows/s");
-            copy.max(unnest)
-        };
+        let mut raw = |_| raw_pg_limit(s.admin, &batches, n, keys);
         let mut e2e = |_| {
             let db = temp_pg(s.admin);
             let mut c = diesel::PgConnection::establish(&db.url).expect("connect to the bench database");
@@ -426,7 +438,7 @@ pub fn summary(f: Option<&Figures>) -> Map<String, Value> {
             m.and_then(|m| m.raw.as_ref()).map(|r| r.median.round()),
             e2e.map(|e| e.per_s.round()),
             m.and_then(|m| m.ratio.as_ref()).map(|r| (rate3(r.median), rate3(r.low))),
-            e2e.map(|e| (r1(e.rss_steady_mib), r1(e.rss_peak_mib))),
+            e2e.map(|e| (r1(e.rss_steady_mib), r1(e.rss_peak_mib), rate3(e.cpu_per_100k_s))),
         )
     };
     let (pg_raw, pg_e2e, pg_ratio, pg_rss) = figures(f.and_then(|f| f.pg.as_ref()));
@@ -440,6 +452,7 @@ pub fn summary(f: Option<&Figures>) -> Map<String, Value> {
         "pg_proj_ratio_low": pg_ratio.map(|r| r.1),
         "pg_proj_rss_steady_mib": pg_rss.map(|r| r.0),
         "pg_proj_rss_peak_mib": pg_rss.map(|r| r.1),
+        "pg_proj_cpu_s_per_100k": pg_rss.map(|r| r.2),
         "sqlite_proj_raw_per_s": sq_raw,
         "sqlite_proj_e2e_per_s": sq_e2e,
         "sqlite_proj_ratio": sq_ratio.map(|r| r.0),
