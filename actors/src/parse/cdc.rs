@@ -75,27 +75,19 @@ pub(crate) fn read<'a>(data: &'a str, key: Option<&'a str>, typed: bool) -> Even
 
 /// The key's fields as a JSON object's text, out of Connect's wrapper when it is in one.
 fn read_key(key: &str) -> Option<Cow<'_, str>> {
-    #[derive(Deserialize)]
-    struct Wrapper<'a> {
-        #[serde(borrow)]
-        schema: Option<&'a RawValue>,
-        #[serde(borrow)]
-        payload: Option<&'a RawValue>,
-    }
     let key = key.trim();
     if !key.starts_with('{') {
         return None;
     }
-    let wrapped = members(key).is_some_and(|m| m.len() == 2 && m.iter().all(|(n, _)| n == "schema" || n == "payload"));
+    // One skim of the members tells the wrapper and holds its parts.
+    let members = members(key)?;
+    let wrapped = members.len() == 2 && members.iter().all(|(n, _)| n == "schema" || n == "payload");
     if !wrapped {
         return Some(Cow::Borrowed(key));
     }
-    let w: Wrapper<'_> = serde_json::from_str(key).ok()?;
-    let payload = w.payload?;
-    if !payload.get().starts_with('{') {
-        return None;
-    }
-    let conv = w.schema.and_then(|s| compiled(s.get()).ok());
+    let part = |name: &str| members.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+    let payload = part("payload").filter(|p| p.get().starts_with('{'))?;
+    let conv = part("schema").and_then(|s| compiled(s.get()).ok());
     match conv.as_deref() {
         Some(Compiled { value, .. }) => convert(payload, value).ok(),
         None => Some(Cow::Borrowed(payload.get())),
