@@ -154,8 +154,12 @@ fn a_running_service_never_shows_a_secret_in_its_logs_or_answers() {
     let bind = format!("127.0.0.1:{port}");
     let env = secret_env(&[("TRIBUTARY_DATABASE__URL", &url), ("TRIBUTARY_HTTP__BIND", &bind), ("TRIBUTARY_LOG__LEVEL", "debug")]);
     let dir = tempfile::tempdir().unwrap();
-    let child =
-        command(&["run"], &env, dir.path()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // The log goes to a file so that the test can wait for a debug line (the brokers' repeated
+    // failures are logged at debug) rather than hope one was written before the stop.
+    let log_path = dir.path().join("log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let mut child = command(&["run"], &env, dir.path()).stdout(log_file.try_clone().unwrap()).stderr(log_file).spawn().unwrap();
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     wait_until("/ready names the unreachable brokers", Duration::from_secs(60), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && get_json(port, "/ready").1.to_string().contains("brokers_unreachable")
     });
@@ -168,10 +172,11 @@ fn a_running_service_never_shows_a_secret_in_its_logs_or_answers() {
     let right = [("Authorization", "Bearer admin-secret-token-0123456789")];
     answers.push(http_with("POST", port, "/dead-letters/redrive", &right, b"{\"limit\": \"many\"}").1);
     assert!(answers[2].contains("[REDACTED]"), "the configuration in /status shows where secrets were: {}", answers[2]);
+    wait_until("a debug line in the log", Duration::from_secs(60), || read_log().contains("DEBG"));
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(child.wait().unwrap().success());
+    let log = read_log();
     assert!(log.contains("kafka brokers unreachable") && log.contains("DEBG"), "a log with something in it:\n{log}");
     for secret in SECRETS {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
