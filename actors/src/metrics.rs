@@ -74,6 +74,8 @@ pub struct Metrics {
     /// Change-topic messages a projection passed over, by projection and what they were.
     pub projection_skipped: Family<Labels, Counter>,
     pub projection_truncates: Family<Labels, Counter>,
+    /// A template projection's ops, by the table they went to.
+    pub projection_table_rows: Family<Labels, Counter>,
     pub projection_ignored_fields: Family<Labels, Counter>,
     pub unrouted: Family<Labels, Counter>,
     /// The schema registry's requests and schemas, framed values that did not decode.
@@ -126,6 +128,7 @@ impl Metrics {
             projection_dead_letters: Family::default(),
             projection_skipped: Family::default(),
             projection_truncates: Family::default(),
+            projection_table_rows: Family::default(),
             projection_ignored_fields: Family::default(),
             unrouted: Family::default(),
             registry: RegistryMetrics::new(),
@@ -199,6 +202,11 @@ impl Metrics {
             m.projection_truncates.clone(),
         );
         r.register(
+            "projection_table_rows",
+            "A template projection's ops, by projection, the table they went to, and outcome (as projection_rows)",
+            m.projection_table_rows.clone(),
+        );
+        r.register(
             "projection_ignored_fields",
             "Fields of change events' row images that the projection's table has no column for, passed over, by projection",
             m.projection_ignored_fields.clone(),
@@ -262,6 +270,9 @@ impl Metrics {
         }
         for (p, c) in plan.projections.iter().zip(&commit.projections) {
             self.count_projection_rows(&p.name, c);
+            if p.from_template {
+                self.count_table_rows(&p.name, &p.table.to_string(), c);
+            }
         }
         if committed_any {
             self.db_write_seconds.observe(took.as_secs_f64());
@@ -270,9 +281,23 @@ impl Metrics {
         self.pool_in_use.set(i64::from(pool_in_use));
     }
 
+    /// Count what a template projection's statements did to one of its tables.
+    fn count_table_rows(&self, projection: &str, table: &str, c: &crate::project::Counts) {
+        for (outcome, n) in c.outcomes() {
+            if n > 0 {
+                let labels = vec![
+                    ("projection".to_string(), LabelValue(projection.to_string())),
+                    ("table".to_string(), LabelValue(escaped(table))),
+                    ("outcome".to_string(), LabelValue(outcome.to_string())),
+                ];
+                self.projection_table_rows.get_or_create(&labels).inc_by(n);
+            }
+        }
+    }
+
     /// Count what a projection's statements did (a commit's or a redrive's).
     pub fn count_projection_rows(&self, projection: &str, c: &crate::project::Counts) {
-        for (outcome, n) in [("inserted", c.inserted), ("updated", c.updated), ("deleted", c.deleted), ("unchanged", c.unchanged)] {
+        for (outcome, n) in c.outcomes() {
             if n > 0 {
                 self.projection_rows.get_or_create(&projection_label(projection, "outcome", outcome)).inc_by(n);
             }
@@ -294,6 +319,12 @@ impl Metrics {
 
 pub fn label(k: &str, v: impl Into<String>) -> Labels {
     vec![(k.to_string(), LabelValue(v.into()))]
+}
+
+/// A label value as the text format writes one (the client writes values as they are, and a
+/// table a change event names may hold a backslash, a quote or a newline).
+fn escaped(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// A projection's label set: `projection` and one more (`reason`, `outcome`).

@@ -348,6 +348,9 @@ pub enum Reason {
     InvalidJsonSchema,
     /// A message on a debezium projection's topic that is not a change event.
     NotAChangeEvent,
+    /// A template projection's change names a table that cannot be written (missing, not
+    /// matching the projection, one of tributary's own; redrivable once it is there).
+    ProjectionNoTable,
 }
 
 impl Reason {
@@ -377,6 +380,7 @@ impl Reason {
             Reason::InvalidProtobuf => "invalid_protobuf",
             Reason::InvalidJsonSchema => "invalid_json_schema",
             Reason::NotAChangeEvent => "not_a_change_event",
+            Reason::ProjectionNoTable => "projection_no_table",
         }
     }
 }

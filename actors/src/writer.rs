@@ -16,11 +16,11 @@ use actix::prelude::*;
 use crate::backoff::Backoff;
 use crate::batches::{CommitOutcome, Committed, ParsedBatch};
 use crate::breaker::{Breaker, Transition};
-use crate::health::{BreakerChanged, DbStatus, HealthReporter};
+use crate::health::{BreakerChanged, DbStatus, HealthReporter, TableReached};
 use crate::lifecycle::{catch_panic, ActorFailed, ActorName, ActorRestartRequested, ActorStarted, Ping, Restart};
 use crate::metrics::Metrics;
 use crate::records::PartitionKey;
-use crate::storage::{Database, StoreError, Upkeep};
+use crate::storage::{Database, StoreError, Tables, Told, Upkeep};
 
 /// Commit parsed batches of distinct partitions in one transaction; one answer per batch.
 #[derive(Message)]
@@ -69,14 +69,15 @@ pub struct DbWriter {
     buf: Vec<u8>,
     /// The backend's work after each commit (SQLite: the WAL's checkpoints and rewinds).
     upkeep: Option<Box<dyn Upkeep>>,
-    /// Row-image fields a projection's table lacks, told once each (by projection).
-    ignored_told: std::collections::HashMap<u16, std::collections::HashSet<String>>,
+    /// The projections, with one for each table a template projection has reached.
+    tables: Tables,
 }
 
 impl DbWriter {
     pub fn new(db: Database, opts: WriterOptions, metrics: Metrics, health: Addr<HealthReporter>, log: slog::Logger) -> Self {
         let upkeep = db.upkeep(&log);
-        Self { db, opts, metrics, health, log, buf: Vec::new(), upkeep, ignored_told: Default::default() }
+        let tables = Tables::new(&opts.plan);
+        Self { db, opts, metrics, health, log, buf: Vec::new(), upkeep, tables }
     }
 
     /// Run `op` until it succeeds or fails for a non-transient reason; transient failures are
@@ -115,17 +116,18 @@ impl DbWriter {
         self.health.do_send(BreakerChanged(open));
     }
 
-    /// Log, once per projection and field, a change's field its table has no column for.
-    fn tell_ignored_fields(&mut self, batches: &[ParsedBatch]) {
-        let ops = batches.iter().flat_map(|b| b.projected.iter()).flat_map(|p| p.ops.iter());
-        for op in ops.filter(|op| op.ignored.is_some()) {
-            let told = self.ignored_told.entry(op.projection).or_default();
-            for field in op.ignored.iter().flat_map(|f| f.iter()) {
-                if told.len() < 1_000 && !told.contains(field.as_str()) {
-                    told.insert(field.clone());
-                    let p = &self.opts.plan.projections[op.projection as usize];
+    /// Log what resolving template projections' tables and ignoring fields found.
+    fn tell(&mut self) {
+        for told in self.tables.take_told() {
+            match told {
+                Told::Reached { projection, table } => {
+                    slog::info!(self.log, "a template projection reached a table, checked"; "projection" => &projection, "table" => &table);
+                    self.health.do_send(TableReached { projection, table });
+                }
+                Told::Warning(w) => slog::warn!(self.log, "{}", w),
+                Told::Ignored { projection, table, field } => {
                     slog::warn!(self.log, "a change event's field has no column in the table; ignored (counted in tributary_projection_ignored_fields_total)";
-                        "projection" => &p.name, "table" => p.table.to_string(), "field" => field);
+                        "projection" => projection, "table" => table, "field" => field)
                 }
             }
         }
@@ -134,7 +136,7 @@ impl DbWriter {
     fn write(&mut self, batches: &[ParsedBatch]) -> Result<Vec<Committed>, StoreError> {
         let started = Instant::now();
         let group = self.opts.group_id.clone();
-        let result = self.with_retries("commit_group", |w| w.db.commit_group(&group, &w.opts.plan, batches, &mut w.buf))?;
+        let result = self.with_retries("commit_group", |w| w.db.commit_group(&group, &mut w.tables, batches, &mut w.buf))?;
         if let Some(upkeep) = &mut self.upkeep {
             upkeep.after_commit(batches.iter().map(ParsedBatch::weight).sum());
         }
@@ -142,8 +144,8 @@ impl DbWriter {
         if self.buf.capacity() > 4 * 1024 * 1024 {
             self.buf = Vec::new();
         }
-        self.metrics.group_committed(&self.opts.plan, batches, &result, started.elapsed(), self.db.connections_in_use());
-        self.tell_ignored_fields(batches);
+        self.metrics.group_committed(self.tables.plan(), batches, &result, started.elapsed(), self.db.connections_in_use());
+        self.tell();
         let mut replies = Vec::with_capacity(batches.len());
         for ((batch, outcome), rejected) in batches.iter().zip(result.outcomes).zip(&result.rejected) {
             match &outcome {

@@ -9,6 +9,7 @@ mod cdc;
 mod cdc_avro;
 mod cdc_kill;
 mod cdc_stream;
+mod cdc_template;
 mod console;
 mod crash;
 mod demo;

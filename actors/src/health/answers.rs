@@ -114,6 +114,10 @@ pub struct Status {
     pub(crate) schema_registry: Option<RegistryState>,
     pub(crate) actors: Actors,
     pub(crate) partitions: Vec<PartitionStatus>,
+    /// The tables each template projection (`table = "${source.table}"`) has reached, by
+    /// projection.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub(crate) tables_reached: std::collections::BTreeMap<String, Vec<String>>,
     /// The effective configuration, secrets redacted, with the projections as checked against
     /// their tables.
     #[schema(value_type = Object)]

@@ -97,6 +97,14 @@ pub struct BrokersUnreachable(pub Option<String>);
 #[rtype(result = "()")]
 pub struct BreakerChanged(pub Option<String>);
 
+/// A template projection reached a table (the writer checked it, and writes it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TableReached {
+    pub projection: String,
+    pub table: String,
+}
+
 /// Consumption paused or resumed by an operator.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -167,6 +175,8 @@ pub struct HealthReporter {
     reader: Option<Recipient<Restart>>,
     /// When the database was last found unreachable, for the INFO line when it is back.
     db_lost_at: Option<Instant>,
+    /// The tables each template projection has reached.
+    tables_reached: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
     log: slog::Logger,
 }
 
@@ -183,6 +193,7 @@ impl HealthReporter {
             db_probe: None,
             reader: None,
             db_lost_at: None,
+            tables_reached: Default::default(),
             log,
         }
     }
@@ -462,6 +473,13 @@ impl Handler<BrokersUnreachable> for HealthReporter {
     }
 }
 
+impl Handler<TableReached> for HealthReporter {
+    type Result = ();
+    fn handle(&mut self, msg: TableReached, _: &mut Self::Context) {
+        self.tables_reached.entry(msg.projection).or_default().insert(msg.table);
+    }
+}
+
 impl Handler<BreakerChanged> for HealthReporter {
     type Result = ();
     fn handle(&mut self, msg: BreakerChanged, _: &mut Self::Context) {
@@ -561,6 +579,7 @@ impl Handler<GetStatus> for HealthReporter {
             }),
             actors: self.actors(),
             partitions,
+            tables_reached: self.tables_reached.iter().map(|(p, t)| (p.clone(), t.iter().cloned().collect())).collect(),
             config: self.opts.config_summary.clone(),
         })
     }

@@ -66,6 +66,22 @@ pub(crate) struct Change<'a> {
     pub typed: bool,
 }
 
+impl Change<'_> {
+    /// Owned, to wait in a batch for the writer (a template projection's change).
+    pub(crate) fn to_static(&self) -> Change<'static> {
+        let own = |t: &Option<Cow<'_, str>>| t.as_deref().map(|t| Cow::Owned(t.to_string()));
+        Change {
+            op: self.op,
+            before: own(&self.before),
+            after: own(&self.after),
+            source: own(&self.source),
+            ts_ms: own(&self.ts_ms),
+            key: own(&self.key),
+            typed: self.typed,
+        }
+    }
+}
+
 /// A message on a change topic that is not a row's change, skipped (counted) by the projection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
@@ -139,11 +155,18 @@ impl Field {
 /// What `envelope = "debezium"` cannot be combined with (yet, or at all).
 pub(super) fn check_spec(spec: &ProjectionSpec) -> Result<(), SpecError> {
     let err = |key: &str, problem: &str, fix: &str| Err(SpecError::new(&spec.name, key, problem, fix));
-    if spec.table.contains("${") {
+    if spec.table.contains("${") && spec.create_table {
         return err(
-            "table",
-            "is a template, and this version writes a debezium projection to one table",
-            "name the table (table = \"customers\"), one projection per table; templates (${source.table}) come in a later version",
+            "create_table",
+            "with a template table would create each table from the change events' schema, which this version does not do",
+            "create the tables the template names, or set create_table = false",
+        );
+    }
+    if spec.table.contains("${") && spec.columns.values().any(|c| c.from().is_some_and(|f| f.trim().starts_with("ce."))) {
+        return err(
+            "columns",
+            "read CloudEvents attributes (ce.*), which a template table's writer does not keep",
+            "map the row image's fields, envelope fields (debezium.*) or kafka.* instead",
         );
     }
     if spec.schema_evolution == SchemaEvolution::AddColumns {

@@ -10,6 +10,7 @@
 mod array;
 pub(crate) mod cdc;
 pub(crate) mod coerce;
+mod column;
 mod decimal;
 pub(crate) mod instant;
 mod json;
@@ -18,6 +19,8 @@ mod replica;
 pub(crate) mod source;
 mod spec;
 mod sql_type;
+mod table_name;
+mod template;
 
 use serde_json::Value;
 use wildmatch::WildMatch;
@@ -28,57 +31,19 @@ pub(crate) use decimal::{unscaled_decimal, MAX_SCALE};
 use instant::Unit;
 pub(crate) use outcome::Counts;
 use source::{Input, Source};
-use spec::ColumnSpec;
 pub(crate) use spec::Envelope;
 pub(crate) use spec::Mode;
 pub use spec::{EventsSpec, ProjectionSpec, SpecError, Unrouted};
 pub(crate) use sql_type::sqlite_numeric_affinity;
+pub(crate) use table_name::quote_ident;
+pub(crate) use table_name::TableName;
+pub(crate) use template::Pending;
 
 use crate::records::Refusal;
 use crate::records::{EventRow, RawMessage, Reason};
 
 /// The detail of an `unrouted` dead letter.
 pub(crate) const UNROUTED: &str = "no projection takes the message, and [events] enabled = false keeps no archive";
-
-/// `table` or `schema.table`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableName {
-    pub schema: Option<String>,
-    pub name: String,
-}
-
-impl TableName {
-    pub fn parse(s: &str) -> Option<TableName> {
-        let (schema, name) = match s.split_once('.') {
-            Some((a, b)) => (Some(a.to_string()), b.to_string()),
-            None => (None, s.to_string()),
-        };
-        let ok = |p: &str| !p.is_empty() && !p.contains(['"', '\0', '.']);
-        (schema.as_deref().is_none_or(ok) && ok(&name)).then_some(TableName { schema, name })
-    }
-
-    /// Quoted for SQL: `"schema"."table"`.
-    pub fn quoted(&self) -> String {
-        match &self.schema {
-            Some(s) => format!("{}.{}", quote_ident(s), quote_ident(&self.name)),
-            None => quote_ident(&self.name),
-        }
-    }
-}
-
-impl std::fmt::Display for TableName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.schema {
-            Some(s) => write!(f, "{s}.{}", self.name),
-            None => f.write_str(&self.name),
-        }
-    }
-}
-
-/// An identifier quoted for SQL (both backends): names were checked to hold no `"` or NUL.
-pub(crate) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 #[derive(Debug, Clone)]
 pub struct Column {
@@ -184,6 +149,11 @@ pub struct Projection {
     pub deferred: bool,
     /// The JSON texts that mean "unchanged, not sent" (Debezium's placeholder).
     pub(crate) placeholders: cdc::Placeholders,
+    /// A template table name: each change event names its table, and the writer completes a
+    /// projection of this one for each table reached ([`Projection::for_table`]).
+    pub(crate) template: Option<template::Template>,
+    /// Completed from a template for one of the tables it reached.
+    pub from_template: bool,
 }
 
 /// The longest projection name.
@@ -201,82 +171,6 @@ pub fn glob_matches(pattern: &str, name: &str) -> bool {
 
 fn globs(list: &[String]) -> Vec<WildMatch> {
     list.iter().map(|g| WildMatch::new(g)).collect()
-}
-
-/// One configured column, checked.
-fn column(projection: &str, col: &str, cs: &ColumnSpec, cdc: bool) -> Result<Column, SpecError> {
-    let err = |key: &str, problem: String, fix: &str| SpecError::new(projection, key, problem, fix);
-    let key = format!("columns.{col}");
-    if col.is_empty() || col.contains(['"', '\0']) {
-        return Err(err(&key, "is not a column name".into(), "name columns without quotes or NUL"));
-    }
-    let source = |from: &str| {
-        let s = Source::parse(from).map_err(|p| err(&key, p, "see docs/projections.md#sources"))?;
-        if matches!(s, Source::Debezium(_)) && !cdc {
-            return Err(err(
-                &key,
-                format!("{from:?} reads a change event's envelope"),
-                "set envelope = \"debezium\", or use another source",
-            ));
-        }
-        Ok(s)
-    };
-    let (source, ty, required, unit, scale) = match cs {
-        ColumnSpec::From(from) => (source(from)?, None, false, None, None),
-        ColumnSpec::Full(f) => {
-            let source = match (&f.from, &f.value) {
-                (Some(_), Some(_)) => return Err(err(&key, "has both from and value".into(), "keep one of them")),
-                (None, None) => return Err(err(&key, "has neither from nor value".into(), "add from = \"/field\" or value = ...")),
-                (Some(from), None) => source(from)?,
-                (None, Some(v)) => Source::Constant(v.to_string()),
-            };
-            let ty = match &f.ty {
-                None => None,
-                Some(t) => Some(SqlType::parse(t).ok_or_else(|| {
-                    err(
-                        &format!("{key}.type"),
-                        format!("{t:?} is not a type tributary writes"),
-                        "use one of text, smallint, integer, bigint, numeric, real, double precision, boolean, timestamptz, \
-                         timestamp, date, uuid, json, jsonb, bytea — or leave type out to use the table's",
-                    )
-                })?),
-            };
-            if let (Some(u), Some(t)) = (f.unit, ty) {
-                if !t.is_time() {
-                    return Err(err(
-                        &format!("{key}.unit"),
-                        format!("unit = {:?} counts time, and the column's type is {}", u.name(), t.name()),
-                        "remove unit, or declare type = \"timestamptz\", \"timestamp\" or \"date\"",
-                    ));
-                }
-            }
-            if f.scale.is_some() && ty != Some(SqlType::Numeric) {
-                return Err(err(
-                    &format!("{key}.scale"),
-                    "reads a decimal sent as base64 bytes, for a numeric column".into(),
-                    "declare type = \"numeric\" with it, or remove scale",
-                ));
-            }
-            if f.scale.is_some_and(|s| s > 1000) {
-                return Err(err(&format!("{key}.scale"), "is over 1000".into(), "use the source column's scale"));
-            }
-            (source, ty, f.required, f.unit, f.scale)
-        }
-    };
-    Ok(Column {
-        name: col.to_string(),
-        source,
-        declared: ty,
-        ty: ty.unwrap_or(SqlType::Text),
-        table_type: String::new(),
-        table_kind: None,
-        element: None,
-        required,
-        unit,
-        scale,
-        key_form: KeyForm::Text,
-        nul: Nul::Holds,
-    })
 }
 
 impl Projection {
@@ -300,15 +194,26 @@ impl Projection {
         } else if let Some(key) = cdc::cdc_only_key(spec) {
             return Err(err(key, "applies to change events only".into(), "set envelope = \"debezium\", or remove it"));
         }
-        let table = TableName::parse(spec.table.trim())
-            .ok_or_else(|| err("table", format!("{:?} is not a table name", spec.table), "use table = \"orders\" or \"schema.orders\""))?;
+        let template = template::Template::parse(&spec.table).map_err(|p| {
+            err("table", p, &format!("use a table name (\"orders\", \"schema.orders\") or a template of {}", template::VARIABLES))
+        })?;
+        if template.is_some() && !cdc {
+            return Err(err("table", "is a template, which change events fill".into(), "name one table, or set envelope = \"debezium\""));
+        }
+        let table = match &template {
+            // Named for logs and `/status` until each change event names its own.
+            Some(_) => TableName { schema: None, name: spec.table.trim().to_string() },
+            None => TableName::parse(spec.table.trim()).ok_or_else(|| {
+                err("table", format!("{:?} is not a table name", spec.table), "use table = \"orders\" or \"schema.orders\"")
+            })?,
+        };
         let map_all = cdc && (spec.columns.is_empty() || spec.map_all_fields);
         if spec.columns.is_empty() && !cdc {
             return Err(err("columns", "maps no column".into(), "add [projection.columns] with column = \"/json/pointer\" lines"));
         }
         let mut columns = Vec::with_capacity(spec.columns.len());
         for (col, cs) in &spec.columns {
-            columns.push(column(name, col, cs, cdc)?);
+            columns.push(Column::checked(name, col, cs, cdc)?);
         }
         let mut p = Projection {
             name: name.to_string(),
@@ -329,7 +234,9 @@ impl Projection {
             truncate: spec.truncate,
             map_all: map_all.then(Default::default),
             fold_case: false,
-            deferred: map_all || (cdc && spec.key.is_empty()),
+            deferred: map_all || (cdc && spec.key.is_empty()) || template.is_some(),
+            template,
+            from_template: false,
             placeholders: if cdc { cdc::placeholders(&spec.unavailable_value_placeholder) } else { Default::default() },
         };
         if !p.deferred {
@@ -526,6 +433,8 @@ pub struct Op {
     pub cells: Vec<Option<Cell>>,
     /// Fields of a change's row image the table has no column for (counted, told once).
     pub ignored: Option<Box<[String]>>,
+    /// A template projection's change, for the writer to resolve (with [`OpKind::Pending`]).
+    pub pending: Option<Box<Pending>>,
 }
 
 /// What an op does to its projection's table.
@@ -539,11 +448,14 @@ pub enum OpKind {
     Truncate,
     /// Nothing to write; counted.
     Skip(cdc::Skip),
+    /// A change to a table not known yet (`pending` says which and what): the writer makes
+    /// the op with the table's projection before any statement.
+    Pending,
 }
 
 impl Op {
     pub fn new(projection: u16, kind: OpKind, cells: Vec<Option<Cell>>) -> Op {
-        Op { projection, kind, cells, ignored: None }
+        Op { projection, kind, cells, ignored: None, pending: None }
     }
 
     pub fn is_delete(&self) -> bool {
@@ -556,6 +468,7 @@ impl Op {
             + self.cells.capacity() * std::mem::size_of::<Option<Cell>>()
             + self.cells.iter().flatten().map(Cell::heap_bytes).sum::<usize>()
             + self.ignored.iter().flat_map(|i| i.iter()).map(|f| f.capacity() + std::mem::size_of::<String>()).sum::<usize>()
+            + self.pending.as_ref().map_or(0, |p| p.weight())
     }
 }
 

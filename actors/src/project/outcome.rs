@@ -53,6 +53,11 @@ impl Counts {
         }
     }
 
+    /// The rows by outcome, for metrics.
+    pub fn outcomes(&self) -> [(&'static str, u64); 4] {
+        [("inserted", self.inserted), ("updated", self.updated), ("deleted", self.deleted), ("unchanged", self.unchanged)]
+    }
+
     /// The skips by what was skipped, for metrics.
     pub fn skips(&self) -> [(Skip, u64); 3] {
         [(Skip::Tombstone, self.skipped_tombstones), (Skip::Truncate, self.skipped_truncates), (Skip::NotARow, self.skipped_not_a_row)]

@@ -1,11 +1,13 @@
 //! A projection of change events (`envelope = "debezium"`): a change event's op decides the
 //! op, its row image feeds the columns, its key (else `before`) names the row a delete removes.
 
-use super::cdc::{ChangeOp, Event, Skip};
+use super::cdc::{Change, ChangeOp, Event, Skip};
 use super::coerce::KeyForm;
 use super::source::{Input, Source};
+use super::template::Pending;
+use super::TableName;
 use super::{Column, Nul, Op, OpKind, Projection, SpecError, SqlType};
-use crate::records::{Reason, Refusal};
+use crate::records::{EventRow, RawMessage, Reason, Refusal};
 
 impl Projection {
     /// The op a change event makes (`event`: the message's envelope, `None` when it has none).
@@ -20,6 +22,28 @@ impl Projection {
             Some(Event::NotARow(_)) => return Ok(Op::new(index, OpKind::Skip(Skip::NotARow), Vec::new())),
             Some(Event::Change(c)) => c,
         };
+        match (&self.template, change.op) {
+            (_, ChangeOp::Truncate) if !self.truncate => Ok(Op::new(index, OpKind::Skip(Skip::Truncate), Vec::new())),
+            (_, ChangeOp::Message) => Ok(Op::new(index, OpKind::Skip(Skip::NotARow), Vec::new())),
+            // The writer finds the table the change names, and makes the op with its columns.
+            (Some(template), _) => {
+                let table = template.table(input.topic, change.source.as_deref()).map_err(|why| Refusal {
+                    reason: Reason::ProjectionNoTable,
+                    detail: format!("projection {}: table = {:?}: {why}", self.name, self.spec.table),
+                })?;
+                let pending = Pending { table, change: change.to_static(), key: input.decoded_key().map(str::to_string) };
+                Ok(Op { pending: Some(Box::new(pending)), ..Op::new(index, OpKind::Pending, Vec::new()) })
+            }
+            (None, _) => self.apply_change(index, input, change),
+        }
+    }
+
+    /// The op `change` makes, its table known.
+    pub(crate) fn apply_change(&self, index: u16, input: &Input<'_>, change: &Change<'_>) -> Result<Op, Refusal> {
+        let invalid = |detail: &str| Refusal {
+            reason: Reason::NotAChangeEvent,
+            detail: format!("projection {}: {detail} (envelope = \"debezium\")", self.name),
+        };
         match change.op {
             ChangeOp::Create | ChangeOp::Read | ChangeOp::Update => {
                 let Some(after) = change.after.as_deref() else {
@@ -28,7 +52,7 @@ impl Projection {
                 let mut input = input.for_change(change, after, change.key.as_deref());
                 let cells = self.cells(&mut input, false)?;
                 let ignored = self.ignored_fields(&mut input);
-                Ok(Op { projection: index, kind: OpKind::Change, cells, ignored })
+                Ok(Op { ignored, ..Op::new(index, OpKind::Change, cells) })
             }
             ChangeOp::Delete => {
                 // The key names the row; `before` has it too (and all of it with REPLICA IDENTITY FULL).
@@ -103,5 +127,27 @@ fn image_column(name: &str) -> Column {
         scale: None,
         key_form: KeyForm::Text,
         nul: Nul::Holds,
+    }
+}
+
+impl Projection {
+    /// This template projection, for one table it reached (to be checked against it).
+    pub(crate) fn for_table(&self, table: TableName) -> Projection {
+        Projection { table_id: table.to_string(), table, template: None, from_template: true, ..self.clone() }
+    }
+
+    /// The op a pending change makes with this projection (its table's), as the parser would
+    /// have made it: `record` (of `topic`, `partition`) and `row` (when archived) are its message.
+    pub(crate) fn pending_op(
+        &self,
+        index: u16,
+        pending: &Pending,
+        topic: &str,
+        partition: i32,
+        record: &RawMessage,
+        row: Option<&EventRow>,
+    ) -> Result<Op, Refusal> {
+        let input = Input::new(topic, partition, record, row).with_key(pending.key.as_deref());
+        self.apply_change(index, &input, &pending.change)
     }
 }

@@ -136,6 +136,11 @@ impl<'a> Input<'a> {
         members.unwrap_or_default().iter().map(|(name, _)| name.as_ref())
     }
 
+    /// The key decoded from the registry's wire format, if it was.
+    pub(crate) fn decoded_key(&self) -> Option<&'a str> {
+        self.key
+    }
+
     pub(crate) fn with_key(self, key: Option<&'a str>) -> Self {
         Self { key, ..self }
     }

@@ -121,6 +121,16 @@ pub enum ColumnSpec {
     Full(FullColumn),
 }
 
+impl ColumnSpec {
+    /// The source it reads (`None`: a constant).
+    pub(crate) fn from(&self) -> Option<&str> {
+        match self {
+            ColumnSpec::From(f) => Some(f),
+            ColumnSpec::Full(f) => f.from.as_deref(),
+        }
+    }
+}
+
 /// By hand, not `untagged`: a table's own error (`unknown field "form", expected one of from,
 /// value, type, required`) reaches the user instead of "did not match any variant".
 impl<'de> Deserialize<'de> for ColumnSpec {

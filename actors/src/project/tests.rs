@@ -468,7 +468,16 @@ fn a_debezium_projection_is_checked_at_start_naming_key_and_fix() {
     assert_eq!(cdc(json!({})), "", "no columns and no key: both come from the table");
     let p = Projection::from_spec(&spec(json!({"name": "r", "table": "t", "envelope": "debezium"}))).unwrap();
     assert_eq!((p.mode, p.deferred, p.map_all.is_some()), (Mode::Upsert, true, true));
-    assert_eq!(cdc(json!({"table": "${source.table}"})), "table", "templates are not built yet");
+    assert_eq!(cdc(json!({"table": "${source.schema}.${source.table}"})), "", "a template, tables found as changes reach them");
+    assert_eq!(cdc(json!({"table": "${source.tbl}"})), "table", "an unknown variable");
+    assert_eq!(
+        cdc(json!({"table": "${source.table}", "create_table": true, "key": ["id"], "columns": {"id": {"from": "/id", "type": "bigint"}}})),
+        "create_table"
+    );
+    assert_eq!(cdc(json!({"table": "${source.table}", "map_all_fields": true, "columns": {"s": "ce.source"}})), "columns");
+    assert_eq!(error_key(with(json!({"table": "${source.table}"}))), "table", "only change events name their table");
+    let t = Projection::from_spec(&spec(json!({"name": "r", "table": "${source.table}", "envelope": "debezium", "key": ["id"]}))).unwrap();
+    assert!(t.deferred && t.template.is_some(), "a template's key and columns wait for each table");
     assert_eq!(cdc(json!({"schema_evolution": "add_columns"})), "schema_evolution");
     assert_eq!(cdc(json!({"create_table": true})), "create_table", "a table from the events' schema");
     assert_eq!(cdc(json!({"types": ["x"]})), "types");

@@ -12,6 +12,7 @@ use diesel::r2d2::{ConnectionManager, Pool, PooledConnection, R2D2Connection};
 use super::browse::{self, DeadLetterDetail, DeadLetterPage};
 use super::commit::{self, GroupCommit};
 use super::project::lookup::Lookup;
+use super::project::tables::Tables;
 use super::project::{self, Catalog, ProjectStore, SetupError};
 use super::redrive::{DeadLetterKey, RedriveFilter, RedriveReport, RedriveStore, Selection};
 use super::StoreError;
@@ -69,7 +70,8 @@ pub(crate) trait Store: Send + Sync {
     fn migrate(&self) -> Result<Vec<String>, StoreError>;
     fn ping(&self) -> Result<(), StoreError>;
     fn load_offsets(&self, group: &str, parts: &[PartitionKey]) -> Result<HashMap<PartitionKey, i64>, StoreError>;
-    fn commit_group(&self, group: &str, plan: &Plan, batches: &[ParsedBatch], buf: &mut Vec<u8>) -> Result<GroupCommit, StoreError>;
+    fn commit_group(&self, group: &str, tables: &mut Tables, batches: &[ParsedBatch], buf: &mut Vec<u8>)
+        -> Result<GroupCommit, StoreError>;
     fn prepare_projections(&self, plan: &mut Plan) -> Result<Vec<String>, SetupError>;
     fn upkeep(&self, log: &slog::Logger) -> Option<Box<dyn Upkeep>>;
     fn totals(&self, topic: &str, group: &str) -> Result<Totals, StoreError>;
@@ -174,8 +176,14 @@ impl<C: Conn> Store for Pooled<C> {
         checkout(&self.pool)?.load_offsets(group, parts)
     }
 
-    fn commit_group(&self, group: &str, plan: &Plan, batches: &[ParsedBatch], buf: &mut Vec<u8>) -> Result<GroupCommit, StoreError> {
-        commit::commit_group(&mut *checkout(&self.pool)?, group, plan, batches, buf)
+    fn commit_group(
+        &self,
+        group: &str,
+        tables: &mut Tables,
+        batches: &[ParsedBatch],
+        buf: &mut Vec<u8>,
+    ) -> Result<GroupCommit, StoreError> {
+        commit::commit_group(&mut *checkout(&self.pool)?, group, tables, batches, buf)
     }
 
     fn prepare_projections(&self, plan: &mut Plan) -> Result<Vec<String>, SetupError> {

@@ -18,18 +18,19 @@ use std::ops::Range;
 
 use crate::batches::{CommitOutcome, Kept, ParsedBatch};
 use crate::parse::dead_letter;
-use crate::project::{Op, Plan};
 use crate::records::{DeadLetter, PartitionKey, RawMessage};
 use crate::records::{Reason, Refusal};
 
 use super::error::blames_data;
-use super::project::{apply_refusing, refused_alike, Counts, ProjectStore, Refused};
+use super::project::lookup::Lookup;
+use super::project::tables::{Msg, Tables};
+use super::project::{refused_alike, Catalog, Counts, ProjectStore, Refused};
 use super::store::{DeadRef, GroupStore, RowRef};
 use super::StoreError;
 
 /// The outcome of each batch of a group, in the group's order.
 #[derive(Debug)]
-pub struct GroupCommit {
+pub(crate) struct GroupCommit {
     pub outcomes: Vec<CommitOutcome>,
     /// Rows the database refused, as the dead letters that replaced them, per batch.
     pub rejected: Vec<Vec<DeadLetter>>,
@@ -39,10 +40,10 @@ pub struct GroupCommit {
 
 /// Commit `batches` (of distinct partitions) in one transaction: fences, `events` rows, the
 /// projections' ops (of messages whose row the database took), dead letters.
-pub(crate) fn commit_group<S: ProjectStore>(
+pub(crate) fn commit_group<S: ProjectStore + Catalog + Lookup>(
     store: &mut S,
     group: &str,
-    plan: &Plan,
+    tables: &mut Tables,
     batches: &[ParsedBatch],
     buf: &mut Vec<u8>,
 ) -> Result<GroupCommit, StoreError> {
@@ -73,22 +74,40 @@ pub(crate) fn commit_group<S: ProjectStore>(
             rejected[b].push(rejected_record(&row.original, None, sqlstate, &format!("the database refused the row: {message}")));
         }
         drop(rows);
-        let mut projections = vec![Counts::default(); plan.projections.len()];
-        if !plan.is_empty() {
+        let mut projections = vec![Counts::default(); tables.plan().projections.len()];
+        if !tables.plan().is_empty() {
             // A message whose events row was refused is a dead letter already: no projection sees it.
             let units: Vec<_> = live()
                 .flat_map(|(b, batch)| batch.projected.iter().map(move |p| (b, p)))
                 .filter(|(b, p)| !unarchived.contains(&(*b, p.offset)))
                 .collect();
-            let ops: Vec<&[Op]> = units.iter().map(|(_, p)| p.ops.as_slice()).collect();
-            let (refused, counts) = apply_refusing(s, plan, &ops)?;
-            projections = counts;
+            let msgs: Vec<Msg<'_>> = units
+                .iter()
+                .map(|&(b, p)| Msg {
+                    topic: &batches[b].partition.topic,
+                    partition: batches[b].partition.partition,
+                    record: batches[b].record_of(p),
+                    row: match p.record {
+                        Kept::Row(i) => Some(&batches[b].rows[i]),
+                        Kept::Own(_) => None,
+                    },
+                    ops: &p.ops,
+                })
+                .collect();
+            let applied = tables.apply(s, &msgs)?;
+            projections = applied.counts;
             let mut archived = Vec::new();
-            for Refused { at, projection, sqlstate, message } in refused {
-                let (b, p) = units[at];
-                let name = &plan.projections[projection as usize].name;
+            let refused = applied.refused.into_iter().map(|Refused { at, projection, sqlstate, message }| {
+                let name = &tables.plan().projections[projection as usize].name;
                 let detail = format!("projection {name}: the database refused the row: {message}");
-                rejected[b].push(rejected_record(batches[b].record_of(p), Some(projection), sqlstate, &detail));
+                (at, rejected_record(msgs[at].record, Some(projection), sqlstate, &detail))
+            });
+            let unresolved = applied.unresolved.into_iter().map(|(at, projection, refusal)| {
+                (at, DeadLetter { projection: Some(projection), ..dead_letter(msgs[at].record, refusal) })
+            });
+            for (at, dead) in refused.chain(unresolved).collect::<Vec<_>>() {
+                let (b, p) = units[at];
+                rejected[b].push(dead);
                 if matches!(p.record, Kept::Row(_)) {
                     kept[b] -= 1;
                     archived.push((&batches[b].partition, p.offset));

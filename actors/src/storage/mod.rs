@@ -34,6 +34,7 @@ pub(crate) use backend::{Totals, Upkeep};
 pub(crate) use commit::GroupCommit;
 pub(crate) use error::{Failure, StoreError};
 pub use kind::Backend;
+pub(crate) use project::tables::{Tables, Told};
 pub use sqlite::{configure_library, sqlite_path};
 
 /// The raw statements the benchmark harness measures the service against (`bench` feature):
@@ -121,8 +122,14 @@ impl Database {
 
     /// Commit batches of distinct partitions in one transaction: fences, rows, dead letters,
     /// progress (see [`commit::commit_group`]).
-    pub fn commit_group(&self, group: &str, plan: &Plan, batches: &[ParsedBatch], buf: &mut Vec<u8>) -> Result<GroupCommit, StoreError> {
-        self.store.commit_group(group, plan, batches, buf)
+    pub(crate) fn commit_group(
+        &self,
+        group: &str,
+        tables: &mut Tables,
+        batches: &[ParsedBatch],
+        buf: &mut Vec<u8>,
+    ) -> Result<GroupCommit, StoreError> {
+        self.store.commit_group(group, tables, batches, buf)
     }
 
     /// Create the tables of projections with `create_table`, then check every projection

@@ -17,12 +17,14 @@ use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text};
 use serde::{Deserialize, Serialize};
 
 use super::commit::insert_refusing;
-use super::project::{apply_refusing, Counts, ProjectStore};
+use super::project::lookup::Lookup;
+use super::project::tables::{Msg, Tables};
+use super::project::{Catalog, Counts, ProjectStore};
 use super::store::{GroupStore, RowRef};
 use super::StoreError;
 use crate::parse::route::{route_message, Routed};
 use crate::parse::ParseOptions;
-use crate::project::{Op, Plan};
+use crate::project::Op;
 use crate::records::Reason;
 use crate::records::{EventRow, PartitionKey, RawMessage};
 
@@ -181,6 +183,8 @@ struct Passed {
     offset: i64,
     row: Option<EventRow>,
     ops: Vec<Op>,
+    /// The record when it has no row (a template projection's ops are made from it).
+    record: Option<RawMessage>,
 }
 
 /// What now passes, by (topic, partition), each with its dead letter's former reason.
@@ -215,10 +219,10 @@ fn reparse(candidates: Vec<Candidate>, opts: &ParseOptions) -> (Reparsed, Vec<St
     for Candidate { topic, partition, msg, reason, detail } in candidates {
         let offset = msg.offset;
         let passed = match route_message(msg, &topic, partition, opts) {
-            Routed::Row { row, ops } => Passed { offset, row: Some(row), ops },
-            Routed::Projected { ops, .. } => Passed { offset, row: None, ops },
+            Routed::Row { row, ops } => Passed { offset, row: Some(row), ops, record: None },
+            Routed::Projected { ops, record } => Passed { offset, row: None, ops, record: Some(record) },
             // Unrouted and skipped, as an ingested message would be: done.
-            Routed::Skipped => Passed { offset, row: None, ops: Vec::new() },
+            Routed::Skipped => Passed { offset, row: None, ops: Vec::new(), record: None },
             Routed::Dead(d) => {
                 let changed = d.reason.code() != reason || d.detail != detail;
                 let new_reason = d.reason.code().to_string();
@@ -340,7 +344,7 @@ pub(crate) trait RedriveStore: GroupStore {
 
 /// The redrive, for either backend: select, re-parse, insert what passes (refused rows stay),
 /// mark it redriven, record what the current settings say of the rest.
-pub(crate) fn redrive_with<S: RedriveStore + ProjectStore>(
+pub(crate) fn redrive_with<S: RedriveStore + ProjectStore + Catalog + Lookup>(
     conn: &mut S,
     filter: &RedriveFilter,
     opts: &ParseOptions,
@@ -362,12 +366,13 @@ pub(crate) fn redrive_with<S: RedriveStore + ProjectStore>(
         report.count(&f.old_reason, false);
     }
     let mut buf = Vec::new();
+    let mut tables = Tables::new(&opts.plan);
     for ((topic, partition), passed) in rows {
         let key = PartitionKey { topic: topic.clone(), partition };
         let ok = if filter.dry_run {
             vec![true; passed.len()]
         } else {
-            write_passed(conn, &opts.plan, &key, &passed, &mut buf, &mut report.projections)?
+            write_passed(conn, &mut tables, &key, &passed, &mut buf, &mut report.projections)?
         };
         let mut done = Vec::new();
         for ((p, reason), ok) in passed.iter().zip(ok) {
@@ -392,9 +397,9 @@ pub(crate) fn redrive_with<S: RedriveStore + ProjectStore>(
 /// (bisection in savepoints): `events` rows, then the projections' ops of the messages whose row
 /// was taken. What the database refuses stays a dead letter (its `events` row removed). Returns,
 /// per message, whether it was written.
-fn write_passed<S: GroupStore + ProjectStore>(
+fn write_passed<S: ProjectStore + Catalog + Lookup>(
     conn: &mut S,
-    plan: &Plan,
+    tables: &mut Tables,
     partition: &PartitionKey,
     passed: &[(Passed, String)],
     buf: &mut Vec<u8>,
@@ -406,15 +411,32 @@ fn write_passed<S: GroupStore + ProjectStore>(
     for (i, _, _) in insert_refusing(conn, &refs, buf)? {
         ok[archived[i]] = false;
     }
-    let projected: Vec<usize> = (0..passed.len()).filter(|&i| ok[i] && !passed[i].0.ops.is_empty()).collect();
-    let ops: Vec<&[Op]> = projected.iter().map(|&i| passed[i].0.ops.as_slice()).collect();
-    let (refused, by_projection) = apply_refusing(conn, plan, &ops)?;
-    for (p, c) in plan.projections.iter().zip(&by_projection).filter(|(_, c)| **c != Counts::default()) {
+    // Every message with ops has its record (in its row, or its own).
+    fn record(p: &Passed) -> Option<&RawMessage> {
+        p.row.as_ref().map(|r| &r.original).or(p.record.as_ref())
+    }
+    let projected: Vec<usize> =
+        (0..passed.len()).filter(|&i| ok[i] && !passed[i].0.ops.is_empty() && record(&passed[i].0).is_some()).collect();
+    let msgs: Vec<Msg<'_>> = projected
+        .iter()
+        .flat_map(|&i| {
+            let p = &passed[i].0;
+            record(p).map(|record| Msg {
+                topic: &partition.topic,
+                partition: partition.partition,
+                record,
+                row: p.row.as_ref(),
+                ops: &p.ops,
+            })
+        })
+        .collect();
+    let applied = tables.apply(conn, &msgs)?;
+    for (p, c) in tables.plan().projections.iter().zip(&applied.counts).filter(|(_, c)| **c != Counts::default()) {
         counts.entry(p.name.clone()).or_default().add(c);
     }
     let mut unarchive = Vec::new();
-    for r in refused {
-        let i = projected[r.at];
+    for at in applied.refused.iter().map(|r| r.at).chain(applied.unresolved.iter().map(|u| u.0)) {
+        let i = projected[at];
         ok[i] = false;
         if passed[i].0.row.is_some() {
             unarchive.push((partition, passed[i].0.offset));

@@ -11,6 +11,7 @@
 pub(crate) mod lookup;
 mod postgres;
 mod sqlite;
+pub(crate) mod tables;
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
@@ -169,7 +170,8 @@ pub(crate) fn steps<'a>(messages: &[&'a [Op]], counts: &mut [Counts]) -> Vec<Ste
             match op.kind {
                 OpKind::Change | OpKind::Delete => continue,
                 OpKind::Skip(why) => c.skipped(why),
-                OpKind::Truncate => {}
+                // Made into its table's op before any step (`Tables::apply`); never written.
+                OpKind::Truncate | OpKind::Pending => {}
             }
             if from < i {
                 run.push(&ops[from..i]);
@@ -303,7 +305,12 @@ fn missing_table(p: &Projection, other_case: &[String]) -> SpecError {
         let names: Vec<String> = other_case.iter().map(|t| format!("table = {t:?}")).collect();
         fix = format!("names are case-sensitive, and {} exists in another case: write {}; or ", other_case.join(", "), names.join(" or "));
     }
-    fix.push_str("create it (tributary changes no schema), or set create_table = true with a type for every column");
+    fix.push_str(if p.from_template {
+        // Each batch looks for it again, so only what came before it was there waits.
+        "create it (tributary changes no schema), then redrive the dead letters of reason projection_no_table"
+    } else {
+        "create it (tributary changes no schema), or set create_table = true with a type for every column"
+    });
     SpecError::new(&p.name, "table", format!("table {} does not exist", p.table), fix)
 }
 
@@ -472,7 +479,8 @@ pub(crate) trait Catalog {
 /// to log.
 pub(crate) fn prepare<C: Catalog + Lookup>(conn: &mut C, projections: &mut [Projection]) -> Result<Vec<String>, SetupError> {
     let mut warnings = Vec::new();
-    for p in projections.iter_mut() {
+    // A template projection's tables are checked as changes reach them (`tables`).
+    for p in projections.iter_mut().filter(|p| p.template.is_none()) {
         let store = |source: StoreError| SetupError::Store { projection: p.name.clone(), source };
         // A missing schema is the configuration's to fix, told by the backend's code or catalog.
         let failed = |conn: &mut C, e: StoreError| match conn.schema_missing(&p.table, &e) {
