@@ -194,10 +194,19 @@ pub(crate) fn steps<'a>(messages: &[&'a [Op]], counts: &mut [Counts]) -> Vec<Ste
     out
 }
 
-/// `DELETE FROM` the truncated table (not `TRUNCATE`: that takes the table's strongest lock and
-/// is not MVCC-safe on PostgreSQL, and a replica is read while it is written).
-pub(crate) fn truncate_sql(p: &Projection) -> String {
-    format!("DELETE FROM {}", p.table.quoted())
+/// Apply a truncate step with `execute` (the backend's: rows affected): `DELETE FROM` the table
+/// (not `TRUNCATE`: that takes the table's strongest lock and is not MVCC-safe on PostgreSQL,
+/// and a replica is read while it is written), counted.
+pub(crate) fn truncate(
+    plan: &Plan,
+    op: &Op,
+    counts: &mut [Counts],
+    execute: impl FnOnce(&str) -> Result<usize, StoreError>,
+) -> Result<(), StoreError> {
+    let at = op.projection as usize;
+    counts[at].deleted += execute(&format!("DELETE FROM {}", plan.projections[at].table.quoted()))? as u64;
+    counts[at].truncates += 1;
+    Ok(())
 }
 
 /// Ops that one statement may apply together: one projection, one kind, one set of columns

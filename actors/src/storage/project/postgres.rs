@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Array, BigInt, Binary, Bool, Date, Double, Integer, Nullable, Text, Timestamp, Timestamptz};
 
-use super::{create_table_sql, groups, steps, truncate_sql, Catalog, ColumnInfo, Counts, Group, Pass, ProjectStore, Step, TableInfo};
+use super::{create_table_sql, groups, steps, truncate, Catalog, ColumnInfo, Counts, Group, Pass, ProjectStore, Step, TableInfo};
 use crate::project::{quote_ident, Cell, KeyForm, Mode, Op, OpKind, Plan, Projection, SqlType};
 use crate::records::PartitionKey;
 use crate::storage::StoreError;
@@ -376,11 +376,7 @@ impl ProjectStore for PgConnection {
                         }
                     }
                 }
-                Step::Truncate(op) => {
-                    let at = op.projection as usize;
-                    counts[at].deleted += diesel::sql_query(truncate_sql(&plan.projections[at])).execute(self)? as u64;
-                    counts[at].truncates += 1;
-                }
+                Step::Truncate(op) => truncate(plan, op, counts, |sql| Ok(diesel::sql_query(sql).execute(self)?))?,
             }
         }
         Ok(())

@@ -11,7 +11,7 @@ use diesel::sql_types::{BigInt, Binary, Double, Integer, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel::QueryResult;
 
-use super::{create_table_sql, steps, truncate_sql, Catalog, ColumnInfo, Counts, Pass, ProjectStore, Step, TableInfo};
+use super::{create_table_sql, steps, truncate, Catalog, ColumnInfo, Counts, Pass, ProjectStore, Step, TableInfo};
 use crate::project::{quote_ident, sqlite_numeric_affinity, Cell, KeyForm, Mode, Op, Plan, Projection, SqlType};
 use crate::records::PartitionKey;
 use crate::storage::StoreError;
@@ -321,9 +321,7 @@ impl ProjectStore for SqliteConnection {
             let run = match step {
                 Step::Run(run) => run,
                 Step::Truncate(op) => {
-                    let at = op.projection as usize;
-                    counts[at].deleted += diesel::sql_query(truncate_sql(&plan.projections[at])).execute(self)? as u64;
-                    counts[at].truncates += 1;
+                    truncate(plan, op, counts, |sql| Ok(diesel::sql_query(sql).execute(self)?))?;
                     continue;
                 }
             };
