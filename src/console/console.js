@@ -83,6 +83,12 @@
     }
     if (!st.partitions.length) { const tr = document.createElement("tr"); cell(tr, "no partition assigned to this instance").colSpan = 7; parts.appendChild(tr); }
 
+    const reached = $("tables-reached");
+    reached.replaceChildren();
+    const templates = Object.entries(st.tables_reached || {});
+    if (!templates.length) { const li = document.createElement("li"); text(li, "none (no template projection has written a table)"); reached.appendChild(li); }
+    for (const [projection, tables] of templates) { const li = document.createElement("li"); text(li, projection + ": " + tables.join(", ")); reached.appendChild(li); }
+
     const actors = $("actors").tBodies[0];
     actors.replaceChildren();
     for (const [name, a] of Object.entries(st.actors)) {

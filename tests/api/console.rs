@@ -17,6 +17,18 @@ fn the_page_and_its_snapshot_are_served_strictly_and_a_browser_can_operate_it() 
     f.produce(2_000);
     let mut s = f.settings();
     s.http.admin_token = Some(TOKEN.to_string().into());
+    // A template projection of change events on a topic of its own, for the tables it reaches.
+    let changes = format!("{}-cdc", f.topic);
+    f.kafka.create_topic(&changes, 1).unwrap();
+    sql(&f.db.url, "CREATE TABLE widgets (id INTEGER PRIMARY KEY, name TEXT)");
+    s.kafka.topics.push(changes.clone());
+    s.projections = serde_json::from_value(serde_json::json!([
+        {"name": "replica", "table": "${source.table}", "topics": [changes], "envelope": "debezium"}
+    ]))
+    .unwrap();
+    let change = r#"{"before":null,"after":{"id":1,"name":"bolt"},"source":{"table":"widgets"},"op":"c","ts_ms":1}"#;
+    f.kafka.send(&changes, Some(0), Some(br#"{"id":1}"#), Some(change.as_bytes()), &[]).unwrap();
+    f.kafka.flush().unwrap();
     let running = app::spawn(s, tributary::telemetry::discard()).unwrap();
 
     let (status, page) = http("GET", running.port, "/");
@@ -53,8 +65,9 @@ fn the_page_and_its_snapshot_are_served_strictly_and_a_browser_can_operate_it() 
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console/drive.mjs"))
             .env("CONSOLE_URL", format!("http://127.0.0.1:{}", running.port))
             .env("CONSOLE_TOKEN", TOKEN)
-            .env("CONSOLE_PARTITIONS", PARTITIONS.to_string())
+            .env("CONSOLE_PARTITIONS", (PARTITIONS + 1).to_string())
             .env("CONSOLE_REASON", "invalid_json")
+            .env("CONSOLE_TABLE", "replica: widgets")
             .env("CONSOLE_SHOTS", &shots)
             .output()
             .expect("node runs (scripts/install-deps.sh installs Node's playwright-core and Chromium)");

@@ -1,7 +1,8 @@
 // Drives the operator console in a real headless Chromium (Debian's) against a running
 // tributary: node drive.mjs. Environment: CONSOLE_URL (http://127.0.0.1:PORT), CONSOLE_TOKEN
 // (the admin token), CONSOLE_PARTITIONS (how many the topic has), CONSOLE_REASON (a dead-letter
-// reason the stream has), CONSOLE_SHOTS (a directory for the screenshots). Exits 0 when every
+// reason the stream has), CONSOLE_TABLE (projection: table, a template projection's table
+// reached), CONSOLE_SHOTS (a directory for the screenshots). Exits 0 when every
 // check holds; prints what failed otherwise.
 import { chromium } from "playwright-core";
 import { mkdirSync, rmSync, mkdtempSync } from "node:fs";
@@ -12,6 +13,7 @@ const base = process.env.CONSOLE_URL;
 const token = process.env.CONSOLE_TOKEN;
 const partitions = Number(process.env.CONSOLE_PARTITIONS);
 const reason = process.env.CONSOLE_REASON;
+const reachedTable = process.env.CONSOLE_TABLE;
 const shots = process.env.CONSOLE_SHOTS;
 mkdirSync(shots, { recursive: true });
 
@@ -57,6 +59,9 @@ try {
   });
   await step("the partitions and their lag show", async () => {
     await until((n) => document.querySelectorAll("#partitions tbody tr td:nth-child(5)").length === n, partitions, { timeout });
+  });
+  await step("the tables a template projection reached show", async () => {
+    await until((t) => [...document.querySelectorAll("#tables-reached li")].some((li) => li.textContent === t), reachedTable, { timeout });
   });
   await step("the rate chart moves while events flow", async () => {
     await until(() => Number(document.getElementById("rate-now").textContent) > 0, null, { timeout: 60000 });
