@@ -76,6 +76,8 @@ pub struct Metrics {
     pub projection_truncates: Family<Labels, Counter>,
     /// A template projection's ops, by the table they went to.
     pub projection_table_rows: Family<Labels, Counter>,
+    /// Columns `add_columns` added, by projection and table.
+    pub projection_columns_added: Family<Labels, Counter>,
     pub projection_ignored_fields: Family<Labels, Counter>,
     pub unrouted: Family<Labels, Counter>,
     /// The schema registry's requests and schemas, framed values that did not decode.
@@ -129,6 +131,7 @@ impl Metrics {
             projection_skipped: Family::default(),
             projection_truncates: Family::default(),
             projection_table_rows: Family::default(),
+            projection_columns_added: Family::default(),
             projection_ignored_fields: Family::default(),
             unrouted: Family::default(),
             registry: RegistryMetrics::new(),
@@ -205,6 +208,11 @@ impl Metrics {
             "projection_table_rows",
             "A template projection's ops, by projection, the table they went to, and outcome (as projection_rows)",
             m.projection_table_rows.clone(),
+        );
+        r.register(
+            "projection_columns_added",
+            "Columns schema_evolution = \"add_columns\" added for change events' new fields, by projection and table",
+            m.projection_columns_added.clone(),
         );
         r.register(
             "projection_ignored_fields",
@@ -285,14 +293,16 @@ impl Metrics {
     fn count_table_rows(&self, projection: &str, table: &str, c: &crate::project::Counts) {
         for (outcome, n) in c.outcomes() {
             if n > 0 {
-                let labels = vec![
-                    ("projection".to_string(), LabelValue(projection.to_string())),
-                    ("table".to_string(), LabelValue(escaped(table))),
-                    ("outcome".to_string(), LabelValue(outcome.to_string())),
-                ];
+                let mut labels = table_label(projection, table);
+                labels.push(("outcome".to_string(), LabelValue(outcome.to_string())));
                 self.projection_table_rows.get_or_create(&labels).inc_by(n);
             }
         }
+    }
+
+    /// Count columns `add_columns` added to a table.
+    pub(crate) fn count_columns_added(&self, projection: &str, table: &str, n: u64) {
+        self.projection_columns_added.get_or_create(&table_label(projection, table)).inc_by(n);
     }
 
     /// Count what a projection's statements did (a commit's or a redrive's).
@@ -325,6 +335,11 @@ pub fn label(k: &str, v: impl Into<String>) -> Labels {
 /// table a change event names may hold a backslash, a quote or a newline).
 fn escaped(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// A projection's and one of its tables' labels.
+fn table_label(projection: &str, table: &str) -> Labels {
+    vec![("projection".to_string(), LabelValue(projection.to_string())), ("table".to_string(), LabelValue(escaped(table)))]
 }
 
 /// A projection's label set: `projection` and one more (`reason`, `outcome`).

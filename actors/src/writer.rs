@@ -120,9 +120,19 @@ impl DbWriter {
     fn tell(&mut self) {
         for told in self.tables.take_told() {
             match told {
-                Told::Reached { projection, table } => {
-                    slog::info!(self.log, "a template projection reached a table, checked"; "projection" => &projection, "table" => &table);
+                Told::Reached { projection, table, created } => {
+                    let what = if created {
+                        "a projection created a table from the change events' schema"
+                    } else {
+                        "a projection reached a table, checked"
+                    };
+                    slog::info!(self.log, "{}", what; "projection" => &projection, "table" => &table);
                     self.health.do_send(TableReached { projection, table });
+                }
+                Told::ColumnsAdded { projection, table, columns } => {
+                    slog::info!(self.log, "columns added for a change's new fields (schema_evolution = \"add_columns\")";
+                        "projection" => &projection, "table" => &table, "columns" => columns.join(", "));
+                    self.metrics.count_columns_added(&projection, &table, columns.len() as u64);
                 }
                 Told::Warning(w) => slog::warn!(self.log, "{}", w),
                 Told::Ignored { projection, table, field } => {

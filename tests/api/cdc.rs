@@ -38,7 +38,7 @@ struct Text7 {
     f: Option<String>,
 }
 
-fn read(url: &str, pg: &str, sqlite: &str) -> BTreeMap<String, Vec<Option<String>>> {
+pub(crate) fn read(url: &str, pg: &str, sqlite: &str) -> BTreeMap<String, Vec<Option<String>>> {
     let rows: Vec<Text7> = on_conn!(url, c => {
         let q = if url.starts_with("sqlite://") { sqlite } else { pg };
         diesel::sql_query(q).load(c).unwrap()

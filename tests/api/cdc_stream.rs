@@ -82,7 +82,7 @@ pub fn projections() -> Value {
     ])
 }
 
-fn field(name: &str, ty: &str, logical: Option<&str>, params: Option<Value>) -> Value {
+pub(crate) fn field(name: &str, ty: &str, logical: Option<&str>, params: Option<Value>) -> Value {
     let mut f = json!({"type": ty, "optional": true, "field": name});
     if let Some(l) = logical {
         f["name"] = json!(l);
@@ -94,7 +94,7 @@ fn field(name: &str, ty: &str, logical: Option<&str>, params: Option<Value>) -> 
 }
 
 /// The envelope schema the JSON converter writes for a table with `fields`.
-fn envelope_schema(table: &str, fields: &[Value]) -> Value {
+pub(crate) fn envelope_schema(table: &str, fields: &[Value]) -> Value {
     let row = |which: &str| json!({"type": "struct", "fields": fields, "optional": true, "name": format!("db.public.{table}.Value"), "field": which});
     json!({"type": "struct", "name": format!("db.public.{table}.Envelope"), "optional": false, "fields": [
         row("before"), row("after"),
@@ -136,7 +136,7 @@ fn item_fields() -> Vec<Value> {
 }
 
 /// Two's complement, big-endian, minimal: Connect's `Decimal` bytes of an unscaled value.
-fn decimal_b64(unscaled: i64) -> String {
+pub(crate) fn decimal_b64(unscaled: i64) -> String {
     let bytes = unscaled.to_be_bytes();
     let mut start = 0;
     while start < 7 && ((bytes[start] == 0 && bytes[start + 1] & 0x80 == 0) || (bytes[start] == 0xff && bytes[start + 1] & 0x80 != 0)) {
@@ -150,11 +150,11 @@ fn money(cents: i64) -> String {
     format!("{}{}.{:02}", if cents < 0 { "-" } else { "" }, cents.unsigned_abs() / 100, cents.unsigned_abs() % 100)
 }
 
-fn date(days: i64) -> String {
+pub(crate) fn date(days: i64) -> String {
     (chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(days)).format("%Y-%m-%d").to_string()
 }
 
-fn micros(us: i64, zone: &str) -> String {
+pub(crate) fn micros(us: i64, zone: &str) -> String {
     let t = chrono::DateTime::from_timestamp_micros(us).unwrap().naive_utc();
     format!("{}{zone}", t.format("%Y-%m-%dT%H:%M:%S%.6f"))
 }

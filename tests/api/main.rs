@@ -8,6 +8,7 @@ mod admin;
 mod cdc;
 mod cdc_avro;
 mod cdc_kill;
+mod cdc_schema;
 mod cdc_stream;
 mod cdc_template;
 mod console;

@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use serde::de::IgnoredAny;
@@ -20,6 +21,7 @@ use serde_json::Value;
 
 use super::avro::{self, Logical};
 use crate::project::cdc::{Change, ChangeOp, Event};
+use crate::project::row_schema::RowSchema;
 use crate::project::source::members;
 
 /// The members of an envelope tributary reads (the others are skipped unread).
@@ -118,6 +120,7 @@ fn change<'a>(env: Envelope<'a>, text: &'a str, conv: Option<&Compiled>, key: Op
             ts_ms: env.ts_ms.map(|t| Cow::Borrowed(t.get())),
             key,
             typed,
+            schema: conv.and_then(|c| c.row.clone()),
         }),
         Err(e) => Event::Invalid(e),
     }
@@ -165,6 +168,8 @@ struct Compiled {
     after: Conv,
     /// The schema as a whole (a key's).
     value: Conv,
+    /// The row image's fields and their column types (`after`'s, else `before`'s).
+    row: Option<Arc<RowSchema>>,
 }
 
 /// The schema texts a worker keeps compiled, at most: by count (two per table, key and value,
@@ -193,6 +198,7 @@ fn compiled(text: &str) -> Result<Rc<Compiled>, String> {
         before: field("before").map_or(Conv::Plain, conv),
         after: field("after").map_or(Conv::Plain, conv),
         value: conv(&schema),
+        row: field("after").or_else(|| field("before")).and_then(RowSchema::connect).map(Arc::new),
     });
     SCHEMAS.with(|s| {
         let (map, bytes) = &mut *s.borrow_mut();

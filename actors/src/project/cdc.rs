@@ -64,6 +64,9 @@ pub(crate) struct Change<'a> {
     /// A schema came with it (Connect's wrapper, or the registry's): its logical types are
     /// decoded already, so a column's `unit` and `scale` do not apply.
     pub typed: bool,
+    /// The row image's fields and their column types, when the schema tells them (Connect's
+    /// wrapper): what `create_table` and `add_columns` make columns from.
+    pub schema: Option<std::sync::Arc<super::row_schema::RowSchema>>,
 }
 
 impl Change<'_> {
@@ -78,6 +81,7 @@ impl Change<'_> {
             ts_ms: own(&self.ts_ms),
             key: own(&self.key),
             typed: self.typed,
+            schema: self.schema.clone(),
         }
     }
 }
@@ -155,36 +159,30 @@ impl Field {
 /// What `envelope = "debezium"` cannot be combined with (yet, or at all).
 pub(super) fn check_spec(spec: &ProjectionSpec) -> Result<(), SpecError> {
     let err = |key: &str, problem: &str, fix: &str| Err(SpecError::new(&spec.name, key, problem, fix));
-    if spec.table.contains("${") && spec.create_table {
-        return err(
-            "create_table",
-            "with a template table would create each table from the change events' schema, which this version does not do",
-            "create the tables the template names, or set create_table = false",
-        );
-    }
-    if spec.table.contains("${") && spec.columns.values().any(|c| c.from().is_some_and(|f| f.trim().starts_with("ce."))) {
+    let map_all = spec.columns.is_empty() || spec.map_all_fields;
+    if writer_resolved(spec) && spec.columns.values().any(|c| c.from().is_some_and(|f| f.trim().starts_with("ce."))) {
         return err(
             "columns",
-            "read CloudEvents attributes (ce.*), which a template table's writer does not keep",
+            "read CloudEvents attributes (ce.*), which the writer does not keep for a template table or one it creates or widens",
             "map the row image's fields, envelope fields (debezium.*) or kafka.* instead",
         );
     }
-    if spec.schema_evolution == SchemaEvolution::AddColumns {
+    if spec.schema_evolution == SchemaEvolution::AddColumns && !map_all {
         return err(
             "schema_evolution",
-            "\"add_columns\" is not available in this version",
-            "set schema_evolution = \"none\" (the default)",
+            "\"add_columns\" adds columns that only a projection mapping every field fills",
+            "leave out [projection.columns], or set map_all_fields = true",
         );
     }
-    if spec.create_table && spec.key.is_empty() {
-        return err("create_table", "needs key: the primary key of the table it creates", "set key = [\"id\"] (listed columns)");
-    }
-    if spec.create_table && (spec.columns.is_empty() || spec.map_all_fields) {
+    if spec.create_table && !map_all && spec.table.contains("${") {
         return err(
             "create_table",
-            "would create the table from the change events' schema, which this version does not do",
-            "create the table, or list every column with its type under [projection.columns] (map_all_fields = false)",
+            "with a template creates each table from the change events' schema, which needs every field mapped",
+            "leave out [projection.columns], or set map_all_fields = true",
         );
+    }
+    if spec.create_table && !map_all && spec.key.is_empty() {
+        return err("create_table", "needs key: the primary key of the table it creates", "set key = [\"id\"] (listed columns)");
     }
     for (key, set) in [
         ("types", !spec.types.is_empty()),
@@ -204,6 +202,19 @@ pub(super) fn check_spec(spec: &ProjectionSpec) -> Result<(), SpecError> {
         );
     }
     Ok(())
+}
+
+/// Whether tables are made from the change events' schema (`create_table` with every field
+/// mapped): each one when a change first names it, its columns the schema's fields.
+pub(super) fn creates_from_schema(spec: &ProjectionSpec) -> bool {
+    spec.envelope == super::Envelope::Debezium && spec.create_table && (spec.columns.is_empty() || spec.map_all_fields)
+}
+
+/// Whether the writer finds (and may create or widen) the table as changes reach it, rather
+/// than the start-up: a template, `create_table` from the events' schema, `add_columns`.
+pub(super) fn writer_resolved(spec: &ProjectionSpec) -> bool {
+    spec.envelope == super::Envelope::Debezium
+        && (spec.table.contains("${") || creates_from_schema(spec) || spec.schema_evolution == SchemaEvolution::AddColumns)
 }
 
 /// The first key set that only a debezium projection takes.

@@ -16,6 +16,7 @@ pub(crate) mod instant;
 mod json;
 mod outcome;
 mod replica;
+pub(crate) mod row_schema;
 pub(crate) mod source;
 mod spec;
 mod sql_type;
@@ -194,7 +195,7 @@ impl Projection {
         } else if let Some(key) = cdc::cdc_only_key(spec) {
             return Err(err(key, "applies to change events only".into(), "set envelope = \"debezium\", or remove it"));
         }
-        let template = template::Template::parse(&spec.table).map_err(|p| {
+        let mut template = template::Template::parse(&spec.table).map_err(|p| {
             err("table", p, &format!("use a table name (\"orders\", \"schema.orders\") or a template of {}", template::VARIABLES))
         })?;
         if template.is_some() && !cdc {
@@ -207,6 +208,10 @@ impl Projection {
                 err("table", format!("{:?} is not a table name", spec.table), "use table = \"orders\" or \"schema.orders\"")
             })?,
         };
+        if template.is_none() && cdc::writer_resolved(spec) {
+            // One table, which the writer creates or widens as the changes' schema says.
+            template = Some(template::Template::constant(&table));
+        }
         let map_all = cdc && (spec.columns.is_empty() || spec.map_all_fields);
         if spec.columns.is_empty() && !cdc {
             return Err(err("columns", "maps no column".into(), "add [projection.columns] with column = \"/json/pointer\" lines"));
@@ -307,7 +312,7 @@ impl Projection {
                 Some(at)
             }
         };
-        if spec.create_table {
+        if spec.create_table && !cdc::creates_from_schema(spec) {
             if let Some(c) = columns.iter().find(|c| c.declared.is_none()) {
                 return Err(err(
                     &format!("columns.{}", c.name),

@@ -69,6 +69,16 @@ impl Projection {
         }
     }
 
+    /// Whether a table is made from the change events' schema when a change names one missing.
+    pub(crate) fn creates_from_schema(&self) -> bool {
+        super::cdc::creates_from_schema(&self.spec)
+    }
+
+    /// Whether a field a change's schema has and the table lacks becomes a new column.
+    pub(crate) fn adds_columns(&self) -> bool {
+        self.spec.schema_evolution == super::spec::SchemaEvolution::AddColumns
+    }
+
     /// The image's fields the table has no column for, when every field maps to its column.
     fn ignored_fields(&self, input: &mut Input<'_>) -> Option<Box<[String]>> {
         let table = self.map_all.as_ref().filter(|t| !t.is_empty())?;

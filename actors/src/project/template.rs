@@ -72,6 +72,11 @@ impl Template {
         Ok(Some(Template { schema: halves.pop(), name }))
     }
 
+    /// A template that always names `table`.
+    pub(crate) fn constant(table: &TableName) -> Template {
+        Template { schema: table.schema.clone().map(|s| vec![Part::Text(s)]), name: vec![Part::Text(table.name.clone())] }
+    }
+
     /// The table a change event of `topic` names (`source`: its `source` block's JSON text);
     /// the error says what is missing or not a name.
     pub(crate) fn table(&self, topic: &str, source: Option<&str>) -> Result<TableName, String> {

@@ -470,16 +470,22 @@ fn a_debezium_projection_is_checked_at_start_naming_key_and_fix() {
     assert_eq!((p.mode, p.deferred, p.map_all.is_some()), (Mode::Upsert, true, true));
     assert_eq!(cdc(json!({"table": "${source.schema}.${source.table}"})), "", "a template, tables found as changes reach them");
     assert_eq!(cdc(json!({"table": "${source.tbl}"})), "table", "an unknown variable");
-    assert_eq!(
-        cdc(json!({"table": "${source.table}", "create_table": true, "key": ["id"], "columns": {"id": {"from": "/id", "type": "bigint"}}})),
-        "create_table"
-    );
+    assert_eq!(cdc(json!({"table": "${source.table}", "create_table": true})), "", "each table from the events' schema");
+    let listed =
+        json!({"table": "${source.table}", "create_table": true, "key": ["id"], "columns": {"id": {"from": "/id", "type": "bigint"}}});
+    assert_eq!(cdc(listed), "create_table", "a template's tables come from the schema");
     assert_eq!(cdc(json!({"table": "${source.table}", "map_all_fields": true, "columns": {"s": "ce.source"}})), "columns");
     assert_eq!(error_key(with(json!({"table": "${source.table}"}))), "table", "only change events name their table");
     let t = Projection::from_spec(&spec(json!({"name": "r", "table": "${source.table}", "envelope": "debezium", "key": ["id"]}))).unwrap();
     assert!(t.deferred && t.template.is_some(), "a template's key and columns wait for each table");
-    assert_eq!(cdc(json!({"schema_evolution": "add_columns"})), "schema_evolution");
-    assert_eq!(cdc(json!({"create_table": true})), "create_table", "a table from the events' schema");
+    assert_eq!(cdc(json!({"schema_evolution": "add_columns"})), "", "every field mapped: new ones become columns");
+    assert_eq!(cdc(json!({"schema_evolution": "add_columns", "key": ["id"], "columns": {"id": "/id"}})), "schema_evolution");
+    assert_eq!(cdc(json!({"create_table": true})), "", "a table from the events' schema");
+    assert_eq!(cdc(json!({"create_table": true, "columns": {"id": {"from": "/id", "type": "bigint"}}})), "create_table", "needs key");
+    let widened =
+        Projection::from_spec(&spec(json!({"name": "r", "table": "t", "envelope": "debezium", "schema_evolution": "add_columns"})))
+            .unwrap();
+    assert!(widened.template.is_some(), "a table the writer widens is found by the writer");
     assert_eq!(cdc(json!({"types": ["x"]})), "types");
     assert_eq!(cdc(json!({"delete_on_tombstone": true})), "delete_on_tombstone");
     assert_eq!(cdc(json!({"columns": {"v": {"from": "debezium.after"}}})), "columns.v");

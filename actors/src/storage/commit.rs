@@ -47,7 +47,8 @@ pub(crate) fn commit_group<S: ProjectStore + Catalog + Lookup>(
     batches: &[ParsedBatch],
     buf: &mut Vec<u8>,
 ) -> Result<GroupCommit, StoreError> {
-    store.in_transaction(|s| {
+    tables.begin();
+    let committed = store.in_transaction(|s| {
         // Fences first: their row locks serialise competing members, so a loser waits and then
         // sees the moved offset instead of racing the inserts.
         let mut outcomes = Vec::with_capacity(batches.len());
@@ -132,7 +133,12 @@ pub(crate) fn commit_group<S: ProjectStore + Catalog + Lookup>(
             })
             .collect();
         Ok(GroupCommit { outcomes, rejected, projections })
-    })
+    });
+    if committed.is_err() {
+        // The DDL of the group rolled back with it.
+        tables.rollback();
+    }
+    committed
 }
 
 /// Insert `rows`, isolating the ones the database refuses (see the module doc); returns them as

@@ -20,7 +20,7 @@ use super::error::blames_data;
 use super::store::GroupStore;
 use super::StoreError;
 pub(crate) use crate::project::Counts;
-use crate::project::{KeyForm, Mode, Nul, Op, OpKind, Plan, Projection, SpecError, SqlType};
+use crate::project::{KeyForm, Mode, Nul, Op, OpKind, Plan, Projection, SpecError, SqlType, TableName};
 use crate::records::PartitionKey;
 use lookup::Lookup;
 
@@ -446,14 +446,20 @@ pub(crate) fn complete(p: &mut Projection, info: &TableInfo, holds_nul: bool, wa
 /// `CREATE TABLE IF NOT EXISTS` from the declared types, the key as primary key; `decl` names
 /// a type as the backend declares it.
 pub(crate) fn create_table_sql(p: &Projection, decl: impl Fn(SqlType) -> String) -> String {
+    let columns: Vec<(String, SqlType)> = p.columns.iter().map(|c| (c.name.clone(), c.declared.unwrap_or(SqlType::Text))).collect();
+    let key: Vec<String> = p.key.iter().map(|&k| p.columns[k].name.clone()).collect();
+    create_sql(&p.table, &columns, &key, decl)
+}
+
+/// `CREATE TABLE IF NOT EXISTS` of `columns`, `key` its primary key (none when empty).
+pub(crate) fn create_sql(table: &TableName, columns: &[(String, SqlType)], key: &[String], decl: impl Fn(SqlType) -> String) -> String {
     use crate::project::quote_ident;
-    let mut parts: Vec<String> =
-        p.columns.iter().map(|c| format!("{} {}", quote_ident(&c.name), decl(c.declared.unwrap_or(SqlType::Text)))).collect();
-    if !p.key.is_empty() {
-        let key: Vec<String> = p.key.iter().map(|&k| quote_ident(&p.columns[k].name)).collect();
+    let mut parts: Vec<String> = columns.iter().map(|(name, ty)| format!("{} {}", quote_ident(name), decl(*ty))).collect();
+    if !key.is_empty() {
+        let key: Vec<String> = key.iter().map(|k| quote_ident(k)).collect();
         parts.push(format!("PRIMARY KEY ({})", key.join(", ")));
     }
-    format!("CREATE TABLE IF NOT EXISTS {} ({})", p.table.quoted(), parts.join(", "))
+    format!("CREATE TABLE IF NOT EXISTS {} ({})", table.quoted(), parts.join(", "))
 }
 
 /// Why a projection could not be set up against the database.
@@ -480,8 +486,20 @@ mod tests;
 pub(crate) trait Catalog {
     /// The table's columns and unique keys; `None`: there is no such table.
     fn table_info(&mut self, p: &Projection) -> Result<Option<TableInfo>, StoreError>;
+    /// Whether `ALTER TABLE … ADD COLUMN IF NOT EXISTS` is understood (PostgreSQL; SQLite's
+    /// writes are one at a time, so a column found missing stays missing until it is added).
+    const ADD_COLUMN_IF_NOT_EXISTS: bool;
+    /// How the backend declares a column of this type.
+    fn decl(ty: SqlType) -> String;
+    /// Run a statement that changes the schema.
+    fn ddl(&mut self, sql: &str) -> Result<(), StoreError>;
     /// `CREATE TABLE IF NOT EXISTS` from the declared types (see [`create_table_sql`]).
-    fn create_table(&mut self, p: &Projection) -> Result<(), StoreError>;
+    fn create_table(&mut self, p: &Projection) -> Result<(), StoreError>
+    where
+        Self: Sized,
+    {
+        self.ddl(&create_table_sql(p, Self::decl))
+    }
 }
 
 /// Create the tables asked for, then check every projection against its table; the warnings

@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Array, BigInt, Binary, Bool, Date, Double, Integer, Nullable, Text, Timestamp, Timestamptz};
 
-use super::{create_table_sql, groups, steps, truncate, Catalog, ColumnInfo, Counts, Group, Pass, ProjectStore, Step, TableInfo};
+use super::{groups, steps, truncate, Catalog, ColumnInfo, Counts, Group, Pass, ProjectStore, Step, TableInfo};
 use crate::project::{quote_ident, Cell, KeyForm, Mode, Op, OpKind, Plan, Projection, SqlType};
 use crate::records::PartitionKey;
 use crate::storage::StoreError;
@@ -240,8 +240,14 @@ impl Catalog for PgConnection {
         table_info(self, p)
     }
 
-    fn create_table(&mut self, p: &Projection) -> Result<(), StoreError> {
-        diesel::sql_query(create_table_sql(p, |t| t.name().to_string())).execute(self)?;
+    const ADD_COLUMN_IF_NOT_EXISTS: bool = true;
+
+    fn decl(t: SqlType) -> String {
+        t.name().to_string()
+    }
+
+    fn ddl(&mut self, sql: &str) -> Result<(), StoreError> {
+        diesel::sql_query(sql).execute(self)?;
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use diesel::sql_types::{BigInt, Binary, Double, Integer, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel::QueryResult;
 
-use super::{create_table_sql, steps, truncate, Catalog, ColumnInfo, Counts, Pass, ProjectStore, Step, TableInfo};
+use super::{steps, truncate, Catalog, ColumnInfo, Counts, Pass, ProjectStore, Step, TableInfo};
 use crate::project::{quote_ident, sqlite_numeric_affinity, Cell, KeyForm, Mode, Op, Plan, Projection, SqlType};
 use crate::records::PartitionKey;
 use crate::storage::StoreError;
@@ -116,8 +116,14 @@ impl Catalog for SqliteConnection {
         table_info(self, p)
     }
 
-    fn create_table(&mut self, p: &Projection) -> Result<(), StoreError> {
-        diesel::sql_query(create_table_sql(p, |t| t.sqlite_decl().to_string())).execute(self)?;
+    const ADD_COLUMN_IF_NOT_EXISTS: bool = false;
+
+    fn decl(t: SqlType) -> String {
+        t.sqlite_decl().to_string()
+    }
+
+    fn ddl(&mut self, sql: &str) -> Result<(), StoreError> {
+        diesel::sql_query(sql).execute(self)?;
         Ok(())
     }
 }
