@@ -18,7 +18,8 @@ on_both_backends!(a_table_is_created_and_widened_from_the_change_events_schema,)
 
 const TOPIC: &str = "srv.public.gadgets";
 
-fn fields(with_color: bool) -> Vec<Value> {
+/// The source table's columns at schema `version`: 1, then 2 with `color`, 3 with `size` too.
+fn fields(version: u8) -> Vec<Value> {
     let mut f = vec![
         json!({"type": "int32", "optional": false, "field": "id"}),
         field("name", "string", None, None),
@@ -27,19 +28,22 @@ fn fields(with_color: bool) -> Vec<Value> {
         field("since", "int32", Some("io.debezium.time.Date"), None),
         field("spec", "string", Some("io.debezium.data.Json"), None),
     ];
-    if with_color {
+    if version >= 2 {
         f.push(field("color", "string", None, None));
+    }
+    if version >= 3 {
+        f.push(field("size", "int16", None, None));
     }
     f
 }
 
 /// One gadget's change, wrapped with its schema (`None`: the payload alone) and its key.
-fn change(op: &str, id: i64, after: Option<Value>, schema: Option<bool>) -> (String, String) {
+fn change(op: &str, id: i64, after: Option<Value>, schema: Option<u8>) -> (String, String) {
     let payload = json!({"before": if op == "d" { json!({"id": id}) } else { Value::Null }, "after": after, "op": op, "ts_ms": 1,
                          "source": {"connector": "postgresql", "table": "gadgets", "lsn": id}});
     let key = json!({"schema": {"type": "struct", "fields": [{"type": "int32", "optional": false, "field": "id"}]}, "payload": {"id": id}});
     let value = match schema {
-        Some(color) => json!({"schema": envelope_schema("gadgets", &fields(color)), "payload": payload}),
+        Some(version) => json!({"schema": envelope_schema("gadgets", &fields(version)), "payload": payload}),
         None => payload,
     };
     (key.to_string(), value.to_string())
@@ -60,12 +64,12 @@ fn a_table_is_created_and_widened_from_the_change_events_schema(kind: Kind) {
     let group = format!("g-{}", unique());
     let made = 1_700_000_000_123_456;
     let msgs = [
-        change("c", 1, Some(image(1, "bolt", 1234, made, -400, None)), Some(false)),
-        change("c", 2, Some(image(2, "nut", 5, made + 1, 19_000, None)), Some(false)),
-        change("u", 1, Some(image(1, "bolt v2", -99, made + 2, -400, None)), Some(false)),
+        change("c", 1, Some(image(1, "bolt", 1234, made, -400, None)), Some(1)),
+        change("c", 2, Some(image(2, "nut", 5, made + 1, 19_000, None)), Some(1)),
+        change("u", 1, Some(image(1, "bolt v2", -99, made + 2, -400, None)), Some(1)),
         // The source table gained a column: the next schema version has it.
-        change("c", 3, Some(image(3, "gear", 100_000, made + 3, 0, Some("red"))), Some(true)),
-        change("u", 1, Some(image(1, "bolt v2", -99, made + 2, -400, Some("blue"))), Some(true)),
+        change("c", 3, Some(image(3, "gear", 100_000, made + 3, 0, Some("red"))), Some(2)),
+        change("u", 1, Some(image(1, "bolt v2", -99, made + 2, -400, Some("blue"))), Some(2)),
         // Without a schema a new field is only ignored (and counted): its type is not known.
         change(
             "u",
@@ -82,7 +86,7 @@ fn a_table_is_created_and_widened_from_the_change_events_schema(kind: Kind) {
             }),
             None,
         ),
-        change("d", 2, None, Some(true)),
+        change("d", 2, None, Some(2)),
     ];
     for (key, value) in &msgs {
         kafka.send(TOPIC, Some(0), Some(key.as_bytes()), Some(value.as_bytes()), &[]).unwrap();
@@ -133,6 +137,18 @@ fn a_table_is_created_and_widened_from_the_change_events_schema(kind: Kind) {
         .into();
         assert_eq!(types, want);
     }
+
+    // A column added by someone else (another member, by hand) since the writer read the
+    // table: the next schema's field is found there, not added twice.
+    sql(&db.url, "ALTER TABLE gadgets ADD COLUMN size smallint");
+    let mut v = image(1, "bolt v3", -99, made + 2, -400, Some("blue"));
+    v["size"] = json!(4);
+    let (key, value) = change("u", 1, Some(v), Some(3));
+    kafka.send(TOPIC, Some(0), Some(key.as_bytes()), Some(value.as_bytes()), &[]).unwrap();
+    kafka.flush().unwrap();
+    wait_until("the last change committed", Duration::from_secs(60), || committed_all(&db.url) == msgs.len() as i64 + 1);
+    let sized = query_pairs(&db.url, "SELECT name AS a, CAST(size AS TEXT) AS b FROM gadgets WHERE id = 1");
+    assert_eq!(sized, [("bolt v3".to_string(), "4".to_string())]);
     let (_, metrics) = http("GET", running.port, "/metrics");
     assert!(metrics.contains("tributary_projection_columns_added_total{projection=\"auto\",table=\"gadgets\"} 1"), "{metrics}");
     assert!(metrics.contains("tributary_projection_ignored_fields_total{projection=\"auto\"} 1"), "{metrics}");

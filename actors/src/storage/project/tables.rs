@@ -272,39 +272,44 @@ impl Tables {
         if self.covered.get(&index).is_some_and(|c| Arc::ptr_eq(c, schema)) {
             return Ok(Ok(()));
         }
-        let norm = |n: &str| if p.fold_case { n.to_ascii_lowercase() } else { n.to_string() };
-        let has: HashSet<String> = p.map_all.iter().flatten().map(|n| norm(n)).collect();
-        let new: Vec<&(String, _)> = schema.fields.iter().filter(|(name, _)| !has.contains(&norm(name))).collect();
-        if !new.is_empty() {
-            let table = p.table.clone();
-            for (name, ty) in &new {
-                let if_not = if C::ADD_COLUMN_IF_NOT_EXISTS { "IF NOT EXISTS " } else { "" };
-                let sql = format!("ALTER TABLE {} ADD COLUMN {if_not}{} {}", table.quoted(), quote_ident(name), C::decl(*ty));
-                if let Err(e) = conn.in_savepoint(|c| c.ddl(&sql)) {
-                    if e.is_transient() {
-                        return Err(e);
-                    }
-                    return Ok(Err(format!("column {name:?} could not be added: {e}")));
-                }
-            }
-            // The configured projection's settings, completed against the widened table.
+        let fold = p.fold_case;
+        let norm = |n: &str| if fold { n.to_ascii_lowercase() } else { n.to_string() };
+        let mapped: HashSet<String> = p.map_all.iter().flatten().map(|n| norm(n)).collect();
+        if schema.fields.iter().any(|(name, _)| !mapped.contains(&norm(name))) {
+            // New to this projection: the catalog, read now, says what the table lacks (another
+            // member, or a redrive, may have added it since).
             let template = self.known.iter().find_map(|(t, tables)| tables.values().any(|&i| i == index).then_some(*t)).unwrap_or(index);
+            let table = p.table.clone();
             let mut p = self.plan.projections[template as usize].for_table(table.clone());
-            let info = match read(conn, &p)? {
-                Ok(Some(info)) => info,
-                Ok(None) => return Ok(Err(absent(conn, &p)?)),
+            let mut info = match existing(conn, &p)? {
+                Ok(info) => info,
                 Err(problem) => return Ok(Err(problem)),
             };
+            let has: HashSet<String> = info.columns.iter().map(|c| norm(&c.name)).collect();
+            let new: Vec<String> = schema.fields.iter().filter(|(name, _)| !has.contains(&norm(name))).map(|(n, _)| n.clone()).collect();
+            for (name, ty) in schema.fields.iter().filter(|(name, _)| new.contains(name)) {
+                let if_not = if C::ADD_COLUMN_IF_NOT_EXISTS { "IF NOT EXISTS " } else { "" };
+                let sql = format!("ALTER TABLE {} ADD COLUMN {if_not}{} {}", table.quoted(), quote_ident(name), C::decl(*ty));
+                match conn.in_savepoint(|c| c.ddl(&sql)) {
+                    Ok(()) => {}
+                    Err(e) if e.is_transient() => return Err(e),
+                    Err(e) => return Ok(Err(format!("column {name:?} could not be added: {e}"))),
+                }
+            }
+            if !new.is_empty() {
+                info = match existing(conn, &p)? {
+                    Ok(info) => info,
+                    Err(problem) => return Ok(Err(problem)),
+                };
+            }
             let mut warnings = Vec::new();
             if let Err(e) = complete(&mut p, &info, C::TEXT_HOLDS_NUL, &mut warnings) {
                 return Ok(Err(fix(e)));
             }
             self.told.extend(warnings.into_iter().map(Told::Warning));
-            self.told.push(Told::ColumnsAdded {
-                projection: p.name.clone(),
-                table: table.to_string(),
-                columns: new.iter().map(|(n, _)| n.clone()).collect(),
-            });
+            if !new.is_empty() {
+                self.told.push(Told::ColumnsAdded { projection: p.name.clone(), table: table.to_string(), columns: new });
+            }
             let was = std::mem::replace(&mut self.plan.projections[index as usize], p);
             self.journal.push(Undo::Replaced { index, was: Box::new(was) });
             serialize_shared_tables(&mut self.plan.projections);
@@ -339,6 +344,15 @@ fn read<C: ProjectStore + Catalog + Lookup>(conn: &mut C, p: &Projection) -> Res
             _ => format!("its catalog could not be read: {e}"),
         })),
     }
+}
+
+/// The table's catalog entry, or why it cannot be written (not there, not readable).
+fn existing<C: ProjectStore + Catalog + Lookup>(conn: &mut C, p: &Projection) -> Result<Result<TableInfo, Problem>, StoreError> {
+    Ok(match read(conn, p)? {
+        Ok(Some(info)) => Ok(info),
+        Ok(None) => Err(absent(conn, p)?),
+        Err(problem) => Err(problem),
+    })
 }
 
 /// Why a table that is not there cannot be written, with the fix.
