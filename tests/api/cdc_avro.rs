@@ -58,13 +58,25 @@ fn key(id: i64) -> Value {
 
 #[test]
 fn avro_change_events_through_the_registry_make_the_replica() {
+    replica_from_avro(false);
+}
+
+/// The same, the table created from the registry's schema on the first change.
+#[test]
+fn avro_change_events_create_their_table_from_the_registry_schema() {
+    replica_from_avro(true);
+}
+
+fn replica_from_avro(create: bool) {
     let Some(mut f) = Fixture::new(Kind::Postgres, "cdcavro", 1, 1) else { return };
     let registry = SchemaRegistry::start();
-    sql(
-        &f.db.url,
-        "CREATE TABLE customers (id integer PRIMARY KEY, name text NOT NULL, balance numeric(12,2), born date, seen timestamp(6), \
-         notes text, doc jsonb, src_position numeric(40,0))",
-    );
+    if !create {
+        sql(
+            &f.db.url,
+            "CREATE TABLE customers (id integer PRIMARY KEY, name text NOT NULL, balance numeric(12,2), born date, seen timestamp(6), \
+             notes text, doc jsonb, src_position numeric(40,0))",
+        );
+    }
     let (a, b) = (row(1, "Anne", "-12.30", -1, 1_700_000_000_123_456, "long notes"), row(2, "Bob", "0.05", 19_782, 0, "b"));
     let a_update = a.clone();
     let a2 = json!({"id": 1, "name": "Anne Marie", "balance": {"$decimal": "99999.99"}, "born": -1, "seen": 253_402_300_799_999_999i64,
@@ -96,7 +108,7 @@ fn avro_change_events_through_the_registry_make_the_replica() {
 
     let mut s = registry_settings(&f, &registry.url);
     s.projections = serde_json::from_value(json!([{"name": "customers", "table": "customers", "envelope": "debezium",
-        "newer_wins": "src_position", "map_all_fields": true,
+        "newer_wins": "src_position", "map_all_fields": true, "create_table": create,
         "columns": {"src_position": {"from": "debezium.position", "type": "numeric"}}}]))
     .unwrap();
     let running = app::spawn(s, tributary::telemetry::discard()).unwrap();
@@ -119,5 +131,22 @@ fn avro_change_events_through_the_registry_make_the_replica() {
         "the update's values exactly (io.debezium.data.Json as a document), its TOASTed notes left as they were, the delete \
          applied, the replayed older read passed over"
     );
+    if create {
+        let types = query_pairs(
+            &f.db.url,
+            "SELECT column_name AS a, data_type AS b FROM information_schema.columns WHERE table_name = 'customers' ORDER BY ordinal_position",
+        );
+        let want = [
+            ("id", "integer"),
+            ("name", "text"),
+            ("balance", "numeric"),
+            ("born", "date"),
+            ("seen", "timestamp without time zone"),
+            ("notes", "text"),
+            ("doc", "jsonb"),
+            ("src_position", "numeric"),
+        ];
+        assert_eq!(types, want.map(|(a, b)| (a.to_string(), b.to_string())).to_vec(), "the Avro schema's types, the listed column's");
+    }
     running.stop().unwrap();
 }

@@ -67,7 +67,13 @@ pub(crate) fn route_message(msg: RawMessage, topic: &str, partition: i32, opts: 
                     let typed = super::framed::avro_decoded(row.original.payload(), opts);
                     row.data().map(|data| super::cdc::read(data, key, typed))
                 });
-                plan.route_keyed(topic, partition, &row, key, event.flatten().as_ref())
+                let mut event = event.flatten();
+                if let Some(crate::project::cdc::Event::Change(c)) = &mut event {
+                    if c.typed && c.schema.is_none() {
+                        c.schema = super::framed::avro_row_schema(row.original.payload(), opts);
+                    }
+                }
+                plan.route_keyed(topic, partition, &row, key, event.as_ref())
             };
             match routed {
                 Err(e) => refused(&row.original, e),

@@ -4,6 +4,7 @@
 //! times and timestamps → ISO 8601 / RFC 3339 text with the type's own precision.
 
 mod decode;
+mod row;
 mod schema;
 
 pub(crate) use decode::decode;

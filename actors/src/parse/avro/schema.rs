@@ -64,6 +64,8 @@ pub(super) enum Node {
 #[derive(Debug, Clone)]
 pub(crate) struct Compiled {
     pub(super) nodes: Vec<Node>,
+    /// A change event envelope's row image fields and their column types (see `row.rs`).
+    pub(crate) row: Option<std::sync::Arc<crate::project::row_schema::RowSchema>>,
 }
 
 /// Compile `main`, its named types able to refer to those of `references` (the registry's
@@ -78,7 +80,9 @@ pub(crate) fn compile(main: &str, references: &[String]) -> Result<Compiled, Str
     let root = c.node(&json, "")?;
     // The root at index 0, so the decoder starts there.
     c.nodes[0] = c.nodes[root].clone();
-    Ok(Compiled { nodes: c.nodes })
+    let mut compiled = Compiled { nodes: c.nodes, row: None };
+    compiled.row = compiled.row_schema().map(std::sync::Arc::new);
+    Ok(compiled)
 }
 
 /// Deeper than this the schema is refused rather than the stack risked.

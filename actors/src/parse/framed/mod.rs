@@ -28,6 +28,18 @@ pub(crate) fn avro_decoded(payload: Option<&[u8]>, opts: &ParseOptions) -> bool 
     matches!(*schemas.get(id), Entry::Avro(_))
 }
 
+/// The row schema of a change event decoded from Avro (for `create_table`, `add_columns`).
+pub(crate) fn avro_row_schema(
+    payload: Option<&[u8]>,
+    opts: &ParseOptions,
+) -> Option<std::sync::Arc<crate::project::row_schema::RowSchema>> {
+    let (Some((id, _)), Some(schemas)) = (payload.and_then(frame), opts.schemas.as_deref()) else { return None };
+    match &*schemas.get(id) {
+        Entry::Avro(schema) => schema.row.clone(),
+        _ => None,
+    }
+}
+
 /// Note the schema ids a batch of `topic` is framed with (for `/status`): once per batch.
 pub(crate) fn saw<'p>(schemas: &Schemas, topic: &str, payloads: impl Iterator<Item = Option<&'p [u8]>>) {
     let mut ids: Vec<u32> = Vec::new();

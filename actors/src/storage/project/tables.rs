@@ -377,11 +377,17 @@ fn create<C: ProjectStore + Catalog + Lookup>(
             "it does not exist, and the change has no schema to create it from (Connect's JSON wrapper with schemas.enable=true)".into(),
         ));
     };
-    let columns: Vec<(String, crate::project::SqlType)> = schema
+    let mut columns: Vec<(String, crate::project::SqlType)> = schema
         .fields
         .iter()
         .map(|(name, ty)| (name.clone(), p.columns.iter().find(|c| &c.name == name).and_then(|c| c.declared).unwrap_or(*ty)))
         .collect();
+    // Listed columns the row image does not feed (a source position, a constant), as declared.
+    for c in &p.columns {
+        if let (Some(ty), false) = (c.declared, columns.iter().any(|(n, _)| n == &c.name)) {
+            columns.push((c.name.clone(), ty));
+        }
+    }
     let key: Vec<String> = if p.spec.key.is_empty() {
         change.key.as_deref().and_then(members).map(|m| m.iter().map(|(n, _)| n.to_string()).collect()).unwrap_or_default()
     } else {
