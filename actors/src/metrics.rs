@@ -78,6 +78,8 @@ pub struct Metrics {
     pub projection_table_rows: Family<Labels, Counter>,
     /// Columns `add_columns` added, by projection and table.
     pub projection_columns_added: Family<Labels, Counter>,
+    /// Row-image fields a template projection's table has no column for, by table.
+    pub projection_table_ignored_fields: Family<Labels, Counter>,
     pub projection_ignored_fields: Family<Labels, Counter>,
     pub unrouted: Family<Labels, Counter>,
     /// The schema registry's requests and schemas, framed values that did not decode.
@@ -132,6 +134,7 @@ impl Metrics {
             projection_truncates: Family::default(),
             projection_table_rows: Family::default(),
             projection_columns_added: Family::default(),
+            projection_table_ignored_fields: Family::default(),
             projection_ignored_fields: Family::default(),
             unrouted: Family::default(),
             registry: RegistryMetrics::new(),
@@ -213,6 +216,11 @@ impl Metrics {
             "projection_columns_added",
             "Columns schema_evolution = \"add_columns\" added for change events' new fields, by projection and table",
             m.projection_columns_added.clone(),
+        );
+        r.register(
+            "projection_table_ignored_fields",
+            "Row-image fields a template projection's table has no column for, passed over, by projection and table",
+            m.projection_table_ignored_fields.clone(),
         );
         r.register(
             "projection_ignored_fields",
@@ -297,6 +305,9 @@ impl Metrics {
                 labels.push(("outcome".to_string(), LabelValue(outcome.to_string())));
                 self.projection_table_rows.get_or_create(&labels).inc_by(n);
             }
+        }
+        if c.ignored_fields > 0 {
+            self.projection_table_ignored_fields.get_or_create(&table_label(projection, table)).inc_by(c.ignored_fields);
         }
     }
 

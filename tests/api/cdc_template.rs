@@ -64,6 +64,11 @@ fn a_template_projection_writes_each_table_its_changes_name(kind: Kind) {
         "every op of the template's is counted by table: {metrics}"
     );
     assert_eq!(sum("tributary_projection_truncates_total{projection=\"db\"}"), stream.truncates_applied as f64);
+    assert_eq!(
+        sum("tributary_projection_table_ignored_fields_total{projection=\"db\",table=\"customers\"}"),
+        stream.ignored_fields as f64,
+        "the customers' fields the replica lacks, counted by table"
+    );
     assert!(sum("tributary_projection_rows_total{projection=\"orders\"") > 0.0);
     let (_, status) = http("GET", running.port, "/status");
     let status: Value = serde_json::from_str(&status).unwrap();
