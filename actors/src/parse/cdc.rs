@@ -173,17 +173,42 @@ const CACHED_SCHEMAS: usize = 1024;
 const CACHED_BYTES: usize = 16 << 20;
 
 /// Compiled schemas by their text, and the texts' bytes.
-type Cache = (HashMap<Box<str>, Rc<Compiled>>, usize);
+type Cache = (HashMap<Rc<str>, Rc<Compiled>>, usize);
+
+/// The schemas a worker used last, most recent first: a topic's messages repeat their key's
+/// and their value's schema, found by comparing the text rather than hashing all of it.
+const RECENT: usize = 4;
 
 thread_local! {
     /// Schemas by their text: a connector sends one schema text per table version, so a worker
     /// compiles each once; past the bounds the cache starts over.
     static SCHEMAS: RefCell<Cache> = RefCell::new((HashMap::new(), 0));
+    static RECENT_SCHEMAS: RefCell<Vec<(Rc<str>, Rc<Compiled>)>> = const { RefCell::new(Vec::new()) };
 }
 
 fn compiled(text: &str) -> Result<Rc<Compiled>, String> {
-    if let Some(c) = SCHEMAS.with(|s| s.borrow().0.get(text).cloned()) {
+    let recent = RECENT_SCHEMAS.with(|r| {
+        let mut r = r.borrow_mut();
+        let i = r.iter().position(|(t, _)| **t == *text)?;
+        r[..=i].rotate_right(1);
+        Some(r[0].1.clone())
+    });
+    if let Some(c) = recent {
         return Ok(c);
+    }
+    let (text, c) = cached(text)?;
+    RECENT_SCHEMAS.with(|r| {
+        let mut r = r.borrow_mut();
+        r.truncate(RECENT - 1);
+        r.insert(0, (text, c.clone()));
+    });
+    Ok(c)
+}
+
+/// The schema compiled from `text`, out of the worker's cache or into it.
+fn cached(text: &str) -> Result<(Rc<str>, Rc<Compiled>), String> {
+    if let Some((t, c)) = SCHEMAS.with(|s| s.borrow().0.get_key_value(text).map(|(t, c)| (t.clone(), c.clone()))) {
+        return Ok((t, c));
     }
     let schema: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let field = |name: &str| {
@@ -194,16 +219,17 @@ fn compiled(text: &str) -> Result<Rc<Compiled>, String> {
         after: field("after").map_or(Conv::Plain, conv),
         value: conv(&schema),
     });
-    SCHEMAS.with(|s| {
+    Ok(SCHEMAS.with(|s| {
         let (map, bytes) = &mut *s.borrow_mut();
         if map.len() >= CACHED_SCHEMAS || *bytes + text.len() > CACHED_BYTES {
             map.clear();
             *bytes = 0;
         }
         *bytes += text.len();
-        map.insert(text.into(), c.clone());
-    });
-    Ok(c)
+        let text: Rc<str> = text.into();
+        map.insert(text.clone(), c.clone());
+        (text, c)
+    }))
 }
 
 /// The logical types of Kafka Connect and Debezium that count in integers (the Avro

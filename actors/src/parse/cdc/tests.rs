@@ -166,3 +166,25 @@ fn truncates_and_messages_read_without_images() {
     assert_eq!((c.op, c.before, c.after), (ChangeOp::Truncate, None, None));
     assert_eq!(change(r#"{"op": "m", "message": {"prefix": "p"}}"#, None).op, ChangeOp::Message);
 }
+
+/// The worker keeps its last schemas to compare before it hashes: schema texts of one length
+/// that differ only near their end, sent in turn and more of them than it keeps, must each
+/// decode their own message.
+#[test]
+fn each_message_is_decoded_by_its_own_schema_when_schemas_alternate() {
+    // Date and Time: the same length, one int read two ways.
+    let logicals = ["io.debezium.time.Date", "io.debezium.time.Time"];
+    let schemas: Vec<(String, &str)> = (0..3)
+        .flat_map(|table| logicals.iter().map(move |l| (table, *l)))
+        .map(|(table, l)| (wrapped(vec![field(&format!("v{table}"), "int32", Some(l))], json!(null)), l))
+        .collect();
+    assert!(schemas.len() > super::RECENT, "more schemas than the worker keeps at hand");
+    for round in 0..3 {
+        for (i, (schema, logical)) in schemas.iter().enumerate().rev().skip(round % 2) {
+            let table = i / 2;
+            let v = schema.replace(r#""payload":null"#, &format!(r#""payload":{{"op":"c","after":{{"v{table}":1000}}}}"#));
+            let want = if logical.ends_with("Date") { "1972-09-27" } else { "00:00:01.000" };
+            assert_eq!(image(change(&v, None).after.as_deref()), json!({format!("v{table}"): want}), "{logical} in round {round}");
+        }
+    }
+}
