@@ -20,6 +20,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::avro::{self, Logical};
+use super::json::Spans;
 use crate::project::cdc::{Change, ChangeOp, Event};
 use crate::project::row_schema::RowSchema;
 use crate::project::source::members;
@@ -43,29 +44,99 @@ struct Envelope<'a> {
     ts_ms: Option<&'a RawValue>,
 }
 
+/// An [`Envelope`]'s members as their JSON texts (a null one absent, as serde reads it).
+#[derive(Default)]
+struct Parts<'a> {
+    schema: Option<&'a str>,
+    payload: Option<&'a str>,
+    op: Option<Cow<'a, str>>,
+    before: Option<&'a str>,
+    after: Option<&'a str>,
+    source: Option<&'a str>,
+    ts_ms: Option<&'a str>,
+}
+
+impl<'a> From<Envelope<'a>> for Parts<'a> {
+    fn from(e: Envelope<'a>) -> Self {
+        let text = |r: Option<&'a RawValue>| r.map(RawValue::get);
+        Parts {
+            schema: text(e.schema),
+            payload: text(e.payload),
+            op: e.op,
+            before: text(e.before),
+            after: text(e.after),
+            source: text(e.source),
+            ts_ms: text(e.ts_ms),
+        }
+    }
+}
+
+impl<'a> Parts<'a> {
+    fn read(text: &'a str) -> Result<Parts<'a>, serde_json::Error> {
+        serde_json::from_str::<Envelope<'a>>(text).map(Parts::from)
+    }
+
+    /// The envelope out of the members the parser found in `data` (`spans`), as serde would
+    /// read it; `None` for what serde refuses or reads otherwise (a repeated member, an `op`
+    /// that is not a plain string): [`Parts::read`] tells.
+    fn of_spans(data: &'a str, spans: &Spans) -> Option<Parts<'a>> {
+        let mut parts = Parts::default();
+        let mut seen = 0u8;
+        for (name, value) in spans {
+            let (name, value) = (data.get(name.clone())?, data.get(value.clone())?);
+            let (bit, slot) = match name {
+                "op" => {
+                    ((seen & 1) == 0).then_some(())?;
+                    seen |= 1;
+                    parts.op = match value {
+                        "null" => None,
+                        _ => Some(Cow::Borrowed(value.strip_prefix('"')?.strip_suffix('"').filter(|op| !op.contains('\\'))?)),
+                    };
+                    continue;
+                }
+                "schema" => (1, &mut parts.schema),
+                "payload" => (2, &mut parts.payload),
+                "before" => (3, &mut parts.before),
+                "after" => (4, &mut parts.after),
+                "source" => (5, &mut parts.source),
+                "ts_ms" => (6, &mut parts.ts_ms),
+                _ => continue,
+            };
+            ((seen & (1 << bit)) == 0).then_some(())?;
+            seen |= 1 << bit;
+            *slot = (value != "null").then_some(value);
+        }
+        Some(parts)
+    }
+}
+
 /// Read the change event in `data` (the message's data, JSON text), its key in `key` (JSON
 /// text, when the Kafka key is JSON or was decoded from the registry's wire format); `typed`:
-/// the data was decoded by a registry schema.
-pub(crate) fn read<'a>(data: &'a str, key: Option<&'a str>, typed: bool) -> Event<'a> {
-    if !data.trim_start().starts_with('{') {
+/// the data was decoded by a registry schema. `spans`: `data`'s top-level members as the parser
+/// found them, so the envelope is not parsed again.
+pub(crate) fn read<'a>(data: &'a str, spans: Option<&Spans>, key: Option<&'a str>, typed: bool) -> Event<'a> {
+    let env = match spans.and_then(|s| Parts::of_spans(data, s)) {
+        Some(env) => env,
         // Else serde would read the fields of an array, by position.
-        return Event::Invalid("the value is not a JSON object, so not a change event's envelope".into());
-    }
-    let env: Envelope<'a> = match serde_json::from_str(data) {
-        Ok(env) => env,
-        Err(e) => return Event::Invalid(format!("the value is not a change event's envelope: {e}")),
+        None if !data.trim_start().starts_with('{') => {
+            return Event::Invalid("the value is not a JSON object, so not a change event's envelope".into())
+        }
+        None => match Parts::read(data) {
+            Ok(env) => env,
+            Err(e) => return Event::Invalid(format!("the value is not a change event's envelope: {e}")),
+        },
     };
     let key = key.and_then(read_key);
     match (&env.op, env.payload) {
         // Kafka Connect's JSON wrapper: the envelope is the payload, described by the schema.
         (None, Some(payload)) => {
-            let conv = match env.schema.map(|s| compiled(s.get())).transpose() {
+            let conv = match env.schema.map(compiled).transpose() {
                 Ok(conv) => conv,
                 Err(e) => return Event::Invalid(format!("the Connect schema of the value: {e}")),
             };
-            match payload.get() {
+            match payload {
                 "null" => Event::NotARow("a null payload (a tombstone in Connect's wrapper)"),
-                text => match serde_json::from_str::<Envelope<'a>>(text) {
+                text => match Parts::read(text) {
                     Ok(inner) => change(inner, text, conv.as_deref(), key, conv.is_some()),
                     Err(e) => Event::Invalid(format!("the payload is not a change event's envelope: {e}")),
                 },
@@ -87,24 +158,24 @@ fn read_key(key: &str) -> Option<Cow<'_, str>> {
     if !wrapped {
         return Some(Cow::Borrowed(key));
     }
-    let part = |name: &str| members.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
-    let payload = part("payload").filter(|p| p.get().starts_with('{'))?;
-    let conv = part("schema").and_then(|s| compiled(s.get()).ok());
+    let part = |name: &str| members.iter().find(|(n, _)| n == name).map(|(_, v)| v.get());
+    let payload = part("payload").filter(|p| p.starts_with('{'))?;
+    let conv = part("schema").and_then(|s| compiled(s).ok());
     match conv.as_deref() {
         Some(Compiled { value, .. }) => convert(payload, value).ok(),
-        None => Some(Cow::Borrowed(payload.get())),
+        None => Some(Cow::Borrowed(payload)),
     }
 }
 
 /// A change from an envelope (`text`: its JSON, for what is not a row's change).
-fn change<'a>(env: Envelope<'a>, text: &'a str, conv: Option<&Compiled>, key: Option<Cow<'a, str>>, typed: bool) -> Event<'a> {
+fn change<'a>(env: Parts<'a>, text: &'a str, conv: Option<&Compiled>, key: Option<Cow<'a, str>>, typed: bool) -> Event<'a> {
     let Some(op) = env.op.as_deref() else { return not_a_row(text) };
     let Some(op) = ChangeOp::parse(op) else {
         return Event::Invalid(format!("op {op:?} is not one of c, r, u, d, t, m"));
     };
-    let image = |raw: Option<&'a RawValue>, conv: Option<&Conv>, which: &str| -> Result<Option<Cow<'a, str>>, String> {
+    let image = |raw: Option<&'a str>, conv: Option<&Conv>, which: &str| -> Result<Option<Cow<'a, str>>, String> {
         let Some(raw) = raw else { return Ok(None) };
-        if !raw.get().starts_with('{') {
+        if !raw.starts_with('{') {
             return Err(format!("{which} is not an object"));
         }
         convert(raw, conv.unwrap_or(&Conv::Plain)).map(Some).map_err(|e| format!("{which}: {e}"))
@@ -116,8 +187,8 @@ fn change<'a>(env: Envelope<'a>, text: &'a str, conv: Option<&Compiled>, key: Op
             op,
             before,
             after,
-            source: env.source.map(|s| Cow::Borrowed(s.get())),
-            ts_ms: env.ts_ms.map(|t| Cow::Borrowed(t.get())),
+            source: env.source.map(Cow::Borrowed),
+            ts_ms: env.ts_ms.map(Cow::Borrowed),
             key,
             typed,
             schema: conv.and_then(|c| c.row.clone()),
@@ -178,17 +249,42 @@ const CACHED_SCHEMAS: usize = 1024;
 const CACHED_BYTES: usize = 16 << 20;
 
 /// Compiled schemas by their text, and the texts' bytes.
-type Cache = (HashMap<Box<str>, Rc<Compiled>>, usize);
+type Cache = (HashMap<Rc<str>, Rc<Compiled>>, usize);
+
+/// The schemas a worker used last, most recent first: a topic's messages repeat their key's
+/// and their value's schema, found by comparing the text rather than hashing all of it.
+const RECENT: usize = 4;
 
 thread_local! {
     /// Schemas by their text: a connector sends one schema text per table version, so a worker
     /// compiles each once; past the bounds the cache starts over.
     static SCHEMAS: RefCell<Cache> = RefCell::new((HashMap::new(), 0));
+    static RECENT_SCHEMAS: RefCell<Vec<(Rc<str>, Rc<Compiled>)>> = const { RefCell::new(Vec::new()) };
 }
 
 fn compiled(text: &str) -> Result<Rc<Compiled>, String> {
-    if let Some(c) = SCHEMAS.with(|s| s.borrow().0.get(text).cloned()) {
+    let recent = RECENT_SCHEMAS.with(|r| {
+        let mut r = r.borrow_mut();
+        let i = r.iter().position(|(t, _)| **t == *text)?;
+        r[..=i].rotate_right(1);
+        Some(r[0].1.clone())
+    });
+    if let Some(c) = recent {
         return Ok(c);
+    }
+    let (text, c) = cached(text)?;
+    RECENT_SCHEMAS.with(|r| {
+        let mut r = r.borrow_mut();
+        r.truncate(RECENT - 1);
+        r.insert(0, (text, c.clone()));
+    });
+    Ok(c)
+}
+
+/// The schema compiled from `text`, out of the worker's cache or into it.
+fn cached(text: &str) -> Result<(Rc<str>, Rc<Compiled>), String> {
+    if let Some((t, c)) = SCHEMAS.with(|s| s.borrow().0.get_key_value(text).map(|(t, c)| (t.clone(), c.clone()))) {
+        return Ok((t, c));
     }
     let schema: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let field = |name: &str| {
@@ -200,16 +296,17 @@ fn compiled(text: &str) -> Result<Rc<Compiled>, String> {
         value: conv(&schema),
         row: field("after").or_else(|| field("before")).and_then(RowSchema::connect).map(Arc::new),
     });
-    SCHEMAS.with(|s| {
+    Ok(SCHEMAS.with(|s| {
         let (map, bytes) = &mut *s.borrow_mut();
         if map.len() >= CACHED_SCHEMAS || *bytes + text.len() > CACHED_BYTES {
             map.clear();
             *bytes = 0;
         }
         *bytes += text.len();
-        map.insert(text.into(), c.clone());
-    });
-    Ok(c)
+        let text: Rc<str> = text.into();
+        map.insert(text.clone(), c.clone());
+        (text, c)
+    }))
 }
 
 /// The logical types of Kafka Connect and Debezium that count in integers (the Avro
@@ -254,19 +351,17 @@ fn conv(schema: &Value) -> Conv {
     }
 }
 
-/// `raw` with its logical types decoded by `conv` (borrowed when nothing needs decoding).
-fn convert<'a>(raw: &'a RawValue, conv: &Conv) -> Result<Cow<'a, str>, String> {
-    let text = raw.get();
+/// `text` with its logical types decoded by `conv` (borrowed when nothing needs decoding).
+fn convert<'a>(text: &'a str, conv: &Conv) -> Result<Cow<'a, str>, String> {
     if *conv == Conv::Plain || text == "null" {
         return Ok(Cow::Borrowed(text));
     }
     let mut out = String::with_capacity(text.len() + 16);
-    write(raw, conv, &mut out)?;
+    write(text, conv, &mut out)?;
     Ok(Cow::Owned(out))
 }
 
-fn write(raw: &RawValue, conv: &Conv, out: &mut String) -> Result<(), String> {
-    let text = raw.get();
+fn write(text: &str, conv: &Conv, out: &mut String) -> Result<(), String> {
     if text == "null" {
         out.push_str(text);
         return Ok(());
@@ -312,7 +407,7 @@ fn write(raw: &RawValue, conv: &Conv, out: &mut String) -> Result<(), String> {
                 if i > 0 {
                     out.push(',');
                 }
-                write(v, item, out)?;
+                write(v.get(), item, out)?;
             }
             out.push(']');
         }
@@ -326,7 +421,7 @@ fn write(raw: &RawValue, conv: &Conv, out: &mut String) -> Result<(), String> {
                 out.push_str(&Value::String(name.to_string()).to_string());
                 out.push(':');
                 match fields.get(name.as_ref()) {
-                    Some(c) => write(v, c, out).map_err(|e| format!("field {name:?}: {e}"))?,
+                    Some(c) => write(v.get(), c, out).map_err(|e| format!("field {name:?}: {e}"))?,
                     None => out.push_str(v.get()),
                 }
             }

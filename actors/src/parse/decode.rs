@@ -64,6 +64,16 @@ impl<'m> Record<'m> {
     }
 }
 
+impl Record<'_> {
+    /// The top-level members of the value's object, when a decoder read it (see [`Record::object`]).
+    pub(super) fn spans(&self) -> Option<super::json::Spans> {
+        match self.object.get()? {
+            Ok((text, object)) => object.spans(text),
+            Err(_) => None,
+        }
+    }
+}
+
 /// The attribute name of a `ce_*` header (prefix matched case-insensitively), if it is one.
 /// Names are compared as bytes: no UTF-8 check on each pass over a record's headers.
 pub(super) fn ce_attribute(header: &[u8]) -> Option<&[u8]> {

@@ -2,6 +2,7 @@
 //! the depth and NUL-escape scan, a syntax check without building anything.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -37,6 +38,24 @@ impl<'a> Object<'a> {
             same
         });
         members
+    }
+}
+
+/// An object's top-level members as byte ranges of its text: each name (inside its quotes) and
+/// value, in order. What the parser found, kept for a later reader of the same text.
+pub(crate) type Spans = Vec<(Range<usize>, Range<usize>)>;
+
+impl Object<'_> {
+    /// The members as ranges of `text`, the text this object was read from; `None` when a name
+    /// has escapes (it is not a slice of the text).
+    pub(super) fn spans(&self, text: &str) -> Option<Spans> {
+        let base = text.as_ptr() as usize;
+        let at = |s: &str| {
+            let start = (s.as_ptr() as usize).checked_sub(base)?;
+            let end = start + s.len();
+            (end <= text.len()).then_some(start..end)
+        };
+        self.0.iter().map(|(k, v)| if let Cow::Borrowed(name) = k.0 { Some((at(name)?, at(v.get())?)) } else { None }).collect()
     }
 }
 

@@ -19,6 +19,7 @@
 
 use crate::records::{millis_to_utc, DeadLetter, EventRow, RawMessage, Reason, Refusal, RowTextBuilder};
 use decode::{header_text, Decoder, KnownHeaders, Record, RowParts};
+use json::Spans;
 
 mod avro;
 mod cdc;
@@ -49,16 +50,26 @@ pub(crate) enum Parsed {
 
 /// Parse one message. Never panics, whatever the bytes and headers. A row keeps the message
 /// (moved, not copied) as its original.
+#[cfg(test)]
 pub(crate) fn parse_message(msg: RawMessage, topts: &ParseOptions) -> Parsed {
-    match try_parse(&msg, topts) {
-        Ok((time, text)) => Parsed::Row(EventRow {
-            offset: msg.offset,
-            time,
-            kafka_timestamp: msg.timestamp_ms.and_then(millis_to_utc),
-            text,
-            original: msg,
-        }),
-        Err(refusal) => Parsed::Dead(dead_letter(&msg, refusal)),
+    parse_spanned(msg, topts, false).0
+}
+
+/// [`parse_message`], and with `spans` the value's top-level members as a decoder read them, if
+/// one did: for a reader of the same text after it (`route`), which then need not parse it again.
+fn parse_spanned(msg: RawMessage, topts: &ParseOptions, spans: bool) -> (Parsed, Option<Spans>) {
+    match try_parse(&msg, topts, spans) {
+        Ok(((time, text), spans)) => (
+            Parsed::Row(EventRow {
+                offset: msg.offset,
+                time,
+                kafka_timestamp: msg.timestamp_ms.and_then(millis_to_utc),
+                text,
+                original: msg,
+            }),
+            spans,
+        ),
+        Err(refusal) => (Parsed::Dead(dead_letter(&msg, refusal)), None),
     }
 }
 
@@ -121,7 +132,7 @@ fn check_headers(msg: &RawMessage) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<RowParts, Refusal> {
+fn try_parse(msg: &RawMessage, opts: &ParseOptions, spans: bool) -> Result<(RowParts, Option<Spans>), Refusal> {
     let payload = msg.payload().ok_or_else(|| Refusal::new(Reason::EmptyPayload, "record has a null value (tombstone)"))?;
     if payload.len() > opts.max_message_bytes {
         return Err(Refusal::new(
@@ -141,7 +152,11 @@ fn try_parse(msg: &RawMessage, opts: &ParseOptions) -> Result<RowParts, Refusal>
         Format::Avro | Format::Protobuf | Format::JsonSchema => &[&cloudevents::Binary, &framed::Framed, &framed::NotFramed],
     };
     // The last decoder of every list takes any record.
-    decoders.iter().find_map(|d| d.decode(&record)).unwrap_or_else(|| Err(Refusal::new(Reason::InvalidJson, "no decoder took the record")))
+    let parts = decoders
+        .iter()
+        .find_map(|d| d.decode(&record))
+        .unwrap_or_else(|| Err(Refusal::new(Reason::InvalidJson, "no decoder took the record")))?;
+    Ok((parts, if spans { record.spans() } else { None }))
 }
 
 /// Dead-letter details are stored as text: no NUL, bounded length.

@@ -1,7 +1,7 @@
 //! One record through the parser and the projections: what the `Parser` does with an ingested
 //! message and what a redrive does with a dead letter, written once so the two cannot drift.
 
-use super::{dead_letter, parse_message, tombstone_row, ParseOptions, Parsed};
+use super::{dead_letter, parse_spanned, tombstone_row, ParseOptions, Parsed};
 use crate::project::{Op, Unrouted, UNROUTED};
 use crate::records::Refusal;
 use crate::records::{DeadLetter, EventRow, RawMessage, Reason};
@@ -57,15 +57,20 @@ pub(crate) fn route_message(msg: RawMessage, topic: &str, partition: i32, opts: 
             Err(e) => return refused(&msg, e),
         }
     }
-    match parse_message(msg, opts) {
-        Parsed::Row(row) if plan.is_empty() => Routed::Row { row, ops: Vec::new() },
-        Parsed::Row(row) => {
+    let changes = plan.reads_changes(topic);
+    match parse_spanned(msg, opts, changes) {
+        (Parsed::Row(row), _) if plan.is_empty() => Routed::Row { row, ops: Vec::new() },
+        (Parsed::Row(row), spans) => {
             let routed = {
                 // A change event's envelope is read once, for every projection of changes.
-                let event = plan.reads_changes(topic).then(|| {
+                let event = changes.then(|| {
                     let key = key.or_else(|| std::str::from_utf8(row.original.key()?).ok());
                     let typed = super::framed::avro_decoded(row.original.payload(), opts);
-                    row.data().map(|data| super::cdc::read(data, key, typed))
+                    let data = row.data()?;
+                    // The spans are the value's: they hold for data that is the value itself.
+                    let value = row.original.payload().map(<[u8]>::as_ptr_range);
+                    let spans = spans.filter(|_| value == Some(data.as_bytes().as_ptr_range()));
+                    Some(super::cdc::read(data, spans.as_ref(), key, typed))
                 });
                 let mut event = event.flatten();
                 if let Some(crate::project::cdc::Event::Change(c)) = &mut event {
@@ -82,6 +87,6 @@ pub(crate) fn route_message(msg: RawMessage, topic: &str, partition: i32, opts: 
                 Ok(ops) => Routed::Projected { ops, record: row.original },
             }
         }
-        Parsed::Dead(d) => Routed::Dead(d),
+        (Parsed::Dead(d), _) => Routed::Dead(d),
     }
 }

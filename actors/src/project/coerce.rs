@@ -371,10 +371,10 @@ fn time_of(v: &Val<'_>, unit: Option<Unit>, date: bool) -> Result<DateTime<Utc>,
         Val::Number(n) => instant::from_epoch(&decimal_of(v, "a number")?, unit, date).map_err(|e| format!("{n} {e}"))?,
         _ => {
             let Some(s) = number_text(v) else { return Err(not(v, "a timestamp")) };
-            match (instant::parse_iso(s), Decimal::parse(s)) {
-                (Some(t), _) => t,
-                (None, Some(d)) => instant::from_epoch(&d, unit, date)?,
-                (None, None) => return Err(format!("{s:?} is not an ISO-8601 timestamp or epoch number")),
+            match instant::parse_iso(s).ok_or_else(|| Decimal::parse(s)) {
+                Ok(t) => t,
+                Err(Some(d)) => instant::from_epoch(&d, unit, date)?,
+                Err(None) => return Err(format!("{s:?} is not an ISO-8601 timestamp or epoch number")),
             }
         }
     };

@@ -96,6 +96,9 @@ pub(crate) fn checked(t: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
 
 /// ISO-8601 with an offset (RFC 3339, `T` or a space), or without one (taken as UTC).
 pub(crate) fn parse_iso(s: &str) -> Option<DateTime<Utc>> {
+    if let Some((t, _)) = plain_iso(s) {
+        return Some(t.and_utc());
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
@@ -109,12 +112,44 @@ pub(crate) fn parse_iso(s: &str) -> Option<DateTime<Utc>> {
 
 /// ISO-8601 without an offset: a date and time, or a date (midnight).
 pub(crate) fn parse_naive(s: &str) -> Option<NaiveDateTime> {
+    if let Some((t, utc)) = plain_iso(s) {
+        // A `Z` is an offset: none of the forms below takes it.
+        return (!utc).then_some(t);
+    }
     for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
             return Some(t);
         }
     }
     parse_date(s).and_then(|d| d.and_hms_opt(0, 0, 0))
+}
+
+/// The form tributary writes and most sources send, read without chrono's format parser (which
+/// reads its format string anew each time, and `parse_naive` tries five): `YYYY-MM-DD`, `T` or a
+/// space, `HH:MM:SS`, a fraction of 1–9 digits or none, then nothing or `Z` (`true`). Anything
+/// else is `None` and left to chrono, so what it reads it reads as chrono does.
+fn plain_iso(s: &str) -> Option<(NaiveDateTime, bool)> {
+    let b = s.as_bytes();
+    let (body, utc) = match b.last()? {
+        b'Z' => (&b[..b.len() - 1], true),
+        _ => (b, false),
+    };
+    if body.len() < 19 || body[4] != b'-' || body[7] != b'-' || !matches!(body[10], b'T' | b' ') || body[13] != b':' || body[16] != b':' {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<u32> {
+        body[from..to].iter().try_fold(0u32, |n, d| d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0')))
+    };
+    let nanos = match &body[19..] {
+        [] => 0,
+        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => num(20, body.len())? * 10u32.pow(9 - digits.len() as u32),
+        _ => return None,
+    };
+    // A leap second (60) is chrono's to read.
+    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    let time = if second < 60 { chrono::NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)? } else { return None };
+    let date = NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 7)?, num(8, 10)?)?;
+    Some((date.and_time(time), utc))
 }
 
 pub(crate) fn parse_date(s: &str) -> Option<NaiveDate> {
@@ -149,6 +184,83 @@ mod tests {
     fn the_first_and_last_seconds_are_the_years_bounds() {
         assert_eq!(Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap().timestamp(), FIRST_SECOND);
         assert_eq!(Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap().timestamp(), LAST_SECOND);
+    }
+
+    /// The slow path alone: what `parse_iso` and `parse_naive` read without `plain_iso`.
+    fn chrono_iso(s: &str) -> Option<DateTime<Utc>> {
+        if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+            return Some(t.with_timezone(&Utc));
+        }
+        for f in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
+            if let Ok(t) = DateTime::parse_from_str(s, f) {
+                return Some(t.with_timezone(&Utc));
+            }
+        }
+        chrono_naive(s).map(|n| n.and_utc())
+    }
+
+    fn chrono_naive(s: &str) -> Option<NaiveDateTime> {
+        for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+            if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+                return Some(t);
+            }
+        }
+        parse_date(s).and_then(|d| d.and_hms_opt(0, 0, 0))
+    }
+
+    #[test]
+    fn the_plain_form_reads_as_chrono_reads_it() {
+        let mut texts: Vec<String> = [
+            "2025-11-24T16:00:00.123456Z",
+            "2025-11-24 16:00:00.123456",
+            "2025-11-24T16:00:00",
+            "2025-11-24T16:00:00Z",
+            "2024-02-29T23:59:59.999999999Z",
+            "2023-02-29T00:00:00",
+            "2025-11-24T24:00:00",
+            "2025-11-24T23:60:00",
+            "2016-12-31T23:59:60Z",
+            "2025-11-24T16:00:00.",
+            "2025-11-24T16:00:00.1234567891Z",
+            "2025-11-24T16:00:00.1",
+            "0000-01-01T00:00:00",
+            "9999-12-31T23:59:59.999999Z",
+            "2025-11-24t16:00:00z",
+            "2025-11-24T16:00:00+02:00",
+            "2025-11-24T16:00:00.5-05:30",
+            "2025-11-24T16:00",
+            "2025-11-24",
+            "+2025-11-24T16:00:00",
+            "2025-1-24T16:00:00",
+            "2025-11-24T16:0a:00",
+            "2025-11-24T16:00:00 ",
+            " 2025-11-24T16:00:00",
+            "2025-11-24T16:00:00ZZ",
+            "2025-13-01T00:00:00",
+            "2025-11-24T16:00:00.-1",
+            "2025-11-24X16:00:00",
+            "",
+            "Z",
+            "12345-01-01T00:00:00",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut seed = 42u64;
+        for _ in 0..2000 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let t = DateTime::from_timestamp((seed >> 20) as i64 % 253_402_300_800, (seed % 1_000_000_000) as u32).unwrap();
+            let digits = (seed >> 8) as usize % 10;
+            let nanos = format!("{:09}", t.nanosecond());
+            let f = if digits == 0 { String::new() } else { format!(".{}", &nanos[..digits]) };
+            let sep = if seed & 1 == 0 { "T" } else { " " };
+            let zone = if seed & 2 == 0 { "Z" } else { "" };
+            texts.push(format!("{}{f}{zone}", t.format(&format!("%Y-%m-%d{sep}%H:%M:%S"))));
+        }
+        for s in &texts {
+            assert_eq!(parse_iso(s), chrono_iso(s), "parse_iso({s:?})");
+            assert_eq!(parse_naive(s), chrono_naive(s), "parse_naive({s:?})");
+        }
     }
 
     #[test]

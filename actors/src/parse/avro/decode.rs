@@ -270,8 +270,13 @@ pub(crate) fn int_value(v: i64, l: Logical, out: &mut String) -> Result<(), Stri
     };
     // From its own unit: through nanoseconds, an i64 would reach only the years 1677 to 2262.
     let stamp = |t: Option<DateTime<chrono::Utc>>, digits: usize, zone: &str, out: &mut String| -> Step {
-        let t = t.ok_or_else(|| format!("timestamp {v} out of range"))?;
-        let _ = write!(out, "\"{}{zone}\"", t.naive_utc().format(&format!("%Y-%m-%dT{}", fraction(digits))));
+        let t = t.ok_or_else(|| format!("timestamp {v} out of range"))?.naive_utc();
+        out.push('"');
+        if !iso_stamp(&t, digits, out) {
+            let _ = write!(out, "{}", t.format(&format!("%Y-%m-%dT{}", fraction(digits))));
+        }
+        out.push_str(zone);
+        out.push('"');
         Ok(())
     };
     match l {
@@ -296,6 +301,34 @@ pub(crate) fn int_value(v: i64, l: Logical, out: &mut String) -> Result<(), Stri
             Ok(())
         }
     }
+}
+
+/// `t` as chrono's `%Y-%m-%dT%H:%M:%S%.{digits}f` writes it, for the years 0000–9999 (false,
+/// nothing written: another year, which chrono writes with a sign); by hand, as chrono's
+/// formatter reads its format string anew for every value, a cost each change event paid.
+fn iso_stamp(t: &chrono::NaiveDateTime, digits: usize, out: &mut String) -> bool {
+    use chrono::{Datelike, Timelike};
+    let Ok(year) = u32::try_from(t.year()) else { return false };
+    if year > 9999 || t.nanosecond() >= 1_000_000_000 || !matches!(digits, 3 | 6 | 9) {
+        return false;
+    }
+    let mut buf = *b"0000-00-00T00:00:00.000000000";
+    let mut put = |at: usize, width: usize, mut n: u32| {
+        for i in (at..at + width).rev() {
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, t.month());
+    put(8, 2, t.day());
+    put(11, 2, t.hour());
+    put(14, 2, t.minute());
+    put(17, 2, t.second());
+    put(20, digits, t.nanosecond() / 10u32.pow(9 - digits as u32));
+    // Only ASCII digits and separators were written.
+    out.push_str(std::str::from_utf8(&buf[..20 + digits]).unwrap_or_default());
+    true
 }
 
 /// `HH:MM:SS` and a fraction of exactly `digits` digits: the type's own precision.

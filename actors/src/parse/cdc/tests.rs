@@ -33,7 +33,7 @@ fn wrapped(row_fields: Vec<Value>, payload: Value) -> String {
 fn change(text: &str, key: Option<&str>) -> crate::project::cdc::Change<'static> {
     let text: &'static str = Box::leak(text.to_string().into_boxed_str());
     let key: Option<&'static str> = key.map(|k| &*Box::leak(k.to_string().into_boxed_str()));
-    match read(text, key, false) {
+    match read(text, None, key, false) {
         Event::Change(c) => c,
         other => panic!("{other:?}"),
     }
@@ -118,7 +118,7 @@ fn decimals_sent_as_numbers_and_keys_in_the_wrapper() {
 
 #[test]
 fn what_is_not_a_row_change_is_told_from_what_is_not_a_change_event() {
-    let not_a_row = |v: Value| match read(Box::leak(v.to_string().into_boxed_str()), None, false) {
+    let not_a_row = |v: Value| match read(Box::leak(v.to_string().into_boxed_str()), None, None, false) {
         Event::NotARow(what) => what,
         other => panic!("{other:?}"),
     };
@@ -129,7 +129,7 @@ fn what_is_not_a_row_change_is_told_from_what_is_not_a_change_event() {
         "a schema change"
     );
     assert_eq!(not_a_row(json!({"status": "BEGIN", "id": "571:53195829", "ts_ms": 1, "event_count": null})), "transaction metadata");
-    let invalid = |v: &str| match read(Box::leak(v.to_string().into_boxed_str()), None, false) {
+    let invalid = |v: &str| match read(Box::leak(v.to_string().into_boxed_str()), None, None, false) {
         Event::Invalid(why) => why,
         other => panic!("{other:?}"),
     };
@@ -165,4 +165,60 @@ fn truncates_and_messages_read_without_images() {
     let c = change(r#"{"op": "t", "before": null, "after": null, "source": {"table": "t"}, "ts_ms": 5}"#, None);
     assert_eq!((c.op, c.before, c.after), (ChangeOp::Truncate, None, None));
     assert_eq!(change(r#"{"op": "m", "message": {"prefix": "p"}}"#, None).op, ChangeOp::Message);
+}
+
+/// The worker keeps its last schemas to compare before it hashes: schema texts of one length
+/// that differ only near their end, sent in turn and more of them than it keeps, must each
+/// decode their own message.
+#[test]
+fn each_message_is_decoded_by_its_own_schema_when_schemas_alternate() {
+    // Date and Time: the same length, one int read two ways.
+    let logicals = ["io.debezium.time.Date", "io.debezium.time.Time"];
+    let schemas: Vec<(String, &str)> = (0..3)
+        .flat_map(|table| logicals.iter().map(move |l| (table, *l)))
+        .map(|(table, l)| (wrapped(vec![field(&format!("v{table}"), "int32", Some(l))], json!(null)), l))
+        .collect();
+    assert!(schemas.len() > super::RECENT, "more schemas than the worker keeps at hand");
+    for round in 0..3 {
+        for (i, (schema, logical)) in schemas.iter().enumerate().rev().skip(round % 2) {
+            let table = i / 2;
+            let v = schema.replace(r#""payload":null"#, &format!(r#""payload":{{"op":"c","after":{{"v{table}":1000}}}}"#));
+            let want = if logical.ends_with("Date") { "1972-09-27" } else { "00:00:01.000" };
+            assert_eq!(image(change(&v, None).after.as_deref()), json!({format!("v{table}"): want}), "{logical} in round {round}");
+        }
+    }
+}
+
+/// The members the parser found are the envelope serde reads again: the same event from either,
+/// and what serde alone can tell (a repeated member, an `op` not a plain string) left to it.
+#[test]
+fn the_parsers_members_read_as_the_envelope_read_again() {
+    let schema_fields = vec![field("at", "int64", Some("io.debezium.time.MicroTimestamp"))];
+    let texts = [
+        wrapped(schema_fields.clone(), json!({"op": "u", "after": {"at": 1}, "source": {"lsn": 1}, "ts_ms": 2})),
+        wrapped(schema_fields.clone(), json!(null)),
+        wrapped(schema_fields, json!({"ts_ms": 1})),
+        json!({"op": "c", "before": null, "after": {"id": 1}, "source": {}, "ts_ms": 3}).to_string(),
+        r#"{"op": "c", "op": "u", "after": {}}"#.into(),
+        r#"{"op": null, "ts_ms": 1}"#.into(),
+        r#"{"op": 5, "after": {}}"#.into(),
+        r#"{"op": "\u0063", "after": {"id": 2}}"#.into(),
+        r#"{"after": {"id": 2}, "after": {"id": 3}, "op": "c"}"#.into(),
+        r#"{"schema": null, "payload": {"op": "d", "before": {"id": 1}}}"#.into(),
+        r#"{"payload": {"op": "d", "before": {"id": 1}}, "other": [1, {"op": "x"}]}"#.into(),
+        r#"{"ddl": "CREATE TABLE t (id int)", "source": {}, "databaseName": "db"}"#.into(),
+    ];
+    for text in &texts {
+        let text: &'static str = Box::leak(text.clone().into_boxed_str());
+        let object: super::super::json::Object<'_> = serde_json::from_str(text).unwrap();
+        let spans = object.spans(text).unwrap();
+        let key = Some(r#"{"id": 1}"#);
+        assert_eq!(read(text, Some(&spans), key, false), read(text, None, key, false), "{text}");
+    }
+    let usual = &texts[0];
+    let spans = serde_json::from_str::<super::super::json::Object<'_>>(usual).unwrap().spans(usual).unwrap();
+    assert!(super::Parts::of_spans(usual, &spans).is_some(), "the usual wrapper is read from the members");
+    let repeated = &texts[4];
+    let spans = serde_json::from_str::<super::super::json::Object<'_>>(repeated).unwrap().spans(repeated).unwrap();
+    assert!(super::Parts::of_spans(repeated, &spans).is_none(), "a repeated member is serde's to refuse");
 }

@@ -136,3 +136,30 @@ fn a_datum_that_does_not_fit_its_schema_says_where_and_never_panics() {
         let _ = json(r#"{"type":"map","values":["null","double",{"type":"bytes","logicalType":"decimal","scale":3}]}"#, &bytes);
     }
 }
+
+#[test]
+fn timestamps_written_by_hand_are_chronos_text_in_every_year_it_writes_unsigned() {
+    let chrono_text = |t: &chrono::NaiveDateTime, digits: usize| t.format(&format!("%Y-%m-%dT{}", fraction(digits))).to_string();
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    let mut micros = vec![0, -1, 1, -62_167_219_200_000_000, 253_402_300_799_999_999, 1_764_000_000_123_456];
+    for _ in 0..2000 {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        micros.push((seed >> 1) as i64 % 253_402_300_800_000_000);
+    }
+    for m in micros {
+        let t = DateTime::from_timestamp_micros(m).unwrap().naive_utc() + chrono::Duration::nanoseconds(m.rem_euclid(997));
+        for digits in [3, 6, 9] {
+            let mut out = String::new();
+            assert!(iso_stamp(&t, digits, &mut out), "{t}");
+            assert_eq!(out, chrono_text(&t, digits), "{m} at {digits} digits");
+        }
+    }
+    let far = DateTime::from_timestamp_micros(253_402_300_800_000_000).unwrap().naive_utc();
+    let before = DateTime::from_timestamp_micros(-62_167_219_200_000_001).unwrap().naive_utc();
+    for t in [far, before] {
+        assert!(!iso_stamp(&t, 6, &mut String::new()), "{t}: chrono signs it");
+    }
+    let mut out = String::new();
+    int_value(-62_167_219_200_000_001, Logical::TimestampMicros, &mut out).unwrap();
+    assert_eq!(out, "\"-0001-12-31T23:59:59.999999Z\"", "a year chrono signs is still its text");
+}
