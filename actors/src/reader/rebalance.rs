@@ -85,6 +85,9 @@ impl ConsumerContext for ReaderContext {
                     slog::warn!(s.log, "setting pause state after assignment failed"; "error" => e.to_string());
                 }
                 slog::info!(s.log, "partitions assigned"; "partitions" => keys.iter().map(ToString::to_string).collect::<Vec<_>>().join(","));
+                // An assignment came through the group coordinator: the brokers answer (said
+                // here as well as by the next probe, so the log agrees with /ready).
+                s.brokers().on_answer(&s.log, &s.health);
                 s.health.do_send(Assigned(report));
             }
             _ => {
