@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 use tributary::mock::MockKafka;
 
 use crate::service::{end_to_end, E2e};
-use crate::{create_topic, median_e2e, produce_records, quiesce, report, temp_pg, Event, Labels, Measured, Spread};
+use crate::{create_topic, median_e2e, produce_records, quiesce, r1, rate3, report, temp_pg, Event, Labels, Measured, Spread};
 
 /// The schema id every value is framed with, the only one the registry knows.
 const SCHEMA_ID: u32 = 1;
@@ -289,11 +289,9 @@ fn verify(url: &str, n: usize, topic: &str, partitions: i32) {
 
 /// The phase's fields of the JSON line (null when it did not run).
 pub fn summary(f: Option<&Figures>) -> Map<String, Value> {
-    let r1 = |x: f64| (x * 10.0).round() / 10.0;
-    let rate3 = |x: f64| (x * 1000.0).round() / 1000.0;
     let e2e = f.and_then(|f| f.measured.e2e.as_ref()).map(|(e, _)| e);
     let ratio = f.and_then(|f| f.measured.ratio.as_ref());
-    let fields = json!({
+    crate::fields(json!({
         "avro_e2e_per_s": e2e.map(|e| e.per_s.round()),
         "avro_vs_json_ratio": ratio.map(|r| rate3(r.median)),
         "avro_vs_json_ratio_low": ratio.map(|r| rate3(r.low)),
@@ -301,9 +299,5 @@ pub fn summary(f: Option<&Figures>) -> Map<String, Value> {
         "avro_rss_peak_mib": e2e.map(|e| r1(e.rss_peak_mib)),
         "avro_cpu_s_per_100k": e2e.map(|e| rate3(e.cpu_per_100k_s)),
         "avro_registry_requests": f.map(|f| f.requests),
-    });
-    match fields {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
+    }))
 }

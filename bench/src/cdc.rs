@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use tributary::mock::MockKafka;
 
 use crate::service::{end_to_end, E2e};
-use crate::{alternate, create_topic, produce_records, project, quiesce, report, temp_pg, Event, Labels, Measured, Spread};
+use crate::{alternate, create_topic, produce_records, project, quiesce, r1, rate3, report, temp_pg, Event, Labels, Measured, Spread};
 
 /// The replica as its operator creates it: the source table's columns and primary key.
 const TABLE: &str = "CREATE TABLE replica (id bigint PRIMARY KEY, name text, balance numeric(14,2), updated_at timestamp(6), status text)";
@@ -343,11 +343,9 @@ pub fn run(s: &Setup<'_>) -> Figures {
 
 /// The phase's fields of the JSON line (null when it did not run).
 pub fn summary(f: Option<&Figures>) -> Map<String, Value> {
-    let r1 = |x: f64| (x * 10.0).round() / 10.0;
-    let rate3 = |x: f64| (x * 1000.0).round() / 1000.0;
     let e2e = f.and_then(|f| f.measured.e2e.as_ref()).map(|(e, _)| e);
     let ratio = f.and_then(|f| f.measured.ratio.as_ref());
-    let fields = json!({
+    crate::fields(json!({
         "cdc_events": f.map(|f| f.events),
         "cdc_keys": f.map(|f| f.keys),
         "cdc_partitions": f.map(|f| f.partitions),
@@ -360,11 +358,7 @@ pub fn summary(f: Option<&Figures>) -> Map<String, Value> {
         "cdc_rss_steady_mib": e2e.map(|e| r1(e.rss_steady_mib)),
         "cdc_rss_peak_mib": e2e.map(|e| r1(e.rss_peak_mib)),
         "cdc_cpu_s_per_100k": e2e.map(|e| rate3(e.cpu_per_100k_s)),
-    });
-    match fields {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
+    }))
 }
 
 #[cfg(test)]

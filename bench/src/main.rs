@@ -30,7 +30,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use serde_json::json;
+use serde_json::{json, Map, Value};
 use tributary::mock::MockKafka;
 use tributary_actors::parse_batch;
 use tributary_actors::BatchLimits;
@@ -434,6 +434,24 @@ fn raw_sqlite_insert(url: &str, batches: &[(i32, Vec<tributary_actors::EventRow>
     rows as f64 / started.elapsed().as_secs_f64()
 }
 
+/// A figure of the JSON line to one decimal (MiB).
+fn r1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// A figure of the JSON line to three decimals (ratios, CPU seconds).
+fn rate3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// A phase's fields of the JSON line, written as one `json!` object.
+fn fields(object: Value) -> Map<String, Value> {
+    match object {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
 /// Let PostgreSQL write out what earlier phases left (a million rows of WAL to checkpoint), so
 /// every measured phase starts from a quiet server instead of paying for the one before it.
 fn quiesce(admin: &str) {
@@ -625,8 +643,6 @@ fn main() {
         (n, Some(pg), Some(sq), raw)
     });
 
-    let r1 = |x: f64| (x * 10.0).round() / 10.0;
-    let rate3 = |x: f64| (x * 1000.0).round() / 1000.0;
     let pg_e2e = pg.e2e.as_ref().map(|(e, _)| e);
     let sq_e2e = sq.e2e.as_ref().map(|(e, _)| e);
     let health = pg_e2e.and_then(|p| p.health);

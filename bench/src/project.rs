@@ -19,7 +19,7 @@ use tributary_actors::raw;
 use tributary_actors::BatchLimits;
 
 use crate::service::end_to_end;
-use crate::{alternate, create_topic, open, produce_records, quiesce, report, temp_pg, Labels, Measured};
+use crate::{alternate, create_topic, open, produce_records, quiesce, r1, rate3, report, temp_pg, Labels, Measured};
 
 /// The projection as an operator writes it: no `events` archive, only the table.
 const CONFIG: &str = r#"
@@ -430,8 +430,6 @@ pub fn run(s: &Setup<'_>) -> Option<Figures> {
 
 /// The summary's projection fields (null for a skipped phase).
 pub fn summary(f: Option<&Figures>) -> Map<String, Value> {
-    let r1 = |x: f64| (x * 10.0).round() / 10.0;
-    let rate3 = |x: f64| (x * 1000.0).round() / 1000.0;
     let figures = |m: Option<&Measured>| {
         let e2e = m.and_then(|m| m.e2e.as_ref()).map(|(e, _)| e);
         (
@@ -443,7 +441,7 @@ pub fn summary(f: Option<&Figures>) -> Map<String, Value> {
     };
     let (pg_raw, pg_e2e, pg_ratio, pg_rss) = figures(f.and_then(|f| f.pg.as_ref()));
     let (sq_raw, sq_e2e, sq_ratio, sq_rss) = figures(f.and_then(|f| f.sqlite.as_ref()));
-    let fields = json!({
+    crate::fields(json!({
         "proj_events": f.map(|f| f.events),
         "proj_keys": f.map(|f| f.keys),
         "pg_proj_raw_per_s": pg_raw,
@@ -458,9 +456,5 @@ pub fn summary(f: Option<&Figures>) -> Map<String, Value> {
         "sqlite_proj_ratio": sq_ratio.map(|r| r.0),
         "sqlite_proj_ratio_low": sq_ratio.map(|r| r.1),
         "sqlite_proj_rss_steady_mib": sq_rss.map(|r| r.0),
-    });
-    match fields {
-        Value::Object(map) => map,
-        _ => unreachable!("a JSON object"),
-    }
+    }))
 }
