@@ -198,12 +198,10 @@ impl Tables {
         change: &Change<'_>,
         missing: &mut HashMap<(u16, TableName), Refusal>,
     ) -> Result<(), StoreError> {
-        if missing.contains_key(&(template, table.clone())) {
-            return Ok(());
-        }
-        let known = self.known.get(&template).and_then(|t| t.get(table)).copied();
-        let result = match known {
+        // Known first: every pending op comes here, and a missing table's key is a copy.
+        let result = match self.known.get(&template).and_then(|t| t.get(table)).copied() {
             Some(index) => self.widen(conn, index, change),
+            None if missing.contains_key(&(template, table.clone())) => return Ok(()),
             None => self.reach(conn, template, table, change),
         };
         match result? {
@@ -227,29 +225,25 @@ impl Tables {
         if self.plan.projections.len() >= MAX_PROJECTIONS {
             return Ok(Err(format!("the writer keeps {MAX_PROJECTIONS} projections at most, and has them")));
         }
-        let base = &self.plan.projections[template as usize];
-        let mut p = base.for_table(table.clone());
         let mut created = false;
-        let mut info = match read(conn, &p)? {
-            Ok(info) => info,
+        let base = &self.plan.projections[template as usize];
+        if base.creates_from_schema() {
+            let p = base.for_table(table.clone());
+            match read(conn, &p)? {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    if let Err(problem) = create(conn, &p, change)? {
+                        return Ok(Err(problem));
+                    }
+                    created = true;
+                }
+                Err(problem) => return Ok(Err(problem)),
+            }
+        }
+        let p = match self.checked(conn, template, table)? {
+            Ok(p) => p,
             Err(problem) => return Ok(Err(problem)),
         };
-        if info.is_none() && p.creates_from_schema() {
-            if let Err(problem) = create(conn, &p, change)? {
-                return Ok(Err(problem));
-            }
-            created = true;
-            info = match read(conn, &p)? {
-                Ok(info) => info,
-                Err(problem) => return Ok(Err(problem)),
-            };
-        }
-        let Some(info) = info else { return Ok(Err(absent(conn, &p)?)) };
-        let mut warnings = Vec::new();
-        if let Err(e) = complete(&mut p, &info, C::TEXT_HOLDS_NUL, &mut warnings) {
-            return Ok(Err(fix(e)));
-        }
-        self.told.extend(warnings.into_iter().map(Told::Warning));
         self.told.push(Told::Reached { projection: p.name.clone(), table: table.to_string(), created });
         self.plan.projections.push(p);
         let index = (self.plan.projections.len() - 1) as u16;
@@ -280,8 +274,7 @@ impl Tables {
             // member, or a redrive, may have added it since).
             let template = self.known.iter().find_map(|(t, tables)| tables.values().any(|&i| i == index).then_some(*t)).unwrap_or(index);
             let table = p.table.clone();
-            let mut p = self.plan.projections[template as usize].for_table(table.clone());
-            let mut info = match existing(conn, &p)? {
+            let info = match existing(conn, &self.plan.projections[template as usize].for_table(table.clone()))? {
                 Ok(info) => info,
                 Err(problem) => return Ok(Err(problem)),
             };
@@ -296,17 +289,11 @@ impl Tables {
                     Err(e) => return Ok(Err(format!("column {name:?} could not be added: {e}"))),
                 }
             }
-            if !new.is_empty() {
-                info = match existing(conn, &p)? {
-                    Ok(info) => info,
-                    Err(problem) => return Ok(Err(problem)),
-                };
-            }
-            let mut warnings = Vec::new();
-            if let Err(e) = complete(&mut p, &info, C::TEXT_HOLDS_NUL, &mut warnings) {
-                return Ok(Err(fix(e)));
-            }
-            self.told.extend(warnings.into_iter().map(Told::Warning));
+            // The configured projection's settings, checked against the table as it is now.
+            let p = match self.checked(conn, template, &table)? {
+                Ok(p) => p,
+                Err(problem) => return Ok(Err(problem)),
+            };
             if !new.is_empty() {
                 self.told.push(Told::ColumnsAdded { projection: p.name.clone(), table: table.to_string(), columns: new });
             }
@@ -316,6 +303,27 @@ impl Tables {
         }
         self.covered.insert(index, schema.clone());
         Ok(Ok(()))
+    }
+
+    /// `template`'s projection for `table`, checked against the table as the start-up checks a
+    /// configured one (its warnings told), or why the table cannot be written.
+    fn checked<C: ProjectStore + Catalog + Lookup>(
+        &mut self,
+        conn: &mut C,
+        template: u16,
+        table: &TableName,
+    ) -> Result<Result<Projection, Problem>, StoreError> {
+        let mut p = self.plan.projections[template as usize].for_table(table.clone());
+        let info = match existing(conn, &p)? {
+            Ok(info) => info,
+            Err(problem) => return Ok(Err(problem)),
+        };
+        let mut warnings = Vec::new();
+        if let Err(e) = complete(&mut p, &info, C::TEXT_HOLDS_NUL, &mut warnings) {
+            return Ok(Err(fix(e)));
+        }
+        self.told.extend(warnings.into_iter().map(Told::Warning));
+        Ok(Ok(p))
     }
 
     /// Tell, once per projection and field, a change's field its table has no column for.
