@@ -22,11 +22,15 @@ impl Projection {
             Some(Event::NotARow(_)) => return Ok(Op::new(index, OpKind::Skip(Skip::NotARow), Vec::new())),
             Some(Event::Change(c)) => c,
         };
-        match (&self.template, change.op) {
-            (_, ChangeOp::Truncate) if !self.truncate => Ok(Op::new(index, OpKind::Skip(Skip::Truncate), Vec::new())),
-            (_, ChangeOp::Message) => Ok(Op::new(index, OpKind::Skip(Skip::NotARow), Vec::new())),
+        // A skip needs no table: `apply_change` makes it whatever the projection's table is.
+        let skipped = match change.op {
+            ChangeOp::Truncate => !self.truncate,
+            ChangeOp::Message => true,
+            _ => false,
+        };
+        match &self.template {
             // The writer finds the table the change names, and makes the op with its columns.
-            (Some(template), _) => {
+            Some(template) if !skipped => {
                 let table = template.table(input.topic, change.source.as_deref()).map_err(|why| Refusal {
                     reason: Reason::ProjectionNoTable,
                     detail: format!("projection {}: table = {:?}: {why}", self.name, self.spec.table),
@@ -34,7 +38,7 @@ impl Projection {
                 let pending = Pending { table, change: change.to_static(), key: input.decoded_key().map(str::to_string) };
                 Ok(Op { pending: Some(Box::new(pending)), ..Op::new(index, OpKind::Pending, Vec::new()) })
             }
-            (None, _) => self.apply_change(index, input, change),
+            _ => self.apply_change(index, input, change),
         }
     }
 
